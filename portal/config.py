@@ -1,0 +1,177 @@
+"""Settings: built-in defaults < portal.toml < PORTAL_* environment variables, validated once.
+
+Secrets (the signing key, Stripe keys) are read from the environment only, never from portal.toml, so a
+config file can be committed or shared without leaking them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from babel import Locale, UnknownLocaleError
+from babel.numbers import list_currencies
+
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEV_SECRET_KEY = "dev-insecure-secret-do-not-use-in-production"
+CONFIG_FILE = "portal.toml"
+
+# Keys that may only come from the environment.
+SECRET_KEYS = {"secret_key", "secret_key_fallbacks", "stripe_secret_key", "stripe_webhook_secret"}
+# Stripe's own variable names are honoured, as every Stripe integration does.
+ENV_ALIASES = {"stripe_secret_key": "STRIPE_SECRET_KEY", "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    secret_key: str = DEV_SECRET_KEY
+    # Older secrets still accepted when verifying tokens (rotation); newest first, comma-separated in env.
+    secret_key_fallbacks: tuple[str, ...] = ()
+    database_url: str = "sqlite:///portal.db"
+    site_url: str = "http://127.0.0.1:8000"
+    webhook_url: str = ""  # empty: same as site_url
+    target: str = "build"
+    mail_url: str = "outbox:outbox"
+    link_ttl_days: int = 60
+    stripe_secret_key: str = ""
+    stripe_webhook_secret: str = ""
+    stripe_api_base: str = ""
+    # Data defaults and presentation.
+    default_currency: str = "USD"
+    default_locale: str = "en_US"
+    company_name: str = "Example Supplies Inc."
+    support_email: str = "ar@example.com"
+    # Invoices in another currency than their customer's are refused unless this is on.
+    allow_foreign_currency: bool = False
+    theme_dir: str = ""  # a folder of templates that override the built-in ones
+    build_workers: int = 0  # 0: one per CPU
+    render_pdfs: bool = True  # render a PDF for invoices without a supplied one, and for statements
+    aging_buckets: tuple[int, ...] = (30, 60, 90)
+    config_file: str = field(default="", compare=False)
+
+    @property
+    def is_dev_secret(self) -> bool:
+        return self.secret_key == DEV_SECRET_KEY
+
+    @property
+    def effective_webhook_url(self) -> str:
+        return (self.webhook_url or self.site_url).rstrip("/")
+
+    @property
+    def payments_enabled(self) -> bool:
+        return bool(self.stripe_secret_key)
+
+    def replace(self, **changes: Any) -> Settings:
+        return validate(dataclasses.replace(self, **changes))
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "config_file"}
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    """Turn a TOML value or an environment string into the field's type, or raise ConfigError."""
+    default = _FIELDS[name].default
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError("expected true or false")
+        if isinstance(default, int):
+            if isinstance(value, bool):
+                raise ValueError("expected a whole number")
+            return int(value)
+        if isinstance(default, tuple):
+            items = value if isinstance(value, list) else [v for v in str(value).split(",") if v.strip()]
+            element = type(default[0]) if default else str
+            return tuple(element(str(v).strip()) for v in items)
+        if not isinstance(value, str):
+            raise ValueError("expected a string")
+        return value
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {name}: {value!r}: {exc}") from None
+
+
+def load_settings(
+    config_file: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Read defaults < portal.toml (or `config_file`) < PORTAL_* variables < `overrides`; validate once."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    path = Path(config_file) if config_file else Path(CONFIG_FILE)
+    if config_file and not path.is_file():
+        raise ConfigError(f"{path}: no such configuration file")
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        for key, value in data.items():
+            if key not in _FIELDS:
+                raise ConfigError(f"{path}: {key}: unknown setting (known: {', '.join(sorted(_FIELDS))})")
+            if key in SECRET_KEYS:
+                raise ConfigError(f"{path}: {key}: secrets are read from the environment only "
+                                  f"(set {ENV_ALIASES.get(key, 'PORTAL_' + key.upper())})")
+            values[key] = _coerce(key, value, str(path))
+        values["config_file"] = str(path)
+    for name in _FIELDS:
+        for var in (f"PORTAL_{name.upper()}", ENV_ALIASES.get(name)):
+            if var and var in env:
+                values[name] = _coerce(name, env[var], var)
+    for name, value in overrides.items():
+        if name not in _FIELDS:
+            raise ConfigError(f"{name}: unknown setting")
+        values[name] = value
+    return validate(Settings(**values))
+
+
+def validate(settings: Settings) -> Settings:
+    """Check every setting once, so nothing later has to; raise ConfigError naming the key."""
+    for key in ("site_url", "webhook_url", "stripe_api_base"):
+        value = getattr(settings, key)
+        if value and urlparse(value).scheme not in {"http", "https"}:
+            raise ConfigError(f"{key}: {value!r} is not an http(s) URL")
+    if settings.link_ttl_days < 1:
+        raise ConfigError(f"link_ttl_days: {settings.link_ttl_days} must be at least 1")
+    if settings.build_workers < 0:
+        raise ConfigError(f"build_workers: {settings.build_workers} must be 0 (one per CPU) or more")
+    if settings.default_currency not in list_currencies():
+        raise ConfigError(f"default_currency: {settings.default_currency!r} is not an ISO 4217 currency")
+    try:
+        Locale.parse(settings.default_locale)
+    except (ValueError, UnknownLocaleError):
+        raise ConfigError(f"default_locale: {settings.default_locale!r} is not a known locale") from None
+    if list(settings.aging_buckets) != sorted(set(settings.aging_buckets)) or not settings.aging_buckets:
+        raise ConfigError(f"aging_buckets: {list(settings.aging_buckets)} must be increasing day counts")
+    scheme = settings.mail_url.split(":", 1)[0]
+    if scheme not in {"outbox", "smtp", "smtps", "ses"}:
+        raise ConfigError(f"mail_url: {settings.mail_url!r}: use outbox:DIR, smtp://user:pass@host:port "
+                          "or ses://region")
+    if len(settings.secret_key) < 16:
+        raise ConfigError("secret_key: PORTAL_SECRET_KEY must be at least 16 characters")
+    return settings
+
+
+def warn_if_insecure(settings: Settings) -> None:
+    """The development secret signs every link: say so loudly, every time it is used."""
+    if settings.is_dev_secret:
+        log.warning(
+            "PORTAL_SECRET_KEY is not set: using the built-in DEVELOPMENT secret. Anyone can forge "
+            "customer links with it. Set PORTAL_SECRET_KEY before publishing anything."
+        )

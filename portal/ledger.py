@@ -1,0 +1,504 @@
+"""The AR data model and the reader of the ERP export (DESIGN.md section 3).
+
+`read_export(folder, settings)` returns a `Ledger` or raises `ExportInvalid` listing every problem as
+`file:line: column: message`. Nothing is written anywhere by this module.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from babel import Locale, UnknownLocaleError
+
+from .config import Settings
+from .errors import ExportInvalid
+from .money import AmountError, is_currency, parse_amount, parse_decimal
+
+ROLES = ("billing", "approver", "other")
+DOCUMENT_KINDS = ("invoice", "po", "contract", "delivery", "statement", "other")
+# Supplied documents are served to customers as downloads: only types that do not run in a browser.
+DOCUMENT_TYPES = {
+    ".pdf": "application/pdf", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+    ".gif": "image/gif", ".webp": "image/webp", ".tif": "image/tiff", ".tiff": "image/tiff",
+    ".csv": "text/csv", ".txt": "text/plain", ".xml": "application/xml", ".zip": "application/zip",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".xls": "application/vnd.ms-excel",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".doc": "application/msword",
+}
+# Deliberately strict: an address goes into mail headers, so no spaces, commas or line breaks.
+_EMAIL = re.compile(r"[^@\s,;<>\"']+@[^@\s,;<>\"']+\.[^@\s,;<>\"']+")
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    customer_id: str
+    name: str
+    currency: str
+    locale: str
+    group: str = ""
+    collector: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    customer_id: str
+    contact_id: str
+    email: str
+    name: str = ""
+    role: str = "billing"
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceLine:
+    invoice_id: str
+    line_no: int
+    description: str
+    quantity: Decimal | None
+    unit_price: Decimal | None
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    invoice_id: str
+    customer_id: str
+    number: str
+    issue_date: date
+    due_date: date
+    amount: int
+    balance: int
+    currency: str
+    po_number: str = ""
+    terms: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    credit_id: str
+    customer_id: str
+    number: str
+    issue_date: date
+    amount: int
+    balance: int
+    currency: str
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    document_id: str
+    customer_id: str
+    file: str  # as written in documents.csv, relative to the export folder
+    invoice_id: str = ""
+    kind: str = "other"
+    title: str = ""
+    sha256: str = ""
+    size: int = 0
+    content_type: str = "application/octet-stream"
+
+    @property
+    def extension(self) -> str:
+        return Path(self.file).suffix.lower()
+
+
+@dataclass
+class Ledger:
+    """One snapshot of open AR as the ERP exported it."""
+
+    folder: Path
+    as_of: datetime
+    customers: dict[str, Customer] = field(default_factory=dict)
+    contacts: list[Contact] = field(default_factory=list)
+    invoices: dict[str, Invoice] = field(default_factory=dict)
+    lines: dict[str, list[InvoiceLine]] = field(default_factory=dict)
+    credits: dict[str, Credit] = field(default_factory=dict)
+    documents: dict[str, Document] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def document_path(self, document: Document) -> Path:
+        return self.folder / document.file
+
+
+class _Row:
+    """One CSV record with its file name and line number, so every message can say where."""
+
+    __slots__ = ("file", "line", "values", "problems")
+
+    def __init__(self, file: str, line: int, values: dict[str, str], problems: list[str]):
+        self.file, self.line, self.values, self.problems = file, line, values, problems
+
+    def get(self, column: str) -> str:
+        return self.values.get(column, "").strip()
+
+    def error(self, column: str, message: str) -> None:
+        self.problems.append(f"{self.file}:{self.line}: {column}: {message}")
+
+    def required(self, column: str) -> str:
+        value = self.get(column)
+        if not value:
+            self.error(column, "is empty")
+        return value
+
+    def date(self, column: str) -> date | None:
+        text = self.required(column)
+        if not text:
+            return None
+        try:
+            if len(text) != 10:
+                raise ValueError
+            return date.fromisoformat(text)
+        except ValueError:
+            self.error(column, f'"{text}" is not a date (write it as YYYY-MM-DD)')
+            return None
+
+    def amount(self, column: str, currency: str, required: bool = True) -> int | None:
+        text = self.required(column) if required else self.get(column)
+        if not text:
+            return None
+        try:
+            return parse_amount(text, currency)
+        except AmountError as exc:
+            self.error(column, str(exc))
+            return None
+
+    def decimal(self, column: str, what: str) -> Decimal | None:
+        text = self.get(column)
+        if not text:
+            return None
+        try:
+            return parse_decimal(text, what)
+        except AmountError as exc:
+            self.error(column, str(exc))
+            return None
+
+
+class _Reader:
+    def __init__(self, folder: Path, settings: Settings):
+        self.folder = folder
+        self.settings = settings
+        self.problems: list[str] = []
+        self.warnings: list[str] = []
+        # Ids whose own row was invalid: references to them are not reported again (one root cause,
+        # one message).
+        self.invalid_customers: set[str] = set()
+        self.invalid_invoices: set[str] = set()
+
+    def known_customer(self, row: _Row, ledger: Ledger) -> str:
+        """The row's customer_id if that customer was read; '' (reported once) otherwise."""
+        customer_id = row.required("customer_id")
+        if customer_id and customer_id not in ledger.customers:
+            if customer_id not in self.invalid_customers:
+                row.error("customer_id", f'"{customer_id}" is not in customers.csv')
+            return ""
+        return customer_id
+
+    def rows(self, name: str, required_columns: tuple[str, ...], required: bool = True) -> Iterator[_Row]:
+        path = self.folder / name
+        if not path.is_file():
+            if required:
+                self.problems.append(f"{name}: required file is missing")
+            return
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            self.problems.append(f"{name}:{line}: not valid UTF-8 (byte 0x{raw[exc.start]:02x}); "
+                                 "save the export as UTF-8")
+            return
+        reader = csv.reader(io.StringIO(text, newline=""))
+        try:
+            header = [h.strip().lower() for h in next(reader)]
+        except StopIteration:
+            self.problems.append(f"{name}:1: the header row is missing")
+            return
+        except csv.Error as exc:
+            self.problems.append(f"{name}:1: {exc}")
+            return
+        missing = [c for c in required_columns if c not in header]
+        for column in missing:
+            self.problems.append(f"{name}:1: {column}: required column is missing")
+        if missing:
+            return
+        width = len(header)
+        previous = reader.line_num
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                self.problems.append(f"{name}:{previous + 1}: {exc}")
+                return
+            line, previous = previous + 1, reader.line_num
+            if not record or (len(record) == 1 and not record[0].strip()):
+                continue
+            if len(record) != width:
+                self.problems.append(f"{name}:{line}: the row has {len(record)} fields, the header has {width}")
+                continue
+            yield _Row(name, line, dict(zip(header, record)), self.problems)
+
+    def unique(self, row: _Row, column: str, seen: dict[str, int]) -> str:
+        """The row's id, or '' (with a problem recorded) when it is empty or a duplicate."""
+        value = row.required(column)
+        if value and value in seen:
+            row.error(column, f'"{value}" is a duplicate of line {seen[value]}')
+            return ""
+        if value:
+            seen[value] = row.line
+        return value
+
+    def currency(self, row: _Row, default: str) -> str:
+        code = row.get("currency").upper() or default
+        if not is_currency(code):
+            row.error("currency", f'"{code}" is not an ISO 4217 currency code')
+            return ""
+        return code
+
+
+def read_export(folder: str | os.PathLike, settings: Settings) -> Ledger:
+    """Read and validate an export folder; raise ExportInvalid with every problem found."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise ExportInvalid([f"{root}: not a folder"])
+    root = root.resolve()
+    reader = _Reader(root, settings)
+    ledger = Ledger(folder=root, as_of=_read_as_of(root, reader.problems))
+    _read_customers(reader, ledger)
+    _read_contacts(reader, ledger)
+    _read_invoices(reader, ledger)
+    _read_lines(reader, ledger)
+    _read_credits(reader, ledger)
+    _read_documents(reader, ledger)
+    for customer_id in sorted(set(ledger.customers) - {c.customer_id for c in ledger.contacts}):
+        reader.warnings.append(f'customers.csv: customer "{customer_id}" has no contacts: no one can be '
+                               "sent a link")
+    if reader.problems:
+        raise ExportInvalid(reader.problems, reader.warnings)
+    ledger.warnings = reader.warnings
+    return ledger
+
+
+def _read_as_of(root: Path, problems: list[str]) -> datetime:
+    path = root / "export.json"
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            problems.append("export.json:1: not valid UTF-8")
+            return datetime.now(UTC)
+        except json.JSONDecodeError as exc:
+            problems.append(f"export.json:{exc.lineno}: {exc.msg}")
+            return datetime.now(UTC)
+        text = data.get("as_of") if isinstance(data, dict) else None
+        if not isinstance(text, str):
+            problems.append('export.json:1: as_of: missing (write {"as_of": "2026-11-20T18:00:00Z"})')
+            return datetime.now(UTC)
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            problems.append(f'export.json:1: as_of: "{text}" is not an ISO 8601 time')
+            return datetime.now(UTC)
+        if moment.tzinfo is None:
+            problems.append(f'export.json:1: as_of: "{text}" has no time zone (add Z for UTC)')
+            return datetime.now(UTC)
+        return moment.astimezone(UTC)
+    newest = max((p.stat().st_mtime for p in root.glob("*.csv")), default=None)
+    moment = datetime.fromtimestamp(newest, UTC) if newest else datetime.now(UTC)
+    return moment.replace(microsecond=0)
+
+
+def _read_customers(reader: _Reader, ledger: Ledger) -> None:
+    seen: dict[str, int] = {}
+    for row in reader.rows("customers.csv", ("customer_id", "name")):
+        customer_id = reader.unique(row, "customer_id", seen)
+        name = row.required("name")
+        currency = reader.currency(row, reader.settings.default_currency)
+        locale = row.get("locale") or reader.settings.default_locale
+        try:
+            Locale.parse(locale)
+        except (ValueError, UnknownLocaleError):
+            row.error("locale", f'"{locale}" is not a known locale (write it like en_US or de_DE)')
+            locale = ""
+        collector = row.get("collector")
+        if collector and not _EMAIL.fullmatch(collector):
+            row.error("collector", f'"{collector}" is not an email address')
+        if customer_id and name and currency and locale:
+            ledger.customers[customer_id] = Customer(customer_id, name, currency, locale,
+                                                     row.get("group"), collector)
+        elif customer_id:
+            reader.invalid_customers.add(customer_id)
+
+
+def _read_contacts(reader: _Reader, ledger: Ledger) -> None:
+    seen: dict[tuple[str, str], int] = {}
+    for row in reader.rows("contacts.csv", ("customer_id", "email")):
+        customer_id = reader.known_customer(row, ledger)
+        email = row.required("email")
+        if email and not _EMAIL.fullmatch(email):
+            row.error("email", f'"{email}" is not an email address')
+            email = ""
+        contact_id = row.get("contact_id") or email
+        role = row.get("role").lower() or "billing"
+        if role not in ROLES:
+            row.error("role", f'"{role}" is not one of {", ".join(ROLES)}')
+        if customer_id and contact_id:
+            if (customer_id, contact_id) in seen:
+                row.error("contact_id", f'"{contact_id}" is a duplicate of line {seen[customer_id, contact_id]}')
+                continue
+            seen[customer_id, contact_id] = row.line
+        if customer_id and email and role in ROLES:
+            ledger.contacts.append(Contact(customer_id, contact_id, email, row.get("name"), role))
+
+
+def _read_invoices(reader: _Reader, ledger: Ledger) -> None:
+    seen: dict[str, int] = {}
+    allow_foreign = reader.settings.allow_foreign_currency
+    for row in reader.rows("invoices.csv", ("invoice_id", "customer_id", "number", "issue_date",
+                                            "due_date", "amount", "balance")):
+        invoice_id = reader.unique(row, "invoice_id", seen)
+        customer_id = reader.known_customer(row, ledger)
+        customer = ledger.customers.get(customer_id)
+        number = row.required("number")
+        issue_date, due_date = row.date("issue_date"), row.date("due_date")
+        currency = reader.currency(row, customer.currency if customer else reader.settings.default_currency)
+        if customer and currency and currency != customer.currency and not allow_foreign:
+            row.error("currency", f"{currency} differs from the customer's {customer.currency} "
+                                  "(set allow_foreign_currency = true to allow it)")
+            currency = ""
+        amount = row.amount("amount", currency) if currency else None
+        balance = row.amount("balance", currency) if currency else None
+        if amount is not None and amount < 0:
+            row.error("amount", "is negative: put credit notes in credits.csv")
+        if balance is not None and balance < 0:
+            row.error("balance", "is negative")
+        elif balance is not None and amount is not None and balance > amount:
+            row.error("balance", "is larger than amount")
+        if issue_date and due_date and due_date < issue_date:
+            reader.warnings.append(f"invoices.csv:{row.line}: due_date: {due_date} is before issue_date "
+                                   f"{issue_date}")
+        if invoice_id and customer and number and issue_date and due_date and amount is not None \
+                and balance is not None and 0 <= balance <= amount:
+            ledger.invoices[invoice_id] = Invoice(
+                invoice_id, customer_id, number, issue_date, due_date, amount, balance, currency,
+                row.get("po_number"), row.get("terms"), row.get("description"))
+        elif invoice_id:
+            reader.invalid_invoices.add(invoice_id)
+
+
+def _read_lines(reader: _Reader, ledger: Ledger) -> None:
+    for row in reader.rows("invoice_lines.csv", ("invoice_id", "description", "quantity", "unit_price",
+                                                 "amount"), required=False):
+        invoice_id = row.required("invoice_id")
+        invoice = ledger.invoices.get(invoice_id)
+        if invoice_id and invoice is None and invoice_id not in reader.invalid_invoices:
+            row.error("invoice_id", f'"{invoice_id}" is not in invoices.csv')
+        quantity = row.decimal("quantity", "quantity")
+        unit_price = row.decimal("unit_price", "price")
+        amount = row.amount("amount", invoice.currency) if invoice else None
+        if invoice and amount is not None:
+            lines = ledger.lines.setdefault(invoice_id, [])
+            lines.append(InvoiceLine(invoice_id, len(lines) + 1, row.get("description"), quantity,
+                                     unit_price, amount))
+
+
+def _read_credits(reader: _Reader, ledger: Ledger) -> None:
+    seen: dict[str, int] = {}
+    allow_foreign = reader.settings.allow_foreign_currency
+    for row in reader.rows("credits.csv", ("credit_id", "customer_id", "number", "issue_date", "amount",
+                                           "balance"), required=False):
+        credit_id = reader.unique(row, "credit_id", seen)
+        customer_id = reader.known_customer(row, ledger)
+        customer = ledger.customers.get(customer_id)
+        number = row.required("number")
+        issue_date = row.date("issue_date")
+        currency = reader.currency(row, customer.currency if customer else reader.settings.default_currency)
+        if customer and currency and currency != customer.currency and not allow_foreign:
+            row.error("currency", f"{currency} differs from the customer's {customer.currency}")
+            currency = ""
+        amount = row.amount("amount", currency) if currency else None
+        balance = row.amount("balance", currency) if currency else None
+        if amount is not None and amount < 0:
+            row.error("amount", "is negative: write a credit as a positive amount")
+        if balance is not None and balance < 0:
+            row.error("balance", "is negative")
+        elif balance is not None and amount is not None and balance > amount:
+            row.error("balance", "is larger than amount")
+        if credit_id and customer and number and issue_date and amount is not None and balance is not None \
+                and 0 <= balance <= amount:
+            ledger.credits[credit_id] = Credit(credit_id, customer_id, number, issue_date, amount, balance,
+                                               currency, row.get("description"))
+
+
+def _read_documents(reader: _Reader, ledger: Ledger) -> None:
+    seen: dict[str, int] = {}
+    root = ledger.folder
+    for row in reader.rows("documents.csv", ("document_id", "customer_id", "file"), required=False):
+        document_id = reader.unique(row, "document_id", seen)
+        customer_id = reader.known_customer(row, ledger)
+        invoice_id = row.get("invoice_id")
+        invoice = ledger.invoices.get(invoice_id)
+        if invoice_id and invoice is None and invoice_id not in reader.invalid_invoices:
+            row.error("invoice_id", f'"{invoice_id}" is not in invoices.csv')
+        elif invoice and invoice.customer_id != customer_id:
+            # Attaching one customer's document to another's invoice would publish it to the wrong page.
+            row.error("invoice_id", f'"{invoice_id}" belongs to customer "{invoice.customer_id}", '
+                                    f'not "{customer_id}"')
+        kind = row.get("kind").lower() or "other"
+        if kind not in DOCUMENT_KINDS:
+            row.error("kind", f'"{kind}" is not one of {", ".join(DOCUMENT_KINDS)}')
+        file_text = row.required("file")
+        checked = _check_document_file(row, root, file_text) if file_text else None
+        if document_id and customer_id in ledger.customers and checked and kind in DOCUMENT_KINDS \
+                and (not invoice_id or (invoice and invoice.customer_id == customer_id)):
+            sha, size, content_type = checked
+            ledger.documents[document_id] = Document(
+                document_id, customer_id, file_text, invoice_id, kind,
+                row.get("title") or Path(file_text).name, sha, size, content_type)
+
+
+def _check_document_file(row: _Row, root: Path, file_text: str) -> tuple[str, int, str] | None:
+    """Hash a document after making sure it is a regular file inside the export folder."""
+    relative = Path(file_text)
+    if relative.is_absolute() or file_text.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", file_text):
+        row.error("file", f'"{file_text}" is an absolute path; give it relative to the export folder')
+        return None
+    if ".." in relative.parts or ".." in file_text.replace("\\", "/").split("/"):
+        row.error("file", f'"{file_text}" leaves the export folder ("..")')
+        return None
+    path = root / relative
+    try:
+        resolved = path.resolve(strict=True)
+    except (FileNotFoundError, RuntimeError, OSError):
+        row.error("file", f'"{file_text}" does not exist')
+        return None
+    if not resolved.is_relative_to(root):
+        row.error("file", f'"{file_text}" is a link that points outside the export folder')
+        return None
+    if not resolved.is_file():
+        row.error("file", f'"{file_text}" is not a regular file')
+        return None
+    content_type = DOCUMENT_TYPES.get(relative.suffix.lower())
+    if content_type is None:
+        row.error("file", f'"{file_text}": type "{relative.suffix or "(none)"}" is not allowed '
+                          f"(allowed: {', '.join(sorted(DOCUMENT_TYPES))})")
+        return None
+    digest = hashlib.sha256()
+    size = 0
+    with open(resolved, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size, content_type
