@@ -7,7 +7,7 @@ from decimal import Decimal, InvalidOperation
 from functools import cache, lru_cache
 
 from babel import Locale
-from babel.numbers import format_currency, get_currency_precision, list_currencies
+from babel.numbers import format_currency, format_decimal, get_currency_precision, list_currencies
 
 # A plain decimal in major units: optional minus, digits, optional fraction. No thousands separators,
 # no exponent, no currency sign: an ERP export that writes "1,234.50" or "12,50" must be told so.
@@ -70,6 +70,12 @@ def format_money(minor: int, currency: str, locale: str) -> str:
     return format_currency(to_decimal(minor, currency), currency, locale=_locale(locale))
 
 
-def format_price(value: Decimal, currency: str, locale: str) -> str:
+def format_price(value: Decimal | None, currency: str, locale: str) -> str:
     """A unit price that may carry more decimals than the currency (0.1234 USD stays 0.1234)."""
+    if value is None:
+        return ""
     return format_currency(value, currency, locale=_locale(locale), decimal_quantization=False)
+
+
+def format_quantity(value: Decimal | None, locale: str) -> str:
+    return "" if value is None else format_decimal(value, locale=_locale(locale), decimal_quantization=False)

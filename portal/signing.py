@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLS
 from .config import Settings
 
 CUSTOMER_KEY_LENGTH = 26
+_OBJECT_NAME = re.compile(r"[0-9a-f]{64}\.[a-z0-9]{1,5}")
 PURPOSES = ("link", "page", "view", "doc", "fresh", "unsubscribe")
 
 
@@ -89,9 +91,20 @@ class Signer:
 
     # Tokens inside static pages: untimed, bound to the key version.
     def page_token(self, purpose: str, customer_id: str, key_version: int, item: str = "") -> str:
-        if purpose not in ("page", "view", "doc", "unsubscribe"):
+        if purpose not in ("page", "view", "unsubscribe"):
             raise ValueError(f"{purpose} is not a page-token purpose")
         return self._static[purpose].dumps([customer_id, key_version, item])
+
+    def doc_token(self, customer_id: str, key_version: int, document_id: str, invoice_id: str, name: str) -> str:
+        """A document link. The object's folder is NOT in the token: the webhook derives it from the
+        verified customer and key version, so no token can point into another customer's folder."""
+        return self._static["doc"].dumps([customer_id, key_version, document_id, invoice_id, name])
+
+    def read_doc_token(self, token: str) -> DocClaims:
+        try:
+            return _doc_claims(self._static["doc"].loads(token))
+        except BadSignature:
+            raise TokenInvalid("bad doc token") from None
 
     def read_page_token(self, purpose: str, token: str) -> PageClaims:
         try:
@@ -102,6 +115,24 @@ class Signer:
                 and isinstance(data[1], int) and isinstance(data[2], str)):
             raise TokenInvalid(f"malformed {purpose} token")
         return PageClaims(data[0], data[1], data[2])
+
+
+@dataclass(frozen=True)
+class DocClaims:
+    customer_id: str
+    key_version: int
+    document_id: str  # a documents.csv id, or "invoice:<id>" / "statement" for PDFs the build rendered
+    invoice_id: str
+    name: str  # the object name under docs/<customer_key>/: "<sha256>.<ext>"
+
+
+def _doc_claims(data: Any) -> DocClaims:
+    if not (isinstance(data, list) and len(data) == 5 and isinstance(data[1], int)
+            and all(isinstance(v, str) for v in (data[0], *data[2:]))):
+        raise TokenInvalid("malformed doc token")
+    if not _OBJECT_NAME.fullmatch(data[4]):
+        raise TokenInvalid("doc token names no document")
+    return DocClaims(data[0], data[1], data[2], data[3], data[4])
 
 
 def _link_claims(data: Any) -> LinkClaims:

@@ -21,7 +21,6 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    bindparam,
     Boolean,
     Column,
     Date,
@@ -33,6 +32,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -234,6 +234,15 @@ class ImportSummary:
     closed: int
 
 
+@dataclass(frozen=True)
+class CustomerState:
+    """Enough to decide whether a customer's pages need rendering, without loading them."""
+
+    digest: str  # SHA-256 of every row the customer's pages are made from
+    key_version: int
+    invoice_ids: list[str]
+
+
 @dataclass
 class CustomerData:
     """Everything the pages of one customer show, read back from the store."""
@@ -424,6 +433,28 @@ class Store:
                         r.document_id, r.customer_id, r.file, r.invoice_id, r.kind, r.title, r.sha256, r.size,
                         r.content_type))
         return list(result.values())
+
+    def customer_states(self) -> dict[str, CustomerState]:
+        """Per active customer: a digest of its rows (invoice content hashes stand in for invoices and
+        lines), its key version and its open invoice ids. One pass per table, no per-customer query."""
+        parts: dict[str, list] = {}
+        with self.begin() as conn:
+            for r in conn.execute(select(customers).where(customers.c.active).order_by(customers.c.customer_id)):
+                parts[r.customer_id] = [(r.name, r.currency, r.locale, r.group_name, r.collector)]
+            ids: dict[str, list[str]] = {cid: [] for cid in parts}
+            for r in conn.execute(select(invoices.c.customer_id, invoices.c.invoice_id, invoices.c.content_hash)
+                                  .where(invoices.c.is_open).order_by(invoices.c.invoice_id)):
+                if r.customer_id in parts:
+                    parts[r.customer_id].append(r.content_hash)
+                    ids[r.customer_id].append(r.invoice_id)
+            for table, order in ((contacts, contacts.c.contact_id), (credits, credits.c.credit_id),
+                                 (documents, documents.c.document_id)):
+                for r in conn.execute(select(table).order_by(table.c.customer_id, order)):
+                    if r.customer_id in parts:
+                        parts[r.customer_id].append(tuple(r))
+            versions = self.key_versions(conn)
+        return {cid: CustomerState(hashlib.sha256(repr(p).encode()).hexdigest(), versions.get(cid, 1), ids[cid])
+                for cid, p in parts.items()}
 
     # --- keys --------------------------------------------------------------------------------------
 

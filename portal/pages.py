@@ -1,0 +1,254 @@
+"""What a customer's pages show: balances, aging, statuses, links, turned into files.
+
+`PageRenderer.render(data)` returns every output file of one customer (pages, rendered PDFs, supplied
+documents to copy) with its SHA-256, without touching the disk. The build decides what to write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+from urllib.parse import urlparse
+
+from babel.dates import format_date, format_datetime
+
+from .config import Settings
+from .money import format_money, format_price, format_quantity
+from .pdf import invoice_pdf, statement_pdf
+from .render import Assets, load_assets, make_environment
+from .signing import Signer
+from .store import CustomerData
+
+KIND_TEXT = {"invoice": "Invoice", "po": "Purchase order", "contract": "Contract", "delivery": "Proof of delivery",
+             "statement": "Statement", "other": "Document"}
+_SAFE_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+
+
+@dataclass(frozen=True)
+class Output:
+    """One file of the site. `data` is the content, or None when `source` (a file path) is to be copied."""
+
+    path: str
+    sha256: str
+    size: int
+    data: bytes | None = None
+    source: str | None = None
+
+
+def invoice_slug(invoice_id: str) -> str:
+    """A file name for an invoice page: the id itself when it is URL-safe, else a readable part + hash."""
+    if _SAFE_SLUG.fullmatch(invoice_id) and not invoice_id.endswith("."):
+        return invoice_id
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", invoice_id).strip("-.")[:60] or "invoice"
+    return f"{readable}-{hashlib.sha256(invoice_id.encode()).hexdigest()[:10]}"
+
+
+def customer_paths(key: str, invoice_ids: list[str]) -> list[str]:
+    """The page paths of a customer, known before rendering (used to refuse collisions up front)."""
+    base = f"c/{key}/"
+    return [base + "index.html", base + "statement.html", *(f"{base}i/{invoice_slug(i)}.html" for i in invoice_ids)]
+
+
+def _origin(url: str) -> str:
+    parts = urlparse(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _size_text(size: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024  # type: ignore[assignment]  # display only
+    raise AssertionError  # pragma: no cover
+
+
+class PageRenderer:
+    def __init__(self, settings: Settings, signer: Signer | None = None, assets: Assets | None = None):
+        self.settings = settings
+        self.signer = signer or Signer(settings)
+        self.env = make_environment(settings)
+        self.assets = assets or load_assets(settings)
+        self.webhook = settings.effective_webhook_url
+        webhook_origin = _origin(self.webhook)
+        self.csp = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
+                    f"connect-src {webhook_origin}; form-action {webhook_origin}; base-uri 'none'")
+        self.templates = {name: self.env.get_template(f"pages/{name}.html")
+                          for name in ("account", "invoice", "statement")}
+
+    # --- formatting helpers, cached per locale: the same dates and amounts repeat a lot -----------------
+
+    @staticmethod
+    @lru_cache(maxsize=65536)
+    def _date(value: date, locale: str) -> str:
+        return format_date(value, "medium", locale=locale)
+
+    def render(self, data: CustomerData) -> list[Output]:
+        customer, locale = data.customer, data.customer.locale
+        key = self.signer.customer_key(customer.customer_id, data.key_version)
+        as_of_day = data.as_of.date()
+        outputs: list[Output] = []
+
+        def money(minor: int, currency: str) -> str:
+            return format_money(minor, currency, locale)
+
+        def doc_link(document_id: str, invoice_id: str, name: str) -> str:
+            token = self.signer.doc_token(customer.customer_id, data.key_version, document_id, invoice_id, name)
+            return f"{self.webhook}/d/{token}"
+
+        def add_document(path: str, payload: bytes | None, digest: str, size: int, source: str | None) -> None:
+            outputs.append(Output(path, digest, size, payload, source))
+
+        # Supplied documents are copied under their content hash; the page links through /d/.
+        docs_by_invoice: dict[str, list[dict]] = {}
+        account_docs: list[dict] = []
+        supplied_invoice_pdf: set[str] = set()
+        for doc in data.documents:
+            name = f"{doc.sha256}{doc.extension}"
+            add_document(f"docs/{key}/{name}", None, doc.sha256, doc.size, doc.file)
+            view = {"title": doc.title, "kind_text": KIND_TEXT.get(doc.kind, "Document"),
+                    "size_text": _size_text(doc.size), "url": doc_link(doc.document_id, doc.invoice_id, name)}
+            if doc.invoice_id:
+                docs_by_invoice.setdefault(doc.invoice_id, []).append(view)
+                if doc.kind == "invoice" and doc.extension == ".pdf":
+                    supplied_invoice_pdf.add(doc.invoice_id)
+            else:
+                account_docs.append(view)
+
+        invoices = []
+        totals: dict[str, dict] = {}
+        buckets = self.settings.aging_buckets
+        for inv in data.invoices:
+            open_amount = inv.balance
+            days_late = (as_of_day - inv.due_date).days
+            if days_late > 0:
+                status, status_text = "overdue", f"Overdue {days_late} day{'s' if days_late != 1 else ''}"
+            elif days_late == 0:
+                status, status_text = "due", "Due today"
+            else:
+                status, status_text = "current", f"Due in {-days_late} day{'s' if days_late != -1 else ''}"
+            view = {
+                "invoice_id": inv.invoice_id, "slug": invoice_slug(inv.invoice_id), "number": inv.number,
+                "issue_iso": inv.issue_date.isoformat(), "issue_text": self._date(inv.issue_date, locale),
+                "due_iso": inv.due_date.isoformat(), "due_text": self._date(inv.due_date, locale),
+                "amount_text": money(inv.amount, inv.currency), "open": open_amount,
+                "open_text": money(open_amount, inv.currency), "status": status, "status_text": status_text,
+                "po_number": inv.po_number, "terms": inv.terms, "description": inv.description,
+                "currency": inv.currency,
+            }
+            invoices.append(view)
+            total = totals.setdefault(inv.currency, {"currency": inv.currency, "open": 0, "overdue": 0,
+                                                     "credit": 0, "aging": [0] * (len(buckets) + 2)})
+            total["open"] += open_amount
+            if days_late > 0:
+                total["overdue"] += open_amount
+            total["aging"][_bucket(days_late, buckets)] += open_amount
+
+        credits = []
+        for cr in data.credits:
+            credits.append({"number": cr.number, "issue_iso": cr.issue_date.isoformat(),
+                            "issue_text": self._date(cr.issue_date, locale), "description": cr.description,
+                            "balance_text": money(cr.balance, cr.currency)})
+            total = totals.setdefault(cr.currency, {"currency": cr.currency, "open": 0, "overdue": 0,
+                                                    "credit": 0, "aging": [0] * (len(buckets) + 2)})
+            total["credit"] += cr.balance
+
+        labels = ["Not yet due", *(f"{lo + 1}–{hi} days" for lo, hi in zip((0, *buckets), buckets, strict=False)),
+                  f"Over {buckets[-1]} days"]
+        total_views = []
+        for currency in sorted(totals):
+            t = totals[currency]
+            total_views.append({**t, "open_text": money(t["open"], currency),
+                                "overdue_text": money(t["overdue"], currency),
+                                "credit_text": money(t["credit"], currency),
+                                "aging": [{"label": lbl, "text": money(v, currency)}
+                                          for lbl, v in zip(labels, t["aging"], strict=True)]})
+
+        statements = _statement_rows(data, invoices, money, lambda d: self._date(d, locale))
+        base = {
+            "lang": locale.split("_")[0], "csp": self.csp, "assets": self.assets.urls,
+            "company": {"name": self.settings.company_name, "support_email": self.settings.support_email},
+            "customer": customer, "collector": customer.collector,
+            "as_of_iso": data.as_of.isoformat().replace("+00:00", "Z"),
+            "as_of_text": format_datetime(data.as_of, "medium", tzinfo=data.as_of.tzinfo, locale=locale) + " UTC",
+        }
+        page_token = self.signer.page_token("page", customer.customer_id, data.key_version)
+        forms = {"enabled": False, "page_token": page_token, "question_action": f"{self.webhook}/question",
+                 "dispute_action": f"{self.webhook}/dispute",
+                 "email": customer.collector or self.settings.support_email}
+        pay = {"enabled": self.settings.payments_enabled, "page_token": page_token,
+               "action": f"{self.webhook}/pay", "preselect": False}
+
+        statement_pdf_view = None
+        if self.settings.render_pdfs:
+            pdf = statement_pdf(self.settings.company_name, customer, base["as_of_text"], statements)
+            digest = hashlib.sha256(pdf).hexdigest()
+            name = f"{digest}.pdf"
+            add_document(f"docs/{key}/{name}", pdf, digest, len(pdf), None)
+            statement_pdf_view = {"url": doc_link("statement", "", name)}
+
+        def page(path: str, template: str, depth: int, **context: object) -> None:
+            root = "../" * depth
+            beacon_item = context.get("inv", {}).get("invoice_id", "") if template == "invoice" else template
+            html = self.templates[template].render(
+                **base, **context, page=template, root=root, up="../" if depth == 3 else "",
+                beacon_url=f"{self.webhook}/r/"
+                           f"{self.signer.page_token('view', customer.customer_id, data.key_version, beacon_item)}",
+            ).encode()
+            outputs.append(Output(path, hashlib.sha256(html).hexdigest(), len(html), html))
+
+        page(f"c/{key}/index.html", "account", 2, invoices=invoices, credits=credits, totals=total_views,
+             documents=account_docs, statement_pdf=statement_pdf_view, forms=forms,
+             pay={**pay, "preselect": False})
+        page(f"c/{key}/statement.html", "statement", 2, statements=statements, statement_pdf=statement_pdf_view)
+        for inv, view in zip(data.invoices, invoices, strict=True):
+            docs = list(docs_by_invoice.get(inv.invoice_id, ()))
+            if self.settings.render_pdfs and inv.invoice_id not in supplied_invoice_pdf:
+                pdf = invoice_pdf(self.settings.company_name, customer, inv, data.lines.get(inv.invoice_id, []),
+                                  view)
+                digest = hashlib.sha256(pdf).hexdigest()
+                name = f"{digest}.pdf"
+                add_document(f"docs/{key}/{name}", pdf, digest, len(pdf), None)
+                docs.insert(0, {"title": f"Invoice {inv.number} (PDF)", "kind_text": "Invoice",
+                                "size_text": _size_text(len(pdf)),
+                                "url": doc_link(f"invoice:{inv.invoice_id}", inv.invoice_id, name)})
+            lines = [{"description": ln.description, "quantity_text": format_quantity(ln.quantity, locale),
+                      "unit_price_text": format_price(ln.unit_price, inv.currency, locale),
+                      "amount_text": money(ln.amount, inv.currency)} for ln in data.lines.get(inv.invoice_id, [])]
+            page(f"c/{key}/i/{view['slug']}.html", "invoice", 3, inv=view, lines=lines, documents=docs,
+                 forms=forms, pay={**pay, "preselect": True})
+        return outputs
+
+
+def _bucket(days_late: int, buckets: tuple[int, ...]) -> int:
+    if days_late <= 0:
+        return 0
+    for index, limit in enumerate(buckets, start=1):
+        if days_late <= limit:
+            return index
+    return len(buckets) + 1
+
+
+def _statement_rows(data: CustomerData, invoices: list[dict], money, fmt_date) -> list[dict]:
+    """Open items per currency, oldest first, with a running balance; credits count against it."""
+    items: dict[str, list[tuple]] = {}
+    for inv, view in zip(data.invoices, invoices, strict=True):
+        items.setdefault(inv.currency, []).append(
+            (inv.issue_date, 0, f"Invoice {inv.number}", view["slug"], view["due_text"], view["open"]))
+    for cr in data.credits:
+        items.setdefault(cr.currency, []).append(
+            (cr.issue_date, 1, f"Credit note {cr.number}", "", "", -cr.balance))
+    result = []
+    for currency in sorted(items):
+        running = 0
+        rows = []
+        for when, _order, label, slug, due_text, amount in sorted(items[currency], key=lambda r: r[:3]):
+            running += amount
+            rows.append({"date_iso": when.isoformat(), "date_text": fmt_date(when), "label": label, "slug": slug,
+                         "due_text": due_text, "amount_text": money(amount, currency),
+                         "running_text": money(running, currency)})
+        result.append({"currency": currency, "rows": rows, "balance_text": money(running, currency)})
+    return result
+

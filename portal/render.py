@@ -1,0 +1,69 @@
+"""The Jinja2 environment and the shared assets.
+
+Templates are looked up in the user's theme folder first and in the built-in `templates/` second, so a
+theme overrides any single file. Autoescaping is always on: every customer string is data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
+
+from .config import Settings
+
+BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+ASSET_NAMES = ("portal.css", "beacon.js")
+# The code that shapes the output: a change to it must re-render every page.
+RENDER_CODE = [Path(__file__).with_name(n) for n in ("render.py", "pages.py", "pdf.py", "signing.py", "money.py")]
+
+
+def template_dirs(settings: Settings) -> list[Path]:
+    dirs = [Path(settings.theme_dir)] if settings.theme_dir else []
+    return [*dirs, BUILTIN_TEMPLATES]
+
+
+def make_environment(settings: Settings) -> Environment:
+    loader = ChoiceLoader([FileSystemLoader(str(d)) for d in template_dirs(settings)])
+    return Environment(loader=loader, autoescape=True, undefined=StrictUndefined, trim_blocks=True,
+                       lstrip_blocks=True, auto_reload=False)
+
+
+@dataclass(frozen=True)
+class Assets:
+    """Content-hashed asset files: `urls` maps 'portal.css' -> 'assets/portal.3f2a9c1b4d5e.css'."""
+
+    urls: dict[str, str]
+    files: dict[str, bytes]
+
+
+def load_assets(settings: Settings) -> Assets:
+    urls, files = {}, {}
+    for name in ASSET_NAMES:
+        for folder in template_dirs(settings):
+            path = folder / "assets" / name
+            if path.is_file():
+                data = path.read_bytes()
+                stem, ext = name.rsplit(".", 1)
+                key = f"assets/{stem}.{hashlib.sha256(data).hexdigest()[:12]}.{ext}"
+                urls[name], files[key] = key, data
+                break
+    return Assets(urls, files)
+
+
+def render_fingerprint(settings: Settings) -> str:
+    """Changes when anything other than the data could change a page: templates, code, settings."""
+    digest = hashlib.sha256()
+    for folder in template_dirs(settings):
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    for path in RENDER_CODE:
+        digest.update(path.read_bytes())
+    shown = (settings.site_url, settings.effective_webhook_url, settings.company_name, settings.support_email,
+             settings.payments_enabled, settings.render_pdfs, settings.aging_buckets,
+             hashlib.sha256(settings.secret_key.encode()).hexdigest())
+    digest.update(repr(shown).encode())
+    return digest.hexdigest()

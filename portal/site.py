@@ -1,0 +1,293 @@
+"""The build: export -> store snapshot -> pages rendered in parallel -> output folder + manifest.
+
+Only files whose content changed are written (atomically: temp file + rename), files of customers or
+invoices that disappeared are removed, and a customer whose data, key and templates are unchanged since
+the last build is not rendered at all (its fingerprint is in the manifest). Every page path is known
+before anything is written, and the build refuses to go on if two outputs would share a path.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Settings
+from .errors import BuildError
+from .ledger import read_export
+from .pages import Output, PageRenderer, customer_paths
+from .render import load_assets, render_fingerprint
+from .signing import Signer
+from .store import ImportSummary, Store
+
+MANIFEST = ".manifest.json"
+LOCK = ".build.lock"
+MANIFEST_VERSION = 1
+CHUNK = 40  # customers per worker task: big enough to amortise, small enough to balance
+
+
+@dataclass
+class Manifest:
+    """What the output folder holds: path -> (sha256, size, owning customer id or "" for shared assets)."""
+
+    files: dict[str, tuple[str, int, str]] = field(default_factory=dict)
+    customers: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> {"key", "fingerprint"}
+    as_of: str = ""
+
+    @classmethod
+    def load(cls, folder: Path) -> Manifest:
+        path = folder / MANIFEST
+        if not path.is_file():
+            return cls()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("version") != MANIFEST_VERSION:
+                return cls()
+            return cls({p: (v[0], v[1], v[2]) for p, v in data["files"].items()}, data["customers"],
+                       data.get("as_of", ""))
+        except (ValueError, KeyError, TypeError, IndexError):
+            return cls()  # unreadable: rebuild everything, which is always correct
+
+    def save(self, folder: Path) -> None:
+        data = {"version": MANIFEST_VERSION, "as_of": self.as_of, "customers": self.customers,
+                "files": {p: list(v) for p, v in sorted(self.files.items())}}
+        _atomic_write(folder / MANIFEST, json.dumps(data, separators=(",", ":")).encode())
+
+
+@dataclass
+class BuildResult:
+    written: Counter = field(default_factory=Counter)  # kind ("pages", "documents", "assets") -> count
+    unchanged: Counter = field(default_factory=Counter)
+    removed: Counter = field(default_factory=Counter)
+    customers_rendered: int = 0
+    customers_skipped: int = 0
+    imported: ImportSummary | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        def part(kind: str) -> str:
+            return (f"{kind}: {self.written[kind]} written, {self.unchanged[kind]} unchanged, "
+                    f"{self.removed[kind]} removed")
+        return "; ".join(part(k) for k in ("pages", "documents", "assets"))
+
+
+def kind_of(path: str) -> str:
+    return "pages" if path.startswith("c/") else "documents" if path.startswith("docs/") else "assets"
+
+
+def build(export_dir: str | os.PathLike, out_dir: str | os.PathLike, settings: Settings,
+          store: Store | None = None, workers: int | None = None) -> BuildResult:
+    """Validate the export (raising before anything is written), import it, render the site."""
+    ledger = read_export(export_dir, settings)
+    own_store = store is None
+    store = store or Store(settings.database_url)
+    try:
+        store.migrate()
+        summary = store.import_snapshot(ledger, source=str(ledger.folder))
+        result = render_site(settings, store, out_dir, export_folder=ledger.folder, workers=workers)
+        result.imported = summary
+        result.warnings[:0] = ledger.warnings
+        return result
+    finally:
+        if own_store:
+            store.close()
+
+
+def render_site(settings: Settings, store: Store, out_dir: str | os.PathLike, export_folder: Path | None = None,
+                only: set[str] | None = None, force: bool = False, workers: int | None = None) -> BuildResult:
+    """Bring the output folder up to date with the store. `only` limits re-rendering to some customers
+    (the webhook uses it after a payment); everyone else's files are kept as the manifest lists them."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with _locked(out):
+        return _render_site(settings, store, out, export_folder, only, force, workers)
+
+
+def _render_site(settings: Settings, store: Store, out: Path, export_folder: Path | None, only: set[str] | None,
+                 force: bool, workers: int | None) -> BuildResult:
+    result = BuildResult()
+    old = Manifest.load(out)
+    signer = Signer(settings)
+    fingerprint = render_fingerprint(settings)
+    state = store.customer_states()
+    as_of = store.latest_as_of()
+    as_of_text = as_of.isoformat() if as_of else ""
+
+    # Every page path is decided here, before anything is written.
+    keys = {cid: signer.customer_key(cid, s.key_version) for cid, s in state.items()}
+    page_owner: dict[str, str] = {}
+    for cid, s in state.items():
+        for path in customer_paths(keys[cid], s.invoice_ids):
+            if path in page_owner:
+                raise BuildError(f"two outputs would be written to {path} (customers {page_owner[path]!r} and "
+                                 f"{cid!r}); nothing was written")
+            page_owner[path] = cid
+
+    new = Manifest(as_of=as_of_text)
+    assets = load_assets(settings)
+    for path, data in assets.files.items():
+        digest = hashlib.sha256(data).hexdigest()
+        kind_written = _write_if_changed(out, path, data, digest, old.files.get(path))
+        (result.written if kind_written else result.unchanged)["assets"] += 1
+        new.files[path] = (digest, len(data), "")
+
+    old_by_customer = _files_by_customer(old)
+    dirty: list[str] = []
+    for cid, s in state.items():
+        customer_fp = hashlib.sha256(f"{fingerprint}|{s.digest}|{keys[cid]}|{as_of_text}".encode()).hexdigest()
+        new.customers[cid] = {"key": keys[cid], "fingerprint": customer_fp}
+        unchanged = old.customers.get(cid) == new.customers[cid] and (only is None or cid not in only)
+        if unchanged and not force:
+            files = old_by_customer.get(cid)
+            if files and all((out / p).is_file() for p in files):
+                for p in files:
+                    new.files[p] = old.files[p]
+                    result.unchanged[kind_of(p)] += 1
+                result.customers_skipped += 1
+                continue
+        dirty.append(cid)
+
+    tasks = [(chunk, {p: old.files[p][0] for cid in chunk for p in old_by_customer.get(cid, ())})
+             for chunk in _chunks(dirty, CHUNK)]
+    for rendered in _run(tasks, settings, out, export_folder, workers):
+        for cid, outputs in rendered:
+            result.customers_rendered += 1
+            for path, digest, size, written in outputs:
+                if path in new.files and new.files[path][0] != digest:
+                    raise BuildError(f"two different files were rendered for {path}")
+                new.files[path] = (digest, size, cid)
+                (result.written if written else result.unchanged)[kind_of(path)] += 1
+
+    for path in sorted(set(old.files) - set(new.files)):
+        target = out / path
+        if target.is_file():
+            target.unlink()
+        result.removed[kind_of(path)] += 1
+        _prune_empty_parents(target.parent, out)
+    new.save(out)
+    return result
+
+
+def _files_by_customer(manifest: Manifest) -> dict[str, list[str]]:
+    owned: dict[str, list[str]] = {}
+    for path, (_sha, _size, cid) in manifest.files.items():
+        if cid:
+            owned.setdefault(cid, []).append(path)
+    return owned
+
+
+def _run(tasks: list, settings: Settings, out: Path, export_folder: Path | None,
+         workers: int | None) -> Iterator[list]:
+    count = workers or settings.build_workers or os.cpu_count() or 1
+    if count == 1 or len(tasks) <= 1:
+        _init_worker(settings, out, export_folder)
+        try:
+            for task in tasks:
+                yield _render_chunk(task)
+        finally:
+            _close_worker()
+        return
+    # fork: workers inherit the imported modules, so starting them costs milliseconds, not seconds.
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+    with ProcessPoolExecutor(max_workers=min(count, len(tasks)), mp_context=context, initializer=_init_worker,
+                             initargs=(settings, out, export_folder)) as pool:
+        yield from pool.map(_render_chunk, tasks)
+
+
+_worker: dict = {}
+
+
+def _init_worker(settings: Settings, out: Path, export_folder: Path | None) -> None:
+    store = Store(settings.database_url)
+    _worker.update(store=store, renderer=PageRenderer(settings), out=out, export_folder=export_folder)
+
+
+def _close_worker() -> None:
+    store = _worker.pop("store", None)
+    if store is not None:
+        store.close()
+
+
+def _render_chunk(task: tuple[list[str], dict[str, str]]) -> list:
+    customer_ids, old_hashes = task
+    store: Store = _worker["store"]
+    renderer: PageRenderer = _worker["renderer"]
+    out: Path = _worker["out"]
+    results = []
+    for data in store.customer_data(customer_ids):
+        outputs = []
+        for item in renderer.render(data):
+            written = _materialise(out, item, old_hashes.get(item.path), _worker["export_folder"])
+            outputs.append((item.path, item.sha256, item.size, written))
+        results.append((data.customer.customer_id, outputs))
+    return results
+
+
+def _materialise(out: Path, item: Output, old_hash: str | None, export_folder: Path | None) -> bool:
+    """Write (or copy) one output unless the folder already holds it; True when something was written."""
+    target = out / item.path
+    if old_hash == item.sha256 and target.is_file():
+        return False
+    if item.data is not None:
+        _atomic_write(target, item.data)
+        return True
+    # A supplied document: content-addressed, so a file already at that path is the same file.
+    if target.is_file():
+        return False
+    if export_folder is None:
+        raise BuildError(f"{item.path}: the document is not in the output folder and no export folder was given")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copyfile(export_folder / str(item.source), temp)
+    os.replace(temp, target)
+    return True
+
+
+def _write_if_changed(out: Path, path: str, data: bytes, digest: str, old: tuple | None) -> bool:
+    target = out / path
+    if old and old[0] == digest and target.is_file():
+        return False
+    _atomic_write(target, data)
+    return True
+
+
+def _atomic_write(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    with open(temp, "wb") as handle:
+        handle.write(data)
+    os.replace(temp, target)
+
+
+def _prune_empty_parents(folder: Path, root: Path) -> None:
+    while folder != root and folder.is_relative_to(root):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+@contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """One build at a time per output folder: a second one waits rather than interleaving writes."""
+    with open(out / LOCK, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
