@@ -19,12 +19,15 @@ _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def _text(value: str) -> str:
+    # Babel uses narrow and ordinary no-break spaces as group separators (fr_CA: "1 234,50 $").
+    value = value.replace("\u202f", " ").replace("\u00a0", " ")
     return value.encode("cp1252", "replace").decode("cp1252")
 
 
 class _Doc(FPDF):
     def __init__(self, title: str):
         super().__init__(format="A4")
+        self.core_fonts_encoding = "windows-1252"  # has the euro sign and typographic dashes; latin-1 has not
         self.set_creation_date(_EPOCH)
         self.set_title(_text(title))
         self.set_auto_page_break(True, margin=18)

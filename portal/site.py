@@ -225,7 +225,12 @@ def _render_chunk(task: tuple[list[str], dict[str, str]]) -> list:
     results = []
     for data in store.customer_data(customer_ids):
         outputs = []
-        for item in renderer.render(data):
+        try:
+            rendered = renderer.render(data)
+        except Exception as exc:  # noqa: BLE001 - re-raised as a picklable error naming the customer
+            raise BuildError(f"customer {data.customer.customer_id!r}: rendering failed: "
+                             f"{exc.__class__.__name__}: {exc}") from None
+        for item in rendered:
             written = _materialise(out, item, old_hashes.get(item.path), _worker["export_folder"])
             outputs.append((item.path, item.sha256, item.size, written))
         results.append((data.customer.customer_id, outputs))

@@ -1,0 +1,224 @@
+"""The `portal` command line. Errors become messages and exit codes in exactly one place (`PortalGroup`)."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .config import Settings, load_settings, warn_if_insecure
+from .errors import ExportInvalid, PortalError
+
+log = logging.getLogger("portal")
+
+
+class PortalGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ExportInvalid as exc:
+            for problem in exc.problems:
+                click.echo(problem, err=True)
+            for warning in exc.warnings:
+                click.echo(f"warning: {warning}", err=True)
+            click.echo(f"error: {exc.message}; nothing was written", err=True)
+            ctx.exit(exc.exit_code)
+        except PortalError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings = ctx.obj.get("settings")
+    if settings is None:
+        settings = load_settings(ctx.obj.get("config"))
+        warn_if_insecure(settings)
+        ctx.obj["settings"] = settings
+    return settings
+
+
+def _store(ctx: click.Context):
+    from .store import Store, ensure_sqlite_folder
+
+    settings = _settings(ctx)
+    ensure_sqlite_folder(settings.database_url)
+    store = Store(settings.database_url)
+    store.migrate()
+    ctx.call_on_close(store.close)
+    return store
+
+
+@click.group(cls=PortalGroup)
+@click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
+              help="Configuration file (default: ./portal.toml if present).")
+@click.option("-v", "--verbose", is_flag=True, help="Log more.")
+@click.version_option(package_name="ar-portal")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, verbose: bool) -> None:
+    """AR self-service portal: build customers' pages from an ERP export, publish them, serve the webhook."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config
+
+
+@cli.command("sample-data")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--customers", default=12, show_default=True, type=click.IntRange(1))
+@click.option("--invoices", default=40, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=7, show_default=True, type=int)
+@click.option("--as-of", "as_of", default=None, help="Export time, ISO 8601 (default: today 18:00 UTC).")
+def sample_data(folder: str, customers: int, invoices: int, seed: int, as_of: str | None) -> None:
+    """Write a realistic sample AR export into FOLDER."""
+    from datetime import datetime
+
+    from .sample import write_sample
+
+    if invoices < customers:
+        raise click.BadParameter("must be at least --customers (every customer gets an invoice)",
+                                 param_hint="--invoices")
+    moment = datetime.fromisoformat(as_of.replace("Z", "+00:00")) if as_of else None
+    if moment is not None and moment.tzinfo is None:
+        raise click.BadParameter("add a time zone, e.g. 2026-11-20T18:00:00Z", param_hint="--as-of")
+    write_sample(folder, customers, invoices, seed, moment)
+    click.echo(f"wrote a sample export of {customers} customers and {invoices} invoices to {folder}")
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.pass_context
+def validate(ctx: click.Context, folder: str) -> None:
+    """Check an export folder. Exit 0 when valid, 2 when not (every problem is listed)."""
+    from .ledger import read_export
+
+    ledger = read_export(folder, _settings(ctx))
+    for warning in ledger.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"{folder}: valid: {len(ledger.customers)} customers, {len(ledger.contacts)} contacts, "
+               f"{len(ledger.invoices)} invoices, {len(ledger.credits)} credits, {len(ledger.documents)} documents, "
+               f"as of {ledger.as_of.isoformat()}")
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--out", default="build", show_default=True, type=click.Path(file_okay=False),
+              help="Output folder.")
+@click.option("--workers", type=click.IntRange(1), default=None, help="Render processes (default: one per CPU).")
+@click.pass_context
+def build(ctx: click.Context, folder: str, out: str, workers: int | None) -> None:
+    """Validate FOLDER, import it into the store and render the site into --out."""
+    from .site import build as run_build
+
+    settings = _settings(ctx)
+    store = _store(ctx)
+    result = run_build(folder, out, settings, store=store, workers=workers)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    imported = result.imported
+    if imported:
+        click.echo(f"imported {imported.customers} customers, {imported.invoices} open invoices "
+                   f"({imported.new} new, {imported.changed} changed, {imported.closed} closed)")
+    click.echo(f"rendered {result.customers_rendered} customers, {result.customers_skipped} unchanged")
+    click.echo(result.summary())
+
+
+@cli.command()
+@click.option("--customer", "customer_ids", multiple=True, help="Only this customer (repeatable).")
+@click.option("--per-invoice", is_flag=True, help="Also one link per open invoice.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "table"]), default="csv", show_default=True)
+@click.pass_context
+def links(ctx: click.Context, customer_ids: tuple[str, ...], per_invoice: bool, fmt: str) -> None:
+    """One signed link per contact (columns: customer_id,contact_id,email,invoice_id,url)."""
+    from .links import contact_links
+
+    rows = contact_links(_settings(ctx), _store(ctx), set(customer_ids) or None, per_invoice)
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["customer_id", "contact_id", "email", "invoice_id", "url"])
+        writer.writerows(rows)
+    else:
+        for row in rows:
+            click.echo(f"{row[0]:<10} {row[2]:<36} {row[3] or '(account)':<10} {row[4]}")
+
+
+@cli.command()
+@click.argument("customer_id")
+@click.pass_context
+def revoke(ctx: click.Context, customer_id: str) -> None:
+    """Invalidate every link and page address of CUSTOMER_ID; the next build moves its pages."""
+    version = _store(ctx).revoke(customer_id)
+    click.echo(f"{customer_id}: key version is now {version}. Old links stop working now; run `portal build` "
+               "to move the pages and delete the old ones, then send fresh links.")
+
+
+@cli.group()
+def db() -> None:
+    """The store's schema."""
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Create or upgrade the database schema to the newest version."""
+    _store(ctx.find_root())
+    click.echo("the database schema is up to date")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--site", "site_dir", default="build", show_default=True, type=click.Path(file_okay=False),
+              help="The built site to serve next to the webhook.")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, site_dir: str) -> None:
+    """Run the webhook and the built site on one port (development only; production uses gunicorn)."""
+    _serve(_settings(ctx), host, port, site_dir)
+
+
+def _serve(settings: Settings, host: str, port: int, site_dir: str) -> None:
+    from webhook import create_app
+
+    app = create_app(settings, site_dir=site_dir)
+    click.echo(f"serving on http://{host}:{port}/ (Ctrl+C to stop)")
+    app.run(host=host, port=port, debug=False, use_reloader=False)
+
+
+@cli.command()
+@click.option("--folder", default="demo", show_default=True, type=click.Path(file_okay=False),
+              help="Where the sample export goes.")
+@click.option("--customers", default=12, show_default=True, type=click.IntRange(1))
+@click.option("--invoices", default=40, show_default=True, type=click.IntRange(1))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--no-serve", is_flag=True, help="Build and print the links, then exit.")
+@click.pass_context
+def demo(ctx: click.Context, folder: str, customers: int, invoices: int, host: str, port: int,
+         no_serve: bool) -> None:
+    """Sample data -> build -> serve, printing a few customer links to open."""
+    from .links import contact_links
+    from .sample import write_sample
+    from .site import build as run_build
+
+    settings = _settings(ctx)
+    if settings.site_url == "http://127.0.0.1:8000" and (host, port) != ("127.0.0.1", 8000):
+        settings = settings.replace(site_url=f"http://{host}:{port}")
+        ctx.obj["settings"] = settings
+    export = Path(folder) / "export"
+    write_sample(export, customers, invoices)
+    store = _store(ctx)
+    result = run_build(export, settings.target if "://" not in settings.target else "build", settings, store=store)
+    click.echo(f"sample export in {export}; {result.summary()}")
+    click.echo("\nOpen one of these customer links (each is a signed link as emailed to a contact):")
+    for row in contact_links(settings, store, None, False)[:5]:
+        click.echo(f"  {row[0]}  {row[2]:<34} {row[4]}")
+    if not no_serve:
+        click.echo("")
+        _serve(settings, host, port, "build")
+
+
+def main() -> None:
+    cli(obj={}, auto_envvar_prefix=None)
+
