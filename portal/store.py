@@ -502,6 +502,58 @@ class Store:
         with self.begin() as conn:
             return conn.execute(query).scalar_one()
 
+    def count_events_since(self, kind: str, since: datetime, conn: Connection | None = None,
+                           detail_prefix: str = "", **where: str) -> int:
+        """Events of `kind` at or after `since` (e.g. how many fresh links one contact got today)."""
+        query = select(func.count()).select_from(events).where(events.c.kind == kind, events.c.occurred_at >= since)
+        if detail_prefix:
+            query = query.where(events.c.detail.startswith(detail_prefix, autoescape=True))
+        for column, value in where.items():
+            query = query.where(events.c[column] == value)
+        with self._conn(conn) as c:
+            return c.execute(query).scalar_one()
+
+    # --- what the webhook checks before recording anything -----------------------------------------
+
+    def active_key_version(self, customer_id: str, conn: Connection | None = None) -> int | None:
+        """The key version of an active customer, or None when the customer is unknown or gone from the
+        export (its pages no longer exist, so its links must behave like any unknown link)."""
+        query = (select(customers.c.active, customer_keys.c.key_version)
+                 .select_from(customers.outerjoin(customer_keys,
+                                                  customer_keys.c.customer_id == customers.c.customer_id))
+                 .where(customers.c.customer_id == customer_id))
+        with self._conn(conn) as c:
+            row = c.execute(query).first()
+        if row is None or not row.active:
+            return None
+        return row.key_version or 1
+
+    def invoice_state(self, customer_id: str, invoice_id: str, conn: Connection | None = None
+                      ) -> InvoiceState | None:
+        """The invoice's number and whether it is open, when it belongs to this customer; None otherwise
+        (including when it belongs to someone else: a token never reaches another customer's invoice)."""
+        if not invoice_id:
+            return None
+        with self._conn(conn) as c:
+            row = c.execute(select(invoices.c.number, invoices.c.is_open).where(
+                invoices.c.invoice_id == invoice_id, invoices.c.customer_id == customer_id)).first()
+        return None if row is None else InvoiceState(invoice_id, row.number, bool(row.is_open))
+
+    def document_belongs(self, customer_id: str, document_id: str, conn: Connection | None = None) -> bool:
+        """Whether a supplied document (documents.csv id) is this customer's."""
+        with self._conn(conn) as c:
+            found = c.execute(select(documents.c.document_id).where(documents.c.document_id == document_id,
+                                                                    documents.c.customer_id == customer_id)).scalar()
+        return found is not None
+
+    def customer_contacts(self, customer_id: str, conn: Connection | None = None) -> tuple[str, list[Contact]]:
+        """The customer's name and its contacts on file (the only addresses a fresh link may go to)."""
+        with self._conn(conn) as c:
+            name = c.execute(select(customers.c.name).where(customers.c.customer_id == customer_id)).scalar()
+            rows = c.execute(select(contacts).where(contacts.c.customer_id == customer_id)
+                             .order_by(contacts.c.contact_id)).all()
+        return name or "", [Contact(r.customer_id, r.contact_id, r.email, r.name, r.role) for r in rows]
+
     @contextmanager
     def _conn(self, conn: Connection | None, write: bool = False) -> Iterator[Connection]:
         if conn is not None:
@@ -509,6 +561,15 @@ class Store:
         else:
             with self.begin() as c:
                 yield c
+
+
+@dataclass(frozen=True)
+class InvoiceState:
+    """What the webhook needs to know about one invoice of a verified customer."""
+
+    invoice_id: str
+    number: str
+    is_open: bool
 
 
 class StoreUnavailable(PortalError):
