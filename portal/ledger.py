@@ -194,12 +194,22 @@ class _Reader:
         # one message).
         self.invalid_customers: set[str] = set()
         self.invalid_invoices: set[str] = set()
+        # Files that could not be read at all: references into them are not reported either.
+        self.failed_files: set[str] = set()
+
+    def fail(self, name: str, message: str) -> None:
+        self.failed_files.add(name)
+        self.problems.append(message)
+
+    def unknown_invoice(self, row: _Row, invoice_id: str) -> None:
+        if invoice_id not in self.invalid_invoices and "invoices.csv" not in self.failed_files:
+            row.error("invoice_id", f'"{invoice_id}" is not in invoices.csv')
 
     def known_customer(self, row: _Row, ledger: Ledger) -> str:
         """The row's customer_id if that customer was read; '' (reported once) otherwise."""
         customer_id = row.required("customer_id")
         if customer_id and customer_id not in ledger.customers:
-            if customer_id not in self.invalid_customers:
+            if customer_id not in self.invalid_customers and "customers.csv" not in self.failed_files:
                 row.error("customer_id", f'"{customer_id}" is not in customers.csv')
             return ""
         return customer_id
@@ -208,28 +218,28 @@ class _Reader:
         path = self.folder / name
         if not path.is_file():
             if required:
-                self.problems.append(f"{name}: required file is missing")
+                self.fail(name, f"{name}: required file is missing")
             return
         raw = path.read_bytes()
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             line = raw[: exc.start].count(b"\n") + 1
-            self.problems.append(f"{name}:{line}: not valid UTF-8 (byte 0x{raw[exc.start]:02x}); "
+            self.fail(name, f"{name}:{line}: not valid UTF-8 (byte 0x{raw[exc.start]:02x}); "
                                  "save the export as UTF-8")
             return
         reader = csv.reader(io.StringIO(text, newline=""))
         try:
             header = [h.strip().lower() for h in next(reader)]
         except StopIteration:
-            self.problems.append(f"{name}:1: the header row is missing")
+            self.fail(name, f"{name}:1: the header row is missing")
             return
         except csv.Error as exc:
-            self.problems.append(f"{name}:1: {exc}")
+            self.fail(name, f"{name}:1: {exc}")
             return
         missing = [c for c in required_columns if c not in header]
         for column in missing:
-            self.problems.append(f"{name}:1: {column}: required column is missing")
+            self.fail(name, f"{name}:1: {column}: required column is missing")
         if missing:
             return
         width = len(header)
@@ -248,7 +258,7 @@ class _Reader:
             if len(record) != width:
                 self.problems.append(f"{name}:{line}: the row has {len(record)} fields, the header has {width}")
                 continue
-            yield _Row(name, line, dict(zip(header, record)), self.problems)
+            yield _Row(name, line, dict(zip(header, record, strict=True)), self.problems)
 
     def unique(self, row: _Row, column: str, seen: dict[str, int]) -> str:
         """The row's id, or '' (with a problem recorded) when it is empty or a duplicate."""
@@ -403,8 +413,8 @@ def _read_lines(reader: _Reader, ledger: Ledger) -> None:
                                                  "amount"), required=False):
         invoice_id = row.required("invoice_id")
         invoice = ledger.invoices.get(invoice_id)
-        if invoice_id and invoice is None and invoice_id not in reader.invalid_invoices:
-            row.error("invoice_id", f'"{invoice_id}" is not in invoices.csv')
+        if invoice_id and invoice is None:
+            reader.unknown_invoice(row, invoice_id)
         quantity = row.decimal("quantity", "quantity")
         unit_price = row.decimal("unit_price", "price")
         amount = row.amount("amount", invoice.currency) if invoice else None
@@ -450,8 +460,8 @@ def _read_documents(reader: _Reader, ledger: Ledger) -> None:
         customer_id = reader.known_customer(row, ledger)
         invoice_id = row.get("invoice_id")
         invoice = ledger.invoices.get(invoice_id)
-        if invoice_id and invoice is None and invoice_id not in reader.invalid_invoices:
-            row.error("invoice_id", f'"{invoice_id}" is not in invoices.csv')
+        if invoice_id and invoice is None:
+            reader.unknown_invoice(row, invoice_id)
         elif invoice and invoice.customer_id != customer_id:
             # Attaching one customer's document to another's invoice would publish it to the wrong page.
             row.error("invoice_id", f'"{invoice_id}" belongs to customer "{invoice.customer_id}", '

@@ -65,6 +65,7 @@ def _locale(code: str) -> Locale:
     return Locale.parse(code)
 
 
+@lru_cache(maxsize=65536)  # each amount shows on several pages and PDFs of the same customer
 def format_money(minor: int, currency: str, locale: str) -> str:
     """123450, 'EUR', 'de_DE' -> '1.234,50 €' (Babel knows every locale's pattern)."""
     return format_currency(to_decimal(minor, currency), currency, locale=_locale(locale))

@@ -12,6 +12,7 @@ from .money import digits
 
 # (currency, locale) mixes as a US-based supplier with some international customers would have.
 MARKETS = [("USD", "en_US")] * 7 + [("EUR", "de_DE"), ("GBP", "en_GB"), ("CAD", "fr_CA")]
+FIRST_MARKETS = [("USD", "en_US"), ("EUR", "de_DE"), ("GBP", "en_GB"), ("CAD", "fr_CA")]
 COMPANY_WORDS = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Stark", "Wayne", "Wonka",
                  "Tyrell", "Cyberdyne", "Soylent", "Gringotts", "Oceanic", "Nakatomi", "Müller & Söhne",
                  "Olivaw", "Kessler", "Dunder", "Pendant"]
@@ -39,7 +40,8 @@ def write_sample(folder: str | Path, customers: int = 12, invoices: int = 40, se
     customer_rows, contact_rows = [], []
     for n in range(1, customers + 1):
         customer_id = f"C{n:05d}"
-        currency, locale = MARKETS[rng.randrange(len(MARKETS))] if n > 1 else MARKETS[0]
+        # The first four customers show one market each, so even a tiny sample has every formatting case.
+        currency, locale = FIRST_MARKETS[n - 1] if n <= len(FIRST_MARKETS) else MARKETS[rng.randrange(len(MARKETS))]
         name = f"{rng.choice(COMPANY_WORDS)} {rng.choice(SUFFIXES)}"
         customer_rows.append({"customer_id": customer_id, "name": name, "currency": currency,
                               "group": rng.choice(GROUPS), "collector": rng.choice(COLLECTORS),
@@ -55,9 +57,9 @@ def write_sample(folder: str | Path, customers: int = 12, invoices: int = 40, se
     currency_of = {c["customer_id"]: c["currency"] for c in customer_rows}
     for n in range(1, invoices + 1):
         # Every customer gets at least one invoice; the rest spread unevenly, as real ledgers do.
-        customer_id = customer_rows[(n - 1) % customers]["customer_id"] if n <= customers else \
-            customer_rows[min(int(rng.paretovariate(1.2)) - 1, customers - 1) if rng.random() < 0.3
-                          else rng.randrange(customers)]["customer_id"]
+        # (index = customers * r**1.5 favours the first, "big account" customers without starving others).
+        index = (n - 1) % customers if n <= customers else int(customers * rng.random() ** 1.5)
+        customer_id = customer_rows[index]["customer_id"]
         currency = currency_of[customer_id]
         issue = today - timedelta(days=rng.randrange(0, 150))
         terms = rng.choice(TERMS)

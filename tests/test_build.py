@@ -1,0 +1,203 @@
+"""The build: incremental writes, removals, collisions, isolation between customers, escaping."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import pytest
+
+from portal import site as site_module
+from portal.errors import BuildError, ExportInvalid
+from portal.ledger import read_export
+from portal.signing import Signer, TokenInvalid
+from portal.site import MANIFEST, Manifest, build
+
+HOSTILE = "<script>alert(1)</script> & Co"
+
+
+def rewrite_csv(path: Path, change) -> None:
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    rows = [r for r in (change(dict(r)) for r in rows) if r is not None]
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def keys_of(out: Path) -> dict[str, str]:
+    return {cid: entry["key"] for cid, entry in Manifest.load(out).customers.items()}
+
+
+def test_full_build_then_noop_rebuild_writes_nothing(settings, store, export_dir, tmp_path):
+    out = tmp_path / "site"
+    first = build(export_dir, out, settings, store=store)
+    ledger = read_export(export_dir, settings)
+    assert first.written["pages"] == 2 * len(ledger.customers) + len(ledger.invoices)
+    assert first.written["documents"] > len(ledger.documents)  # supplied ones + rendered PDFs
+    assert first.customers_rendered == len(ledger.customers)
+    files = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != MANIFEST}
+
+    again = build(export_dir, out, settings, store=store)
+    assert sum(again.written.values()) == 0 and sum(again.removed.values()) == 0
+    assert again.customers_rendered == 0 and again.customers_skipped == len(ledger.customers)
+    assert {p: p.stat().st_mtime_ns for p in files} == files
+
+
+def test_changing_one_invoice_rewrites_only_that_customers_files(settings, store, export_dir, tmp_path):
+    out = tmp_path / "site"
+    build(export_dir, out, settings, store=store)
+    ledger = read_export(export_dir, settings)
+    target = next(i for i in ledger.invoices.values() if i.balance > 100)
+    rewrite_csv(export_dir / "invoices.csv",
+                lambda r: {**r, "balance": f"{(target.balance - 100) / 100:.2f}"}
+                if r["invoice_id"] == target.invoice_id else r)
+    result = build(export_dir, out, settings, store=store)
+    key = keys_of(out)[target.customer_id]
+    assert result.customers_rendered == 1
+    assert result.written_paths, "the changed invoice must be re-rendered"
+    assert all(p.startswith((f"c/{key}/", f"docs/{key}/")) for p in result.written_paths)
+    # The account page, the statement and the invoice page change; the customer's other invoice pages do not.
+    pages = {p for p in result.written_paths if p.startswith("c/")}
+    assert {f"c/{key}/index.html", f"c/{key}/statement.html", f"c/{key}/i/{target.invoice_id}.html"} == pages
+
+
+def test_pages_of_vanished_invoices_and_customers_are_removed(settings, store, export_dir, tmp_path):
+    out = tmp_path / "site"
+    build(export_dir, out, settings, store=store)
+    ledger = read_export(export_dir, settings)
+    keys = keys_of(out)
+    gone_customer = sorted(ledger.customers)[-1]
+    with_documents = {d.invoice_id for d in ledger.documents.values()}
+    paid = next(i for i in ledger.invoices.values()
+                if i.customer_id != gone_customer and i.invoice_id not in with_documents)
+    for name, column in (("customers.csv", "customer_id"), ("contacts.csv", "customer_id"),
+                         ("invoices.csv", "customer_id"), ("credits.csv", "customer_id"),
+                         ("documents.csv", "customer_id")):
+        rewrite_csv(export_dir / name, lambda r, c=column: None if r[c] == gone_customer else r)
+    rewrite_csv(export_dir / "invoices.csv", lambda r: None if r["invoice_id"] == paid.invoice_id else r)
+    rewrite_csv(export_dir / "invoice_lines.csv",
+                lambda r: None if r["invoice_id"] not in {i for i in ledger.invoices
+                                                          if ledger.invoices[i].customer_id != gone_customer
+                                                          and i != paid.invoice_id} else r)
+    result = build(export_dir, out, settings, store=store)
+    assert not (out / "c" / keys[gone_customer]).exists()
+    assert not (out / "docs" / keys[gone_customer]).exists()
+    assert not (out / f"c/{keys[paid.customer_id]}/i/{paid.invoice_id}.html").exists()
+    assert f"c/{keys[paid.customer_id]}/i/{paid.invoice_id}.html" in result.removed_paths
+    assert set(Manifest.load(out).files) == {str(p.relative_to(out)) for p in out.rglob("*")
+                                             if p.is_file() and not p.name.startswith(".")}
+
+
+def test_revoke_moves_the_pages_and_deletes_the_old_ones(settings, store, export_dir, tmp_path):
+    out = tmp_path / "site"
+    build(export_dir, out, settings, store=store)
+    customer = sorted(keys_of(out))[0]
+    old_key = keys_of(out)[customer]
+    store.revoke(customer)
+    result = build(export_dir, out, settings, store=store)
+    new_key = keys_of(out)[customer]
+    assert new_key != old_key and (out / "c" / new_key / "index.html").is_file()
+    assert not (out / "c" / old_key).exists() and not (out / "docs" / old_key).exists()
+    assert result.customers_rendered == 1
+
+
+def test_two_customers_on_one_path_are_refused_before_anything_is_written(settings, store, export_dir, tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.setattr(Signer, "customer_key", lambda self, customer_id, version: "collidingkey")
+    out = tmp_path / "site"
+    with pytest.raises(BuildError, match=r"two outputs would be written to c/collidingkey/index.html"):
+        build(export_dir, out, settings, store=store)
+    assert [p for p in out.rglob("*") if p.is_file() and p.name != site_module.LOCK] == []
+
+
+def test_an_invalid_export_writes_nothing(settings, store, export_dir, tmp_path):
+    rewrite_csv(export_dir / "invoices.csv", lambda r: {**r, "amount": "12,50"} if r["invoice_id"] == "I000003" else r)
+    out = tmp_path / "site"
+    with pytest.raises(ExportInvalid):
+        build(export_dir, out, settings, store=store)
+    assert not out.exists()
+    assert store.latest_as_of() is None  # nothing imported either
+
+
+def test_hostile_customer_name_is_escaped_everywhere(settings, store, export_dir, tmp_path):
+    rewrite_csv(export_dir / "customers.csv", lambda r: {**r, "name": HOSTILE} if r["customer_id"] == "C00001" else r)
+    rewrite_csv(export_dir / "invoices.csv", lambda r: {**r, "po_number": '"><img src=x onerror=alert(2)>'}
+                if r["customer_id"] == "C00001" else r)
+    out = tmp_path / "site"
+    build(export_dir, out, settings, store=store)
+    key = keys_of(out)["C00001"]
+    pages = list((out / "c" / key).rglob("*.html"))
+    assert len(pages) >= 3
+    for page in pages:
+        html = page.read_text()
+        assert "<script>alert(1)" not in html and "<img src=x" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; Co" in html
+
+
+def test_a_customers_pages_hold_only_that_customers_data_and_tokens(settings, store, export_dir, tmp_path):
+    out = tmp_path / "site"
+    build(export_dir, out, settings, store=store)
+    ledger = read_export(export_dir, settings)
+    signer = Signer(settings)
+    keys = keys_of(out)
+    for customer_id, key in keys.items():
+        others = {i.number for i in ledger.invoices.values() if i.customer_id != customer_id}
+        for page in (out / "c" / key).rglob("*.html"):
+            html = page.read_text()
+            assert not any(re.search(rf"\b{re.escape(n)}\b", html) for n in others), page
+            for purpose, token in re.findall(r"/(r|d)/([A-Za-z0-9_.\-]+)", html):
+                claims = signer.read_doc_token(token) if purpose == "d" else signer.read_page_token("view", token)
+                assert claims.customer_id == customer_id
+            for token in re.findall(r'name="page_token" value="([^"]+)"', html):
+                assert signer.read_page_token("page", token).customer_id == customer_id
+                with pytest.raises(TokenInvalid):
+                    signer.read_page_token("view", token)  # one purpose per token
+        # A guessed or tampered key is simply not there.
+        assert not (out / "c" / (key[:-1] + ("a" if key[-1] != "a" else "b"))).exists()
+
+
+def test_pages_are_private_and_self_contained(settings, store, export_dir, tmp_path):
+    out = tmp_path / "site"
+    build(export_dir, out, settings, store=store)
+    webhook = settings.effective_webhook_url
+    for page in (out / "c").rglob("*.html"):
+        html = page.read_text()
+        assert '<meta name="referrer" content="no-referrer">' in html
+        assert '<meta name="robots" content="noindex, nofollow, noarchive">' in html
+        for url in re.findall(r'(?:href|src|action|content)="((?:https?:)?//[^"]+)"', html):
+            assert url.startswith(webhook), f"{page}: third-party or absolute URL {url}"
+    assert len(list((out / "assets").glob("*.css"))) == 1
+
+
+def test_money_and_dates_follow_the_customers_locale(settings, store, export_dir, tmp_path):
+    out = tmp_path / "site"
+    build(export_dir, out, settings, store=store)
+    ledger = read_export(export_dir, settings)
+    german = next(c for c in ledger.customers.values() if c.locale == "de_DE")
+    invoice = next(i for i in ledger.invoices.values() if i.customer_id == german.customer_id)
+    html = (out / "c" / keys_of(out)[german.customer_id] / "i" / f"{invoice.invoice_id}.html").read_text()
+    whole, cents = divmod(invoice.amount, 100)
+    assert f"{whole:,}".replace(",", ".") + f",{cents:02d}\xa0€" in html
+    assert '<html lang="de">' in html
+
+
+def test_parallel_and_serial_builds_are_identical(settings, store, export_dir, tmp_path):
+    serial = build(export_dir, tmp_path / "one", settings, store=store, workers=1)
+    parallel = build(export_dir, tmp_path / "two", settings, store=store, workers=2)
+    assert Manifest.load(tmp_path / "one").files == Manifest.load(tmp_path / "two").files
+    assert serial.written == parallel.written
+
+
+def test_a_theme_folder_overrides_one_template(settings, store, export_dir, tmp_path):
+    theme = tmp_path / "theme" / "pages"
+    theme.mkdir(parents=True)
+    builtin = (Path(__file__).parent.parent / "templates" / "pages" / "statement.html").read_text()
+    (theme / "statement.html").write_text(builtin.replace("Statement of account</h1>", "Kontoauszug</h1>"))
+    out = tmp_path / "site"
+    build(export_dir, out, settings.replace(theme_dir=str(tmp_path / "theme")), store=store)
+    key = next(iter(keys_of(out).values()))
+    assert "Kontoauszug</h1>" in (out / "c" / key / "statement.html").read_text()
+    assert "Your account</h1>" in (out / "c" / key / "index.html").read_text()
