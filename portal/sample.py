@@ -65,7 +65,7 @@ def write_sample(folder: str | Path, customers: int = 12, invoices: int = 40, se
         terms = rng.choice(TERMS)
         days = {"Net 30": 30, "Net 45": 45, "Net 60": 60, "2% 10, Net 30": 30}.get(terms, 0)
         total_minor = 0
-        for line_no in range(1, rng.randint(1, 4) + 1):
+        for _ in range(rng.randint(1, 4)):
             product, price = rng.choice(PRODUCTS)
             quantity = rng.choice([1, 1, 2, 5, 10, 24])
             scale = 10 ** digits(currency)

@@ -84,7 +84,7 @@ class Signer:
             data = self._timed["link"].loads(token, max_age=self.link_max_age)
         except SignatureExpired as exc:
             # The signature is genuine (itsdangerous checks it before the age), so the payload is ours.
-            raise TokenExpired(_link_claims(exc.payload and self._timed["link"].load_payload(exc.payload)))
+            raise TokenExpired(_link_claims(exc.payload and self._timed["link"].load_payload(exc.payload))) from None
         except BadSignature:
             raise TokenInvalid("bad link token") from None
         return _link_claims(data)
