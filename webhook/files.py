@@ -1,0 +1,55 @@
+"""Documents for folder targets: `/files/<token>`, the short-lived address /d redirects to.
+
+With an S3 target, /d redirects to a presigned S3 URL instead and this route answers 404. The token
+(salt `file`, valid FILE_LINK_SECONDS) names the customer, key version and object name; the folder is
+derived here from the verified customer, and the key version is checked again so a revocation also stops
+downloads already handed out.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Blueprint, abort, send_file
+from itsdangerous import BadSignature
+
+from portal.ledger import DOCUMENT_TYPES
+
+from .errors import TokenRejected
+from .security import FILE_CSP, rate_limited
+from .services import FILE_LINK_SECONDS, services
+
+bp = Blueprint("files", __name__)
+
+_OBJECT_NAME = re.compile(r"[0-9a-f]{64}\.[a-z0-9]{1,5}")
+# Shown in the browser; everything else is downloaded, so no uploaded HTML or SVG can run on our origin.
+INLINE = {".pdf", ".png", ".jpg", ".jpeg", ".gif", ".webp"}
+
+
+@bp.get("/files/<token>")
+@rate_limited("file")
+def download(token: str) -> Any:
+    s = services()
+    if s.docs_root is None:
+        abort(404)
+    try:
+        data = s.files.loads(token, max_age=FILE_LINK_SECONDS)
+    except BadSignature as exc:  # includes SignatureExpired
+        raise TokenRejected("file", token, exc.__class__.__name__) from None
+    if not (isinstance(data, list) and len(data) == 3 and isinstance(data[0], str) and isinstance(data[1], int)
+            and isinstance(data[2], str) and _OBJECT_NAME.fullmatch(data[2])):
+        raise TokenRejected("file", token, "malformed")
+    customer_id, key_version, name = data
+    if s.store.active_key_version(customer_id) != key_version:
+        raise TokenRejected("file", token, "revoked or unknown customer")
+    folder = (s.docs_root / "docs" / s.signer.customer_key(customer_id, key_version)).resolve()
+    path = (folder / name).resolve()
+    if not path.is_relative_to(folder) or not path.is_file():
+        abort(404)
+    suffix = path.suffix.lower()
+    response = send_file(path, mimetype=DOCUMENT_TYPES.get(suffix, "application/octet-stream"),
+                         as_attachment=suffix not in INLINE, download_name=name, conditional=True, max_age=0)
+    response.headers["Content-Security-Policy"] = FILE_CSP
+    response.headers["Cache-Control"] = "private, no-store"
+    return response

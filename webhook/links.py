@@ -1,0 +1,214 @@
+"""The emailed link (/l), the view beacon (/r), document downloads (/d) and "email me a fresh link".
+
+Every route verifies first and records second: a token is checked for its signature and purpose
+(itsdangerous salt), then against the store (the customer exists, is active, and its key version is the
+token's: `portal revoke` bumps the version and old tokens stop working at once). Only then is an event
+written, in the same transaction as the checks. Anything that fails answers the plain 404 page.
+
+Two receipts, on purpose:
+- `link_opened`: someone or something fetched the emailed link. Mail security scanners do this for every
+  message they inspect, so it proves delivery at most.
+- `page_viewed`: the page's beacon script ran in a browser that showed the page. Scanners that only
+  fetch the link do not run it. This is the receipt staff can rely on.
+The beacon answers POST only: a GET fallback (an <img> or <noscript> pixel) would be fetched by the same
+scanners and turn every scanned email into a fake "viewed".
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import Blueprint, Response, redirect, request, url_for
+from itsdangerous import BadSignature, SignatureExpired
+
+from portal.links import link_url
+from portal.mail import fresh_link_message
+from portal.pages import invoice_slug
+from portal.signing import LinkClaims, TokenExpired, TokenInvalid
+
+from .errors import TokenRejected
+from .logs import event, token_ref
+from .security import rate_limited
+from .services import FRESH_FORM_SECONDS, client_ip, render, services, user_agent
+
+bp = Blueprint("links", __name__)
+
+PAGE_ITEMS = {"account", "statement"}  # view-token items that are not invoice ids (see portal/pages.py)
+FRESH_PER_CONTACT_PER_DAY = 3  # fresh-link emails one contact can be sent in 24 hours, across all workers
+FRESH_DETAIL = "fresh_link"
+
+
+def page_url(customer_id: str, key_version: int, invoice_id: str = "") -> str:
+    """Where a verified link lands: the account page, or the page of one open invoice."""
+    s = services()
+    base = f"{s.settings.site_url.rstrip('/')}/c/{s.signer.customer_key(customer_id, key_version)}"
+    return f"{base}/i/{invoice_slug(invoice_id)}.html" if invoice_id else f"{base}/index.html"
+
+
+def _redirect(url: str) -> Response:
+    return redirect(url, 303)
+
+
+def _check_version(route: str, token: str, customer_id: str, key_version: int, conn: Any = None) -> None:
+    version = services().store.active_key_version(customer_id, conn)
+    if version is None:
+        raise TokenRejected(route, token, "unknown or inactive customer")
+    if version != key_version:
+        raise TokenRejected(route, token, f"revoked (key version {key_version}, current {version})")
+
+
+@bp.get("/l/<token>")
+@rate_limited("link")
+def open_link(token: str) -> Any:
+    """An emailed link: record `link_opened`, then 303 to the page (the invoice's, while it is open)."""
+    s = services()
+    try:
+        claims = s.signer.read_link(token)
+    except TokenExpired as exc:
+        return _expired(token, exc.claims)
+    except TokenInvalid as exc:
+        raise TokenRejected("link", token, str(exc)) from None
+    with s.store.begin() as conn:
+        _check_version("link", token, claims.customer_id, claims.key_version, conn)
+        invoice = s.store.invoice_state(claims.customer_id, claims.invoice_id, conn)
+        s.store.record_event("link_opened", claims.customer_id, conn=conn, contact_id=claims.contact_id,
+                             invoice_id=invoice.invoice_id if invoice else "", ip=client_ip(),
+                             user_agent=user_agent())
+    event("link_opened", customer=claims.customer_id, token=token_ref(token))
+    # A paid (closed) or unknown invoice has no page any more: the account page is the useful landing.
+    return _redirect(page_url(claims.customer_id, claims.key_version,
+                              invoice.invoice_id if invoice and invoice.is_open else ""))
+
+
+def _expired(token: str, claims: LinkClaims) -> Any:
+    """A genuine but old link: offer a fresh one, mailed to the addresses on file (nothing recorded)."""
+    s = services()
+    _check_version("link", token, claims.customer_id, claims.key_version)
+    form_token = s.fresh.dumps([claims.customer_id, claims.contact_id, claims.invoice_id, claims.key_version])
+    event("link_expired", customer=claims.customer_id, token=token_ref(token))
+    return render("webhook/link_expired.html", 410, title="This link has expired", fresh_token=form_token,
+                  action=url_for("links.fresh_link"), ttl_days=s.settings.link_ttl_days)
+
+
+@bp.post("/fresh")
+@rate_limited("fresh")
+def fresh_link() -> Any:
+    """Mail a new link to the contacts on file. Only the signed form token is read: an address typed or
+    added to the form is never used, so the form cannot send anyone's link to a stranger."""
+    s = services()
+    token = request.form.get("token", "")
+    try:
+        data = s.fresh.loads(token, max_age=FRESH_FORM_SECONDS)
+    except SignatureExpired:
+        return render("webhook/message.html", 400, title="This form is too old",
+                      message="Please open the link from your email again and ask for a fresh link there.")
+    except BadSignature:
+        raise TokenRejected("fresh", token, "bad signature") from None
+    if not (isinstance(data, list) and len(data) == 4 and all(isinstance(v, str) for v in data[:3])
+            and isinstance(data[3], int)):
+        raise TokenRejected("fresh", token, "malformed")
+    customer_id, contact_id, invoice_id, key_version = data
+    _check_version("fresh", token, customer_id, key_version)
+    customer_name, contacts = s.store.customer_contacts(customer_id)
+    # The contact the expired link was sent to, if still on file; otherwise everyone on file for the account.
+    recipients = [c for c in contacts if c.contact_id == contact_id] or contacts
+    invoice = s.store.invoice_state(customer_id, invoice_id)
+    invoice = invoice if invoice and invoice.is_open else None
+    since = datetime.now(UTC) - timedelta(days=1)
+    sent = 0
+    for contact in recipients:
+        if s.store.count_events_since("email_sent", since, customer_id=customer_id, contact_id=contact.contact_id,
+                                      detail_prefix=FRESH_DETAIL) >= FRESH_PER_CONTACT_PER_DAY:
+            continue
+        url = link_url(s.settings, s.signer, customer_id, contact.contact_id,
+                       invoice.invoice_id if invoice else "", key_version)
+        message = fresh_link_message(s.settings, (contact.name, contact.email), customer_name, url,
+                                     invoice.number if invoice else "")
+        message_id = s.mailer.send(message)
+        s.store.record_event("email_sent", customer_id, contact_id=contact.contact_id,
+                             invoice_id=invoice.invoice_id if invoice else "", ip=client_ip(),
+                             user_agent=user_agent(), detail=f"{FRESH_DETAIL} {message_id}")
+        sent += 1
+    event("fresh_link_sent", customer=customer_id, token=token_ref(token), messages=sent,
+          capped=len(recipients) - sent)
+    return _redirect(url_for("links.fresh_sent"))
+
+
+@bp.get("/fresh/sent")
+def fresh_sent() -> Any:
+    # The same words whether zero, one or several messages went out: the page reveals no addresses.
+    return render("webhook/message.html", 200, title="Check your email",
+                  message="If this link was sent to you, a fresh link is on its way to the email address we "
+                          "have on file for your account. It can take a few minutes to arrive.")
+
+
+@bp.post("/r/<token>")
+@rate_limited("view")
+def view_beacon(token: str) -> Any:
+    """The page's beacon: a person's browser showed the page. Records `page_viewed`, answers 204."""
+    s = services()
+    try:
+        claims = s.signer.read_page_token("view", token)
+    except TokenInvalid as exc:
+        raise TokenRejected("view", token, str(exc)) from None
+    with s.store.begin() as conn:
+        _check_version("view", token, claims.customer_id, claims.key_version, conn)
+        if claims.item in PAGE_ITEMS:
+            invoice_id, detail = "", claims.item
+        else:
+            # Closed invoices still count: the customer may be looking at a page built before it was paid.
+            if s.store.invoice_state(claims.customer_id, claims.item, conn) is None:
+                raise TokenRejected("view", token, "names an invoice of no such customer")
+            invoice_id, detail = claims.item, "invoice"
+        s.store.record_event("page_viewed", claims.customer_id, conn=conn, invoice_id=invoice_id,
+                             ip=client_ip(), user_agent=user_agent(), detail=detail)
+    event("page_viewed", customer=claims.customer_id, token=token_ref(token), page=detail)
+    return Response(status=204)
+
+
+@bp.get("/d/<token>")
+@rate_limited("doc")
+def document(token: str) -> Any:
+    """A document link: record `document_viewed`, then 303 to a short-lived address of the file.
+
+    The object's folder comes from the verified customer id and key version, never from the token's
+    text, so no token can name a file in another customer's folder.
+    """
+    s = services()
+    try:
+        claims = s.signer.read_doc_token(token)
+    except TokenInvalid as exc:
+        raise TokenRejected("doc", token, str(exc)) from None
+    object_key = f"docs/{s.signer.customer_key(claims.customer_id, claims.key_version)}/{claims.name}"
+    with s.store.begin() as conn:
+        _check_version("doc", token, claims.customer_id, claims.key_version, conn)
+        if not _document_is_customers(claims.customer_id, claims.document_id, claims.invoice_id, conn):
+            raise TokenRejected("doc", token, "names a document of no such customer")
+        if s.settings.target.startswith("s3://"):
+            from portal.publish import presign_document  # boto3 is only imported where S3 is used
+
+            url = presign_document(s.settings, object_key, expires_in=300)
+        else:
+            # A folder is cheap to look into: a missing file answers 404 before anything is recorded.
+            if s.docs_root is None or not (s.docs_root / object_key).is_file():
+                raise TokenRejected("doc", token, "no such file in the site folder")
+            url = url_for("files.download", token=s.files.dumps([claims.customer_id, claims.key_version,
+                                                                claims.name]))
+        s.store.record_event("document_viewed", claims.customer_id, conn=conn, document_id=claims.document_id,
+                             invoice_id=claims.invoice_id, ip=client_ip(), user_agent=user_agent())
+    event("document_viewed", customer=claims.customer_id, token=token_ref(token))
+    return _redirect(url)
+
+
+def _document_is_customers(customer_id: str, document_id: str, invoice_id: str, conn: Any) -> bool:
+    """Check a doc token's ids against the store: PDFs the build rendered are named after their invoice
+    ("invoice:<id>") or "statement"; supplied documents by their documents.csv id."""
+    store = services().store
+    if invoice_id and store.invoice_state(customer_id, invoice_id, conn) is None:
+        return False
+    if document_id == "statement":
+        return not invoice_id
+    if document_id.startswith("invoice:"):
+        return document_id.removeprefix("invoice:") == invoice_id
+    return store.document_belongs(customer_id, document_id, conn)

@@ -1,0 +1,100 @@
+"""What every request needs, made once per process: settings, store, signer, limiter, templates, assets.
+
+Building these per request would cost more than the request itself (the Signer derives one serializer per
+purpose; the Store owns the connection pool), so `create_app` makes one `Services` and routes reach it
+through `services()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flask import current_app, request
+from itsdangerous import URLSafeTimedSerializer
+from jinja2 import Environment
+
+from portal.config import Settings
+from portal.mail import Transport, transport_from_url
+from portal.render import Assets, load_assets, make_environment
+from portal.signing import Signer
+from portal.store import Store
+
+from .ratelimit import Limit, RateLimiter
+
+# How long the "email me a fresh link" form stays valid, and a signed /files/ address (folder targets).
+FRESH_FORM_SECONDS = 3600
+FILE_LINK_SECONDS = 300
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    signer: Signer
+    limiter: RateLimiter
+    templates: Environment
+    assets: Assets
+    limits: dict[str, Limit]
+    site_dir: Path | None  # the built site served in development (None: pages live elsewhere)
+    docs_root: Path | None  # where docs/<customer_key>/ folders are, for folder targets
+    fresh: URLSafeTimedSerializer  # the "email me a fresh link" form
+    files: URLSafeTimedSerializer  # short-lived /files/ addresses
+    _mailer: Transport | None = field(default=None, repr=False)
+
+    @classmethod
+    def create(cls, settings: Settings, config: dict[str, Any], site_dir: str | Path | None) -> Services:
+        # Same order as portal.signing.Signer: itsdangerous signs with the LAST key and accepts all of them.
+        secrets = [*reversed(settings.secret_key_fallbacks), settings.secret_key]
+        site = Path(site_dir).resolve() if site_dir else None
+        if settings.target.startswith("s3://"):
+            docs_root = None
+        else:
+            docs_root = site or Path(settings.target).resolve()
+        limits = {name: Limit.parse(config[f"RATE_LIMIT_{name.upper()}"]) for name in ("ip", "token", "fresh")}
+        return cls(
+            settings=settings,
+            store=Store(settings.database_url),
+            signer=Signer(settings),
+            limiter=RateLimiter(config.get("RATE_LIMIT_STORE")),
+            templates=make_environment(settings),
+            assets=load_assets(settings),
+            limits=limits,
+            site_dir=site,
+            docs_root=docs_root,
+            fresh=URLSafeTimedSerializer(secrets, salt="fresh"),
+            files=URLSafeTimedSerializer(secrets, salt="file"),
+        )
+
+    @property
+    def mailer(self) -> Transport:
+        """The mail transport, made on first use (SES imports boto3; most requests never mail)."""
+        if self._mailer is None:
+            self._mailer = transport_from_url(self.settings.mail_url)
+        return self._mailer
+
+
+def services() -> Services:
+    return current_app.extensions["portal"]
+
+
+def client_ip() -> str:
+    """The client address as the WSGI server sees it (after ProxyFix when the app sits behind proxies)."""
+    return (request.remote_addr or "")[:64]
+
+
+def user_agent() -> str:
+    return request.headers.get("User-Agent", "")[:512]
+
+
+def render(template: str, http_status: int = 200, **context: Any) -> tuple[str, int, dict[str, str]]:
+    """Render one of the webhook's own pages (templates/webhook/, templates/errors/) with the site's CSS."""
+    s = services()
+    from flask import url_for
+
+    css = url_for("site.asset", name=s.assets.urls["portal.css"].removeprefix("assets/"))
+    html = s.templates.get_template(template).render(
+        css_url=css, company={"name": s.settings.company_name, "support_email": s.settings.support_email},
+        lang="en", **context)
+    return html, http_status, {"Content-Type": "text/html; charset=utf-8"}
