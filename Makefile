@@ -1,0 +1,50 @@
+# Two commands do all the set-up on a fresh Debian/Ubuntu machine:
+#   make demo   sample data -> build -> serve on http://127.0.0.1:8000, printing customer links
+#   make test   the whole test suite (installs what it needs first)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+# System packages the tests use: a real browser, a real PostgreSQL server, wrk for the load benchmark.
+APT_PACKAGES := chromium postgresql wrk
+
+.PHONY: demo test install install-test system-deps bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+
+install-test: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,server]'
+
+demo: install
+	$(BIN)/portal demo
+
+# Installs the system packages only when something is missing (root or sudo needed then).
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	fi
+
+test: system-deps install-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install-test
+	$(BIN)/python bench/build.py
+
+lint: install-test
+	$(BIN)/python -m pip install --quiet ruff
+	$(BIN)/ruff check portal webhook tests bench
+
+clean:
+	rm -rf $(VENV) build/c build/docs build/assets build/.manifest.json demo portal.db outbox test-artifacts
