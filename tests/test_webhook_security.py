@@ -1,0 +1,251 @@
+"""Headers, rate limits, the static site's boundaries, logs without secrets, and the one error handler."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from portal.signing import Signer
+from tests.webhook_helpers import RELAXED, all_events, import_sample, make_app
+from webhook.logs import JsonFormatter, RedactFilter, redact, token_ref
+from webhook.ratelimit import Limit, MemoryRateLimitStore, RateLimiter
+
+SECURITY_HEADERS = {
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+@pytest.fixture
+def ledger(store, settings, export_dir):
+    return import_sample(store, settings, export_dir)
+
+
+@pytest.fixture
+def site(tmp_path):
+    """A tiny built site: a page, an asset, a private document and the build's dot-files."""
+    root = tmp_path / "site"
+    (root / "c" / "k1" / "i").mkdir(parents=True)
+    (root / "c" / "k1" / "index.html").write_text("<!doctype html><title>p</title>")
+    (root / "c" / "k1" / ".index.html.123.tmp").write_text("partial")
+    (root / "assets").mkdir()
+    (root / "assets" / "extra.css").write_text("body{}")
+    (root / "docs" / "k1").mkdir(parents=True)
+    (root / "docs" / "k1" / ("a" * 64 + ".pdf")).write_bytes(b"%PDF-1.4 private")
+    (root / ".manifest.json").write_text("{}")
+    return root
+
+
+@pytest.fixture
+def client(settings, tmp_path, ledger, site):
+    with make_app(settings, tmp_path, site_dir=site) as app:
+        yield app.test_client()
+
+
+def _check_headers(response):
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers.get(name) == value, (name, response.status_code)
+    csp = response.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
+
+
+def test_every_kind_of_response_carries_the_security_headers(client, ledger, settings):
+    signer = Signer(settings)
+    customer = sorted(ledger.customers)[0]
+    responses = [
+        client.get(f"/l/{signer.link_token(customer, 'c1', '', 1)}"),  # 303
+        client.post(f"/r/{signer.page_token('view', customer, 1, 'account')}"),  # 204
+        client.get("/l/nonsense"),  # 404 page
+        client.get(f"/r/{signer.page_token('view', customer, 1, 'account')}"),  # 405
+        client.get("/c/k1/index.html"),  # a page of the site
+        client.get("/assets/extra.css"),
+        client.get("/healthz"),
+    ]
+    assert [r.status_code for r in responses] == [303, 204, 404, 405, 200, 200, 200]
+    for response in responses:
+        _check_headers(response)
+        response.close()
+    assert "Strict-Transport-Security" not in responses[0].headers
+    assert responses[0].headers["Cache-Control"] == "no-store"
+
+
+def test_hsts_only_over_https(client):
+    assert "Strict-Transport-Security" not in client.get("/healthz").headers
+    secure = client.get("/healthz", base_url="https://portal.example")
+    assert secure.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_proxy_fix_trusts_only_the_configured_hops(settings, tmp_path, ledger):
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
+    with make_app(settings, tmp_path) as app:
+        assert "Strict-Transport-Security" not in app.test_client().get("/healthz", headers=forwarded).headers
+    with make_app(settings, tmp_path, PROXY_FIX=1) as app:
+        assert "Strict-Transport-Security" in app.test_client().get("/healthz", headers=forwarded).headers
+
+
+# --- rate limits ---------------------------------------------------------------------------------------
+
+
+def test_one_token_is_limited_and_answers_429_with_retry_after(settings, tmp_path, store, ledger):
+    customer = sorted(ledger.customers)[0]
+    token = Signer(settings).link_token(customer, "c1", "", 1)
+    with make_app(settings, tmp_path, RATE_LIMIT_TOKEN="3/60") as app:
+        client = app.test_client()
+        codes = [client.get(f"/l/{token}").status_code for _ in range(5)]
+        assert codes == [303, 303, 303, 429, 429]
+        limited = client.get(f"/l/{token}")
+        assert 1 <= int(limited.headers["Retry-After"]) <= 60
+        _check_headers(limited)
+        assert b"Too many requests" in limited.data
+        # Another token is still fine.
+        assert client.get(f"/l/{Signer(settings).link_token(customer, 'c2', '', 1)}").status_code == 303
+    assert store.count_events(kind="link_opened") == 4
+
+
+def test_one_address_is_limited_across_routes_and_tokens(settings, tmp_path, ledger):
+    signer = Signer(settings)
+    customer = sorted(ledger.customers)[0]
+    with make_app(settings, tmp_path, RATE_LIMIT_IP="4/60") as app:
+        client = app.test_client()
+        codes = [client.get(f"/l/{signer.link_token(customer, f'c{n}', '', 1)}").status_code for n in range(3)]
+        codes.append(client.post(f"/r/{signer.page_token('view', customer, 1, 'account')}").status_code)
+        codes.append(client.get("/l/random-guess").status_code)
+        beacon = client.post(f"/r/{signer.page_token('view', customer, 1, 'statement')}")
+        assert codes == [303, 303, 303, 204, 429] and beacon.status_code == 429
+        assert beacon.is_json and beacon.json["error"]["status"] == 429
+        # Another address has its own budget.
+        other = client.get("/l/x", environ_base={"REMOTE_ADDR": "192.0.2.7"})
+        assert other.status_code == 404
+
+
+def test_fresh_link_form_is_limited_per_form(settings, tmp_path, ledger):
+    with make_app(settings, tmp_path, RATE_LIMIT_FRESH="2/3600") as app:
+        client = app.test_client()
+        codes = [client.post("/fresh", data={"token": "same-form"}).status_code for _ in range(3)]
+    assert codes == [404, 404, 429]
+
+
+def test_memory_store_stays_bounded_and_windows_reset():
+    clock = [1000.0]
+    store = MemoryRateLimitStore(max_keys=100)
+    limiter = RateLimiter(store, clock=lambda: clock[0])
+    for n in range(1000):
+        assert limiter.check((f"k{n}", Limit(1, 60))).allowed
+    assert len(store) <= 100
+    assert limiter.check(("x", Limit(1, 60))).allowed
+    assert limiter.check(("x", Limit(1, 60))).retry_after == 60
+    clock[0] += 61
+    assert limiter.check(("x", Limit(1, 60))).allowed
+    assert Limit.parse("30/60") == Limit(30, 60)
+    with pytest.raises(ValueError):
+        Limit.parse("0/60")
+
+
+# --- the static site in development --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [
+    "/docs/k1/" + "a" * 64 + ".pdf", "/c/../docs/k1/" + "a" * 64 + ".pdf", "/c/k1/../../docs/k1/x.pdf",
+    "/c/%2e%2e/docs/k1/" + "a" * 64 + ".pdf", "/.manifest.json", "/c/../.manifest.json",
+    "/c/k1/.index.html.123.tmp", "/assets/../.manifest.json", "/c/k1/missing.html", "/",
+])
+def test_static_serving_reaches_pages_and_assets_only(client, path):
+    response = client.get(path)
+    assert response.status_code == 404, path
+    assert b"private" not in response.data and b"partial" not in response.data
+
+
+def test_static_serving_serves_pages_and_the_shared_stylesheet(client):
+    page = client.get("/c/k1/index.html")
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "private, no-cache"
+    page.close()
+    with client.get("/c/k1/") as index:
+        assert index.status_code == 200
+    css_name = client.application.extensions["portal"].assets.urls["portal.css"]
+    css = client.get(f"/{css_name}")
+    assert css.status_code == 200 and "immutable" in css.headers["Cache-Control"]
+
+
+def test_without_a_site_folder_no_page_is_served(settings, tmp_path, ledger, site):
+    from webhook import create_app
+
+    app = create_app(settings, config=RELAXED)
+    try:
+        assert app.test_client().get("/c/k1/index.html").status_code == 404
+    finally:
+        app.extensions["portal"].store.close()
+
+
+# --- logs ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def log_lines():
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("webhook")
+    logger.addHandler(handler)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    logger.removeHandler(handler)
+
+
+def test_logs_are_json_and_never_hold_a_token_or_an_address(client, ledger, settings, log_lines):
+    from tests.webhook_helpers import hidden_field, old_link_token
+
+    signer = Signer(settings)
+    contact = ledger.contacts[0]
+    good = signer.link_token(contact.customer_id, contact.contact_id, "", 1)
+    expired = old_link_token(settings, contact.customer_id, contact.contact_id, "", 1, settings.link_ttl_days + 1)
+    client.get(f"/l/{good}")
+    client.get(f"/l/{good[:-3]}")
+    form = hidden_field(client.get(f"/l/{expired}").get_data(as_text=True), "token")
+    client.post("/fresh", data={"token": form})
+    lines = log_lines()
+    text = json.dumps(lines)
+    assert {"link_opened", "token_rejected", "link_expired", "fresh_link_sent"} <= {line["event"] for line in lines}
+    for secret in (good, good[:-3], expired, form, contact.email):
+        assert secret not in text
+    assert token_ref(good) in text
+
+
+def test_werkzeug_request_log_is_redacted():
+    record = logging.LogRecord("werkzeug", logging.INFO, __file__, 1, '%s - - "%s" %s', (
+        "127.0.0.1", "GET /l/WyJDMDAwMDEiXQ.abc.def-ghi HTTP/1.1", "303"), None)
+    RedactFilter().filter(record)
+    assert "WyJDMDAwMDEiXQ" not in record.getMessage() and "/l/~" in record.getMessage()
+    assert redact("mail bob@example.com now") == "mail <email> now"
+
+
+# --- the one error handler -----------------------------------------------------------------------------
+
+
+def test_unexpected_errors_become_a_plain_500_without_details(settings, tmp_path, ledger):
+    with make_app(settings, tmp_path) as app:
+        @app.get("/boom")
+        def boom():
+            raise RuntimeError("secret internals /l/sometoken")
+
+        client = app.test_client()
+        page = client.get("/boom")
+        assert page.status_code == 500 and b"Something went wrong" in page.data and b"internals" not in page.data
+        _check_headers(page)
+        data = client.get("/boom", headers={"Accept": "application/json"})
+        assert data.status_code == 500 and data.json["error"]["status"] == 500
+
+
+def test_database_trouble_answers_503(settings, tmp_path, ledger):
+    broken = settings.replace(database_url=f"sqlite:///{tmp_path / 'empty.db'}")  # no schema
+    with make_app(broken, tmp_path) as app:
+        response = app.test_client().get(f"/l/{Signer(settings).link_token(sorted(ledger.customers)[0], 'c', '', 1)}")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "30"
+
+
+def test_large_bodies_are_refused(client, store):
+    response = client.post("/fresh", data={"token": "x" * 100_000})
+    assert response.status_code == 413
+    assert all_events(store) == []
