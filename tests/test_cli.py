@@ -1,0 +1,93 @@
+"""The command line: exit codes, messages, and the machine-readable outputs scripts rely on."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from click.testing import CliRunner
+
+from portal.cli import cli
+from portal.signing import Signer
+from portal.store import Store
+from tests.conftest import TEST_SECRET
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch, db_url):
+    monkeypatch.chdir(tmp_path)
+    env = {"PORTAL_DATABASE_URL": db_url, "PORTAL_SECRET_KEY": TEST_SECRET}
+
+    def invoke(*args: str):
+        return CliRunner().invoke(cli, list(args), obj={}, env=env, catch_exceptions=False)
+    return invoke
+
+
+def test_sample_validate_build_links_revoke(run, tmp_path, db_url):
+    assert run("sample-data", "export", "--customers", "4", "--invoices", "9").exit_code == 0
+    result = run("validate", "export")
+    assert result.exit_code == 0 and "valid: 4 customers" in result.output
+
+    result = run("build", "export", "--out", "site")
+    assert result.exit_code == 0, result.output
+    assert "pages: 17 written, 0 unchanged, 0 removed" in result.output  # 4 accounts + 4 statements + 9 invoices
+    result = run("build", "export", "--out", "site")
+    assert "pages: 0 written, 17 unchanged, 0 removed" in result.output
+
+    result = run("links")
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert list(rows[0]) == ["customer_id", "contact_id", "email", "invoice_id", "url"]
+    assert {r["invoice_id"] for r in rows} == {""} and len({r["customer_id"] for r in rows}) == 4
+    signer = Signer(_settings(db_url))
+    claims = signer.read_link(rows[0]["url"].rsplit("/l/", 1)[1])
+    assert (claims.customer_id, claims.contact_id) == (rows[0]["customer_id"], rows[0]["contact_id"])
+
+    per_invoice = list(csv.DictReader(io.StringIO(run("links", "--customer", "C00001", "--per-invoice").output)))
+    assert {r["customer_id"] for r in per_invoice} == {"C00001"} and any(r["invoice_id"] for r in per_invoice)
+
+    result = run("revoke", "C00001")
+    assert result.exit_code == 0 and "key version is now 2" in result.output
+    store = Store(db_url)
+    assert store.key_version("C00001") == 2
+    store.close()
+    assert run("revoke", "NOPE").exit_code == 3
+
+
+def _settings(db_url):
+    from tests.conftest import make_settings
+    return make_settings(db_url)
+
+
+def test_invalid_export_exits_2_with_every_problem(run, tmp_path):
+    run("sample-data", "export", "--customers", "2", "--invoices", "3")
+    text = (tmp_path / "export" / "invoices.csv").read_text().splitlines()
+    header = text[0].split(",")
+    row = text[2].split(",")
+    row[header.index("amount")] = '"12,50"'
+    row[header.index("due_date")] = "tomorrow"
+    (tmp_path / "export" / "invoices.csv").write_text("\n".join([*text[:2], ",".join(row), *text[3:]]) + "\n")
+    for command in (("validate", "export"), ("build", "export", "--out", "site")):
+        result = run(*command)
+        assert result.exit_code == 2
+        assert 'invoices.csv:3: due_date: "tomorrow" is not a date (write it as YYYY-MM-DD)' in result.output
+        assert 'invoices.csv:3: amount: "12,50" is not a number (write it like 1234.50)' in result.output
+        assert "nothing was written" in result.output
+    assert not (tmp_path / "site").exists()
+
+
+def test_demo_builds_and_prints_links_that_verify(run, tmp_path, db_url):
+    result = run("demo", "--no-serve", "--customers", "3", "--invoices", "5")
+    assert result.exit_code == 0, result.output
+    urls = [word for word in result.output.split() if "/l/" in word]
+    assert len(urls) >= 3
+    signer = Signer(_settings(db_url))
+    assert {signer.read_link(u.rsplit("/l/", 1)[1]).customer_id for u in urls} >= {"C00001", "C00002", "C00003"}
+    assert (tmp_path / "build" / ".manifest.json").is_file()
+
+
+def test_config_errors_are_one_line(run, tmp_path):
+    (tmp_path / "portal.toml").write_text('secret_key = "in-the-file-is-wrong"\n')
+    result = run("validate", "x")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1].startswith("error: ")
