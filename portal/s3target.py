@@ -111,14 +111,15 @@ def backoff_delay(attempt: int, rand: Callable[[], float] = random.random) -> fl
 
 
 def with_retries(call: Callable[[], T], attempts: int | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> T:
+                 sleep: Callable[[float], None] = time.sleep,
+                 retryable: Callable[[BaseException], bool] = is_retryable) -> T:
     """Run `call`, again after a backoff while it fails with a retryable error, at most `attempts` times."""
     attempts = attempts or OWN_ATTEMPTS
     for attempt in range(attempts):
         try:
             return call()
         except Exception as exc:
-            if attempt == attempts - 1 or not is_retryable(exc):
+            if attempt == attempts - 1 or not retryable(exc):
                 raise
             sleep(backoff_delay(attempt))
     raise AssertionError("unreachable")  # pragma: no cover
@@ -179,9 +180,15 @@ class S3Target:
 
     def check(self) -> None:
         """Fail fast, with one clear line, on a missing bucket, wrong credentials or an unreachable endpoint."""
-        probe = make_client(attempts=2, connect_timeout=5, read_timeout=15)
+        probe = make_client(attempts=3, connect_timeout=5, read_timeout=15)
+
+        def flaky(exc: BaseException) -> bool:
+            # Throttling and dropped connections are worth waiting for; an endpoint that refuses or never
+            # answers connections is a configuration problem, said at once.
+            return is_retryable(exc) and not isinstance(exc, EndpointConnectionError | ConnectTimeoutError)
+
         try:
-            probe.head_bucket(Bucket=self.bucket)
+            with_retries(lambda: probe.head_bucket(Bucket=self.bucket), retryable=flaky)
         except (BotoCoreError, ClientError) as exc:
             raise self._fail(exc) from None
         finally:
