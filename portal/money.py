@@ -71,6 +71,7 @@ def format_money(minor: int, currency: str, locale: str) -> str:
     return format_currency(to_decimal(minor, currency), currency, locale=_locale(locale))
 
 
+@lru_cache(maxsize=16384)  # a catalogue has few distinct prices
 def format_price(value: Decimal | None, currency: str, locale: str) -> str:
     """A unit price that may carry more decimals than the currency (0.1234 USD stays 0.1234)."""
     if value is None:
@@ -78,5 +79,6 @@ def format_price(value: Decimal | None, currency: str, locale: str) -> str:
     return format_currency(value, currency, locale=_locale(locale), decimal_quantization=False)
 
 
+@lru_cache(maxsize=4096)
 def format_quantity(value: Decimal | None, locale: str) -> str:
     return "" if value is None else format_decimal(value, locale=_locale(locale), decimal_quantization=False)

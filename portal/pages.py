@@ -204,19 +204,18 @@ class PageRenderer:
              pay={**pay, "preselect": False})
         page(f"c/{key}/statement.html", "statement", 2, statements=statements, statement_pdf=statement_pdf_view)
         for inv, view in zip(data.invoices, invoices, strict=True):
+            lines = [{"description": ln.description, "quantity_text": format_quantity(ln.quantity, locale),
+                      "unit_price_text": format_price(ln.unit_price, inv.currency, locale),
+                      "amount_text": money(ln.amount, inv.currency)} for ln in data.lines.get(inv.invoice_id, [])]
             docs = list(docs_by_invoice.get(inv.invoice_id, ()))
             if self.settings.render_pdfs and inv.invoice_id not in supplied_invoice_pdf:
-                pdf = invoice_pdf(self.settings.company_name, customer, inv, data.lines.get(inv.invoice_id, []),
-                                  view)
+                pdf = invoice_pdf(self.settings.company_name, customer, inv, lines, view)
                 digest = hashlib.sha256(pdf).hexdigest()
                 name = f"{digest}.pdf"
                 add_document(f"docs/{key}/{name}", pdf, digest, len(pdf), None)
                 docs.insert(0, {"title": f"Invoice {inv.number} (PDF)", "kind_text": "Invoice",
                                 "size_text": _size_text(len(pdf)),
                                 "url": doc_link(f"invoice:{inv.invoice_id}", inv.invoice_id, name)})
-            lines = [{"description": ln.description, "quantity_text": format_quantity(ln.quantity, locale),
-                      "unit_price_text": format_price(ln.unit_price, inv.currency, locale),
-                      "amount_text": money(ln.amount, inv.currency)} for ln in data.lines.get(inv.invoice_id, [])]
             page(f"c/{key}/i/{view['slug']}.html", "invoice", 3, inv=view, lines=lines, documents=docs,
                  forms=forms, pay={**pay, "preselect": True})
         return outputs

@@ -1,0 +1,181 @@
+"""Build benchmark: 10,000 customers / 100,000 invoices from `portal sample-data`, all in one run.
+
+Reports, measured in the same run (the machine is noisy, so ratios matter more than seconds):
+- full build time (import + render pages and PDFs + write), and a full build without PDFs;
+- no-op rebuild time, as a share of the full build (target <= 10%);
+- a one-invoice change: time and files written;
+- the ceiling: a bare Jinja2 render-and-write loop of the same templates, the same contexts and the same
+  page count, on the same number of processes; and the ratio of the build's pages/s to it (target >= 0.75).
+
+    python bench/build.py [--customers 10000] [--invoices 100000] [--workers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from portal.config import load_settings  # noqa: E402
+from portal.pages import PageRenderer  # noqa: E402
+from portal.sample import write_sample  # noqa: E402
+from portal.site import build  # noqa: E402
+from portal.store import Store  # noqa: E402
+
+AS_OF = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
+
+
+def timed(fn):
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+class _Recorder:
+    """Stands in for a template while PageRenderer runs, keeping each page's context for the ceiling loop."""
+
+    def __init__(self, name: str, sink: list):
+        self.name, self.sink = name, sink
+
+    def render(self, **context):
+        self.sink.append((self.name, context))
+        return ""
+
+
+def capture_contexts(settings, customer_ids: list[str]) -> list[tuple[str, dict]]:
+    """Every page's (template name, context), exactly as the build renders them, without PDFs."""
+    renderer = PageRenderer(settings.replace(render_pdfs=False))
+    sink: list = []
+    renderer.templates = {name: _Recorder(name, sink) for name in renderer.templates}
+    store = Store(settings.database_url)
+    for start in range(0, len(customer_ids), 200):
+        for data in store.customer_data(customer_ids[start:start + 200]):
+            renderer.render(data)
+    store.close()
+    return sink
+
+
+_CEILING: dict = {}
+
+
+def _ceiling_slice(bounds: tuple[int, int]) -> int:
+    """The bare loop: render a template with its context, write the bytes to their own file."""
+    from portal.render import make_environment
+
+    env = make_environment(_CEILING["settings"])
+    templates = {n: env.get_template(f"pages/{n}.html") for n in ("account", "invoice", "statement")}
+    out: Path = _CEILING["out"]
+    written = 0
+    for index in range(*bounds):
+        name, context = _CEILING["pages"][index]
+        html = templates[name].render(**context).encode()
+        folder = out / str(index // 1000)
+        folder.mkdir(exist_ok=True)
+        with open(folder / f"{index}.html", "wb") as handle:
+            handle.write(html)
+        written += 1
+    return written
+
+
+def ceiling(settings, pages: list, out: Path, workers: int) -> float:
+    _CEILING.update(settings=settings, pages=pages, out=out)
+    out.mkdir(parents=True)
+    step = -(-len(pages) // (workers * 8))
+    slices = [(start, min(start + step, len(pages))) for start in range(0, len(pages), step)]
+    context = multiprocessing.get_context("fork")
+    start = time.perf_counter()
+    with context.Pool(workers) as pool:
+        assert sum(pool.map(_ceiling_slice, slices)) == len(pages)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--invoices", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="bench-build."))
+    try:
+        export = root / "export"
+        t_sample, _ = timed(lambda: write_sample(export, args.customers, args.invoices, seed=11, as_of=AS_OF))
+        print(f"sample data: {args.customers} customers, {args.invoices} invoices ({t_sample:.1f} s)", flush=True)
+
+        def settings_for(name: str, **extra):
+            return load_settings(env={}, config_file=None, database_url=f"sqlite:///{root / name}.db",
+                                 secret_key="bench-secret-0123456789", **extra)
+
+        full_settings = settings_for("full")
+        t_full, full = timed(lambda: build(export, root / "site", full_settings, workers=args.workers))
+        pages = full.written["pages"]
+        print(f"full build: {t_full:.1f} s, {full.summary()}", flush=True)
+
+        t_noop, noop = timed(lambda: build(export, root / "site", full_settings, workers=args.workers))
+        assert sum(noop.written.values()) == 0, noop.summary()
+        print(f"no-op rebuild: {t_noop:.1f} s, {noop.summary()}", flush=True)
+
+        rows = list(csv.DictReader(open(export / "invoices.csv", encoding="utf-8")))
+        rows[len(rows) // 2]["balance"] = "0.01"
+        with open(export / "invoices.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        t_one, one = timed(lambda: build(export, root / "site", full_settings, workers=args.workers))
+        print(f"one invoice changed: {t_one:.1f} s, {one.customers_rendered} customer re-rendered, "
+              f"{len(one.written_paths)} files written", flush=True)
+
+        pages_settings = settings_for("pages", render_pdfs=False)
+        t_pages, pages_only = timed(lambda: build(export, root / "site-pages", pages_settings, workers=args.workers))
+        print(f"full build without PDFs: {t_pages:.1f} s, {pages_only.summary()}", flush=True)
+
+        store = Store(pages_settings.database_url)
+        customer_ids = sorted(store.customer_states())
+        store.close()
+        contexts = capture_contexts(pages_settings, customer_ids)
+        assert len(contexts) == pages_only.written["pages"] == pages, (len(contexts), pages)
+        t_ceiling = ceiling(pages_settings, contexts, root / "ceiling", args.workers)
+        print(f"ceiling (bare Jinja2 render-and-write, {args.workers} processes): {t_ceiling:.1f} s", flush=True)
+
+        result = {
+            "customers": args.customers, "invoices": args.invoices, "workers": args.workers, "pages": pages,
+            "documents_written": full.written["documents"],
+            "full_build_s": round(t_full, 2), "full_build_without_pdfs_s": round(t_pages, 2),
+            "noop_rebuild_s": round(t_noop, 2), "one_invoice_change_s": round(t_one, 2),
+            "one_invoice_change_files": len(one.written_paths), "ceiling_s": round(t_ceiling, 2),
+            "pages_per_s_build_without_pdfs": round(pages / t_pages), "pages_per_s_build_with_pdfs": round(pages / t_full),
+            "pages_per_s_ceiling": round(pages / t_ceiling),
+            "ratio_build_to_ceiling_without_pdfs": round(t_ceiling / t_pages, 3),
+            "ratio_build_to_ceiling_with_pdfs": round(t_ceiling / t_full, 3),
+            "noop_share_of_full_build": round(t_noop / t_full, 3),
+        }
+        print()
+        print(f"{'pages':<44}{pages:>10}")
+        print(f"{'build pages/s (no PDFs) / ceiling pages/s':<44}{result['ratio_build_to_ceiling_without_pdfs']:>10}"
+              "   target >= 0.75")
+        print(f"{'build pages/s (with PDFs) / ceiling pages/s':<44}{result['ratio_build_to_ceiling_with_pdfs']:>10}")
+        print(f"{'no-op rebuild / full build':<44}{result['noop_share_of_full_build']:>10}   target <= 0.10")
+        print(json.dumps(result))
+        results = Path(__file__).parent / "results"
+        results.mkdir(exist_ok=True)
+        (results / f"build-{datetime.now(UTC):%Y%m%dT%H%M%S}.json").write_text(json.dumps(result, indent=2))
+    finally:
+        if args.keep:
+            print(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
