@@ -14,7 +14,8 @@ from portal.ledger import read_export
 
 SETTINGS = load_settings(env={}, config_file=None, secret_key="x" * 32)
 
-CUSTOMERS = "customer_id,name,currency,locale,collector\nC1,Acme Inc.,USD,en_US,dana@example.com\nC2,Beta GmbH,EUR,de_DE,\n"
+CUSTOMERS = ("customer_id,name,currency,locale,collector\n"
+             "C1,Acme Inc.,USD,en_US,dana@example.com\nC2,Beta GmbH,EUR,de_DE,\n")
 CONTACTS = "customer_id,email,role\nC1,ap@acme.example,billing\nC2,ap@beta.example,approver\n"
 INVOICES = ("invoice_id,customer_id,number,issue_date,due_date,amount,balance,po_number\n"
             "I1,C1,INV-1,2026-10-01,2026-10-31,1234.50,1000.00,PO-9\n"
@@ -169,7 +170,8 @@ def test_as_of_from_export_json_or_newest_file(tmp_path):
 
 
 def test_header_is_case_and_space_tolerant_and_extra_columns_ignored(tmp_path):
-    folder = write(tmp_path, customers_csv="\ufeffCustomer_ID , Name,Currency,erp_field\nC1,Acme,USD,x\nC2,Beta,EUR,y\n")
+    folder = write(tmp_path,
+                   customers_csv="\ufeffCustomer_ID , Name,Currency,erp_field\nC1,Acme,USD,x\nC2,Beta,EUR,y\n")
     ledger = read_export(folder, SETTINGS)
     assert ledger.customers["C1"].name == "Acme" and ledger.customers["C1"].locale == "en_US"
 
