@@ -145,6 +145,61 @@ def links(ctx: click.Context, customer_ids: tuple[str, ...], per_invoice: bool, 
 
 
 @cli.command()
+@click.option("--dry-run", is_flag=True, help="Say what would be uploaded and deleted; change nothing.")
+@click.option("--site", "site_dir", default="build", show_default=True, type=click.Path(file_okay=False),
+              help="The built site to publish.")
+@click.pass_context
+def publish(ctx: click.Context, dry_run: bool, site_dir: str) -> None:
+    """Upload the built site to the configured target (a folder or s3://bucket/prefix): only what changed,
+    then delete what no longer exists. Prints uploaded / unchanged / deleted."""
+    from .publish import publish as run_publish
+
+    settings = _settings(ctx)
+    with _progress_bar("publishing") as progress:
+        result = run_publish(settings, site_dir, dry_run=dry_run, progress=progress)
+    click.echo(result.summary())
+
+
+class _progress_bar:
+    """A click progress bar that appears only once there is something to count, and only on a terminal."""
+
+    def __init__(self, label: str):
+        self.label, self.bar = label, None
+
+    def __enter__(self):
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if total < 50 or not sys.stderr.isatty():
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(done - self.bar.pos)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+@cli.group()
+def report() -> None:
+    """Reports for AR staff (the same data as the staff dashboard)."""
+
+
+@report.command("receipts")
+@click.option("--unopened-days", type=click.IntRange(0), default=None,
+              help="Only invoices no person has viewed N days after they were sent.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.pass_context
+def report_receipts(ctx: click.Context, unopened_days: int | None, fmt: str) -> None:
+    """Per invoice: emails sent, link opened (fetched), viewed by a person, documents viewed."""
+    from .reports import format_rows, receipts
+
+    click.echo(format_rows(receipts(_store(ctx.find_root()), unopened_days=unopened_days), fmt), nl=False)
+
+
+@cli.command()
 @click.argument("customer_id")
 @click.pass_context
 def revoke(ctx: click.Context, customer_id: str) -> None:
@@ -222,3 +277,7 @@ def demo(ctx: click.Context, folder: str, customers: int, invoices: int, host: s
 def main() -> None:
     cli(obj={}, auto_envvar_prefix=None)
 
+
+
+if __name__ == "__main__":
+    main()
