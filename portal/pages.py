@@ -58,11 +58,14 @@ def _origin(url: str) -> str:
 
 
 def _size_text(size: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024  # type: ignore[assignment]  # display only
-    raise AssertionError  # pragma: no cover
+    if size < 1024:
+        return f"{size} bytes"
+    scaled, unit = size / 1024, "KB"  # display only: sizes are counted in whole bytes everywhere else
+    for bigger in ("MB", "GB"):
+        if scaled < 1024:
+            break
+        scaled, unit = scaled / 1024, bigger
+    return f"{scaled:.1f} {unit}"
 
 
 class PageRenderer:

@@ -19,7 +19,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-def upgrade(connection: Connection, revision: str = "head") -> None:
+def upgrade(connection: Connection, revision: str = "heads") -> None:
+    """"heads", not "head": features developed side by side may each add a revision on the same parent."""
     command.upgrade(alembic_config(connection), revision)
 
 
