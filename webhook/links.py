@@ -26,6 +26,7 @@ from portal.links import link_url
 from portal.mail import fresh_link_message
 from portal.pages import invoice_slug
 from portal.signing import LinkClaims, TokenExpired, TokenInvalid
+from portal.store import InvoiceState
 
 from .errors import TokenRejected
 from .logs import event, token_ref
@@ -50,12 +51,15 @@ def _redirect(url: str) -> Response:
     return redirect(url, 303)
 
 
-def _check_version(route: str, token: str, customer_id: str, key_version: int, conn: Any = None) -> None:
-    version = services().store.active_key_version(customer_id, conn)
+def _check_access(route: str, token: str, customer_id: str, key_version: int, invoice_id: str = "",
+                  conn: Any = None) -> InvoiceState | None:
+    """Reject unless the customer is active at this key version; return the invoice when it is theirs."""
+    version, invoice = services().store.access(customer_id, invoice_id, conn)
     if version is None:
         raise TokenRejected(route, token, "unknown or inactive customer")
     if version != key_version:
         raise TokenRejected(route, token, f"revoked (key version {key_version}, current {version})")
+    return invoice
 
 
 @bp.get("/l/<token>")
@@ -70,11 +74,9 @@ def open_link(token: str) -> Any:
     except TokenInvalid as exc:
         raise TokenRejected("link", token, str(exc)) from None
     with s.store.begin() as conn:
-        _check_version("link", token, claims.customer_id, claims.key_version, conn)
-        invoice = s.store.invoice_state(claims.customer_id, claims.invoice_id, conn)
-        s.store.record_event("link_opened", claims.customer_id, conn=conn, contact_id=claims.contact_id,
-                             invoice_id=invoice.invoice_id if invoice else "", ip=client_ip(),
-                             user_agent=user_agent())
+        invoice = _check_access("link", token, claims.customer_id, claims.key_version, claims.invoice_id, conn)
+        s.store.add_event(conn, "link_opened", claims.customer_id, contact_id=claims.contact_id,
+                          invoice_id=invoice.invoice_id if invoice else "", ip=client_ip(), user_agent=user_agent())
     event("link_opened", customer=claims.customer_id, token=token_ref(token))
     # A paid (closed) or unknown invoice has no page any more: the account page is the useful landing.
     return _redirect(page_url(claims.customer_id, claims.key_version,
@@ -84,7 +86,7 @@ def open_link(token: str) -> Any:
 def _expired(token: str, claims: LinkClaims) -> Any:
     """A genuine but old link: offer a fresh one, mailed to the addresses on file (nothing recorded)."""
     s = services()
-    _check_version("link", token, claims.customer_id, claims.key_version)
+    _check_access("link", token, claims.customer_id, claims.key_version)
     form_token = s.fresh.dumps([claims.customer_id, claims.contact_id, claims.invoice_id, claims.key_version])
     event("link_expired", customer=claims.customer_id, token=token_ref(token))
     return render("webhook/link_expired.html", 410, title="This link has expired", fresh_token=form_token,
@@ -109,11 +111,10 @@ def fresh_link() -> Any:
             and isinstance(data[3], int)):
         raise TokenRejected("fresh", token, "malformed")
     customer_id, contact_id, invoice_id, key_version = data
-    _check_version("fresh", token, customer_id, key_version)
+    invoice = _check_access("fresh", token, customer_id, key_version, invoice_id)
     customer_name, contacts = s.store.customer_contacts(customer_id)
     # The contact the expired link was sent to, if still on file; otherwise everyone on file for the account.
     recipients = [c for c in contacts if c.contact_id == contact_id] or contacts
-    invoice = s.store.invoice_state(customer_id, invoice_id)
     invoice = invoice if invoice and invoice.is_open else None
     since = datetime.now(UTC) - timedelta(days=1)
     sent = 0
@@ -152,17 +153,19 @@ def view_beacon(token: str) -> Any:
         claims = s.signer.read_page_token("view", token)
     except TokenInvalid as exc:
         raise TokenRejected("view", token, str(exc)) from None
+    is_page = claims.item in PAGE_ITEMS
     with s.store.begin() as conn:
-        _check_version("view", token, claims.customer_id, claims.key_version, conn)
-        if claims.item in PAGE_ITEMS:
+        invoice = _check_access("view", token, claims.customer_id, claims.key_version,
+                                "" if is_page else claims.item, conn)
+        if is_page:
             invoice_id, detail = "", claims.item
+        elif invoice is None:
+            raise TokenRejected("view", token, "names an invoice of no such customer")
         else:
             # Closed invoices still count: the customer may be looking at a page built before it was paid.
-            if s.store.invoice_state(claims.customer_id, claims.item, conn) is None:
-                raise TokenRejected("view", token, "names an invoice of no such customer")
-            invoice_id, detail = claims.item, "invoice"
-        s.store.record_event("page_viewed", claims.customer_id, conn=conn, invoice_id=invoice_id,
-                             ip=client_ip(), user_agent=user_agent(), detail=detail)
+            invoice_id, detail = invoice.invoice_id, "invoice"
+        s.store.add_event(conn, "page_viewed", claims.customer_id, invoice_id=invoice_id, ip=client_ip(),
+                          user_agent=user_agent(), detail=detail)
     event("page_viewed", customer=claims.customer_id, token=token_ref(token), page=detail)
     return Response(status=204)
 
@@ -182,7 +185,9 @@ def document(token: str) -> Any:
         raise TokenRejected("doc", token, str(exc)) from None
     object_key = f"docs/{s.signer.customer_key(claims.customer_id, claims.key_version)}/{claims.name}"
     with s.store.begin() as conn:
-        _check_version("doc", token, claims.customer_id, claims.key_version, conn)
+        invoice = _check_access("doc", token, claims.customer_id, claims.key_version, claims.invoice_id, conn)
+        if claims.invoice_id and invoice is None:
+            raise TokenRejected("doc", token, "names an invoice of no such customer")
         if not _document_is_customers(claims.customer_id, claims.document_id, claims.invoice_id, conn):
             raise TokenRejected("doc", token, "names a document of no such customer")
         if s.settings.target.startswith("s3://"):
@@ -195,18 +200,17 @@ def document(token: str) -> Any:
                 raise TokenRejected("doc", token, "no such file in the site folder")
             url = url_for("files.download", token=s.files.dumps([claims.customer_id, claims.key_version,
                                                                 claims.name]))
-        s.store.record_event("document_viewed", claims.customer_id, conn=conn, document_id=claims.document_id,
-                             invoice_id=claims.invoice_id, ip=client_ip(), user_agent=user_agent())
+        s.store.add_event(conn, "document_viewed", claims.customer_id, document_id=claims.document_id,
+                          invoice_id=claims.invoice_id, ip=client_ip(), user_agent=user_agent())
     event("document_viewed", customer=claims.customer_id, token=token_ref(token))
     return _redirect(url)
 
 
 def _document_is_customers(customer_id: str, document_id: str, invoice_id: str, conn: Any) -> bool:
-    """Check a doc token's ids against the store: PDFs the build rendered are named after their invoice
-    ("invoice:<id>") or "statement"; supplied documents by their documents.csv id."""
+    """Check a doc token's document id against the store (its invoice id is checked already): PDFs the build
+    rendered are named after their invoice ("invoice:<id>") or "statement"; supplied documents by their
+    documents.csv id."""
     store = services().store
-    if invoice_id and store.invoice_state(customer_id, invoice_id, conn) is None:
-        return False
     if document_id == "statement":
         return not invoice_id
     if document_id.startswith("invoice:"):
