@@ -471,6 +471,14 @@ class socket_closed_port:
         self.sock.close()
 
 
+def test_missing_credentials_are_one_clear_error(site, aws_env: SeaweedS3, monkeypatch):
+    settings, out = site
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    with pytest.raises(PublishError, match=r"^s3://any-bucket/site: no usable AWS credentials: set AWS_ACCESS_KEY_ID"):
+        publish(settings.replace(target="s3://any-bucket/site"), out)
+
+
 def test_a_build_that_is_missing_is_refused(tmp_path: Path):
     settings = make_settings(f"sqlite:///{tmp_path / 'p.db'}", target=str(tmp_path / "public"))
     with pytest.raises(PublishError, match="no build found"):
