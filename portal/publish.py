@@ -365,8 +365,8 @@ def _apply(pool: ThreadPoolExecutor, target: Target, plan: Plan, state: RemoteSt
     for _phase, paths in groupby(plan.deletes, key=upload_phase):
         batches = _batches(list(paths), target.delete_batch)
         _run_all(pool, _counted(target.delete), batches, workers * 2, tick, target.name, "deleting")
-    if journal_written or state.journal:
-        target.clear_journal()
+    if journal_written or state.journal or not state.has_manifest:
+        target.clear_journal()  # after a scan, a journal may be there that could not be read
 
 
 def _counted(operation: Callable) -> Callable:

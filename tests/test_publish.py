@@ -269,6 +269,14 @@ def test_lost_target_manifest_is_rebuilt_from_object_metadata(site, bucket: str,
     publish(settings, out)
     client = aws_env.client()
     client.delete_object(Bucket=bucket, Key=REMOTE_MANIFEST)
+    client.put_object(Bucket=bucket, Key=JOURNAL, Body=b"unreadable")
+
+    nothing = publish(settings, out)  # every object checked by its sha256 metadata: all fine
+
+    assert (nothing.uploaded, nothing.deleted) == (0, 0)
+    assert JOURNAL not in listing_root(client, bucket) and REMOTE_MANIFEST in listing_root(client, bucket)
+
+    client.delete_object(Bucket=bucket, Key=REMOTE_MANIFEST)
     client.put_object(Bucket=bucket, Key="c/stale/index.html", Body=b"a page from an older publish")
     page = next(p for p in Manifest.load(out).files if p.endswith("index.html"))
     client.put_object(Bucket=bucket, Key=page, Body=b"tampered", Metadata={"sha256": "0" * 64})
