@@ -529,12 +529,12 @@ class Store:
             return None
         return row.key_version or 1
 
-    def document_belongs(self, customer_id: str, document_id: str, conn: Connection | None = None) -> bool:
-        """Whether a supplied document (documents.csv id) is this customer's."""
+    def document_name(self, customer_id: str, document_id: str, conn: Connection | None = None) -> str | None:
+        """The file name (as exported) of a supplied document of this customer; None when it is not theirs."""
         with self._conn(conn) as c:
-            found = c.execute(select(documents.c.document_id).where(documents.c.document_id == document_id,
-                                                                    documents.c.customer_id == customer_id)).scalar()
-        return found is not None
+            file = c.execute(select(documents.c.file).where(documents.c.document_id == document_id,
+                                                           documents.c.customer_id == customer_id)).scalar()
+        return None if file is None else Path(file).name
 
     def customer_contacts(self, customer_id: str, conn: Connection | None = None) -> tuple[str, list[Contact]]:
         """The customer's name and its contacts on file (the only addresses a fresh link may go to)."""

@@ -8,6 +8,7 @@ import sys
 import threading
 import types
 from email import message_from_bytes, policy
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -251,6 +252,7 @@ def test_document_records_and_redirects_to_a_short_lived_file_address(client, st
         assert served.headers["X-Content-Type-Options"] == "nosniff"
         disposition = served.headers["Content-Disposition"]
     assert disposition.startswith("inline" if doc.extension in {".pdf", ".png", ".jpg"} else "attachment")
+    assert Path(doc.file).name in disposition  # saved under its own name, not the content hash
     assert len(all_events(store)) == 1  # the file itself is not a second receipt
 
 
@@ -287,8 +289,8 @@ def test_s3_target_redirects_to_a_presigned_url_for_the_customers_own_folder(set
                                                                             signer, monkeypatch):
     calls = []
 
-    def presign_document(settings, object_key, expires_in=300):
-        calls.append((object_key, expires_in))
+    def presign_document(settings, object_key, expires_in=300, *, filename=None):
+        calls.append((object_key, expires_in, filename))
         return f"https://bucket.example/{object_key}?X-Amz-Signature=abc"
 
     monkeypatch.setitem(sys.modules, "portal.publish", types.SimpleNamespace(presign_document=presign_document))
@@ -298,7 +300,7 @@ def test_s3_target_redirects_to_a_presigned_url_for_the_customers_own_folder(set
     with make_app(settings.replace(target="s3://bucket/site"), tmp_path) as app:
         response = app.test_client().get(f"/d/{signer.doc_token(a, 1, doc.document_id, doc.invoice_id, name)}")
         assert response.status_code == 303
-        assert calls == [(f"docs/{signer.customer_key(a, 1)}/{name}", 300)]
+        assert calls == [(f"docs/{signer.customer_key(a, 1)}/{name}", 300, Path(doc.file).name)]
         assert response.headers["Location"].startswith("https://bucket.example/docs/")
         assert [e.kind for e in all_events(store)] == ["document_viewed"]
         assert app.test_client().get("/files/anything").status_code == 404
@@ -398,3 +400,24 @@ def test_fresh_link_over_smtp(store, ledger, settings, tmp_path):
     assert recipients == [contact.email]
     event = next(e for e in all_events(store) if e.kind == "email_sent")
     assert event.detail == f"fresh_link {message['Message-ID']}"
+
+
+def test_rendered_pdfs_are_saved_under_readable_names(client, store, ledger, signer, settings, tmp_path):
+    a, b = _two_customers(ledger)
+    invoice = _invoice(ledger, a)
+    name = "b" * 64 + ".pdf"
+    target = tmp_path / "site" / "docs" / signer.customer_key(a, 1) / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(b"%PDF-1.4 rendered")
+    cases = [(f"invoice:{invoice.invoice_id}", invoice.invoice_id, f"Invoice {invoice.number}.pdf"),
+             ("statement", "", "Statement.pdf")]
+    for document_id, invoice_id, expected in cases:
+        location = client.get(f"/d/{signer.doc_token(a, 1, document_id, invoice_id, name)}").headers["Location"]
+        with client.get(urlparse(location).path) as served:
+            assert expected in served.headers["Content-Disposition"]
+    # The invoice PDF of an invoice that is not the one the token names, or not this customer's: nothing.
+    theirs = _invoice(ledger, b).invoice_id
+    for document_id, invoice_id in ((f"invoice:{theirs}", invoice.invoice_id), (f"invoice:{theirs}", theirs),
+                                    ("statement", invoice.invoice_id)):
+        assert client.get(f"/d/{signer.doc_token(a, 1, document_id, invoice_id, name)}").status_code == 404
+    assert store.count_events(kind="document_viewed") == 2

@@ -37,10 +37,10 @@ def download(token: str) -> Any:
         data = s.files.loads(token, max_age=FILE_LINK_SECONDS)
     except BadSignature as exc:  # includes SignatureExpired
         raise TokenRejected("file", token, exc.__class__.__name__) from None
-    if not (isinstance(data, list) and len(data) == 3 and isinstance(data[0], str) and isinstance(data[1], int)
-            and isinstance(data[2], str) and _OBJECT_NAME.fullmatch(data[2])):
+    if not (isinstance(data, list) and len(data) == 4 and isinstance(data[0], str) and isinstance(data[1], int)
+            and isinstance(data[2], str) and _OBJECT_NAME.fullmatch(data[2]) and isinstance(data[3], str)):
         raise TokenRejected("file", token, "malformed")
-    customer_id, key_version, name = data
+    customer_id, key_version, name, filename = data
     if s.store.active_key_version(customer_id) != key_version:
         raise TokenRejected("file", token, "revoked or unknown customer")
     folder = (s.docs_root / "docs" / s.signer.customer_key(customer_id, key_version)).resolve()
@@ -49,7 +49,8 @@ def download(token: str) -> Any:
         abort(404)
     suffix = path.suffix.lower()
     response = send_file(path, mimetype=DOCUMENT_TYPES.get(suffix, "application/octet-stream"),
-                         as_attachment=suffix not in INLINE, download_name=name, conditional=True, max_age=0)
+                         as_attachment=suffix not in INLINE, download_name=filename or name, conditional=True,
+                         max_age=0)
     response.headers["Content-Security-Policy"] = FILE_CSP
     response.headers["Cache-Control"] = "private, no-store"
     return response

@@ -16,6 +16,7 @@ scanners and turn every scanned email into a fake "viewed".
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,13 +32,14 @@ from portal.store import InvoiceState
 from .errors import TokenRejected
 from .logs import event, token_ref
 from .security import rate_limited
-from .services import FRESH_FORM_SECONDS, client_ip, render, services, user_agent
+from .services import FILE_LINK_SECONDS, FRESH_FORM_SECONDS, client_ip, render, services, user_agent
 
 bp = Blueprint("links", __name__)
 
 PAGE_ITEMS = {"account", "statement"}  # view-token items that are not invoice ids (see portal/pages.py)
 FRESH_PER_CONTACT_PER_DAY = 3  # fresh-link emails one contact can be sent in 24 hours, across all workers
 FRESH_DETAIL = "fresh_link"
+_UNSAFE_FILENAME = re.compile(r'[\x00-\x1f\x7f"\\/]')
 
 
 def page_url(customer_id: str, key_version: int, invoice_id: str = "") -> str:
@@ -188,31 +190,36 @@ def document(token: str) -> Any:
         invoice = _check_access("doc", token, claims.customer_id, claims.key_version, claims.invoice_id, conn)
         if claims.invoice_id and invoice is None:
             raise TokenRejected("doc", token, "names an invoice of no such customer")
-        if not _document_is_customers(claims.customer_id, claims.document_id, claims.invoice_id, conn):
+        filename = _document_filename(claims.customer_id, claims.document_id, claims.invoice_id, invoice, conn)
+        if filename is None:
             raise TokenRejected("doc", token, "names a document of no such customer")
         if s.settings.target.startswith("s3://"):
             from portal.publish import presign_document  # boto3 is only imported where S3 is used
 
-            url = presign_document(s.settings, object_key, expires_in=300)
+            url = presign_document(s.settings, object_key, expires_in=FILE_LINK_SECONDS, filename=filename)
         else:
             # A folder is cheap to look into: a missing file answers 404 before anything is recorded.
             if s.docs_root is None or not (s.docs_root / object_key).is_file():
                 raise TokenRejected("doc", token, "no such file in the site folder")
             url = url_for("files.download", token=s.files.dumps([claims.customer_id, claims.key_version,
-                                                                claims.name]))
+                                                                claims.name, filename]))
         s.store.add_event(conn, "document_viewed", claims.customer_id, document_id=claims.document_id,
                           invoice_id=claims.invoice_id, ip=client_ip(), user_agent=user_agent())
     event("document_viewed", customer=claims.customer_id, token=token_ref(token))
     return _redirect(url)
 
 
-def _document_is_customers(customer_id: str, document_id: str, invoice_id: str, conn: Any) -> bool:
-    """Check a doc token's document id against the store (its invoice id is checked already): PDFs the build
-    rendered are named after their invoice ("invoice:<id>") or "statement"; supplied documents by their
-    documents.csv id."""
-    store = services().store
+def _document_filename(customer_id: str, document_id: str, invoice_id: str, invoice: InvoiceState | None,
+                       conn: Any) -> str | None:
+    """The name the browser saves the document under, or None when the token's document is not this
+    customer's. PDFs the build rendered are named after their invoice ("invoice:<id>") or "statement";
+    supplied documents by their documents.csv id, checked against the store."""
     if document_id == "statement":
-        return not invoice_id
-    if document_id.startswith("invoice:"):
-        return document_id.removeprefix("invoice:") == invoice_id
-    return store.document_belongs(customer_id, document_id, conn)
+        name = None if invoice_id else "Statement.pdf"
+    elif document_id.startswith("invoice:"):
+        matches = invoice is not None and document_id.removeprefix("invoice:") == invoice_id
+        name = f"Invoice {invoice.number}.pdf" if matches and invoice else None
+    else:
+        name = services().store.document_name(customer_id, document_id, conn)
+    # Header-safe: no control characters, quotes or path separators from ERP data.
+    return None if name is None else _UNSAFE_FILENAME.sub("_", name)[:150]
