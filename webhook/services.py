@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flask import current_app, request
+from flask import current_app, request, url_for
 from itsdangerous import URLSafeTimedSerializer
 from jinja2 import Environment
 
@@ -91,8 +91,6 @@ def user_agent() -> str:
 def render(template: str, http_status: int = 200, **context: Any) -> tuple[str, int, dict[str, str]]:
     """Render one of the webhook's own pages (templates/webhook/, templates/errors/) with the site's CSS."""
     s = services()
-    from flask import url_for
-
     css = url_for("site.asset", name=s.assets.urls["portal.css"].removeprefix("assets/"))
     html = s.templates.get_template(template).render(
         css_url=css, company={"name": s.settings.company_name, "support_email": s.settings.support_email},
