@@ -4,7 +4,7 @@ from dataclasses import replace
 
 from sqlalchemy import select
 
-from portal import store as tables
+from portal import schema as tables
 from portal.ledger import read_export
 from portal.migrations import alembic_config
 from tests.conftest import AS_OF

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from portal.store import make_engine, metadata
+from portal.schema import metadata
+from portal.store import make_engine
 
 config = context.config
 

@@ -1,0 +1,12 @@
+"""Every table of the store, for Alembic: importing this module registers them all on `store.metadata`.
+
+Features keep their tables in their own modules (defined on `portal.store.metadata`); each such module is
+imported here once, so migrations and the "tables match migrations" test see the whole schema.
+"""
+
+from __future__ import annotations
+
+from . import store
+from .store import metadata
+
+__all__ = ["metadata", "store"]
