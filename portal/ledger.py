@@ -173,6 +173,21 @@ class _Row:
             self.error(column, str(exc))
             return None
 
+    def amount_and_balance(self, currency: str, negative_hint: str) -> tuple[int | None, int | None]:
+        """`amount` and `balance` in minor units; (None, None) parts where invalid, each problem reported."""
+        amount = self.amount("amount", currency) if currency else None
+        balance = self.amount("balance", currency) if currency else None
+        if amount is not None and amount < 0:
+            self.error("amount", f"is negative: {negative_hint}")
+            amount = None
+        if balance is not None and balance < 0:
+            self.error("balance", "is negative")
+            balance = None
+        elif balance is not None and amount is not None and balance > amount:
+            self.error("balance", "is larger than amount")
+            balance = None
+        return amount, balance
+
     def decimal(self, column: str, what: str) -> Decimal | None:
         text = self.get(column)
         if not text:
@@ -388,19 +403,12 @@ def _read_invoices(reader: _Reader, ledger: Ledger) -> None:
             row.error("currency", f"{currency} differs from the customer's {customer.currency} "
                                   "(set allow_foreign_currency = true to allow it)")
             currency = ""
-        amount = row.amount("amount", currency) if currency else None
-        balance = row.amount("balance", currency) if currency else None
-        if amount is not None and amount < 0:
-            row.error("amount", "is negative: put credit notes in credits.csv")
-        if balance is not None and balance < 0:
-            row.error("balance", "is negative")
-        elif balance is not None and amount is not None and balance > amount:
-            row.error("balance", "is larger than amount")
+        amount, balance = row.amount_and_balance(currency, "put credit notes in credits.csv")
         if issue_date and due_date and due_date < issue_date:
             reader.warnings.append(f"invoices.csv:{row.line}: due_date: {due_date} is before issue_date "
                                    f"{issue_date}")
         if invoice_id and customer and number and issue_date and due_date and amount is not None \
-                and balance is not None and 0 <= balance <= amount:
+                and balance is not None:
             ledger.invoices[invoice_id] = Invoice(
                 invoice_id, customer_id, number, issue_date, due_date, amount, balance, currency,
                 row.get("po_number"), row.get("terms"), row.get("description"))
@@ -438,16 +446,8 @@ def _read_credits(reader: _Reader, ledger: Ledger) -> None:
         if customer and currency and currency != customer.currency and not allow_foreign:
             row.error("currency", f"{currency} differs from the customer's {customer.currency}")
             currency = ""
-        amount = row.amount("amount", currency) if currency else None
-        balance = row.amount("balance", currency) if currency else None
-        if amount is not None and amount < 0:
-            row.error("amount", "is negative: write a credit as a positive amount")
-        if balance is not None and balance < 0:
-            row.error("balance", "is negative")
-        elif balance is not None and amount is not None and balance > amount:
-            row.error("balance", "is larger than amount")
-        if credit_id and customer and number and issue_date and amount is not None and balance is not None \
-                and 0 <= balance <= amount:
+        amount, balance = row.amount_and_balance(currency, "write a credit as a positive amount")
+        if credit_id and customer and number and issue_date and amount is not None and balance is not None:
             ledger.credits[credit_id] = Credit(credit_id, customer_id, number, issue_date, amount, balance,
                                                currency, row.get("description"))
 
