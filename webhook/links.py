@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from flask import Blueprint, Response, redirect, request, url_for
@@ -26,7 +27,7 @@ from itsdangerous import BadSignature, SignatureExpired
 from portal.links import link_url
 from portal.mail import fresh_link_message
 from portal.pages import invoice_slug
-from portal.signing import LinkClaims, TokenExpired, TokenInvalid
+from portal.signing import LinkClaims, TokenExpired, TokenInvalid, customer_key
 from portal.store import InvoiceState
 
 from .errors import TokenRejected
@@ -42,10 +43,16 @@ FRESH_DETAIL = "fresh_link"
 _UNSAFE_FILENAME = re.compile(r'[\x00-\x1f\x7f"\\/]')
 
 
+@lru_cache(maxsize=65536)
+def _customer_key(secret: str, customer_id: str, key_version: int) -> str:
+    # HMAC + base32 (pure Python) on every redirect adds up; the result never changes for these inputs.
+    return customer_key(secret, customer_id, key_version)
+
+
 def page_url(customer_id: str, key_version: int, invoice_id: str = "") -> str:
     """Where a verified link lands: the account page, or the page of one open invoice."""
     s = services()
-    base = f"{s.settings.site_url.rstrip('/')}/c/{s.signer.customer_key(customer_id, key_version)}"
+    base = f"{s.settings.site_url.rstrip('/')}/c/{_customer_key(s.signer.secret, customer_id, key_version)}"
     return f"{base}/i/{invoice_slug(invoice_id)}.html" if invoice_id else f"{base}/index.html"
 
 

@@ -26,21 +26,28 @@ FILE_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; objec
 HSTS = "max-age=63072000; includeSubDomains"
 
 
+# Set on every response. Routes may choose their own value for the ones in OVERRIDABLE (files, assets).
+FIXED = [("Referrer-Policy", "no-referrer"), ("X-Frame-Options", "DENY"), ("X-Content-Type-Options", "nosniff"),
+         ("Cross-Origin-Opener-Policy", "same-origin"), ("X-Robots-Tag", "noindex, nofollow, noarchive"),
+         ("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")]
+# Anything answered for a token is personal: unless a route says otherwise, no cache may keep it.
+OVERRIDABLE = [("Content-Security-Policy", CSP), ("Cache-Control", "no-store")]
+_FIXED_NAMES = {name.lower() for name, _ in FIXED}
+
+
 def set_security_headers(response: Response) -> Response:
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", CSP)
-    headers["Referrer-Policy"] = "no-referrer"
-    headers["X-Frame-Options"] = "DENY"
-    headers["X-Content-Type-Options"] = "nosniff"
-    headers["Cross-Origin-Opener-Policy"] = "same-origin"
-    headers["X-Robots-Tag"] = "noindex, nofollow, noarchive"
-    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
+    # One pass over what the route set, then one extend: this runs on every request, and werkzeug's
+    # per-header `set` rescans the whole list each time.
+    present = {name.lower() for name, _ in headers}
+    if present & _FIXED_NAMES:
+        for name, _ in FIXED:
+            headers.remove(name)
+    headers.extend(FIXED)
+    headers.extend([(name, value) for name, value in OVERRIDABLE if name.lower() not in present])
     # Only over https: an HSTS header on plain http is ignored by browsers and misleads readers.
     if request.is_secure:
         headers["Strict-Transport-Security"] = HSTS
-    # Anything answered for a token is personal: no shared cache may keep it.
-    if "Cache-Control" not in headers:
-        headers["Cache-Control"] = "no-store"
     return response
 
 
