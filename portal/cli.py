@@ -104,8 +104,8 @@ def validate(ctx: click.Context, folder: str) -> None:
 
 @cli.command()
 @click.argument("folder", type=click.Path(file_okay=False))
-@click.option("--out", default="build", show_default=True, type=click.Path(file_okay=False),
-              help="Output folder.")
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="Output folder (default: the build_dir setting, build/).")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Render processes (default: one per CPU).")
 @click.pass_context
 def build(ctx: click.Context, folder: str, out: str, workers: int | None) -> None:
@@ -114,7 +114,7 @@ def build(ctx: click.Context, folder: str, out: str, workers: int | None) -> Non
 
     settings = _settings(ctx)
     store = _store(ctx)
-    result = run_build(folder, out, settings, store=store, workers=workers)
+    result = run_build(folder, out or settings.build_dir, settings, store=store, workers=workers)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     imported = result.imported
@@ -146,8 +146,8 @@ def links(ctx: click.Context, customer_ids: tuple[str, ...], per_invoice: bool, 
 
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="Say what would be uploaded and deleted; change nothing.")
-@click.option("--site", "site_dir", default="build", show_default=True, type=click.Path(file_okay=False),
-              help="The built site to publish.")
+@click.option("--site", "site_dir", default=None, type=click.Path(file_okay=False),
+              help="The built site to publish (default: build_dir).")
 @click.pass_context
 def publish(ctx: click.Context, dry_run: bool, site_dir: str) -> None:
     """Upload the built site to the configured target (a folder or s3://bucket/prefix): only what changed,
@@ -156,7 +156,7 @@ def publish(ctx: click.Context, dry_run: bool, site_dir: str) -> None:
 
     settings = _settings(ctx)
     with _progress_bar("publishing") as progress:
-        result = run_publish(settings, site_dir, dry_run=dry_run, progress=progress)
+        result = run_publish(settings, site_dir or settings.build_dir, dry_run=dry_run, progress=progress)
     click.echo(result.summary())
 
 
@@ -225,12 +225,13 @@ def db_upgrade(ctx: click.Context) -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--site", "site_dir", default="build", show_default=True, type=click.Path(file_okay=False),
-              help="The built site to serve next to the webhook.")
+@click.option("--site", "site_dir", default=None, type=click.Path(file_okay=False),
+              help="The built site to serve next to the webhook (default: build_dir).")
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int, site_dir: str) -> None:
     """Run the webhook and the built site on one port (development only; production uses gunicorn)."""
-    _serve(_settings(ctx), host, port, site_dir)
+    settings = _settings(ctx)
+    _serve(settings, host, port, site_dir or settings.build_dir)
 
 
 def _serve(settings: Settings, host: str, port: int, site_dir: str) -> None:
@@ -264,14 +265,14 @@ def demo(ctx: click.Context, folder: str, customers: int, invoices: int, host: s
     export = Path(folder) / "export"
     write_sample(export, customers, invoices)
     store = _store(ctx)
-    result = run_build(export, settings.target if "://" not in settings.target else "build", settings, store=store)
+    result = run_build(export, settings.build_dir, settings, store=store)
     click.echo(f"sample export in {export}; {result.summary()}")
     click.echo("\nOpen one of these customer links (each is a signed link as emailed to a contact):")
     for row in contact_links(settings, store, None, False)[:5]:
         click.echo(f"  {row[0]}  {row[2]:<34} {row[4]}")
     if not no_serve:
         click.echo("")
-        _serve(settings, host, port, "build")
+        _serve(settings, host, port, settings.build_dir)
 
 
 def main() -> None:

@@ -41,6 +41,9 @@ class Settings:
     site_url: str = "http://127.0.0.1:8000"
     webhook_url: str = ""  # empty: same as site_url
     target: str = "build"
+    # Where `portal build` writes by default and where the webhook re-renders a customer after a payment
+    # or a dispute before publishing the changed files to `target`.
+    build_dir: str = "build"
     mail_url: str = "outbox:outbox"
     link_ttl_days: int = 60
     stripe_secret_key: str = ""
