@@ -7,8 +7,10 @@ config file can be committed or shared without leaking them.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +31,8 @@ CONFIG_FILE = "portal.toml"
 # Keys that may only come from the environment.
 SECRET_KEYS = {"secret_key", "secret_key_fallbacks", "stripe_secret_key", "stripe_webhook_secret"}
 # Stripe's own variable names are honoured, as every Stripe integration does.
+# The same shape the export reader accepts: these go into mail headers.
+_EMAIL = re.compile(r"[^@\s,;<>\"']+@[^@\s,;<>\"']+\.[^@\s,;<>\"']+")
 ENV_ALIASES = {"stripe_secret_key": "STRIPE_SECRET_KEY", "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET"}
 
 
@@ -60,6 +64,21 @@ class Settings:
     build_workers: int = 0  # 0: one per CPU
     render_pdfs: bool = True  # render a PDF for invoices without a supplied one, and for statements
     aging_buckets: tuple[int, ...] = (30, 60, 90)
+    # Email (docs/email.md). Empty `mail_from`: mail is sent from `support_email`.
+    mail_from: str = ""
+    ar_inbox: str = ""  # where the daily digest goes for customers without a collector; empty: support_email
+    mail_attempts: int = 3  # tries per message on transient SMTP errors (4xx, connection lost)
+    mail_retry_delay_ms: int = 2000  # first wait between tries; doubles each time
+    reminder_days_before_due: tuple[int, ...] = (3,)
+    reminder_days_overdue: tuple[int, ...] = (1, 15, 30)
+    reminder_unopened_days: int = 7  # 0: no "you have not opened it" reminder
+    reminder_interval_days: int = 7  # at most one reminder per contact in this many days
+    reminder_escalate_after: int = 2  # approvers are copied once an invoice had this many reminders; 0: never
+    # Per customer group, any of the reminder_* keys without the prefix, e.g.
+    # [reminder_groups."Key accounts"] days_overdue = [7, 30]. Stored as sorted pairs (hashable, frozen).
+    reminder_groups: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    digest_unopened_days: int = 5
+    digest_min_amount: int = 0  # minor units of the invoice's currency
     config_file: str = field(default="", compare=False)
 
     @property
@@ -85,6 +104,8 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     """Turn a TOML value or an environment string into the field's type, or raise ConfigError."""
     default = _FIELDS[name].default
     try:
+        if name == "reminder_groups":
+            return _reminder_groups(json.loads(value) if isinstance(value, str) else value)
         if isinstance(default, bool):
             if isinstance(value, bool):
                 return value
@@ -107,6 +128,37 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         return value
     except ValueError as exc:
         raise ConfigError(f"{source}: {name}: {value!r}: {exc}") from None
+
+
+# What a customer group may override (docs/email.md): the reminder_* keys without their prefix.
+REMINDER_GROUP_KEYS = {"days_before_due": tuple, "days_overdue": tuple, "unopened_days": int,
+                       "interval_days": int, "escalate_after": int}
+
+
+def _reminder_groups(value: Any) -> tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]:
+    """{"group": {"days_overdue": [7, 30], ...}} (a TOML table, or JSON in the environment) -> sorted pairs."""
+    if not isinstance(value, dict):
+        raise ValueError("expected a table of customer groups")
+    groups = []
+    for group, rules in sorted(value.items()):
+        if not isinstance(rules, dict):
+            raise ValueError(f"{group}: expected a table of reminder rules")
+        pairs = []
+        for key, rule in sorted(rules.items()):
+            kind = REMINDER_GROUP_KEYS.get(key)
+            if kind is None:
+                raise ValueError(f"{group}: {key}: unknown rule (known: {', '.join(sorted(REMINDER_GROUP_KEYS))})")
+            if kind is tuple:
+                if not isinstance(rule, list) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                         for v in rule):
+                    raise ValueError(f"{group}: {key}: expected a list of whole numbers")
+                pairs.append((key, tuple(rule)))
+            else:
+                if not isinstance(rule, int) or isinstance(rule, bool):
+                    raise ValueError(f"{group}: {key}: expected a whole number")
+                pairs.append((key, rule))
+        groups.append((str(group), tuple(pairs)))
+    return tuple(groups)
 
 
 def load_settings(
@@ -166,9 +218,32 @@ def validate(settings: Settings) -> Settings:
     if scheme not in {"outbox", "smtp", "smtps", "ses"}:
         raise ConfigError(f"mail_url: {settings.mail_url!r}: use outbox:DIR, smtp://user:pass@host:port "
                           "or ses://region")
+    _validate_mail(settings)
     if len(settings.secret_key) < 16:
         raise ConfigError("secret_key: PORTAL_SECRET_KEY must be at least 16 characters")
     return settings
+
+
+def _validate_mail(settings: Settings) -> None:
+    for key in ("mail_from", "ar_inbox", "support_email"):
+        value = getattr(settings, key)
+        if value and not _EMAIL.fullmatch(value):
+            raise ConfigError(f"{key}: {value!r} is not an email address")
+    if not 1 <= settings.mail_attempts <= 10:
+        raise ConfigError(f"mail_attempts: {settings.mail_attempts} must be between 1 and 10")
+    if settings.mail_retry_delay_ms < 0:
+        raise ConfigError(f"mail_retry_delay_ms: {settings.mail_retry_delay_ms} must not be negative")
+    for key in ("reminder_unopened_days", "reminder_interval_days", "reminder_escalate_after",
+                "digest_unopened_days", "digest_min_amount"):
+        if getattr(settings, key) < 0:
+            raise ConfigError(f"{key}: {getattr(settings, key)} must not be negative")
+    for key in ("reminder_days_before_due", "reminder_days_overdue"):
+        if any(days < 0 for days in getattr(settings, key)):
+            raise ConfigError(f"{key}: {list(getattr(settings, key))} must be day counts of 0 or more")
+    for group, rules in settings.reminder_groups:
+        for key, rule in rules:
+            if any(v < 0 for v in (rule if isinstance(rule, tuple) else (rule,))):
+                raise ConfigError(f"reminder_groups: {group}: {key}: must not be negative")
 
 
 def warn_if_insecure(settings: Settings) -> None:

@@ -16,6 +16,7 @@ import os
 import smtplib
 import ssl
 import time
+from collections.abc import Callable
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid
@@ -34,7 +35,15 @@ SMTP_TIMEOUT = 30  # seconds: a stuck relay must not hold a webhook worker forev
 
 
 class MailError(PortalError):
-    """A message could not be handed to the mail transport."""
+    """A message could not be handed to the mail transport.
+
+    `transient`: worth trying again later (a 4xx answer, a dropped or refused connection); a permanent
+    failure (a 5xx such as an unknown recipient) will fail the same way every time.
+    """
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
 
 
 class Transport(Protocol):
@@ -97,8 +106,20 @@ class SmtpTransport:
                     client.login(self.username, self.password)
                 client.send_message(message)
         except (OSError, smtplib.SMTPException) as exc:
-            raise MailError(f"SMTP {self.host}:{self.port}: {exc.__class__.__name__}: {exc}") from exc
+            raise MailError(f"SMTP {self.host}:{self.port}: {exc.__class__.__name__}: {exc}",
+                            transient=_smtp_transient(exc)) from exc
         return message_id
+
+
+def _smtp_transient(exc: BaseException) -> bool:
+    """4xx answers and lost connections are worth retrying; 5xx answers (bad address, refused) are not."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(400 <= code < 500 for code, _ in exc.recipients.values())
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return 400 <= exc.smtp_code < 500
+    if isinstance(exc, smtplib.SMTPAuthenticationError | ssl.SSLError):
+        return False
+    return isinstance(exc, OSError | smtplib.SMTPServerDisconnected)
 
 
 class SesTransport:
@@ -143,6 +164,25 @@ def send(settings: Settings, message: EmailMessage) -> str:
     return transport_from_url(settings.mail_url).send(message)
 
 
+def send_with_retry(transport: Transport, message: EmailMessage, attempts: int = 3, delay: float = 2.0,
+                    sleep: Callable[[float], None] = time.sleep) -> str:
+    """Send, retrying transient failures up to `attempts` tries in all, waiting `delay` seconds and doubling.
+
+    Raises the last MailError when every try failed, or at once when a failure is permanent. The
+    Message-ID is fixed before the first try, so a relay that accepted a message but dropped the
+    connection before answering sees the same id again and the duplicate can be traced.
+    """
+    _ensure_ids(message, _sender_domain(message))
+    for attempt in range(1, attempts + 1):
+        try:
+            return transport.send(message)
+        except MailError as exc:
+            if not exc.transient or attempt == attempts:
+                raise
+            sleep(delay * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 # --- messages ---------------------------------------------------------------------------------------
 
 
@@ -165,7 +205,7 @@ def render_message(settings: Settings, template: str, to: tuple[str, str], subje
     context = {"company": settings.company_name, "support_email": settings.support_email, **context}
     message = EmailMessage()
     message["Subject"] = subject
-    message["From"] = formataddr((settings.company_name, settings.support_email))
+    message["From"] = formataddr((settings.company_name, settings.mail_from or settings.support_email))
     name, address = to
     message["To"] = Address(display_name=" ".join(name.split()), addr_spec=address)
     message["Auto-Submitted"] = "auto-generated"

@@ -1,0 +1,114 @@
+"""What the mail features remember: every accepted message per invoice, and who unsubscribed from reminders.
+
+`mail_sent` holds one row per (message, invoice), written in the same transaction as the `email_sent`
+events and only after the transport accepted the message: a run that dies half-way has recorded exactly
+what left, so the next run sends the rest. The row keeps the invoice's content hash at sending time, which
+is how `portal send` knows an invoice changed since the contact last got it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Column, Index, Integer, String, Table, Text, func, insert, select
+from sqlalchemy.engine import Connection
+
+from .store import ID, UTCDateTime, metadata
+
+mail_sent = Table(
+    "mail_sent", metadata,
+    Column("mail_id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(20), nullable=False),  # invoices | reminder | digest
+    Column("rule", String(40), nullable=False, default=""),  # which reminder rule chose the invoice
+    Column("customer_id", String(ID), nullable=False),
+    Column("contact_id", String(320), nullable=False, default=""),
+    Column("invoice_id", String(ID), nullable=False, default=""),
+    Column("content_hash", String(64), nullable=False, default=""),
+    Column("message_id", Text, nullable=False),
+    Column("sent_at", UTCDateTime, nullable=False),
+    Index("ix_mail_sent_customer_contact_kind", "customer_id", "contact_id", "kind"),
+    Index("ix_mail_sent_invoice_kind", "invoice_id", "kind"),
+)
+
+# Per contact: reminders stop; invoice emails and answers to "email me a fresh link" do not.
+mail_unsubscribes = Table(
+    "mail_unsubscribes", metadata,
+    Column("customer_id", String(ID), primary_key=True),
+    Column("contact_id", String(320), primary_key=True),
+    Column("unsubscribed_at", UTCDateTime, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class SentRow:
+    """One invoice of one accepted message, ready to record."""
+
+    customer_id: str
+    contact_id: str
+    invoice_id: str
+    content_hash: str
+    rule: str = ""
+
+
+def record_sent(conn: Connection, kind: str, message_id: str, sent_at: datetime, rows: Iterable[SentRow]) -> None:
+    """Record an accepted message: a `mail_sent` row and an `email_sent` event per invoice."""
+    from .store import events  # the events table is the store's; imported here to keep the dependency visible
+
+    rows = list(rows)
+    if not rows:
+        return
+    conn.execute(insert(mail_sent), [
+        {"kind": kind, "rule": r.rule, "customer_id": r.customer_id, "contact_id": r.contact_id,
+         "invoice_id": r.invoice_id, "content_hash": r.content_hash, "message_id": message_id, "sent_at": sent_at}
+        for r in rows])
+    conn.execute(insert(events), [
+        {"kind": "email_sent", "occurred_at": sent_at, "customer_id": r.customer_id, "contact_id": r.contact_id,
+         "invoice_id": r.invoice_id, "document_id": "", "ip": "", "user_agent": "",
+         "detail": f"{kind}{':' + r.rule if r.rule else ''} {message_id}"}
+        for r in rows])
+
+
+def sent_hashes(conn: Connection) -> dict[tuple[str, str, str], set[str]]:
+    """(customer, contact, invoice) -> the content hashes that contact was sent the invoice under."""
+    result: dict[tuple[str, str, str], set[str]] = {}
+    query = select(mail_sent.c.customer_id, mail_sent.c.contact_id, mail_sent.c.invoice_id,
+                   mail_sent.c.content_hash).where(mail_sent.c.kind == "invoices").distinct()
+    for r in conn.execute(query):
+        result.setdefault((r.customer_id, r.contact_id, r.invoice_id), set()).add(r.content_hash)
+    return result
+
+
+def first_sent(conn: Connection) -> dict[str, datetime]:
+    """invoice -> when it was first emailed (by `portal send`) to anyone."""
+    query = (select(mail_sent.c.invoice_id, func.min(mail_sent.c.sent_at))
+             .where(mail_sent.c.kind == "invoices").group_by(mail_sent.c.invoice_id))
+    return {invoice_id: _aware(at) for invoice_id, at in conn.execute(query)}
+
+
+def last_reminder(conn: Connection) -> dict[tuple[str, str], datetime]:
+    """(customer, contact) -> when that contact was last sent a reminder."""
+    query = (select(mail_sent.c.customer_id, mail_sent.c.contact_id, func.max(mail_sent.c.sent_at))
+             .where(mail_sent.c.kind == "reminder").group_by(mail_sent.c.customer_id, mail_sent.c.contact_id))
+    return {(c, k): _aware(at) for c, k, at in conn.execute(query)}
+
+
+def unsubscribed(conn: Connection) -> set[tuple[str, str]]:
+    return {(c, k) for c, k in conn.execute(select(mail_unsubscribes.c.customer_id, mail_unsubscribes.c.contact_id))}
+
+
+def unsubscribe(conn: Connection, customer_id: str, contact_id: str, at: datetime) -> bool:
+    """Record that a contact wants no more reminders; False when it already had (nothing written)."""
+    exists = conn.execute(select(mail_unsubscribes.c.contact_id).where(
+        mail_unsubscribes.c.customer_id == customer_id, mail_unsubscribes.c.contact_id == contact_id)).first()
+    if exists:
+        return False
+    conn.execute(insert(mail_unsubscribes).values(customer_id=customer_id, contact_id=contact_id,
+                                                  unsubscribed_at=at))
+    return True
+
+
+def _aware(value: datetime) -> datetime:
+    # min/max take the column's type, so this is already aware; kept so a naive value can never slip through.
+    return UTCDateTime().process_result_value(value, None) if value.tzinfo is None else value
