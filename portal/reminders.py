@@ -1,0 +1,209 @@
+"""`portal remind`: friendly reminders chosen by rules from the configuration (docs/email.md).
+
+Each open invoice is matched against the rules of its customer's group, strongest first:
+- `overdue:N`: at least N days past due (the largest N reached; a missed day catches up, it does not
+  send every smaller step);
+- `before_due:N`: due within N days (the smallest N reached);
+- `unopened:N`: emailed by `portal send` at least N days ago and never viewed by a person (`page_viewed`).
+Each rule fires at most once per invoice and contact. A contact gets at most one reminder per
+`interval_days`, listing every invoice that is due one; invoices it could not get yet stay pending for
+the next run. Reminders go to billing contacts; once an invoice had `escalate_after` reminder steps,
+approvers are sent it too. Contacts who unsubscribed get none, and invoices in dispute or with a payment
+being processed are never mentioned.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import MetaData, Table, inspect, select
+from sqlalchemy.engine import Connection
+
+from .config import Settings
+from .ledger import Contact, Invoice
+from .links import link_url
+from .mail import Transport, render_message
+from .mailstore import SentRow, first_sent, last_reminder, mail_sent, unsubscribed
+from .sending import Outgoing, SendResult, deliver, invoice_items, one_line, total_text
+from .signing import Signer
+from .store import CustomerData, Store, events, invoices
+
+# Statuses that mean "this is settled": anything else (open, under review, ...) keeps the invoice quiet.
+RESOLVED_DISPUTE_STATUSES = {"resolved"}
+PENDING_PAYMENT_STATUSES = {"processing"}
+# Tables that tie a dispute or a payment to several invoices, when the parent row has no invoice_id.
+CHILD_TABLES = {"disputes": ("dispute_invoices", "dispute_lines", "dispute_items"),
+                "payment_attempts": ("payment_allocations",)}
+
+
+@dataclass(frozen=True)
+class Rules:
+    days_before_due: tuple[int, ...]
+    days_overdue: tuple[int, ...]
+    unopened_days: int
+    interval_days: int
+    escalate_after: int
+
+
+def rules_for(settings: Settings, group: str) -> Rules:
+    """The configured rules, with the customer group's overrides (`reminder_groups`) applied."""
+    values = {"days_before_due": settings.reminder_days_before_due, "days_overdue": settings.reminder_days_overdue,
+              "unopened_days": settings.reminder_unopened_days, "interval_days": settings.reminder_interval_days,
+              "escalate_after": settings.reminder_escalate_after}
+    values.update(dict(dict(settings.reminder_groups).get(group, ())))
+    return Rules(**values)
+
+
+def choose_rule(rules: Rules, invoice: Invoice, today_: datetime, sent_at: datetime | None, viewed: bool
+                ) -> str:
+    """The rule an invoice meets today ('' for none), strongest first."""
+    days_to_due = (invoice.due_date - today_.date()).days
+    reached = [n for n in rules.days_overdue if -days_to_due >= n]
+    if reached:
+        return f"overdue:{max(reached)}"
+    near = [n for n in rules.days_before_due if 0 <= days_to_due <= n]
+    if near:
+        return f"before_due:{min(near)}"
+    if (rules.unopened_days and sent_at is not None and not viewed
+            and today_ - sent_at >= timedelta(days=rules.unopened_days)):
+        return f"unopened:{rules.unopened_days}"
+    return ""
+
+
+def excluded_invoice_ids(store: Store, conn: Connection) -> set[str]:
+    """Invoices in an unresolved dispute or with a payment being processed.
+
+    The disputes and payments features own their tables; this reads them only when they exist in this
+    database, by reflection, so reminders work before (and without) those features.
+    """
+    found: set[str] = set()
+    inspector = inspect(conn)
+    for table, keep in (("disputes", lambda s: s.not_in(RESOLVED_DISPUTE_STATUSES)),
+                        ("payment_attempts", lambda s: s.in_(PENDING_PAYMENT_STATUSES))):
+        if not inspector.has_table(table):
+            continue
+        parent = Table(table, MetaData(), autoload_with=conn)
+        if "status" not in parent.c:
+            continue
+        if "invoice_id" in parent.c:
+            found.update(conn.execute(select(parent.c.invoice_id).where(keep(parent.c.status))).scalars())
+            continue
+        key = next(iter(parent.primary_key.columns)).name
+        for child_name in CHILD_TABLES[table]:
+            if not inspector.has_table(child_name):
+                continue
+            child = Table(child_name, MetaData(), autoload_with=conn)
+            if "invoice_id" in child.c and key in child.c:
+                found.update(conn.execute(
+                    select(child.c.invoice_id).join(parent, parent.c[key] == child.c[key])
+                    .where(keep(parent.c.status))).scalars())
+    return found
+
+
+def send_reminders(settings: Settings, store: Store, dry_run: bool = False, now: datetime | None = None,
+                   transport: Transport | None = None, sleep: Callable[[float], None] = time.sleep) -> SendResult:
+    """Send (or with `dry_run`, list) the reminders the rules call for today."""
+    now = now or datetime.now(UTC)
+    signer = Signer(settings)
+    data = store.customer_data()
+    with store.begin() as conn:
+        excluded = excluded_invoice_ids(store, conn)
+        sent_at = first_sent(conn)
+        last = last_reminder(conn)
+        stopped = unsubscribed(conn)
+        fired = {tuple(r) for r in conn.execute(
+            select(mail_sent.c.customer_id, mail_sent.c.contact_id, mail_sent.c.invoice_id, mail_sent.c.rule)
+            .where(mail_sent.c.kind == "reminder").distinct())}
+        steps: dict[str, set[str]] = {}
+        for invoice_id, rule in conn.execute(select(mail_sent.c.invoice_id, mail_sent.c.rule)
+                                             .where(mail_sent.c.kind == "reminder").distinct()):
+            steps.setdefault(invoice_id, set()).add(rule)
+        viewed = set(conn.execute(select(events.c.invoice_id).where(events.c.kind == "page_viewed",
+                                                                    events.c.invoice_id != "").distinct()).scalars())
+        hashes = dict(conn.execute(select(invoices.c.invoice_id, invoices.c.content_hash)
+                                   .where(invoices.c.is_open)).all())
+    result = SendResult(dry_run)
+    outgoing = []
+    for d in data:
+        cid = d.customer.customer_id
+        rules = rules_for(settings, d.customer.group)
+        due: list[tuple[Invoice, str]] = []
+        for inv in d.invoices:
+            if inv.balance <= 0:
+                continue
+            rule = choose_rule(rules, inv, now, sent_at.get(inv.invoice_id), inv.invoice_id in viewed)
+            if not rule:
+                continue
+            if inv.invoice_id in excluded:
+                result.skipped.append(f"{cid} invoice {inv.number}: in dispute or payment pending ({rule})")
+                continue
+            due.append((inv, rule))
+        if not due:
+            continue
+        billing = [c for c in d.contacts if c.role == "billing"]
+        approvers = [c for c in d.contacts if c.role == "approver"]
+        for contact in billing or approvers:
+            _plan(contact, due, d, rules, steps, fired, last, stopped, now, settings, signer, hashes, outgoing,
+                  result)
+        if billing and rules.escalate_after:
+            escalated = [(inv, rule) for inv, rule in due
+                         if len(steps.get(inv.invoice_id, ())) >= rules.escalate_after]
+            for contact in approvers:
+                _plan(contact, escalated, d, rules, steps, fired, last, stopped, now, settings, signer, hashes,
+                      outgoing, result)
+    return deliver(settings, store, outgoing, dry_run, now, transport, sleep, result)
+
+
+def _plan(contact: Contact, due: list[tuple[Invoice, str]], data: CustomerData, rules: Rules,
+          steps: dict[str, set[str]], fired: set[tuple], last: dict[tuple[str, str], datetime],
+          stopped: set[tuple[str, str]], now: datetime, settings: Settings, signer: Signer, hashes: dict[str, str],
+          outgoing: list[Outgoing], result: SendResult) -> None:
+    """Add one reminder for `contact` listing the invoices whose rule it has not been sent yet."""
+    cid = data.customer.customer_id
+    chosen = [(inv, rule) for inv, rule in due if (cid, contact.contact_id, inv.invoice_id, rule) not in fired]
+    if not chosen:
+        return
+    if (cid, contact.contact_id) in stopped:
+        result.skipped.append(f"{cid}/{contact.contact_id}: unsubscribed from reminders")
+        return
+    previous = last.get((cid, contact.contact_id))
+    if previous is not None and now - previous < timedelta(days=rules.interval_days):
+        result.skipped.append(f"{cid}/{contact.contact_id}: had a reminder {previous:%Y-%m-%d} "
+                              f"(at most one every {rules.interval_days} days)")
+        return
+    invoices_ = [inv for inv, _ in chosen]
+    notes = {inv.invoice_id: _note(rule, inv, now) for inv, rule in chosen}
+    unsubscribe_url = (f"{settings.effective_webhook_url}/u/"
+                       f"{signer.page_token('unsubscribe', cid, data.key_version, contact.contact_id)}")
+    overdue = any(rule.startswith("overdue") for _, rule in chosen)
+    subject = (f"{'Overdue' if overdue else 'Reminder'}: "
+               + (f"invoice {one_line(invoices_[0].number)}" if len(invoices_) == 1 else f"{len(invoices_)} invoices")
+               + f" from {one_line(settings.company_name)}")
+    message = render_message(
+        settings, "reminder", (contact.name, contact.email), subject,
+        customer_name=data.customer.name, contact_name=contact.name, overdue=overdue,
+        items=invoice_items(settings, signer, data, contact, invoices_, notes), total=total_text(data, invoices_),
+        account_url=link_url(settings, signer, cid, contact.contact_id, "", data.key_version),
+        unsubscribe_url=unsubscribe_url, ttl_days=settings.link_ttl_days)
+    # RFC 2369 and RFC 8058: mail clients show an "unsubscribe" button that POSTs to the same address.
+    message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    rows = [SentRow(cid, contact.contact_id, inv.invoice_id, hashes.get(inv.invoice_id, ""), rule)
+            for inv, rule in chosen]
+    outgoing.append(Outgoing("reminder", cid, contact.contact_id, contact.email, message, rows,
+                             [inv.number for inv in invoices_]))
+    # This run counts too: a second contact of the customer is judged on the same steps.
+    for inv, rule in chosen:
+        fired.add((cid, contact.contact_id, inv.invoice_id, rule))
+
+
+def _note(rule: str, invoice: Invoice, now: datetime) -> str:
+    days = (invoice.due_date - now.date()).days
+    if days < 0:
+        return f"{-days} day{'s' if days != -1 else ''} overdue"
+    if days == 0:
+        return "due today"
+    return f"due in {days} day{'s' if days != 1 else ''}"

@@ -1,0 +1,180 @@
+"""`portal remind` on a fixture calendar (SQLite and PostgreSQL, real SMTP): which invoices each rule picks,
+the exclusions (disputes, pending payments, unsubscribes), the per-contact interval and escalation."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from email.utils import parseaddr
+
+import pytest
+from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, String, Table, insert, inspect, select
+
+from portal.config import _reminder_groups
+from portal.mailstore import mail_sent, unsubscribe
+from portal.reminders import excluded_invoice_ids, send_reminders
+from portal.sending import send_invoices
+from portal.signing import Signer
+from tests.smtpserver import EVIL_NAME, mail_ledger, running_smtp
+
+TODAY = date(2026, 12, 1)
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+SENT = NOW - timedelta(days=10)  # when `portal send` mailed the invoices
+
+
+@pytest.fixture
+def smtp():
+    yield from running_smtp()
+
+
+@pytest.fixture
+def mail_settings(settings, smtp):
+    # Key accounts (C2) are only reminded 7 and 30 days after the due date, never about unopened invoices.
+    groups = _reminder_groups({"Key accounts": {"days_overdue": [7, 30], "unopened_days": 0}})
+    return settings.replace(mail_url=smtp.url, mail_retry_delay_ms=0, reminder_groups=groups)
+
+
+@pytest.fixture
+def ledger(store, tmp_path, mail_settings, smtp):
+    ledger = mail_ledger(TODAY, tmp_path)
+    store.import_snapshot(ledger)
+    assert send_invoices(mail_settings, store, now=SENT).ok
+    smtp.recorder.messages.clear()
+    return ledger
+
+
+def _fill(table: Table, values: dict) -> dict:
+    """A row for a table whose other columns we do not know (the real feature's, or our stand-in)."""
+    row = dict(values)
+    for column in table.columns:
+        if column.name in row or column.nullable or column.autoincrement is True:
+            continue
+        kind = column.type.python_type if hasattr(column.type, "python_type") else str
+        row[column.name] = {int: 0, bool: False, datetime: NOW}.get(kind, "x")
+    return row
+
+
+def _add(conn, name: str, **values) -> None:
+    table = Table(name, MetaData(), autoload_with=conn)
+    conn.execute(insert(table).values(**_fill(table, values)))
+
+
+def dispute_and_pay(store) -> None:
+    """Stand-ins for the disputes and payments features' tables (unless they exist already): DISP is in an
+    open dispute, PEND has a processing payment; OD5 had a resolved dispute and a failed payment."""
+    stand_ins = MetaData()
+    Table("disputes", stand_ins, Column("dispute_id", Integer, primary_key=True), Column("customer_id", String(200)),
+          Column("status", String(20)), Column("created_at", DateTime))
+    Table("dispute_invoices", stand_ins, Column("dispute_id", Integer, primary_key=True),
+          Column("invoice_id", String(200), primary_key=True))
+    Table("payment_attempts", stand_ins, Column("attempt_id", String(64), primary_key=True),
+          Column("customer_id", String(200)), Column("status", String(20)), Column("amount", Integer),
+          Column("currency", String(3)), Column("needs_review", Boolean), Column("updated_at", DateTime))
+    Table("payment_allocations", stand_ins, Column("attempt_id", String(64), primary_key=True),
+          Column("invoice_id", String(200), primary_key=True))
+    with store.begin() as conn:
+        existing = set(inspect(conn).get_table_names())
+        stand_ins.create_all(conn, tables=[t for t in stand_ins.sorted_tables if t.name not in existing])
+        _add(conn, "disputes", dispute_id=1, customer_id="C1", status="open")
+        _add(conn, "dispute_invoices", dispute_id=1, invoice_id="I-DISP")
+        _add(conn, "disputes", dispute_id=2, customer_id="C1", status="resolved")
+        _add(conn, "dispute_invoices", dispute_id=2, invoice_id="I-OD5")
+        _add(conn, "payment_attempts", attempt_id="pa1", customer_id="C1", status="processing")
+        _add(conn, "payment_allocations", attempt_id="pa1", invoice_id="I-PEND")
+        _add(conn, "payment_attempts", attempt_id="pa2", customer_id="C1", status="failed")
+        _add(conn, "payment_allocations", attempt_id="pa2", invoice_id="I-OD5")
+
+
+def _reminded(store) -> dict[tuple[str, str], str]:
+    with store.begin() as conn:
+        rows = conn.execute(select(mail_sent).where(mail_sent.c.kind == "reminder")).all()
+    return {(r.contact_id, r.invoice_id): r.rule for r in rows}
+
+
+def test_excluded_invoice_ids_reads_the_other_features_tables_only_when_present(store, ledger):
+    with store.begin() as conn:
+        assert excluded_invoice_ids(store, conn) == set()  # no such tables (or nothing in them): nothing excluded
+    dispute_and_pay(store)
+    with store.begin() as conn:
+        assert excluded_invoice_ids(store, conn) == {"I-DISP", "I-PEND"}
+
+
+def test_rules_pick_exactly_the_expected_invoices(mail_settings, store, ledger, smtp):
+    dispute_and_pay(store)
+    result = send_reminders(mail_settings, store, now=NOW)
+    assert [(m.contact_id, m.status) for m in result.messages] == [("k1", "sent")]
+    assert _reminded(store) == {("k1", "I-SOON"): "before_due:3", ("k1", "I-OD5"): "overdue:1",
+                                ("k1", "I-OD20"): "overdue:15", ("k1", "I-LATER"): "unopened:7"}
+    assert any("INV-DISP" in s and "dispute" in s for s in result.skipped)
+    assert any("INV-PEND" in s for s in result.skipped)
+    [(recipients, message)] = smtp.recorder.messages
+    assert recipients == ["ann@c1.example"]  # never the approver before escalation, never "other", never C2
+    assert message["Subject"] == "Overdue: 4 invoices from Example Supplies Inc."
+
+
+def test_dry_run_lists_and_sends_nothing(mail_settings, store, ledger, smtp):
+    result = send_reminders(mail_settings, store, dry_run=True, now=NOW)
+    assert [(m.contact_id, m.status) for m in result.messages] == [("k1", "would send")]
+    assert "1 message(s) would send" in result.summary()
+    assert smtp.messages == [] and _reminded(store) == {}
+
+
+def test_reminder_message_carries_a_working_unsubscribe_link_and_escapes_names(mail_settings, store, ledger, smtp,
+                                                                                settings):
+    send_reminders(mail_settings, store, now=NOW)
+    [message] = smtp.messages
+    assert message.get_content_type() == "multipart/alternative"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = message["List-Unsubscribe"].strip().strip("<>")  # a long value is folded onto its own line
+    assert url.startswith("http://127.0.0.1:8000/u/")
+    claims = Signer(settings).read_page_token("unsubscribe", url.rsplit("/", 1)[1])
+    assert (claims.customer_id, claims.key_version, claims.item) == ("C1", 1, "k1")
+    html = message.get_body(("html",)).get_content()
+    assert f'href="{url}"' in html and url in message.get_body(("plain",)).get_content()
+    assert EVIL_NAME not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; Co" in html
+    assert parseaddr(message["To"])[1] == "ann@c1.example" and message["Message-ID"]
+
+
+def test_one_reminder_per_contact_per_interval_then_the_next_step(mail_settings, store, ledger, smtp):
+    dispute_and_pay(store)
+    send_reminders(mail_settings, store, now=NOW)
+    assert send_reminders(mail_settings, store, now=NOW + timedelta(days=1)).messages == []
+    # Three days on, SOON is overdue (a new step), but Ann had a reminder three days ago: it waits.
+    waiting = send_reminders(mail_settings, store, now=NOW + timedelta(days=3))
+    assert waiting.messages == [] and any("k1" in s and "at most one every 7 days" in s for s in waiting.skipped)
+    later = send_reminders(mail_settings, store, now=NOW + timedelta(days=8))
+    # Ann: only SOON (the others' steps were sent); B-1 is now 11 days late, past its group's 7.
+    assert [(m.contact_id, m.invoice_numbers) for m in later.messages] == [("k1", ["INV-SOON<i>"]), ("b1", ["B-1"])]
+    assert _reminded(store)[("k1", "I-SOON")] == "overdue:1"
+
+
+def test_approvers_are_copied_after_the_configured_number_of_steps(mail_settings, store, ledger, smtp):
+    dispute_and_pay(store)
+    escalating = mail_settings.replace(reminder_escalate_after=1)
+    first = send_reminders(escalating, store, now=NOW)
+    assert [m.contact_id for m in first.messages] == ["k1"]  # no invoice had a reminder before
+    result = send_reminders(escalating, store, now=NOW + timedelta(days=8))
+    # Pat is told about every invoice that already had a reminder step (Ann only gets SOON's new step).
+    assert [(m.contact_id, m.invoice_numbers) for m in result.messages if m.customer_id == "C1"] == [
+        ("k1", ["INV-SOON<i>"]), ("k2", ["INV-OD20<i>", "INV-OD5<i>", "INV-SOON<i>", "INV-LATER<i>"])]
+    assert ["pat@c1.example"] in [to for to, _ in smtp.recorder.messages]
+
+
+def test_group_rules_override_the_defaults(mail_settings, store, ledger, smtp):
+    send_reminders(mail_settings, store, now=NOW)  # B-1 is 3 days late: nothing for Key accounts yet
+    assert "b1" not in {c for c, _ in _reminded(store)}
+    send_reminders(mail_settings, store, now=NOW + timedelta(days=4))
+    assert _reminded(store)[("b1", "I-B1")] == "overdue:7"
+
+
+def test_unsubscribed_contacts_get_no_reminders(mail_settings, store, ledger, smtp):
+    with store.begin() as conn:
+        unsubscribe(conn, "C1", "k1", NOW)
+    result = send_reminders(mail_settings, store, now=NOW)
+    assert result.messages == [] and any("unsubscribed" in s for s in result.skipped)
+    assert smtp.messages == []
+
+
+def test_an_invoice_viewed_by_a_person_gets_no_unopened_reminder(mail_settings, store, ledger, smtp):
+    store.record_event("page_viewed", "C1", invoice_id="I-LATER", detail="invoice")
+    send_reminders(mail_settings, store, now=NOW)
+    assert ("k1", "I-LATER") not in _reminded(store)
