@@ -53,6 +53,14 @@ class Settings:
     stripe_secret_key: str = ""
     stripe_webhook_secret: str = ""
     stripe_api_base: str = ""
+    # Payments (docs/payments.md). Partial payments of one invoice, and the smallest part (minor units).
+    partial_payments: bool = True
+    partial_minimum: int = 0
+    # Per method, in basis points of the amount paid (100 = 1%): a discount for bank (ACH) payments, and a
+    # card surcharge. Card surcharging is regulated (network caps, US state rules, disclosure): it stays 0
+    # (off) unless you have checked that you may charge it.
+    ach_discount_bps: int = 0
+    card_fee_bps: int = 0
     # Data defaults and presentation.
     default_currency: str = "USD"
     default_locale: str = "en_US"
@@ -219,6 +227,12 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError(f"mail_url: {settings.mail_url!r}: use outbox:DIR, smtp://user:pass@host:port "
                           "or ses://region")
     _validate_mail(settings)
+    if settings.partial_minimum < 0:
+        raise ConfigError(f"partial_minimum: {settings.partial_minimum} must not be negative")
+    if not 0 <= settings.ach_discount_bps <= 1000:
+        raise ConfigError(f"ach_discount_bps: {settings.ach_discount_bps} must be between 0 and 1000 (10%)")
+    if not 0 <= settings.card_fee_bps <= 300:
+        raise ConfigError(f"card_fee_bps: {settings.card_fee_bps} must be between 0 and 300 (the 3% card cap)")
     if len(settings.secret_key) < 16:
         raise ConfigError("secret_key: PORTAL_SECRET_KEY must be at least 16 characters")
     return settings

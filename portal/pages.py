@@ -16,7 +16,9 @@ from urllib.parse import urlparse
 from babel.dates import format_date, format_datetime
 
 from .config import Settings
-from .money import format_money, format_price, format_quantity
+from .money import digits, format_money, format_price, format_quantity, to_decimal
+from .payments import METHODS, adjustment_bps, position
+from .paystore import Application
 from .pdf import invoice_pdf, statement_pdf
 from .render import Assets, load_assets, make_environment
 from .signing import Signer
@@ -88,7 +90,10 @@ class PageRenderer:
     def _date(value: date, locale: str) -> str:
         return format_date(value, "medium", locale=locale)
 
-    def render(self, data: CustomerData) -> list[Output]:
+    def render(self, data: CustomerData, payments: dict[str, list[Application]] | None = None) -> list[Output]:
+        """`payments`: invoice id -> its payment allocations (portal.paystore.applications), which reduce
+        what is open (portal.payments.position)."""
+        payments = payments or {}
         customer, locale = data.customer, data.customer.locale
         key = self.signer.customer_key(customer.customer_id, data.key_version)
         as_of_day = data.as_of.date()
@@ -124,9 +129,14 @@ class PageRenderer:
         totals: dict[str, dict] = {}
         buckets = self.settings.aging_buckets
         for inv in data.invoices:
-            open_amount = inv.balance
+            pos = position(inv.balance, payments.get(inv.invoice_id, ()), data.as_of)
+            open_amount = pos.open
             days_late = (as_of_day - inv.due_date).days
-            if days_late > 0:
+            if pos.state == "paid":
+                status, status_text = "paid", "Paid"
+            elif pos.state == "pending":
+                status, status_text = "pending", "Payment pending"
+            elif days_late > 0:
                 status, status_text = "overdue", f"Overdue {days_late} day{'s' if days_late != 1 else ''}"
             elif days_late == 0:
                 status, status_text = "due", "Due today"
@@ -139,7 +149,10 @@ class PageRenderer:
                 "amount_text": money(inv.amount, inv.currency), "open": open_amount,
                 "open_text": money(open_amount, inv.currency), "status": status, "status_text": status_text,
                 "po_number": inv.po_number, "terms": inv.terms, "description": inv.description,
-                "currency": inv.currency,
+                "currency": inv.currency, "scale": 10 ** digits(inv.currency),
+                "open_plain": str(to_decimal(open_amount, inv.currency)),
+                "pending_text": money(pos.pending, inv.currency) if pos.pending else "",
+                "failure": pos.failure,
             }
             invoices.append(view)
             total = totals.setdefault(inv.currency, {"currency": inv.currency, "open": 0, "overdue": 0,
@@ -182,7 +195,10 @@ class PageRenderer:
                  "dispute_action": f"{self.webhook}/dispute",
                  "email": customer.collector or self.settings.support_email}
         pay = {"enabled": self.settings.payments_enabled, "page_token": page_token,
-               "action": f"{self.webhook}/pay", "preselect": False}
+               "action": f"{self.webhook}/pay", "preselect": False, "partial": self.settings.partial_payments,
+               "lang": locale.replace("_", "-"),
+               "methods": [{"value": m, "label": label, "bps": adjustment_bps(self.settings, m),
+                            "note": _method_note(adjustment_bps(self.settings, m))} for m, label in METHODS.items()]}
 
         statement_pdf_view = None
         if self.settings.render_pdfs:
@@ -222,6 +238,15 @@ class PageRenderer:
             page(f"c/{key}/i/{view['slug']}.html", "invoice", 3, inv=view, lines=lines, documents=docs,
                  forms=forms, pay={**pay, "preselect": True})
         return outputs
+
+
+def _method_note(bps: int) -> str:
+    """"1% discount" / "2.5% fee" for the pay form's method labels (basis points, shown as a percentage)."""
+    if not bps:
+        return ""
+    whole, rest = divmod(abs(bps), 100)
+    text = f"{whole}" + (f".{rest:02d}".rstrip("0") if rest else "")
+    return f"{text}% {'discount' if bps < 0 else 'fee'}"
 
 
 def _bucket(days_late: int, buckets: tuple[int, ...]) -> int:

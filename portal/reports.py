@@ -22,6 +22,8 @@ from typing import Any
 
 from sqlalchemy import and_, case, func, literal, or_, select
 
+from . import paystore
+from .money import to_decimal
 from .store import Store, customers, events, invoices
 
 RECEIPT_COLUMNS = [
@@ -182,3 +184,69 @@ def format_rows(rows: Sequence[dict[str, Any]], fmt: str) -> str:
     if fmt == "table":
         return format_table(rows)
     raise ValueError(f"unknown format {fmt!r} (table, csv or json)")
+
+
+# --- payments ------------------------------------------------------------------------------------------------
+
+PAYMENT_COLUMNS = [
+    "attempt_id", "customer_id", "status", "method", "amount", "currency", "subtotal", "adjustment", "unapplied",
+    "refunded", "needs_review", "payer_email", "stripe_checkout_session", "stripe_payment_intent", "stripe_charge",
+    "failure_reason", "created_at", "updated_at", "allocations",
+]
+
+
+def payments(store: Store) -> list[dict[str, Any]]:
+    """One dict per payment attempt, oldest first. Amounts in minor units; `allocations` is a list of
+    `{invoice_id, number, amount, applied}` (`applied` is what the invoice could take when the payment
+    counted; the rest of the cash is `unapplied` and the attempt `needs_review`)."""
+    with store.begin() as conn:
+        attempts = paystore.all_attempts(conn)
+        allocations = paystore.all_allocations(conn)
+    return [{
+        "attempt_id": a.attempt_id, "customer_id": a.customer_id, "status": a.status, "method": a.method,
+        "amount": a.amount, "currency": a.currency, "subtotal": a.subtotal, "adjustment": a.adjustment,
+        "unapplied": a.unapplied, "refunded": a.refunded, "needs_review": a.needs_review,
+        "payer_email": a.payer_email, "stripe_checkout_session": a.checkout_session or None,
+        "stripe_payment_intent": a.payment_intent or None, "stripe_charge": a.charge or None,
+        "failure_reason": a.failure_reason, "created_at": _iso(a.created_at), "updated_at": _iso(a.updated_at),
+        "allocations": [{"invoice_id": r.invoice_id, "number": r.number, "amount": r.amount, "applied": r.applied}
+                        for r in allocations.get(a.attempt_id, [])],
+    } for a in attempts]
+
+
+CASH_APPLICATION_COLUMNS = [
+    "payment", "date", "customer_id", "invoice_id", "number", "amount_applied", "currency", "method",
+    "stripe_payment_intent", "stripe_charge", "fee_or_discount", "status",
+]
+# Money the ERP should apply: settled payments (a partial refund stays, flagged for staff in `payments`).
+_CASH_STATUSES = {"succeeded", "partially_refunded"}
+
+
+def cash_application(store: Store) -> list[dict[str, Any]]:
+    """Rows for the ERP's cash application: one per invoice a settled payment paid, plus one row with an empty
+    invoice for cash no invoice could take (unapplied). Amounts in major units (as in the export); the
+    payment's discount (negative) or fee (positive) is on its first row only, so the column sums correctly."""
+    rows = []
+    for p in payments(store):
+        if p["status"] not in _CASH_STATUSES:
+            continue
+        def row(invoice_id: str, number: str, minor: int, adjustment: int, p: dict = p) -> dict[str, Any]:
+            return {"payment": p["attempt_id"], "date": (p["updated_at"] or "")[:10], "customer_id": p["customer_id"],
+                    "invoice_id": invoice_id, "number": number,
+                    "amount_applied": str(to_decimal(minor, p["currency"])), "currency": p["currency"],
+                    "method": p["method"], "stripe_payment_intent": p["stripe_payment_intent"],
+                    "stripe_charge": p["stripe_charge"], "fee_or_discount": str(to_decimal(adjustment, p["currency"])),
+                    "status": p["status"]}
+        adjustment = p["adjustment"]
+        for alloc in p["allocations"]:
+            if alloc["applied"]:
+                rows.append(row(alloc["invoice_id"], alloc["number"], alloc["applied"], adjustment))
+                adjustment = 0
+        if p["unapplied"]:
+            rows.append(row("", "", p["unapplied"], adjustment))
+    return rows
+
+
+def cash_application_csv(store: Store) -> str:
+    """The cash application file (CSV with a header row) for `portal report cash-application`."""
+    return to_csv(cash_application(store), CASH_APPLICATION_COLUMNS)

@@ -26,6 +26,7 @@ from .config import Settings
 from .errors import BuildError
 from .ledger import read_export
 from .pages import Output, PageRenderer, customer_paths
+from .paystore import applications, payment_digests
 from .render import load_assets, render_fingerprint
 from .signing import Signer
 from .store import ImportSummary, Store
@@ -122,6 +123,8 @@ def _render_site(settings: Settings, store: Store, out: Path, export_folder: Pat
     signer = Signer(settings)
     fingerprint = render_fingerprint(settings)
     state = store.customer_states()
+    with store.begin() as conn:
+        paid = payment_digests(conn)  # a payment changes what the pages show: it must change the fingerprint
     as_of = store.latest_as_of()
     as_of_text = as_of.isoformat() if as_of else ""
 
@@ -149,7 +152,8 @@ def _render_site(settings: Settings, store: Store, out: Path, export_folder: Pat
     old_by_customer = _files_by_customer(old)
     dirty: list[str] = []
     for cid, s in state.items():
-        customer_fp = hashlib.sha256(f"{fingerprint}|{s.digest}|{keys[cid]}|{as_of_text}".encode()).hexdigest()
+        customer_fp = hashlib.sha256(f"{fingerprint}|{s.digest}|{paid.get(cid, '')}|{keys[cid]}|{as_of_text}"
+                                     .encode()).hexdigest()
         new.customers[cid] = {"key": keys[cid], "fingerprint": customer_fp}
         unchanged = old.customers.get(cid) == new.customers[cid] and (only is None or cid not in only)
         if unchanged and not force:
@@ -238,10 +242,12 @@ def _render_chunk(task: tuple[list[str], dict[str, str]]) -> list:
     renderer: PageRenderer = _worker["renderer"]
     out: Path = _worker["out"]
     results = []
+    with store.begin() as conn:
+        paid = applications(conn, customer_ids=customer_ids)
     for data in store.customer_data(customer_ids):
         outputs = []
         try:
-            rendered = renderer.render(data)
+            rendered = renderer.render(data, paid)
         except Exception as exc:  # noqa: BLE001 - re-raised as a picklable error naming the customer
             raise BuildError(f"customer {data.customer.customer_id!r}: rendering failed: "
                              f"{exc.__class__.__name__}: {exc}") from None

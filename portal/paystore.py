@@ -1,0 +1,203 @@
+"""Payment tables and their queries: attempts, their invoice allocations, and the Stripe events seen.
+
+The tables live on `portal.store.metadata` (registered for Alembic in portal/schema.py) and refer to
+customers and invoices by id, like the events table, so payment history survives an invoice leaving the
+export. `stripe_events.event_id` is the primary key: a delivery is recorded in the same transaction as its
+effect, and a second delivery of the same event fails on that key and changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, Column, Index, String, Table, Text, insert, select, update
+from sqlalchemy.engine import Connection
+
+from .store import ID, UTCDateTime, metadata
+
+payment_attempts = Table(
+    "payment_attempts", metadata,
+    Column("attempt_id", String(64), primary_key=True),
+    Column("customer_id", String(ID), nullable=False, index=True),
+    Column("status", String(20), nullable=False),
+    Column("method", String(20), nullable=False),
+    Column("currency", String(3), nullable=False),
+    # What was allocated to invoices, the discount (negative) or fee (positive), and what Stripe charges.
+    Column("subtotal", BigInteger, nullable=False),
+    Column("adjustment", BigInteger, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    # Cash received that no open invoice could take (two tabs paid the same invoice): staff apply it.
+    Column("unapplied", BigInteger, nullable=False, default=0),
+    Column("refunded", BigInteger, nullable=False, default=0),
+    Column("needs_review", Boolean, nullable=False, default=False),
+    Column("payer_email", String(320), nullable=False, default=""),
+    Column("checkout_session", String(255), nullable=False, default=""),
+    Column("payment_intent", String(255), nullable=False, default="", index=True),
+    Column("charge", String(255), nullable=False, default=""),
+    Column("failure_reason", Text, nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    # When the payment first counted against the invoices (processing or succeeded): compared with the
+    # export's as_of, it tells whether the ERP balance already includes it.
+    Column("counted_at", UTCDateTime, nullable=True),
+)
+
+payment_allocations = Table(
+    "payment_allocations", metadata,
+    Column("attempt_id", String(64), primary_key=True),
+    Column("invoice_id", String(ID), primary_key=True),
+    Column("customer_id", String(ID), nullable=False),
+    Column("number", String(ID), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # what the customer chose to pay on this invoice
+    Column("applied", BigInteger, nullable=False, default=0),  # what the invoice could take when it counted
+    Index("ix_payment_allocations_invoice_id", "invoice_id"),
+)
+
+stripe_events = Table(
+    "stripe_events", metadata,
+    Column("event_id", String(255), primary_key=True),
+    Column("type", String(100), nullable=False),
+    Column("attempt_id", String(64), nullable=False, default=""),
+    Column("received_at", UTCDateTime, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Application:
+    """One attempt's allocation to one invoice, with the attempt's state (what the balance needs)."""
+
+    attempt_id: str
+    invoice_id: str
+    status: str
+    method: str
+    amount: int
+    applied: int
+    counted_at: datetime | None
+    updated_at: datetime
+    failure_reason: str
+
+
+@dataclass(frozen=True)
+class Attempt:
+    attempt_id: str
+    customer_id: str
+    status: str
+    method: str
+    currency: str
+    subtotal: int
+    adjustment: int
+    amount: int
+    unapplied: int
+    refunded: int
+    needs_review: bool
+    payer_email: str
+    checkout_session: str
+    payment_intent: str
+    charge: str
+    failure_reason: str
+    created_at: datetime
+    updated_at: datetime
+    counted_at: datetime | None
+
+
+def _attempt(row: Any) -> Attempt:
+    return Attempt(**{name: getattr(row, name) for name in Attempt.__dataclass_fields__})
+
+
+def applications(conn: Connection, customer_ids: Iterable[str] | None = None,
+                 invoice_ids: Iterable[str] | None = None) -> dict[str, list[Application]]:
+    """invoice_id -> its allocations of every attempt, oldest attempt first."""
+    query = (select(payment_allocations.c.attempt_id, payment_allocations.c.invoice_id, payment_allocations.c.amount,
+                    payment_allocations.c.applied, payment_attempts.c.status, payment_attempts.c.method,
+                    payment_attempts.c.counted_at, payment_attempts.c.updated_at,
+                    payment_attempts.c.failure_reason)
+             .join(payment_attempts, payment_attempts.c.attempt_id == payment_allocations.c.attempt_id)
+             .order_by(payment_attempts.c.created_at, payment_attempts.c.attempt_id))
+    if customer_ids is not None:
+        query = query.where(payment_allocations.c.customer_id.in_(sorted(set(customer_ids))))
+    if invoice_ids is not None:
+        query = query.where(payment_allocations.c.invoice_id.in_(sorted(set(invoice_ids))))
+    result: dict[str, list[Application]] = {}
+    for r in conn.execute(query):
+        result.setdefault(r.invoice_id, []).append(Application(
+            r.attempt_id, r.invoice_id, r.status, r.method, r.amount, r.applied, r.counted_at, r.updated_at,
+            r.failure_reason))
+    return result
+
+
+def payment_digests(conn: Connection) -> dict[str, str]:
+    """customer_id -> a digest of its attempts' states: a build re-renders a customer when it changes."""
+    parts: dict[str, list] = {}
+    for r in conn.execute(select(payment_attempts.c.customer_id, payment_attempts.c.attempt_id,
+                                 payment_attempts.c.status, payment_attempts.c.updated_at)
+                          .order_by(payment_attempts.c.customer_id, payment_attempts.c.attempt_id)):
+        parts.setdefault(r.customer_id, []).append((r.attempt_id, r.status, r.updated_at.isoformat()))
+    return {cid: hashlib.sha256(repr(p).encode()).hexdigest() for cid, p in parts.items()}
+
+
+def insert_attempt(conn: Connection, row: dict[str, Any], allocations: list[dict[str, Any]]) -> None:
+    conn.execute(insert(payment_attempts).values(**row))
+    conn.execute(insert(payment_allocations), [{**a, "attempt_id": row["attempt_id"],
+                                                "customer_id": row["customer_id"]} for a in allocations])
+
+
+def get_attempt(conn: Connection, attempt_id: str, lock: bool = False) -> Attempt | None:
+    query = select(payment_attempts).where(payment_attempts.c.attempt_id == attempt_id)
+    if lock:
+        query = query.with_for_update()  # PostgreSQL: two events for one attempt apply one after the other
+    row = conn.execute(query).first()
+    return None if row is None else _attempt(row)
+
+
+def attempt_by_intent(conn: Connection, payment_intent: str) -> str | None:
+    if not payment_intent:
+        return None
+    return conn.execute(select(payment_attempts.c.attempt_id)
+                        .where(payment_attempts.c.payment_intent == payment_intent)).scalar()
+
+
+def update_attempt(conn: Connection, attempt_id: str, **values: Any) -> None:
+    conn.execute(update(payment_attempts).where(payment_attempts.c.attempt_id == attempt_id).values(**values))
+
+
+def allocations_of(conn: Connection, attempt_id: str) -> list[Any]:
+    return conn.execute(select(payment_allocations).where(payment_allocations.c.attempt_id == attempt_id)
+                        .order_by(payment_allocations.c.invoice_id)).all()
+
+
+def set_applied(conn: Connection, attempt_id: str, applied: dict[str, int]) -> None:
+    for invoice_id, amount in applied.items():
+        conn.execute(update(payment_allocations).where(payment_allocations.c.attempt_id == attempt_id,
+                                                       payment_allocations.c.invoice_id == invoice_id)
+                     .values(applied=amount))
+
+
+def record_stripe_event(conn: Connection, event_id: str, event_type: str, received_at: datetime) -> None:
+    """Insert the event's id; raises IntegrityError when it was already recorded (a duplicate delivery)."""
+    conn.execute(insert(stripe_events).values(event_id=event_id, type=event_type, received_at=received_at))
+
+
+def set_event_attempt(conn: Connection, event_id: str, attempt_id: str) -> None:
+    conn.execute(update(stripe_events).where(stripe_events.c.event_id == event_id).values(attempt_id=attempt_id))
+
+
+def event_seen(conn: Connection, event_id: str) -> bool:
+    return conn.execute(select(stripe_events.c.event_id).where(stripe_events.c.event_id == event_id)).first() \
+        is not None
+
+
+def all_attempts(conn: Connection) -> list[Attempt]:
+    return [_attempt(r) for r in conn.execute(select(payment_attempts).order_by(payment_attempts.c.created_at,
+                                                                                payment_attempts.c.attempt_id))]
+
+
+def all_allocations(conn: Connection) -> dict[str, list[Any]]:
+    result: dict[str, list[Any]] = {}
+    for r in conn.execute(select(payment_allocations).order_by(payment_allocations.c.attempt_id,
+                                                               payment_allocations.c.invoice_id)):
+        result.setdefault(r.attempt_id, []).append(r)
+    return result

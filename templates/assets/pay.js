@@ -1,0 +1,43 @@
+/* The pay form's running total: ticks, part amounts and the method's discount or fee. The webhook
+   recomputes everything from its own records; this only shows the customer what to expect. */
+(function () {
+  "use strict";
+  var form = document.querySelector("form.pay-form");
+  if (!form) { return; }
+  var out = document.getElementById("pay-total");
+  var lang = form.getAttribute("data-lang") || "en";
+
+  function partOf(box, open, scale) {
+    var field = document.getElementById(box.getAttribute("data-part") || "");
+    var text = field ? field.value.trim() : "";
+    if (!/^\d+(\.\d+)?$/.test(text)) { return open; }
+    var parts = text.split(".");
+    var frac = (parts[1] || "").slice(0, String(scale).length - 1);
+    while (frac.length < String(scale).length - 1) { frac += "0"; }
+    var minor = parseInt(parts[0], 10) * scale + (frac ? parseInt(frac, 10) : 0);
+    return minor > 0 && minor <= open ? minor : open;
+  }
+
+  function update() {
+    var method = form.querySelector("input[name=method]:checked");
+    var bps = method ? parseInt(method.getAttribute("data-bps"), 10) || 0 : 0;
+    var total = 0, currency = "", scale = 100, mixed = false;
+    form.querySelectorAll("input[name=invoice]:checked").forEach(function (box) {
+      var open = parseInt(box.getAttribute("data-open"), 10);
+      scale = parseInt(box.getAttribute("data-scale"), 10);
+      if (currency && currency !== box.getAttribute("data-currency")) { mixed = true; }
+      currency = box.getAttribute("data-currency");
+      var amount = partOf(box, open, scale);
+      // Integer minor units, rounded half up, as the webhook does: a discount per invoice, a fee on the sum.
+      total += amount - (bps < 0 ? Math.floor((amount * -bps + 5000) / 10000) : 0);
+    });
+    if (bps > 0) { total += Math.floor((total * bps + 5000) / 10000); }
+    if (mixed) { out.textContent = "choose invoices in one currency"; return; }
+    if (!currency) { out.textContent = "choose at least one invoice"; return; }
+    out.textContent = new Intl.NumberFormat(lang, { style: "currency", currency: currency }).format(total / scale);
+  }
+
+  form.addEventListener("change", update);
+  form.addEventListener("input", update);
+  update();
+}());

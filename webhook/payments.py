@@ -1,0 +1,312 @@
+"""/pay (a static page's pay form -> a Stripe Checkout Session) and /stripe/events (Stripe's webhook).
+
+/pay trusts nothing the browser sends but the signed page token: invoice ids are looked up as this
+customer's, every amount is recomputed from the store (portal.payments.position / quote), and the attempt
+and its allocations are recorded before Stripe is called. /stripe/events verifies the signature on the raw
+body first, then records the event and its effect in one transaction (portal.payments.apply_event); the
+re-render, publish and email happen after the commit, in a background thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+import stripe
+from flask import Blueprint, Flask, current_app, jsonify, redirect, request
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import select
+
+from portal import paystore
+from portal.money import AmountError, parse_amount
+from portal.payments import (
+    Change,
+    Payable,
+    PaymentRefused,
+    Quote,
+    apply_event,
+    payment_message,
+    position,
+    quote,
+)
+from portal.republish import Republisher, refresh_customer
+from portal.signing import TokenInvalid
+from portal.store import invoices
+
+from .errors import TokenRejected
+from .links import page_url
+from .logs import event, security_log
+from .security import rate_limited
+from .services import client_ip, render, services
+
+log = logging.getLogger(__name__)
+bp = Blueprint("payments", __name__)
+
+TOLERANCE = 300  # seconds a signed event may be old (Stripe's default); never 0
+MAX_INVOICES = 100  # Checkout takes at most 100 line items
+
+
+class Payments:
+    """Per-process payment services: the Stripe client, the background republisher, the reference signer."""
+
+    def __init__(self, app: Flask):
+        settings = app.extensions["portal"].settings
+        base = {"api": settings.stripe_api_base.rstrip("/")} if settings.stripe_api_base else {}
+        self.client = stripe.StripeClient(settings.stripe_secret_key or "sk_unset", base_addresses=base,
+                                          max_network_retries=2)
+        self.republisher = Republisher()
+        self.refs = URLSafeSerializer(settings.secret_key, salt="payment-ref")
+
+
+def payments() -> Payments:
+    return current_app.extensions["payments"]
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["payments"] = Payments(app)
+    app.register_blueprint(bp)
+
+
+# --- /pay -------------------------------------------------------------------------------------------------
+
+
+def _refuse(message: str) -> Any:
+    return render("webhook/pay_status.html", 400, title="This payment cannot be made", message=message,
+                  detail="Please go back to the page, reload it, and try again.", reference="", account_url="")
+
+
+@bp.post("/pay")
+@rate_limited("pay", token_arg="page_token")
+def pay() -> Any:
+    s = services()
+    if not s.settings.payments_enabled:
+        return render("webhook/pay_status.html", 503, title="Online payment is not available",
+                      message="Online payment is not configured yet.", detail="", reference="", account_url="")
+    token = request.form.get("page_token", "")
+    try:
+        claims = s.signer.read_page_token("page", token)
+    except TokenInvalid as exc:
+        raise TokenRejected("pay", token, str(exc)) from None
+    customer_id = claims.customer_id
+    if s.store.active_key_version(customer_id) != claims.key_version:
+        raise TokenRejected("pay", token, "revoked or unknown customer")
+    chosen = list(dict.fromkeys(request.form.getlist("invoice")))[:MAX_INVOICES + 1]
+    if len(chosen) > MAX_INVOICES:
+        return _refuse(f"At most {MAX_INVOICES} invoices can be paid at once.")
+    method = request.form.get("method", "")
+    try:
+        attempt_id, priced = _create_attempt(customer_id, chosen, method)
+    except PaymentRefused as exc:
+        event("payment_refused", reason=exc.message, ip=client_ip())
+        return _refuse(exc.message)
+    p = payments()
+    ref = p.refs.dumps(attempt_id)
+    webhook = s.settings.effective_webhook_url
+    params = _session_params(attempt_id, customer_id, priced, webhook, ref)
+    try:
+        session = p.client.v1.checkout.sessions.create(params=params,
+                                                       options={"idempotency_key": f"checkout-{attempt_id}"})
+    except stripe.StripeError as exc:
+        log.error("checkout session failed for %s: %s", attempt_id, exc)
+        with s.store.begin() as conn:  # never started: it must not count anywhere
+            paystore.update_attempt(conn, attempt_id, status="expired", updated_at=datetime.now(UTC),
+                                    failure_reason="checkout could not be started")
+        return render("webhook/pay_status.html", 503, title="Payment is not available right now",
+                      message="We could not reach our payment provider. No payment was made.",
+                      detail="Please try again in a few minutes.", reference="", account_url="")
+    with s.store.begin() as conn:
+        paystore.update_attempt(conn, attempt_id, checkout_session=session.id)
+    return redirect(session.url, 303)
+
+
+def _create_attempt(customer_id: str, chosen: list[str], method: str) -> tuple[str, Quote]:
+    """Price the payment from the store and record the attempt with its allocations (status `created`)."""
+    s = services()
+    now = datetime.now(UTC)
+    with s.store.begin() as conn:
+        rows = {r.invoice_id: r for r in conn.execute(
+            select(invoices).where(invoices.c.customer_id == customer_id, invoices.c.invoice_id.in_(chosen)))}
+        for invoice_id in chosen:
+            row = rows.get(invoice_id)
+            if row is None:
+                # Another customer's invoice, or none at all: the same words, nothing revealed.
+                raise PaymentRefused("One of the chosen invoices is not on your account.")
+            if not row.is_open:
+                raise PaymentRefused(f"Invoice {row.number} is no longer open.")
+        as_of = s.store.latest_as_of(conn)
+        apps = paystore.applications(conn, invoice_ids=chosen)
+        payables = [Payable(i, rows[i].number, rows[i].currency,
+                            position(rows[i].balance, apps.get(i, []), as_of).open) for i in chosen]
+        requested = {}
+        for p in payables:
+            text = request.form.get(f"amount-{p.invoice_id}", "").strip()
+            if text:
+                try:
+                    requested[p.invoice_id] = parse_amount(text, p.currency)
+                except (AmountError, ValueError):
+                    raise PaymentRefused(f"The amount for invoice {p.number} is not a valid amount.") from None
+        priced = quote(s.settings, payables, requested, method)
+        attempt_id = "pa_" + secrets.token_hex(12)
+        paystore.insert_attempt(conn, {
+            "attempt_id": attempt_id, "customer_id": customer_id, "status": "created", "method": method,
+            "currency": priced.currency, "subtotal": priced.subtotal, "adjustment": priced.adjustment,
+            "amount": priced.total, "unapplied": 0, "refunded": 0, "needs_review": False, "payer_email": "",
+            "checkout_session": "", "payment_intent": "", "charge": "", "failure_reason": "",
+            "created_at": now, "updated_at": now, "counted_at": None,
+        }, [{"invoice_id": line.invoice_id, "number": line.number, "amount": line.amount, "applied": 0}
+            for line in priced.lines])
+    return attempt_id, priced
+
+
+def _session_params(attempt_id: str, customer_id: str, priced: Quote, webhook: str, ref: str) -> dict[str, Any]:
+    currency = priced.currency.lower()
+    discount = priced.adjustment < 0
+    items = [{"quantity": 1, "price_data": {
+        "currency": currency, "unit_amount": line.charged,
+        "product_data": {"name": (f"Invoice {line.number}" + (" (bank payment discount applied)" if discount
+                                                               else ""))[:250]}}}
+        for line in priced.lines]
+    if priced.adjustment > 0:
+        items.append({"quantity": 1, "price_data": {"currency": currency, "unit_amount": priced.adjustment,
+                                                    "product_data": {"name": "Card processing fee"}}})
+    params: dict[str, Any] = {
+        "mode": "payment",
+        "client_reference_id": attempt_id,
+        # The current API refuses `payment_method_types`; the customer chose the method on our page (the price
+        # depends on it), so the session offers that method only.
+        "allowed_payment_method_types": [priced.method],
+        "line_items": items,
+        # Refunds and disputes point at the PaymentIntent: the attempt id must be there, not only on the session.
+        "payment_intent_data": {"metadata": {"attempt_id": attempt_id, "customer_id": customer_id[:500]}},
+        "metadata": {"attempt_id": attempt_id},
+        "success_url": f"{webhook}/pay/done?ref={ref}&session_id={{CHECKOUT_SESSION_ID}}",
+        "cancel_url": f"{webhook}/pay/cancelled?ref={ref}",
+    }
+    if priced.method == "us_bank_account":
+        params["payment_method_options"] = {"us_bank_account": {"verification_method": "automatic"}}
+    return params
+
+
+# --- the pages Stripe sends the customer back to ----------------------------------------------------------
+
+STATUS_TEXT = {
+    "succeeded": ("Payment received", "Thank you: your payment has arrived.", ""),
+    "processing": ("Bank payment pending", "Your bank payment is on its way. Bank payments usually take 1–4 "
+                   "business days to arrive.", "Until then your invoices show “payment pending”. We will email "
+                   "you when it has arrived."),
+    "created": ("Waiting for confirmation", "We have not yet received confirmation of this payment from our "
+                "payment provider.", "This usually takes a few seconds: reload this page. If you left the "
+                "payment page before finishing, no payment was made."),
+    "failed": ("Payment failed", "This payment did not go through.", ""),
+    "expired": ("No payment was made", "This payment was not completed.", ""),
+}
+
+
+def _attempt_for_ref(ref: str) -> paystore.Attempt:
+    try:
+        attempt_id = payments().refs.loads(ref)
+    except BadSignature:
+        raise TokenRejected("pay_done", ref, "bad payment reference") from None
+    with services().store.begin() as conn:
+        attempt = paystore.get_attempt(conn, str(attempt_id))
+    if attempt is None:
+        raise TokenRejected("pay_done", ref, "unknown attempt")
+    return attempt
+
+
+def _account_url(customer_id: str) -> str:
+    version = services().store.active_key_version(customer_id)
+    return page_url(customer_id, version) if version else ""
+
+
+@bp.get("/pay/done")
+@rate_limited("pay_done", token_arg=None)
+def pay_done() -> Any:
+    """Where Checkout's success redirect lands. The redirect proves nothing: the page says what the events
+    recorded so far say, and only "payment received" once an event confirmed it."""
+    attempt = _attempt_for_ref(request.args.get("ref", ""))
+    status = {"refunded": "succeeded", "partially_refunded": "succeeded", "disputed": "succeeded"}.get(
+        attempt.status, attempt.status)
+    title, message, detail = STATUS_TEXT[status]
+    if status == "failed" and attempt.failure_reason:
+        detail = f"Reason: {attempt.failure_reason}. Your invoices are open again."
+    return render("webhook/pay_status.html", 200, title=title, message=message, detail=detail,
+                  reference=attempt.attempt_id, account_url=_account_url(attempt.customer_id))
+
+
+@bp.get("/pay/cancelled")
+@rate_limited("pay_done", token_arg=None)
+def pay_cancelled() -> Any:
+    attempt = _attempt_for_ref(request.args.get("ref", ""))
+    return render("webhook/pay_status.html", 200, title="Payment cancelled",
+                  message="You left the payment page: no payment was made.",
+                  detail="You can choose invoices and pay again from your account at any time.",
+                  reference="", account_url=_account_url(attempt.customer_id))
+
+
+# --- /stripe/events ---------------------------------------------------------------------------------------
+
+
+@bp.post("/stripe/events")
+def stripe_events() -> Any:
+    s = services()
+    secret = s.settings.stripe_webhook_secret
+    if not secret:
+        return jsonify(error="stripe events are not configured"), 404
+    payload = request.get_data()  # the raw bytes: a re-serialised body would not match the signature
+    try:
+        stripe.WebhookSignature.verify_header(payload.decode("utf-8"), request.headers.get("Stripe-Signature"),
+                                              secret, tolerance=TOLERANCE)
+        data = json.loads(payload)
+    except (stripe.SignatureVerificationError, UnicodeDecodeError, ValueError) as exc:
+        event("stripe_signature_rejected", logging.WARNING, security_log, reason=str(exc)[:200], ip=client_ip())
+        return jsonify(error="signature verification failed"), 400
+    if not isinstance(data, dict):
+        return jsonify(error="not an event"), 400
+    try:
+        change = apply_event(s.store, data, _intent_attempt)
+    except PaymentRefused as exc:
+        return jsonify(error=exc.message), 400
+    if change is not None:
+        _after_commit(change)
+    return jsonify(received=True)
+
+
+def _intent_attempt(intent_id: str) -> str | None:
+    """Ask Stripe for a PaymentIntent's attempt id (an event that names only the intent, seen first)."""
+    try:
+        intent = payments().client.v1.payment_intents.retrieve(intent_id)
+    except stripe.StripeError as exc:
+        log.warning("could not retrieve payment intent %s: %s", intent_id, exc)
+        return None
+    meta = intent.metadata.to_dict() if getattr(intent, "metadata", None) is not None else {}
+    return meta.get("attempt_id") or None
+
+
+def _after_commit(change: Change) -> None:
+    """Re-render and publish the customer's pages, and mail the payer: in the background, seconds later."""
+    s = services()
+    settings, store = s.settings, s.store
+    mailer = s.mailer
+    account_url = _account_url(change.customer_id)
+    republisher = payments().republisher
+    event("payment_status", attempt=change.attempt_id, old=change.old, new=change.new)
+    republisher.submit(lambda: refresh_customer(settings, store, change.customer_id),
+                       f"republish {change.customer_id}")
+
+    def mail() -> None:
+        name, contacts = store.customer_contacts(change.customer_id)
+        if change.payer_email:
+            to = [("", change.payer_email)]
+        else:
+            to = [(c.name, c.email) for c in contacts if c.role == "billing"][:1]
+        for recipient in to:
+            message = payment_message(settings, change, recipient, name, account_url)
+            if message is not None:
+                mailer.send(message)
+
+    republisher.submit(mail, f"mail {change.attempt_id}")
+
