@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -132,7 +133,26 @@ def count_rows(database: str) -> int:
         store.close()
 
 
-def run_wrk(url: str, script: Path, tokens_file: Path, seconds: int, connections: int) -> dict:
+def server_cpu_seconds(master_pid: int) -> float:
+    """User + system CPU time of a gunicorn master and its workers, from /proc (Linux).
+
+    CPU time per request is the figure that other load on a shared machine disturbs least: it measures
+    the work each request costs, where requests/s also measures how much CPU the server was given."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        pid, ppid = int(stat.parent.name), int(fields[1])
+        if master_pid in (pid, ppid):
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def run_wrk(url: str, script: Path, tokens_file: Path, seconds: int, connections: int, master_pid: int) -> dict:
+    cpu_before = server_cpu_seconds(master_pid)
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(script), url]
     answer = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60,
                             env={"BENCH_TOKENS": str(tokens_file), "PATH": "/usr/bin:/bin"})
@@ -141,13 +161,16 @@ def run_wrk(url: str, script: Path, tokens_file: Path, seconds: int, connections
         raise RuntimeError(f"wrk printed no result:\n{answer.stdout}\n{answer.stderr}")
     data = json.loads(match.group(1))
     data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
+    data["cpu_s"] = server_cpu_seconds(master_pid) - cpu_before
     return data
 
 
 def _combine(runs: list[dict]) -> dict:
     """Totals over the rounds; latency percentiles of the worst round (wrk reports them per run)."""
-    total = {key: sum(r[key] for r in runs) for key in ("requests", "duration_us", "c303", "other", "errors")}
+    total = {key: sum(r[key] for r in runs) for key in ("requests", "duration_us", "c303", "other", "errors",
+                                                        "cpu_s")}
     total["rps"] = total["requests"] / (total["duration_us"] / 1e6)
+    total["cpu_us_per_request"] = total["cpu_s"] / total["requests"] * 1e6
     total["p50_us"] = max(r["p50_us"] for r in runs)
     total["p99_us"] = max(r["p99_us"] for r in runs)
     total["rounds_rps"] = [round(r["rps"]) for r in runs]
@@ -202,7 +225,7 @@ def main() -> int:
             for _ in range(args.rounds):
                 for name, server in servers.items():
                     runs[name].append(run_wrk(server.url, script, tokens_file, args.seconds // args.rounds,
-                                              args.connections))
+                                              args.connections, server.process.pid))
         finally:
             for server in servers.values():
                 server.stop()
@@ -232,18 +255,22 @@ def main() -> int:
         ratio = web["rps"] / top["rps"]
         print(f"gunicorn {args.workers} sync workers, wrk -t1 -c{args.connections}, {args.seconds} s per side in "
               f"{args.rounds} alternating rounds, {args.tokens} distinct links, SQLite (WAL), default logging")
-        print(f"{'side':<9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'303s':>8} {'other':>6} {'errors':>6} "
-              f"{'rows':>8}")
+        print(f"{'side':<9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>10} {'303s':>8} {'other':>6} "
+              f"{'errors':>6} {'rows':>8}")
         for name, r in results.items():
-            print(f"{name:<9} {r['rps']:>9.0f} {r['p50_us'] / 1000:>8.2f} {r['p99_us'] / 1000:>8.2f} {r['c303']:>8} "
-                  f"{r['other']:>6} {r['errors']:>6} {r.get('rows', '-'):>8}   rounds {r['rounds_rps']}")
-        print(f"ratio webhook/ceiling: {ratio:.2f} (target >= 0.5)")
+            print(f"{name:<9} {r['rps']:>9.0f} {r['p50_us'] / 1000:>8.2f} {r['p99_us'] / 1000:>8.2f} "
+                  f"{r['cpu_us_per_request']:>10.0f} {r['c303']:>8} {r['other']:>6} {r['errors']:>6} "
+                  f"{r.get('rows', '-'):>8}   rounds {r['rounds_rps']}")
+        cpu_ratio = top["cpu_us_per_request"] / web["cpu_us_per_request"]
+        print(f"ratio webhook/ceiling: {ratio:.2f} in requests/s (target >= 0.5), {cpu_ratio:.2f} in server CPU "
+              "per request (less sensitive to other load on the machine)")
         print(f"exact check: {args.exact} requests -> {dict(codes)}, link_opened rows {exact_rows}: "
               f"{'OK' if exact_ok else 'MISMATCH'}")
         out = REPO / "bench" / "results"
         out.mkdir(exist_ok=True)
         (out / "webhook_load.json").write_text(json.dumps({
             "when": datetime.now(UTC).isoformat(), "args": vars(args), "results": results, "ratio": ratio,
+            "cpu_ratio": cpu_ratio, "load_average": os.getloadavg(),
             "exact": {"requests": args.exact, "codes": dict(codes), "rows": exact_rows, "ok": exact_ok}}, indent=2))
         return 0 if exact_ok else 1
     finally:
