@@ -7,14 +7,14 @@ from datetime import UTC, date, datetime, timedelta
 from email.utils import parseaddr
 
 import pytest
-from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, String, Table, insert, inspect, select
+from sqlalchemy import select
 
 from portal.config import _reminder_groups
 from portal.mailstore import mail_sent, unsubscribe
 from portal.reminders import excluded_invoice_ids, send_reminders
 from portal.sending import send_invoices
 from portal.signing import Signer
-from tests.smtpserver import EVIL_NAME, mail_ledger, running_smtp
+from tests.smtpserver import EVIL_NAME, add_row, ensure_stand_in_tables, mail_ledger, running_smtp
 
 TODAY = date(2026, 12, 1)
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -42,46 +42,19 @@ def ledger(store, tmp_path, mail_settings, smtp):
     return ledger
 
 
-def _fill(table: Table, values: dict) -> dict:
-    """A row for a table whose other columns we do not know (the real feature's, or our stand-in)."""
-    row = dict(values)
-    for column in table.columns:
-        if column.name in row or column.nullable or column.autoincrement is True:
-            continue
-        kind = column.type.python_type if hasattr(column.type, "python_type") else str
-        row[column.name] = {int: 0, bool: False, datetime: NOW}.get(kind, "x")
-    return row
-
-
-def _add(conn, name: str, **values) -> None:
-    table = Table(name, MetaData(), autoload_with=conn)
-    conn.execute(insert(table).values(**_fill(table, values)))
-
-
 def dispute_and_pay(store) -> None:
-    """Stand-ins for the disputes and payments features' tables (unless they exist already): DISP is in an
-    open dispute, PEND has a processing payment; OD5 had a resolved dispute and a failed payment."""
-    stand_ins = MetaData()
-    Table("disputes", stand_ins, Column("dispute_id", Integer, primary_key=True), Column("customer_id", String(200)),
-          Column("status", String(20)), Column("created_at", DateTime))
-    Table("dispute_invoices", stand_ins, Column("dispute_id", Integer, primary_key=True),
-          Column("invoice_id", String(200), primary_key=True))
-    Table("payment_attempts", stand_ins, Column("attempt_id", String(64), primary_key=True),
-          Column("customer_id", String(200)), Column("status", String(20)), Column("amount", Integer),
-          Column("currency", String(3)), Column("needs_review", Boolean), Column("updated_at", DateTime))
-    Table("payment_allocations", stand_ins, Column("attempt_id", String(64), primary_key=True),
-          Column("invoice_id", String(200), primary_key=True))
+    """DISP is in an open dispute, PEND has a processing payment; OD5 had a resolved dispute and a failed
+    payment (neither keeps it quiet)."""
     with store.begin() as conn:
-        existing = set(inspect(conn).get_table_names())
-        stand_ins.create_all(conn, tables=[t for t in stand_ins.sorted_tables if t.name not in existing])
-        _add(conn, "disputes", dispute_id=1, customer_id="C1", status="open")
-        _add(conn, "dispute_invoices", dispute_id=1, invoice_id="I-DISP")
-        _add(conn, "disputes", dispute_id=2, customer_id="C1", status="resolved")
-        _add(conn, "dispute_invoices", dispute_id=2, invoice_id="I-OD5")
-        _add(conn, "payment_attempts", attempt_id="pa1", customer_id="C1", status="processing")
-        _add(conn, "payment_allocations", attempt_id="pa1", invoice_id="I-PEND")
-        _add(conn, "payment_attempts", attempt_id="pa2", customer_id="C1", status="failed")
-        _add(conn, "payment_allocations", attempt_id="pa2", invoice_id="I-OD5")
+        ensure_stand_in_tables(conn)
+        add_row(conn, "disputes", dispute_id=1, customer_id="C1", status="open")
+        add_row(conn, "dispute_invoices", dispute_id=1, invoice_id="I-DISP")
+        add_row(conn, "disputes", dispute_id=2, customer_id="C1", status="resolved")
+        add_row(conn, "dispute_invoices", dispute_id=2, invoice_id="I-OD5")
+        add_row(conn, "payment_attempts", attempt_id="pa1", customer_id="C1", status="processing")
+        add_row(conn, "payment_allocations", attempt_id="pa1", invoice_id="I-PEND")
+        add_row(conn, "payment_attempts", attempt_id="pa2", customer_id="C1", status="failed")
+        add_row(conn, "payment_allocations", attempt_id="pa2", invoice_id="I-OD5")
 
 
 def _reminded(store) -> dict[tuple[str, str], str]:

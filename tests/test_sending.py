@@ -164,3 +164,32 @@ def test_a_refused_address_is_reported_and_the_run_goes_on(mail_settings, store,
     assert "k1" not in {e.contact_id for e in _email_events(store)}
     smtp.recorder.reject = set()
     assert [m.email for m in send_invoices(mail_settings, store, now=NOW).messages] == ["ann@c1.example"]
+
+
+def test_cli_send_dry_run_then_send_then_nothing_left(mail_settings, store, ledger, smtp):
+    import click
+    from click.testing import CliRunner
+
+    from portal.mailcli import COMMANDS
+
+    @click.group()
+    def group() -> None:
+        """Stands in for `portal` (portal/cli.py registers the same commands)."""
+
+    for command in COMMANDS:
+        group.add_command(command)
+    runner = CliRunner()
+
+    def run(*args: str):
+        return runner.invoke(group, list(args), obj={"settings": mail_settings}, catch_exceptions=False)
+
+    dry = run("send", "--dry-run", "--customer", "C2")
+    assert dry.exit_code == 0 and "would send: invoices to bob@beta.example" in dry.output
+    assert "1 message(s) would send" in dry.output and smtp.messages == []
+    sent = run("send")
+    assert sent.exit_code == 0 and "3 message(s) sent, 0 failed" in sent.output
+    assert "0 message(s) sent" in run("send").output
+    smtp.recorder.reject = {"bob@beta.example"}
+    failed = run("send", "--resend", "--customer", "C2")
+    assert failed.exit_code == 1 and "failed: invoices to bob@beta.example" in failed.output
+    assert run("remind", "--dry-run").exit_code == 0 and run("digest", "--dry-run").exit_code == 0

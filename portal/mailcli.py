@@ -1,0 +1,54 @@
+"""`portal send`, `portal remind`, `portal digest`: the mail commands (docs/email.md).
+
+Registered on the `portal` group by portal/cli.py (`cli.add_command(send)` ...). Each prints one line per
+message and a summary, and exits 1 when a message failed or was not attempted (cron then reports it).
+"""
+
+from __future__ import annotations
+
+import click
+
+from .cli import _settings, _store
+from .sending import SendResult
+
+
+def _finish(ctx: click.Context, result: SendResult) -> None:
+    click.echo(result.summary())
+    if not result.ok:
+        ctx.exit(1)
+
+
+@click.command("send")
+@click.option("--dry-run", is_flag=True, help="List the messages that would be sent; send and record nothing.")
+@click.option("--customer", "customer_ids", multiple=True, help="Only this customer (repeatable).")
+@click.option("--resend", is_flag=True, help="Send every open invoice again, even unchanged ones.")
+@click.pass_context
+def send(ctx: click.Context, dry_run: bool, customer_ids: tuple[str, ...], resend: bool) -> None:
+    """Email each billing and approver contact its new or changed open invoices, with signed links."""
+    from .sending import send_invoices
+
+    _finish(ctx, send_invoices(_settings(ctx), _store(ctx), dry_run=dry_run,
+                               customer_ids=customer_ids or None, resend=resend))
+
+
+@click.command("remind")
+@click.option("--dry-run", is_flag=True, help="List the reminders that would be sent; send and record nothing.")
+@click.pass_context
+def remind(ctx: click.Context, dry_run: bool) -> None:
+    """Send the payment reminders the configured rules call for today."""
+    from .reminders import send_reminders
+
+    _finish(ctx, send_reminders(_settings(ctx), _store(ctx), dry_run=dry_run))
+
+
+@click.command("digest")
+@click.option("--dry-run", is_flag=True, help="List the digests that would be sent; send nothing.")
+@click.pass_context
+def digest(ctx: click.Context, dry_run: bool) -> None:
+    """Email each collector the invoices nobody viewed, new disputes and failed payments."""
+    from .digest import send_digest
+
+    _finish(ctx, send_digest(_settings(ctx), _store(ctx), dry_run=dry_run))
+
+
+COMMANDS = (send, remind, digest)
