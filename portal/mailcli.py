@@ -6,10 +6,22 @@ message and a summary, and exits 1 when a message failed or was not attempted (c
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from .cli import _settings, _store
+from .config import Settings
 from .sending import SendResult
+
+if TYPE_CHECKING:
+    from .store import Store
+
+
+def _context(ctx: click.Context) -> tuple[Settings, Store]:
+    # Imported here, not at the top: portal/cli.py imports this module to register the commands.
+    from .cli import _settings, _store
+
+    return _settings(ctx), _store(ctx)
 
 
 def _finish(ctx: click.Context, result: SendResult) -> None:
@@ -27,8 +39,8 @@ def send(ctx: click.Context, dry_run: bool, customer_ids: tuple[str, ...], resen
     """Email each billing and approver contact its new or changed open invoices, with signed links."""
     from .sending import send_invoices
 
-    _finish(ctx, send_invoices(_settings(ctx), _store(ctx), dry_run=dry_run,
-                               customer_ids=customer_ids or None, resend=resend))
+    settings, store = _context(ctx)
+    _finish(ctx, send_invoices(settings, store, dry_run=dry_run, customer_ids=customer_ids or None, resend=resend))
 
 
 @click.command("remind")
@@ -38,7 +50,8 @@ def remind(ctx: click.Context, dry_run: bool) -> None:
     """Send the payment reminders the configured rules call for today."""
     from .reminders import send_reminders
 
-    _finish(ctx, send_reminders(_settings(ctx), _store(ctx), dry_run=dry_run))
+    settings, store = _context(ctx)
+    _finish(ctx, send_reminders(settings, store, dry_run=dry_run))
 
 
 @click.command("digest")
@@ -48,7 +61,8 @@ def digest(ctx: click.Context, dry_run: bool) -> None:
     """Email each collector the invoices nobody viewed, new disputes and failed payments."""
     from .digest import send_digest
 
-    _finish(ctx, send_digest(_settings(ctx), _store(ctx), dry_run=dry_run))
+    settings, store = _context(ctx)
+    _finish(ctx, send_digest(settings, store, dry_run=dry_run))
 
 
 COMMANDS = (send, remind, digest)
