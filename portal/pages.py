@@ -59,6 +59,11 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def checkout_origin(stripe_api_base: str) -> str:
+    """Where Checkout Sessions live: Stripe's hosted page, or the API stand-in's own address in tests."""
+    return _origin(stripe_api_base) if stripe_api_base else "https://checkout.stripe.com"
+
+
 def _size_text(size: int) -> str:
     if size < 1024:
         return f"{size} bytes"
@@ -78,8 +83,13 @@ class PageRenderer:
         self.assets = assets or load_assets(settings)
         self.webhook = settings.effective_webhook_url
         webhook_origin = _origin(self.webhook)
+        # The pay form posts to the webhook, which redirects to Stripe's hosted checkout: browsers apply
+        # form-action to that redirect too, so checkout's origin must be allowed (a stand-in's in tests).
+        form_action = webhook_origin
+        if settings.payments_enabled:
+            form_action += " " + checkout_origin(settings.stripe_api_base)
         self.csp = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
-                    f"connect-src {webhook_origin}; form-action {webhook_origin}; base-uri 'none'")
+                    f"connect-src {webhook_origin}; form-action {form_action}; base-uri 'none'")
         self.templates = {name: self.env.get_template(f"pages/{name}.html")
                           for name in ("account", "invoice", "statement")}
 

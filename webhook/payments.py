@@ -16,12 +16,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import stripe
-from flask import Blueprint, Flask, current_app, jsonify, redirect, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, request
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 
 from portal import paystore
 from portal.money import AmountError, parse_amount
+from portal.pages import checkout_origin
 from portal.payments import (
     Change,
     Payable,
@@ -39,7 +40,7 @@ from portal.store import invoices
 from .errors import TokenRejected
 from .links import page_url
 from .logs import event, security_log
-from .security import rate_limited
+from .security import CSP, rate_limited
 from .services import client_ip, render, services
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,19 @@ def payments() -> Payments:
 def init_app(app: Flask) -> None:
     app.extensions["payments"] = Payments(app)
     app.register_blueprint(bp)
+    settings = app.extensions["portal"].settings
+    if settings.payments_enabled:
+        checkout = checkout_origin(settings.stripe_api_base)
+        csp = CSP.replace("form-action 'self'", f"form-action 'self' {checkout}")
+
+        @app.after_request
+        def allow_checkout(response: Response) -> Response:
+            # Development serves the site's pages from here (`portal serve`): browsers apply the page's
+            # form-action to the redirect /pay answers, so Stripe's checkout origin must be allowed on them
+            # as it is in the pages' own <meta> policy (portal/pages.py). Runs before the security headers.
+            if request.endpoint == "site.page" and response.mimetype == "text/html":
+                response.headers["Content-Security-Policy"] = csp
+            return response
 
 
 # --- /pay -------------------------------------------------------------------------------------------------
