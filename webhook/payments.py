@@ -21,6 +21,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 
 from portal import paystore
+from portal.mail import send_with_retry
 from portal.money import AmountError, parse_amount
 from portal.pages import checkout_origin
 from portal.payments import (
@@ -320,7 +321,7 @@ def _after_commit(change: Change) -> None:
         for recipient in to:
             message = payment_message(settings, change, recipient, name, account_url)
             if message is not None:
-                mailer.send(message)
+                send_with_retry(mailer, message, settings.mail_attempts, settings.mail_retry_delay_ms / 1000)
 
     republisher.submit(mail, f"mail {change.attempt_id}")
 
