@@ -31,6 +31,7 @@ from .config import Settings
 from .errors import ConfigError, PortalError
 from .render import template_dirs
 
+SES_TRANSIENT = {"Throttling", "ThrottlingException", "ServiceUnavailable", "InternalFailure", "RequestTimeout"}
 SMTP_TIMEOUT = 30  # seconds: a stuck relay must not hold a webhook worker forever
 
 
@@ -136,7 +137,11 @@ class SesTransport:
         try:
             answer = self.client.send_raw_email(RawMessage={"Data": message.as_bytes()})
         except Exception as exc:  # noqa: BLE001 - botocore raises many unrelated classes
-            raise MailError(f"SES ({self.region}): {exc.__class__.__name__}: {exc}") from exc
+            code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code", "")
+            # Throttling and outages pass; a rejected message or an unverified sender will not.
+            transient = code in SES_TRANSIENT or exc.__class__.__name__ in {"EndpointConnectionError",
+                                                                              "ConnectTimeoutError", "ReadTimeoutError"}
+            raise MailError(f"SES ({self.region}): {exc.__class__.__name__}: {exc}", transient=transient) from exc
         return f"<{answer['MessageId']}@{self.region}.amazonses.com>"
 
 

@@ -110,6 +110,10 @@ def deliver(settings: Settings, store: Store, outgoing: Iterable[Outgoing], dry_
             if exc.transient:  # still failing after every retry: the relay is down, not this address
                 down = exc.message
             continue
+        except OSError as exc:  # the outbox folder cannot be written: no later message will fare better
+            report.status = "failed"
+            report.error = down = f"{exc.__class__.__name__}: {exc}"
+            continue
         report.status, report.message_id = "sent", message_id
         with store.begin() as conn:
             record_sent(conn, out.kind, message_id, now, out.rows)

@@ -193,3 +193,41 @@ def test_cli_send_dry_run_then_send_then_nothing_left(mail_settings, store, ledg
     failed = run("send", "--resend", "--customer", "C2")
     assert failed.exit_code == 1 and "failed: invoices to bob@beta.example" in failed.output
     assert run("remind", "--dry-run").exit_code == 0 and run("digest", "--dry-run").exit_code == 0
+
+
+def test_an_unwritable_outbox_fails_the_run_without_recording(settings, store, ledger, tmp_path):
+    (tmp_path / "not-a-folder").write_text("")
+    result = send_invoices(settings.replace(mail_url=f"outbox:{tmp_path / 'not-a-folder'}"), store, now=NOW)
+    assert [m.status for m in result.messages] == ["failed", "not attempted", "not attempted"]
+    assert _sent_rows(store) == [] and _email_events(store) == []
+
+
+def test_ses_throttling_is_retried_and_a_rejected_message_is_not(settings):
+    from botocore.exceptions import ClientError
+
+    from portal.mail import MailError, SesTransport, fresh_link_message, send_with_retry
+
+    class Client:
+        def __init__(self, codes):
+            self.codes, self.calls = list(codes), 0
+
+        def send_raw_email(self, RawMessage):  # noqa: N803 - boto3's argument name
+            self.calls += 1
+            if self.codes:
+                raise ClientError({"Error": {"Code": self.codes.pop(0), "Message": "no"}}, "SendRawEmail")
+            return {"MessageId": "abc"}
+
+    def transport(codes):
+        ses = SesTransport.__new__(SesTransport)  # no boto3 client: the stand-in answers
+        ses.region, ses.client = "eu-west-1", Client(codes)
+        return ses
+
+    message = fresh_link_message(settings, ("Ann", "ann@c1.example"), "C1", "http://127.0.0.1:8000/l/x")
+    throttled = transport(["Throttling", "Throttling"])
+    assert send_with_retry(throttled, message, attempts=3, delay=0, sleep=lambda _: None) == \
+        "<abc@eu-west-1.amazonses.com>"
+    assert throttled.client.calls == 3
+    rejected = transport(["MessageRejected"])
+    with pytest.raises(MailError) as failure:
+        send_with_retry(rejected, message, attempts=3, delay=0, sleep=lambda _: None)
+    assert not failure.value.transient and rejected.client.calls == 1
