@@ -151,3 +151,28 @@ def test_an_invoice_viewed_by_a_person_gets_no_unopened_reminder(mail_settings, 
     store.record_event("page_viewed", "C1", invoice_id="I-LATER", detail="invoice")
     send_reminders(mail_settings, store, now=NOW)
     assert ("k1", "I-LATER") not in _reminded(store)
+
+
+def test_reminder_settings_from_portal_toml_and_the_environment(tmp_path, monkeypatch):
+    from portal.config import load_settings
+    from portal.errors import ConfigError
+
+    monkeypatch.chdir(tmp_path)  # no ./portal.toml: only the file named below is read
+    config = tmp_path / "mail.toml"
+    config.write_text('reminder_days_overdue = [2, 20]\nmail_from = "billing@supplier.example"\n\n'
+                      '[reminder_groups."Key accounts"]\ndays_overdue = [7, 30]\ninterval_days = 14\n')
+    settings = load_settings(config, env={"PORTAL_REMINDER_DAYS_BEFORE_DUE": "5,1"})
+    assert settings.reminder_days_overdue == (2, 20) and settings.reminder_days_before_due == (5, 1)
+    assert settings.reminder_groups == (("Key accounts", (("days_overdue", (7, 30)), ("interval_days", 14))),)
+    from_env = load_settings(config_file=None, env={"PORTAL_REMINDER_GROUPS": '{"Retail": {"unopened_days": 0}}'})
+    assert from_env.reminder_groups == (("Retail", (("unopened_days", 0),)),)
+    for env in ({"PORTAL_REMINDER_GROUPS": '{"Retail": {"days_late": [1]}}'},
+                {"PORTAL_REMINDER_GROUPS": '{"Retail": {"days_overdue": 3}}'},
+                {"PORTAL_REMINDER_GROUPS": "not json"},
+                {"PORTAL_REMINDER_INTERVAL_DAYS": "-1"},
+                {"PORTAL_REMINDER_DAYS_OVERDUE": "1,-5"},
+                {"PORTAL_MAIL_FROM": "billing@supplier.example\nBcc: x@evil.example"},
+                {"PORTAL_AR_INBOX": "not an address"},
+                {"PORTAL_MAIL_ATTEMPTS": "0"}):
+        with pytest.raises(ConfigError):
+            load_settings(config_file=None, env=env)

@@ -231,3 +231,26 @@ def test_ses_throttling_is_retried_and_a_rejected_message_is_not(settings):
     with pytest.raises(MailError) as failure:
         send_with_retry(rejected, message, attempts=3, delay=0, sleep=lambda _: None)
     assert not failure.value.transient and rejected.client.calls == 1
+
+
+def test_smtp_server_stopping_mid_run_then_a_rerun_on_a_new_server_sends_the_rest(mail_settings, store, ledger, smtp):
+    from portal.mail import transport_from_url
+
+    class StopAfterFirst:
+        """The real SMTP transport; the server goes away right after accepting the first message."""
+
+        def __init__(self) -> None:
+            self.inner = transport_from_url(smtp.url)
+
+        def send(self, message):
+            message_id = self.inner.send(message)
+            smtp.stop()
+            return message_id
+
+    result = send_invoices(mail_settings, store, now=NOW, transport=StopAfterFirst(), sleep=lambda _: None)
+    assert [m.status for m in result.messages] == ["sent", "failed", "not attempted"]
+    assert {r.contact_id for r in _sent_rows(store)} == {"k1"}
+    for replacement in running_smtp():
+        rerun = send_invoices(mail_settings.replace(mail_url=replacement.url), store, now=NOW)
+        assert [(m.contact_id, m.status) for m in rerun.messages] == [("k2", "sent"), ("b1", "sent")]
+        assert len(replacement.messages) == 2
