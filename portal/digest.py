@@ -61,7 +61,7 @@ def recent_problems(conn: Connection, since: datetime) -> dict[str, list[dict[st
 def send_digest(settings: Settings, store: Store, dry_run: bool = False, now: datetime | None = None,
                 transport: Transport | None = None, sleep: Callable[[float], None] = time.sleep) -> SendResult:
     """Send (or list) one digest per collector who has something to look at."""
-    now = now or datetime.now(UTC)
+    now = (now or datetime.now(UTC)).astimezone(UTC)  # calendar days are UTC days
     fallback = settings.ar_inbox or settings.support_email
     unviewed = [r for r in receipts(store, unopened_days=settings.digest_unopened_days, now=now)
                 if r["balance"] >= settings.digest_min_amount]

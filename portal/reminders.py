@@ -106,7 +106,7 @@ def excluded_invoice_ids(store: Store, conn: Connection) -> set[str]:
 def send_reminders(settings: Settings, store: Store, dry_run: bool = False, now: datetime | None = None,
                    transport: Transport | None = None, sleep: Callable[[float], None] = time.sleep) -> SendResult:
     """Send (or with `dry_run`, list) the reminders the rules call for today."""
-    now = now or datetime.now(UTC)
+    now = (now or datetime.now(UTC)).astimezone(UTC)  # calendar days are UTC days
     signer = Signer(settings)
     data = store.customer_data()
     with store.begin() as conn:

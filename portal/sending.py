@@ -160,7 +160,7 @@ def send_invoices(settings: Settings, store: Store, dry_run: bool = False, custo
     An invoice goes to a contact again only when its content hash changed since (the ERP changed it) or
     with `resend`. Only addresses from the export are ever used.
     """
-    now = now or datetime.now(UTC)
+    now = (now or datetime.now(UTC)).astimezone(UTC)  # calendar days are UTC days
     signer = Signer(settings)
     data = store.customer_data(None if customer_ids is None else set(customer_ids))
     with store.begin() as conn:
