@@ -199,6 +199,44 @@ def report_receipts(ctx: click.Context, unopened_days: int | None, fmt: str) -> 
     click.echo(format_rows(receipts(_store(ctx.find_root()), unopened_days=unopened_days), fmt), nl=False)
 
 
+@report.command("payments")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.pass_context
+def report_payments(ctx: click.Context, fmt: str) -> None:
+    """One row per payment attempt: status, method, amount (minor units), allocations, Stripe ids."""
+    from .reports import PAYMENT_COLUMNS, payments, to_csv, to_json
+
+    rows = payments(_store(ctx.find_root()))
+    if fmt == "json":
+        click.echo(to_json(rows), nl=False)
+        return
+    flat = [{**r, "allocations": ";".join(f"{a['invoice_id']}:{a['amount']}" for a in r["allocations"])}
+            for r in rows]
+    if fmt == "csv":
+        click.echo(to_csv(flat, PAYMENT_COLUMNS), nl=False)
+    else:
+        click.echo(_table(flat, ["attempt_id", "customer_id", "status", "method", "amount", "currency",
+                                 "unapplied", "needs_review", "allocations"]))
+
+
+@report.command("cash-application")
+@click.pass_context
+def report_cash_application(ctx: click.Context) -> None:
+    """The cash-application CSV for the ERP: one row per invoice a settled payment paid (plus unapplied cash)."""
+    from .reports import cash_application_csv
+
+    click.echo(cash_application_csv(_store(ctx.find_root())), nl=False)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """A plain-text table for people (scripts use --format csv or json)."""
+    table = [columns] + [["-" if r.get(c) is None else str(r[c]) for c in columns] for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    lines = ["  ".join(text.ljust(w) for text, w in zip(line, widths, strict=True)).rstrip() for line in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines) + f"\n{len(rows)} row(s)"
+
+
 @cli.command()
 @click.argument("customer_id")
 @click.pass_context
@@ -273,6 +311,17 @@ def demo(ctx: click.Context, folder: str, customers: int, invoices: int, host: s
     if not no_serve:
         click.echo("")
         _serve(settings, host, port, settings.build_dir)
+
+
+def _register_feature_commands() -> None:
+    """Commands that live next to their feature (email sending, ...)."""
+    from . import mailcli
+
+    for command in (mailcli.send, mailcli.remind, mailcli.digest):
+        cli.add_command(command)
+
+
+_register_feature_commands()
 
 
 def main() -> None:
