@@ -100,10 +100,11 @@ class PageRenderer:
     def _date(value: date, locale: str) -> str:
         return format_date(value, "medium", locale=locale)
 
-    def render(self, data: CustomerData, payments: dict[str, list[Application]] | None = None) -> list[Output]:
-        """`payments`: invoice id -> its payment allocations (portal.paystore.applications), which reduce
-        what is open (portal.payments.position)."""
-        payments = payments or {}
+    def render(self, data: CustomerData, payments: dict[str, list[Application]] | None = None,
+               credit_payments: dict[str, list[Application]] | None = None) -> list[Output]:
+        """`payments` / `credit_payments`: invoice id / credit id -> the payment allocations that reduce what
+        is open or available (portal.paystore.applications, portal.payments.position)."""
+        payments, credit_payments = payments or {}, credit_payments or {}
         customer, locale = data.customer, data.customer.locale
         key = self.signer.customer_key(customer.customer_id, data.key_version)
         as_of_day = data.as_of.date()
@@ -174,12 +175,14 @@ class PageRenderer:
 
         credits = []
         for cr in data.credits:
-            credits.append({"number": cr.number, "issue_iso": cr.issue_date.isoformat(),
+            available = position(cr.balance, credit_payments.get(cr.credit_id, ()), data.as_of).open
+            credits.append({"credit_id": cr.credit_id, "number": cr.number, "issue_iso": cr.issue_date.isoformat(),
                             "issue_text": self._date(cr.issue_date, locale), "description": cr.description,
-                            "balance_text": money(cr.balance, cr.currency)})
+                            "available": available, "currency": cr.currency,
+                            "balance_text": money(available, cr.currency)})
             total = totals.setdefault(cr.currency, {"currency": cr.currency, "open": 0, "overdue": 0,
                                                     "credit": 0, "aging": [0] * (len(buckets) + 2)})
-            total["credit"] += cr.balance
+            total["credit"] += available
 
         labels = ["Not yet due", *(f"{lo + 1}–{hi} days" for lo, hi in zip((0, *buckets), buckets, strict=False)),
                   f"Over {buckets[-1]} days"]
@@ -192,7 +195,7 @@ class PageRenderer:
                                 "aging": [{"label": lbl, "text": money(v, currency)}
                                           for lbl, v in zip(labels, t["aging"], strict=True)]})
 
-        statements = _statement_rows(data, invoices, money, lambda d: self._date(d, locale))
+        statements = _statement_rows(data, invoices, credits, money, lambda d: self._date(d, locale))
         base = {
             "lang": locale.split("_")[0], "csp": self.csp, "assets": self.assets.urls,
             "company": {"name": self.settings.company_name, "support_email": self.settings.support_email},
@@ -206,6 +209,7 @@ class PageRenderer:
                  "email": customer.collector or self.settings.support_email}
         pay = {"enabled": self.settings.payments_enabled, "page_token": page_token,
                "action": f"{self.webhook}/pay", "preselect": False, "partial": self.settings.partial_payments,
+               "credits": [c for c in credits if c["available"] > 0],
                "lang": locale.replace("_", "-"),
                "methods": [{"value": m, "label": label, "bps": adjustment_bps(self.settings, m),
                             "note": _method_note(adjustment_bps(self.settings, m))} for m, label in METHODS.items()]}
@@ -268,15 +272,15 @@ def _bucket(days_late: int, buckets: tuple[int, ...]) -> int:
     return len(buckets) + 1
 
 
-def _statement_rows(data: CustomerData, invoices: list[dict], money, fmt_date) -> list[dict]:
+def _statement_rows(data: CustomerData, invoices: list[dict], credits: list[dict], money, fmt_date) -> list[dict]:
     """Open items per currency, oldest first, with a running balance; credits count against it."""
     items: dict[str, list[tuple]] = {}
     for inv, view in zip(data.invoices, invoices, strict=True):
         items.setdefault(inv.currency, []).append(
             (inv.issue_date, 0, f"Invoice {inv.number}", view["slug"], view["due_text"], view["open"]))
-    for cr in data.credits:
+    for cr, view in zip(data.credits, credits, strict=True):
         items.setdefault(cr.currency, []).append(
-            (cr.issue_date, 1, f"Credit note {cr.number}", "", "", -cr.balance))
+            (cr.issue_date, 1, f"Credit note {cr.number}", "", "", -view["available"]))
     result = []
     for currency in sorted(items):
         running = 0

@@ -26,7 +26,7 @@ from .errors import PortalError
 from .mail import render_message
 from .money import format_money
 from .paystore import Application, Attempt
-from .store import Store, StoreUnavailable, invoices
+from .store import Store, StoreUnavailable, credits, invoices
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +116,25 @@ class QuoteLine:
 
 
 @dataclass(frozen=True)
+class QuoteCredit:
+    credit_id: str
+    number: str
+    amount: int
+
+
+@dataclass(frozen=True)
 class Quote:
     currency: str
     method: str
     lines: list[QuoteLine]
-    subtotal: int
+    subtotal: int  # allocated to invoices (credits included)
     adjustment: int  # negative: discount for paying by bank; positive: card fee
-    total: int
+    total: int  # what Stripe charges: subtotal - credits + adjustment
+    credits: list[QuoteCredit] = field(default_factory=list)
+
+    @property
+    def credit_total(self) -> int:
+        return sum(c.amount for c in self.credits)
 
 
 def adjustment_bps(settings: Settings, method: str) -> int:
@@ -143,9 +155,15 @@ class Payable:
     open: int
 
 
-def quote(settings: Settings, payables: list[Payable], requested: Mapping[str, int | None], method: str) -> Quote:
+# Stripe's smallest charge is 50 cents (USD; similar elsewhere): credits leave at least this much to pay.
+MIN_CHARGE = 50
+
+
+def quote(settings: Settings, payables: list[Payable], requested: Mapping[str, int | None], method: str,
+          credit_notes: Iterable[Payable] = ()) -> Quote:
     """Price a payment of `payables` (what the store says is open), `requested` holding partial amounts
-    the customer typed (None: the whole open amount). Raises PaymentRefused naming the problem."""
+    the customer typed (None: the whole open amount), using the chosen `credit_notes` (their available amounts)
+    first. Raises PaymentRefused naming the problem."""
     if method not in METHODS:
         raise PaymentRefused("Please choose how to pay: card or bank transfer.")
     if not payables:
@@ -157,7 +175,7 @@ def quote(settings: Settings, payables: list[Payable], requested: Mapping[str, i
     if method == "us_bank_account" and currency != "USD":
         raise PaymentRefused("Bank transfer (ACH) is available for US dollar invoices only.")
     bps = adjustment_bps(settings, method)
-    lines = []
+    amounts = []
     for p in payables:
         if p.open <= 0:
             raise PaymentRefused(f"Invoice {p.number} is already paid or has a payment pending.")
@@ -171,11 +189,34 @@ def quote(settings: Settings, payables: list[Payable], requested: Mapping[str, i
                                  "what is open.")
         elif amount < settings.partial_minimum:
             raise PaymentRefused(f"A part payment of invoice {p.number} must be at least the minimum amount.")
-        discount = _share(amount, -bps) if bps < 0 else 0
-        lines.append(QuoteLine(p.invoice_id, p.number, amount, amount - discount))
-    subtotal = sum(line.amount for line in lines)
-    adjustment = _share(subtotal, bps) if bps > 0 else sum(line.charged - line.amount for line in lines)
-    return Quote(currency, method, lines, subtotal, adjustment, subtotal + adjustment)
+        amounts.append((p, amount))
+    subtotal = sum(amount for _, amount in amounts)
+    used, room = [], max(0, subtotal - MIN_CHARGE)
+    for c in credit_notes:
+        if c.currency != currency:
+            raise PaymentRefused(f"Credit note {c.number} is in another currency than the invoices.")
+        if c.open <= 0:
+            raise PaymentRefused(f"Credit note {c.number} is no longer available.")
+        take = min(c.open, room)
+        room -= take
+        if take:
+            used.append(QuoteCredit(c.invoice_id, c.number, take))
+    # Credits reduce the invoices' lines in order; a bank discount applies to what is paid by bank, computed
+    # on the sum (as the page's script shows it) and spread over the lines in proportion, remainder last.
+    left, cash_lines = sum(c.amount for c in used), []
+    for p, amount in amounts:
+        cut = min(amount, left)
+        left -= cut
+        cash_lines.append((p, amount, amount - cut))
+    cash_total = subtotal - sum(c.amount for c in used)
+    adjustment = _share(cash_total, bps) if bps > 0 else -_share(cash_total, -bps)
+    discount, lines = (-adjustment if adjustment < 0 else 0), []
+    remaining = discount
+    for n, (p, amount, cash) in enumerate(cash_lines):
+        part = remaining if n == len(cash_lines) - 1 else discount * cash // cash_total if cash_total else 0
+        remaining -= part
+        lines.append(QuoteLine(p.invoice_id, p.number, amount, cash - part))
+    return Quote(currency, method, lines, subtotal, adjustment, cash_total + adjustment, used)
 
 
 # --- events -----------------------------------------------------------------------------------------------
@@ -342,21 +383,46 @@ def _apply_allocations(conn: Any, attempt: Attempt, as_of: datetime | None) -> d
     """How much each invoice can still take now that this payment counts; the rest is unapplied cash
     (two tabs paid the same invoice) that staff apply by hand. Never lost, never applied twice."""
     allocations = paystore.allocations_of(conn, attempt.attempt_id)
+    epoch = as_of or datetime.min.replace(tzinfo=UTC)
+    credit_rows = paystore.credits_of(conn, attempt.attempt_id)
+    usable = _usable_credits(conn, attempt.attempt_id, credit_rows, epoch)
+    cash = attempt.subtotal - sum(c.amount for c in credit_rows)
+    funds = cash + sum(usable.values())
     ids = [a.invoice_id for a in allocations]
     # Lock the invoices (PostgreSQL): two payments of one invoice are applied one after the other.
     balances = {r.invoice_id: (r.balance if r.is_open else 0) for r in conn.execute(
         select(invoices.c.invoice_id, invoices.c.balance, invoices.c.is_open)
         .where(invoices.c.invoice_id.in_(ids)).with_for_update())}
     others = paystore.applications(conn, invoice_ids=ids)
-    epoch = as_of or datetime.min.replace(tzinfo=UTC)
     applied = {}
     for a in allocations:
         rest = [app for app in others.get(a.invoice_id, []) if app.attempt_id != attempt.attempt_id]
         open_now = position(balances.get(a.invoice_id, 0), rest, epoch).open
-        applied[a.invoice_id] = min(a.amount, open_now)
+        applied[a.invoice_id] = min(a.amount, open_now, funds)
+        funds -= applied[a.invoice_id]
     paystore.set_applied(conn, attempt.attempt_id, applied)
-    unapplied = attempt.subtotal - sum(applied.values())
-    return {"unapplied": unapplied, "needs_review": unapplied > 0}
+    # Credits are used first, cash after; credit the invoices could not take stays available.
+    credit_used = left = min(sum(usable.values()), sum(applied.values()))
+    for credit_id in usable:
+        usable[credit_id] = min(usable[credit_id], left)
+        left -= usable[credit_id]
+    paystore.set_applied(conn, attempt.attempt_id, usable, credits=True)
+    unapplied = cash - (sum(applied.values()) - credit_used)
+    short = credit_used < sum(c.amount for c in credit_rows)
+    return {"unapplied": unapplied, "credit_applied": credit_used, "needs_review": unapplied > 0 or short}
+
+
+def _usable_credits(conn: Any, attempt_id: str, rows: list[Any], epoch: datetime) -> dict[str, int]:
+    """How much of each chosen credit is still available (another payment may have used it meanwhile)."""
+    if not rows:
+        return {}
+    ids = [r.credit_id for r in rows]
+    balances = dict(conn.execute(select(credits.c.credit_id, credits.c.balance)
+                                 .where(credits.c.credit_id.in_(ids)).with_for_update()).all())
+    others = paystore.applications(conn, invoice_ids=ids, credits=True)
+    return {r.credit_id: min(r.amount, position(balances.get(r.credit_id, 0),
+                                                [a for a in others.get(r.credit_id, []) if a.attempt_id != attempt_id],
+                                                epoch).open) for r in rows}
 
 
 # --- messages to the payer --------------------------------------------------------------------------------

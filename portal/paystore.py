@@ -32,6 +32,8 @@ payment_attempts = Table(
     Column("amount", BigInteger, nullable=False),
     # Cash received that no open invoice could take (two tabs paid the same invoice): staff apply it.
     Column("unapplied", BigInteger, nullable=False, default=0),
+    # Available credits the customer chose to use (they reduce what Stripe charges) and what was usable.
+    Column("credit_applied", BigInteger, nullable=False, default=0),
     Column("refunded", BigInteger, nullable=False, default=0),
     Column("needs_review", Boolean, nullable=False, default=False),
     Column("payer_email", String(320), nullable=False, default=""),
@@ -55,6 +57,17 @@ payment_allocations = Table(
     Column("amount", BigInteger, nullable=False),  # what the customer chose to pay on this invoice
     Column("applied", BigInteger, nullable=False, default=0),  # what the invoice could take when it counted
     Index("ix_payment_allocations_invoice_id", "invoice_id"),
+)
+
+payment_credits = Table(
+    "payment_credits", metadata,
+    Column("attempt_id", String(64), primary_key=True),
+    Column("credit_id", String(ID), primary_key=True),
+    Column("customer_id", String(ID), nullable=False),
+    Column("number", String(ID), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # what the customer chose to use of this credit
+    Column("applied", BigInteger, nullable=False, default=0),  # what was still available when it counted
+    Index("ix_payment_credits_credit_id", "credit_id"),
 )
 
 stripe_events = Table(
@@ -92,6 +105,7 @@ class Attempt:
     adjustment: int
     amount: int
     unapplied: int
+    credit_applied: int
     refunded: int
     needs_review: bool
     payer_email: str
@@ -109,22 +123,24 @@ def _attempt(row: Any) -> Attempt:
 
 
 def applications(conn: Connection, customer_ids: Iterable[str] | None = None,
-                 invoice_ids: Iterable[str] | None = None) -> dict[str, list[Application]]:
-    """invoice_id -> its allocations of every attempt, oldest attempt first."""
-    query = (select(payment_allocations.c.attempt_id, payment_allocations.c.invoice_id, payment_allocations.c.amount,
-                    payment_allocations.c.applied, payment_attempts.c.status, payment_attempts.c.method,
-                    payment_attempts.c.counted_at, payment_attempts.c.updated_at,
-                    payment_attempts.c.failure_reason)
-             .join(payment_attempts, payment_attempts.c.attempt_id == payment_allocations.c.attempt_id)
+                 invoice_ids: Iterable[str] | None = None, credits: bool = False) -> dict[str, list[Application]]:
+    """invoice_id (or, with `credits`, credit_id) -> its allocations of every attempt, oldest attempt first.
+    For credits, `Application.invoice_id` holds the credit id."""
+    table = payment_credits if credits else payment_allocations
+    item = table.c.credit_id if credits else table.c.invoice_id
+    query = (select(table.c.attempt_id, item.label("item"), table.c.amount, table.c.applied,
+                    payment_attempts.c.status, payment_attempts.c.method, payment_attempts.c.counted_at,
+                    payment_attempts.c.updated_at, payment_attempts.c.failure_reason)
+             .join(payment_attempts, payment_attempts.c.attempt_id == table.c.attempt_id)
              .order_by(payment_attempts.c.created_at, payment_attempts.c.attempt_id))
     if customer_ids is not None:
-        query = query.where(payment_allocations.c.customer_id.in_(sorted(set(customer_ids))))
+        query = query.where(table.c.customer_id.in_(sorted(set(customer_ids))))
     if invoice_ids is not None:
-        query = query.where(payment_allocations.c.invoice_id.in_(sorted(set(invoice_ids))))
+        query = query.where(item.in_(sorted(set(invoice_ids))))
     result: dict[str, list[Application]] = {}
     for r in conn.execute(query):
-        result.setdefault(r.invoice_id, []).append(Application(
-            r.attempt_id, r.invoice_id, r.status, r.method, r.amount, r.applied, r.counted_at, r.updated_at,
+        result.setdefault(r.item, []).append(Application(
+            r.attempt_id, r.item, r.status, r.method, r.amount, r.applied, r.counted_at, r.updated_at,
             r.failure_reason))
     return result
 
@@ -139,10 +155,13 @@ def payment_digests(conn: Connection) -> dict[str, str]:
     return {cid: hashlib.sha256(repr(p).encode()).hexdigest() for cid, p in parts.items()}
 
 
-def insert_attempt(conn: Connection, row: dict[str, Any], allocations: list[dict[str, Any]]) -> None:
+def insert_attempt(conn: Connection, row: dict[str, Any], allocations: list[dict[str, Any]],
+                   credits: list[dict[str, Any]] | None = None) -> None:
     conn.execute(insert(payment_attempts).values(**row))
-    conn.execute(insert(payment_allocations), [{**a, "attempt_id": row["attempt_id"],
-                                                "customer_id": row["customer_id"]} for a in allocations])
+    keys = {"attempt_id": row["attempt_id"], "customer_id": row["customer_id"]}
+    conn.execute(insert(payment_allocations), [{**a, **keys} for a in allocations])
+    if credits:
+        conn.execute(insert(payment_credits), [{**c, **keys} for c in credits])
 
 
 def get_attempt(conn: Connection, attempt_id: str, lock: bool = False) -> Attempt | None:
@@ -169,11 +188,16 @@ def allocations_of(conn: Connection, attempt_id: str) -> list[Any]:
                         .order_by(payment_allocations.c.invoice_id)).all()
 
 
-def set_applied(conn: Connection, attempt_id: str, applied: dict[str, int]) -> None:
-    for invoice_id, amount in applied.items():
-        conn.execute(update(payment_allocations).where(payment_allocations.c.attempt_id == attempt_id,
-                                                       payment_allocations.c.invoice_id == invoice_id)
-                     .values(applied=amount))
+def credits_of(conn: Connection, attempt_id: str) -> list[Any]:
+    return conn.execute(select(payment_credits).where(payment_credits.c.attempt_id == attempt_id)
+                        .order_by(payment_credits.c.credit_id)).all()
+
+
+def set_applied(conn: Connection, attempt_id: str, applied: dict[str, int], credits: bool = False) -> None:
+    table = payment_credits if credits else payment_allocations
+    item = table.c.credit_id if credits else table.c.invoice_id
+    for item_id, amount in applied.items():
+        conn.execute(update(table).where(table.c.attempt_id == attempt_id, item == item_id).values(applied=amount))
 
 
 def record_stripe_event(conn: Connection, event_id: str, event_type: str, received_at: datetime) -> None:
@@ -195,9 +219,10 @@ def all_attempts(conn: Connection) -> list[Attempt]:
                                                                                 payment_attempts.c.attempt_id))]
 
 
-def all_allocations(conn: Connection) -> dict[str, list[Any]]:
+def all_allocations(conn: Connection, credits: bool = False) -> dict[str, list[Any]]:
+    table = payment_credits if credits else payment_allocations
+    item = table.c.credit_id if credits else table.c.invoice_id
     result: dict[str, list[Any]] = {}
-    for r in conn.execute(select(payment_allocations).order_by(payment_allocations.c.attempt_id,
-                                                               payment_allocations.c.invoice_id)):
+    for r in conn.execute(select(table).order_by(table.c.attempt_id, item)):
         result.setdefault(r.attempt_id, []).append(r)
     return result

@@ -190,27 +190,33 @@ def format_rows(rows: Sequence[dict[str, Any]], fmt: str) -> str:
 
 PAYMENT_COLUMNS = [
     "attempt_id", "customer_id", "status", "method", "amount", "currency", "subtotal", "adjustment", "unapplied",
+    "credit_applied",
     "refunded", "needs_review", "payer_email", "stripe_checkout_session", "stripe_payment_intent", "stripe_charge",
-    "failure_reason", "created_at", "updated_at", "allocations",
+    "failure_reason", "created_at", "updated_at", "allocations", "credits",
 ]
 
 
 def payments(store: Store) -> list[dict[str, Any]]:
     """One dict per payment attempt, oldest first. Amounts in minor units; `allocations` is a list of
     `{invoice_id, number, amount, applied}` (`applied` is what the invoice could take when the payment
-    counted; the rest of the cash is `unapplied` and the attempt `needs_review`)."""
+    counted; the rest of the cash is `unapplied` and the attempt `needs_review`), `credits` a list of
+    `{credit_id, number, amount, applied}` (credit notes used towards the invoices)."""
     with store.begin() as conn:
         attempts = paystore.all_attempts(conn)
         allocations = paystore.all_allocations(conn)
+        credit_rows = paystore.all_allocations(conn, credits=True)
     return [{
         "attempt_id": a.attempt_id, "customer_id": a.customer_id, "status": a.status, "method": a.method,
         "amount": a.amount, "currency": a.currency, "subtotal": a.subtotal, "adjustment": a.adjustment,
-        "unapplied": a.unapplied, "refunded": a.refunded, "needs_review": a.needs_review,
+        "unapplied": a.unapplied, "credit_applied": a.credit_applied, "refunded": a.refunded,
+        "needs_review": a.needs_review,
         "payer_email": a.payer_email, "stripe_checkout_session": a.checkout_session or None,
         "stripe_payment_intent": a.payment_intent or None, "stripe_charge": a.charge or None,
         "failure_reason": a.failure_reason, "created_at": _iso(a.created_at), "updated_at": _iso(a.updated_at),
         "allocations": [{"invoice_id": r.invoice_id, "number": r.number, "amount": r.amount, "applied": r.applied}
                         for r in allocations.get(a.attempt_id, [])],
+        "credits": [{"credit_id": r.credit_id, "number": r.number, "amount": r.amount, "applied": r.applied}
+                    for r in credit_rows.get(a.attempt_id, [])],
     } for a in attempts]
 
 
@@ -224,17 +230,19 @@ _CASH_STATUSES = {"succeeded", "partially_refunded"}
 
 def cash_application(store: Store) -> list[dict[str, Any]]:
     """Rows for the ERP's cash application: one per invoice a settled payment paid, plus one row with an empty
-    invoice for cash no invoice could take (unapplied). Amounts in major units (as in the export); the
-    payment's discount (negative) or fee (positive) is on its first row only, so the column sums correctly."""
+    invoice for cash no invoice could take (unapplied), and one negative row per credit note used (method
+    `credit`, its number in `number`), so a payment's rows sum to the cash received. Amounts in major units
+    (as in the export); the payment's discount (negative) or fee (positive) is on its first row only."""
     rows = []
     for p in payments(store):
         if p["status"] not in _CASH_STATUSES:
             continue
-        def row(invoice_id: str, number: str, minor: int, adjustment: int, p: dict = p) -> dict[str, Any]:
+        def row(invoice_id: str, number: str, minor: int, adjustment: int, p: dict = p, method: str = ""
+                ) -> dict[str, Any]:
             return {"payment": p["attempt_id"], "date": (p["updated_at"] or "")[:10], "customer_id": p["customer_id"],
                     "invoice_id": invoice_id, "number": number,
                     "amount_applied": str(to_decimal(minor, p["currency"])), "currency": p["currency"],
-                    "method": p["method"], "stripe_payment_intent": p["stripe_payment_intent"],
+                    "method": method or p["method"], "stripe_payment_intent": p["stripe_payment_intent"],
                     "stripe_charge": p["stripe_charge"], "fee_or_discount": str(to_decimal(adjustment, p["currency"])),
                     "status": p["status"]}
         adjustment = p["adjustment"]
@@ -244,6 +252,11 @@ def cash_application(store: Store) -> list[dict[str, Any]]:
                 adjustment = 0
         if p["unapplied"]:
             rows.append(row("", "", p["unapplied"], adjustment))
+            adjustment = 0
+        for credit in p["credits"]:
+            if credit["applied"]:
+                rows.append(row("", credit["number"], -credit["applied"], adjustment, method="credit"))
+                adjustment = 0
     return rows
 
 

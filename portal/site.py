@@ -244,10 +244,11 @@ def _render_chunk(task: tuple[list[str], dict[str, str]]) -> list:
     results = []
     with store.begin() as conn:
         paid = applications(conn, customer_ids=customer_ids)
+        credit_paid = applications(conn, customer_ids=customer_ids, credits=True)
     for data in store.customer_data(customer_ids):
         outputs = []
         try:
-            rendered = renderer.render(data, paid)
+            rendered = renderer.render(data, paid, credit_paid)
         except Exception as exc:  # noqa: BLE001 - re-raised as a picklable error naming the customer
             raise BuildError(f"customer {data.customer.customer_id!r}: rendering failed: "
                              f"{exc.__class__.__name__}: {exc}") from None

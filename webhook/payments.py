@@ -36,7 +36,7 @@ from portal.payments import (
 )
 from portal.republish import Republisher, refresh_customer
 from portal.signing import TokenInvalid
-from portal.store import invoices
+from portal.store import credits, invoices
 
 from .errors import TokenRejected
 from .links import page_url
@@ -163,27 +163,38 @@ def _create_attempt(customer_id: str, chosen: list[str], method: str) -> tuple[s
                     requested[p.invoice_id] = parse_amount(text, p.currency)
                 except (AmountError, ValueError):
                     raise PaymentRefused(f"The amount for invoice {p.number} is not a valid amount.") from None
-        priced = quote(s.settings, payables, requested, method)
+        chosen_credits = list(dict.fromkeys(request.form.getlist("credit")))[:MAX_INVOICES]
+        credit_rows = {r.credit_id: r for r in conn.execute(
+            select(credits).where(credits.c.customer_id == customer_id, credits.c.credit_id.in_(chosen_credits)))}
+        if len(credit_rows) != len(chosen_credits):
+            raise PaymentRefused("One of the chosen credit notes is not on your account.")
+        used = paystore.applications(conn, invoice_ids=chosen_credits, credits=True)
+        available = [Payable(c, credit_rows[c].number, credit_rows[c].currency,
+                             position(credit_rows[c].balance, used.get(c, []), as_of).open) for c in chosen_credits]
+        priced = quote(s.settings, payables, requested, method, available)
         attempt_id = "pa_" + secrets.token_hex(12)
         paystore.insert_attempt(conn, {
             "attempt_id": attempt_id, "customer_id": customer_id, "status": "created", "method": method,
             "currency": priced.currency, "subtotal": priced.subtotal, "adjustment": priced.adjustment,
-            "amount": priced.total, "unapplied": 0, "refunded": 0, "needs_review": False, "payer_email": "",
-            "checkout_session": "", "payment_intent": "", "charge": "", "failure_reason": "",
+            "amount": priced.total, "unapplied": 0, "credit_applied": 0, "refunded": 0, "needs_review": False,
+            "payer_email": "", "checkout_session": "", "payment_intent": "", "charge": "", "failure_reason": "",
             "created_at": now, "updated_at": now, "counted_at": None,
         }, [{"invoice_id": line.invoice_id, "number": line.number, "amount": line.amount, "applied": 0}
-            for line in priced.lines])
+            for line in priced.lines],
+            [{"credit_id": c.credit_id, "number": c.number, "amount": c.amount, "applied": 0} for c in priced.credits])
     return attempt_id, priced
 
 
 def _session_params(attempt_id: str, customer_id: str, priced: Quote, webhook: str, ref: str) -> dict[str, Any]:
     currency = priced.currency.lower()
-    discount = priced.adjustment < 0
+    notes = [*([f"credit {', '.join(c.number for c in priced.credits)} applied"] if priced.credits else []),
+             *(["bank payment discount applied"] if priced.adjustment < 0 else [])]
+    suffix = f" ({'; '.join(notes)})" if notes else ""
+    # A line a credit paid in full costs nothing on Stripe's page and is left out (the allocation stays ours).
     items = [{"quantity": 1, "price_data": {
         "currency": currency, "unit_amount": line.charged,
-        "product_data": {"name": (f"Invoice {line.number}" + (" (bank payment discount applied)" if discount
-                                                               else ""))[:250]}}}
-        for line in priced.lines]
+        "product_data": {"name": f"Invoice {line.number}{suffix}"[:250]}}}
+        for line in priced.lines if line.charged > 0]
     if priced.adjustment > 0:
         items.append({"quantity": 1, "price_data": {"currency": currency, "unit_amount": priced.adjustment,
                                                     "product_data": {"name": "Card processing fee"}}})

@@ -27,10 +27,16 @@
       scale = parseInt(box.getAttribute("data-scale"), 10);
       if (currency && currency !== box.getAttribute("data-currency")) { mixed = true; }
       currency = box.getAttribute("data-currency");
-      var amount = partOf(box, open, scale);
-      // Integer minor units, rounded half up, as the webhook does: a discount per invoice, a fee on the sum.
-      total += amount - (bps < 0 ? Math.floor((amount * -bps + 5000) / 10000) : 0);
+      total += partOf(box, open, scale);
     });
+    // Credits first (the webhook leaves at least 50 minor units to pay), then the bank discount on the rest.
+    var credit = 0;
+    form.querySelectorAll("input[name=credit]:checked").forEach(function (box) {
+      if (box.getAttribute("data-currency") === currency) { credit += parseInt(box.getAttribute("data-available"), 10); }
+    });
+    credit = Math.min(credit, Math.max(0, total - 50));
+    total -= credit;
+    if (bps < 0) { total -= Math.floor((total * -bps + 5000) / 10000); }
     if (bps > 0) { total += Math.floor((total * bps + 5000) / 10000); }
     if (mixed) { out.textContent = "choose invoices in one currency"; return; }
     if (!currency) { out.textContent = "choose at least one invoice"; return; }

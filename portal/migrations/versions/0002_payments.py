@@ -25,6 +25,7 @@ def upgrade() -> None:
     sa.Column('adjustment', sa.BigInteger(), nullable=False),
     sa.Column('amount', sa.BigInteger(), nullable=False),
     sa.Column('unapplied', sa.BigInteger(), nullable=False),
+    sa.Column('credit_applied', sa.BigInteger(), nullable=False),
     sa.Column('refunded', sa.BigInteger(), nullable=False),
     sa.Column('needs_review', sa.Boolean(), nullable=False),
     sa.Column('payer_email', sa.String(length=320), nullable=False),
@@ -53,6 +54,18 @@ def upgrade() -> None:
     with op.batch_alter_table('payment_allocations', schema=None) as batch_op:
         batch_op.create_index('ix_payment_allocations_invoice_id', ['invoice_id'], unique=False)
 
+    op.create_table('payment_credits',
+    sa.Column('attempt_id', sa.String(length=64), nullable=False),
+    sa.Column('credit_id', sa.String(length=200), nullable=False),
+    sa.Column('customer_id', sa.String(length=200), nullable=False),
+    sa.Column('number', sa.String(length=200), nullable=False),
+    sa.Column('amount', sa.BigInteger(), nullable=False),
+    sa.Column('applied', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('attempt_id', 'credit_id', name=op.f('pk_payment_credits'))
+    )
+    with op.batch_alter_table('payment_credits', schema=None) as batch_op:
+        batch_op.create_index('ix_payment_credits_credit_id', ['credit_id'], unique=False)
+
     op.create_table('stripe_events',
     sa.Column('event_id', sa.String(length=255), nullable=False),
     sa.Column('type', sa.String(length=100), nullable=False),
@@ -64,6 +77,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('stripe_events')
+    with op.batch_alter_table('payment_credits', schema=None) as batch_op:
+        batch_op.drop_index('ix_payment_credits_credit_id')
+    op.drop_table('payment_credits')
     with op.batch_alter_table('payment_allocations', schema=None) as batch_op:
         batch_op.drop_index('ix_payment_allocations_invoice_id')
     op.drop_table('payment_allocations')
