@@ -525,3 +525,48 @@ def test_payment_settings_are_validated(key, value):
 
     with pytest.raises(ConfigError, match=key):
         make_settings("sqlite://", **{key: value})
+
+
+# --- credits -------------------------------------------------------------------------------------------------
+
+
+def _customer_with_credit(store):
+    for data in store.customer_data():
+        if data.customer.currency == "USD" and data.credits and data.invoices:
+            return data
+    raise AssertionError("no USD customer with a credit in the sample")
+
+
+def test_a_credit_reduces_the_charge_and_is_used_once(client, store, built, standin):
+    data = _customer_with_credit(store)
+    cid, credit = data.customer.customer_id, data.credits[0]
+    inv = max(data.invoices, key=lambda i: i.balance)
+    _pay(client, built, cid, [inv.invoice_id], credit=credit.credit_id)
+    sent = standin.creates()[-1]
+    used = min(credit.balance, inv.balance - 50)
+    charged = sum(int(v) for k, v in sent.params if k.endswith("[price_data][unit_amount]"))
+    assert charged == inv.balance - used
+    attempt_id = sent.param("client_reference_id")
+    _send(client, _completed(attempt_id))
+    attempt = _attempt(store, attempt_id)
+    assert (attempt.status, attempt.amount, attempt.credit_applied, attempt.unapplied) == (
+        "succeeded", inv.balance - used, used, 0)
+    assert _open(store, inv.invoice_id).open == 0
+    with store.begin() as conn:
+        apps = paystore.applications(conn, invoice_ids=[credit.credit_id], credits=True)[credit.credit_id]
+    assert position(credit.balance, apps, data.as_of).open == credit.balance - used
+    [row] = [r for r in payments(store) if r["attempt_id"] == attempt_id]
+    assert row["credits"] == [{"credit_id": credit.credit_id, "number": credit.number, "amount": used,
+                               "applied": used}]
+    rows = [r for r in cash_application(store) if r["payment"] == attempt_id]
+    assert [r["method"] for r in rows] == ["card", "credit"]
+    assert sum(int(r["amount_applied"].replace(".", "")) for r in rows) == attempt.amount  # rows sum to the cash
+
+
+def test_another_customers_credit_is_refused(client, store, built, standin):
+    data = _customer_with_credit(store)
+    foreign = next(c for d in store.customer_data() if d.customer.customer_id != data.customer.customer_id
+                   for c in d.credits)
+    response = _pay(client, built, data.customer.customer_id, [data.invoices[0].invoice_id],
+                    credit=foreign.credit_id)
+    assert response.status_code == 400 and standin.creates() == []
