@@ -17,7 +17,8 @@ from .config import Settings
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 ASSET_NAMES = ("portal.css", "beacon.js", "pay.js")
 # The code that shapes the output: a change to it must re-render every page.
-RENDER_CODE = [Path(__file__).with_name(n) for n in ("render.py", "pages.py", "pdf.py", "signing.py", "money.py")]
+RENDER_CODE = [Path(__file__).with_name(n) for n in ("render.py", "pages.py", "pdf.py", "signing.py", "money.py",
+                                                     "payments.py")]
 
 
 def template_dirs(settings: Settings) -> list[Path]:
