@@ -162,12 +162,6 @@ def _pages(portal) -> dict[str, str]:
             "expired": f"{portal['address']}/l/{expired}"}
 
 
-# The customer pages' templates (templates/pages/) repeat a landmark name: each table's scrolling region
-# reuses its section's heading as its label. axe-core's `landmark-unique` is a best-practice rule (not a
-# WCAG success criterion); until the templates give the regions their own labels, that one rule on those
-# pages is an expected failure. Everything else, on every page, must be clean.
-KNOWN_TEMPLATE_ISSUES = {"landmark-unique"}
-TEMPLATE_PAGES = {"account", "invoice", "statement"}
 
 
 @pytest.mark.parametrize("name", ["account", "invoice", "statement", "expired"])
@@ -195,11 +189,7 @@ def test_pages_have_no_accessibility_violations(portal, browser, name):
         finally:
             context.close()
     for result in results:
-        unexpected = [v for v in result.response["violations"]
-                      if name not in TEMPLATE_PAGES or v["id"] not in KNOWN_TEMPLATE_ISSUES]
-        assert not unexpected, result.generate_report()
-    if any(result.violations_count for result in results):
-        pytest.xfail(f"known template issue on the {name} page: {results[-1].generate_snapshot()}")
+        assert result.violations_count == 0, result.generate_report()
 
 
 def test_the_fresh_link_button_mails_the_contact_on_file(portal, page, tmp_path):
