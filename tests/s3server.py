@@ -31,10 +31,10 @@ def _port_free(port: int) -> bool:
 
 
 def _free_base_port(attempts: int = 200) -> int:
-    """A base B such that B+1..B+4 and their gRPC twins are all free."""
+    """A base B such that B+1..B+5 and their gRPC twins are all free."""
     for _ in range(attempts):
         base = random.randrange(20000, 40000, 10)
-        ports = [base + i for i in range(1, 5)]
+        ports = [base + i for i in range(1, 6)]
         if all(_port_free(p) and _port_free(p + GRPC_OFFSET) for p in ports):
             return base
     raise RuntimeError("no free port range found for SeaweedFS")
@@ -92,7 +92,12 @@ class SeaweedS3:
             self.weed, f"-logdir={self.folder}", "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             "-admin.ui=false", "-webdav=false", f"-master.port={b + 1}", f"-volume.port={b + 2}",
             f"-filer.port={b + 3}", f"-s3.port={b + 4}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+            # The admin server listens even with its UI off, by default on a fixed port that a second
+            # server (another test session, the benchmark) would also want.
+            f"-admin.port={b + 5}", f"-admin.port.grpc={b + 5 + GRPC_OFFSET}",
             f"-s3.config={config}",
+            # Its local sockets default to /tmp/seaweedfs-*.sock, left behind on every stop: keep them here.
+            f"-filer.localSocket={self.folder / 'filer.sock'}", f"-s3.localSocket={self.folder / 's3.sock'}",
         ]
         log = open(self.folder / "stdout.log", "wb")  # noqa: SIM115 - lives as long as the server
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -127,10 +132,14 @@ class SeaweedS3:
         return name
 
     def stop(self) -> None:
-        """Stop the server by its PID and remove its files. Its data is throwaway, so no graceful shutdown
-        (that takes seconds)."""
+        """Stop the server by its PID and remove its files. A graceful stop (2 s) removes most of the
+        sockets weed keeps in /tmp whatever its flags say; a kill would leave them all."""
         if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
         self.process = None
         shutil.rmtree(self.folder, ignore_errors=True)
