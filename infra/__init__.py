@@ -1,0 +1,1 @@
+"""Deployment entry points (AWS Lambda, gunicorn); see infra/README.md."""

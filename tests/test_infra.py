@@ -1,0 +1,271 @@
+"""infra/template.yaml: cfn-lint passes, and the properties that keep customers' data private hold.
+
+The checks live in `problems(template)`, and each test of the real template is paired with mutations of it
+(a docs/* behaviour, a public bucket, a wildcard grant...) that the checker must catch: a checker that
+passes everything would otherwise go unnoticed.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.decode import decode
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "infra" / "template.yaml"
+# What CloudFront may serve from the bucket; everything else (docs/*, manifests) only through the webhook.
+PUBLIC_PATTERNS = {"/c/*", "c/*", "/assets/*", "assets/*"}
+PUBLIC_PREFIXES = ("c/", "assets/")
+PRIVATE_SAMPLES = ("/docs/K3Y/0123abcd.pdf", "/.portal-manifest.json.gz", "/docs/x")
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    decoded, matches = decode(str(TEMPLATE))
+    assert not matches, matches
+    return json.loads(json.dumps(decoded))  # plain dicts and strings: the tests mutate copies
+
+
+def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in template["Resources"].items() if r.get("Type") == kind}
+
+
+def text(value: Any) -> str:
+    """A resource ARN as written (`!Sub "${SiteBucket.Arn}/c/*"` -> its string); other intrinsics as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("Fn::Sub"), str):
+        return value["Fn::Sub"]
+    return json.dumps(value, sort_keys=True)
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def bucket_origins(distribution: dict[str, Any]) -> set[str]:
+    """Ids of origins that are S3 buckets (an S3OriginConfig, an OAC or an S3 domain name)."""
+    ids = set()
+    for origin in distribution["Origins"]:
+        domain = text(origin.get("DomainName", ""))
+        if "S3OriginConfig" in origin or "OriginAccessControlId" in origin or "Bucket" in domain or ".s3." in domain:
+            ids.add(origin["Id"])
+    return ids
+
+
+def distribution_problems(template: dict[str, Any]) -> list[str]:
+    found = []
+    for name, resource in resources(template, "AWS::CloudFront::Distribution").items():
+        config = resource["Properties"]["DistributionConfig"]
+        s3 = bucket_origins(config)
+        default = config["DefaultCacheBehavior"]
+        if default["TargetOriginId"] in s3:
+            found.append(f"{name}: the default behaviour serves the bucket root (docs/* included)")
+        for behaviour in config.get("CacheBehaviors", []):
+            pattern = behaviour["PathPattern"]
+            if behaviour["TargetOriginId"] not in s3:
+                continue
+            if pattern not in PUBLIC_PATTERNS:
+                found.append(f"{name}: {pattern} reaches the bucket (only c/* and assets/* may)")
+            for sample in PRIVATE_SAMPLES:
+                if fnmatch.fnmatchcase(sample, pattern) or fnmatch.fnmatchcase(sample.lstrip("/"), pattern):
+                    found.append(f"{name}: {pattern} makes {sample} reachable")
+        for origin in config["Origins"]:
+            if origin["Id"] in s3 and not origin.get("OriginAccessControlId"):
+                found.append(f"{name}: bucket origin {origin['Id']} without Origin Access Control")
+    return found
+
+
+def bucket_problems(template: dict[str, Any]) -> list[str]:
+    found = []
+    for name, bucket in resources(template, "AWS::S3::Bucket").items():
+        props = bucket.get("Properties", {})
+        block = props.get("PublicAccessBlockConfiguration", {})
+        for flag in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"):
+            if block.get(flag) is not True:
+                found.append(f"{name}: {flag} is not true")
+        if props.get("VersioningConfiguration", {}).get("Status") != "Enabled":
+            found.append(f"{name}: versioning is off")
+        if not props.get("BucketEncryption"):
+            found.append(f"{name}: no default encryption")
+        if "AccessControl" in props or "WebsiteConfiguration" in props:
+            found.append(f"{name}: ACLs or website hosting make it public")
+    for name, policy in resources(template, "AWS::S3::BucketPolicy").items():
+        statements = as_list(policy["Properties"]["PolicyDocument"]["Statement"])
+        if not any(s.get("Effect") == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport")
+                   in ("false", False) for s in statements):
+            found.append(f"{name}: no TLS-only statement")
+        for statement in statements:
+            if statement.get("Effect") != "Allow":
+                continue
+            sid = statement.get("Sid", "?")
+            principal = statement.get("Principal")
+            condition = json.dumps(statement.get("Condition", {}))
+            if "NotPrincipal" in statement or "NotResource" in statement or "NotAction" in statement:
+                found.append(f"{name}/{sid}: Not* elements")
+            everyone = principal == "*" or (isinstance(principal, dict) and "*" in as_list(principal.get("AWS", [])))
+            if everyone and "AWS:SourceArn" not in condition and "aws:SourceArn" not in condition:
+                found.append(f"{name}/{sid}: allows everyone without the CloudFront SourceArn condition")
+            cloudfront = isinstance(principal, dict) and principal.get("Service") == "cloudfront.amazonaws.com"
+            if cloudfront or everyone:
+                if as_list(statement.get("Action")) != ["s3:GetObject"]:
+                    found.append(f"{name}/{sid}: CloudFront may do more than s3:GetObject")
+                if "AWS:SourceArn" not in condition:
+                    found.append(f"{name}/{sid}: CloudFront grant without an AWS:SourceArn condition")
+                for resource in as_list(statement.get("Resource")):
+                    arn = text(resource)
+                    if not any(arn.endswith(f"/{prefix}*") for prefix in PUBLIC_PREFIXES):
+                        found.append(f"{name}/{sid}: CloudFront may read {arn} (only c/* and assets/*)")
+    return found
+
+
+def role_problems(template: dict[str, Any]) -> list[str]:
+    found = []
+    for name, role in resources(template, "AWS::IAM::Role").items():
+        for policy in role["Properties"].get("Policies", []):
+            for statement in as_list(policy["PolicyDocument"]["Statement"]):
+                sid = f"{name}/{policy['PolicyName']}/{statement.get('Sid', '?')}"
+                if {"NotAction", "NotResource"} & set(statement):
+                    found.append(f"{sid}: NotAction/NotResource")
+                for action in as_list(statement.get("Action", [])):
+                    if "*" in action:
+                        found.append(f"{sid}: wildcard action {action}")
+                for resource in as_list(statement.get("Resource", [])):
+                    arn = text(resource)
+                    if arn == "*" or arn.endswith("}/*") or arn.endswith(":*:*") or arn.endswith(":*"):
+                        # A log group's streams (`<log group arn>:*`) are the one accepted trailing wildcard.
+                        if not (arn.endswith("LogGroup.Arn}:*") and statement.get("Sid") == "Logs"):
+                            found.append(f"{sid}: wildcard resource {arn}")
+    return found
+
+
+def problems(template: dict[str, Any]) -> list[str]:
+    return distribution_problems(template) + bucket_problems(template) + role_problems(template)
+
+
+# --- the real template -----------------------------------------------------------------------------------------
+
+
+def test_cfn_lint_passes():
+    command = shutil.which("cfn-lint") or str(Path(sys.executable).parent / "cfn-lint")
+    done = subprocess.run([command, str(TEMPLATE)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_template_keeps_documents_private_and_the_bucket_closed(template):
+    assert problems(template) == []
+
+
+def test_pages_and_assets_come_from_the_bucket_and_everything_else_from_the_webhook(template):
+    (config,) = [d["Properties"]["DistributionConfig"]
+                 for d in resources(template, "AWS::CloudFront::Distribution").values()]
+    s3 = bucket_origins(config)
+    assert {b["PathPattern"] for b in config["CacheBehaviors"] if b["TargetOriginId"] in s3} == {"/c/*", "/assets/*"}
+    assert config["DefaultCacheBehavior"]["TargetOriginId"] not in s3
+    assert "POST" in config["DefaultCacheBehavior"]["AllowedMethods"]  # /pay, /stripe/events, forms
+    headers = next(iter(resources(template, "AWS::CloudFront::ResponseHeadersPolicy").values()))
+    security = headers["Properties"]["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]
+    assert security["ReferrerPolicy"]["ReferrerPolicy"] == "no-referrer"
+    assert security["FrameOptions"]["FrameOption"] == "DENY"
+    assert "frame-ancestors 'none'" in security["ContentSecurityPolicy"]["ContentSecurityPolicy"]
+    assert security["StrictTransportSecurity"]["AccessControlMaxAgeSec"] >= 31536000
+    custom = headers["Properties"]["ResponseHeadersPolicyConfig"]["CustomHeadersConfig"]["Items"]
+    assert any(h["Header"] == "X-Robots-Tag" and "noindex" in h["Value"] for h in custom)
+    for behaviour in [config["DefaultCacheBehavior"], *config["CacheBehaviors"]]:
+        assert behaviour.get("ResponseHeadersPolicyId")
+
+
+def test_the_function_is_wired_as_documented(template):
+    (function,) = resources(template, "AWS::Lambda::Function").values()
+    props = function["Properties"]
+    assert props["Handler"] == "infra/lambda_handler.handler"
+    assert props["ReservedConcurrentExecutions"] == {"Ref": "ReservedConcurrency"}
+    env = props["Environment"]["Variables"]
+    assert env["PORTAL_DATABASE_URL"] == {"Ref": "DatabaseUrl"}
+    # No secret values in the template: only the secret's ARN.
+    assert not {"PORTAL_SECRET_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"} & set(env)
+    assert "ReservedConcurrency" in template["Parameters"]
+    alarms = resources(template, "AWS::CloudWatch::Alarm")
+    filters = resources(template, "AWS::Logs::MetricFilter")
+    assert len(alarms) >= 3 and any("stripe" in f["Properties"]["FilterPattern"] for f in filters.values())
+
+
+# --- the checker catches what it must ----------------------------------------------------------------------------
+
+
+def _distribution(t: dict[str, Any]) -> dict[str, Any]:
+    return next(iter(resources(t, "AWS::CloudFront::Distribution").values()))["Properties"]["DistributionConfig"]
+
+
+def _policy_statements(t: dict[str, Any]) -> list[dict[str, Any]]:
+    return next(iter(resources(t, "AWS::S3::BucketPolicy").values()))["Properties"]["PolicyDocument"]["Statement"]
+
+
+def _role_statements(t: dict[str, Any]) -> list[dict[str, Any]]:
+    return next(iter(resources(t, "AWS::IAM::Role").values()))["Properties"]["Policies"][0]["PolicyDocument"][
+        "Statement"]
+
+
+def _docs_behaviour(t: dict[str, Any]) -> None:
+    behaviour = copy.deepcopy(_distribution(t)["CacheBehaviors"][0])
+    _distribution(t)["CacheBehaviors"].append({**behaviour, "PathPattern": "/docs/*"})
+
+
+def _catch_all_behaviour(t: dict[str, Any]) -> None:
+    behaviour = copy.deepcopy(_distribution(t)["CacheBehaviors"][0])
+    _distribution(t)["CacheBehaviors"].insert(0, {**behaviour, "PathPattern": "*.pdf"})
+
+
+def _default_to_bucket(t: dict[str, Any]) -> None:
+    _distribution(t)["DefaultCacheBehavior"]["TargetOriginId"] = _distribution(t)["CacheBehaviors"][0][
+        "TargetOriginId"]
+
+
+def _public_block_off(t: dict[str, Any]) -> None:
+    bucket = next(iter(resources(t, "AWS::S3::Bucket").values()))
+    bucket["Properties"]["PublicAccessBlockConfiguration"]["RestrictPublicBuckets"] = False
+
+
+def _public_read(t: dict[str, Any]) -> None:
+    _policy_statements(t).append({"Sid": "Public", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                                  "Resource": {"Fn::Sub": "${SiteBucket.Arn}/*"}})
+
+
+def _cloudfront_reads_everything(t: dict[str, Any]) -> None:
+    grant = next(s for s in _policy_statements(t) if s.get("Sid") == "CloudFrontReadsPagesAndAssets")
+    grant["Resource"].append({"Fn::Sub": "${SiteBucket.Arn}/docs/*"})
+
+
+def _cloudfront_without_source(t: dict[str, Any]) -> None:
+    grant = next(s for s in _policy_statements(t) if s.get("Sid") == "CloudFrontReadsPagesAndAssets")
+    del grant["Condition"]
+
+
+def _wildcard_action(t: dict[str, Any]) -> None:
+    _role_statements(t).append({"Effect": "Allow", "Action": "s3:*",
+                                "Resource": {"Fn::Sub": "${SiteBucket.Arn}/c/*"}})
+
+
+def _wildcard_resource(t: dict[str, Any]) -> None:
+    _role_statements(t).append({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"})
+
+
+def _whole_bucket(t: dict[str, Any]) -> None:
+    _role_statements(t).append({"Effect": "Allow", "Action": "s3:PutObject",
+                                "Resource": {"Fn::Sub": "${SiteBucket.Arn}/*"}})
+
+
+@pytest.mark.parametrize("mutate", [_docs_behaviour, _catch_all_behaviour, _default_to_bucket, _public_block_off,
+                                    _public_read, _cloudfront_reads_everything, _cloudfront_without_source,
+                                    _wildcard_action, _wildcard_resource, _whole_bucket])
+def test_the_checker_fails_when_documents_become_reachable_or_the_bucket_public(template, mutate):
+    mutated = copy.deepcopy(template)
+    mutate(mutated)
+    assert problems(mutated), f"{mutate.__name__} went unnoticed"
