@@ -269,3 +269,44 @@ def test_the_checker_fails_when_documents_become_reachable_or_the_bucket_public(
     mutated = copy.deepcopy(template)
     mutate(mutated)
     assert problems(mutated), f"{mutate.__name__} went unnoticed"
+
+
+# --- the container's gunicorn settings -----------------------------------------------------------------------------
+
+
+def test_gunicorn_config_serves_the_webhook(tmp_path: Path):
+    """infra/gunicorn.conf.py as the Dockerfile uses it: the app loads (preloaded) and answers /healthz."""
+    import os
+    import signal
+    import time
+    import urllib.request
+
+    from tests.gunicorn_server import REPO, free_port
+
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "1",
+           "GUNICORN_THREADS": "2", "PORTAL_SECRET_KEY": "gunicorn-config-test-secret-0123",
+           "PORTAL_DATABASE_URL": f"sqlite:///{tmp_path / 'portal.db'}"}
+    log = open(tmp_path / "gunicorn.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", str(REPO / "infra" / "gunicorn.conf.py"),
+                                "webhook:create_app()"], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, (tmp_path / "gunicorn.log").read_text()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:
+                    assert answer.status == 200 and answer.read() == b"ok\n"
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "gunicorn did not answer"
+                time.sleep(0.1)
+        assert b"GET /healthz" not in (tmp_path / "gunicorn.log").read_bytes()  # no access log (tokens)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        log.close()
