@@ -87,6 +87,10 @@ class Settings:
     reminder_groups: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     digest_unopened_days: int = 5
     digest_min_amount: int = 0  # minor units of the invoice's currency
+    # Disputes (docs/disputes.md): the reason codes a customer chooses from, in the form's order. Known codes
+    # get readable labels (portal.disputes.REASON_LABELS); any other code is shown as written.
+    dispute_reasons: tuple[str, ...] = ("pricing", "quantity", "damaged", "not_received", "duplicate_billing",
+                                        "po_mismatch", "tax", "other")
     config_file: str = field(default="", compare=False)
 
     @property
@@ -233,6 +237,8 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError(f"ach_discount_bps: {settings.ach_discount_bps} must be between 0 and 1000 (10%)")
     if not 0 <= settings.card_fee_bps <= 300:
         raise ConfigError(f"card_fee_bps: {settings.card_fee_bps} must be between 0 and 300 (the 3% card cap)")
+    if not settings.dispute_reasons or any(not re.fullmatch(r"[a-z0-9_]{1,40}", r) for r in settings.dispute_reasons):
+        raise ConfigError(f"dispute_reasons: {list(settings.dispute_reasons)} must be codes of a-z, 0-9 and _")
     if len(settings.secret_key) < 16:
         raise ConfigError("secret_key: PORTAL_SECRET_KEY must be at least 16 characters")
     return settings

@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 from babel.dates import format_date, format_datetime
 
 from .config import Settings
+from .disputes import OUTCOMES, STATUS_TEXT, reason_choices, reference
 from .money import digits, format_money, format_price, format_quantity, to_decimal
 from .payments import METHODS, adjustment_bps, position
 from .paystore import Application
@@ -101,10 +102,13 @@ class PageRenderer:
         return format_date(value, "medium", locale=locale)
 
     def render(self, data: CustomerData, payments: dict[str, list[Application]] | None = None,
-               credit_payments: dict[str, list[Application]] | None = None) -> list[Output]:
+               credit_payments: dict[str, list[Application]] | None = None,
+               disputes: dict[str, list[tuple]] | None = None) -> list[Output]:
         """`payments` / `credit_payments`: invoice id / credit id -> the payment allocations that reduce what
-        is open or available (portal.paystore.applications, portal.payments.position)."""
-        payments, credit_payments = payments or {}, credit_payments or {}
+        is open or available (portal.paystore.applications, portal.payments.position). `disputes`: invoice
+        id -> its disputes (portal.disputestore.dispute_states); unresolved ones hold their amount back from
+        the pay form."""
+        payments, credit_payments, disputes = payments or {}, credit_payments or {}, disputes or {}
         customer, locale = data.customer, data.customer.locale
         key = self.signer.customer_key(customer.customer_id, data.key_version)
         as_of_day = data.as_of.date()
@@ -140,10 +144,15 @@ class PageRenderer:
         totals: dict[str, dict] = {}
         buckets = self.settings.aging_buckets
         for inv in data.invoices:
-            pos = position(inv.balance, payments.get(inv.invoice_id, ()), data.as_of)
+            states = disputes.get(inv.invoice_id, ())
+            held = sum(amount for _, status, _, amount in states if status != "resolved")
+            pos = position(inv.balance, payments.get(inv.invoice_id, ()), data.as_of, held)
             open_amount = pos.open
             days_late = (as_of_day - inv.due_date).days
-            if pos.state == "paid":
+            unresolved = [st for st in states if st[1] != "resolved"]
+            if held and pos.state == "open":
+                status, status_text = "disputed", STATUS_TEXT[unresolved[-1][1]]
+            elif pos.state == "paid":
                 status, status_text = "paid", "Paid"
             elif pos.state == "pending":
                 status, status_text = "pending", "Payment pending"
@@ -164,6 +173,12 @@ class PageRenderer:
                 "open_plain": str(to_decimal(open_amount, inv.currency)),
                 "pending_text": money(pos.pending, inv.currency) if pos.pending else "",
                 "failure": pos.failure,
+                "payable": pos.payable, "payable_text": money(pos.payable, inv.currency),
+                "payable_plain": str(to_decimal(pos.payable, inv.currency)),
+                "disputed_text": money(held, inv.currency) if held else "",
+                "disputes": [{"reference": reference(d_id), "status_text": STATUS_TEXT.get(d_status, d_status),
+                              "outcome_text": OUTCOMES.get(outcome, ""), "amount_text": money(amount, inv.currency)}
+                             for d_id, d_status, outcome, amount in states],
             }
             invoices.append(view)
             total = totals.setdefault(inv.currency, {"currency": inv.currency, "open": 0, "overdue": 0,
@@ -204,8 +219,8 @@ class PageRenderer:
             "as_of_text": format_datetime(data.as_of, "medium", tzinfo=data.as_of.tzinfo, locale=locale) + " UTC",
         }
         page_token = self.signer.page_token("page", customer.customer_id, data.key_version)
-        forms = {"enabled": False, "page_token": page_token, "question_action": f"{self.webhook}/question",
-                 "dispute_action": f"{self.webhook}/dispute",
+        forms = {"enabled": True, "page_token": page_token, "question_action": f"{self.webhook}/question",
+                 "dispute_action": f"{self.webhook}/dispute", "reasons": reason_choices(self.settings),
                  "email": customer.collector or self.settings.support_email}
         pay = {"enabled": self.settings.payments_enabled, "page_token": page_token,
                "action": f"{self.webhook}/pay", "preselect": False, "partial": self.settings.partial_payments,

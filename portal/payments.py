@@ -74,6 +74,12 @@ class Position:
     pending: int  # covered by a bank payment that has not settled yet
     paid: int  # covered by settled payments made in the portal after the export
     failure: str  # why the most recent payment failed, when no later payment counted
+    disputed: int = 0  # held in unresolved disputes (portal.disputes): still owed, not payable until resolved
+
+    @property
+    def payable(self) -> int:
+        """What can be paid now: the open amount less what is in dispute (0 when disputed in full)."""
+        return max(0, self.open - self.disputed)
 
     @property
     def state(self) -> str:
@@ -86,8 +92,9 @@ def counts(app: Application, as_of: datetime) -> bool:
     return app.status in COUNTED and app.counted_at is not None and app.counted_at > as_of
 
 
-def position(balance: int, apps: Iterable[Application], as_of: datetime) -> Position:
-    """The one place that says what is open on an invoice (pages and /pay both use it)."""
+def position(balance: int, apps: Iterable[Application], as_of: datetime, disputed: int = 0) -> Position:
+    """The one place that says what is open on an invoice (pages and /pay both use it). `disputed`: the amount
+    held in unresolved disputes (portal.disputestore.disputed_amounts); it reduces `payable`, not `open`."""
     pending = paid = 0
     failure, failed_at, counted_last = "", None, None
     for app in apps:
@@ -101,7 +108,7 @@ def position(balance: int, apps: Iterable[Application], as_of: datetime) -> Posi
             failure, failed_at = app.failure_reason or "the payment failed", app.updated_at
     if failed_at is not None and counted_last is not None and counted_last > failed_at:
         failure = ""
-    return Position(max(0, balance - pending - paid), pending, paid, failure)
+    return Position(max(0, balance - pending - paid), pending, paid, failure, disputed)
 
 
 # --- pricing a payment -------------------------------------------------------------------------------------

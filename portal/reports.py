@@ -16,13 +16,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import statistics
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, func, literal, or_, select
 
-from . import paystore
+from . import disputestore, paystore
 from .money import to_decimal
 from .store import Store, customers, events, invoices
 
@@ -263,3 +264,67 @@ def cash_application(store: Store) -> list[dict[str, Any]]:
 def cash_application_csv(store: Store) -> str:
     """The cash application file (CSV with a header row) for `portal report cash-application`."""
     return to_csv(cash_application(store), CASH_APPLICATION_COLUMNS)
+
+
+# --- disputes ----------------------------------------------------------------------------------------------
+
+DISPUTE_COLUMNS = ["dispute_id", "reference", "customer_id", "customer_name", "collector", "invoice_ids", "numbers",
+                   "reason", "amount", "currency", "status", "outcome", "note", "created_at", "reviewed_at",
+                   "resolved_at", "days_to_resolve"]
+
+
+def disputes(store: Store) -> list[dict[str, Any]]:
+    """One dict per dispute, oldest first (`portal report disputes`). `amount` in minor units; `invoice_ids` and
+    `numbers` are lists; `days_to_resolve` is a float (null while unresolved); `outcome` is "" until resolved.
+    The customer's message is left out: it is the customer's words, shown to staff on the dashboard only."""
+    with store.begin() as conn:
+        rows = disputestore.all_disputes(conn)
+        items = disputestore.all_items(conn)
+        people = {r.customer_id: (r.name, r.collector) for r in conn.execute(
+            select(customers.c.customer_id, customers.c.name, customers.c.collector))}
+    result = []
+    for d in rows:
+        name, collector = people.get(d.customer_id, ("", ""))
+        days = (d.resolved_at - d.created_at).total_seconds() / 86400 if d.resolved_at else None
+        result.append({
+            "dispute_id": d.dispute_id, "reference": f"D-{d.dispute_id}", "customer_id": d.customer_id,
+            "customer_name": name, "collector": collector,
+            "invoice_ids": [i.invoice_id for i in items.get(d.dispute_id, [])],
+            "numbers": [i.number for i in items.get(d.dispute_id, [])],
+            "reason": d.reason, "amount": d.amount, "currency": d.currency, "status": d.status,
+            "outcome": d.outcome, "note": d.note, "created_at": _iso(d.created_at),
+            "reviewed_at": _iso(d.reviewed_at), "resolved_at": _iso(d.resolved_at),
+            "days_to_resolve": None if days is None else round(days, 2),
+        })
+    return result
+
+
+def dispute_root_causes(store: Store) -> dict[str, Any]:
+    """Why invoices are disputed: `by_reason`, `by_customer`, `by_collector` (lists of rows with `count`,
+    `amount` in minor units per `currency`, `open`, `resolved`, `median_days_to_resolve`, and per outcome
+    counts under `outcomes`), plus the overall `median_days_to_resolve` (null before any resolution).
+    Amounts are never added across currencies: each row is one key in one currency."""
+    rows = disputes(store)
+
+    def group(key: str) -> list[dict[str, Any]]:
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        days: dict[tuple[str, str], list[float]] = {}
+        for r in rows:
+            k = (r[key] or "", r["currency"])
+            g = found.setdefault(k, {key: k[0], "currency": k[1], "count": 0, "amount": 0, "open": 0,
+                                     "resolved": 0, "outcomes": {}, "median_days_to_resolve": None})
+            g["count"] += 1
+            g["amount"] += r["amount"]
+            if r["status"] == "resolved":
+                g["resolved"] += 1
+                g["outcomes"][r["outcome"]] = g["outcomes"].get(r["outcome"], 0) + 1
+                days.setdefault(k, []).append(r["days_to_resolve"])
+            else:
+                g["open"] += 1
+        for k, values in days.items():
+            found[k]["median_days_to_resolve"] = round(statistics.median(values), 2)
+        return sorted(found.values(), key=lambda g: (-g["count"], -g["amount"], g[key], g["currency"]))
+
+    resolved = [r["days_to_resolve"] for r in rows if r["days_to_resolve"] is not None]
+    return {"by_reason": group("reason"), "by_customer": group("customer_id"), "by_collector": group("collector"),
+            "count": len(rows), "median_days_to_resolve": round(statistics.median(resolved), 2) if resolved else None}

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import Settings
+from .disputestore import dispute_digests, dispute_states
 from .errors import BuildError
 from .ledger import read_export
 from .pages import Output, PageRenderer, customer_paths
@@ -125,6 +126,8 @@ def _render_site(settings: Settings, store: Store, out: Path, export_folder: Pat
     state = store.customer_states()
     with store.begin() as conn:
         paid = payment_digests(conn)  # a payment changes what the pages show: it must change the fingerprint
+        for cid, digest in dispute_digests(conn).items():  # and so does a dispute's state
+            paid[cid] = paid.get(cid, "") + digest
     as_of = store.latest_as_of()
     as_of_text = as_of.isoformat() if as_of else ""
 
@@ -245,10 +248,11 @@ def _render_chunk(task: tuple[list[str], dict[str, str]]) -> list:
     with store.begin() as conn:
         paid = applications(conn, customer_ids=customer_ids)
         credit_paid = applications(conn, customer_ids=customer_ids, credits=True)
+        disputed = dispute_states(conn, customer_ids=customer_ids)
     for data in store.customer_data(customer_ids):
         outputs = []
         try:
-            rendered = renderer.render(data, paid, credit_paid)
+            rendered = renderer.render(data, paid, credit_paid, disputed)
         except Exception as exc:  # noqa: BLE001 - re-raised as a picklable error naming the customer
             raise BuildError(f"customer {data.customer.customer_id!r}: rendering failed: "
                              f"{exc.__class__.__name__}: {exc}") from None

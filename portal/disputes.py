@@ -1,0 +1,384 @@
+"""Disputes and questions: what a customer may dispute, the attachments' checks, the staff lifecycle.
+
+Nothing here knows Flask. The webhook verifies the page token, then calls `submit_dispute` /
+`submit_question` with what the browser sent; every invoice and amount is checked against the store here,
+and every refusal (`DisputeRefused`) happens before anything is written: no row, no file, no email.
+
+Lifecycle (staff): open -> under_review -> resolved (outcome: credit issued, corrected invoice, rejected,
+other). `review` and `resolve` are what the staff dashboard calls; a resolution emails the customer's
+contacts on file. Attachments are private objects under `disputes/<id>/` in the target (never under c/,
+assets/ or docs/, which the site serves); only `attachment_for_staff` reads them back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from . import disputestore, paystore
+from .config import Settings
+from .errors import NotFound, PortalError
+from .mail import Transport, render_message, send_with_retry, transport_from_url
+from .money import AmountError, format_money, parse_amount
+from .payments import position
+from .store import Store, customers, invoices
+
+log = logging.getLogger(__name__)
+
+REASON_LABELS = {
+    "pricing": "Pricing", "quantity": "Quantity / short shipment", "damaged": "Damaged goods",
+    "not_received": "Not received", "duplicate_billing": "Duplicate billing", "po_mismatch": "PO mismatch",
+    "tax": "Tax", "other": "Other",
+}
+OUTCOMES = {"credit_issued": "Credit issued", "corrected_invoice": "Corrected invoice", "rejected": "Rejected",
+            "other": "Other"}
+STATUS_TEXT = {"open": "In dispute", "under_review": "Dispute under review", "resolved": "Dispute resolved"}
+MAX_FILES = 5
+MAX_FILE_SIZE = 10 * 1024 * 1024
+MAX_MESSAGE = 5000
+MAX_INVOICES = 100
+PRIVATE_PREFIX = "disputes/"
+# Content is sniffed from its first bytes: the name and the browser's Content-Type are the sender's word.
+MAGIC = ((b"%PDF-", "application/pdf", ".pdf"), (b"\x89PNG\r\n\x1a\n", "image/png", ".png"),
+         (b"\xff\xd8\xff", "image/jpeg", ".jpg"))
+
+
+class DisputeRefused(PortalError):
+    """A submission that cannot be accepted; the message says why, in words for the customer. `status` is
+    the HTTP status the webhook answers with (413 for a file over the limit)."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One attached file as received: the name the browser gave and the bytes (already size-capped)."""
+
+    filename: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A recorded dispute (or question): what the confirmation page and the collector's email show."""
+
+    reference: str
+    customer_id: str
+    customer_name: str
+    collector: str
+    message: str
+    numbers: tuple[str, ...] = ()
+    amount_text: str = ""
+    reason_label: str = ""
+    attachments: tuple[str, ...] = field(default_factory=tuple)
+
+
+def reason_label(code: str) -> str:
+    return REASON_LABELS.get(code, code.replace("_", " ").capitalize())
+
+
+def reason_choices(settings: Settings) -> list[dict[str, str]]:
+    """The configured reason codes with their labels, in the configured order (the form's options)."""
+    return [{"code": code, "label": reason_label(code)} for code in settings.dispute_reasons]
+
+
+def reference(dispute_id: int) -> str:
+    return f"D-{dispute_id}"
+
+
+def sniff(data: bytes) -> tuple[str, str] | None:
+    """(content type, extension) from the content's magic bytes; None for anything but PDF, PNG, JPEG."""
+    for magic, content_type, extension in MAGIC:
+        if data.startswith(magic):
+            return content_type, extension
+    return None
+
+
+def safe_name(filename: str, extension: str) -> str:
+    """A file name that cannot leave its folder or surprise a shell or a browser: the last path part only,
+    ASCII letters, digits, '.', '-', '_', at most 80 characters, and the extension of the sniffed type."""
+    base = re.split(r"[\\/]", filename or "")[-1]
+    base = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode()
+    stem = os.path.splitext(base)[0]
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")[:80] or "attachment"
+    return stem + extension
+
+
+def collector_address(settings: Settings, collector: str) -> str:
+    """Who hears about a customer's disputes: its collector, else the AR inbox, else support."""
+    return collector or settings.ar_inbox or settings.support_email
+
+
+def _clean_message(message: str) -> str:
+    text = (message or "").replace("\r\n", "\n").strip()
+    if not text:
+        raise DisputeRefused("Please write a message that explains the problem.")
+    if len(text) > MAX_MESSAGE:
+        raise DisputeRefused(f"The message is too long: at most {MAX_MESSAGE} characters.")
+    return text
+
+
+def _check_uploads(uploads: Sequence[Upload]) -> list[tuple[Upload, str, str]]:
+    """(upload, content type, safe name) per file; refuses too many, too large, or not PDF/PNG/JPEG."""
+    files = [u for u in uploads if u.filename or u.data]  # a form with no file chosen sends an empty part
+    if len(files) > MAX_FILES:
+        raise DisputeRefused(f"At most {MAX_FILES} files can be attached.")
+    checked = []
+    for u in files:
+        shown = safe_name(u.filename, "")
+        if len(u.data) > MAX_FILE_SIZE:
+            raise DisputeRefused(f"The file {shown} is larger than {MAX_FILE_SIZE // (1024 * 1024)} MB.", 413)
+        kind = sniff(u.data)
+        if kind is None:
+            raise DisputeRefused(f"The file {shown} is not a PDF, PNG or JPEG file. Only those can be attached.")
+        checked.append((u, kind[0], safe_name(u.filename, kind[1])))
+    return checked
+
+
+# --- private storage of attachments -------------------------------------------------------------------------
+
+
+def _write_private(settings: Settings, path: str, data: bytes, content_type: str) -> None:
+    if settings.target.startswith("s3://"):
+        from .s3target import make_client, parse_target, with_retries
+
+        bucket, prefix = parse_target(settings.target)
+        key = f"{prefix}/{path}" if prefix else path
+        client = make_client()
+        with_retries(lambda: client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type,
+                                               CacheControl="private, no-store"))
+        return
+    target = Path(settings.target) / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.tmp")
+    temp.write_bytes(data)
+    os.replace(temp, target)
+
+
+def _delete_private(settings: Settings, paths: Sequence[str]) -> None:
+    """Best effort: remove what a failed submission wrote (its rows were rolled back)."""
+    for path in paths:
+        try:
+            if settings.target.startswith("s3://"):
+                from .s3target import make_client, parse_target
+
+                bucket, prefix = parse_target(settings.target)
+                make_client().delete_object(Bucket=bucket, Key=f"{prefix}/{path}" if prefix else path)
+            else:
+                (Path(settings.target) / path).unlink(missing_ok=True)
+        except Exception:  # noqa: BLE001 - cleanup must not hide the original error
+            log.exception("could not remove dispute attachment %s", path)
+
+
+def attachment_for_staff(store: Store, settings: Settings, dispute_id: int, n: int,
+                         expires_in: int = 300) -> bytes | str:
+    """An attachment for AR staff: the bytes (folder target) or a presigned URL valid `expires_in` seconds
+    (S3). No customer route calls this: customers never get their attachments back from us."""
+    with store.begin() as conn:
+        row = disputestore.get_attachment(conn, int(dispute_id), int(n))
+    if row is None:
+        raise NotFound(f"dispute {dispute_id} has no attachment {n}")
+    if not row.path.startswith(PRIVATE_PREFIX) or ".." in row.path.split("/"):
+        raise NotFound(f"dispute {dispute_id} attachment {n}: unexpected storage path")
+    if settings.target.startswith("s3://"):
+        from .s3target import presign
+
+        return presign(settings.target, row.path, expires_in, row.filename)
+    return (Path(settings.target) / row.path).read_bytes()
+
+
+# --- submissions --------------------------------------------------------------------------------------------
+
+
+def _customer(conn: Any, customer_id: str) -> Any:
+    row = conn.execute(select(customers.c.name, customers.c.collector).where(
+        customers.c.customer_id == customer_id)).first()
+    if row is None:
+        raise DisputeRefused("This account is not known.")
+    return row
+
+
+def submit_dispute(store: Store, settings: Settings, customer_id: str, invoice_ids: Sequence[str],
+                   amounts: Mapping[str, str], reason: str, message: str, uploads: Sequence[Upload] = (),
+                   now: datetime | None = None) -> Submitted:
+    """Check a dispute against the store and record it with its attachments, or raise DisputeRefused having
+    written nothing. `amounts`: invoice id -> the amount typed (major units; blank: the whole disputable
+    amount). The disputable amount is what is open less what other unresolved disputes already hold."""
+    now = now or datetime.now(UTC)
+    chosen = list(dict.fromkeys(i for i in invoice_ids if i))
+    if not chosen:
+        raise DisputeRefused("Please choose at least one invoice to dispute.")
+    if len(chosen) > MAX_INVOICES:
+        raise DisputeRefused(f"At most {MAX_INVOICES} invoices can be disputed at once.")
+    if reason not in settings.dispute_reasons:
+        raise DisputeRefused("Please choose a reason from the list.")
+    text = _clean_message(message)
+    files = _check_uploads(uploads)
+    written: list[str] = []
+    try:
+        with store.begin() as conn:
+            person = _customer(conn, customer_id)
+            # Locked (PostgreSQL): a payment and a dispute of one invoice are decided one after the other.
+            rows = {r.invoice_id: r for r in conn.execute(
+                select(invoices).where(invoices.c.customer_id == customer_id, invoices.c.invoice_id.in_(chosen))
+                .with_for_update())}
+            as_of = store.latest_as_of(conn) or datetime.min.replace(tzinfo=UTC)
+            apps = paystore.applications(conn, invoice_ids=chosen)
+            held = disputestore.disputed_amounts(conn, invoice_ids=chosen)
+            items, currencies = [], set()
+            for invoice_id in chosen:
+                row = rows.get(invoice_id)
+                if row is None:
+                    # Another customer's invoice, or none at all: the same words, nothing revealed.
+                    raise DisputeRefused("One of the chosen invoices is not on your account.")
+                if not row.is_open:
+                    raise DisputeRefused(f"Invoice {row.number} is no longer open: there is nothing left to dispute.")
+                pos = position(row.balance, apps.get(invoice_id, []), as_of, held.get(invoice_id, 0))
+                disputable = pos.payable
+                if disputable <= 0:
+                    raise DisputeRefused(f"Invoice {row.number} has nothing left to dispute: it is paid, has a "
+                                         "payment pending, or is already in dispute in full.")
+                typed = (amounts.get(invoice_id) or "").strip()
+                if typed:
+                    try:
+                        amount = parse_amount(typed, row.currency)
+                    except (AmountError, ValueError):
+                        raise DisputeRefused(f"The amount for invoice {row.number} is not a valid amount.") from None
+                    if amount <= 0 or amount > disputable:
+                        raise DisputeRefused(f"The disputed amount for invoice {row.number} must be more than zero "
+                                             f"and at most {format_money(disputable, row.currency, 'en_US')}.")
+                else:
+                    amount = disputable
+                currencies.add(row.currency)
+                items.append({"invoice_id": invoice_id, "number": row.number, "amount": amount})
+            if len(currencies) > 1:
+                raise DisputeRefused("Invoices in different currencies must be disputed separately.")
+            currency = currencies.pop()
+            total = sum(i["amount"] for i in items)
+            dispute_id = disputestore.insert_dispute(conn, {
+                "customer_id": customer_id, "status": "open", "reason": reason, "amount": total,
+                "currency": currency, "message": text, "outcome": "", "note": "", "updated_by": "",
+                "created_at": now, "reviewed_at": None, "resolved_at": None,
+            }, items, [{"n": n, "filename": name, "path": "", "content_type": kind, "size": len(u.data),
+                        "sha256": hashlib.sha256(u.data).hexdigest()}
+                       for n, (u, kind, name) in enumerate(files, start=1)])
+            paths = {}
+            for n, (u, kind, name) in enumerate(files, start=1):
+                path = f"{PRIVATE_PREFIX}{dispute_id}/{n}-{name}"
+                _write_private(settings, path, u.data, kind)
+                written.append(path)
+                paths[n] = path
+            disputestore.set_attachment_paths(conn, dispute_id, paths)
+            store.add_event(conn, "dispute_opened", customer_id, detail=reference(dispute_id))
+    except BaseException:
+        _delete_private(settings, written)
+        raise
+    return Submitted(reference(dispute_id), customer_id, person.name, person.collector, text,
+                     tuple(i["number"] for i in items), format_money(total, currency, "en_US"),
+                     reason_label(reason), tuple(name for _, _, name in files))
+
+
+def submit_question(store: Store, customer_id: str, invoice_id: str, message: str,
+                    now: datetime | None = None) -> Submitted:
+    """Record a question (optionally about one of the customer's invoices); returns its reference."""
+    now = now or datetime.now(UTC)
+    text = _clean_message(message)
+    with store.begin() as conn:
+        person = _customer(conn, customer_id)
+        numbers: tuple[str, ...] = ()
+        if invoice_id:
+            number = conn.execute(select(invoices.c.number).where(
+                invoices.c.customer_id == customer_id, invoices.c.invoice_id == invoice_id)).scalar()
+            if number is None:
+                raise DisputeRefused("That invoice is not on your account.")
+            numbers = (number,)
+        question_id = disputestore.insert_question(conn, customer_id, invoice_id, text, now)
+        store.add_event(conn, "question_asked", customer_id, invoice_id=invoice_id, detail=f"Q-{question_id}")
+    return Submitted(f"Q-{question_id}", customer_id, person.name, person.collector, text, numbers)
+
+
+def collector_message(settings: Settings, submitted: Submitted, kind: str) -> EmailMessage:
+    """The email to the collector about a new dispute (`kind` "dispute") or question ("question")."""
+    to = collector_address(settings, submitted.collector)
+    what = "Dispute" if kind == "dispute" else "Question"
+    subject = f"{what} {submitted.reference} from {submitted.customer_name}"
+    return render_message(settings, f"{kind}_received", ("", to), subject, s=submitted)
+
+
+# --- the staff lifecycle ------------------------------------------------------------------------------------
+
+
+def review(store: Store, dispute_id: int, by: str, now: datetime | None = None) -> disputestore.DisputeRow:
+    """open -> under_review. Reviewing one already under review changes nothing; a resolved one is refused."""
+    now = now or datetime.now(UTC)
+    with store.begin() as conn:
+        row = disputestore.get_dispute(conn, int(dispute_id), lock=True)
+        if row is None:
+            raise NotFound(f"dispute {dispute_id} does not exist")
+        if row.status == "resolved":
+            raise DisputeRefused(f"dispute {reference(row.dispute_id)} is already resolved")
+        if row.status == "open":
+            disputestore.update_dispute(conn, row.dispute_id, status="under_review", reviewed_at=now,
+                                        updated_by=by[:320])
+            store.add_event(conn, "dispute_under_review", row.customer_id, detail=reference(row.dispute_id))
+        return disputestore.get_dispute(conn, row.dispute_id)  # type: ignore[return-value]
+
+
+def resolve(store: Store, dispute_id: int, outcome: str, note: str, by: str, *, settings: Settings | None = None,
+            transport: Transport | None = None, now: datetime | None = None) -> disputestore.DisputeRow:
+    """open/under_review -> resolved with an outcome and a note, then email the customer's contacts on file.
+
+    `settings` None: read them (portal.toml < PORTAL_*), as the CLI does. The email goes after the commit; a
+    mail failure is logged, never undoes the resolution."""
+    if outcome not in OUTCOMES:
+        raise DisputeRefused(f"outcome {outcome!r}: use one of {', '.join(OUTCOMES)}")
+    now = now or datetime.now(UTC)
+    with store.begin() as conn:
+        row = disputestore.get_dispute(conn, int(dispute_id), lock=True)
+        if row is None:
+            raise NotFound(f"dispute {dispute_id} does not exist")
+        if row.status == "resolved":
+            raise DisputeRefused(f"dispute {reference(row.dispute_id)} is already resolved")
+        disputestore.update_dispute(conn, row.dispute_id, status="resolved", outcome=outcome, note=note[:5000],
+                                    resolved_at=now, updated_by=by[:320],
+                                    reviewed_at=row.reviewed_at or now)
+        store.add_event(conn, "dispute_resolved", row.customer_id, detail=f"{reference(row.dispute_id)} {outcome}")
+        numbers = tuple(i.number for i in disputestore.items_of(conn, row.dispute_id))
+        resolved = disputestore.get_dispute(conn, row.dispute_id)
+    if settings is None:
+        from .config import load_settings
+
+        settings = load_settings()
+    _mail_resolution(settings, store, resolved, numbers, transport)  # type: ignore[arg-type]
+    return resolved  # type: ignore[return-value]
+
+
+def _mail_resolution(settings: Settings, store: Store, row: disputestore.DisputeRow, numbers: tuple[str, ...],
+                     transport: Transport | None) -> None:
+    name, contacts = store.customer_contacts(row.customer_id)
+    recipients = [c for c in contacts if c.role == "billing"] or contacts
+    transport = transport or transport_from_url(settings.mail_url)
+    for contact in recipients:
+        message = render_message(
+            settings, "dispute_resolved", (contact.name, contact.email),
+            f"Your dispute {reference(row.dispute_id)} is resolved · {settings.company_name}",
+            customer_name=name, reference=reference(row.dispute_id), numbers=list(numbers),
+            outcome_text=OUTCOMES.get(row.outcome, row.outcome), note=row.note,
+            amount_text=format_money(row.amount, row.currency, settings.default_locale))
+        try:
+            send_with_retry(transport, message, settings.mail_attempts, settings.mail_retry_delay_ms / 1000)
+        except PortalError as exc:
+            log.error("dispute %s: resolution email to a contact failed: %s", row.dispute_id, exc)
