@@ -182,6 +182,25 @@ def test_pages_and_assets_come_from_the_bucket_and_everything_else_from_the_webh
         assert behaviour.get("ResponseHeadersPolicyId")
 
 
+def test_every_webhook_route_goes_to_the_webhook(template, tmp_path: Path, monkeypatch):
+    """No S3 behaviour shadows a webhook route (a new route such as /question or /staff needs no change here)."""
+    from tests.conftest import make_settings
+    from webhook import create_app
+
+    monkeypatch.chdir(tmp_path)
+    app = create_app(make_settings(f"sqlite:///{tmp_path / 'portal.db'}"))
+    config = _distribution(template)
+    s3 = bucket_origins(config)
+    patterns = [b["PathPattern"] for b in config["CacheBehaviors"] if b["TargetOriginId"] in s3]
+    routes = {rule.rule: rule.endpoint for rule in app.url_map.iter_rules()}
+    assert "/stripe/events" in routes and "/l/<token>" in routes
+    for rule, endpoint in routes.items():
+        if endpoint.startswith("site."):
+            continue  # /c/ and /assets/ served by `portal serve` in development: S3 serves them in production
+        sample = rule.replace("<path:", "<").replace("<", "x").replace(">", "")
+        assert not any(fnmatch.fnmatchcase(sample, p) for p in patterns), f"{rule} is shadowed by the bucket"
+
+
 def test_the_function_is_wired_as_documented(template):
     (function,) = resources(template, "AWS::Lambda::Function").values()
     props = function["Properties"]
