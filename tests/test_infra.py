@@ -126,11 +126,22 @@ def bucket_problems(template: dict[str, Any]) -> list[str]:
     return found
 
 
+def branches(statements: list[Any]) -> list[dict[str, Any]]:
+    """Statements with both sides of a conditional one (`!If [Cond, {...}, !Ref AWS::NoValue]`) checked."""
+    flat = []
+    for statement in statements:
+        if isinstance(statement, dict) and "Fn::If" in statement:
+            flat.extend(branches([s for s in statement["Fn::If"][1:] if s != {"Ref": "AWS::NoValue"}]))
+        else:
+            flat.append(statement)
+    return flat
+
+
 def role_problems(template: dict[str, Any]) -> list[str]:
     found = []
     for name, role in resources(template, "AWS::IAM::Role").items():
         for policy in role["Properties"].get("Policies", []):
-            for statement in as_list(policy["PolicyDocument"]["Statement"]):
+            for statement in branches(as_list(policy["PolicyDocument"]["Statement"])):
                 sid = f"{name}/{policy['PolicyName']}/{statement.get('Sid', '?')}"
                 if {"NotAction", "NotResource"} & set(statement):
                     found.append(f"{sid}: NotAction/NotResource")
@@ -276,6 +287,11 @@ def _wildcard_resource(t: dict[str, Any]) -> None:
     _role_statements(t).append({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"})
 
 
+def _conditional_wildcard(t: dict[str, Any]) -> None:
+    _role_statements(t).append({"Fn::If": ["HasVpc", {"Effect": "Allow", "Action": "ses:*", "Resource": "*"},
+                                           {"Ref": "AWS::NoValue"}]})
+
+
 def _whole_bucket(t: dict[str, Any]) -> None:
     _role_statements(t).append({"Effect": "Allow", "Action": "s3:PutObject",
                                 "Resource": {"Fn::Sub": "${SiteBucket.Arn}/*"}})
@@ -283,7 +299,7 @@ def _whole_bucket(t: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("mutate", [_docs_behaviour, _catch_all_behaviour, _default_to_bucket, _public_block_off,
                                     _public_read, _cloudfront_reads_everything, _cloudfront_without_source,
-                                    _wildcard_action, _wildcard_resource, _whole_bucket])
+                                    _wildcard_action, _wildcard_resource, _whole_bucket, _conditional_wildcard])
 def test_the_checker_fails_when_documents_become_reachable_or_the_bucket_public(template, mutate):
     mutated = copy.deepcopy(template)
     mutate(mutated)
