@@ -69,7 +69,7 @@ def _token(settings, customer_id):
 
 def _dispute(client, settings, customer_id, invoice_ids, files=(), reason="pricing", message="Wrong unit price",
              **form):
-    data = {"page_token": _token(settings, customer_id), "invoice": list(invoice_ids), "reason": reason,
+    data = {"page_token": _token(settings, customer_id), "dispute_invoice": list(invoice_ids), "reason": reason,
             "message": message, **form}
     if files:
         data["attachment"] = [FileStorage(io.BytesIO(content), name, content_type="application/pdf")
@@ -113,7 +113,7 @@ def test_a_dispute_with_attachments_round_trips_to_storage_pages_email_and_repor
     part = inv.balance // 2
     response = _dispute(client, built, customer.customer_id, [inv.invoice_id],
                         files=[("delivery note.pdf", PDF), ("photo.png", PNG)], reason="damaged",
-                        message="Two boxes arrived crushed", **{f"amount-{inv.invoice_id}": _amount(part)})
+                        message="Two boxes arrived crushed", **{f"dispute_amount-{inv.invoice_id}": _amount(part)})
     assert response.status_code == 200, response.text
     [row] = disputes(store)
     reference = f"D-{row['dispute_id']}"
@@ -255,7 +255,7 @@ def test_an_amount_larger_than_open_is_refused(client, app, store, built, tmp_pa
     customer, invs = _customer(store)
     inv = invs[0]
     response = _dispute(client, built, customer.customer_id, [inv.invoice_id], files=[("a.pdf", PDF)],
-                        **{f"amount-{inv.invoice_id}": _amount(inv.balance + 1)})
+                        **{f"dispute_amount-{inv.invoice_id}": _amount(inv.balance + 1)})
     assert response.status_code == 400 and "at most" in response.text
     _nothing_stored(store, built, app, tmp_path)
 
@@ -297,7 +297,7 @@ def test_more_than_five_files_are_refused(client, app, store, built, tmp_path):
 
 def test_a_forged_or_revoked_token_is_a_plain_404_and_stores_nothing(client, app, store, built, tmp_path):
     customer, invs = _customer(store)
-    data = {"page_token": _token(built, customer.customer_id) + "x", "invoice": invs[0].invoice_id,
+    data = {"page_token": _token(built, customer.customer_id) + "x", "dispute_invoice": invs[0].invoice_id,
             "reason": "tax", "message": "m"}
     assert client.post("/dispute", data=data).status_code == 404
     store.revoke(customer.customer_id)
@@ -343,7 +343,7 @@ def test_pay_refuses_what_is_in_dispute(store, built, standin, tmp_path):
         whole, partly = invs[0], invs[1]
         _dispute(client, paying, customer.customer_id, [whole.invoice_id])
         _dispute(client, paying, customer.customer_id, [partly.invoice_id], **{
-            f"amount-{partly.invoice_id}": _amount(partly.balance - 100)})
+            f"dispute_amount-{partly.invoice_id}": _amount(partly.balance - 100)})
         app.extensions["disputes"].wait()
         token = _token(paying, customer.customer_id)
         full = client.post("/pay", data={"page_token": token, "invoice": whole.invoice_id, "method": "card"})

@@ -104,8 +104,9 @@ def dispute() -> Any:
         customer_id = _customer_from_token("dispute")
         uploads = [Upload(f.filename or "", f.stream.read(MAX_FILE_SIZE + 1))
                    for f in request.files.getlist("attachment")]
-        invoice_ids = request.form.getlist("invoice")
-        amounts = {i: request.form.get(f"amount-{i}", "") for i in invoice_ids}
+        # Named apart from the pay form's fields: both forms are on the same page.
+        invoice_ids = request.form.getlist("dispute_invoice")
+        amounts = {i: request.form.get(f"dispute_amount-{i}", "") for i in invoice_ids}
         submitted = record_dispute(services().store, services().settings, customer_id, invoice_ids, amounts,
                                    request.form.get("reason", ""), request.form.get("message", ""), uploads)
     except RequestEntityTooLarge:
