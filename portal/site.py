@@ -45,6 +45,7 @@ class Manifest:
     files: dict[str, tuple[str, int, str]] = field(default_factory=dict)
     customers: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> {"key", "fingerprint"}
     as_of: str = ""
+    shard: str = ""  # "I/N" for a sharded build (only that shard's customers); "" for the whole site
 
     @classmethod
     def load(cls, folder: Path) -> Manifest:
@@ -56,13 +57,15 @@ class Manifest:
             if data.get("version") != MANIFEST_VERSION:
                 return cls()
             return cls({p: (v[0], v[1], v[2]) for p, v in data["files"].items()}, data["customers"],
-                       data.get("as_of", ""))
+                       data.get("as_of", ""), data.get("shard", ""))
         except (ValueError, KeyError, TypeError, IndexError):
             return cls()  # unreadable: rebuild everything, which is always correct
 
     def save(self, folder: Path) -> None:
         data = {"version": MANIFEST_VERSION, "as_of": self.as_of, "customers": self.customers,
                 "files": {p: list(v) for p, v in sorted(self.files.items())}}
+        if self.shard:  # only then: an unsharded manifest stays byte for byte what it was
+            data["shard"] = self.shard
         _atomic_write(folder / MANIFEST, json.dumps(data, separators=(",", ":")).encode())
 
 
@@ -89,36 +92,90 @@ def kind_of(path: str) -> str:
     return "pages" if path.startswith("c/") else "documents" if path.startswith("docs/") else "assets"
 
 
+def shard_of(customer_id: str, count: int) -> int:
+    """The shard (0 .. count-1) a customer belongs to. SHA-256, not hash(): the same on every machine and
+    in every process (Python salts str hashes per process), so separate build jobs agree."""
+    if count < 1:
+        raise ValueError(f"shard count {count} must be at least 1")
+    return int.from_bytes(hashlib.sha256(customer_id.encode("utf-8")).digest()[:8], "big") % count
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`"I/N"` (as the CLI takes it) -> (I, N), refusing anything but 0 <= I < N."""
+    index, sep, count = text.partition("/")
+    try:
+        shard = (int(index), int(count))
+    except ValueError:
+        raise BuildError(f"shard {text!r}: use I/N, e.g. 0/4") from None
+    if not sep or not 0 <= shard[0] < shard[1]:
+        raise BuildError(f"shard {text!r}: use I/N with 0 <= I < N")
+    return shard
+
+
 def build(export_dir: str | os.PathLike, out_dir: str | os.PathLike, settings: Settings,
-          store: Store | None = None, workers: int | None = None) -> BuildResult:
-    """Validate the export (raising before anything is written), import it, render the site."""
-    ledger = read_export(export_dir, settings)
+          store: Store | None = None, workers: int | None = None, *, shard: tuple[int, int] | None = None,
+          skip_import: bool = False) -> BuildResult:
+    """Validate the export (raising before anything is written), import it, render the site.
+
+    `shard=(I, N)`: render only the customers of shard I of N (see render_site). `skip_import`: the export
+    was already imported (`import_only`, once, before the shards run); the folder is still needed for the
+    supplied documents it holds.
+    """
+    ledger = None if skip_import else read_export(export_dir, settings)
     own_store = store is None
     store = store or Store(settings.database_url)
     try:
         store.migrate()
-        summary = store.import_snapshot(ledger, source=str(ledger.folder))
-        result = render_site(settings, store, out_dir, export_folder=ledger.folder, workers=workers)
+        summary = None if ledger is None else store.import_snapshot(ledger, source=str(ledger.folder))
+        folder = Path(export_dir).resolve() if ledger is None else ledger.folder
+        result = render_site(settings, store, out_dir, export_folder=folder, workers=workers, shard=shard)
         result.imported = summary
-        result.warnings[:0] = ledger.warnings
+        if ledger is not None:
+            result.warnings[:0] = ledger.warnings
         return result
     finally:
         if own_store:
             store.close()
 
 
+def import_only(export_dir: str | os.PathLike, settings: Settings, store: Store | None = None) -> BuildResult:
+    """Validate the export and import it into the store, rendering nothing (before a sharded build).
+
+    Returns a BuildResult with only `imported` and `warnings` set. Raises ExportInvalid before the store is
+    touched when the export is invalid.
+    """
+    ledger = read_export(export_dir, settings)
+    own_store = store is None
+    store = store or Store(settings.database_url)
+    try:
+        store.migrate()
+        summary = store.import_snapshot(ledger, source=str(ledger.folder))
+        return BuildResult(imported=summary, warnings=list(ledger.warnings))
+    finally:
+        if own_store:
+            store.close()
+
+
 def render_site(settings: Settings, store: Store, out_dir: str | os.PathLike, export_folder: Path | None = None,
-                only: set[str] | None = None, force: bool = False, workers: int | None = None) -> BuildResult:
+                only: set[str] | None = None, force: bool = False, workers: int | None = None,
+                shard: tuple[int, int] | None = None) -> BuildResult:
     """Bring the output folder up to date with the store. `only` limits re-rendering to some customers
-    (the webhook uses it after a payment); everyone else's files are kept as the manifest lists them."""
+    (the webhook uses it after a payment); everyone else's files are kept as the manifest lists them.
+
+    `shard=(I, N)`: the folder holds shard I of N: only customers with shard_of(id, N) == I are rendered
+    and listed in its manifest (plus the shared assets, which every shard renders), and only their files
+    are ever removed. Each shard needs its own folder; portal.shards publishes and merges them.
+    """
+    if shard is not None and not 0 <= shard[0] < shard[1]:
+        raise BuildError(f"shard {shard[0]}/{shard[1]}: the index must be between 0 and {shard[1] - 1}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with _locked(out):
-        return _render_site(settings, store, out, export_folder, only, force, workers)
+        return _render_site(settings, store, out, export_folder, only, force, workers, shard)
 
 
 def _render_site(settings: Settings, store: Store, out: Path, export_folder: Path | None, only: set[str] | None,
-                 force: bool, workers: int | None) -> BuildResult:
+                 force: bool, workers: int | None, shard: tuple[int, int] | None = None) -> BuildResult:
     result = BuildResult()
     old = Manifest.load(out)
     signer = Signer(settings)
@@ -140,8 +197,12 @@ def _render_site(settings: Settings, store: Store, out: Path, export_folder: Pat
                 raise BuildError(f"two outputs would be written to {path} (customers {page_owner[path]!r} and "
                                  f"{cid!r}); nothing was written")
             page_owner[path] = cid
+    # A shard still checks every customer's paths above (a collision across shards is one too), then keeps
+    # only its own customers.
+    if shard is not None:
+        state = {cid: s for cid, s in state.items() if shard_of(cid, shard[1]) == shard[0]}
 
-    new = Manifest(as_of=as_of_text)
+    new = Manifest(as_of=as_of_text, shard=f"{shard[0]}/{shard[1]}" if shard else "")
     assets = load_assets(settings)
     for path, data in assets.files.items():
         digest = hashlib.sha256(data).hexdigest()
@@ -161,7 +222,7 @@ def _render_site(settings: Settings, store: Store, out: Path, export_folder: Pat
         unchanged = old.customers.get(cid) == new.customers[cid] and (only is None or cid not in only)
         if unchanged and not force:
             files = old_by_customer.get(cid)
-            if files and all((out / p).is_file() for p in files):
+            if files and all(os.path.isfile(f"{out}/{p}") for p in files):  # str paths: 230k checks add up
                 for p in files:
                     new.files[p] = old.files[p]
                     result.unchanged[kind_of(p)] += 1
@@ -185,6 +246,9 @@ def _render_site(settings: Settings, store: Store, out: Path, export_folder: Pat
                     result.unchanged[kind_of(path)] += 1
 
     for path in sorted(set(old.files) - set(new.files)):
+        owner = old.files[path][2]
+        if shard is not None and owner and shard_of(owner, shard[1]) != shard[0]:
+            continue  # another shard's customer (the folder held another build): not ours to remove
         target = out / path
         if target.is_file():
             target.unlink()
