@@ -314,15 +314,18 @@ def collector_message(settings: Settings, submitted: Submitted, kind: str) -> Em
     """The email to the collector about a new dispute (`kind` "dispute") or question ("question")."""
     to = collector_address(settings, submitted.collector)
     what = "Dispute" if kind == "dispute" else "Question"
-    subject = f"{what} {submitted.reference} from {submitted.customer_name}"
+    # One line whatever the ERP put in the name: a header may not contain a line break.
+    subject = f"{what} {submitted.reference} from {' '.join(submitted.customer_name.split())}"
     return render_message(settings, f"{kind}_received", ("", to), subject, s=submitted)
 
 
 # --- the staff lifecycle ------------------------------------------------------------------------------------
 
 
-def review(store: Store, dispute_id: int, by: str, now: datetime | None = None) -> disputestore.DisputeRow:
-    """open -> under_review. Reviewing one already under review changes nothing; a resolved one is refused."""
+def review(store: Store, dispute_id: int, by: str, now: datetime | None = None, *,
+           settings: Settings | None = None) -> disputestore.DisputeRow:
+    """open -> under_review. Reviewing one already under review changes nothing; a resolved one is refused.
+    With `settings`, the customer's pages are re-rendered and published so they show the new status."""
     now = now or datetime.now(UTC)
     with store.begin() as conn:
         row = disputestore.get_dispute(conn, int(dispute_id), lock=True)
@@ -334,15 +337,19 @@ def review(store: Store, dispute_id: int, by: str, now: datetime | None = None) 
             disputestore.update_dispute(conn, row.dispute_id, status="under_review", reviewed_at=now,
                                         updated_by=by[:320])
             store.add_event(conn, "dispute_under_review", row.customer_id, detail=reference(row.dispute_id))
-        return disputestore.get_dispute(conn, row.dispute_id)  # type: ignore[return-value]
+        reviewed = disputestore.get_dispute(conn, row.dispute_id)
+    if settings is not None and row.status == "open":
+        _refresh(settings, store, row.customer_id)
+    return reviewed  # type: ignore[return-value]
 
 
 def resolve(store: Store, dispute_id: int, outcome: str, note: str, by: str, *, settings: Settings | None = None,
             transport: Transport | None = None, now: datetime | None = None) -> disputestore.DisputeRow:
-    """open/under_review -> resolved with an outcome and a note, then email the customer's contacts on file.
+    """open/under_review -> resolved with an outcome and a note; then re-render and publish the customer's
+    pages, and email the customer's contacts on file.
 
-    `settings` None: read them (portal.toml < PORTAL_*), as the CLI does. The email goes after the commit; a
-    mail failure is logged, never undoes the resolution."""
+    `settings` None: read them (portal.toml < PORTAL_*), as the CLI does. Both happen after the commit; a
+    failure is logged, never undoes the resolution."""
     if outcome not in OUTCOMES:
         raise DisputeRefused(f"outcome {outcome!r}: use one of {', '.join(OUTCOMES)}")
     now = now or datetime.now(UTC)
@@ -362,8 +369,20 @@ def resolve(store: Store, dispute_id: int, outcome: str, note: str, by: str, *, 
         from .config import load_settings
 
         settings = load_settings()
+    _refresh(settings, store, row.customer_id)
     _mail_resolution(settings, store, resolved, numbers, transport)  # type: ignore[arg-type]
     return resolved  # type: ignore[return-value]
+
+
+def _refresh(settings: Settings, store: Store, customer_id: str) -> None:
+    """Re-render and publish one customer so the page shows the dispute's status now; a failure is logged
+    (the next build renders it anyway: dispute states are part of the customer's fingerprint)."""
+    from .republish import refresh_customer  # the site renderer imports this module's labels
+
+    try:
+        refresh_customer(settings, store, customer_id)
+    except Exception:  # noqa: BLE001 - the status change is committed; the page catches up on the next build
+        log.exception("dispute status: republishing customer %s failed", customer_id)
 
 
 def _mail_resolution(settings: Settings, store: Store, row: disputestore.DisputeRow, numbers: tuple[str, ...],

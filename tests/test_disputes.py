@@ -157,7 +157,9 @@ def test_review_then_resolve_emails_the_contacts_and_feeds_the_root_cause_report
     _dispute(client, built, customer.customer_id, [invs[0].invoice_id], reason="tax")
     app.extensions["disputes"].wait()
     [row] = disputes(store)
-    assert review(store, row["dispute_id"], "staff@example.com").status == "under_review"
+    assert review(store, row["dispute_id"], "staff@example.com", settings=built).status == "under_review"
+    page = _page(built, customer.customer_id, invs[0].invoice_id, built.target)
+    assert 'badge-disputed">Dispute under review<' in page
     done = resolve(store, row["dispute_id"], "credit_issued", f"Credit note CN-9 issued {EVIL}", "staff@example.com",
                    settings=built)
     assert (done.status, done.outcome) == ("resolved", "credit_issued")
@@ -174,6 +176,8 @@ def test_review_then_resolve_emails_the_contacts_and_feeds_the_root_cause_report
     causes = dispute_root_causes(store)
     assert causes["median_days_to_resolve"] is not None
     assert causes["by_reason"][0]["outcomes"] == {"credit_issued": 1}
+    page = _page(built, customer.customer_id, invs[0].invoice_id, built.target)  # re-rendered and published
+    assert "Dispute resolved: credit issued." in page and "badge-disputed" not in page
     # Resolved: the amount is no longer held back.
     with store.begin() as conn:
         assert disputestore.disputed_amounts(conn, invoice_ids=[invs[0].invoice_id]) == {}
