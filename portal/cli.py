@@ -118,6 +118,8 @@ def build(ctx: click.Context, folder: str, out: str, workers: int | None) -> Non
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     imported = result.imported
+    if result.export_unchanged:
+        click.echo("the export is the one this folder was last built from: not checked or imported again")
     if imported:
         click.echo(f"imported {imported.customers} customers, {imported.invoices} open invoices "
                    f"({imported.new} new, {imported.changed} changed, {imported.closed} closed)")

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import ledger as ledger_module
 from .config import Settings
 from .disputestore import dispute_digests, dispute_states
 from .errors import BuildError
@@ -33,6 +34,7 @@ from .signing import Signer
 from .store import ImportSummary, Store
 
 MANIFEST = ".manifest.json"
+EXPORT_STATE = ".export.json"  # the fingerprint of the export last built into the folder, and its snapshot
 LOCK = ".build.lock"
 MANIFEST_VERSION = 1
 CHUNK = 40  # customers per worker task: big enough to amortise, small enough to balance
@@ -76,6 +78,7 @@ class BuildResult:
     removed: Counter = field(default_factory=Counter)
     written_paths: list[str] = field(default_factory=list)
     removed_paths: list[str] = field(default_factory=list)
+    export_unchanged: bool = False  # the export was the one last built: neither re-read nor re-imported
     customers_rendered: int = 0
     customers_skipped: int = 0
     imported: ImportSummary | None = None
@@ -121,21 +124,65 @@ def build(export_dir: str | os.PathLike, out_dir: str | os.PathLike, settings: S
     was already imported (`import_only`, once, before the shards run); the folder is still needed for the
     supplied documents it holds.
     """
-    ledger = None if skip_import else read_export(export_dir, settings)
+    fingerprint = "" if skip_import else export_fingerprint(export_dir, settings)
+    if fingerprint and _export_state(Path(out_dir)).get("fingerprint") == fingerprint:
+        ledger = None  # the very export this folder was last built from: checked and imported already
+    else:
+        ledger = None if skip_import else read_export(export_dir, settings)
     own_store = store is None
     store = store or Store(settings.database_url)
     try:
         store.migrate()
         summary = None if ledger is None else store.import_snapshot(ledger, source=str(ledger.folder))
+        snapshot = store.latest_snapshot_id()
+        if ledger is None and fingerprint and _export_state(Path(out_dir)).get("snapshot_id") != snapshot:
+            # Someone imported another export into this store since: read this one again after all.
+            ledger = read_export(export_dir, settings)
+            summary = store.import_snapshot(ledger, source=str(ledger.folder))
+            snapshot = store.latest_snapshot_id()
         folder = Path(export_dir).resolve() if ledger is None else ledger.folder
         result = render_site(settings, store, out_dir, export_folder=folder, workers=workers, shard=shard)
         result.imported = summary
+        result.export_unchanged = bool(fingerprint) and ledger is None
         if ledger is not None:
             result.warnings[:0] = ledger.warnings
+        state = {"fingerprint": fingerprint, "snapshot_id": snapshot}
+        if fingerprint and _export_state(Path(out_dir)) != state:
+            _atomic_write(Path(out_dir) / EXPORT_STATE, json.dumps(state).encode())
         return result
     finally:
         if own_store:
             store.close()
+
+
+def export_fingerprint(export_dir: str | os.PathLike, settings: Settings) -> str:
+    """Changes whenever the export could read differently: the bytes of its CSV and JSON files, the names,
+    sizes and modification times of its other files (documents), the settings and the code that check it.
+    Equal fingerprints let a rebuild skip validating and importing an export it already took."""
+    folder = Path(export_dir)
+    if not folder.is_dir():
+        return ""
+    digest = hashlib.sha256(repr((settings.default_currency, settings.default_locale,
+                                  settings.allow_foreign_currency)).encode())
+    digest.update(Path(ledger_module.__file__).read_bytes())
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).as_posix()
+        try:
+            if path.parent == folder and path.suffix.lower() in (".csv", ".json"):
+                digest.update(b"C%s\0%s" % (relative.encode(), hashlib.sha256(path.read_bytes()).digest()))
+            elif path.is_file():
+                stat = path.stat()
+                digest.update(f"F{relative}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+        except OSError:
+            return ""  # unreadable or a broken link: let the full check report it
+    return digest.hexdigest()
+
+
+def _export_state(out: Path) -> dict:
+    try:
+        return json.loads((out / EXPORT_STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def import_only(export_dir: str | os.PathLike, settings: Settings, store: Store | None = None) -> BuildResult:

@@ -377,6 +377,10 @@ class Store:
 
     # --- reading for the build ---------------------------------------------------------------------
 
+    def latest_snapshot_id(self, conn: Connection | None = None) -> int | None:
+        with self._conn(conn) as c:
+            return c.execute(select(func.max(snapshots.c.snapshot_id))).scalar()
+
     def latest_as_of(self, conn: Connection | None = None) -> datetime | None:
         with self._conn(conn) as c:
             return c.execute(select(snapshots.c.as_of).order_by(snapshots.c.snapshot_id.desc()).limit(1)

@@ -201,3 +201,31 @@ def test_a_theme_folder_overrides_one_template(settings, store, export_dir, tmp_
     key = next(iter(keys_of(out).values()))
     assert "Kontoauszug</h1>" in (out / "c" / key / "statement.html").read_text()
     assert "Your account</h1>" in (out / "c" / key / "index.html").read_text()
+
+
+def test_an_unchanged_export_is_not_read_again_but_any_change_is(settings, store, export_dir, tmp_path, monkeypatch):
+    out = tmp_path / "site"
+    first = build(export_dir, out, settings, store=store)
+    assert not first.export_unchanged and first.imported is not None
+
+    def must_not_read(*args, **kwargs):
+        raise AssertionError("an unchanged export was read again")
+    monkeypatch.setattr(site_module, "read_export", must_not_read)
+    again = build(export_dir, out, settings, store=store)
+    assert again.export_unchanged and again.imported is None and sum(again.written.values()) == 0
+    monkeypatch.undo()
+
+    # A changed document file (same name) is a changed export.
+    document = next((export_dir / "documents").iterdir())
+    document.write_bytes(document.read_bytes() + b"\n% appended")
+    changed = build(export_dir, out, settings, store=store)
+    assert not changed.export_unchanged and changed.imported is not None
+    assert any(p.startswith("docs/") for p in changed.written_paths)
+
+    # Another export imported into the same store in between: this one is read and imported again.
+    other = tmp_path / "other"
+    from portal.sample import write_sample
+    write_sample(other, customers=2, invoices=3, seed=9)
+    build(other, tmp_path / "other-site", settings, store=store)
+    back = build(export_dir, out, settings, store=store)
+    assert not back.export_unchanged and back.imported is not None
