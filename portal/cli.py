@@ -107,14 +107,20 @@ def validate(ctx: click.Context, folder: str) -> None:
 @click.option("--out", default=None, type=click.Path(file_okay=False),
               help="Output folder (default: the build_dir setting, build/).")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Render processes (default: one per CPU).")
+@click.option("--shard", default=None, metavar="I/N",
+              help="Render only shard I of N of the customers (one folder per shard; see infra/README.md).")
+@click.option("--skip-import", is_flag=True, help="The export was imported already (`portal import`).")
 @click.pass_context
-def build(ctx: click.Context, folder: str, out: str, workers: int | None) -> None:
+def build(ctx: click.Context, folder: str, out: str, workers: int | None, shard: str | None,
+          skip_import: bool) -> None:
     """Validate FOLDER, import it into the store and render the site into --out."""
     from .site import build as run_build
+    from .site import parse_shard
 
     settings = _settings(ctx)
     store = _store(ctx)
-    result = run_build(folder, out or settings.build_dir, settings, store=store, workers=workers)
+    result = run_build(folder, out or settings.build_dir, settings, store=store, workers=workers,
+                       shard=parse_shard(shard) if shard else None, skip_import=skip_import)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     imported = result.imported
@@ -146,19 +152,50 @@ def links(ctx: click.Context, customer_ids: tuple[str, ...], per_invoice: bool, 
             click.echo(f"{row[0]:<10} {row[2]:<36} {row[3] or '(account)':<10} {row[4]}")
 
 
+@cli.command("import")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.pass_context
+def import_export(ctx: click.Context, folder: str) -> None:
+    """Validate FOLDER and import it into the store without rendering (once, before sharded builds)."""
+    from .site import import_only
+
+    result = import_only(folder, _settings(ctx), store=_store(ctx))
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    imported = result.imported
+    click.echo(f"imported {imported.customers} customers, {imported.invoices} open invoices "
+               f"({imported.new} new, {imported.changed} changed, {imported.closed} closed)")
+
+
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="Say what would be uploaded and deleted; change nothing.")
 @click.option("--site", "site_dir", default=None, type=click.Path(file_okay=False),
               help="The built site to publish (default: build_dir).")
+@click.option("--shard", default=None, metavar="I/N", help="Publish one shard's folder: upload only, delete nothing.")
+@click.option("--reconcile", type=click.IntRange(1), default=None, metavar="N",
+              help="After N shards published: merge their manifests and delete stale objects once.")
 @click.pass_context
-def publish(ctx: click.Context, dry_run: bool, site_dir: str) -> None:
+def publish(ctx: click.Context, dry_run: bool, site_dir: str, shard: str | None, reconcile: int | None) -> None:
     """Upload the built site to the configured target (a folder or s3://bucket/prefix): only what changed,
     then delete what no longer exists. Prints uploaded / unchanged / deleted."""
     from .publish import publish as run_publish
+    from .shards import publish_shard
+    from .shards import reconcile as run_reconcile
+    from .site import parse_shard
 
     settings = _settings(ctx)
+    if shard and reconcile:
+        raise click.UsageError("--shard and --reconcile are separate steps")
+    if reconcile:
+        click.echo(run_reconcile(settings, reconcile, dry_run=dry_run).summary())
+        return
     with _progress_bar("publishing") as progress:
-        result = run_publish(settings, site_dir or settings.build_dir, dry_run=dry_run, progress=progress)
+        if shard:
+            index, count = parse_shard(shard)
+            result = publish_shard(settings, site_dir or settings.build_dir, index, count, dry_run=dry_run,
+                                   progress=progress)
+        else:
+            result = run_publish(settings, site_dir or settings.build_dir, dry_run=dry_run, progress=progress)
     click.echo(result.summary())
 
 
