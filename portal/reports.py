@@ -328,3 +328,61 @@ def dispute_root_causes(store: Store) -> dict[str, Any]:
     resolved = [r["days_to_resolve"] for r in rows if r["days_to_resolve"] is not None]
     return {"by_reason": group("reason"), "by_customer": group("customer_id"), "by_collector": group("collector"),
             "count": len(rows), "median_days_to_resolve": round(statistics.median(resolved), 2) if resolved else None}
+
+
+def _dispute_cells(r: dict[str, Any]) -> dict[str, Any]:
+    """A dispute row with its lists joined by ";" (one CSV or table cell each)."""
+    return {**r, "invoice_ids": ";".join(r["invoice_ids"]), "numbers": ";".join(r["numbers"])}
+
+
+def _plain_table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *lines, strict=True)]
+    out = ["  ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True)).rstrip(),
+           "  ".join("-" * w for w in widths)]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines]
+    return out
+
+
+def format_disputes(rows: Sequence[dict[str, Any]], fmt: str) -> str:
+    """`portal report disputes`: `fmt` json (the stable form: lists stay lists, amounts in minor units), csv
+    (DISPUTE_COLUMNS, lists joined by ";") or table (for people: amounts in major units)."""
+    if fmt == "json":
+        return to_json(rows)
+    if fmt == "csv":
+        return to_csv([_dispute_cells(r) for r in rows], DISPUTE_COLUMNS)
+    if fmt != "table":
+        raise ValueError(f"unknown format {fmt!r} (table, csv or json)")
+    header = ["Dispute", "Customer", "Invoices", "Reason", "Amount", "Status", "Outcome", "Opened", "Days"]
+    lines = [[r["reference"], r["customer_id"], ";".join(r["numbers"]), r["reason"],
+              f"{to_decimal(r['amount'], r['currency'])} {r['currency']}", r["status"], r["outcome"] or "-",
+              (r["created_at"] or "")[:10], "-" if r["days_to_resolve"] is None else str(r["days_to_resolve"])]
+             for r in rows]
+    return "\n".join([*_plain_table(header, lines), "", f"{len(rows)} dispute(s)."]) + "\n"
+
+
+ROOT_CAUSE_COLUMNS = ["dimension", "key", "currency", "count", "amount", "open", "resolved", "median_days_to_resolve"]
+
+
+def format_root_causes(causes: dict[str, Any], fmt: str) -> str:
+    """`dispute_root_causes` as json (as returned), csv (ROOT_CAUSE_COLUMNS, one row per dimension, key and
+    currency) or a table per dimension."""
+    if fmt == "json":
+        return json.dumps(causes, indent=2, ensure_ascii=False) + "\n"
+    keys = {"by_reason": "reason", "by_customer": "customer_id", "by_collector": "collector"}
+    flat = [{"dimension": dim, "key": g[key], **{k: g[k] for k in ROOT_CAUSE_COLUMNS[2:]}}
+            for dim, key in keys.items() for g in causes[dim]]
+    if fmt == "csv":
+        return to_csv(flat, ROOT_CAUSE_COLUMNS)
+    if fmt != "table":
+        raise ValueError(f"unknown format {fmt!r} (table, csv or json)")
+    out: list[str] = []
+    for dim in ("by_reason", "by_customer", "by_collector"):
+        lines = [[f["key"] or "-", f["currency"], str(f["count"]), str(to_decimal(f["amount"], f["currency"])),
+                  str(f["open"]), str(f["resolved"]),
+                  "-" if f["median_days_to_resolve"] is None else str(f["median_days_to_resolve"])]
+                 for f in flat if f["dimension"] == dim]
+        out += [dim.replace("_", " ").capitalize(), *_plain_table(
+            ["Key", "Currency", "Count", "Amount", "Open", "Resolved", "Median days"], lines), ""]
+    median = causes["median_days_to_resolve"]
+    out.append(f"{causes['count']} dispute(s); median days to resolve: {'-' if median is None else median}.")
+    return "\n".join(out) + "\n"

@@ -5,6 +5,7 @@ lifecycle and its email, the pages that show the dispute, /pay holding the dispu
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,14 @@ from werkzeug.test import encode_multipart
 from portal import disputestore
 from portal.disputes import DisputeRefused, attachment_for_staff, resolve, review, safe_name, sniff
 from portal.pages import invoice_slug
-from portal.reports import dispute_root_causes, disputes
+from portal.reports import (
+    DISPUTE_COLUMNS,
+    ROOT_CAUSE_COLUMNS,
+    dispute_root_causes,
+    disputes,
+    format_disputes,
+    format_root_causes,
+)
 from portal.signing import Signer
 from portal.site import build
 from portal.store import invoices
@@ -360,3 +368,24 @@ def test_pay_refuses_what_is_in_dispute(store, built, standin, tmp_path):
         assert ok.status_code == 303
         page = _page(paying, customer.customer_id, partly.invoice_id, paying.target)
         assert 'value="1.00"' in page
+
+
+# --- report formats ----------------------------------------------------------------------------------------
+
+
+def test_the_dispute_reports_format_as_json_csv_and_table(client, app, store, built):
+    customer, invs = _customer(store)
+    _dispute(client, built, customer.customer_id, [invs[0].invoice_id, invs[1].invoice_id], reason="po_mismatch")
+    rows = disputes(store)
+    assert json.loads(format_disputes(rows, "json"))[0]["invoice_ids"] == rows[0]["invoice_ids"]
+    header, line = format_disputes(rows, "csv").splitlines()
+    assert header.split(",") == DISPUTE_COLUMNS and ";".join(rows[0]["invoice_ids"]) in line
+    assert "po_mismatch" in format_disputes(rows, "table") and "1 dispute(s)." in format_disputes(rows, "table")
+    causes = dispute_root_causes(store)
+    csv_lines = format_root_causes(causes, "csv").splitlines()
+    assert csv_lines[0].split(",") == ROOT_CAUSE_COLUMNS
+    assert csv_lines[1].startswith(f"by_reason,po_mismatch,{invs[0].currency},1,{rows[0]['amount']},1,0,")
+    assert json.loads(format_root_causes(causes, "json"))["count"] == 1
+    assert "median days to resolve: -" in format_root_causes(causes, "table")
+    with pytest.raises(ValueError):
+        format_disputes(rows, "xml")
