@@ -98,6 +98,21 @@ def change_invoices(export: Path, share: float) -> int:
     return changed
 
 
+def report(rows: list[dict], args: argparse.Namespace, files: int) -> None:
+    print(f"\n{args.customers} customers, {args.invoices} invoices, {files} files; "
+          f"{args.workers} concurrent requests each; {os.cpu_count()} CPUs shared with SeaweedFS")
+    print(f"{'scenario':<30} {'ours objects':>12} {'ours s':>8} {'aws objects':>12} {'aws s':>8} {'ours/aws':>9}")
+    for row in rows:
+        print(f"{row['scenario']:<30} {row['ours_objects']:>12} {row['ours_s']:>8.1f} {row['aws_objects']:>12} "
+              f"{row['aws_s']:>8.1f} {row['ratio']:>9.2f}")
+    results = ROOT / "bench" / "results"
+    results.mkdir(exist_ok=True)
+    out = results / f"publish-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
+    out.write_text(json.dumps({"customers": args.customers, "invoices": args.invoices, "files": files,
+                               "workers": args.workers, "rows": rows}, indent=2))
+    print(f"\nresults: {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=10000)
@@ -146,28 +161,17 @@ def main() -> None:
         def files_now() -> int:
             return len(Manifest.load(site).files)
 
-        scenario("(a) full upload")
-        time.sleep(1.1)  # so the rewritten files are strictly newer than the uploaded objects
-        rewrite_identically(site)
-        scenario("(b) re-render, no change")
-        changed = change_invoices(export, 0.01)
-        seconds, result = timed(lambda: build(export, site, settings, workers=args.build_workers))
-        print(f"changed {changed} invoices; rebuilt in {seconds:.0f} s: {result.summary()}", flush=True)
-        scenario("(c) 1% of invoices changed")
-
-        print(f"\n{args.customers} customers, {args.invoices} invoices, {files} files; "
-              f"{args.workers} concurrent requests each; {os.cpu_count()} CPUs shared with SeaweedFS")
-        print(f"{'scenario':<30} {'ours objects':>12} {'ours s':>8} {'aws objects':>12} {'aws s':>8} "
-              f"{'ours/aws':>9}")
-        for row in rows:
-            print(f"{row['scenario']:<30} {row['ours_objects']:>12} {row['ours_s']:>8.1f} {row['aws_objects']:>12} "
-                  f"{row['aws_s']:>8.1f} {row['ratio']:>9.2f}")
-        results = ROOT / "bench" / "results"
-        results.mkdir(exist_ok=True)
-        out = results / f"publish-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
-        out.write_text(json.dumps({"customers": args.customers, "invoices": args.invoices, "files": files,
-                                   "workers": args.workers, "rows": rows}, indent=2))
-        print(f"\nresults: {out}")
+        try:
+            scenario("(a) full upload")
+            time.sleep(1.1)  # so the rewritten files are strictly newer than the uploaded objects
+            rewrite_identically(site)
+            scenario("(b) re-render, no change")
+            changed = change_invoices(export, 0.01)
+            seconds, result = timed(lambda: build(export, site, settings, workers=args.build_workers))
+            print(f"changed {changed} invoices; rebuilt in {seconds:.0f} s: {result.summary()}", flush=True)
+            scenario("(c) 1% of invoices changed")
+        finally:
+            report(rows, args, files)  # what was measured, even when a later step failed
     finally:
         if server is not None:
             server.stop()
