@@ -267,6 +267,20 @@ def report_cash_application(ctx: click.Context) -> None:
     click.echo(cash_application_csv(_store(ctx.find_root())), nl=False)
 
 
+@report.command("disputes")
+@click.option("--root-causes", is_flag=True, help="Count and amount by reason, customer and collector; median days "
+                                                  "to resolve.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.pass_context
+def report_disputes(ctx: click.Context, root_causes: bool, fmt: str) -> None:
+    """The disputes queue (one row per dispute), or their root causes."""
+    from .reports import dispute_root_causes, disputes, format_disputes, format_root_causes
+
+    store = _store(ctx.find_root())
+    text = format_root_causes(dispute_root_causes(store), fmt) if root_causes else format_disputes(disputes(store), fmt)
+    click.echo(text, nl=False)
+
+
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     """A plain-text table for people (scripts use --format csv or json)."""
     table = [columns] + [["-" if r.get(c) is None else str(r[c]) for c in columns] for r in rows]
