@@ -103,6 +103,20 @@ def excluded_invoice_ids(store: Store, conn: Connection) -> set[str]:
     return found
 
 
+def settled_in_portal(conn: Connection, data: list[CustomerData]) -> set[str]:
+    """Invoices the portal has been paid for in full since the export (the ERP's balance does not know yet):
+    the same open amount the customer's pages show (portal.payments.position), so no one who just paid is
+    reminded to pay."""
+    from .payments import position
+    from .paystore import applications
+
+    if not inspect(conn).has_table("payment_allocations"):
+        return set()
+    apps = applications(conn)
+    return {inv.invoice_id for d in data for inv in d.invoices
+            if inv.invoice_id in apps and position(inv.balance, apps[inv.invoice_id], d.as_of).open <= 0}
+
+
 def send_reminders(settings: Settings, store: Store, dry_run: bool = False, now: datetime | None = None,
                    transport: Transport | None = None, sleep: Callable[[float], None] = time.sleep) -> SendResult:
     """Send (or with `dry_run`, list) the reminders the rules call for today."""
@@ -111,6 +125,7 @@ def send_reminders(settings: Settings, store: Store, dry_run: bool = False, now:
     data = store.customer_data()
     with store.begin() as conn:
         excluded = excluded_invoice_ids(store, conn)
+        paid_in_portal = settled_in_portal(conn, data)
         sent_at = first_sent(conn)
         last = last_reminder(conn)
         stopped = unsubscribed(conn)
@@ -139,6 +154,9 @@ def send_reminders(settings: Settings, store: Store, dry_run: bool = False, now:
                 continue
             if inv.invoice_id in excluded:
                 result.skipped.append(f"{cid} invoice {inv.number}: in dispute or payment pending ({rule})")
+                continue
+            if inv.invoice_id in paid_in_portal:
+                result.skipped.append(f"{cid} invoice {inv.number}: paid in the portal since the export ({rule})")
                 continue
             due.append((inv, rule))
         if not due:

@@ -176,3 +176,22 @@ def test_reminder_settings_from_portal_toml_and_the_environment(tmp_path, monkey
                 {"PORTAL_MAIL_ATTEMPTS": "0"}):
         with pytest.raises(ConfigError):
             load_settings(config_file=None, env=env)
+
+
+def test_an_invoice_paid_in_the_portal_since_the_export_gets_no_reminder(mail_settings, store, ledger, smtp):
+    """The export still shows it open, but a settled portal payment after the export's as_of covers it."""
+    from portal.paystore import insert_attempt
+
+    invoice = ledger.invoices["I-OD20"]
+    paid_at = ledger.as_of + timedelta(hours=1)
+    with store.begin() as conn:
+        insert_attempt(conn, {"attempt_id": "paid1", "customer_id": invoice.customer_id, "status": "succeeded",
+                              "method": "card", "currency": invoice.currency, "subtotal": invoice.balance,
+                              "adjustment": 0, "amount": invoice.balance, "created_at": paid_at,
+                              "updated_at": paid_at, "counted_at": paid_at},
+                       [{"invoice_id": invoice.invoice_id, "number": invoice.number, "amount": invoice.balance,
+                         "applied": invoice.balance}])
+    result = send_reminders(mail_settings, store, now=NOW)
+    assert ("k1", "I-OD20") not in _reminded(store)
+    assert ("k1", "I-OD5") in _reminded(store)  # the others still are
+    assert any("INV-OD20" in s and "paid in the portal" in s for s in result.skipped)
