@@ -7,6 +7,7 @@ import socket
 import sys
 import threading
 import types
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 from urllib.parse import urlparse
@@ -82,7 +83,12 @@ def test_link_records_link_opened_and_redirects_to_the_account_page(client, stor
     [event] = all_events(store)
     assert (event.kind, event.customer_id, event.contact_id, event.invoice_id) == ("link_opened", a,
                                                                                   contact.contact_id, "")
-    assert event.ip == "127.0.0.1" and event.user_agent == "Mail/1.0" and event.occurred_at is not None
+    assert event.ip == "127.0.0.1" and event.user_agent == "Mail/1.0"
+    # Written on the hot path (Store.add_event), read back like any event: aware UTC, now.
+    assert abs((datetime.now(UTC) - event.occurred_at).total_seconds()) < 60
+    store.record_event("email_sent", a, occurred_at=event.occurred_at - timedelta(microseconds=1))
+    store.record_event("email_sent", a, occurred_at=event.occurred_at + timedelta(microseconds=1))
+    assert store.count_events_since("email_sent", event.occurred_at) == 1  # same text format, same order
 
 
 def test_link_to_an_open_invoice_lands_on_its_page(client, store, ledger, signer, settings):

@@ -189,9 +189,12 @@ def log_lines():
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
     logger = logging.getLogger("webhook")
+    level = logger.level
+    logger.setLevel(logging.DEBUG)  # receipts log at debug level
     logger.addHandler(handler)
     yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
     logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 def test_logs_are_json_and_never_hold_a_token_or_an_address(client, ledger, settings, log_lines):
