@@ -37,7 +37,7 @@ MANIFEST = ".manifest.json"
 EXPORT_STATE = ".export.json"  # the fingerprint of the export last built into the folder, and its snapshot
 LOCK = ".build.lock"
 MANIFEST_VERSION = 1
-CHUNK = 40  # customers per worker task: big enough to amortise, small enough to balance
+CHUNK = 100  # customers per worker task: big enough to amortise the queries, small enough to balance
 
 
 @dataclass
@@ -380,7 +380,7 @@ def _materialise(out: Path, item: Output, old_hash: str | None, export_folder: P
     if old_hash == item.sha256 and target.is_file():
         return False
     if item.data is not None:
-        _atomic_write(target, item.data)
+        _write_page(f"{out}/{item.path}", item.data, known=old_hash is not None)
         return True
     # A supplied document: content-addressed, so a file already at that path is the same file.
     if target.is_file():
@@ -400,6 +400,40 @@ def _write_if_changed(out: Path, path: str, data: bytes, digest: str, old: tuple
         return False
     _atomic_write(target, data)
     return True
+
+
+_made_folders: set[str] = set()
+
+
+def _write_page(target: str, data: bytes, known: bool) -> None:
+    """The hot path of a full build (one call per page). A file the manifest does not list yet is created in
+    place: if the build dies mid-write, the next build, which does not find it in the manifest either, writes it
+    again. A file that exists is replaced atomically (temp file + rename), so a reader never sees half of it.
+    Folders are created once per process instead of once per file."""
+    folder, name = target.rsplit("/", 1)
+    if folder not in _made_folders:
+        os.makedirs(folder, exist_ok=True)
+        _made_folders.add(folder)
+    if not known:
+        try:
+            with open(target, "xb") as handle:
+                handle.write(data)
+            return
+        except FileExistsError:
+            pass  # left by an interrupted build: replace it atomically below
+        except FileNotFoundError:
+            _made_folders.discard(folder)  # removed since (an earlier build pruned it)
+            os.makedirs(folder, exist_ok=True)
+            _made_folders.add(folder)
+    temp = f"{folder}/.{name}.{os.getpid()}.tmp"
+    try:
+        handle = open(temp, "wb")
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
+        handle = open(temp, "wb")
+    with handle:
+        handle.write(data)
+    os.replace(temp, target)
 
 
 def _atomic_write(target: Path, data: bytes) -> None:
