@@ -322,6 +322,7 @@ def db_upgrade(ctx: click.Context) -> None:
 def serve(ctx: click.Context, host: str, port: int, site_dir: str) -> None:
     """Run the webhook and the built site on one port (development only; production uses gunicorn)."""
     settings = _settings(ctx)
+    _store(ctx)  # create or upgrade the schema first: the app itself never migrates (workers would race)
     _serve(settings, host, port, site_dir or settings.build_dir)
 
 
