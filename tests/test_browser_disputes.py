@@ -8,20 +8,10 @@ Skips without Chromium, unless PORTAL_REQUIRE_BROWSER=1 (CI), as tests/test_brow
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from werkzeug.serving import make_server
 
 from portal.reports import disputes
-from portal.signing import Signer
-from portal.site import build
-from portal.store import Store
-from tests.conftest import make_settings
-from tests.gunicorn_server import free_port
-from tests.test_browser_receipts import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, WIDTHS, _require_browser
-from tests.webhook_helpers import RELAXED
-from webhook import create_app
+from tests.livesite import ARTIFACTS, WIDTHS, chromium, require_browser, served_sample_site
 
 pytestmark = pytest.mark.browser
 
@@ -31,43 +21,15 @@ PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 @pytest.fixture(scope="module")
 def portal_site(tmp_path_factory):
     """The sample site served with the webhook on one loopback port (the folder is also the target)."""
-    _require_browser()
-    from portal.sample import write_sample
-    from tests.conftest import AS_OF
-
-    folder = tmp_path_factory.mktemp("browser-dispute")
-    port = free_port()
-    address = f"http://127.0.0.1:{port}"
-    site = folder / "site"
-    settings = make_settings(f"sqlite:///{folder / 'portal.db'}", site_url=address, webhook_url=address,
-                             mail_url=f"outbox:{folder / 'outbox'}", build_dir=str(site), target=str(site))
-    export = write_sample(folder / "export", customers=3, invoices=8, seed=3, as_of=AS_OF)
-    build(export, site, settings, workers=1)
-    app = create_app(settings, site_dir=site, config=RELAXED)
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    store = Store(settings.database_url)
-    try:
-        yield {"settings": settings, "store": store, "address": address, "signer": Signer(settings), "app": app,
-               "folder": folder, "site": site}
-    finally:
-        server.shutdown()
-        thread.join(5)
-        app.extensions["disputes"].shutdown()
-        app.extensions["payments"].republisher.shutdown()
-        store.close()
-        app.extensions["portal"].store.close()
+    require_browser()
+    with served_sample_site(tmp_path_factory.mktemp("browser-dispute")) as site:
+        yield site
 
 
 @pytest.fixture(scope="module")
 def browser(portal_site):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 def _customer(portal_site):

@@ -8,23 +8,14 @@ Skips without Chromium, unless PORTAL_REQUIRE_BROWSER=1 (CI), as tests/test_brow
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import pytest
 import requests
 import stripe
-from werkzeug.serving import make_server
 
-from portal.signing import Signer
-from portal.site import build
-from portal.store import Store
-from tests.conftest import make_settings
-from tests.gunicorn_server import free_port
+from tests.livesite import ARTIFACTS, WIDTHS, chromium, require_browser, served_sample_site
 from tests.stripe_standin import StripeStandIn
-from tests.test_browser_receipts import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, WIDTHS, _require_browser
-from tests.webhook_helpers import RELAXED
-from webhook import create_app
 
 pytestmark = pytest.mark.browser
 
@@ -34,46 +25,21 @@ WEBHOOK_SECRET = "whsec_browser_0123456789"
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory):
     """The sample site with payments on, served with the webhook on one loopback port; Stripe stood in."""
-    _require_browser()
-    from portal.sample import write_sample
-    from tests.conftest import AS_OF
-
-    folder = tmp_path_factory.mktemp("browser-pay")
+    require_browser()
     standin = StripeStandIn().start()
-    port = free_port()
-    address = f"http://127.0.0.1:{port}"
-    site = folder / "site"
-    settings = make_settings(f"sqlite:///{folder / 'portal.db'}", site_url=address, webhook_url=address,
-                             mail_url=f"outbox:{folder / 'outbox'}", stripe_secret_key="sk_test_standin",
-                             stripe_webhook_secret=WEBHOOK_SECRET, stripe_api_base=standin.base,
-                             build_dir=str(site), target=str(site), ach_discount_bps=100)
-    export = write_sample(folder / "export", customers=3, invoices=8, seed=3, as_of=AS_OF)
-    build(export, site, settings, workers=1)
-    app = create_app(settings, site_dir=site, config=RELAXED)
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    store = Store(settings.database_url)
     try:
-        yield {"settings": settings, "store": store, "address": address, "signer": Signer(settings), "app": app,
-               "standin": standin}
+        with served_sample_site(tmp_path_factory.mktemp("browser-pay"), stripe_secret_key="sk_test_standin",
+                                stripe_webhook_secret=WEBHOOK_SECRET, stripe_api_base=standin.base,
+                                ach_discount_bps=100) as site:
+            yield {**site, "standin": standin}
     finally:
-        server.shutdown()
-        thread.join(5)
-        app.extensions["payments"].republisher.shutdown()
-        store.close()
-        app.extensions["portal"].store.close()
         standin.stop()
 
 
 @pytest.fixture(scope="module")
 def browser(shop):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -8,84 +8,30 @@ Skips without Chromium, unless PORTAL_REQUIRE_BROWSER=1 (CI), which turns the sk
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
-from portal.signing import Signer
-from portal.site import build
-from portal.store import Store
-from tests.conftest import make_settings
-from tests.gunicorn_server import free_port
-from tests.webhook_helpers import RELAXED, old_link_token
-from webhook import create_app
+from tests.livesite import ARTIFACTS, WIDTHS, chromium, require_browser, served_sample_site
+from tests.webhook_helpers import old_link_token
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-WIDTHS = {"phone": 390, "desktop": 1280}
-
-
-def _require_browser() -> None:
-    missing = None
-    if not Path(CHROMIUM).is_file():
-        missing = f"{CHROMIUM} is not installed (apt-get install -y chromium)"
-    else:
-        try:
-            import axe_playwright_python  # noqa: F401
-            import playwright  # noqa: F401
-        except ImportError as exc:
-            missing = f"playwright / axe-playwright-python missing: {exc}"
-    if missing:
-        if os.environ.get("PORTAL_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"the browser tests are required here: {missing}")
-        pytest.skip(missing)
 
 
 @pytest.fixture(scope="module")
 def portal(tmp_path_factory):
     """The sample site built for http://127.0.0.1:PORT, served with the webhook by werkzeug in a thread."""
-    _require_browser()
-    from portal.sample import write_sample
-    from tests.conftest import AS_OF
-
-    folder = tmp_path_factory.mktemp("browser")
-    port = free_port()
-    address = f"http://127.0.0.1:{port}"
-    settings = make_settings(f"sqlite:///{folder / 'portal.db'}", site_url=address, webhook_url=address,
-                             mail_url=f"outbox:{folder / 'outbox'}")
-    export = write_sample(folder / "export", customers=3, invoices=8, seed=3, as_of=AS_OF)
-    build(export, folder / "site", settings, workers=1)
-    app = create_app(settings, site_dir=folder / "site", config=RELAXED)
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    store = Store(settings.database_url)
-    try:
-        yield {"settings": settings, "store": store, "address": address, "signer": Signer(settings)}
-    finally:
-        server.shutdown()
-        thread.join(5)
-        store.close()
-        app.extensions["portal"].store.close()
+    require_browser()
+    with served_sample_site(tmp_path_factory.mktemp("browser")) as site:
+        yield site
 
 
 @pytest.fixture(scope="module")
 def browser(portal):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
