@@ -322,17 +322,23 @@ def collector_message(settings: Settings, submitted: Submitted, kind: str) -> Em
 # --- the staff lifecycle ------------------------------------------------------------------------------------
 
 
+def _unresolved(conn: Any, dispute_id: int) -> disputestore.DisputeRow:
+    """The dispute, locked for the transaction; refused when it does not exist or is resolved already."""
+    row = disputestore.get_dispute(conn, int(dispute_id), lock=True)
+    if row is None:
+        raise NotFound(f"dispute {dispute_id} does not exist")
+    if row.status == "resolved":
+        raise DisputeRefused(f"dispute {reference(row.dispute_id)} is already resolved")
+    return row
+
+
 def review(store: Store, dispute_id: int, by: str, now: datetime | None = None, *,
            settings: Settings | None = None) -> disputestore.DisputeRow:
     """open -> under_review. Reviewing one already under review changes nothing; a resolved one is refused.
     With `settings`, the customer's pages are re-rendered and published so they show the new status."""
     now = now or datetime.now(UTC)
     with store.begin() as conn:
-        row = disputestore.get_dispute(conn, int(dispute_id), lock=True)
-        if row is None:
-            raise NotFound(f"dispute {dispute_id} does not exist")
-        if row.status == "resolved":
-            raise DisputeRefused(f"dispute {reference(row.dispute_id)} is already resolved")
+        row = _unresolved(conn, dispute_id)
         if row.status == "open":
             disputestore.update_dispute(conn, row.dispute_id, status="under_review", reviewed_at=now,
                                         updated_by=by[:320])
@@ -354,11 +360,7 @@ def resolve(store: Store, dispute_id: int, outcome: str, note: str, by: str, *, 
         raise DisputeRefused(f"outcome {outcome!r}: use one of {', '.join(OUTCOMES)}")
     now = now or datetime.now(UTC)
     with store.begin() as conn:
-        row = disputestore.get_dispute(conn, int(dispute_id), lock=True)
-        if row is None:
-            raise NotFound(f"dispute {dispute_id} does not exist")
-        if row.status == "resolved":
-            raise DisputeRefused(f"dispute {reference(row.dispute_id)} is already resolved")
+        row = _unresolved(conn, dispute_id)
         disputestore.update_dispute(conn, row.dispute_id, status="resolved", outcome=outcome, note=note[:5000],
                                     resolved_at=now, updated_by=by[:320],
                                     reviewed_at=row.reviewed_at or now)
