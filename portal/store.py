@@ -497,7 +497,7 @@ class Store:
                      occurred_at: datetime | None = None, **fields: str) -> None:
         row = {"kind": kind, "customer_id": customer_id, "occurred_at": occurred_at or datetime.now(UTC),
                **fields}
-        with self._conn(conn, write=True) as c:
+        with self._conn(conn) as c:
             c.execute(insert(events).values(**row))
 
     def count_events(self, **where: str) -> int:
@@ -570,7 +570,7 @@ class Store:
                                      "user_agent": "", "detail": "", **fields})
 
     @contextmanager
-    def _conn(self, conn: Connection | None, write: bool = False) -> Iterator[Connection]:
+    def _conn(self, conn: Connection | None) -> Iterator[Connection]:
         if conn is not None:
             yield conn
         else:
