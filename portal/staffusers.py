@@ -1,0 +1,293 @@
+"""AR staff accounts: users with argon2id password hashes, server-side sessions, login throttling.
+
+Sessions live in the database, not only in a cookie: the cookie carries a random session id (signed by the
+web layer), and the table keeps its SHA-256, so logging out, disabling a user or changing a role ends the
+user's sessions at once, on every worker. Failed logins are rows too, so throttling holds across workers.
+
+Nothing here imports Flask; `portal staff ...` and `webhook/staff*.py` both call these functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import Boolean, Column, Index, Integer, String, Table, Text, delete, func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from .errors import PortalError
+from .store import Store, UTCDateTime, metadata
+
+ROLES = ("viewer", "admin")  # admin: resolves disputes and manages staff; viewer: reads and exports
+MIN_PASSWORD = 12
+MAX_PASSWORD = 1024  # argon2 takes any length; a cap keeps a hostile form from costing us memory
+SESSION_IDLE = timedelta(hours=4)
+SESSION_MAX = timedelta(hours=12)
+TOUCH_EVERY = timedelta(minutes=1)  # how often a session's last_seen_at is written (not on every request)
+# Failed logins allowed per window: per email (someone guessing one account's password) and per client
+# address (someone trying many accounts). Past either, even the right password is refused until the window
+# has moved on, so a guesser learns nothing.
+FAILURE_WINDOW = timedelta(minutes=15)
+MAX_FAILURES_PER_EMAIL = 5
+MAX_FAILURES_PER_IP = 20
+EMAIL = re.compile(r"^[^@\s<>\"',;]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+
+# argon2-cffi's defaults are the RFC 9106 "low memory" profile (argon2id, 64 MiB, 3 passes).
+_hasher = PasswordHasher()
+# Verified when the email is unknown, so a wrong address costs the same time as a wrong password.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+staff_users = Table(
+    "staff_users",
+    metadata,
+    Column("user_id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("role", String(10), nullable=False),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("last_login_at", UTCDateTime, nullable=True),
+)
+
+staff_sessions = Table(
+    "staff_sessions",
+    metadata,
+    Column("session_hash", String(64), primary_key=True),  # SHA-256 of the id in the cookie
+    Column("user_id", Integer, nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
+staff_login_failures = Table(
+    "staff_login_failures",
+    metadata,
+    Column("failure_id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(400), nullable=False),  # "email:<address>" or "ip:<address>"
+    Column("failed_at", UTCDateTime, nullable=False),
+    Index("ix_staff_login_failures_key_failed_at", "key", "failed_at"),
+)
+
+
+class StaffError(PortalError):
+    """A refused staff-account change: bad email, weak password, unknown user, last admin."""
+
+
+class LoginThrottled(PortalError):
+    def __init__(self, retry_after: int):
+        super().__init__(f"too many failed logins; try again in {retry_after} seconds")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class StaffUser:
+    user_id: int
+    email: str
+    role: str
+    active: bool
+    created_at: datetime
+    last_login_at: datetime | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+@dataclass(frozen=True)
+class Session:
+    user: StaffUser
+    csrf_token: str
+    expires_at: datetime
+
+
+def normalise_email(email: str) -> str:
+    email = email.strip().lower()
+    if len(email) > 320 or not EMAIL.match(email):
+        raise StaffError(f"{email!r} is not an email address")
+    return email
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise StaffError(f"the password must have at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise StaffError(f"the password must have at most {MAX_PASSWORD} characters")
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise StaffError(f"role {role!r}: use one of {', '.join(ROLES)}")
+
+
+def _user(row: object) -> StaffUser:
+    return StaffUser(row.user_id, row.email, row.role, row.active, row.created_at, row.last_login_at)  # type: ignore[attr-defined]
+
+
+_USER_COLUMNS = (staff_users.c.user_id, staff_users.c.email, staff_users.c.role, staff_users.c.active,
+                 staff_users.c.created_at, staff_users.c.last_login_at)
+
+
+# --- accounts ----------------------------------------------------------------------------------------------
+
+
+def add_user(store: Store, email: str, password: str, role: str = "viewer", now: datetime | None = None) -> StaffUser:
+    email = normalise_email(email)
+    check_password(password)
+    _check_role(role)
+    now = now or datetime.now(UTC)
+    with store.begin() as conn:
+        if conn.execute(select(staff_users.c.user_id).where(staff_users.c.email == email)).first():
+            raise StaffError(f"{email} is already a staff user")
+        conn.execute(insert(staff_users).values(email=email, password_hash=_hasher.hash(password), role=role,
+                                                active=True, created_at=now, updated_at=now))
+        return _user(conn.execute(select(*_USER_COLUMNS).where(staff_users.c.email == email)).one())
+
+
+def list_users(store: Store) -> list[StaffUser]:
+    with store.begin() as conn:
+        return [_user(r) for r in conn.execute(select(*_USER_COLUMNS).order_by(staff_users.c.email))]
+
+
+def get_user(store: Store, email: str) -> StaffUser | None:
+    with store.begin() as conn:
+        row = conn.execute(select(*_USER_COLUMNS).where(staff_users.c.email == email.strip().lower())).first()
+    return _user(row) if row else None
+
+
+def _active_admins(conn: Connection, excluding: int) -> int:
+    return conn.execute(select(func.count()).select_from(staff_users).where(
+        staff_users.c.role == "admin", staff_users.c.active.is_(True), staff_users.c.user_id != excluding)).scalar_one()
+
+
+def update_user(store: Store, email: str, *, role: str | None = None, active: bool | None = None,
+                password: str | None = None, now: datetime | None = None) -> StaffUser:
+    """Change a user's role, activity or password. Any change ends the user's sessions: a demoted or disabled
+    user is out at once, and a new password logs out whoever had the old one. The last active admin cannot
+    be demoted or disabled (nobody could manage staff any more but from the command line)."""
+    if role is not None:
+        _check_role(role)
+    if password is not None:
+        check_password(password)
+    now = now or datetime.now(UTC)
+    with store.begin() as conn:
+        row = conn.execute(select(*_USER_COLUMNS).where(staff_users.c.email == email.strip().lower())
+                           .with_for_update()).first()
+        if row is None:
+            raise StaffError(f"{email} is not a staff user")
+        losing_admin = row.role == "admin" and row.active and (role == "viewer" or active is False)
+        if losing_admin and _active_admins(conn, row.user_id) == 0:
+            raise StaffError(f"{row.email} is the last active admin; make another admin first")
+        values: dict[str, object] = {"updated_at": now}
+        if role is not None:
+            values["role"] = role
+        if active is not None:
+            values["active"] = active
+        if password is not None:
+            values["password_hash"] = _hasher.hash(password)
+        conn.execute(update(staff_users).where(staff_users.c.user_id == row.user_id).values(**values))
+        conn.execute(delete(staff_sessions).where(staff_sessions.c.user_id == row.user_id))
+        return _user(conn.execute(select(*_USER_COLUMNS).where(staff_users.c.user_id == row.user_id)).one())
+
+
+# --- logging in ----------------------------------------------------------------------------------------------
+
+
+def _retry_after(conn: Connection, key: str, limit: int, now: datetime) -> int:
+    """Seconds until `key` may try again (0: it may now)."""
+    since = now - FAILURE_WINDOW
+    times = conn.execute(select(staff_login_failures.c.failed_at).where(
+        staff_login_failures.c.key == key, staff_login_failures.c.failed_at > since)
+        .order_by(staff_login_failures.c.failed_at.desc()).limit(limit)).scalars().all()
+    if len(times) < limit:
+        return 0
+    # The oldest of the last `limit` failures must leave the window before another try is allowed.
+    return max(1, int((times[-1] + FAILURE_WINDOW - now).total_seconds()) + 1)
+
+
+def authenticate(store: Store, email: str, password: str, ip: str, now: datetime | None = None) -> StaffUser | None:
+    """The user when `email` and `password` match an active user; None otherwise (and the failure is counted).
+
+    Raises LoginThrottled before checking anything when the email or the client address failed too often
+    lately: the check itself is not run, so a throttled guesser cannot tell a right password from a wrong one.
+    """
+    now = now or datetime.now(UTC)
+    email = email.strip().lower()[:320]
+    keys = [(f"email:{email}", MAX_FAILURES_PER_EMAIL), (f"ip:{ip[:64]}", MAX_FAILURES_PER_IP)]
+    with store.begin() as conn:
+        wait = max(_retry_after(conn, key, limit, now) for key, limit in keys)
+        if wait:
+            raise LoginThrottled(wait)
+        row = conn.execute(select(*_USER_COLUMNS, staff_users.c.password_hash)
+                           .where(staff_users.c.email == email)).first()
+    ok = _verify(row.password_hash if row else _DUMMY_HASH, password[:MAX_PASSWORD])
+    with store.begin() as conn:
+        if not ok or row is None or not row.active:
+            conn.execute(insert(staff_login_failures), [{"key": key, "failed_at": now} for key, _ in keys])
+            # Old rows are useless after the window; clearing them here keeps the table small without a job.
+            conn.execute(delete(staff_login_failures).where(staff_login_failures.c.failed_at < now - FAILURE_WINDOW))
+            return None
+        values: dict[str, object] = {"last_login_at": now}
+        if _hasher.check_needs_rehash(row.password_hash):
+            values["password_hash"] = _hasher.hash(password)
+        conn.execute(update(staff_users).where(staff_users.c.user_id == row.user_id).values(**values))
+        conn.execute(delete(staff_login_failures).where(staff_login_failures.c.key == keys[0][0]))
+    return _user(row)
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+# --- sessions ------------------------------------------------------------------------------------------------
+
+
+def _digest(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def start_session(store: Store, user: StaffUser, now: datetime | None = None) -> str:
+    """A new session for `user`; returns the id for the cookie (only its hash is stored)."""
+    now = now or datetime.now(UTC)
+    session_id = secrets.token_urlsafe(32)
+    with store.begin() as conn:
+        conn.execute(delete(staff_sessions).where(staff_sessions.c.expires_at < now))
+        conn.execute(insert(staff_sessions).values(
+            session_hash=_digest(session_id), user_id=user.user_id, csrf_token=secrets.token_urlsafe(32),
+            created_at=now, last_seen_at=now, expires_at=now + SESSION_MAX))
+    return session_id
+
+
+def load_session(store: Store, session_id: str, now: datetime | None = None) -> Session | None:
+    """The live session for a cookie's id, or None (unknown, expired, idle too long, or its user disabled)."""
+    now = now or datetime.now(UTC)
+    digest = _digest(session_id)
+    with store.begin() as conn:
+        row = conn.execute(
+            select(*_USER_COLUMNS, staff_sessions.c.csrf_token, staff_sessions.c.last_seen_at,
+                   staff_sessions.c.expires_at)
+            .select_from(staff_sessions.join(staff_users, staff_users.c.user_id == staff_sessions.c.user_id))
+            .where(staff_sessions.c.session_hash == digest)).first()
+        if row is None:
+            return None
+        if not row.active or row.expires_at <= now or row.last_seen_at + SESSION_IDLE <= now:
+            conn.execute(delete(staff_sessions).where(staff_sessions.c.session_hash == digest))
+            return None
+        if now - row.last_seen_at >= TOUCH_EVERY:
+            conn.execute(update(staff_sessions).where(staff_sessions.c.session_hash == digest)
+                         .values(last_seen_at=now))
+    return Session(_user(row), row.csrf_token, row.expires_at)
+
+
+def end_session(store: Store, session_id: str) -> None:
+    with store.begin() as conn:
+        conn.execute(delete(staff_sessions).where(staff_sessions.c.session_hash == _digest(session_id)))
