@@ -369,9 +369,9 @@ def demo(ctx: click.Context, folder: str, customers: int, invoices: int, host: s
 
 def _register_feature_commands() -> None:
     """Commands that live next to their feature (email sending, ...)."""
-    from . import mailcli
+    from . import mailcli, staffcli
 
-    for command in (mailcli.send, mailcli.remind, mailcli.digest):
+    for command in (mailcli.send, mailcli.remind, mailcli.digest, staffcli.staff):
         cli.add_command(command)
 
 
