@@ -72,6 +72,15 @@ def _check_access(route: str, token: str, customer_id: str, key_version: int, in
     return invoice
 
 
+def _rejection(version: int | None, key_version: int) -> str:
+    """Why the store refused a token (the security log's reason; the answer is the same 404 whatever it is)."""
+    if version is None:
+        return "unknown or inactive customer"
+    if version != key_version:
+        return f"revoked (key version {key_version}, current {version})"
+    return "revoked or made inactive while being recorded"  # between the lookup and the guarded insert
+
+
 @bp.get("/l/<token>")
 @rate_limited("link")
 def open_link(token: str) -> Any:
@@ -83,10 +92,12 @@ def open_link(token: str) -> Any:
         return _expired(token, exc.claims)
     except TokenInvalid as exc:
         raise TokenRejected("link", token, str(exc)) from None
-    with s.store.begin() as conn:
-        invoice = _check_access("link", token, claims.customer_id, claims.key_version, claims.invoice_id, conn)
-        s.store.add_event(conn, "link_opened", claims.customer_id, contact_id=claims.contact_id,
-                          invoice_id=invoice.invoice_id if invoice else "", ip=client_ip(), user_agent=user_agent())
+    # The check and the insert, committed before anything is answered (portal/eventlog.py).
+    version, invoice, recorded = s.events.record_if_current(
+        "link_opened", claims.customer_id, claims.key_version, claims.invoice_id, contact_id=claims.contact_id,
+        ip=client_ip(), user_agent=user_agent())
+    if not recorded:
+        raise TokenRejected("link", token, _rejection(version, claims.key_version))
     # The receipt is in the database; a log line per link is for debugging only (it is a measurable share of
     # the request's cost and would say nothing the events table does not).
     event("link_opened", logging.DEBUG, customer=claims.customer_id, token=token_ref(token))

@@ -16,6 +16,7 @@ from itsdangerous import URLSafeTimedSerializer
 from jinja2 import Environment
 
 from portal.config import Settings
+from portal.eventlog import EventLog
 from portal.mail import Transport, transport_from_url
 from portal.render import Assets, load_assets, make_environment
 from portal.signing import Signer
@@ -32,6 +33,7 @@ FILE_LINK_SECONDS = 300
 class Services:
     settings: Settings
     store: Store
+    events: EventLog  # the links' and beacons' hot path: lookup + guarded insert through the driver
     signer: Signer
     limiter: RateLimiter
     templates: Environment
@@ -53,9 +55,11 @@ class Services:
         else:
             docs_root = site or Path(settings.target).resolve()
         limits = {name: Limit.parse(config[f"RATE_LIMIT_{name.upper()}"]) for name in ("ip", "token", "fresh")}
+        store = Store(settings.database_url)
         return cls(
             settings=settings,
-            store=Store(settings.database_url),
+            store=store,
+            events=EventLog(store),
             signer=Signer(settings),
             limiter=RateLimiter(config.get("RATE_LIMIT_STORE")),
             templates=make_environment(settings),
