@@ -221,6 +221,13 @@ def invoice_hash(invoice: Invoice, lines: Iterable[InvoiceLine]) -> str:
     return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
 
 
+def invoice_hashes(ledger: Ledger) -> dict[str, str]:
+    """invoice id -> invoice_hash, for every invoice of the ledger. Computed once per build: the import and
+    the build's in-memory view of the snapshot (portal.snapshotview) both need them."""
+    lines = ledger.lines
+    return {iid: invoice_hash(inv, lines.get(iid, ())) for iid, inv in ledger.invoices.items()}
+
+
 def _dec(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
@@ -284,41 +291,38 @@ class Store:
 
     # --- snapshots -------------------------------------------------------------------------------
 
-    def import_snapshot(self, ledger: Ledger, source: str = "") -> ImportSummary:
-        """Make the store reflect `ledger` in one transaction, keeping events, keys and closed invoices."""
+    def import_snapshot(self, ledger: Ledger, source: str = "", hashes: dict[str, str] | None = None
+                        ) -> ImportSummary:
+        """Make the store reflect `ledger` in one transaction, keeping events, keys and closed invoices.
+        `hashes`: the ledger's invoice_hashes when the caller already computed them."""
         now = datetime.now(UTC)
+        if hashes is None:
+            hashes = invoice_hashes(ledger)
         with self.begin() as conn:
             self._import_customers(conn, ledger, now)
-            new, changed, closed, changed_ids = self._import_invoices(conn, ledger, now)
+            new, changed, closed, changed_ids = self._import_invoices(conn, ledger, now, hashes)
             conn.execute(delete(invoice_lines).where(invoice_lines.c.invoice_id.in_(
                 select(invoices.c.invoice_id).where(invoices.c.is_open.is_(False)))))
             for chunk in _chunks(sorted(changed_ids), 500):
                 conn.execute(delete(invoice_lines).where(invoice_lines.c.invoice_id.in_(chunk)))
-            line_rows = [
-                {"invoice_id": ln.invoice_id, "line_no": ln.line_no, "description": ln.description,
-                 "quantity": _dec(ln.quantity), "unit_price": _dec(ln.unit_price), "amount": ln.amount}
-                for invoice_id in changed_ids for ln in ledger.lines.get(invoice_id, ())
-            ]
-            if line_rows:
-                conn.execute(insert(invoice_lines), line_rows)
+            _bulk_insert(conn, invoice_lines, ("invoice_id", "line_no", "description", "quantity", "unit_price",
+                                               "amount"),
+                         [(ln.invoice_id, ln.line_no, ln.description, _dec(ln.quantity), _dec(ln.unit_price),
+                           ln.amount) for invoice_id in changed_ids for ln in ledger.lines.get(invoice_id, ())])
             # Contacts, credits and documents are small and carry no history: replaced whole.
             conn.execute(delete(contacts))
-            if ledger.contacts:
-                conn.execute(insert(contacts), [
-                    {"customer_id": c.customer_id, "contact_id": c.contact_id, "email": c.email,
-                     "name": c.name, "role": c.role} for c in ledger.contacts])
+            _bulk_insert(conn, contacts, ("customer_id", "contact_id", "email", "name", "role"),
+                         [(c.customer_id, c.contact_id, c.email, c.name, c.role) for c in ledger.contacts])
             conn.execute(delete(credits))
-            if ledger.credits:
-                conn.execute(insert(credits), [
-                    {"credit_id": c.credit_id, "customer_id": c.customer_id, "number": c.number,
-                     "issue_date": c.issue_date, "amount": c.amount, "balance": c.balance,
-                     "currency": c.currency, "description": c.description} for c in ledger.credits.values()])
+            _bulk_insert(conn, credits, ("credit_id", "customer_id", "number", "issue_date", "amount", "balance",
+                                         "currency", "description"),
+                         [(c.credit_id, c.customer_id, c.number, c.issue_date, c.amount, c.balance, c.currency,
+                           c.description) for c in ledger.credits.values()])
             conn.execute(delete(documents))
-            if ledger.documents:
-                conn.execute(insert(documents), [
-                    {"document_id": d.document_id, "customer_id": d.customer_id, "invoice_id": d.invoice_id,
-                     "kind": d.kind, "title": d.title, "file": d.file, "sha256": d.sha256, "size": d.size,
-                     "content_type": d.content_type} for d in ledger.documents.values()])
+            _bulk_insert(conn, documents, ("document_id", "customer_id", "invoice_id", "kind", "title", "file",
+                                           "sha256", "size", "content_type"),
+                         [(d.document_id, d.customer_id, d.invoice_id, d.kind, d.title, d.file, d.sha256, d.size,
+                           d.content_type) for d in ledger.documents.values()])
             snapshot_id = conn.execute(insert(snapshots).values(
                 as_of=ledger.as_of, imported_at=now, source=source, customers=len(ledger.customers),
                 invoices=len(ledger.invoices), invoices_new=new, invoices_changed=changed,
@@ -331,48 +335,51 @@ class Store:
             customers.c.group_name, customers.c.collector, customers.c.active))}
         new_rows, changed_rows = [], []
         for c in ledger.customers.values():
-            row = {"customer_id": c.customer_id, "name": c.name, "currency": c.currency, "locale": c.locale,
-                   "group_name": c.group, "collector": c.collector, "active": True, "last_seen_at": now}
             old = existing.get(c.customer_id)
             if old is None:
-                new_rows.append({**row, "first_seen_at": now})
+                new_rows.append((c.customer_id, c.name, c.currency, c.locale, c.group, c.collector, True, now, now))
             elif (old.name, old.currency, old.locale, old.group_name, old.collector, old.active) != (
                     c.name, c.currency, c.locale, c.group, c.collector, True):
-                changed_rows.append({**row, "b_id": c.customer_id})
-        if new_rows:
-            conn.execute(insert(customers), new_rows)
+                changed_rows.append({"name": c.name, "currency": c.currency, "locale": c.locale,
+                                     "group_name": c.group, "collector": c.collector, "active": True,
+                                     "last_seen_at": now, "b_id": c.customer_id})
+        _bulk_insert(conn, customers, ("customer_id", "name", "currency", "locale", "group_name", "collector",
+                                       "active", "first_seen_at", "last_seen_at"), new_rows)
         if changed_rows:
             conn.execute(_update_by(customers, "customer_id", changed_rows[0]), changed_rows)
         gone = [cid for cid, r in existing.items() if r.active and cid not in ledger.customers]
         for chunk in _chunks(gone, 500):
             conn.execute(update(customers).where(customers.c.customer_id.in_(chunk)).values(active=False))
 
-    def _import_invoices(self, conn: Connection, ledger: Ledger, now: datetime
+    def _import_invoices(self, conn: Connection, ledger: Ledger, now: datetime, hashes: dict[str, str]
                          ) -> tuple[int, int, int, set[str]]:
         existing = dict(conn.execute(select(invoices.c.invoice_id, invoices.c.content_hash)).all())
         open_ids = set(conn.execute(select(invoices.c.invoice_id).where(invoices.c.is_open)).scalars())
         new_rows, changed_rows = [], []
         for inv in ledger.invoices.values():
-            digest = invoice_hash(inv, ledger.lines.get(inv.invoice_id, ()))
-            row = {"customer_id": inv.customer_id, "number": inv.number, "issue_date": inv.issue_date,
-                   "due_date": inv.due_date, "amount": inv.amount, "balance": inv.balance,
-                   "currency": inv.currency, "po_number": inv.po_number, "terms": inv.terms,
-                   "description": inv.description, "content_hash": digest, "is_open": True,
-                   "changed_at": now, "closed_at": None}
+            digest = hashes[inv.invoice_id]
             old = existing.get(inv.invoice_id)
             if old is None:
-                new_rows.append({**row, "invoice_id": inv.invoice_id, "first_seen_at": now})
+                new_rows.append((inv.invoice_id, inv.customer_id, inv.number, inv.issue_date, inv.due_date,
+                                 inv.amount, inv.balance, inv.currency, inv.po_number, inv.terms, inv.description,
+                                 digest, True, now, now, None))
             elif old != digest or inv.invoice_id not in open_ids:
-                changed_rows.append({**row, "b_id": inv.invoice_id})
-        if new_rows:
-            conn.execute(insert(invoices), new_rows)
+                changed_rows.append({
+                    "customer_id": inv.customer_id, "number": inv.number, "issue_date": inv.issue_date,
+                    "due_date": inv.due_date, "amount": inv.amount, "balance": inv.balance,
+                    "currency": inv.currency, "po_number": inv.po_number, "terms": inv.terms,
+                    "description": inv.description, "content_hash": digest, "is_open": True,
+                    "changed_at": now, "closed_at": None, "b_id": inv.invoice_id})
+        _bulk_insert(conn, invoices, ("invoice_id", "customer_id", "number", "issue_date", "due_date", "amount",
+                                      "balance", "currency", "po_number", "terms", "description", "content_hash",
+                                      "is_open", "first_seen_at", "changed_at", "closed_at"), new_rows)
         if changed_rows:
             conn.execute(_update_by(invoices, "invoice_id", changed_rows[0]), changed_rows)
         gone = sorted(open_ids - ledger.invoices.keys())
         for chunk in _chunks(gone, 500):
             conn.execute(update(invoices).where(invoices.c.invoice_id.in_(chunk))
                          .values(is_open=False, closed_at=ledger.as_of))
-        changed_ids = {r["invoice_id"] for r in new_rows} | {r["b_id"] for r in changed_rows}
+        changed_ids = {r[0] for r in new_rows} | {r["b_id"] for r in changed_rows}
         return len(new_rows), len(changed_rows), len(gone), changed_ids
 
     # --- reading for the build ---------------------------------------------------------------------
@@ -600,6 +607,50 @@ _INSERT_EVENT = insert(events)
 
 class StoreUnavailable(PortalError):
     """The database could not be reached or refused the statement."""
+
+
+def _bulk_insert(conn: Connection, table: Table, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """INSERT many rows as one driver-level executemany. `insert(table)` with a list of dicts spent more time in
+    SQLAlchemy's per-row parameter handling than SQLite spent writing (100k invoices: 4 s of 6). The values
+    still pass through each column type's own bind processor (SQLite's date text, naive UTC datetimes), so
+    the stored rows are the ones `insert(table)` would store; errors are wrapped as usual."""
+    if not rows:
+        return
+    dialect = conn.dialect
+    if dialect.paramstyle == "qmark":
+        mark = "?"
+    elif dialect.paramstyle in ("format", "pyformat"):
+        mark = "%s"
+    else:  # a driver this code does not know: let SQLAlchemy do it
+        conn.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
+        return
+    active = [(index, _memoised(process)) for index, name in enumerate(columns)
+              if (process := table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None]
+    if active:
+        converted = []
+        for row in rows:
+            values = list(row)
+            for index, process in active:
+                values[index] = process(values[index])
+            converted.append(tuple(values))
+        rows = converted
+    quote = dialect.identifier_preparer.quote
+    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+           f"VALUES ({', '.join(mark for _ in columns)})")
+    conn.exec_driver_sql(sql, rows)
+
+
+def _memoised(process: Any) -> Any:
+    """Bind processors convert dates and times, which repeat (the import time is on every row): once each."""
+    cache: dict[Any, Any] = {}
+
+    def run(value: Any) -> Any:
+        try:
+            return cache[value]
+        except KeyError:
+            cache[value] = result = process(value)
+            return result
+    return run
 
 
 def _update_by(table: Table, key: str, sample: dict[str, Any]) -> Any:
