@@ -281,6 +281,16 @@ def report_disputes(ctx: click.Context, root_causes: bool, fmt: str) -> None:
     click.echo(text, nl=False)
 
 
+@report.command("kpis")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.pass_context
+def report_kpis(ctx: click.Context, fmt: str) -> None:
+    """The dashboard's overview figures (open AR, aging, viewed by a person, e-payments, disputes, DSO)."""
+    from .kpis import compute, format_kpis
+
+    click.echo(format_kpis(compute(_store(ctx.find_root())), fmt), nl=False)
+
+
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     """A plain-text table for people (scripts use --format csv or json)."""
     table = [columns] + [["-" if r.get(c) is None else str(r[c]) for c in columns] for r in rows]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import statistics
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -132,14 +133,32 @@ def to_json(rows: Sequence[dict[str, Any]]) -> str:
     return json.dumps(list(rows), indent=2, ensure_ascii=False) + "\n"
 
 
+# A cell a spreadsheet would run as a formula ("CSV injection"): customer names, notes and ids come from
+# outside, and staff open these files in Excel. Plain numbers such as -12.50 are data and stay as they are.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+
+
+def csv_cell(value: Any) -> str:
+    """One CSV cell, the single rule every CSV of the portal uses: None -> empty, booleans true/false, and text
+    starting with = + - @ tab or CR (other than a plain number) behind an apostrophe."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value)
+    if text.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
 def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str] = RECEIPT_COLUMNS) -> str:
-    """CSV with a header row; None becomes an empty cell, booleans true/false."""
+    """CSV with a header row; cells as `csv_cell` makes them."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow(["" if row.get(c) is None else str(row[c]).lower() if isinstance(row[c], bool)
-                         else row[c] for c in columns])
+        writer.writerow([csv_cell(row.get(c)) for c in columns])
     return out.getvalue()
 
 
