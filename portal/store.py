@@ -232,6 +232,12 @@ def _dec(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
+def state_digest(customer: tuple, invoice_hashes: list[str], other_rows: list[tuple]) -> str:
+    """A customer's CustomerState digest: its row, its open invoices' content hashes (by invoice id), then its
+    contact, credit and document rows (each table's columns in order, by contact / credit / document id)."""
+    return hashlib.sha256(repr([customer, *invoice_hashes, *other_rows]).encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class ImportSummary:
     snapshot_id: int
@@ -444,29 +450,44 @@ class Store:
                     result[r.customer_id].documents.append(Document(
                         r.document_id, r.customer_id, r.file, r.invoice_id, r.kind, r.title, r.sha256, r.size,
                         r.content_type))
+        # The database's collation may order ids unlike Python: sort here, as portal.snapshotview does.
+        for data in result.values():
+            data.contacts.sort(key=lambda x: x.contact_id)
+            data.invoices.sort(key=lambda x: (x.due_date, x.invoice_id))
+            data.credits.sort(key=lambda x: (x.issue_date, x.credit_id))
+            data.documents.sort(key=lambda x: x.document_id)
         return list(result.values())
 
     def customer_states(self) -> dict[str, CustomerState]:
         """Per active customer: a digest of its rows (invoice content hashes stand in for invoices and
-        lines), its key version and its open invoice ids. One pass per table, no per-customer query."""
-        parts: dict[str, list] = {}
+        lines), its key version and its open invoice ids. One pass per table, no per-customer query.
+        Sorted in Python, not by the database, whose collation may order ids differently: the digests must
+        be the ones portal.snapshotview computes from an export in memory."""
+        customer_rows: dict[str, tuple] = {}
+        invoice_rows: dict[str, list[tuple[str, str]]] = {}
+        other_rows: dict[str, list[tuple]] = {}
         with self.begin() as conn:
-            for r in conn.execute(select(customers).where(customers.c.active).order_by(customers.c.customer_id)):
-                parts[r.customer_id] = [(r.name, r.currency, r.locale, r.group_name, r.collector)]
-            ids: dict[str, list[str]] = {cid: [] for cid in parts}
+            for r in conn.execute(select(customers).where(customers.c.active)):
+                customer_rows[r.customer_id] = (r.name, r.currency, r.locale, r.group_name, r.collector)
+                invoice_rows[r.customer_id], other_rows[r.customer_id] = [], []
             for r in conn.execute(select(invoices.c.customer_id, invoices.c.invoice_id, invoices.c.content_hash)
-                                  .where(invoices.c.is_open).order_by(invoices.c.invoice_id)):
-                if r.customer_id in parts:
-                    parts[r.customer_id].append(r.content_hash)
-                    ids[r.customer_id].append(r.invoice_id)
-            for table, order in ((contacts, contacts.c.contact_id), (credits, credits.c.credit_id),
-                                 (documents, documents.c.document_id)):
-                for r in conn.execute(select(table).order_by(table.c.customer_id, order)):
-                    if r.customer_id in parts:
-                        parts[r.customer_id].append(tuple(r))
+                                  .where(invoices.c.is_open)):
+                if r.customer_id in customer_rows:
+                    invoice_rows[r.customer_id].append((r.invoice_id, r.content_hash))
+            for table, key in ((contacts, 1), (credits, 0), (documents, 0)):
+                rows: dict[str, list[tuple]] = {}
+                for r in conn.execute(select(table)):
+                    if r.customer_id in customer_rows:
+                        rows.setdefault(r.customer_id, []).append(tuple(r))
+                for cid, found in rows.items():
+                    other_rows[cid].extend(sorted(found, key=lambda row, k=key: row[k]))
             versions = self.key_versions(conn)
-        return {cid: CustomerState(hashlib.sha256(repr(p).encode()).hexdigest(), versions.get(cid, 1), ids[cid])
-                for cid, p in parts.items()}
+        result = {}
+        for cid in sorted(customer_rows):
+            pairs = sorted(invoice_rows[cid])
+            result[cid] = CustomerState(state_digest(customer_rows[cid], [h for _, h in pairs], other_rows[cid]),
+                                        versions.get(cid, 1), [i for i, _ in pairs])
+        return result
 
     # --- keys --------------------------------------------------------------------------------------
 
