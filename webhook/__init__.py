@@ -16,7 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from portal.config import Settings, load_settings, warn_if_insecure
 
-from . import disputes, errors, files, health, links, payments, security, static, unsubscribe
+from . import disputes, errors, files, health, links, payments, security, staff, static, unsubscribe
 from .logs import configure_logging
 from .services import Services
 
@@ -59,4 +59,5 @@ def create_app(settings: Settings | None = None, site_dir: str | Path | None = N
         app.register_blueprint(blueprint)
     payments.init_app(app)
     disputes.init_app(app)
+    staff.init_app(app)
     return app

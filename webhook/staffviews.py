@@ -1,0 +1,210 @@
+"""/staff tables and exports: receipts, payments, disputes (with review and resolve), customers and their
+timelines, and the cash-application file. Every table is sorted, filtered and paginated by the database
+(portal/stafftables.py); an export streams the same rows the filtered table shows, every page of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, abort, redirect, request, url_for
+
+from portal import disputes as dispute_actions
+from portal import receiptrollup, reports, stafftables
+from portal.disputes import OUTCOMES, DisputeRefused
+from portal.errors import NotFound
+
+from .logs import event, security_log
+from .services import services
+from .staffauth import admin_only, current_session
+from .staffbp import (PER_PAGE, BadQuery, amount_arg, bp, csv_response, currency_arg, int_arg, page, sort_args,
+                      stamp, text_arg)
+
+
+def _paged(call: Any, *args: Any, default_sort: str, default_desc: bool, **kwargs: Any) -> stafftables.Page:
+    sort, descending, number = sort_args(default_sort, default_desc)
+    try:
+        return call(*args, sort=sort, descending=descending, page=number, per_page=PER_PAGE, **kwargs)
+    except ValueError as exc:  # an unknown sort name
+        raise BadQuery(str(exc)) from exc
+
+
+def _sorting() -> tuple[str, bool]:
+    sort, descending, _ = sort_args("", False)
+    return sort, descending
+
+
+# --- receipts ------------------------------------------------------------------------------------------------
+
+
+def _receipt_filter() -> stafftables.ReceiptFilter:
+    currency = currency_arg()
+    amounts_in = currency or services().settings.default_currency
+    return stafftables.ReceiptFilter(
+        unopened_days=int_arg("unopened", "Unopened after (days)", 0, 3650),
+        min_amount=amount_arg("min", "Minimum open amount", amounts_in),
+        max_amount=amount_arg("max", "Maximum open amount", amounts_in),
+        group=text_arg("group"), collector=text_arg("collector", 320), customer=text_arg("customer"),
+        currency=currency, include_closed=request.args.get("closed") == "1")
+
+
+@bp.get("/receipts")
+def receipts() -> Any:
+    store = services().store
+    receiptrollup.refresh(store)
+    flt = _receipt_filter()
+    result = _paged(stafftables.receipts_page, store, flt, default_sort="due_date", default_desc=False)
+    return page("staff/receipts.html", title="Receipts", result=result, flt=flt, args=request.args)
+
+
+@bp.get("/receipts.csv")
+def receipts_csv() -> Response:
+    store = services().store
+    receiptrollup.refresh(store)
+    flt = _receipt_filter()
+    sort, descending = _sorting()
+    try:
+        chunks = stafftables.receipts_csv(store, flt, sort or "due_date", descending)
+    except ValueError as exc:
+        raise BadQuery(str(exc)) from exc
+    return csv_response(chunks, f"receipts-{stamp()}.csv")
+
+
+# --- payments ------------------------------------------------------------------------------------------------
+
+
+def _payment_args() -> dict[str, str | None]:
+    return {"status": text_arg("status", 20), "method": text_arg("method", 20), "customer": text_arg("customer")}
+
+
+@bp.get("/payments")
+def payments() -> Any:
+    result = _paged(stafftables.payments_page, services().store, default_sort="created_at", default_desc=True,
+                    **_payment_args())
+    return page("staff/payments.html", title="Payments", result=result, args=request.args)
+
+
+@bp.get("/payments.csv")
+def payments_csv() -> Response:
+    sort, descending = _sorting()
+    try:
+        chunks = stafftables.payments_csv(services().store, sort=sort or "created_at",
+                                          descending=descending if sort else True, **_payment_args())
+    except ValueError as exc:
+        raise BadQuery(str(exc)) from exc
+    return csv_response(chunks, f"payments-{stamp()}.csv")
+
+
+@bp.get("/cash-application.csv")
+def cash_application_csv() -> Response:
+    return csv_response([reports.cash_application_csv(services().store)], f"cash-application-{stamp()}.csv")
+
+
+# --- disputes ------------------------------------------------------------------------------------------------
+
+
+def _dispute_args() -> dict[str, str | None]:
+    return {"state": text_arg("state", 20), "reason": text_arg("reason", 40), "customer": text_arg("customer")}
+
+
+@bp.get("/disputes")
+def disputes() -> Any:
+    result = _paged(stafftables.disputes_page, services().store, default_sort="created_at", default_desc=True,
+                    **_dispute_args())
+    return page("staff/disputes.html", title="Disputes", result=result, args=request.args, outcomes=OUTCOMES,
+                reasons=services().settings.dispute_reasons, message=request.args.get("done", ""))
+
+
+@bp.get("/disputes.csv")
+def disputes_csv() -> Response:
+    sort, descending = _sorting()
+    try:
+        chunks = stafftables.disputes_csv(services().store, sort=sort or "created_at",
+                                          descending=descending if sort else True, **_dispute_args())
+    except ValueError as exc:
+        raise BadQuery(str(exc)) from exc
+    return csv_response(chunks, f"disputes-{stamp()}.csv")
+
+
+def _by() -> str:
+    session = current_session()
+    return session.user.email if session else ""
+
+
+@bp.post("/disputes/<int:dispute_id>/review")
+@admin_only
+def dispute_review(dispute_id: int) -> Any:
+    s = services()
+    try:
+        row = dispute_actions.review(s.store, dispute_id, _by(), settings=s.settings)
+    except DisputeRefused as exc:
+        return page("staff/message.html", 409, title="Not changed", message=exc.message)
+    event("staff_dispute_reviewed", logger=security_log, by=_by(), dispute=dispute_actions.reference(row.dispute_id))
+    return redirect(url_for("staff.disputes", done=f"{dispute_actions.reference(row.dispute_id)} is under review"))
+
+
+@bp.post("/disputes/<int:dispute_id>/resolve")
+@admin_only
+def dispute_resolve(dispute_id: int) -> Any:
+    s = services()
+    outcome = request.form.get("outcome", "")
+    note = request.form.get("note", "").strip()
+    if not note:
+        return page("staff/message.html", 400, title="Not resolved",
+                    message="Write a note for the customer: it is emailed with the outcome.")
+    try:
+        row = dispute_actions.resolve(s.store, dispute_id, outcome, note, _by(), settings=s.settings,
+                                      transport=s.mailer)
+    except DisputeRefused as exc:
+        return page("staff/message.html", 409, title="Not resolved", message=exc.message)
+    event("staff_dispute_resolved", logger=security_log, by=_by(),
+          dispute=dispute_actions.reference(row.dispute_id), outcome=outcome)
+    return redirect(url_for("staff.disputes", done=f"{dispute_actions.reference(row.dispute_id)} is resolved"))
+
+
+@bp.get("/disputes/<int:dispute_id>/attachments/<int:n>")
+def dispute_attachment(dispute_id: int, n: int) -> Any:
+    s = services()
+    try:
+        found = dispute_actions.attachment_for_staff(s.store, s.settings, dispute_id, n)
+    except NotFound:
+        abort(404)
+    if isinstance(found, str):  # a presigned S3 address, valid for a few minutes
+        return redirect(found)
+    response = Response(found, mimetype="application/octet-stream")
+    # Never rendered inline: an attachment is whatever a customer uploaded.
+    response.headers["Content-Disposition"] = f'attachment; filename="dispute-{dispute_id}-{n}"'
+    return response
+
+
+# --- customers -----------------------------------------------------------------------------------------------
+
+
+@bp.get("/customers")
+def customers() -> Any:
+    q = text_arg("q")
+    found = stafftables.customers_search(services().store, q, limit=50) if q else []
+    return page("staff/customers.html", title="Customers", q=q or "", found=found)
+
+
+@bp.get("/customer")
+def customer() -> Any:
+    customer_id = text_arg("id")
+    if not customer_id:
+        return redirect(url_for("staff.customers"))
+    number = int_arg("page", "Page", 1, 100_000) or 1
+    row, result = stafftables.customer_timeline(services().store, customer_id, page=number, per_page=100)
+    if row is None:
+        abort(404)
+    return page("staff/customer.html", title=row["name"], customer=row, result=result)
+
+
+@bp.get("/customer.csv")
+def customer_csv() -> Response:
+    customer_id = text_arg("id")
+    if not customer_id:
+        abort(404)
+    row, _ = stafftables.customer_timeline(services().store, customer_id, page=1, per_page=1)
+    if row is None:
+        abort(404)
+    return csv_response(stafftables.timeline_csv(services().store, customer_id), f"timeline-{stamp()}.csv")
