@@ -81,9 +81,11 @@ def clear_session_cookie(response: Response) -> None:
 
 
 def _same_origin() -> bool:
-    """False only when the browser says the form came from another origin (no header: older clients, curl)."""
+    """False only when the browser says the form came from another origin. No header (older clients, curl)
+    and "null" say nothing: with our Referrer-Policy no-referrer, Chromium sends "null" even for our own
+    forms. The session's token is the real check; this one only adds a second lock when the browser helps."""
     origin = request.headers.get("Origin")
-    if origin is None:
+    if origin is None or origin == "null":
         return True
     ours = urlsplit(request.host_url)
     theirs = urlsplit(origin)
