@@ -16,8 +16,8 @@ import multiprocessing
 import os
 import shutil
 from collections import Counter
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +26,13 @@ from . import ledger as ledger_module
 from .config import Settings
 from .disputestore import dispute_digests, dispute_states
 from .errors import BuildError
-from .ledger import read_export
+from .ledger import Ledger, read_export
 from .pages import Output, PageRenderer, customer_paths
 from .paystore import applications, payment_digests
 from .render import load_assets, render_fingerprint
 from .signing import Signer
-from .store import ImportSummary, Store
+from .snapshotview import SnapshotView
+from .store import ImportSummary, Store, invoice_hashes
 
 MANIFEST = ".manifest.json"
 EXPORT_STATE = ".export.json"  # the fingerprint of the export last built into the folder, and its snapshot
@@ -133,16 +134,16 @@ def build(export_dir: str | os.PathLike, out_dir: str | os.PathLike, settings: S
     store = store or Store(settings.database_url)
     try:
         store.migrate()
-        summary = None if ledger is None else store.import_snapshot(ledger, source=str(ledger.folder))
-        snapshot = store.latest_snapshot_id()
-        if ledger is None and fingerprint and _export_state(Path(out_dir)).get("snapshot_id") != snapshot:
+        if ledger is None and fingerprint and \
+                _export_state(Path(out_dir)).get("snapshot_id") != store.latest_snapshot_id():
             # Someone imported another export into this store since: read this one again after all.
             ledger = read_export(export_dir, settings)
-            summary = store.import_snapshot(ledger, source=str(ledger.folder))
-            snapshot = store.latest_snapshot_id()
-        folder = Path(export_dir).resolve() if ledger is None else ledger.folder
-        result = render_site(settings, store, out_dir, export_folder=folder, workers=workers, shard=shard)
-        result.imported = summary
+        if ledger is None:
+            result = render_site(settings, store, out_dir, export_folder=Path(export_dir).resolve(),
+                                 workers=workers, shard=shard)
+        else:
+            result = _import_and_render(settings, store, Path(out_dir), ledger, workers, shard)
+        snapshot = store.latest_snapshot_id()
         result.export_unchanged = bool(fingerprint) and ledger is None
         if ledger is not None:
             result.warnings[:0] = ledger.warnings
@@ -221,18 +222,51 @@ def render_site(settings: Settings, store: Store, out_dir: str | os.PathLike, ex
         return _render_site(settings, store, out, export_folder, only, force, workers, shard)
 
 
+def _import_and_render(settings: Settings, store: Store, out: Path, ledger: Ledger, workers: int | None,
+                       shard: tuple[int, int] | None) -> BuildResult:
+    """Import `ledger` and render the site from it at the same time: the render workers take the customers'
+    data from the ledger in memory (portal.snapshotview, identical to what the store returns once the import
+    commits) while this process writes the store. Atomic all the same: until the import has committed, the
+    workers only create files the folder did not have and write replacements beside their targets; if the
+    import fails, those are deleted and the folder is as it was."""
+    if shard is not None and not 0 <= shard[0] < shard[1]:
+        raise BuildError(f"shard {shard[0]}/{shard[1]}: the index must be between 0 and {shard[1] - 1}")
+    hashes = invoice_hashes(ledger)
+    view = SnapshotView(ledger, hashes, store.key_versions())
+    imported: list[ImportSummary] = []
+
+    def run_import() -> None:
+        imported.append(store.import_snapshot(ledger, source=str(ledger.folder), hashes=hashes))
+
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with _locked(out):
+            result = _render_site(settings, store, out, ledger.folder, None, False, workers, shard, view=view,
+                                  run_import=run_import)
+    except BaseException:
+        if created and not imported:  # a folder this build made for nothing: leave no trace
+            (out / LOCK).unlink(missing_ok=True)
+            _prune_empty_parents(out, out.parent)
+        raise
+    result.imported = imported[0]
+    return result
+
+
 def _render_site(settings: Settings, store: Store, out: Path, export_folder: Path | None, only: set[str] | None,
-                 force: bool, workers: int | None, shard: tuple[int, int] | None = None) -> BuildResult:
+                 force: bool, workers: int | None, shard: tuple[int, int] | None = None,
+                 view: SnapshotView | None = None, run_import: Callable[[], None] | None = None) -> BuildResult:
+    """`view` and `run_import`: render from the view while run_import() imports it (see _import_and_render)."""
     result = BuildResult()
     old = Manifest.load(out)
     signer = Signer(settings)
     fingerprint = render_fingerprint(settings)
-    state = store.customer_states()
-    with store.begin() as conn:
+    state = store.customer_states() if view is None else view.states()
+    with store.begin() as conn:  # payments and disputes: tables an import does not touch
         paid = payment_digests(conn)  # a payment changes what the pages show: it must change the fingerprint
         for cid, digest in dispute_digests(conn).items():  # and so does a dispute's state
             paid[cid] = paid.get(cid, "") + digest
-    as_of = store.latest_as_of()
+    as_of = store.latest_as_of() if view is None else view.as_of
     as_of_text = as_of.isoformat() if as_of else ""
 
     # Every page path is decided here, before anything is written.
@@ -252,13 +286,9 @@ def _render_site(settings: Settings, store: Store, out: Path, export_folder: Pat
     new = Manifest(as_of=as_of_text, shard=f"{shard[0]}/{shard[1]}" if shard else "")
     assets = load_assets(settings)
     for path, data in assets.files.items():
-        digest = hashlib.sha256(data).hexdigest()
-        if _write_if_changed(out, path, data, digest, old.files.get(path)):
-            result.written["assets"] += 1
-            result.written_paths.append(path)
-        else:
-            result.unchanged["assets"] += 1
-        new.files[path] = (digest, len(data), "")
+        new.files[path] = (hashlib.sha256(data).hexdigest(), len(data), "")
+    if run_import is None:  # else once the import has committed (below)
+        _write_assets(out, assets.files, new, old, result)
 
     old_by_customer = _files_by_customer(old)
     dirty: list[str] = []
@@ -279,10 +309,16 @@ def _render_site(settings: Settings, store: Store, out: Path, export_folder: Pat
 
     tasks = [(chunk, {p: old.files[p][0] for cid in chunk for p in old_by_customer.get(cid, ())})
              for chunk in _chunks(dirty, CHUNK)]
-    for rendered in _run(tasks, settings, out, export_folder, workers):
+    assets_pending = run_import is not None
+    for rendered in _run(tasks, settings, out, export_folder, workers, view, run_import):
+        if assets_pending:  # _run returns its first result only once the import has committed
+            _write_assets(out, assets.files, new, old, result)
+            assets_pending = False
         for cid, outputs in rendered:
             result.customers_rendered += 1
-            for path, digest, size, written in outputs:
+            for path, digest, size, written, temp in outputs:
+                if temp is not None:
+                    os.replace(temp, f"{out}/{path}")
                 if path in new.files and new.files[path][0] != digest:
                     raise BuildError(f"two different files were rendered for {path}")
                 new.files[path] = (digest, size, cid)
@@ -291,6 +327,8 @@ def _render_site(settings: Settings, store: Store, out: Path, export_folder: Pat
                     result.written_paths.append(path)
                 else:
                     result.unchanged[kind_of(path)] += 1
+    if assets_pending:  # nothing was rendered: _run has imported and returned
+        _write_assets(out, assets.files, new, old, result)
 
     for path in sorted(set(old.files) - set(new.files)):
         owner = old.files[path][2]
@@ -307,6 +345,15 @@ def _render_site(settings: Settings, store: Store, out: Path, export_folder: Pat
     return result
 
 
+def _write_assets(out: Path, files: dict[str, bytes], new: Manifest, old: Manifest, result: BuildResult) -> None:
+    for path, data in files.items():
+        if _write_if_changed(out, path, data, new.files[path][0], old.files.get(path)):
+            result.written["assets"] += 1
+            result.written_paths.insert(result.written["assets"] - 1, path)  # assets first, as always
+        else:
+            result.unchanged["assets"] += 1
+
+
 def _files_by_customer(manifest: Manifest) -> dict[str, list[str]]:
     owned: dict[str, list[str]] = {}
     for path, (_sha, _size, cid) in manifest.files.items():
@@ -315,30 +362,63 @@ def _files_by_customer(manifest: Manifest) -> dict[str, list[str]]:
     return owned
 
 
-def _run(tasks: list, settings: Settings, out: Path, export_folder: Path | None,
-         workers: int | None) -> Iterator[list]:
+def _run(tasks: list, settings: Settings, out: Path, export_folder: Path | None, workers: int | None,
+         view: SnapshotView | None = None, run_import: Callable[[], None] | None = None) -> Iterator[list]:
+    """Render the tasks' customers, yielding each task's outputs in order. With `run_import`, the workers
+    start first and this process runs the import meanwhile; nothing is yielded before it has committed."""
     count = workers or settings.build_workers or os.cpu_count() or 1
     if count == 1 or len(tasks) <= 1:
-        _init_worker(settings, out, export_folder)
+        if run_import is not None:  # no second process to overlap with: import first, then write as usual
+            run_import()
+        _init_worker(settings, out, export_folder, view, False)
         try:
             for task in tasks:
                 yield _render_chunk(task)
         finally:
             _close_worker()
         return
-    # fork: workers inherit the imported modules, so starting them costs milliseconds, not seconds.
+    # fork: workers inherit the imported modules (and the view), so starting them costs milliseconds.
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
     with ProcessPoolExecutor(max_workers=min(count, len(tasks)), mp_context=context, initializer=_init_worker,
-                             initargs=(settings, out, export_folder)) as pool:
-        yield from pool.map(_render_chunk, tasks)
+                             initargs=(settings, out, export_folder, view, run_import is not None)) as pool:
+        futures = [pool.submit(_render_chunk, task) for task in tasks]
+        if run_import is not None:
+            try:
+                run_import()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                wait(futures)
+                for future in futures:
+                    if not future.cancelled() and future.exception() is None:
+                        _discard(out, future.result())
+                raise
+        for future in futures:
+            yield future.result()
+
+
+def _discard(out: Path, rendered: list) -> None:
+    """Undo what a worker wrote before the import failed: files that were new, and unused replacements."""
+    for _cid, outputs in rendered:
+        for path, _digest, _size, written, temp in outputs:
+            if temp is not None:
+                os.unlink(temp)
+            elif written:
+                target = out / path
+                target.unlink(missing_ok=True)
+                _prune_empty_parents(target.parent, out)
 
 
 _worker: dict = {}
 
 
-def _init_worker(settings: Settings, out: Path, export_folder: Path | None) -> None:
+def _init_worker(settings: Settings, out: Path, export_folder: Path | None, view: SnapshotView | None = None,
+                 defer: bool = False) -> None:
+    """`view`: take the customers' data from it instead of the store. `defer`: the import has not committed
+    yet, so replace no existing file: write the replacement beside it and let the parent rename it."""
     store = Store(settings.database_url)
-    _worker.update(store=store, renderer=PageRenderer(settings), out=out, export_folder=export_folder)
+    _worker.update(store=store, renderer=PageRenderer(settings), out=out, export_folder=export_folder, view=view,
+                   defer=defer)
     # Rendering allocates many short-lived objects; keeping the long-lived ones (modules, templates) out of
     # the collector's scans made PDF rendering 25% faster.
     gc.freeze()
@@ -355,12 +435,14 @@ def _render_chunk(task: tuple[list[str], dict[str, str]]) -> list:
     store: Store = _worker["store"]
     renderer: PageRenderer = _worker["renderer"]
     out: Path = _worker["out"]
+    view: SnapshotView | None = _worker["view"]
+    defer: bool = _worker["defer"]
     results = []
     with store.begin() as conn:
         paid = applications(conn, customer_ids=customer_ids)
         credit_paid = applications(conn, customer_ids=customer_ids, credits=True)
         disputed = dispute_states(conn, customer_ids=customer_ids)
-    for data in store.customer_data(customer_ids):
+    for data in (store.customer_data(customer_ids) if view is None else view.customer_data(customer_ids)):
         outputs = []
         try:
             rendered = renderer.render(data, paid, credit_paid, disputed)
@@ -368,30 +450,31 @@ def _render_chunk(task: tuple[list[str], dict[str, str]]) -> list:
             raise BuildError(f"customer {data.customer.customer_id!r}: rendering failed: "
                              f"{exc.__class__.__name__}: {exc}") from None
         for item in rendered:
-            written = _materialise(out, item, old_hashes.get(item.path), _worker["export_folder"])
-            outputs.append((item.path, item.sha256, item.size, written))
+            written, temp = _materialise(out, item, old_hashes.get(item.path), _worker["export_folder"], defer)
+            outputs.append((item.path, item.sha256, item.size, written, temp))
         results.append((data.customer.customer_id, outputs))
     return results
 
 
-def _materialise(out: Path, item: Output, old_hash: str | None, export_folder: Path | None) -> bool:
-    """Write (or copy) one output unless the folder already holds it; True when something was written."""
+def _materialise(out: Path, item: Output, old_hash: str | None, export_folder: Path | None, defer: bool = False
+                 ) -> tuple[bool, str | None]:
+    """Write (or copy) one output unless the folder already holds it. Returns (written, temp): temp is the file
+    to rename onto the output later when `defer` kept an existing file from being replaced now."""
     target = out / item.path
     if old_hash == item.sha256 and target.is_file():
-        return False
+        return False, None
     if item.data is not None:
-        _write_page(f"{out}/{item.path}", item.data, known=old_hash is not None)
-        return True
+        return True, _write_page(f"{out}/{item.path}", item.data, known=old_hash is not None, defer=defer)
     # A supplied document: content-addressed, so a file already at that path is the same file.
     if target.is_file():
-        return False
+        return False, None
     if export_folder is None:
         raise BuildError(f"{item.path}: the document is not in the output folder and no export folder was given")
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     shutil.copyfile(export_folder / str(item.source), temp)
     os.replace(temp, target)
-    return True
+    return True, None
 
 
 def _write_if_changed(out: Path, path: str, data: bytes, digest: str, old: tuple | None) -> bool:
@@ -405,10 +488,11 @@ def _write_if_changed(out: Path, path: str, data: bytes, digest: str, old: tuple
 _made_folders: set[str] = set()
 
 
-def _write_page(target: str, data: bytes, known: bool) -> None:
+def _write_page(target: str, data: bytes, known: bool, defer: bool = False) -> str | None:
     """The hot path of a full build (one call per page). A file the manifest does not list yet is created in
     place: if the build dies mid-write, the next build, which does not find it in the manifest either, writes it
-    again. A file that exists is replaced atomically (temp file + rename), so a reader never sees half of it.
+    again. A file that exists is replaced atomically (temp file + rename), so a reader never sees half of it;
+    with `defer`, the rename is left to the caller, whose temp file name is returned.
     Folders are created once per process instead of once per file."""
     folder, name = target.rsplit("/", 1)
     if folder not in _made_folders:
@@ -418,7 +502,7 @@ def _write_page(target: str, data: bytes, known: bool) -> None:
         try:
             with open(target, "xb") as handle:
                 handle.write(data)
-            return
+            return None
         except FileExistsError:
             pass  # left by an interrupted build: replace it atomically below
         except FileNotFoundError:
@@ -433,7 +517,10 @@ def _write_page(target: str, data: bytes, known: bool) -> None:
         handle = open(temp, "wb")
     with handle:
         handle.write(data)
+    if defer:
+        return temp
     os.replace(temp, target)
+    return None
 
 
 def _atomic_write(target: Path, data: bytes) -> None:

@@ -229,3 +229,44 @@ def test_an_unchanged_export_is_not_read_again_but_any_change_is(settings, store
     build(other, tmp_path / "other-site", settings, store=store)
     back = build(export_dir, out, settings, store=store)
     assert not back.export_unchanged and back.imported is not None
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failed_import_leaves_the_folder_and_the_store_as_they_were(settings, store, export_dir, tmp_path,
+                                                                       monkeypatch, workers):
+    """The pages render while the import runs; when the import fails, nothing the render wrote stays."""
+    import time
+
+    from portal.store import Store, StoreUnavailable
+
+    monkeypatch.setattr(site_module, "CHUNK", 1)  # several tasks: the parallel path
+    real_import = Store.import_snapshot
+
+    def failing_import(self, *args, **kwargs):
+        time.sleep(1.5)  # the workers write meanwhile
+        raise StoreUnavailable("database error (test): the import failed")
+
+    fresh = tmp_path / "fresh"
+    monkeypatch.setattr(Store, "import_snapshot", failing_import)
+    with pytest.raises(StoreUnavailable):
+        build(export_dir, fresh, settings, store=store, workers=workers)
+    assert not fresh.exists() and store.latest_as_of() is None
+
+    out = tmp_path / "site"
+    monkeypatch.setattr(Store, "import_snapshot", real_import)
+    build(export_dir, out, settings, store=store, workers=workers)
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file()}
+    snapshot = store.latest_snapshot_id()
+    rewrite_csv(export_dir / "invoices.csv", lambda r: {**r, "balance": "0.01"})  # every customer changes
+    monkeypatch.setattr(Store, "import_snapshot", failing_import)
+    with pytest.raises(StoreUnavailable):
+        build(export_dir, out, settings, store=store, workers=workers)
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file()} == before
+    assert store.latest_snapshot_id() == snapshot
+
+    monkeypatch.setattr(Store, "import_snapshot", real_import)
+    result = build(export_dir, out, settings, store=store, workers=workers)
+    assert result.imported is not None and result.customers_rendered == len(keys_of(out))
+    assert not [p for p in out.rglob("*.tmp")]
+    assert set(Manifest.load(out).files) == {str(p.relative_to(out)) for p in out.rglob("*")
+                                             if p.is_file() and not p.name.startswith(".")}
