@@ -372,6 +372,8 @@ def demo(ctx: click.Context, folder: str, customers: int, invoices: int, host: s
     click.echo("\nOpen one of these customer links (each is a signed link as emailed to a contact):")
     for row in contact_links(settings, store, None, False)[:5]:
         click.echo(f"  {row[0]}  {row[2]:<34} {row[4]}")
+    click.echo(f"\nAR staff dashboard: {settings.effective_webhook_url}/staff/ "
+               "(make an account first: portal staff add YOU@EXAMPLE.COM --role admin)")
     if not no_serve:
         click.echo("")
         _serve(settings, host, port, settings.build_dir)
