@@ -6,9 +6,10 @@ import re
 import time
 
 import pytest
+from itsdangerous import URLSafeSerializer
 
 from portal.config import load_settings
-from portal.signing import CUSTOMER_KEY_LENGTH, Signer, TokenExpired, TokenInvalid, customer_key
+from portal.signing import CUSTOMER_KEY_LENGTH, PageClaims, Signer, TokenExpired, TokenInvalid, customer_key
 
 SETTINGS = load_settings(env={}, config_file=None, secret_key="s" * 32, link_ttl_days=2)
 
@@ -81,3 +82,19 @@ def test_rotation_accepts_old_secret_for_tokens():
     assert rotated.read_link(token).customer_id == "C1"
     assert rotated.read_link(rotated.link_token("C1", "x@y.example", "", 1)).customer_id == "C1"
     assert rotated.customer_key("C1", 1) != old.customer_key("C1", 1)  # keys follow the newest secret
+
+
+def test_page_and_doc_tokens_are_exactly_what_itsdangerous_makes():
+    """The signer keys its HMAC once per purpose; the tokens must not change (pages stay byte-identical)."""
+    signer = Signer(load_settings(env={}, config_file=None, secret_key="s" * 32,
+                                  secret_key_fallbacks=["older-secret-0123456789"]))
+    assert all(mac is not None for mac in signer._macs.values())  # the fast path is the one in use
+    for customer_id, item in (("C1", ""), ("Müller & Söhne", "I-2026/001"), ("x" * 300, "y" * 300 + "z" * 300)):
+        for purpose in ("page", "view", "unsubscribe"):
+            token = signer.page_token(purpose, customer_id, 3, item)
+            assert token == URLSafeSerializer(signer._secrets, salt=purpose).dumps([customer_id, 3, item])
+            assert signer.read_page_token(purpose, token) == PageClaims(customer_id, 3, item)
+        name = "a" * 64 + ".pdf"
+        token = signer.doc_token(customer_id, 3, "D1", item, name)
+        assert token == URLSafeSerializer(signer._secrets, salt="doc").dumps([customer_id, 3, "D1", item, name])
+        assert signer.read_doc_token(token).name == name
