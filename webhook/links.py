@@ -20,7 +20,7 @@ import logging
 import re
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import Blueprint, Response, redirect, request, url_for
 from itsdangerous import BadSignature, SignatureExpired
@@ -72,13 +72,13 @@ def _check_access(route: str, token: str, customer_id: str, key_version: int, in
     return invoice
 
 
-def _rejection(version: int | None, key_version: int) -> str:
-    """Why the store refused a token (the security log's reason; the answer is the same 404 whatever it is)."""
-    if version is None:
-        return "unknown or inactive customer"
-    if version != key_version:
-        return f"revoked (key version {key_version}, current {version})"
-    return "revoked or made inactive while being recorded"  # between the lookup and the guarded insert
+def _refused(route: str, token: str, customer_id: str, key_version: int, invoice_id: str = "") -> NoReturn:
+    """Nothing was recorded for a token: ask the store why, for the security log (the answer is the same 404)."""
+    invoice = _check_access(route, token, customer_id, key_version, invoice_id)
+    if invoice_id and invoice is None:
+        raise TokenRejected(route, token, "names an invoice of no such customer")
+    # The guarded insert saw an older state than this lookup: a revocation (or an import) in between.
+    raise TokenRejected(route, token, "changed while being recorded")
 
 
 @bp.get("/l/<token>")
@@ -92,18 +92,17 @@ def open_link(token: str) -> Any:
         return _expired(token, exc.claims)
     except TokenInvalid as exc:
         raise TokenRejected("link", token, str(exc)) from None
-    # The check and the insert, committed before anything is answered (portal/eventlog.py).
-    version, invoice, recorded = s.events.record_if_current(
-        "link_opened", claims.customer_id, claims.key_version, claims.invoice_id, contact_id=claims.contact_id,
-        ip=client_ip(), user_agent=user_agent())
-    if not recorded:
-        raise TokenRejected("link", token, _rejection(version, claims.key_version))
+    # The check and the insert in one statement, committed before anything is answered (portal/eventlog.py).
+    receipt = s.events.record_if_current("link_opened", claims.customer_id, claims.key_version, claims.invoice_id,
+                                         contact_id=claims.contact_id, ip=client_ip(), user_agent=user_agent())
+    if receipt is None:
+        _refused("link", token, claims.customer_id, claims.key_version)
     # The receipt is in the database; a log line per link is for debugging only (it is a measurable share of
     # the request's cost and would say nothing the events table does not).
     event("link_opened", logging.DEBUG, customer=claims.customer_id, token=token_ref(token))
     # A paid (closed) or unknown invoice has no page any more: the account page is the useful landing.
     return _redirect(page_url(claims.customer_id, claims.key_version,
-                              invoice.invoice_id if invoice and invoice.is_open else ""))
+                              receipt.invoice_id if receipt.invoice_open else ""))
 
 
 def _expired(token: str, claims: LinkClaims) -> Any:
