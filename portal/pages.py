@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from functools import lru_cache
 from urllib.parse import urlparse
 
@@ -100,6 +100,11 @@ class PageRenderer:
     @lru_cache(maxsize=65536)
     def _date(value: date, locale: str) -> str:
         return format_date(value, "medium", locale=locale)
+
+    @staticmethod
+    @lru_cache(maxsize=256)  # one export time, a handful of locales: Babel's date-time formatting once each
+    def _moment(value: datetime, locale: str) -> str:
+        return format_datetime(value, "medium", tzinfo=value.tzinfo, locale=locale)
 
     def render(self, data: CustomerData, payments: dict[str, list[Application]] | None = None,
                credit_payments: dict[str, list[Application]] | None = None,
@@ -216,7 +221,7 @@ class PageRenderer:
             "company": {"name": self.settings.company_name, "support_email": self.settings.support_email},
             "customer": customer, "collector": customer.collector,
             "as_of_iso": data.as_of.isoformat().replace("+00:00", "Z"),
-            "as_of_text": format_datetime(data.as_of, "medium", tzinfo=data.as_of.tzinfo, locale=locale) + " UTC",
+            "as_of_text": self._moment(data.as_of, locale) + " UTC",
         }
         page_token = self.signer.page_token("page", customer.customer_id, data.key_version)
         forms = {"enabled": True, "page_token": page_token, "question_action": f"{self.webhook}/question",

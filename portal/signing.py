@@ -14,7 +14,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import re
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,10 +83,7 @@ class Signer:
         mac = self._macs[purpose]
         if mac is None:
             return self._static[purpose].dumps(value)
-        payload = self._static[purpose].dump_payload(value)  # itsdangerous' own JSON, zlib and base64
-        signature = mac.copy()
-        signature.update(payload)
-        return (payload + b"." + base64_encode(signature.digest())).decode("ascii")
+        return _sign(mac, value)
 
     def customer_key(self, customer_id: str, key_version: int) -> str:
         return customer_key(self.secret, customer_id, key_version)
@@ -131,22 +130,35 @@ class Signer:
         return PageClaims(data[0], data[1], data[2])
 
 
-_PROBE = ["probe", 1, "x" * 40]
+_PROBES = (["probe", 1, ""], ["prøbe", 2, "x" * 200])  # the second one compresses
+# itsdangerous' compact JSON (json.dumps with these separators), with the encoder made once, not per call.
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _sign(mac: hmac.HMAC, value: list) -> str:
+    """What URLSafeSerializer.dumps makes: compact JSON, zlib-compressed when that is shorter, base64,
+    "." and the base64 HMAC of all that."""
+    payload = _COMPACT_JSON.encode(value).encode()
+    compressed = zlib.compress(payload)
+    if len(compressed) < len(payload) - 1:
+        payload = b"." + base64_encode(compressed)
+    else:
+        payload = base64_encode(payload)
+    signature = mac.copy()
+    signature.update(payload)
+    return (payload + b"." + base64_encode(signature.digest())).decode("ascii")
 
 
 def _prepared_mac(serializer: URLSafeSerializer) -> hmac.HMAC | None:
     """The HMAC itsdangerous would sign `serializer`'s tokens with, keyed once; None (use itsdangerous itself)
-    unless a probe token made with it is identical to itsdangerous' own."""
+    unless probe tokens made with it are identical to itsdangerous' own."""
     signer = serializer.make_signer()
     try:
         mac = hmac.new(signer.derive_key(), digestmod=hashlib.sha1)
-        payload = serializer.dump_payload(_PROBE)
-        probe = mac.copy()
-        probe.update(payload)
-        fast = (payload + b"." + base64_encode(probe.digest())).decode("ascii")
+        same = all(_sign(mac, probe) == serializer.dumps(probe) for probe in _PROBES)
     except Exception:  # noqa: BLE001 - any surprise (another algorithm, a FIPS build): the slow path is right
         return None
-    return mac if fast == serializer.dumps(_PROBE) else None
+    return mac if same else None
 
 
 @dataclass(frozen=True)
