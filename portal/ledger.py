@@ -140,7 +140,7 @@ class _Row:
         self.file, self.line, self.values, self.problems = file, line, values, problems
 
     def get(self, column: str) -> str:
-        return self.values.get(column, "").strip()
+        return self.values.get(column, "")  # stripped when read
 
     def error(self, column: str, message: str) -> None:
         self.problems.append(f"{self.file}:{self.line}: {column}: {message}")
@@ -273,7 +273,7 @@ class _Reader:
             if len(record) != width:
                 self.problems.append(f"{name}:{line}: the row has {len(record)} fields, the header has {width}")
                 continue
-            yield _Row(name, line, dict(zip(header, record, strict=True)), self.problems)
+            yield _Row(name, line, dict(zip(header, map(str.strip, record), strict=True)), self.problems)
 
     def unique(self, row: _Row, column: str, seen: dict[str, int]) -> str:
         """The row's id, or '' (with a problem recorded) when it is empty or a duplicate."""

@@ -48,10 +48,12 @@ def parse_amount(text: str, currency: str) -> int:
     text = text.strip()
     if not _AMOUNT.fullmatch(text):
         raise AmountError(f'"{text}" is not a number (write it like 1234.50)')
-    places = len(text.partition(".")[2])
-    if places > digits(currency):
-        raise AmountError(f'"{text}" has more than {digits(currency)} decimals for {currency}')
-    return int(Decimal(text).scaleb(digits(currency)))
+    whole, _, fraction = text.partition(".")
+    places = digits(currency)
+    if len(fraction) > places:
+        raise AmountError(f'"{text}" has more than {places} decimals for {currency}')
+    # The text is plain digits (checked above), so this is exactly Decimal(text).scaleb(places), in integers.
+    return int(whole + fraction.ljust(places, "0"))
 
 
 def parse_decimal(text: str, what: str = "number") -> Decimal:

@@ -218,7 +218,10 @@ def invoice_hash(invoice: Invoice, lines: Iterable[InvoiceLine]) -> str:
         invoice.description,
         [[ln.description, _dec(ln.quantity), _dec(ln.unit_price), ln.amount] for ln in lines],
     ]
-    return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(_COMPACT_JSON.encode(payload).encode()).hexdigest()
+
+
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # json.dumps(..., separators=...), minus a new encoder per call
 
 
 def invoice_hashes(ledger: Ledger) -> dict[str, str]:
