@@ -144,19 +144,20 @@ RECEIPT_COLUMNS = [
 ]
 
 
-def _receipts_query(flt: ReceiptFilter, now: datetime) -> Select:
-    query = (
-        select(invoices.c.customer_id, func.coalesce(customers.c.name, "").label("customer_name"),
-               func.coalesce(customers.c.group_name, "").label("group_name"),
-               func.coalesce(customers.c.collector, "").label("collector"),
-               invoices.c.invoice_id, invoices.c.number, invoices.c.is_open, invoices.c.currency,
-               invoices.c.amount, invoices.c.balance, invoices.c.due_date,
-               *[expr.label(name) for name, expr in RECEIPT_FIELDS.items()],
-               _R.first_sent_at, _R.first_opened_at, _R.first_viewed_at, _R.last_viewed_at)
-        .select_from(invoices
-                     .outerjoin(customers, customers.c.customer_id == invoices.c.customer_id)
-                     .outerjoin(receipt_rollup, receiptrollup.invoice_join()))
-    )
+_CUSTOMER_SORTS = {"customer_name", "group_name", "collector"}
+_ROLLUP_SORTS = {*RECEIPT_FIELDS, "first_sent_at", "first_opened_at", "first_viewed_at", "last_viewed_at"}
+
+
+def _receipts_from(with_customers: bool, with_rollup: bool) -> Any:
+    joined: Any = invoices
+    if with_customers:
+        joined = joined.outerjoin(customers, customers.c.customer_id == invoices.c.customer_id)
+    if with_rollup:
+        joined = joined.outerjoin(receipt_rollup, receiptrollup.invoice_join())
+    return joined
+
+
+def _receipts_where(query: Select, flt: ReceiptFilter, now: datetime) -> Select:
     # As reports.receipts: every open invoice; closed ones only with events, and only when asked for.
     query = query.where(or_(invoices.c.is_open, _R.invoice_id.is_not(None)) if flt.include_closed
                         else invoices.c.is_open)
@@ -177,6 +178,31 @@ def _receipts_query(flt: ReceiptFilter, now: datetime) -> Select:
     if flt.currency:
         query = query.where(invoices.c.currency == flt.currency.upper())
     return query
+
+
+def _receipt_ids(flt: ReceiptFilter, now: datetime, sort: str) -> Select:
+    """The narrow query that decides which invoices match, and their order: it joins customers and the rollup
+    only when a filter or the sort needs them, so sorting 100,000 invoices moves ids, not whole rows."""
+    with_customers = sort in _CUSTOMER_SORTS or bool(flt.group or flt.collector or flt.customer)
+    with_rollup = sort in _ROLLUP_SORTS or flt.unopened_days is not None or flt.include_closed
+    return _receipts_where(select(invoices.c.invoice_id).select_from(_receipts_from(with_customers, with_rollup)),
+                           flt, now)
+
+
+_RECEIPT_SELECT = [
+    invoices.c.customer_id, func.coalesce(customers.c.name, "").label("customer_name"),
+    func.coalesce(customers.c.group_name, "").label("group_name"),
+    func.coalesce(customers.c.collector, "").label("collector"),
+    invoices.c.invoice_id, invoices.c.number, invoices.c.is_open, invoices.c.currency,
+    invoices.c.amount, invoices.c.balance, invoices.c.due_date,
+    *[expr.label(name) for name, expr in RECEIPT_FIELDS.items()],
+    _R.first_sent_at, _R.first_opened_at, _R.first_viewed_at, _R.last_viewed_at,
+]
+
+
+def _receipts_query(flt: ReceiptFilter, now: datetime) -> Select:
+    """Every column of every matching row (the CSV export: one pass, no paging)."""
+    return _receipts_where(select(*_RECEIPT_SELECT).select_from(_receipts_from(True, True)), flt, now)
 
 
 def _receipt_order(sort: str, descending: bool) -> list[Any]:
@@ -214,7 +240,17 @@ def receipts_page(store: Store, flt: ReceiptFilter | None = None, *, sort: str =
     order = _receipt_order(sort, descending)
     if refresh:
         receiptrollup.refresh(store)
-    total, rows = _count_and_rows(store, _receipts_query(flt, now), order, page, per_page)
+    ids = _receipt_ids(flt, now, "due_date" if sort == "days_overdue" else sort)
+    # The page's ids first (LIMIT/OFFSET on the narrow query), then their full rows: still one statement.
+    page_ids = ids.order_by(*order).limit(per_page).offset((page - 1) * per_page).subquery("page_ids")
+    rows_query = (select(*_RECEIPT_SELECT)
+                  .select_from(page_ids.join(invoices, invoices.c.invoice_id == page_ids.c.invoice_id)
+                               .outerjoin(customers, customers.c.customer_id == invoices.c.customer_id)
+                               .outerjoin(receipt_rollup, receiptrollup.invoice_join()))
+                  .order_by(*order))
+    with store.begin() as conn:
+        total = conn.execute(select(func.count()).select_from(ids.subquery())).scalar_one()
+        rows = conn.execute(rows_query).all()
     today = now.astimezone(UTC).date()
     return Page([_receipt_row(r, today) for r in rows], total, page, per_page, sort, descending)
 
