@@ -135,20 +135,24 @@ def to_json(rows: Sequence[dict[str, Any]]) -> str:
 
 # A cell a spreadsheet would run as a formula ("CSV injection"): customer names, notes and ids come from
 # outside, and staff open these files in Excel. Plain numbers such as -12.50 are data and stay as they are.
+# (portal/stafftables.py writes the same rule in SQL for PostgreSQL's COPY: keep the two in step.)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+_PLAIN_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 
 
 def csv_cell(value: Any) -> str:
-    """One CSV cell, the single rule every CSV of the portal uses: None -> empty, booleans true/false, and text
-    starting with = + - @ tab or CR (other than a plain number) behind an apostrophe."""
+    """One CSV cell, the single rule every CSV of the portal uses: None -> empty, booleans true/false, text
+    starting with = + - @ tab or CR (other than a plain number) behind an apostrophe, and line breaks as LF
+    (a lone CR would end the row in some readers)."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     text = str(value)
     if text.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
-        return "'" + text
+        text = "'" + text
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     return text
 
 

@@ -322,3 +322,43 @@ def test_timeline_and_customer_search(store, ledger):
     assert customer in [c["customer_id"] for c in customers_search(store, name_part, limit=100)]
     assert customers_search(store, "  ") == []
     assert len(customers_search(store, "c0", limit=3)) == 3  # id prefix, case-insensitive
+
+
+def test_postgresql_copy_export_is_byte_for_byte_the_python_export(store, ledger):
+    """PostgreSQL writes the big export itself (COPY); its cells must be exactly the Python path's."""
+    ids = sorted(ledger.customers)
+    names = ['Comma, Inc.', 'Quote "Q" Ltd', "Line\nbreak", "CR\r\nLF and\rCR", "=1+2", "-12.50", "\tTabbed",
+             "Ünïcødé ☃ GmbH"]
+    others = ["-x", "+44 1", "@handle", " Leading space", "\\.", "", "\r", "1,5"]
+    with store.begin() as conn:
+        for cid, name, other in zip(ids, names, others, strict=True):
+            conn.execute(update(tables.customers).where(tables.customers.c.customer_id == cid)
+                         .values(name=name, group_name=other, collector=other[::-1]))
+        invoice_ids = sorted(ledger.invoices)
+        for n, (currency, amount) in enumerate([("JPY", 12345), ("BHD", 1005), ("USD", 5), ("USD", 0),
+                                                 ("EUR", 100000000001)]):
+            conn.execute(update(tables.invoices).where(tables.invoices.c.invoice_id == invoice_ids[n])
+                         .values(currency=currency, amount=amount, balance=amount, number=f"=N{n}"))
+    inv = ledger.invoices[invoice_ids[0]]
+    store.record_event("page_viewed", inv.customer_id, invoice_id=inv.invoice_id,
+                       occurred_at=AS_OF.replace(microsecond=0))  # whole seconds: no fraction in ISO 8601
+    store.record_event("page_viewed", inv.customer_id, invoice_id=inv.invoice_id,
+                       occurred_at=AS_OF.replace(microsecond=120))
+    for flt, sort, descending in ((ReceiptFilter(), "due_date", False),
+                                  (ReceiptFilter(include_closed=True), "customer_name", True),
+                                  (ReceiptFilter(unopened_days=5, min_amount=1), "last_viewed_at", False)):
+        fast = "".join(receipts_csv(store, flt, sort, descending, now=NOW))
+        slow = "".join(receipts_csv(store, flt, sort, descending, now=NOW, copy=False))
+        assert fast == slow
+    exported = {e["invoice_id"]: e for e in parse(receipts_csv(store, now=NOW))}
+    assert exported[invoice_ids[0]]["amount"] == "12345" and exported[invoice_ids[1]]["amount"] == "1.005"
+    assert exported[invoice_ids[2]]["amount"] == "0.05" and exported[invoice_ids[3]]["balance"] == "0.00"
+    assert exported[invoice_ids[0]]["number"] == "'=N0"
+    assert exported[invoice_ids[0]]["first_viewed_at"] == AS_OF.replace(microsecond=0).isoformat().replace(
+        "+00:00", "Z")
+    assert exported[invoice_ids[0]]["last_viewed_at"].endswith(".000120Z")
+    by_customer = {e["customer_id"]: e["customer_name"] for e in exported.values()}
+    assert by_customer[ids[3]] == "CR\nLF and\nCR" and by_customer[ids[5]] == "-12.50"
+    assert by_customer[ids[4]] == "'=1+2" and by_customer[ids[6]] == "'\tTabbed"
+    groups = {e["customer_id"]: (e["group_name"], e["collector"]) for e in exported.values()}
+    assert groups[ids[0]] == ("'-x", "x-") and groups[ids[6]] == ("'\n", "'\n")
