@@ -66,7 +66,7 @@ def page(template: str, status: int = 200, **context: Any) -> tuple[str, int, di
         css_url=css, staff_css_url=url_for("staff.asset", name=stylesheet()[0]), nav=NAV,
         endpoint=request.endpoint, user=session.user if session else None,
         csrf_token=session.csrf_token if session else "", company_name=s.settings.company_name,
-        money=money, when=when, url_with=url_with, url_for=url_for, **context)
+        money=money, when=when, url_with=url_with, export_url=export_url, url_for=url_for, **context)
     return html, status, {"Content-Type": "text/html; charset=utf-8"}
 
 
@@ -79,6 +79,12 @@ def url_with(**changes: Any) -> str:
         else:
             args[key] = str(value)
     return url_for(request.endpoint or "staff.overview", **args)
+
+
+def export_url(endpoint: str) -> str:
+    """The CSV export of what this page shows: the same filters and sort, every page."""
+    args = {k: v for k, v in request.args.items() if v != "" and k != "page"}
+    return url_for(endpoint, **args)
 
 
 # --- query-string parsing ----------------------------------------------------------------------------------
