@@ -195,6 +195,37 @@ def test_revoked_tokens_record_nothing(client, store, ledger, signer, settings, 
     assert client.get(f"/l/{signer.link_token(a, 'c1', '', 2)}").status_code == 303
 
 
+def test_a_revoked_or_rotated_key_is_refused_on_the_next_request(client, store, ledger, signer, settings):
+    a, _ = _two_customers(ledger)
+    old = signer.link_token(a, "c1", "", 1)
+    assert client.get(f"/l/{old}").status_code == 303  # the hot path's connection is open and pooled now
+    store.revoke(a)
+    assert client.get(f"/l/{old}").status_code == 404
+    rotated = signer.link_token(a, "c1", "", 2)
+    assert client.get(f"/l/{rotated}").headers["Location"] == f"{_site(settings, signer, a, 2)}/index.html"
+    store.revoke(a)
+    assert client.get(f"/l/{rotated}").status_code == 404
+    assert client.get(f"/l/{old}").status_code == 404
+    assert len(all_events(store)) == 2
+
+
+def test_the_receipt_is_committed_before_the_redirect_is_sent(app, store, ledger, signer):
+    from werkzeug.test import EnvironBuilder
+
+    a, _ = _two_customers(ledger)
+    environ = EnvironBuilder(path=f"/l/{signer.link_token(a, 'c1', '', 1)}").get_environ()
+    seen = []
+
+    def start_response(status, headers, exc_info=None):
+        # The store's own connection sees committed rows only.
+        seen.append((status, store.count_events(kind="link_opened")))
+
+    body = app(environ, start_response)
+    b"".join(body)
+    body.close()
+    assert seen == [("303 SEE OTHER", 1)]
+
+
 def test_links_of_customers_gone_from_the_export_record_nothing(client, store, ledger, signer):
     from dataclasses import replace
 

@@ -1,5 +1,6 @@
 """gunicorn (2 workers, as deployed) under a small bounded load: every link answers 303 and each 303 has
-exactly one `link_opened` row, on SQLite (WAL, two processes writing) and on PostgreSQL."""
+exactly one `link_opened` row, on SQLite (WAL, two processes writing) and on PostgreSQL. With `--preload`
+too: the app is made in the master and the workers fork from it, so each must open its own connections."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ CLIENT_THREADS = 12
 
 
 @pytest.mark.timeout(120)
-def test_gunicorn_records_one_link_opened_per_redirect(settings, store, export_dir, tmp_path):
+@pytest.mark.parametrize("preload", [False, True], ids=["fork-then-app", "preload"])
+def test_gunicorn_records_one_link_opened_per_redirect(settings, store, export_dir, tmp_path, preload):
     ledger = import_sample(store, settings, export_dir)
     signer = Signer(settings)
     invoices = sorted(ledger.invoices.values(), key=lambda i: i.invoice_id)
@@ -33,6 +35,7 @@ def test_gunicorn_records_one_link_opened_per_redirect(settings, store, export_d
         "PORTAL_SITE_URL": "http://127.0.0.1:9", "PORTAL_MAIL_URL": f"outbox:{tmp_path / 'outbox'}",
         # One client address sends everything here: the test is about correctness, not the limiter.
         "WEBHOOK_RATE_LIMIT_IP": "100000/60", "WEBHOOK_RATE_LIMIT_TOKEN": "100000/60",
+        **({"GUNICORN_CMD_ARGS": "--preload"} if preload else {}),
     }
     local = threading.local()
 
