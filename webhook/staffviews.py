@@ -109,7 +109,7 @@ def _dispute_args() -> dict[str, str | None]:
 
 @bp.get("/disputes")
 def disputes() -> Any:
-    result = _paged(stafftables.disputes_page, services().store, default_sort="created_at", default_desc=True,
+    result = _paged(stafftables.disputes_page, services().store, default_sort="created_at", default_desc=False,
                     **_dispute_args())
     return page("staff/disputes.html", title="Disputes", result=result, args=request.args, outcomes=OUTCOMES,
                 reasons=services().settings.dispute_reasons, message=request.args.get("done", ""))
@@ -119,8 +119,8 @@ def disputes() -> Any:
 def disputes_csv() -> Response:
     sort, descending = _sorting()
     try:
-        chunks = stafftables.disputes_csv(services().store, sort=sort or "created_at",
-                                          descending=descending if sort else True, **_dispute_args())
+        chunks = stafftables.disputes_csv(services().store, sort=sort or "created_at", descending=descending,
+                                          **_dispute_args())
     except ValueError as exc:
         raise BadQuery(str(exc)) from exc
     return csv_response(chunks, f"disputes-{stamp()}.csv")
@@ -180,6 +180,29 @@ def dispute_attachment(dispute_id: int, n: int) -> Any:
 # --- customers -----------------------------------------------------------------------------------------------
 
 
+# What each event means, in the words of the receipts (a fetched link is not a reader).
+EVENT_LABELS = {
+    "email_sent": "Email sent",
+    "link_opened": "Link fetched (a person or a mail scanner)",
+    "page_viewed": "Viewed by a person",
+    "document_viewed": "Document downloaded",
+    "dispute_opened": "Dispute opened",
+    "dispute_under_review": "Dispute under review",
+    "dispute_resolved": "Dispute resolved",
+    "question_asked": "Question asked",
+    "unsubscribed": "Unsubscribed from reminders",
+}
+
+
+def event_label(kind: str, invoice_id: str) -> str:
+    if kind == "page_viewed" and not invoice_id:
+        return "Viewed the account or statement page"
+    if kind.startswith("payment_") and kind not in EVENT_LABELS:
+        status = kind.removeprefix("payment_")
+        return f"Payment {'pending (bank payment settling)' if status == 'processing' else status.replace('_', ' ')}"
+    return EVENT_LABELS.get(kind, kind.replace("_", " "))
+
+
 @bp.get("/customers")
 def customers() -> Any:
     q = text_arg("q")
@@ -196,6 +219,8 @@ def customer() -> Any:
     row, result = stafftables.customer_timeline(services().store, customer_id, page=number, per_page=100)
     if row is None:
         abort(404)
+    for event_row in result.rows:
+        event_row["label"] = event_label(event_row["kind"], event_row["invoice_id"])
     return page("staff/customer.html", title=row["name"], customer=row, result=result)
 
 
