@@ -3,7 +3,9 @@
 Every route verifies first and records second: a token is checked for its signature and purpose
 (itsdangerous salt), then against the store (the customer exists, is active, and its key version is the
 token's: `portal revoke` bumps the version and old tokens stop working at once). Only then is an event
-written, in the same transaction as the checks. Anything that fails answers the plain 404 page.
+written, atomically with the checks: for links and beacons the store checks are the WHERE clause of the
+INSERT itself (portal/eventlog.py), for documents one transaction. Anything that fails answers the plain
+404 page.
 
 Two receipts, on purpose:
 - `link_opened`: someone or something fetched the emailed link. Mail security scanners do this for every
@@ -176,18 +178,14 @@ def view_beacon(token: str) -> Any:
     except TokenInvalid as exc:
         raise TokenRejected("view", token, str(exc)) from None
     is_page = claims.item in PAGE_ITEMS
-    with s.store.begin() as conn:
-        invoice = _check_access("view", token, claims.customer_id, claims.key_version,
-                                "" if is_page else claims.item, conn)
-        if is_page:
-            invoice_id, detail = "", claims.item
-        elif invoice is None:
-            raise TokenRejected("view", token, "names an invoice of no such customer")
-        else:
-            # Closed invoices still count: the customer may be looking at a page built before it was paid.
-            invoice_id, detail = invoice.invoice_id, "invoice"
-        s.store.add_event(conn, "page_viewed", claims.customer_id, invoice_id=invoice_id, ip=client_ip(),
-                          user_agent=user_agent(), detail=detail)
+    # A page item records no invoice; an invoice item must be this customer's invoice (closed ones still
+    # count: the customer may be looking at a page built before it was paid). One guarded statement.
+    invoice_id, detail = ("", claims.item) if is_page else (claims.item, "invoice")
+    receipt = s.events.record_if_current("page_viewed", claims.customer_id, claims.key_version, invoice_id,
+                                         require_invoice=not is_page, ip=client_ip(), user_agent=user_agent(),
+                                         detail=detail)
+    if receipt is None:
+        _refused("view", token, claims.customer_id, claims.key_version, invoice_id)
     event("page_viewed", logging.DEBUG, customer=claims.customer_id, token=token_ref(token), page=detail)
     return Response(status=204)
 
