@@ -241,9 +241,13 @@ def receipts_page(store: Store, flt: ReceiptFilter | None = None, *, sort: str =
     order = _receipt_order(sort, descending)
     if refresh:
         receiptrollup.refresh(store)
-    ids, with_rollup = _receipt_ids(flt, now, "due_date" if sort == "days_overdue" else sort)
+    ids, _ = _receipt_ids(flt, now, "due_date" if sort == "days_overdue" else sort)
+    # A filter through the rollup (unopened, closed with events) makes the count join every invoice to the
+    # rollup: count in the same pass as the page instead (measured: ~half the time at 100,000 invoices). A
+    # sort through the rollup alone keeps the separate count, which needs no rollup and is cheap, because a
+    # window count would hold every row before the top-N sort.
+    with_rollup = flt.unopened_days is not None or flt.include_closed
     if with_rollup:
-        # Joining 100,000 invoices to the rollup is the cost: do it once, counting in the same pass.
         ids = ids.add_columns(func.count().over().label("total"))
     # The page's ids first (LIMIT/OFFSET on the narrow query), then their full rows: one statement.
     page_ids = ids.order_by(*order).limit(per_page).offset((page - 1) * per_page).subquery("page_ids")
