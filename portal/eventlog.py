@@ -130,6 +130,7 @@ class EventLog:
         if self._sqlite:
             conn.isolation_level = None  # autocommit: the statement is its own transaction
         else:
+            conn.rollback()  # a pooled connection may have been left in a transaction by the pool's ping
             conn.autocommit = True
         return conn, conn.cursor()
 
