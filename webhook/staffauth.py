@@ -87,9 +87,12 @@ def _same_origin() -> bool:
     origin = request.headers.get("Origin")
     if origin is None or origin == "null":
         return True
-    ours = urlsplit(request.host_url)
     theirs = urlsplit(origin)
-    return (theirs.scheme, theirs.netloc) == (ours.scheme, ours.netloc)
+    # Our own address as the browser sees it: behind CloudFront the Host header reaching us is the origin's
+    # (API Gateway's), so the configured public addresses count as ours too.
+    settings = services().settings
+    ours = {urlsplit(url)[:2] for url in (request.host_url, settings.effective_webhook_url, settings.site_url)}
+    return (theirs.scheme, theirs.netloc) in ours
 
 
 def check_csrf(expected: str) -> None:
