@@ -11,15 +11,16 @@ the render workers read payments and disputes from the store as always (an impor
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from datetime import datetime
 
 from .ledger import Contact, Credit, Document, Invoice, Ledger
-from .store import CustomerData, CustomerState, state_digest
+from .store import CustomerData, CustomerState, invoice_hash, state_digest
 
 
 class SnapshotView:
     def __init__(self, ledger: Ledger, hashes: dict[str, str], key_versions: dict[str, int]):
+        """`hashes`: invoice id -> invoice_hash, for some or all of the ledger's invoices."""
         self.ledger = ledger
         self.hashes = hashes
         self.key_versions = key_versions
@@ -38,22 +39,37 @@ class SnapshotView:
         for document in ledger.documents.values():
             self.documents.setdefault(document.customer_id, []).append(document)
 
-    def states(self) -> dict[str, CustomerState]:
-        """As `Store.customer_states()` will return after the import."""
+    def states(self, digest_of: Container[str] | None = None) -> dict[str, CustomerState]:
+        """As `Store.customer_states()` will return after the import. `digest_of`: compute the digests of
+        these customers only, leaving the others' "" (a build renders a customer its folder has never seen
+        whatever its digest, so the render worker computes that digest, with `digest`, in parallel)."""
         result = {}
         for cid in sorted(self.ledger.customers):
-            c = self.ledger.customers[cid]
             invoice_ids = sorted(i.invoice_id for i in self.invoices.get(cid, ()))
-            contacts = sorted(((x.customer_id, x.contact_id, x.email, x.name, x.role)
-                               for x in self.contacts.get(cid, ())), key=lambda row: row[1])
-            credits = sorted(((x.credit_id, x.customer_id, x.number, x.issue_date, x.amount, x.balance, x.currency,
-                               x.description) for x in self.credits.get(cid, ())), key=lambda row: row[0])
-            documents = sorted(((x.document_id, x.customer_id, x.invoice_id, x.kind, x.title, x.file, x.sha256,
-                                 x.size, x.content_type) for x in self.documents.get(cid, ())), key=lambda row: row[0])
-            digest = state_digest((c.name, c.currency, c.locale, c.group, c.collector),
-                                  [self.hashes[i] for i in invoice_ids], [*contacts, *credits, *documents])
+            digest = self.digest(cid) if digest_of is None or cid in digest_of else ""
             result[cid] = CustomerState(digest, self.key_versions.get(cid, 1), invoice_ids)
         return result
+
+    def digest(self, cid: str) -> str:
+        """The CustomerState digest of one customer of the export (Store.customer_states' after the import)."""
+        c = self.ledger.customers[cid]
+        contacts = sorted(((x.customer_id, x.contact_id, x.email, x.name, x.role)
+                           for x in self.contacts.get(cid, ())), key=lambda row: row[1])
+        credits = sorted(((x.credit_id, x.customer_id, x.number, x.issue_date, x.amount, x.balance, x.currency,
+                           x.description) for x in self.credits.get(cid, ())), key=lambda row: row[0])
+        documents = sorted(((x.document_id, x.customer_id, x.invoice_id, x.kind, x.title, x.file, x.sha256,
+                             x.size, x.content_type) for x in self.documents.get(cid, ())), key=lambda row: row[0])
+        invoices = sorted(self.invoices.get(cid, ()), key=lambda i: i.invoice_id)
+        return state_digest((c.name, c.currency, c.locale, c.group, c.collector),
+                            [self.invoice_hash(i) for i in invoices], [*contacts, *credits, *documents])
+
+    def invoice_hash(self, invoice: Invoice) -> str:
+        """From `hashes` when there, else computed (and kept)."""
+        digest = self.hashes.get(invoice.invoice_id)
+        if digest is None:
+            lines = self.ledger.lines.get(invoice.invoice_id, ())
+            digest = self.hashes[invoice.invoice_id] = invoice_hash(invoice, lines)
+        return digest
 
     def customer_data(self, customer_ids: Iterable[str]) -> list[CustomerData]:
         """As `Store.customer_data(customer_ids)` will return after the import (customers not in the export

@@ -270,3 +270,19 @@ def test_a_failed_import_leaves_the_folder_and_the_store_as_they_were(settings, 
     assert not [p for p in out.rglob("*.tmp")]
     assert set(Manifest.load(out).files) == {str(p.relative_to(out)) for p in out.rglob("*")
                                              if p.is_file() and not p.name.startswith(".")}
+
+
+def test_fingerprints_computed_by_parallel_workers_match_the_stores(settings, store, export_dir, tmp_path,
+                                                                    monkeypatch):
+    """A first build renders from the export while importing it and its workers compute the customers'
+    fingerprints; the next build, from the store, must find every customer unchanged."""
+    monkeypatch.setattr(site_module, "CHUNK", 1)
+    out = tmp_path / "site"
+    first = build(export_dir, out, settings, store=store, workers=2)
+    assert first.customers_rendered == len(keys_of(out)) and all(
+        entry["fingerprint"] for entry in Manifest.load(out).customers.values())
+    (out / site_module.EXPORT_STATE).unlink()  # read and import the export again: fingerprints from the view
+    again = build(export_dir, out, settings, store=store, workers=2)
+    assert again.imported is not None and again.customers_rendered == 0
+    from_store = site_module.render_site(settings, store, out, export_folder=export_dir, workers=2)
+    assert from_store.customers_rendered == 0 and sum(from_store.written.values()) == 0
