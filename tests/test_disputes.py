@@ -330,8 +330,12 @@ def test_no_customer_route_reaches_an_attachment(client, app, store, built):
     for url in (f"/{path}", f"/c/../{path}", f"/assets/../{path}", f"/files/{path}", f"/d/{path}"):
         response = client.get(url)
         assert response.status_code == 404 and PDF not in response.data, url
-    rules = [r for r in app.url_map.iter_rules() if "disput" in r.rule]
+    # Customers reach only /dispute; attachments come back only under /staff, which needs a staff login
+    # (tests/test_staff_auth.py checks that every /staff route refuses anonymous requests and customer tokens).
+    rules = [r for r in app.url_map.iter_rules() if "disput" in r.rule and not r.rule.startswith("/staff/")]
     assert [(r.rule, sorted(r.methods - {"OPTIONS"})) for r in rules] == [("/dispute", ["POST"])]
+    anonymous = client.get(f"/staff/disputes/{row['dispute_id']}/attachments/1")
+    assert anonymous.status_code == 302 and PDF not in anonymous.data
     with pytest.raises(Exception, match="no attachment"):
         attachment_for_staff(store, built, row["dispute_id"], 9)
 

@@ -16,8 +16,18 @@ from portal import disputestore
 from portal.cli import cli
 from portal.disputes import submit_dispute
 from portal.signing import Signer
-from portal.staffusers import (MAX_FAILURES_PER_EMAIL, SESSION_IDLE, LoginThrottled, StaffError, add_user,
-                               authenticate, load_session, staff_users, start_session, update_user)
+from portal.staffusers import (
+    MAX_FAILURES_PER_EMAIL,
+    SESSION_IDLE,
+    LoginThrottled,
+    StaffError,
+    add_user,
+    authenticate,
+    load_session,
+    staff_users,
+    start_session,
+    update_user,
+)
 from tests.staff_helpers import PASSWORD, add_staff, csrf, login
 from tests.webhook_helpers import import_sample, make_app, outbox_messages
 
@@ -112,7 +122,8 @@ def test_a_customer_token_opens_no_staff_route(app, client, settings, ledger):
         for token in tokens:
             for response in (
                 client.get(_path(rule), query_string={"token": token, "page_token": token}),
-                client.get(_path(rule), headers={"Authorization": f"Bearer {token}", "Cookie": f"staff_session={token}"}),
+                client.get(_path(rule), headers={"Authorization": f"Bearer {token}",
+                                                 "Cookie": f"staff_session={token}"}),
             ):
                 assert response.status_code == 302, rule.rule
                 assert response.headers["Location"].startswith("/staff/login")

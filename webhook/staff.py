@@ -11,15 +11,34 @@ from flask import Flask, Response, abort, make_response, redirect, request, url_
 
 from portal import kpis as kpi_queries
 from portal.charts import Bar, bar_chart, meter
-from portal.staffusers import (ROLES, LoginThrottled, StaffError, add_user, authenticate, end_session, list_users,
-                               start_session, update_user)
+from portal.staffusers import (
+    ROLES,
+    LoginThrottled,
+    StaffError,
+    add_user,
+    authenticate,
+    end_session,
+    list_users,
+    start_session,
+    update_user,
+)
 
 from . import staffviews  # noqa: F401 - registers the table and export routes on bp
 from .logs import event, security_log
 from .services import client_ip, services
-from .staffauth import (LOGIN_NONCE_COOKIE, LOGIN_NONCE_SECONDS, admin_only, check_login_nonce, clear_session_cookie,
-                        current_session, is_secure, new_login_nonce, safe_next, session_id_from_cookie,
-                        set_session_cookie)
+from .staffauth import (
+    LOGIN_NONCE_COOKIE,
+    LOGIN_NONCE_SECONDS,
+    admin_only,
+    check_login_nonce,
+    clear_session_cookie,
+    current_session,
+    is_secure,
+    new_login_nonce,
+    safe_next,
+    session_id_from_cookie,
+    set_session_cookie,
+)
 from .staffbp import BadQuery, bp, money, page, stylesheet
 
 

@@ -10,15 +10,26 @@ from typing import Any
 from flask import Response, abort, redirect, request, url_for
 
 from portal import disputes as dispute_actions
-from portal import receiptrollup, reports, stafftables
+from portal import reports, stafftables
 from portal.disputes import OUTCOMES, DisputeRefused
 from portal.errors import NotFound
 
 from .logs import event, security_log
 from .services import services
 from .staffauth import admin_only, current_session
-from .staffbp import (PER_PAGE, BadQuery, amount_arg, bp, csv_response, currency_arg, int_arg, page, sort_args,
-                      stamp, text_arg)
+from .staffbp import (
+    PER_PAGE,
+    BadQuery,
+    amount_arg,
+    bp,
+    csv_response,
+    currency_arg,
+    int_arg,
+    page,
+    sort_args,
+    stamp,
+    text_arg,
+)
 
 
 def _paged(call: Any, *args: Any, default_sort: str, default_desc: bool, **kwargs: Any) -> stafftables.Page:
@@ -50,8 +61,7 @@ def _receipt_filter() -> stafftables.ReceiptFilter:
 
 @bp.get("/receipts")
 def receipts() -> Any:
-    store = services().store
-    receiptrollup.refresh(store)
+    store = services().store  # the receipts queries fold new events into the rollup first
     flt = _receipt_filter()
     result = _paged(stafftables.receipts_page, store, flt, default_sort="due_date", default_desc=False)
     return page("staff/receipts.html", title="Receipts", result=result, flt=flt, args=request.args)
@@ -60,7 +70,6 @@ def receipts() -> Any:
 @bp.get("/receipts.csv")
 def receipts_csv() -> Response:
     store = services().store
-    receiptrollup.refresh(store)
     flt = _receipt_filter()
     sort, descending = _sorting()
     try:
