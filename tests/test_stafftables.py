@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import event, func, select, update
 
 from portal import reports, stafftables
 from portal import store as tables
@@ -367,3 +367,24 @@ def test_postgresql_copy_export_is_byte_for_byte_the_python_export(store, ledger
     assert by_customer[ids[4]] == "'=1+2" and by_customer[ids[6]] == "'\tTabbed"
     groups = {e["customer_id"]: (e["group_name"], e["collector"]) for e in exported.values()}
     assert groups[ids[0]] == ("'-x", "x-") and groups[ids[6]] == ("'\n", "'\n")
+
+
+def test_filter_text_cannot_break_out_of_the_copy_statement(store, ledger):
+    """PostgreSQL's COPY takes no bind parameters, so filter text is inlined as a SQL literal: quotes and
+    backslashes in it must stay data (same rows as the parameterised Python path, tables intact)."""
+    hostile = ["x'; DROP TABLE invoices; --", "\\'; DROP TABLE invoices; --", "O'Brien\\", "%_\\%", "$$; SELECT 1; $$"]
+    customer = sorted(ledger.customers)[0]
+    with store.begin() as conn:
+        conn.execute(update(tables.customers).where(tables.customers.c.customer_id == customer)
+                     .values(name="O'Brien\\ & Sons", group_name="g'1", collector="c\\2"))
+    for text in [*hostile, "O'Brien\\", "g'1"]:
+        for flt in (ReceiptFilter(customer=text), ReceiptFilter(group=text), ReceiptFilter(collector=text)):
+            fast = "".join(receipts_csv(store, flt, "due_date", False, now=NOW))
+            slow = "".join(receipts_csv(store, flt, "due_date", False, now=NOW, copy=False))
+            assert fast == slow, (text, flt)
+    matched = parse(receipts_csv(store, ReceiptFilter(customer="O'Brien\\"), now=NOW))
+    assert matched and {e["customer_id"] for e in matched} == {customer}
+    assert parse(receipts_csv(store, ReceiptFilter(group="g'1"), now=NOW))
+    assert parse(receipts_csv(store, ReceiptFilter(collector="c\\2"), now=NOW))
+    with store.begin() as conn:
+        assert conn.execute(select(func.count()).select_from(tables.invoices)).scalar_one() == len(ledger.invoices)
