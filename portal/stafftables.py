@@ -541,43 +541,47 @@ def customers_search(store: Store, q: str, limit: int = 20) -> list[dict[str, An
         return [{**r._asdict(), "active": bool(r.active)} for r in conn.execute(query)]
 
 
-def _timeline_query(customer_id: str) -> Select:
+def _timeline_query(customer_id: str, invoice_id: str | None = None) -> Select:
     # The invoice number when the event names an invoice of this customer ("" for account-level events).
-    return (select(events.c.event_id, events.c.occurred_at, events.c.kind, events.c.invoice_id,
+    query = (select(events.c.event_id, events.c.occurred_at, events.c.kind, events.c.invoice_id,
                    func.coalesce(invoices.c.number, "").label("number"), events.c.contact_id, events.c.document_id,
                    events.c.ip, events.c.user_agent, events.c.detail)
             .select_from(events.outerjoin(invoices, and_(invoices.c.invoice_id == events.c.invoice_id,
                                                          invoices.c.customer_id == events.c.customer_id)))
             .where(events.c.customer_id == customer_id)
             .order_by(events.c.occurred_at.desc(), events.c.event_id.desc()))
+    return query if invoice_id is None else query.where(events.c.invoice_id == invoice_id)
 
 
-def customer_timeline(store: Store, customer_id: str, *, page: int = 1, per_page: int = 100
-                      ) -> tuple[dict[str, Any] | None, Page]:
+def customer_timeline(store: Store, customer_id: str, *, page: int = 1, per_page: int = 100,
+                      invoice_id: str | None = None) -> tuple[dict[str, Any] | None, Page]:
     """The customer (None when unknown) and every event recorded for it, newest first (keys: TIMELINE_COLUMNS).
     Kinds: email_sent, link_opened, page_viewed (invoice_id "" = account or statement page), document_viewed,
     payment_<status> (detail: attempt id), dispute_opened / dispute_under_review / dispute_resolved (detail:
-    reference), question_asked, unsubscribed."""
+    reference), question_asked, unsubscribed. `invoice_id`: only the events naming that invoice (who
+    received, fetched, viewed and downloaded it, and when)."""
     _check_paging(page, per_page)
-    query = _timeline_query(customer_id)
+    query = _timeline_query(customer_id, invoice_id)
     with store.begin() as conn:
         found = conn.execute(select(*[customers.c[c] for c in CUSTOMER_COLUMNS])
                              .where(customers.c.customer_id == customer_id)).first()
-        total = conn.execute(select(func.count()).select_from(events)
-                             .where(events.c.customer_id == customer_id)).scalar_one()
+        counted = select(func.count()).select_from(events).where(events.c.customer_id == customer_id)
+        if invoice_id is not None:
+            counted = counted.where(events.c.invoice_id == invoice_id)
+        total = conn.execute(counted).scalar_one()
         rows = conn.execute(query.limit(per_page).offset((page - 1) * per_page)).all()
     customer = None if found is None else {**found._asdict(), "active": bool(found.active)}
     return customer, Page([r._asdict() for r in rows], int(total), page, per_page, "occurred_at", True)
 
 
-def timeline_csv(store: Store, customer_id: str) -> Iterator[str]:
-    """Every event of the customer, newest first, as CSV (TIMELINE_COLUMNS)."""
+def timeline_csv(store: Store, customer_id: str, invoice_id: str | None = None) -> Iterator[str]:
+    """Every event of the customer (or of one of its invoices), newest first, as CSV (TIMELINE_COLUMNS)."""
     def cells(r: Any) -> list[Any]:
         row = r._asdict()
         row["occurred_at"] = _iso(row["occurred_at"])
         return [row[c] for c in TIMELINE_COLUMNS]
 
-    return _stream(store, _timeline_query(customer_id), TIMELINE_COLUMNS, cells)
+    return _stream(store, _timeline_query(customer_id, invoice_id), TIMELINE_COLUMNS, cells)
 
 
 # --- streaming CSV -------------------------------------------------------------------------------------------

@@ -158,6 +158,14 @@ def test_customer_search_and_timeline(client, store, ledger):
     assert inv.number in timeline and "2 events" in timeline
     exported = _rows(client.get(f"/staff/customer.csv?id={c1}"))
     assert len(exported) == 2 and {r["invoice_id"] for r in exported} == {inv.invoice_id}
+    other = next(i for i in ledger.invoices.values() if i.customer_id == c1 and i.invoice_id != inv.invoice_id)
+    _sent(store, c1, other.invoice_id, 1)
+    one = client.get(f"/staff/customer?id={c1}&invoice={inv.invoice_id}").get_data(as_text=True)
+    assert "2 events" in one and "Who received, fetched, viewed and downloaded this invoice" in one
+    assert "Viewed by a person" in one and other.number not in one
+    assert len(_rows(client.get(f"/staff/customer.csv?id={c1}&invoice={inv.invoice_id}"))) == 2
+    receipts = client.get(f"/staff/receipts?customer={c1}").get_data(as_text=True)
+    assert f"/staff/customer?id={c1}&amp;invoice={inv.invoice_id}" in receipts
     assert client.get("/staff/customer?id=nobody").status_code == 404
     assert client.get("/staff/customer.csv?id=nobody").status_code == 404
 

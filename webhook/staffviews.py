@@ -225,12 +225,14 @@ def customer() -> Any:
     if not customer_id:
         return redirect(url_for("staff.customers"))
     number = int_arg("page", "Page", 1, 100_000) or 1
-    row, result = stafftables.customer_timeline(services().store, customer_id, page=number, per_page=100)
+    invoice_id = text_arg("invoice")
+    row, result = stafftables.customer_timeline(services().store, customer_id, page=number, per_page=100,
+                                                invoice_id=invoice_id)
     if row is None:
         abort(404)
     for event_row in result.rows:
         event_row["label"] = event_label(event_row["kind"], event_row["invoice_id"])
-    return page("staff/customer.html", title=row["name"], customer=row, result=result)
+    return page("staff/customer.html", title=row["name"], customer=row, result=result, invoice_id=invoice_id)
 
 
 @bp.get("/customer.csv")
@@ -241,4 +243,5 @@ def customer_csv() -> Response:
     row, _ = stafftables.customer_timeline(services().store, customer_id, page=1, per_page=1)
     if row is None:
         abort(404)
-    return csv_response(stafftables.timeline_csv(services().store, customer_id), f"timeline-{stamp()}.csv")
+    chunks = stafftables.timeline_csv(services().store, customer_id, text_arg("invoice"))
+    return csv_response(chunks, f"timeline-{stamp()}.csv")
