@@ -5,6 +5,8 @@ connections are per process (a forked child opens its own and never touches its 
 from __future__ import annotations
 
 import os
+import sqlite3
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -118,3 +120,26 @@ def test_database_trouble_is_store_unavailable(tmp_path):
         assert log._idle == []  # a failed connection is not pooled
     finally:
         store.close()
+
+
+def test_sqlite_waits_for_the_write_lock_then_gives_up(log, store, ledger, settings, monkeypatch):
+    if not settings.database_url.startswith("sqlite"):
+        pytest.skip("SQLite's write lock")
+    customer, _ = _customer_with_invoices(ledger)
+    other = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"), isolation_level=None,
+                            check_same_thread=False)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another worker holds the write lock...
+        timer = threading.Timer(0.05, other.execute, ["COMMIT"])  # ...for 50 ms
+        timer.start()
+        assert _record(log, customer) is not None
+        timer.join()
+        monkeypatch.setattr(eventlog, "BUSY_SECONDS", 0.05)
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreUnavailable, match="locked"):
+            _record(log, customer)
+        other.execute("COMMIT")
+    finally:
+        other.close()
+    assert len(all_events(store)) == 1
+    assert _record(log, customer) is not None
