@@ -34,7 +34,7 @@ from portal.signing import LinkClaims, TokenExpired, TokenInvalid, customer_key
 from portal.store import InvoiceState
 
 from .errors import TokenRejected
-from .logs import event, token_ref
+from .logs import event, log, token_ref
 from .security import rate_limited
 from .services import FILE_LINK_SECONDS, FRESH_FORM_SECONDS, client_ip, render, services, user_agent
 
@@ -101,7 +101,8 @@ def open_link(token: str) -> Any:
         _refused("link", token, claims.customer_id, claims.key_version)
     # The receipt is in the database; a log line per link is for debugging only (it is a measurable share of
     # the request's cost and would say nothing the events table does not).
-    event("link_opened", logging.DEBUG, customer=claims.customer_id, token=token_ref(token))
+    if log.isEnabledFor(logging.DEBUG):  # token_ref hashes the token: not for a line nobody writes
+        event("link_opened", logging.DEBUG, customer=claims.customer_id, token=token_ref(token))
     # A paid (closed) or unknown invoice has no page any more: the account page is the useful landing.
     return _redirect(page_url(claims.customer_id, claims.key_version,
                               receipt.invoice_id if receipt.invoice_open else ""))
@@ -186,7 +187,8 @@ def view_beacon(token: str) -> Any:
                                          detail=detail)
     if receipt is None:
         _refused("view", token, claims.customer_id, claims.key_version, invoice_id)
-    event("page_viewed", logging.DEBUG, customer=claims.customer_id, token=token_ref(token), page=detail)
+    if log.isEnabledFor(logging.DEBUG):
+        event("page_viewed", logging.DEBUG, customer=claims.customer_id, token=token_ref(token), page=detail)
     return Response(status=204)
 
 

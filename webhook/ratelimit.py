@@ -79,6 +79,9 @@ class Verdict:
     retry_after: int  # whole seconds, at least 1, meaningful when not allowed
 
 
+ALLOWED = Verdict(True, 0)  # made once: every allowed request would otherwise build the same frozen object
+
+
 class RateLimiter:
     """Checks several (key, limit) pairs at once; every pair is counted, the strictest one decides."""
 
@@ -95,4 +98,4 @@ class RateLimiter:
                 retry = max(retry, reset)
         if retry:
             return Verdict(False, max(1, math.ceil(retry)))
-        return Verdict(True, 0)
+        return ALLOWED
