@@ -41,9 +41,10 @@ from sqlalchemy import event
 
 from .store import Store, StoreUnavailable
 
-# The same conditions as Store.access: the customer exists, is active and is at the token's key version. The
-# invoice recorded is the token's when it is this customer's, else '' (a token never reaches another
-# customer's invoice). RETURNING says whether a row was written, and the invoice's open state for the redirect.
+# PostgreSQL: the conditions of Store.access (the customer exists, is active and is at the token's key
+# version) as the INSERT's own WHERE clause. The invoice recorded is the token's when it is this customer's,
+# else '' (a token never reaches another customer's invoice). RETURNING says whether a row was written, and
+# the invoice's open state for the redirect.
 _RECORD = (
     "INSERT INTO events (kind, occurred_at, customer_id, contact_id, invoice_id, document_id, ip, user_agent,"
     " detail)"
