@@ -318,9 +318,14 @@ def db() -> None:
 @db.command("upgrade")
 @click.pass_context
 def db_upgrade(ctx: click.Context) -> None:
-    """Create or upgrade the database schema to the newest version."""
-    _store(ctx.find_root())
+    """Create or upgrade the database schema to the newest version, and bring the staff dashboard's receipt
+    rollup up to date (the first time, that reads every event: better here than on a staff request)."""
+    from .receiptrollup import refresh
+
+    store = _store(ctx.find_root())
     click.echo("the database schema is up to date")
+    done = refresh(store)
+    click.echo(f"receipt rollup: {'built' if done.full else 'refreshed'} ({done.new_events} new events)")
 
 
 @cli.command()
