@@ -58,7 +58,10 @@ def render_fingerprint(settings: Settings) -> str:
     """Changes when anything other than the data could change a page: templates, code, settings."""
     digest = hashlib.sha256()
     for folder in template_dirs(settings):
-        for path in sorted(folder.rglob("*")):
+        # Only what pages are made of: their templates and the assets they link. Email, webhook and staff
+        # templates do not shape a page, and editing them must not re-render every customer.
+        shaping = [*sorted((folder / "pages").rglob("*")), *(folder / "assets" / name for name in ASSET_NAMES)]
+        for path in shaping:
             if path.is_file():
                 digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
     for path in RENDER_CODE:

@@ -286,3 +286,22 @@ def test_fingerprints_computed_by_parallel_workers_match_the_stores(settings, st
     assert again.imported is not None and again.customers_rendered == 0
     from_store = site_module.render_site(settings, store, out, export_folder=export_dir, workers=2)
     assert from_store.customers_rendered == 0 and sum(from_store.written.values()) == 0
+
+
+def test_only_page_templates_and_their_assets_shape_the_render_fingerprint(settings, tmp_path):
+    from portal.render import render_fingerprint
+
+    theme = tmp_path / "theme"
+    themed = settings.replace(theme_dir=str(theme))
+    before = render_fingerprint(themed)
+    for name in ("staff/overview.html", "email/reminder.txt", "webhook/message.html", "assets/staff.css"):
+        (theme / name).parent.mkdir(parents=True, exist_ok=True)
+        (theme / name).write_text("changed")
+    assert render_fingerprint(themed) == before  # a staff or email edit does not re-render every customer
+    (theme / "assets").mkdir(exist_ok=True)
+    (theme / "assets" / "portal.css").write_text("body { color: red }")
+    with_css = render_fingerprint(themed)
+    assert with_css != before
+    (theme / "pages").mkdir()
+    (theme / "pages" / "base.html").write_text("{% block main %}{% endblock %}")
+    assert render_fingerprint(themed) not in {before, with_css}
