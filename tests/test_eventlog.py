@@ -122,9 +122,8 @@ def test_database_trouble_is_store_unavailable(tmp_path):
         store.close()
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # SQLite's write lock; PostgreSQL has row locks
 def test_sqlite_waits_for_the_write_lock_then_gives_up(log, store, ledger, settings, monkeypatch):
-    if not settings.database_url.startswith("sqlite"):
-        pytest.skip("SQLite's write lock")
     customer, _ = _customer_with_invoices(ledger)
     other = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"), isolation_level=None,
                             check_same_thread=False)
