@@ -7,6 +7,7 @@ theme overrides any single file. Autoescaping is always on: every customer strin
 from __future__ import annotations
 
 import hashlib
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,18 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
 
 from .config import Settings
 
-BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+def _builtin_templates() -> Path:
+    """templates/ next to the package in a checkout (or an editable install); otherwise the copy a regular
+    `pip install` puts under <prefix>/share/ar-portal/templates (pyproject.toml's data-files)."""
+    checkout = Path(__file__).resolve().parent.parent / "templates"
+    if (checkout / "pages").is_dir():
+        return checkout
+    installed = Path(sysconfig.get_path("data")) / "share" / "ar-portal" / "templates"
+    return installed if (installed / "pages").is_dir() else checkout
+
+
+BUILTIN_TEMPLATES = _builtin_templates()
 ASSET_NAMES = ("portal.css", "beacon.js", "pay.js")
 # The code that shapes the output: a change to it must re-render every page.
 RENDER_CODE = [Path(__file__).with_name(n) for n in ("render.py", "pages.py", "pdf.py", "signing.py", "money.py",
