@@ -21,7 +21,7 @@ from portal.signing import Signer
 from portal.site import build
 from portal.store import Store
 from tests.conftest import AS_OF, make_settings
-from tests.gunicorn_server import free_port
+from tests.ports import free_port
 from tests.webhook_helpers import RELAXED
 from webhook import create_app
 

@@ -7,13 +7,16 @@ expiry, which moto does not. Everything binds 127.0.0.1; the server is stopped b
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ACCESS_KEY = "PORTALTESTACCESSKEY"
 SECRET_KEY = "portal-test-secret-key-0123456789"
@@ -143,3 +146,27 @@ class SeaweedS3:
                 self.process.wait(timeout=10)
         self.process = None
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def started_or_skipped() -> Iterator[SeaweedS3]:
+    """A SeaweedFS server for a fixture to yield; skipped when it cannot start, failed instead under
+    PORTAL_REQUIRE_S3=1 (CI)."""
+    import pytest
+
+    try:
+        server = SeaweedS3().start()
+    except Exception as exc:  # noqa: BLE001
+        if os.environ.get("PORTAL_REQUIRE_S3") == "1":
+            pytest.fail(f"SeaweedFS is required here but could not start: {exc}")
+        pytest.skip(f"SeaweedFS not available: {exc}")
+    yield server
+    server.stop()
+
+
+def point_boto3_at(server: SeaweedS3, monkeypatch: Any) -> None:
+    """Point boto3's standard chain at SeaweedFS, and at nothing else of this machine's AWS setup."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_REQUEST_CHECKSUM_CALCULATION",
+                 "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in server.env().items():
+        monkeypatch.setenv(name, value)

@@ -3,7 +3,6 @@ messages, and a small AR export whose dates, roles and names the tests rely on."
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -17,13 +16,7 @@ from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, inser
 from sqlalchemy.engine import Connection
 
 from portal.ledger import Contact, Customer, Invoice, Ledger
-
-
-def free_port() -> int:
-    # aiosmtpd cannot bind port 0 (its readiness check needs the number), so pick one first.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.ports import free_port
 
 
 class Recorder:
@@ -53,7 +46,7 @@ class Recorder:
 
 class SmtpServer:
     def __init__(self) -> None:
-        self.port = free_port()
+        self.port = free_port()  # aiosmtpd cannot bind port 0: its readiness check needs the number
         self.recorder = Recorder()
         self.controller = Controller(self.recorder, hostname="127.0.0.1", port=self.port)
         self.running = False

@@ -11,7 +11,7 @@ import requests
 
 from portal.disputes import DisputeRefused, Upload, attachment_for_staff, submit_dispute
 from portal.reports import disputes
-from tests.s3server import SeaweedS3
+from tests.s3server import point_boto3_at, started_or_skipped
 from tests.webhook_helpers import import_sample
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -20,23 +20,12 @@ _buckets = itertools.count(1)
 
 @pytest.fixture(scope="module")
 def s3():
-    try:
-        server = SeaweedS3().start()
-    except Exception as exc:  # noqa: BLE001
-        if os.environ.get("PORTAL_REQUIRE_S3") == "1":
-            pytest.fail(f"SeaweedFS is required here but could not start: {exc}")
-        pytest.skip(f"SeaweedFS not available: {exc}")
-    yield server
-    server.stop()
+    yield from started_or_skipped()
 
 
 @pytest.fixture
 def s3_settings(s3, settings, store, export_dir, monkeypatch):
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_REQUEST_CHECKSUM_CALCULATION",
-                 "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in s3.env().items():
-        monkeypatch.setenv(name, value)
+    point_boto3_at(s3, monkeypatch)
     bucket = s3.create_bucket(f"disp-{os.getpid()}-{next(_buckets)}")
     import_sample(store, settings, export_dir)
     return settings.replace(target=f"s3://{bucket}/site"), bucket

@@ -316,7 +316,8 @@ def test_gunicorn_config_serves_the_webhook(tmp_path: Path):
     import time
     import urllib.request
 
-    from tests.gunicorn_server import REPO, free_port
+    from tests.gunicorn_server import REPO
+    from tests.ports import free_port
 
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "1",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -19,6 +18,7 @@ from portal.mail import (
     fresh_link_message,
     transport_from_url,
 )
+from tests.ports import free_port
 
 
 @pytest.fixture
@@ -66,12 +66,6 @@ def test_message_escapes_html_and_keeps_headers_intact(settings):
     assert "INV-1" in message["Subject"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_smtp_logs_in_and_delivers(settings):
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -90,7 +84,7 @@ def test_smtp_logs_in_and_delivers(settings):
         logins.append((auth_data.login, auth_data.password))
         return AuthResult(success=auth_data.password == b"p:ss")
 
-    port = _free_port()
+    port = free_port()
     controller = Controller(Handler(), hostname="127.0.0.1", port=port, authenticator=authenticate,
                             auth_require_tls=False)
     controller.start()
@@ -107,7 +101,7 @@ def test_smtp_logs_in_and_delivers(settings):
 
 def test_smtp_failure_is_a_mail_error(settings):
     with pytest.raises(MailError, match="SMTP 127.0.0.1"):
-        SmtpTransport("127.0.0.1", _free_port()).send(_message(settings))
+        SmtpTransport("127.0.0.1", free_port()).send(_message(settings))
 
 
 def test_ses_sends_the_raw_message(settings, monkeypatch):

@@ -47,7 +47,7 @@ from portal.site import MANIFEST, Manifest, build
 from portal.store import Store
 from tests.conftest import make_settings
 from tests.faultproxy import FaultProxy
-from tests.s3server import SeaweedS3
+from tests.s3server import SeaweedS3, point_boto3_at, started_or_skipped
 
 REPO = Path(__file__).resolve().parent.parent
 _buckets = itertools.count(1)
@@ -58,24 +58,12 @@ _buckets = itertools.count(1)
 
 @pytest.fixture(scope="session")
 def s3():
-    try:
-        server = SeaweedS3().start()
-    except Exception as exc:  # noqa: BLE001
-        if os.environ.get("PORTAL_REQUIRE_S3") == "1":
-            pytest.fail(f"SeaweedFS is required here but could not start: {exc}")
-        pytest.skip(f"SeaweedFS not available: {exc}")
-    yield server
-    server.stop()
+    yield from started_or_skipped()
 
 
 @pytest.fixture
 def aws_env(s3: SeaweedS3, monkeypatch) -> SeaweedS3:
-    """Point boto3's standard chain at SeaweedFS, and at nothing else of this machine's AWS setup."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_REQUEST_CHECKSUM_CALCULATION",
-                 "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in s3.env().items():
-        monkeypatch.setenv(name, value)
+    point_boto3_at(s3, monkeypatch)
     return s3
 
 

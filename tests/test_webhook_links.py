@@ -3,7 +3,6 @@ records nothing, and no token reaches another customer's pages or documents."""
 
 from __future__ import annotations
 
-import socket
 import sys
 import threading
 import types
@@ -15,6 +14,7 @@ from urllib.parse import urlparse
 import pytest
 
 from portal.signing import Signer
+from tests.ports import free_port
 from tests.webhook_helpers import (
     all_events,
     hidden_field,
@@ -400,12 +400,6 @@ def test_forged_fresh_form_sends_nothing(client, store, ledger, settings, tmp_pa
     assert outbox_messages(tmp_path) == [] and all_events(store) == []
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_fresh_link_over_smtp(store, ledger, settings, tmp_path):
     """The same flow through a real SMTP server (aiosmtpd): only the address on file is a recipient."""
     from aiosmtpd.controller import Controller
@@ -419,7 +413,7 @@ def test_fresh_link_over_smtp(store, ledger, settings, tmp_path):
             done.set()
             return "250 OK"
 
-    port = _free_port()
+    port = free_port()
     controller = Controller(Handler(), hostname="127.0.0.1", port=port)
     controller.start()
     try:
