@@ -29,12 +29,16 @@ MAX_PASSWORD = 1024  # argon2 takes any length; a cap keeps a hostile form from 
 SESSION_IDLE = timedelta(hours=4)
 SESSION_MAX = timedelta(hours=12)
 TOUCH_EVERY = timedelta(minutes=1)  # how often a session's last_seen_at is written (not on every request)
-# Failed logins allowed per window: per email (someone guessing one account's password) and per client
-# address (someone trying many accounts). Past either, even the right password is refused until the window
-# has moved on, so a guesser learns nothing.
+# Failed logins allowed per window: per email from one client address (someone guessing one account's
+# password), per client address (someone trying many accounts), and per email from everywhere (a guesser
+# spread over many addresses). Past any of them, even the right password is refused until the window has
+# moved on, so a guesser learns nothing. The per-email limit counts one address at a time, so a stranger who
+# knows an admin's email cannot lock the admin out from elsewhere with five wrong passwords; the
+# everywhere-limit is high for the same reason.
 FAILURE_WINDOW = timedelta(minutes=15)
-MAX_FAILURES_PER_EMAIL = 5
+MAX_FAILURES_PER_EMAIL = 5  # per email and client address
 MAX_FAILURES_PER_IP = 20
+MAX_FAILURES_PER_EMAIL_ANYWHERE = 100
 EMAIL = re.compile(r"^[^@\s<>\"',;]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 
 # argon2-cffi's defaults are the RFC 9106 "low memory" profile (argon2id, 64 MiB, 3 passes).
@@ -219,7 +223,8 @@ def authenticate(store: Store, email: str, password: str, ip: str, now: datetime
     """
     now = now or datetime.now(UTC)
     email = email.strip().lower()[:320]
-    keys = [(f"email:{email}", MAX_FAILURES_PER_EMAIL), (f"ip:{ip[:64]}", MAX_FAILURES_PER_IP)]
+    keys = [(f"email:{email}|ip:{ip[:64]}", MAX_FAILURES_PER_EMAIL), (f"ip:{ip[:64]}", MAX_FAILURES_PER_IP),
+            (f"email:{email}", MAX_FAILURES_PER_EMAIL_ANYWHERE)]
     with store.begin() as conn:
         wait = max(_retry_after(conn, key, limit, now) for key, limit in keys)
         if wait:

@@ -18,6 +18,7 @@ from portal.disputes import submit_dispute
 from portal.signing import Signer
 from portal.staffusers import (
     MAX_FAILURES_PER_EMAIL,
+    MAX_FAILURES_PER_EMAIL_ANYWHERE,
     SESSION_IDLE,
     LoginThrottled,
     StaffError,
@@ -212,8 +213,9 @@ def test_failed_logins_are_throttled_per_email_even_with_the_right_password(clie
     assert throttled.status_code == 429
     assert 0 < int(throttled.headers["Retry-After"]) <= 15 * 60
     assert client.get("/staff/").status_code == 302
-    # Another account from another address is not locked out by this one.
-    assert login(client.application.test_client(), ADMIN, environ_base={"REMOTE_ADDR": "10.0.0.9"}
+    # The same account from another address is not locked out: five wrong guesses by a stranger who knows
+    # an email must not keep its owner out.
+    assert login(client.application.test_client(), VIEWER, environ_base={"REMOTE_ADDR": "10.0.0.9"}
                  ).status_code == 302
 
 
@@ -228,6 +230,12 @@ def test_throttling_counts_per_address_across_emails_and_ends_with_the_window(st
     assert authenticate(store, "a@example.com", PASSWORD, "198.51.100.8", now=now) is not None
     later = now + timedelta(minutes=16)
     assert authenticate(store, "a@example.com", PASSWORD, "198.51.100.7", now=later) is not None
+    # A guesser spread over many addresses still meets a limit on the account itself.
+    for i in range(MAX_FAILURES_PER_EMAIL_ANYWHERE):
+        ip = f"10.1.{i // 250}.{i % 250}"
+        assert authenticate(store, "a@example.com", "wrong" * 3, ip, now=later) is None
+    with pytest.raises(LoginThrottled):
+        authenticate(store, "a@example.com", PASSWORD, "192.0.2.1", now=later)
 
 
 def test_logout_ends_the_session_on_the_server(client):
