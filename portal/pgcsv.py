@@ -63,8 +63,12 @@ def bool_cell(b: Any) -> Any:
 
 
 def compile_literal(query: Select) -> str:
-    """The statement with its parameters inlined (COPY takes no bind parameters)."""
-    return str(query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    """The statement with its parameters inlined (COPY takes no bind parameters). The "named" paramstyle
+    keeps a literal % as one % (the default format style doubles it for the driver, which no driver undoes
+    when there are no parameters). Quotes are doubled; backslashes stay as they are, which is only safe with
+    standard_conforming_strings on: copy_csv sets it for its transaction."""
+    dialect = postgresql.dialect(paramstyle="named")
+    return str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 
 def copy_csv(store: Store, query: Select) -> Iterator[str]:
@@ -77,6 +81,8 @@ def copy_csv(store: Store, query: Select) -> Iterator[str]:
             # The export sorts every matching row, already formatted (about 200 bytes each): with the default
             # 4 MB work_mem, 100,000 rows spill to a merge sort on disk. This transaction only reads.
             cursor.execute(f"SET LOCAL work_mem = '{EXPORT_WORK_MEM}'")
+            # The inlined literals rely on it (a server or role may have it off): see compile_literal.
+            cursor.execute("SET LOCAL standard_conforming_strings = on")
         with raw.cursor() as cursor, cursor.copy(statement) as copy:
             parts: list[bytes] = []
             size = 0

@@ -376,15 +376,18 @@ def test_filter_text_cannot_break_out_of_the_copy_statement(store, ledger):
     customer = sorted(ledger.customers)[0]
     with store.begin() as conn:
         conn.execute(update(tables.customers).where(tables.customers.c.customer_id == customer)
-                     .values(name="O'Brien\\ & Sons", group_name="g'1", collector="c\\2"))
-    for text in [*hostile, "O'Brien\\", "g'1"]:
+                     .values(name="O'Brien\\ & Sons", group_name="g'1 50%", collector="c\\2"))
+        if store.engine.dialect.name == "postgresql":  # a server or role may have it off: the export must not care
+            conn.exec_driver_sql(f"ALTER DATABASE {store.engine.url.database} SET standard_conforming_strings = off")
+    store.engine.dispose()
+    for text in [*hostile, "O'Brien\\", "g'1 50%"]:
         for flt in (ReceiptFilter(customer=text), ReceiptFilter(group=text), ReceiptFilter(collector=text)):
             fast = "".join(receipts_csv(store, flt, "due_date", False, now=NOW))
             slow = "".join(receipts_csv(store, flt, "due_date", False, now=NOW, copy=False))
             assert fast == slow, (text, flt)
     matched = parse(receipts_csv(store, ReceiptFilter(customer="O'Brien\\"), now=NOW))
     assert matched and {e["customer_id"] for e in matched} == {customer}
-    assert parse(receipts_csv(store, ReceiptFilter(group="g'1"), now=NOW))
+    assert parse(receipts_csv(store, ReceiptFilter(group="g'1 50%"), now=NOW))  # one %, not %%
     assert parse(receipts_csv(store, ReceiptFilter(collector="c\\2"), now=NOW))
     with store.begin() as conn:
         assert conn.execute(select(func.count()).select_from(tables.invoices)).scalar_one() == len(ledger.invoices)
