@@ -196,7 +196,8 @@ def attachment_for_staff(store: Store, settings: Settings, dispute_id: int, n: i
     if settings.target.startswith("s3://"):
         from .s3target import presign
 
-        return presign(settings.target, row.path, expires_in, row.filename)
+        # A download, never shown inline: it is whatever a customer uploaded (as the folder target's route).
+        return presign(settings.target, row.path, expires_in, row.filename, disposition="attachment")
     return (Path(settings.target) / row.path).read_bytes()
 
 

@@ -291,14 +291,16 @@ def _presign_client(_environment: tuple[str | None, ...]) -> BaseClient:
     return make_client()
 
 
-def content_disposition(filename: str) -> str:
-    """`inline` with a safe ASCII name and the exact UTF-8 one (RFC 6266), for the browser's save dialog."""
+def content_disposition(filename: str, disposition: str = "inline") -> str:
+    """`inline` (or `attachment`) with a safe ASCII name and the exact UTF-8 one (RFC 6266), for the browser's
+    save dialog."""
     cleaned = "".join(c for c in filename if c.isprintable() and c not in '"\\/').strip() or "document"
     ascii_name = cleaned.encode("ascii", "replace").decode().replace("?", "_")
-    return f"inline; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(cleaned, safe='')}"
+    return f"{disposition}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(cleaned, safe='')}"
 
 
-def presign(target: str, path: str, expires_in: int, filename: str | None = None) -> str:
+def presign(target: str, path: str, expires_in: int, filename: str | None = None,
+            disposition: str = "inline") -> str:
     """A presigned GET URL for `path` under the target's prefix (see publish.presign_document)."""
     bucket, prefix = parse_target(target)
     key = f"{prefix}/{path}" if prefix else path
@@ -306,7 +308,7 @@ def presign(target: str, path: str, expires_in: int, filename: str | None = None
         client = _presign_client(tuple(os.environ.get(name) for name in CLIENT_ENV))
         params = {"Bucket": bucket, "Key": key}
         if filename:
-            params["ResponseContentDisposition"] = content_disposition(filename)
+            params["ResponseContentDisposition"] = content_disposition(filename, disposition)
         return client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
     except (BotoCoreError, ClientError) as exc:
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "the S3 endpoint"

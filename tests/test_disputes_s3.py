@@ -50,7 +50,9 @@ def test_attachments_are_private_objects_reached_by_presigned_url_only(s3, s3_se
     assert _keys(s3, bucket) == [key]
     url = attachment_for_staff(store, settings, row["dispute_id"], 1)
     assert isinstance(url, str) and "X-Amz-Signature=" in url
-    assert requests.get(url, timeout=10).content == PDF
+    got = requests.get(url, timeout=10)
+    assert got.content == PDF
+    assert got.headers["Content-Disposition"].startswith('attachment; filename="scan.pdf"')  # never inline
     # The same object without a signature: refused (the bucket is private).
     assert requests.get(url.split("?")[0], timeout=10).status_code == 403
 
