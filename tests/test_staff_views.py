@@ -94,6 +94,8 @@ def test_unusable_filters_and_sorts_get_a_400_that_names_them(client):
         assert words.replace('"', "&#34;") in response.get_data(as_text=True) or \
             words in response.get_data(as_text=True), query
     assert client.get("/staff/receipts.csv?sort=nope").status_code == 400
+    # More decimals than the currency has: refused, not rounded.
+    assert client.get("/staff/receipts?currency=USD&min=12.345").status_code == 400
     assert client.get("/staff/payments?sort=nope").status_code == 400
 
 
@@ -144,6 +146,11 @@ def test_disputes_queue_shows_the_message_escaped_and_exports(client, store, led
     assert "Resolve" not in html  # a viewer sees the queue, not the actions
     exported = _rows(client.get("/staff/disputes.csv"))
     assert [r["reference"] for r in exported] == [f"D-{dispute_id}"]
+    # After an action the page states the dispute's real state; a link cannot put its own words there.
+    assert f'role="status">D-{dispute_id} is open<' in client.get(f"/staff/disputes?done={dispute_id}").get_data(
+        as_text=True)
+    crafted = client.get("/staff/disputes?done=Call+0800+to+confirm+your+password")
+    assert crafted.status_code == 400 and 'role="status"' not in crafted.get_data(as_text=True)
 
 
 def test_customer_search_and_timeline(client, store, ledger):

@@ -39,7 +39,7 @@ from .staffauth import (
     session_id_from_cookie,
     set_session_cookie,
 )
-from .staffbp import BadQuery, bp, money, page, stylesheet
+from .staffbp import BadQuery, bp, current_email, money, page, stylesheet
 
 
 def init_app(app: Flask) -> None:
@@ -162,7 +162,7 @@ def users_add() -> Any:
     except StaffError as exc:
         return page("staff/users.html", 400, title="Staff users", users=list_users(services().store), roles=ROLES,
                     error=exc.message)
-    event("staff_user_added", logger=security_log, by=_me(), user=created.email, role=created.role)
+    event("staff_user_added", logger=security_log, by=current_email(), user=created.email, role=created.role)
     return redirect(url_for("staff.users"))
 
 
@@ -177,11 +177,7 @@ def users_update() -> Any:
     except StaffError as exc:
         return page("staff/users.html", 400, title="Staff users", users=list_users(services().store), roles=ROLES,
                     error=exc.message)
-    event("staff_user_changed", logger=security_log, by=_me(), user=changed.email, role=changed.role,
+    event("staff_user_changed", logger=security_log, by=current_email(), user=changed.email, role=changed.role,
           active=changed.active)
     return redirect(url_for("staff.users"))
 
-
-def _me() -> str:
-    session = current_session()
-    return session.user.email if session else ""

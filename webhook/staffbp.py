@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 from flask import Blueprint, Response, request, stream_with_context, url_for
 from werkzeug.exceptions import BadRequest
 
-from portal.money import digits, format_money, is_currency
+from portal.money import AmountError, format_money, is_currency, parse_amount
 from portal.render import BUILTIN_TEMPLATES
 
 from .services import services
@@ -41,6 +40,12 @@ def stylesheet() -> tuple[str, bytes]:
     """(file name with content hash, bytes) of the staff stylesheet, read once per process."""
     data = (Path(BUILTIN_TEMPLATES) / "assets" / "staff.css").read_bytes()
     return f"staff.{hashlib.sha256(data).hexdigest()[:12]}.css", data
+
+
+def current_email() -> str:
+    """The logged-in staff user's email, for the audit log and the dispute's `updated_by`."""
+    session = current_session()
+    return session.user.email if session else ""
 
 
 def money(minor: int | None, currency: str) -> str:
@@ -105,17 +110,15 @@ def int_arg(name: str, label: str, minimum: int = 0, maximum: int = 10**9) -> in
 
 
 def amount_arg(name: str, label: str, currency: str) -> int | None:
-    """An amount typed in major units ("1250.50") as minor units of `currency`."""
+    """An amount typed in major units ("1,250.50") as minor units of `currency` (money.parse_amount: more
+    decimals than the currency has are refused, not rounded)."""
     raw = request.args.get(name, "").strip().replace(",", "")
     if not raw:
         return None
     try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        value = Decimal("NaN")
-    if not value.is_finite() or value < 0 or value > Decimal(10) ** 12:
-        raise BadQuery(f'{label}: "{raw[:40]}" is not an amount')
-    return int(value.scaleb(digits(currency)).to_integral_value())
+        return parse_amount(raw[:40], currency)
+    except AmountError as exc:
+        raise BadQuery(f"{label}: {exc}") from exc
 
 
 def currency_arg() -> str | None:

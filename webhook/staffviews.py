@@ -10,13 +10,13 @@ from typing import Any
 from flask import Response, abort, redirect, request, url_for
 
 from portal import disputes as dispute_actions
-from portal import reports, stafftables
+from portal import disputestore, reports, stafftables
 from portal.disputes import OUTCOMES, DisputeRefused
 from portal.errors import NotFound
 
 from .logs import event, security_log
 from .services import services
-from .staffauth import admin_only, current_session
+from .staffauth import admin_only
 from .staffbp import (
     PER_PAGE,
     BadQuery,
@@ -24,6 +24,7 @@ from .staffbp import (
     bp,
     csv_response,
     currency_arg,
+    current_email,
     int_arg,
     page,
     sort_args,
@@ -40,8 +41,8 @@ def _paged(call: Any, *args: Any, default_sort: str, default_desc: bool, **kwarg
         raise BadQuery(str(exc)) from exc
 
 
-def _sorting() -> tuple[str, bool]:
-    sort, descending, _ = sort_args("", False)
+def _sorting(default_sort: str, default_desc: bool) -> tuple[str, bool]:
+    sort, descending, _ = sort_args(default_sort, default_desc)
     return sort, descending
 
 
@@ -71,9 +72,9 @@ def receipts() -> Any:
 def receipts_csv() -> Response:
     store = services().store
     flt = _receipt_filter()
-    sort, descending = _sorting()
+    sort, descending = _sorting("due_date", False)
     try:
-        chunks = stafftables.receipts_csv(store, flt, sort or "due_date", descending)
+        chunks = stafftables.receipts_csv(store, flt, sort, descending)
     except ValueError as exc:
         raise BadQuery(str(exc)) from exc
     return csv_response(chunks, f"receipts-{stamp()}.csv")
@@ -95,10 +96,9 @@ def payments() -> Any:
 
 @bp.get("/payments.csv")
 def payments_csv() -> Response:
-    sort, descending = _sorting()
+    sort, descending = _sorting("created_at", True)
     try:
-        chunks = stafftables.payments_csv(services().store, sort=sort or "created_at",
-                                          descending=descending if sort else True, **_payment_args())
+        chunks = stafftables.payments_csv(services().store, sort=sort, descending=descending, **_payment_args())
     except ValueError as exc:
         raise BadQuery(str(exc)) from exc
     return csv_response(chunks, f"payments-{stamp()}.csv")
@@ -121,35 +121,43 @@ def disputes() -> Any:
     result = _paged(stafftables.disputes_page, services().store, default_sort="created_at", default_desc=False,
                     **_dispute_args())
     return page("staff/disputes.html", title="Disputes", result=result, args=request.args, outcomes=OUTCOMES,
-                reasons=services().settings.dispute_reasons, message=request.args.get("done", ""))
+                reasons=services().settings.dispute_reasons, message=_done_message())
+
+
+def _done_message() -> str:
+    """After an action, the dispute's state now, said by us: the address only names the dispute (a link
+    must not be able to put words of its own on this page)."""
+    dispute_id = int_arg("done", "Dispute", 1, 2**62)
+    if dispute_id is None:
+        return ""
+    with services().store.begin() as conn:
+        row = disputestore.get_dispute(conn, dispute_id)
+    if row is None:
+        return ""
+    return f"{dispute_actions.reference(row.dispute_id)} is {row.status.replace('_', ' ')}"
 
 
 @bp.get("/disputes.csv")
 def disputes_csv() -> Response:
-    sort, descending = _sorting()
+    sort, descending = _sorting("created_at", False)
     try:
-        chunks = stafftables.disputes_csv(services().store, sort=sort or "created_at", descending=descending,
-                                          **_dispute_args())
+        chunks = stafftables.disputes_csv(services().store, sort=sort, descending=descending, **_dispute_args())
     except ValueError as exc:
         raise BadQuery(str(exc)) from exc
     return csv_response(chunks, f"disputes-{stamp()}.csv")
-
-
-def _by() -> str:
-    session = current_session()
-    return session.user.email if session else ""
 
 
 @bp.post("/disputes/<int:dispute_id>/review")
 @admin_only
 def dispute_review(dispute_id: int) -> Any:
     s = services()
+    by = current_email()
     try:
-        row = dispute_actions.review(s.store, dispute_id, _by(), settings=s.settings)
+        row = dispute_actions.review(s.store, dispute_id, by, settings=s.settings)
     except DisputeRefused as exc:
         return page("staff/message.html", 409, title="Not changed", message=exc.message)
-    event("staff_dispute_reviewed", logger=security_log, by=_by(), dispute=dispute_actions.reference(row.dispute_id))
-    return redirect(url_for("staff.disputes", done=f"{dispute_actions.reference(row.dispute_id)} is under review"))
+    event("staff_dispute_reviewed", logger=security_log, by=by, dispute=dispute_actions.reference(row.dispute_id))
+    return redirect(url_for("staff.disputes", done=row.dispute_id))
 
 
 @bp.post("/disputes/<int:dispute_id>/resolve")
@@ -161,14 +169,15 @@ def dispute_resolve(dispute_id: int) -> Any:
     if not note:
         return page("staff/message.html", 400, title="Not resolved",
                     message="Write a note for the customer: it is emailed with the outcome.")
+    by = current_email()
     try:
-        row = dispute_actions.resolve(s.store, dispute_id, outcome, note, _by(), settings=s.settings,
+        row = dispute_actions.resolve(s.store, dispute_id, outcome, note, by, settings=s.settings,
                                       transport=s.mailer)
     except DisputeRefused as exc:
         return page("staff/message.html", 409, title="Not resolved", message=exc.message)
-    event("staff_dispute_resolved", logger=security_log, by=_by(),
-          dispute=dispute_actions.reference(row.dispute_id), outcome=outcome)
-    return redirect(url_for("staff.disputes", done=f"{dispute_actions.reference(row.dispute_id)} is resolved"))
+    event("staff_dispute_resolved", logger=security_log, by=by, dispute=dispute_actions.reference(row.dispute_id),
+          outcome=outcome)
+    return redirect(url_for("staff.disputes", done=row.dispute_id))
 
 
 @bp.get("/disputes/<int:dispute_id>/attachments/<int:n>")
