@@ -142,10 +142,11 @@ def test_a_viewer_cannot_resolve_review_or_manage_staff_but_an_admin_can_resolve
     assert client.post("/staff/users", data={"csrf_token": token, "email": "x@example.com", "password": PASSWORD,
                                               "role": "admin"}).status_code == 403
     assert _status(store, dispute_id) == "open"
-    assert "Resolve" not in client.get("/staff/disputes").get_data(as_text=True)
+    assert f"Resolve D-{dispute_id}" not in client.get("/staff/disputes").get_data(as_text=True)
 
     admin = client.application.test_client()
     assert login(admin, ADMIN).status_code == 302
+    assert f"Resolve D-{dispute_id}" in admin.get("/staff/disputes").get_data(as_text=True)  # what viewers lack
     done = admin.post(f"/staff/disputes/{dispute_id}/resolve",
                       data={"csrf_token": csrf(admin), "outcome": "credit_issued", "note": "Credit note CN-9 issued"})
     assert done.status_code == 302
@@ -267,12 +268,26 @@ def test_sessions_expire_when_idle(store):
     assert load_session(store, session_id, now=now + SESSION_IDLE / 2) is not None
     assert load_session(store, session_id, now=now + SESSION_IDLE / 2 + SESSION_IDLE) is None
     assert load_session(store, session_id, now=now) is None  # deleted, not merely refused once
-    with pytest.raises(StaffError):
-        add_user(store, "not an email", PASSWORD)
+
+
+def test_a_staff_user_needs_a_real_email_address(store):
+    for bad in ("not an email", "a@b", "x@example.com\nBcc: y@example.com", "<a@example.com>"):
+        with pytest.raises(StaffError):
+            add_user(store, bad, PASSWORD)
+    assert add_user(store, " Mixed@Example.COM ", PASSWORD).email == "mixed@example.com"
 
 
 def test_login_redirects_only_inside_staff(client):
     form = client.get("/staff/login?next=//evil.example/x").get_data(as_text=True)
     assert 'name="next" value="/staff/"' in form
+    # A hostile `next` posted straight to the form (not the one we rendered) is dropped too.
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    for target in ("//evil.example/x", "https://evil.example/", "/staff/\\evil.example", "/elsewhere"):
+        done = client.post("/staff/login", data={"email": VIEWER, "password": PASSWORD, "csrf_token": token,
+                                                 "next": target})
+        assert done.status_code == 302 and done.headers["Location"] == "/staff/", target
+        client.post("/staff/logout", data={"csrf_token": csrf(client)})
+        token = re.search(r'name="csrf_token" value="([^"]+)"',
+                          client.get("/staff/login").get_data(as_text=True)).group(1)
     form = client.get("/staff/login?next=/staff/receipts%3Funopened%3D7").get_data(as_text=True)
     assert 'name="next" value="/staff/receipts?unopened=7"' in form
