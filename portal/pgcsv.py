@@ -22,12 +22,15 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import Select
 
 from .money import digits
+from .reports import _FORMULA_START
+from .reports import _PLAIN_NUMBER as _PLAIN_NUMBER_RE
 from .store import Store
 
 CHUNK_BYTES = 1 << 16
 EXPORT_WORK_MEM = "64MB"
-_GUARDED = ["=", "+", "-", "@", "\t", "\r"]
-_PLAIN_NUMBER = r"^-?[0-9]+(\.[0-9]+)?$"
+# reports.csv_cell's rules, in SQL: the same first characters and the same "plain number" exception.
+_GUARDED = list(_FORMULA_START)
+_PLAIN_NUMBER = f"^{_PLAIN_NUMBER_RE.pattern}$"
 
 
 def text_cell(expr: Any) -> Any:

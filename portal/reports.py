@@ -44,7 +44,7 @@ RECEIPT_LABELS = {
 }
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso_utc(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -119,8 +119,8 @@ def receipts(store: Store, unopened_days: int | None = None, now: datetime | Non
                 "emails_sent": int(r.emails_sent), "link_opened": int(r.link_opened),
                 "page_viewed": int(r.page_viewed), "account_viewed": int(r.account_viewed),
                 "documents_viewed": int(r.documents_viewed),
-                "first_sent_at": _iso(r.first_sent_at), "first_opened_at": _iso(r.first_opened_at),
-                "first_viewed_at": _iso(r.first_viewed_at), "last_viewed_at": _iso(r.last_viewed_at),
+                "first_sent_at": iso_utc(r.first_sent_at), "first_opened_at": iso_utc(r.first_opened_at),
+                "first_viewed_at": iso_utc(r.first_viewed_at), "last_viewed_at": iso_utc(r.last_viewed_at),
             })
     return rows
 
@@ -236,7 +236,7 @@ def payments(store: Store) -> list[dict[str, Any]]:
         "needs_review": a.needs_review,
         "payer_email": a.payer_email, "stripe_checkout_session": a.checkout_session or None,
         "stripe_payment_intent": a.payment_intent or None, "stripe_charge": a.charge or None,
-        "failure_reason": a.failure_reason, "created_at": _iso(a.created_at), "updated_at": _iso(a.updated_at),
+        "failure_reason": a.failure_reason, "created_at": iso_utc(a.created_at), "updated_at": iso_utc(a.updated_at),
         "allocations": [{"invoice_id": r.invoice_id, "number": r.number, "amount": r.amount, "applied": r.applied}
                         for r in allocations.get(a.attempt_id, [])],
         "credits": [{"credit_id": r.credit_id, "number": r.number, "amount": r.amount, "applied": r.applied}
@@ -315,8 +315,8 @@ def disputes(store: Store) -> list[dict[str, Any]]:
             "invoice_ids": [i.invoice_id for i in items.get(d.dispute_id, [])],
             "numbers": [i.number for i in items.get(d.dispute_id, [])],
             "reason": d.reason, "amount": d.amount, "currency": d.currency, "status": d.status,
-            "outcome": d.outcome, "note": d.note, "created_at": _iso(d.created_at),
-            "reviewed_at": _iso(d.reviewed_at), "resolved_at": _iso(d.resolved_at),
+            "outcome": d.outcome, "note": d.note, "created_at": iso_utc(d.created_at),
+            "reviewed_at": iso_utc(d.reviewed_at), "resolved_at": iso_utc(d.resolved_at),
             "days_to_resolve": None if days is None else round(days, 2),
         })
     return result

@@ -85,22 +85,10 @@ def _order(sorts: dict[str, Any], sort: str, descending: bool, tiebreak: Any) ->
     return [key.nulls_last(), tiebreak.desc() if descending else tiebreak.asc()]
 
 
-def _count_and_rows(store: Store, query: Select, order: list[Any], page: int, per_page: int
-                    ) -> tuple[int, list[Any]]:
-    with store.begin() as conn:
-        total = conn.execute(select(func.count()).select_from(query.order_by(None).subquery())).scalar_one()
-        rows = conn.execute(query.order_by(*order).limit(per_page).offset((page - 1) * per_page)).all()
-    return int(total), rows
-
-
 def _matches_customer(text: str) -> Any:
     """Customer id exactly, or a case-insensitive part of the customer's name."""
     return or_(customers.c.customer_id == text,
                func.lower(customers.c.name).contains(text.lower(), autoescape=True))
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _money(minor: int | None, currency: str) -> str | None:
@@ -310,7 +298,7 @@ def receipts_csv(store: Store, flt: ReceiptFilter | None = None, sort: str = "du
         cur = row["currency"]
         row.update(amount=_money(row["amount"], cur), balance=_money(row["balance"], cur),
                    due_date=row["due_date"].isoformat(),
-                   **{k: _iso(row[k]) for k in ("first_sent_at", "first_opened_at", "first_viewed_at",
+                   **{k: reports.iso_utc(row[k]) for k in ("first_sent_at", "first_opened_at", "first_viewed_at",
                                                 "last_viewed_at")})
         return [row[c] for c in RECEIPT_COLUMNS]
 
@@ -405,7 +393,7 @@ def payments_csv(store: Store, *, status: str | None = None, method: str | None 
             for key in ("amount", "subtotal", "adjustment", "unapplied", "credit_applied", "refunded"):
                 row[key] = _money(row[key], cur)
             for key in ("created_at", "updated_at", "counted_at"):
-                row[key] = _iso(row[key])
+                row[key] = reports.iso_utc(row[key])
             row["invoice_numbers"] = ";".join(a["number"] for a in row["allocations"])
             row["allocated"] = ";".join(_money(a["amount"], cur) or "" for a in row["allocations"])
             row["applied"] = ";".join(_money(a["applied"], cur) or "" for a in row["allocations"])
@@ -415,12 +403,6 @@ def payments_csv(store: Store, *, status: str | None = None, method: str | None 
 
     return _stream_parts(store, _payments_query(status, method, customer).order_by(*order), PAYMENT_CSV_COLUMNS,
                          chunk_rows)
-
-
-def cash_application_csv(store: Store) -> Iterator[str]:
-    """The ERP's cash-application file, exactly as `portal report cash-application` writes it (one chunk:
-    settled payments are few, and reports.cash_application is the single definition of the file)."""
-    yield reports.cash_application_csv(store)
 
 
 # --- disputes ------------------------------------------------------------------------------------------------
@@ -509,7 +491,7 @@ def disputes_csv(store: Store, *, state: str | None = None, reason: str | None =
             row = _dispute_row(r, items)
             row["amount"] = _money(row["amount"], row["currency"])
             for key in ("created_at", "reviewed_at", "resolved_at"):
-                row[key] = _iso(row[key])
+                row[key] = reports.iso_utc(row[key])
             row["invoice_ids"] = ";".join(row["invoice_ids"])
             row["numbers"] = ";".join(row["numbers"])
             yield [row[c] for c in DISPUTE_COLUMNS]
@@ -541,6 +523,14 @@ def customers_search(store: Store, q: str, limit: int = 20) -> list[dict[str, An
         return [{**r._asdict(), "active": bool(r.active)} for r in conn.execute(query)]
 
 
+def customer(store: Store, customer_id: str) -> dict[str, Any] | None:
+    """One customer (CUSTOMER_COLUMNS), or None when the id is unknown."""
+    with store.begin() as conn:
+        row = conn.execute(select(*[customers.c[c] for c in CUSTOMER_COLUMNS])
+                           .where(customers.c.customer_id == customer_id)).first()
+    return None if row is None else {**row._asdict(), "active": bool(row.active)}
+
+
 def _timeline_query(customer_id: str, invoice_id: str | None = None) -> Select:
     # The invoice number when the event names an invoice of this customer ("" for account-level events).
     query = (select(events.c.event_id, events.c.occurred_at, events.c.kind, events.c.invoice_id,
@@ -562,23 +552,21 @@ def customer_timeline(store: Store, customer_id: str, *, page: int = 1, per_page
     received, fetched, viewed and downloaded it, and when)."""
     _check_paging(page, per_page)
     query = _timeline_query(customer_id, invoice_id)
+    found = customer(store, customer_id)
     with store.begin() as conn:
-        found = conn.execute(select(*[customers.c[c] for c in CUSTOMER_COLUMNS])
-                             .where(customers.c.customer_id == customer_id)).first()
         counted = select(func.count()).select_from(events).where(events.c.customer_id == customer_id)
         if invoice_id is not None:
             counted = counted.where(events.c.invoice_id == invoice_id)
         total = conn.execute(counted).scalar_one()
         rows = conn.execute(query.limit(per_page).offset((page - 1) * per_page)).all()
-    customer = None if found is None else {**found._asdict(), "active": bool(found.active)}
-    return customer, Page([r._asdict() for r in rows], int(total), page, per_page, "occurred_at", True)
+    return found, Page([r._asdict() for r in rows], int(total), page, per_page, "occurred_at", True)
 
 
 def timeline_csv(store: Store, customer_id: str, invoice_id: str | None = None) -> Iterator[str]:
     """Every event of the customer (or of one of its invoices), newest first, as CSV (TIMELINE_COLUMNS)."""
     def cells(r: Any) -> list[Any]:
         row = r._asdict()
-        row["occurred_at"] = _iso(row["occurred_at"])
+        row["occurred_at"] = reports.iso_utc(row["occurred_at"])
         return [row[c] for c in TIMELINE_COLUMNS]
 
     return _stream(store, _timeline_query(customer_id, invoice_id), TIMELINE_COLUMNS, cells)
