@@ -98,3 +98,71 @@ def test_page_and_doc_tokens_are_exactly_what_itsdangerous_makes():
         token = signer.doc_token(customer_id, 3, "D1", item, name)
         assert token == URLSafeSerializer(signer._secrets, salt="doc").dumps([customer_id, 3, "D1", item, name])
         assert signer.read_doc_token(token).name == name
+
+
+def _outcome(read, token):
+    try:
+        return read(token)
+    except (TokenInvalid, TokenExpired) as exc:
+        return type(exc).__name__
+
+
+def test_token_reading_agrees_with_itsdangerous_on_good_and_bad_tokens(monkeypatch):
+    """Links, beacons and documents are checked with HMACs keyed once (the webhook's hot path); every token,
+    good or bad, must get the answer itsdangerous alone gives."""
+    from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+    settings = load_settings(env={}, config_file=None, secret_key="n" * 32, link_ttl_days=2,
+                             secret_key_fallbacks=["older-secret-0123456789"])
+    signer = Signer(settings)
+    assert signer._link_reader._macs and all(reader._macs for reader in signer._readers.values())
+    old = Signer(settings.replace(secret_key="older-secret-0123456789", secret_key_fallbacks=()))
+    stranger = Signer(settings.replace(secret_key="someone-else-0123456789", secret_key_fallbacks=()))
+    now = time.time()
+    links = [signer.link_token("C1", "ap@acme.example", "I1", 1), old.link_token("C2", "x@y.example", "", 4),
+             signer.link_token("Müller" * 60, "a@b.example", "I" * 300, 2),  # compressed
+             stranger.link_token("C1", "ap@acme.example", "I1", 1), signer.page_token("view", "C1", 1, "I1")]
+    for offset in (-3 * 86400, -2 * 86400 + 5, 3600):  # expired, nearly expired, from the future
+        monkeypatch.setattr(time, "time", lambda offset=offset: now + offset)
+        links.append(signer.link_token("C3", "c@d.example", "", 1))
+        monkeypatch.undo()
+    pages = [signer.page_token("view", "C1", 1, "I1"), old.page_token("view", "C1", 2, ""),
+             signer.page_token("view", "Ü" * 300, 1, "x" * 300), stranger.page_token("view", "C1", 1, "I1"),
+             signer.page_token("page", "C1", 1, "I1"), links[0]]
+    garbage = ["", ".", "..", "a.b.c", "é.é", "x" * 500, links[0][:-1], links[0] + "=", links[0].replace(".", "..", 1),
+               "." + links[0], links[0].upper()]
+    secrets = [*reversed(settings.secret_key_fallbacks), settings.secret_key]
+    timed = URLSafeTimedSerializer(secrets, salt="link")
+    view = URLSafeSerializer(secrets, salt="view")
+
+    def reference_link(token):
+        try:
+            data = timed.loads(token, max_age=2 * 86400)
+        except SignatureExpired:
+            return "TokenExpired"
+        except BadSignature:
+            return "TokenInvalid"
+        return data if isinstance(data, list) and len(data) == 4 else "TokenInvalid"
+
+    def reference_view(token):
+        try:
+            data = view.loads(token)
+        except BadSignature:
+            return "TokenInvalid"
+        return data if isinstance(data, list) and len(data) == 3 else "TokenInvalid"
+
+    def ours_link(token):
+        claims = _outcome(signer.read_link, token)
+        return claims if isinstance(claims, str) else [claims.customer_id, claims.contact_id, claims.invoice_id,
+                                                        claims.key_version]
+
+    def ours_view(token):
+        claims = _outcome(lambda t: signer.read_page_token("view", t), token)
+        return claims if isinstance(claims, str) else [claims.customer_id, claims.key_version, claims.item]
+
+    outcomes = {ours_link(t) == reference_link(t) for t in links + garbage}
+    assert outcomes == {True}
+    assert {ours_view(t) == reference_view(t) for t in pages + garbage} == {True}
+    # The cases really differ: accepted, expired and refused tokens are all among them.
+    kinds = {r if isinstance(r, str) else "accepted" for r in map(reference_link, links + garbage)}
+    assert kinds == {"accepted", "TokenExpired", "TokenInvalid"}

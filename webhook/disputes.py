@@ -46,10 +46,12 @@ MAX_BODY = MAX_FILES * MAX_FILE_SIZE + 1024 * 1024
 def init_app(app: Flask) -> None:
     app.extensions["disputes"] = Republisher()
     app.register_blueprint(bp)
-    app.before_request(_allow_uploads)
-    app.before_request(_guard_pay)
+    # Only for the payments blueprint's requests (Flask's documented {blueprint name: [functions]} scopes):
+    # every other request, the emailed links above all, skips it.
+    app.before_request_funcs.setdefault("payments", []).append(_guard_pay)
 
 
+@bp.before_request  # this blueprint's requests only
 def _allow_uploads() -> None:
     # The app refuses large bodies early (MAX_CONTENT_LENGTH); only the dispute form carries files.
     if request.endpoint == "disputes.dispute":
