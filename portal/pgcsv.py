@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import String, and_, case, cast, func, literal
+from sqlalchemy import String, and_, case, cast, func, literal, literal_column
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import Select
 
@@ -28,37 +28,58 @@ from .store import Store
 
 CHUNK_BYTES = 1 << 16
 EXPORT_WORK_MEM = "64MB"
-# reports.csv_cell's rules, in SQL: the same first characters and the same "plain number" exception.
-_GUARDED = list(_FORMULA_START)
+# reports.csv_cell's rules, in SQL: the same first characters (as code points: an integer test is the cheapest
+# per cell) and the same "plain number" exception.
+_GUARDED_CODES = [ord(c) for c in _FORMULA_START]
 _PLAIN_NUMBER = f"^{_PLAIN_NUMBER_RE.pattern}$"
 
 
 def text_cell(expr: Any) -> Any:
-    """`reports.csv_cell` for a text column, in SQL."""
-    value = func.coalesce(expr, "")
-    guarded = case((and_(func.left(value, 1).in_(_GUARDED), value.op("!~")(_PLAIN_NUMBER)), literal("'") + value),
-                   else_=value)
-    return func.nullif(func.replace(func.replace(guarded, "\r\n", "\n"), "\r", "\n"), "")
+    """`reports.csv_cell` for a text column, in SQL.
+
+    Shaped for the common cell, which needs nothing: one integer test of the first character and one search
+    for a CR decide; the regular expression and the replacements run only for the rare cells that need them.
+    (At 90,000 rows of seven text cells, the straightforward form cost about 180 ms on the server.) NULL and
+    '' both become NULL, which COPY writes as an empty, unquoted cell."""
+    value = expr
+    first = func.ascii(value)
+    lf_only = func.replace(func.replace(value, "\r\n", "\n"), "\r", "\n")
+    return case((and_(first.in_(_GUARDED_CODES), value.op("!~")(_PLAIN_NUMBER)), literal("'") + lf_only),
+                (func.strpos(value, "\r") > 0, lf_only),
+                else_=func.nullif(value, ""))
 
 
 def money_cell(minor: Any, currency: Any, currencies: Iterable[str]) -> Any:
-    """Minor units -> the major-unit decimal string for each currency that can occur (`currencies`)."""
-    whens = [(currency == code, func.round(minor / literal(10 ** digits(code)), digits(code)))
-             for code in sorted(set(currencies))]
+    """Minor units -> the major-unit decimal string for each currency that can occur (`currencies`).
+
+    Multiplying by 0.01 (or 0.001, ...) gives a numeric of exactly that scale (12.50, -0.05, 0.00): the same
+    digits as a division and a rounding, for less. One branch per number of digits, not per currency."""
+    by_digits: dict[int, list[str]] = {}
+    for code in sorted(set(currencies)):
+        by_digits.setdefault(digits(code), []).append(code)
+    whens = [(currency.in_(codes), cast(minor, String) if places == 0
+              else cast(minor * literal_column(f"0.{'0' * (places - 1)}1"), String))
+             for places, codes in sorted(by_digits.items(), key=lambda item: -len(item[1]))]
     if not whens:
         return cast(minor, String)
-    return cast(case(*whens, else_=None), String)
+    return case(*whens, else_=None)
 
 
 def iso_cell(ts: Any) -> Any:
-    """A naive-UTC timestamp column as 2026-11-20T18:00:00Z (or ...:00.123456Z)."""
-    micro = func.to_char(ts, "US")
-    return (func.to_char(ts, 'YYYY-MM-DD"T"HH24:MI:SS')
-            + case((micro == "000000", ""), else_="." + micro) + "Z")
+    """A naive-UTC timestamp column as 2026-11-20T18:00:00Z (or ...:00.123456Z).
+
+    From the timestamp's text form (DateStyle ISO: "2026-11-20 18:00:00.1234", trailing zeros of the fraction
+    dropped) rather than to_char: two to_char calls per cell cost about 80 ms over 90,000 rows of four
+    timestamps (measured), the cast next to nothing. The fraction is padded back to six digits, as Python's
+    isoformat writes it."""
+    text = cast(ts, String)
+    padded = case((func.strpos(text, ".") > 0, func.rpad(text, 26, "0")), else_=text)
+    return func.replace(padded, " ", "T") + "Z"
 
 
 def date_cell(d: Any) -> Any:
-    return func.to_char(d, "YYYY-MM-DD")
+    """YYYY-MM-DD: a date's text form under DateStyle ISO."""
+    return cast(d, String)
 
 
 def bool_cell(b: Any) -> Any:
@@ -86,6 +107,8 @@ def copy_csv(store: Store, query: Select) -> Iterator[str]:
             cursor.execute(f"SET LOCAL work_mem = '{EXPORT_WORK_MEM}'")
             # The inlined literals rely on it (a server or role may have it off): see compile_literal.
             cursor.execute("SET LOCAL standard_conforming_strings = on")
+            # Dates and timestamps are written from their text form (iso_cell, date_cell), which DateStyle sets.
+            cursor.execute("SET LOCAL DateStyle = 'ISO, YMD'")
         with raw.cursor() as cursor, cursor.copy(statement) as copy:
             parts: list[bytes] = []
             size = 0

@@ -372,6 +372,29 @@ def test_postgresql_copy_export_is_byte_for_byte_the_python_export(store, ledger
     assert groups[ids[0]] == ("'-x", "x-") and groups[ids[6]] == ("'\n", "'\n")
 
 
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)  # COPY is the PostgreSQL path
+@pytest.mark.parametrize("datestyle", ["SQL, DMY", "German", "Postgres, MDY"])
+def test_copy_export_writes_times_and_dates_alike_whatever_the_servers_datestyle(store, ledger, datestyle):
+    """COPY writes dates and timestamps from their text form, which DateStyle shapes; a server or role may set
+    another one. Fractions with trailing zeros (PostgreSQL drops them) come out with six digits, as in Python."""
+    assert store.engine.dialect.name == "postgresql"
+    inv = ledger.invoices[sorted(ledger.invoices)[0]]
+    for kind, micro in (("email_sent", 500000), ("link_opened", 999999), ("page_viewed", 10), ("page_viewed", 0)):
+        store.record_event(kind, inv.customer_id, invoice_id=inv.invoice_id,
+                           occurred_at=AS_OF.replace(microsecond=micro) - timedelta(days=1 if micro else 0))
+    with store.begin() as conn:
+        conn.exec_driver_sql(f"ALTER DATABASE {store.engine.url.database} SET DateStyle = '{datestyle}'")
+    store.engine.dispose()
+    fast = "".join(receipts_csv(store, now=NOW))
+    assert fast == "".join(receipts_csv(store, now=NOW, copy=False))
+    [row] = [e for e in parse(fast) if e["invoice_id"] == inv.invoice_id]
+    assert (row["first_sent_at"], row["first_opened_at"], row["last_viewed_at"]) == (
+        (AS_OF - timedelta(days=1)).replace(microsecond=500000).isoformat().replace("+00:00", "Z"),
+        (AS_OF - timedelta(days=1)).replace(microsecond=999999).isoformat().replace("+00:00", "Z"),
+        AS_OF.replace(microsecond=0).isoformat().replace("+00:00", "Z"))
+    assert row["due_date"] == inv.due_date.isoformat()
+
+
 def test_filter_text_cannot_break_out_of_the_copy_statement(store, ledger):
     """PostgreSQL's COPY takes no bind parameters, so filter text is inlined as a SQL literal: quotes and
     backslashes in it must stay data (same rows as the parameterised Python path, tables intact)."""
