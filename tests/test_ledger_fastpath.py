@@ -1,0 +1,167 @@
+"""The export reader's fast path (portal/ledger.py) against the row checks alone.
+
+The fast path may only take rows the checks would take without a word. Here every row of many damaged
+exports goes through both readers, and both must give the same ledger, or the same problems and warnings in
+the same order.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from portal import ledger as ledger_module
+from portal.config import load_settings
+from portal.errors import ExportInvalid
+from portal.ledger import read_export
+from portal.sample import write_sample
+
+SETTINGS = load_settings(env={}, config_file=None, secret_key="x" * 32)
+FOREIGN = SETTINGS.replace(allow_foreign_currency=True)
+AS_OF = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
+
+# Values a damaged export might hold, for any column: each is wrong somewhere, and right elsewhere.
+BAD_VALUES = ["", " ", "  padded  ", "C00001", "C00002", "C99999", "I000001", "I000002", "I999999", "USD", "eur",
+              "XXX", "JPY", "2026-13-01", "2026-02-30", "20261001", "2026-W47-5", "2025-01-01", "2026-10-01",
+              "2027-01-01", "1234.50", "1234.5", "1.001", "-5.00", "0", "0.00", "abc", "12,50", "1e3", "99999999.99",
+              "de_DE", "xx_YY", "fr_CA", "billing", "APPROVER", "boss", "ap@x.example", "not an email", "a@b",
+              "line one\nline two", 'say "hi"', "ünïcödé", "documents/missing.pdf", "../secret.pdf", "/etc/passwd",
+              "invoice", "po", "memo"]
+
+
+def read_by_checks(folder: Path, settings, monkeypatch) -> object:
+    """read_export with every row of every file through the checks (`_customer_row` ...), no fast path."""
+    def slow(name: str, columns: tuple[str, ...], check, required: bool = True, seen: bool = True):
+        def read(reader, ledger):
+            table = reader.table(name, columns, required)
+            if table is None:
+                return
+            state: dict = {}
+            for line, fields in table.records():
+                check(reader, ledger, table.row(line, fields), *((state,) if seen else ()))
+        return read
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ledger_module, "_read_customers", slow("customers.csv", ("customer_id", "name"),
+                                                             ledger_module._customer_row))
+        patch.setattr(ledger_module, "_read_contacts", slow("contacts.csv", ("customer_id", "email"),
+                                                            ledger_module._contact_row))
+        patch.setattr(ledger_module, "_read_invoices", slow(
+            "invoices.csv", ("invoice_id", "customer_id", "number", "issue_date", "due_date", "amount", "balance"),
+            ledger_module._invoice_row))
+        patch.setattr(ledger_module, "_read_lines", slow(
+            "invoice_lines.csv", ("invoice_id", "description", "quantity", "unit_price", "amount"),
+            ledger_module._line_row, required=False, seen=False))
+        return outcome(folder, settings)
+
+
+def outcome(folder: Path, settings) -> object:
+    try:
+        ledger = read_export(folder, settings)
+    except ExportInvalid as exc:
+        return ("invalid", exc.problems, exc.warnings)
+    return ("valid", ledger.as_of, ledger.customers, ledger.contacts, ledger.invoices, ledger.lines, ledger.credits,
+            ledger.documents, ledger.warnings)
+
+
+def damage(folder: Path, rng: random.Random) -> None:
+    """Reshape the big files in ways that keep them valid (padding, column order, case, extra columns, blank
+    lines, quoted line breaks) and, in half the exports, break a few fields or rows as well."""
+    harmful = rng.random() < 0.5
+    for name in ("customers.csv", "contacts.csv", "invoices.csv", "invoice_lines.csv"):
+        path = folder / name
+        rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))
+        header, body = rows[0], rows[1:]
+        for _ in range(rng.randrange(0, 4)):
+            row = rng.choice(body)
+            column = rng.randrange(len(row))
+            row[column] = rng.choice([f"  {row[column]} ", row[column].lower(), f"{row[column]}\n"])
+        if header[-1] != "description" and rng.random() < 0.3:
+            header, body = [*header, "Extra"], [[*r, rng.choice(BAD_VALUES)] for r in body]
+        if rng.random() < 0.3:
+            order = rng.sample(range(len(header)), len(header))
+            header, body = [header[i].upper() for i in order], [[r[i] for i in order] for r in body]
+        if rng.random() < 0.1:
+            body.insert(rng.randrange(len(body)), [])  # a blank line
+        if harmful:
+            for _ in range(rng.randrange(0, 3)):
+                row = rng.choice(body)
+                if row:
+                    row[rng.randrange(len(row))] = rng.choice(BAD_VALUES)
+            if rng.random() < 0.2:
+                body.insert(rng.randrange(len(body)), list(rng.choice(body)))  # a duplicate row
+            if rng.random() < 0.1:
+                body.insert(rng.randrange(len(body)), body[0][:-1])  # a short row
+            if rng.random() < 0.1:
+                column = rng.randrange(len(header))
+                header, body = _without(header, column), [_without(r, column) if r else r for r in body]
+            if rng.random() < 0.05:
+                header = [*header, header[0]]  # a repeated column: the last one counts
+                body = [[*r, rng.choice(BAD_VALUES)] if r else r for r in body]
+        out = io.StringIO(newline="")
+        csv.writer(out, lineterminator=rng.choice(["\n", "\r\n"])).writerows([header, *body])
+        path.write_text(out.getvalue(), encoding="utf-8")
+
+
+def _without(row: list[str], column: int) -> list[str]:
+    return row[:column] + row[column + 1:]
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory) -> Path:
+    return write_sample(tmp_path_factory.mktemp("sample") / "export", 30, 150, seed=5, as_of=AS_OF)
+
+
+def test_a_valid_export_reads_the_same_either_way(pristine, monkeypatch):
+    fast = outcome(pristine, SETTINGS)
+    assert fast[0] == "valid" and len(fast[4]) == 150
+    assert fast == read_by_checks(pristine, SETTINGS, monkeypatch)
+
+
+@pytest.mark.parametrize("seed", range(150))
+def test_a_damaged_export_gives_the_same_ledger_or_the_same_problems_either_way(pristine, tmp_path, seed,
+                                                                                monkeypatch):
+    rng = random.Random(seed)
+    folder = shutil.copytree(pristine, tmp_path / "export")
+    damage(folder, rng)
+    settings = FOREIGN if seed % 3 == 0 else SETTINGS
+    assert outcome(folder, settings) == read_by_checks(folder, settings, monkeypatch)
+
+
+def test_quoted_line_breaks_keep_values_and_line_numbers(tmp_path):
+    folder = write_sample(tmp_path / "export", 3, 6, seed=1, as_of=AS_OF)
+    path = folder / "invoices.csv"
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))
+    rows[1][rows[0].index("description")] = "first line\nsecond line"
+    rows[3][rows[0].index("amount")] = "12,50"  # reported at the line its record starts on, after the break
+    out = io.StringIO(newline="")
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    path.write_text(out.getvalue(), encoding="utf-8")
+    with pytest.raises(ExportInvalid) as info:
+        read_export(folder, SETTINGS)
+    assert info.value.problems == ['invoices.csv:5: amount: "12,50" is not a number (write it like 1234.50)']
+    rows[3][rows[0].index("amount")] = rows[3][rows[0].index("balance")]
+    out = io.StringIO(newline="")
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    path.write_text(out.getvalue(), encoding="utf-8")
+    assert read_export(folder, SETTINGS).invoices[rows[1][0]].description == "first line\nsecond line"
+
+
+def test_a_due_date_before_the_issue_date_warns_the_same_either_way(pristine, tmp_path, monkeypatch):
+    folder = shutil.copytree(pristine, tmp_path / "export")
+    path = folder / "invoices.csv"
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))
+    rows[7][rows[0].index("due_date")] = "2025-01-01"
+    out = io.StringIO(newline="")
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    path.write_text(out.getvalue(), encoding="utf-8")
+    fast = outcome(folder, SETTINGS)
+    assert fast[0] == "valid", fast[1]
+    assert len(fast[-1]) == 1 and fast[-1][0].startswith("invoices.csv:8: due_date: 2025-01-01")
+    assert fast == read_by_checks(folder, SETTINGS, monkeypatch)
