@@ -1,16 +1,20 @@
 """`portal send`, `portal remind`, `portal digest`: the mail commands (docs/email.md).
 
 Registered on the `portal` group by portal/cli.py (`cli.add_command(send)` ...). Each prints one line per
-message and a summary, and exits 1 when a message failed or was not attempted (cron then reports it).
+message and a summary, and exits 1 when a message failed or was not attempted (cron then reports it). A run
+started while another run of the same command is still going sends nothing and exits 75 (EX_TEMPFAIL: try
+again later; see portal/runlock.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import click
 
 from .config import Settings
+from .runlock import RunInProgress, exclusive_run
 from .sending import SendResult
 
 if TYPE_CHECKING:
@@ -24,7 +28,21 @@ def _context(ctx: click.Context) -> tuple[Settings, Store]:
     return _settings(ctx), _store(ctx)
 
 
-def _finish(ctx: click.Context, result: SendResult) -> None:
+EXIT_RUN_IN_PROGRESS = 75  # EX_TEMPFAIL (sysexits.h)
+
+
+def _run(ctx: click.Context, store: Store, name: str, dry_run: bool, work: Callable[[], SendResult]) -> None:
+    """Run `work` holding the command's lock (not for a dry run), print its report, exit 1 if anything failed."""
+    try:
+        if dry_run:
+            result = work()
+        else:
+            with exclusive_run(store, name):
+                result = work()
+    except RunInProgress:
+        click.echo(f"portal {name}: another `portal {name}` run is still in progress; nothing was sent. "
+                   "Try again when it has finished.", err=True)
+        ctx.exit(EXIT_RUN_IN_PROGRESS)
     click.echo(result.summary())
     if not result.ok:
         ctx.exit(1)
@@ -40,7 +58,8 @@ def send(ctx: click.Context, dry_run: bool, customer_ids: tuple[str, ...], resen
     from .sending import send_invoices
 
     settings, store = _context(ctx)
-    _finish(ctx, send_invoices(settings, store, dry_run=dry_run, customer_ids=customer_ids or None, resend=resend))
+    _run(ctx, store, "send", dry_run, lambda: send_invoices(settings, store, dry_run=dry_run,
+                                                     customer_ids=customer_ids or None, resend=resend))
 
 
 @click.command("remind")
@@ -51,7 +70,7 @@ def remind(ctx: click.Context, dry_run: bool) -> None:
     from .reminders import send_reminders
 
     settings, store = _context(ctx)
-    _finish(ctx, send_reminders(settings, store, dry_run=dry_run))
+    _run(ctx, store, "remind", dry_run, lambda: send_reminders(settings, store, dry_run=dry_run))
 
 
 @click.command("digest")
@@ -62,7 +81,7 @@ def digest(ctx: click.Context, dry_run: bool) -> None:
     from .digest import send_digest
 
     settings, store = _context(ctx)
-    _finish(ctx, send_digest(settings, store, dry_run=dry_run))
+    _run(ctx, store, "digest", dry_run, lambda: send_digest(settings, store, dry_run=dry_run))
 
 
 COMMANDS = (send, remind, digest)

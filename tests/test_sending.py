@@ -254,3 +254,39 @@ def test_smtp_server_stopping_mid_run_then_a_rerun_on_a_new_server_sends_the_res
         rerun = send_invoices(mail_settings.replace(mail_url=replacement.url), store, now=NOW)
         assert [(m.contact_id, m.status) for m in rerun.messages] == [("k2", "sent"), ("b1", "sent")]
         assert len(replacement.messages) == 2
+
+
+@pytest.mark.parametrize("command", ["send", "remind", "digest"])
+def test_a_second_run_of_a_mail_command_refuses_to_start_while_one_is_in_progress(mail_settings, store, ledger,
+                                                                                   smtp, command):
+    """Two overlapping runs would both see the same invoices as unsent and both mail them: the second one
+    sends nothing and exits 75 (try again later). Other commands are not held up by it."""
+    import click
+    from click.testing import CliRunner
+
+    from portal.mailcli import COMMANDS, EXIT_RUN_IN_PROGRESS
+    from portal.runlock import exclusive_run
+
+    @click.group()
+    def group() -> None:
+        """Stands in for `portal`."""
+
+    for each in COMMANDS:
+        group.add_command(each)
+    runner = CliRunner()
+
+    def run(*args: str):
+        return runner.invoke(group, list(args), obj={"settings": mail_settings}, catch_exceptions=False)
+
+    with exclusive_run(store, command):  # a run of `command` in progress (another session or process)
+        refused = run(command)
+        assert refused.exit_code == EXIT_RUN_IN_PROGRESS
+        assert f"another `portal {command}` run is still in progress" in refused.output
+        assert smtp.messages == [] and _sent_rows(store) == []
+        assert run(command, "--dry-run").exit_code == 0  # a dry run records nothing and takes no lock
+        other = "remind" if command == "send" else "send"
+        assert run(other).exit_code == 0
+    done = run(command)  # the lock went with the run that held it
+    assert done.exit_code == 0 and "in progress" not in done.output
+    if command == "send":
+        assert "3 message(s) sent" in done.output
