@@ -25,7 +25,9 @@ Connections: a small per-process pool of DBAPI connections taken from the Store'
 same pragmas and PostgreSQL the same connect arguments) and detached from it. They are opened lazily, on first
 use, so gunicorn workers open their own; a forked child also forgets any its parent opened, without closing
 them (closing a PostgreSQL connection in the child would end the parent's session, and SQLite forbids using a
-connection across fork). `Store.close()` (engine dispose) closes them.
+connection across fork). `Store.close()` (engine dispose) closes them. A PostgreSQL connection idle for
+PING_AFTER_IDLE_SECONDS is checked with one round trip before use, so sessions a database restart ended while
+idle are replaced instead of failing a request.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ _SQLITE_INSERT = (
 
 SQLITE_BUSY = 5  # also the low byte of the extended busy codes
 BUSY_SECONDS = 10.0  # how long to wait for the write lock: the Store's busy_timeout=10000
+PING_AFTER_IDLE_SECONDS = 5.0  # a PostgreSQL connection idle this long is checked before use (see _alive)
 
 # Connections a forked child inherited: kept referenced so the child never closes them (garbage collection
 # would).
@@ -94,7 +97,8 @@ class EventLog:
         self._error = self.engine.dialect.loaded_dbapi.Error
         self._sql = {required: _RECORD.format(required=_INVOICE_REQUIRED if required else "")
                      for required in (False, True)}
-        self._idle: list[tuple[Any, Any]] = []  # (connection, cursor); list.pop/append are atomic
+        # (connection, cursor, when it was last used); list.pop/append are atomic
+        self._idle: list[tuple[Any, Any, float]] = []
         _logs.add(self)
         event.listen(self.engine, "engine_disposed", self._on_dispose)
 
@@ -122,12 +126,12 @@ class EventLog:
         except BaseException:
             self._discard(conn)
             raise
-        self._idle.append((conn, cursor))
+        self._idle.append((conn, cursor, time.monotonic()))
         return receipt
 
     def close(self) -> None:
         while self._idle:
-            conn, _ = self._idle.pop()
+            conn, *_ = self._idle.pop()
             self._discard(conn)
 
     # --- internals ---------------------------------------------------------------------------------------
@@ -177,10 +181,14 @@ class EventLog:
             delay = min(delay * 2, 0.005)
 
     def _checkout(self) -> tuple[Any, Any]:
-        try:
-            return self._idle.pop()
-        except IndexError:
-            pass
+        while self._idle:
+            try:
+                conn, cursor, last_used = self._idle.pop()
+            except IndexError:  # another thread took the last one
+                break
+            if self._sqlite or time.monotonic() - last_used < PING_AFTER_IDLE_SECONDS or self._alive(cursor):
+                return conn, cursor
+            self._discard(conn)
         try:
             proxied = self.engine.raw_connection()
         except Exception as exc:
@@ -195,6 +203,16 @@ class EventLog:
             conn.rollback()  # a pooled connection may have been left in a transaction by the pool's ping
             conn.autocommit = True  # the one statement is its own transaction
         return conn, conn.cursor()
+
+    def _alive(self, cursor: Any) -> bool:
+        # A PostgreSQL connection left idle may have been ended by the server (a restart, a failover, an idle
+        # timeout) without our knowing: the guarded INSERT on it would fail and the request answer 503. One
+        # round trip first, only after a pause, so a busy worker never pays it.
+        try:
+            cursor.execute("SELECT 1")
+            return True
+        except self._error:
+            return False
 
     def _discard(self, conn: Any) -> None:
         try:

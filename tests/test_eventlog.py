@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -81,12 +82,12 @@ def test_revoked_key_records_nothing_from_the_next_call(log, store, ledger):
 def test_a_forked_child_opens_its_own_connection(log, store, ledger):
     customer, _ = _customer_with_invoices(ledger)
     assert _record(log, customer) is not None
-    [(parent_conn, _)] = log._idle
+    [(parent_conn, *_)] = log._idle
     pid = os.fork()
     if pid == 0:  # the child: must not reuse (or close) the parent's connection
         status = 1
         try:
-            inherited = any(conn is parent_conn for conn, _ in eventlog._inherited)
+            inherited = any(conn is parent_conn for conn, *_ in eventlog._inherited)
             if inherited and not log._idle and _record(log, customer) is not None:
                 status = 0 if log._idle[0][0] is not parent_conn else 2
         finally:
@@ -104,11 +105,36 @@ def test_store_close_closes_its_connections(settings, ledger):
     log = EventLog(store)
     customer, _ = _customer_with_invoices(ledger)
     assert _record(log, customer) is not None
-    [(conn, _)] = log._idle
+    [(conn, *_)] = log._idle
     store.close()
     assert log._idle == []
     with pytest.raises(Exception):  # noqa: B017 - sqlite3.ProgrammingError or psycopg.OperationalError
         conn.execute("SELECT 1")
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)  # SQLite has no server to end a session
+def test_a_connection_the_server_ended_while_idle_is_replaced_not_answered_503(log, store, ledger):
+    """A restart or failover ends the pooled sessions while they sit idle. The next request must not fail
+    with them: a connection idle for a while is checked first and replaced when dead. A busy one is not
+    checked (no round trip under load), so a session ended mid-burst still fails once, as before."""
+    customer, _ = _customer_with_invoices(ledger)
+
+    def end_pooled_session():
+        [(conn, cursor, _)] = log._idle
+        with store.engine.connect() as admin:
+            admin.exec_driver_sql(f"SELECT pg_terminate_backend({conn.info.backend_pid})")
+        return conn, cursor
+
+    assert _record(log, customer) is not None
+    ended, cursor = end_pooled_session()
+    log._idle[0] = (ended, cursor, time.monotonic() - eventlog.PING_AFTER_IDLE_SECONDS - 1)  # idle a while
+    assert _record(log, customer) is not None
+    assert log._idle[0][0] is not ended and len(all_events(store)) == 2
+
+    end_pooled_session()  # just used: not checked, so this request meets the dead session
+    with pytest.raises(StoreUnavailable):
+        _record(log, customer)
+    assert log._idle == [] and _record(log, customer) is not None and len(all_events(store)) == 3
 
 
 def test_database_trouble_is_store_unavailable(tmp_path):
