@@ -24,7 +24,7 @@ from .store import Store, events, invoices
 
 AGING_BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
 # A payment that brought cash in (a partial refund keeps the rest; a full refund or chargeback does not count).
-SETTLED = ("succeeded", "partially_refunded")
+SETTLED = ("succeeded", "partially_refunded", "reinstated")
 EPAY_WINDOW_DAYS = 90
 DSO_WINDOW_DAYS = 90
 WEEK_DAYS = 7

@@ -32,14 +32,18 @@ log = logging.getLogger(__name__)
 
 METHODS = {"card": "Card", "us_bank_account": "Bank transfer (ACH)"}
 # Statuses whose allocations reduce what is open. A partial refund keeps counting (how it maps to
-# invoices is a staff decision: the attempt is flagged); a full refund or a chargeback reopens the invoices.
-COUNTED = frozenset({"processing", "succeeded", "partially_refunded"})
+# invoices is a staff decision: the attempt is flagged); a full refund or a chargeback reopens the invoices,
+# and a chargeback closed in our favour ("reinstated": won, or an inquiry that never became a chargeback)
+# counts the payment again.
+COUNTED = frozenset({"processing", "succeeded", "partially_refunded", "reinstated"})
 # Forward only: an event can never move an attempt back (events arrive twice and out of order).
 TRANSITIONS: dict[str, frozenset[str]] = {
     "created": frozenset({"processing", "succeeded", "failed", "expired"}),
     "processing": frozenset({"succeeded", "failed"}),
     "succeeded": frozenset({"refunded", "partially_refunded", "disputed"}),
     "partially_refunded": frozenset({"refunded", "disputed"}),
+    "disputed": frozenset({"reinstated"}),
+    "reinstated": frozenset({"refunded", "partially_refunded"}),
 }
 # Stripe's ACH failure codes, in words a customer understands.
 FAILURE_TEXT = {
@@ -284,6 +288,12 @@ def plan_for(event: Mapping[str, Any]) -> Plan | None:
     if kind == "charge.dispute.created":
         return Plan("", obj.get("payment_intent") or "", "disputed",
                     {"failure_reason": f"disputed: {obj.get('reason') or 'no reason given'}"})
+    if kind == "charge.dispute.closed":
+        # Won: Stripe gives the money back. warning_closed: an inquiry that never became a chargeback (no money
+        # was taken). Either way the payment pays its invoices again. Lost: it stays disputed, as it is.
+        if obj.get("status") in ("won", "warning_closed"):
+            return Plan("", obj.get("payment_intent") or "", "reinstated", {})
+        return None
     return None
 
 
@@ -373,7 +383,10 @@ def _move(store: Store, conn: Any, attempt: Attempt, plan: Plan, now: datetime) 
         facts.update(status=new, updated_at=now)
         if new in COUNTED and attempt.counted_at is None:
             facts.update(_apply_allocations(conn, attempt, store.latest_as_of(conn)), counted_at=now)
-        if new in {"refunded", "partially_refunded", "disputed"}:
+        # Staff look at money that went back (refunds, chargebacks) and came back: a reinstated payment may
+        # now pay an invoice the customer paid again while it was charged back (then it shows as paid, and
+        # the extra cash is staff's to apply or refund).
+        if new in {"refunded", "partially_refunded", "disputed", "reinstated"}:
             facts["needs_review"] = True
     if facts:
         paystore.update_attempt(conn, attempt.attempt_id, **facts)

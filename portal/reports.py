@@ -249,7 +249,7 @@ CASH_APPLICATION_COLUMNS = [
     "stripe_payment_intent", "stripe_charge", "fee_or_discount", "status",
 ]
 # Money the ERP should apply: settled payments (a partial refund stays, flagged for staff in `payments`).
-_CASH_STATUSES = {"succeeded", "partially_refunded"}
+_CASH_STATUSES = {"succeeded", "partially_refunded", "reinstated"}
 
 
 def cash_application(store: Store) -> list[dict[str, Any]]:

@@ -368,7 +368,7 @@ def payments_page(store: Store, *, status: str | None = None, method: str | None
     """One page of payment attempts (keys: PAYMENT_COLUMNS plus `allocations` [{invoice_id, number, amount,
     applied}] and `credits` [{credit_id, number, amount, applied}]). Stripe ids: checkout_session,
     payment_intent, charge. Status: created, processing, succeeded, failed, expired, refunded,
-    partially_refunded, disputed. Method: card, us_bank_account."""
+    partially_refunded, disputed, reinstated. Method: card, us_bank_account."""
     _check_paging(page, per_page)
     order = _order(PAYMENT_SORTS, sort, descending, _P.attempt_id)
     query = _payments_query(status, method, customer)

@@ -22,7 +22,7 @@ from portal.signing import Signer
 from portal.site import Manifest, build, render_site
 from portal.store import StoreUnavailable
 from tests.stripe_standin import StripeStandIn
-from tests.webhook_helpers import make_app, outbox_messages
+from tests.webhook_helpers import all_events, make_app, outbox_messages
 
 WEBHOOK_SECRET = "whsec_test_0123456789abcdef"
 
@@ -432,6 +432,32 @@ def test_a_chargeback_marks_the_payment_disputed(client, store, built, standin):
     attempt = _attempt(store, attempt_id)
     assert (attempt.status, attempt.needs_review, attempt.failure_reason) == ("disputed", True, "disputed: fraudulent")
     assert _open(store, inv.invoice_id).open == inv.balance
+
+
+@pytest.mark.parametrize("outcome", ["won", "warning_closed", "lost"])
+def test_a_closed_chargeback_won_counts_the_payment_again_and_lost_keeps_it_disputed(client, store, built,
+                                                                                      standin, outcome):
+    cid, invoices = _usd_customer(store)
+    inv = invoices[0]
+    _pay(client, built, cid, [inv.invoice_id])
+    attempt_id = _attempt_id(standin)
+    _send(client, _completed(attempt_id))
+    dispute = {"id": "dp_1", "object": "dispute", "payment_intent": "pi_1", "charge": "ch_1", "reason": "fraudulent"}
+    _send(client, _event("charge.dispute.created", {**dispute, "status": "needs_response"}))
+    assert _open(store, inv.invoice_id).open == inv.balance
+    _send(client, _event("charge.dispute.closed", {**dispute, "status": outcome}))
+    attempt = _attempt(store, attempt_id)
+    if outcome == "lost":
+        assert attempt.status == "disputed" and _open(store, inv.invoice_id).open == inv.balance
+        return
+    assert (attempt.status, attempt.needs_review) == ("reinstated", True)
+    assert _open(store, inv.invoice_id).state == "paid"
+    assert cash_application(store)[0]["status"] == "reinstated"  # cash the ERP applies again
+    # A late copy of the opening event cannot charge it back a second time (forward only).
+    _send(client, _event("charge.dispute.created", {**dispute, "status": "needs_response"}))
+    assert _attempt(store, attempt_id).status == "reinstated" and _open(store, inv.invoice_id).state == "paid"
+    kinds = [e.kind for e in all_events(store) if e.kind.startswith("payment_")]
+    assert kinds == ["payment_succeeded", "payment_disputed", "payment_reinstated"]
 
 
 def test_two_tabs_paying_the_same_invoice_leave_unapplied_cash_for_staff(client, store, built, standin):

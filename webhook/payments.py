@@ -254,7 +254,8 @@ def pay_done() -> Any:
     """Where Checkout's success redirect lands. The redirect proves nothing: the page says what the events
     recorded so far say, and only "payment received" once an event confirmed it."""
     attempt = _attempt_for_ref(request.args.get("ref", ""))
-    status = {"refunded": "succeeded", "partially_refunded": "succeeded", "disputed": "succeeded"}.get(
+    status = {"refunded": "succeeded", "partially_refunded": "succeeded", "disputed": "succeeded",
+              "reinstated": "succeeded"}.get(
         attempt.status, attempt.status)
     title, message, detail = STATUS_TEXT[status]
     if status == "failed" and attempt.failure_reason:

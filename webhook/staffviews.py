@@ -209,6 +209,8 @@ EVENT_LABELS = {
     "dispute_resolved": "Dispute resolved",
     "question_asked": "Question asked",
     "unsubscribed": "Unsubscribed from reminders",
+    "payment_disputed": "Payment charged back (disputed)",
+    "payment_reinstated": "Chargeback closed in our favour: the payment counts again",
 }
 
 
