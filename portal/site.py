@@ -294,12 +294,14 @@ def _render_site(settings: Settings, store: Store, out: Path, export_folder: Pat
 
     old_by_customer = _files_by_customer(old)
     dirty: list[str] = []
-    pending: dict[str, tuple[str, str]] = {}  # customer -> its fingerprint around the digest a worker computes
+    # Customers the folder has not held yet: their digests need every invoice hash, which the import computes
+    # anyway, so their fingerprints are completed once it has (and not again in each worker).
+    pending: dict[str, tuple[str, str]] = {}  # customer -> its fingerprint's text around the digest
     for cid, s in state.items():
         head, tail = f"{fingerprint}|", f"|{paid.get(cid, '')}|{keys[cid]}|{as_of_text}"
         if s.digest:
             customer_fp = customer_fingerprint(head, s.digest, tail)
-        else:  # not in the folder yet: rendered in any case, its fingerprint comes back from the worker
+        else:  # not in the folder yet: rendered in any case, its fingerprint completed after the import
             customer_fp, pending[cid] = "", (head, tail)
         new.customers[cid] = {"key": keys[cid], "fingerprint": customer_fp}
         unchanged = old.customers.get(cid) == new.customers[cid] and (only is None or cid not in only)
@@ -313,18 +315,15 @@ def _render_site(settings: Settings, store: Store, out: Path, export_folder: Pat
                 continue
         dirty.append(cid)
 
-    tasks = [(chunk, {p: old.files[p][0] for cid in chunk for p in old_by_customer.get(cid, ())},
-              {cid: pending[cid] for cid in chunk if cid in pending})
+    tasks = [(chunk, {p: old.files[p][0] for cid in chunk for p in old_by_customer.get(cid, ())})
              for chunk in _chunks(dirty, CHUNK)]
-    assets_pending = run_import is not None
+    after_import = run_import is not None  # the assets and the pending fingerprints wait for the import
     for rendered in _run(tasks, settings, out, export_folder, workers, view, run_import):
-        if assets_pending:  # _run returns its first result only once the import has committed
-            _write_assets(out, assets.files, new, old, result)
-            assets_pending = False
-        for cid, outputs, customer_fp in rendered:
+        if after_import:  # _run returns its first result only once the import has committed
+            _complete_after_import(out, assets.files, new, old, result, view, pending)
+            after_import = False
+        for cid, outputs in rendered:
             result.customers_rendered += 1
-            if customer_fp:
-                new.customers[cid]["fingerprint"] = customer_fp
             for path, digest, size, written, temp in outputs:
                 if temp is not None:
                     os.replace(temp, f"{out}/{path}")
@@ -336,8 +335,8 @@ def _render_site(settings: Settings, store: Store, out: Path, export_folder: Pat
                     result.written_paths.append(path)
                 else:
                     result.unchanged[kind_of(path)] += 1
-    if assets_pending:  # nothing was rendered: _run has imported and returned
-        _write_assets(out, assets.files, new, old, result)
+    if after_import:  # nothing was rendered: _run has imported and returned
+        _complete_after_import(out, assets.files, new, old, result, view, pending)
 
     for path in sorted(set(old.files) - set(new.files)):
         owner = old.files[path][2]
@@ -357,6 +356,14 @@ def _render_site(settings: Settings, store: Store, out: Path, export_folder: Pat
 def customer_fingerprint(head: str, digest: str, tail: str) -> str:
     """What the manifest records per customer: render fingerprint, data digest, payments, key, export time."""
     return hashlib.sha256(f"{head}{digest}{tail}".encode()).hexdigest()
+
+
+def _complete_after_import(out: Path, assets: dict[str, bytes], new: Manifest, old: Manifest, result: BuildResult,
+                           view: SnapshotView | None, pending: dict[str, tuple[str, str]]) -> None:
+    _write_assets(out, assets, new, old, result)
+    if view is not None:  # the import has hashed every invoice into the view: each digest is one more hash
+        for cid, (head, tail) in pending.items():
+            new.customers[cid]["fingerprint"] = customer_fingerprint(head, view.digest(cid), tail)
 
 
 def _write_assets(out: Path, files: dict[str, bytes], new: Manifest, old: Manifest, result: BuildResult) -> None:
@@ -413,7 +420,7 @@ def _run(tasks: list, settings: Settings, out: Path, export_folder: Path | None,
 
 def _discard(out: Path, rendered: list) -> None:
     """Undo what a worker wrote before the import failed: files that were new, and unused replacements."""
-    for _cid, outputs, _fingerprint in rendered:
+    for _cid, outputs in rendered:
         for path, _digest, _size, written, temp in outputs:
             if temp is not None:
                 os.unlink(temp)
@@ -444,10 +451,9 @@ def _close_worker() -> None:
         store.close()
 
 
-def _render_chunk(task: tuple[list[str], dict[str, str], dict[str, tuple[str, str]]]) -> list:
-    """Render and write some customers: [(customer id, [(path, sha256, size, written, temp)], fingerprint)],
-    the fingerprint (else "") of those the task's third part lists (see _render_site)."""
-    customer_ids, old_hashes, pending = task
+def _render_chunk(task: tuple[list[str], dict[str, str]]) -> list:
+    """Render and write some customers: [(customer id, [(path, sha256, size, written, temp)])]."""
+    customer_ids, old_hashes = task
     store: Store = _worker["store"]
     renderer: PageRenderer = _worker["renderer"]
     out: Path = _worker["out"]
@@ -468,10 +474,7 @@ def _render_chunk(task: tuple[list[str], dict[str, str], dict[str, tuple[str, st
         for item in rendered:
             written, temp = _materialise(out, item, old_hashes.get(item.path), _worker["export_folder"], defer)
             outputs.append((item.path, item.sha256, item.size, written, temp))
-        cid = data.customer.customer_id
-        customer_fp = customer_fingerprint(pending[cid][0], view.digest(cid), pending[cid][1]) \
-            if view is not None and cid in pending else ""
-        results.append((cid, outputs, customer_fp))
+        results.append((data.customer.customer_id, outputs))
     return results
 
 
