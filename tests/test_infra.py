@@ -219,6 +219,8 @@ def test_the_function_is_wired_as_documented(template):
     assert props["ReservedConcurrentExecutions"] == {"Ref": "ReservedConcurrency"}
     env = props["Environment"]["Variables"]
     assert env["PORTAL_DATABASE_URL"] == {"Ref": "DatabaseUrl"}
+    # Instances share no memory: rate limits must be counted where all of them see the counts.
+    assert env["WEBHOOK_RATE_LIMIT_BACKEND"] == "database"
     # No secret values in the template: only the secret's ARN.
     assert not {"PORTAL_SECRET_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"} & set(env)
     assert "ReservedConcurrency" in template["Parameters"]

@@ -7,6 +7,7 @@ through `services()`.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from jinja2 import Environment
 from portal.config import Settings
 from portal.eventlog import EventLog
 from portal.mail import Transport, transport_from_url
+from portal.ratelimits import DatabaseRateLimitStore
 from portal.render import Assets, load_assets, make_environment
 from portal.signing import Signer
 from portal.store import Store
@@ -61,7 +63,7 @@ class Services:
             store=store,
             events=EventLog(store),
             signer=Signer(settings),
-            limiter=RateLimiter(config.get("RATE_LIMIT_STORE")),
+            limiter=_limiter(config, store),
             templates=make_environment(settings),
             assets=load_assets(settings),
             limits=limits,
@@ -77,6 +79,19 @@ class Services:
         if self._mailer is None:
             self._mailer = transport_from_url(self.settings.mail_url)
         return self._mailer
+
+
+def _limiter(config: dict[str, Any], store: Store) -> RateLimiter:
+    """The rate limiter over the configured counters (see DEFAULTS in webhook/__init__.py)."""
+    if config.get("RATE_LIMIT_STORE") is not None:
+        return RateLimiter(config["RATE_LIMIT_STORE"])
+    backend = str(config.get("RATE_LIMIT_BACKEND") or "memory").lower()
+    if backend == "memory":
+        return RateLimiter()
+    if backend == "database":
+        # Windows shared across machines are counted on the wall clock (monotonic clocks differ per machine).
+        return RateLimiter(DatabaseRateLimitStore(store), clock=time.time)
+    raise ValueError(f"WEBHOOK_RATE_LIMIT_BACKEND: {backend!r} is not one of memory, database")
 
 
 def services() -> Services:
