@@ -166,7 +166,8 @@ def test_a_refused_address_is_reported_and_the_run_goes_on(mail_settings, store,
     assert [m.email for m in send_invoices(mail_settings, store, now=NOW).messages] == ["ann@c1.example"]
 
 
-def test_cli_send_dry_run_then_send_then_nothing_left(mail_settings, store, ledger, smtp):
+def _mail_cli(settings):
+    """Runs the mail commands as `portal` would (portal/cli.py registers the same ones) with these settings."""
     import click
     from click.testing import CliRunner
 
@@ -174,15 +175,20 @@ def test_cli_send_dry_run_then_send_then_nothing_left(mail_settings, store, ledg
 
     @click.group()
     def group() -> None:
-        """Stands in for `portal` (portal/cli.py registers the same commands)."""
+        """Stands in for `portal`."""
 
     for command in COMMANDS:
         group.add_command(command)
     runner = CliRunner()
 
     def run(*args: str):
-        return runner.invoke(group, list(args), obj={"settings": mail_settings}, catch_exceptions=False)
+        return runner.invoke(group, list(args), obj={"settings": settings}, catch_exceptions=False)
 
+    return run
+
+
+def test_cli_send_dry_run_then_send_then_nothing_left(mail_settings, store, ledger, smtp):
+    run = _mail_cli(mail_settings)
     dry = run("send", "--dry-run", "--customer", "C2")
     assert dry.exit_code == 0 and "would send: invoices to bob@beta.example" in dry.output
     assert "1 message(s) would send" in dry.output and smtp.messages == []
@@ -261,23 +267,10 @@ def test_a_second_run_of_a_mail_command_refuses_to_start_while_one_is_in_progres
                                                                                    smtp, command):
     """Two overlapping runs would both see the same invoices as unsent and both mail them: the second one
     sends nothing and exits 75 (try again later). Other commands are not held up by it."""
-    import click
-    from click.testing import CliRunner
-
-    from portal.mailcli import COMMANDS, EXIT_RUN_IN_PROGRESS
+    from portal.mailcli import EXIT_RUN_IN_PROGRESS
     from portal.runlock import exclusive_run
 
-    @click.group()
-    def group() -> None:
-        """Stands in for `portal`."""
-
-    for each in COMMANDS:
-        group.add_command(each)
-    runner = CliRunner()
-
-    def run(*args: str):
-        return runner.invoke(group, list(args), obj={"settings": mail_settings}, catch_exceptions=False)
-
+    run = _mail_cli(mail_settings)
     with exclusive_run(store, command):  # a run of `command` in progress (another session or process)
         refused = run(command)
         assert refused.exit_code == EXIT_RUN_IN_PROGRESS
