@@ -23,3 +23,18 @@ def collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+@contextmanager
+def existing_objects_frozen() -> Iterator[None]:
+    """gc.freeze() for the block: the collector leaves every object that exists on entry alone, which also
+    keeps it from writing to their memory in processes forked meanwhile (copy-on-write pages stay shared).
+    Objects are still freed by reference counting; on exit they return to the collector's oldest generation,
+    unless something had frozen objects before (then the freeze is theirs to lift)."""
+    frozen_before = gc.get_freeze_count()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        if not frozen_before:
+            gc.unfreeze()
