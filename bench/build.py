@@ -36,6 +36,7 @@ AS_OF = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
 
 
 CPU: dict[str, float] = {}  # step -> CPU seconds (this process and its finished children, user + system)
+SYSTEM: dict[str, float] = {}  # step -> the system part of it: mostly creating files and folders
 
 
 def cpu_now() -> float:
@@ -43,12 +44,17 @@ def cpu_now() -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
+def system_now() -> float:
+    times = os.times()
+    return times.system + times.children_system
+
+
 def timed(fn, step: str = ""):
     settle()
-    start, cpu = time.perf_counter(), cpu_now()
+    start, cpu, system = time.perf_counter(), cpu_now(), system_now()
     value = fn()
     if step:
-        CPU[step] = cpu_now() - cpu
+        CPU[step], SYSTEM[step] = cpu_now() - cpu, system_now() - system
     return time.perf_counter() - start, value
 
 
@@ -111,10 +117,10 @@ def ceiling(settings, pages: list, out: Path, workers: int) -> float:
     slices = [(start, min(start + step, len(pages))) for start in range(0, len(pages), step)]
     context = multiprocessing.get_context("fork")
     settle()
-    start, cpu = time.perf_counter(), cpu_now()
+    start, cpu, system = time.perf_counter(), cpu_now(), system_now()
     with context.Pool(workers) as pool:
         assert sum(pool.map(_ceiling_slice, slices)) == len(pages)
-    CPU["ceiling"] = cpu_now() - cpu
+    CPU["ceiling"], SYSTEM["ceiling"] = cpu_now() - cpu, system_now() - system
     return time.perf_counter() - start
 
 
@@ -183,6 +189,10 @@ def main() -> None:
             # CPU seconds, less sensitive than wall time to what else the machine runs: informative only.
             "cpu_s_build_without_pdfs": round(CPU["build_without_pdfs"], 2), "cpu_s_ceiling": round(CPU["ceiling"], 2),
             "cpu_ratio_ceiling_to_build_without_pdfs": round(CPU["ceiling"] / CPU["build_without_pdfs"], 3),
+            # The system part varies most from run to run (on ext4 without a journal, creating files costs several
+            # times more for a while after many files were deleted), and it does not vary for the same reason in both.
+            "system_cpu_s_build_without_pdfs": round(SYSTEM["build_without_pdfs"], 2),
+            "system_cpu_s_ceiling": round(SYSTEM["ceiling"], 2),
         }
         print()
         print(f"{'pages':<44}{pages:>10}")
@@ -192,6 +202,8 @@ def main() -> None:
         print(f"{'no-op rebuild / full build':<44}{result['noop_share_of_full_build']:>10}   target <= 0.10")
         print(f"{'CPU s: ceiling / build (no PDFs)':<44}{result['cpu_ratio_ceiling_to_build_without_pdfs']:>10}"
               f"   ({result['cpu_s_ceiling']} / {result['cpu_s_build_without_pdfs']}; informative)")
+        print(f"{'  of which system: ceiling / build (no PDFs)':<44}"
+              f"{result['system_cpu_s_ceiling']:>10} / {result['system_cpu_s_build_without_pdfs']}")
         print(json.dumps(result))
         results = Path(__file__).parent / "results"
         results.mkdir(exist_ok=True)
