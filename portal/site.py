@@ -402,10 +402,14 @@ def _run(tasks: list, settings: Settings, out: Path, export_folder: Path | None,
     if count == 1 or len(tasks) <= 1:
         if run_import is not None:  # no second process to overlap with: import first, then write as usual
             run_import()
-        _init_worker(settings, out, export_folder, view, False)
+        # In this process (a one-customer re-render in the webhook, a one-worker build): freeze only while
+        # rendering, then hand the objects back to the collector, or a long-lived process would keep every
+        # object of every re-render out of the collector's reach for good.
+        _init_worker(settings, out, export_folder, view, False, freeze=False)
         try:
-            for task in tasks:
-                yield _render_chunk(task)
+            with existing_objects_frozen():
+                for task in tasks:
+                    yield _render_chunk(task)
         finally:
             _close_worker()
         return
@@ -445,15 +449,17 @@ _worker: dict = {}
 
 
 def _init_worker(settings: Settings, out: Path, export_folder: Path | None, view: SnapshotView | None = None,
-                 defer: bool = False) -> None:
+                 defer: bool = False, freeze: bool = True) -> None:
     """`view`: take the customers' data from it instead of the store. `defer`: the import has not committed
     yet, so replace no existing file: write the replacement beside it and let the parent rename it."""
     store = Store(settings.database_url)
     _worker.update(store=store, renderer=PageRenderer(settings), out=out, export_folder=export_folder, view=view,
                    defer=defer)
     # Rendering allocates many short-lived objects; keeping the long-lived ones (modules, templates) out of
-    # the collector's scans made PDF rendering 25% faster.
-    gc.freeze()
+    # the collector's scans made PDF rendering 25% faster. A pool worker ends with the build; `_run` freezes
+    # for the duration only when it renders in its own process (freeze=False here).
+    if freeze:
+        gc.freeze()
 
 
 def _close_worker() -> None:

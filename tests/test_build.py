@@ -305,3 +305,16 @@ def test_only_page_templates_and_their_assets_shape_the_render_fingerprint(setti
     (theme / "pages").mkdir()
     (theme / "pages" / "base.html").write_text("{% block main %}{% endblock %}")
     assert render_fingerprint(themed) not in {before, with_css}
+
+
+def test_rendering_in_this_process_leaves_no_objects_frozen(settings, store, export_dir, tmp_path):
+    """The webhook re-renders one customer in its own long-lived process: objects frozen for the render must go
+    back to the collector afterwards, or each re-render would put more of the process out of its reach."""
+    import gc
+
+    out = tmp_path / "site"
+    build(export_dir, out, settings, store=store, workers=1)
+    gc.unfreeze()  # whatever an earlier test left
+    result = site_module.render_site(settings, store, out, export_folder=export_dir, force=True, workers=1)
+    assert result.customers_rendered == len(store.customer_states())  # rendered here, in this process
+    assert gc.get_freeze_count() == 0
