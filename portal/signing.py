@@ -73,34 +73,23 @@ class Signer:
         self._secrets = [*reversed(settings.secret_key_fallbacks), settings.secret_key]
         self.secret = settings.secret_key
         self.link_max_age = settings.link_ttl_days * 86400
-        self._static = {p: URLSafeSerializer(self._secrets, salt=p) for p in PURPOSES}
-        self._timed = {p: URLSafeTimedSerializer(self._secrets, salt=p) for p in PURPOSES}
-        self._macs = {p: _prepared_mac(s) for p, s in self._static.items()}
-        self._readers = {p: _Reader(s) for p, s in self._static.items()}
-        self._link_reader = _Reader(self._timed["link"], max_age=self.link_max_age)
-
-    def _dumps(self, purpose: str, value: list) -> str:
-        """`URLSafeSerializer.dumps`, byte for byte, minus its per-call costs: itsdangerous derives the key
-        again and builds its HMAC through pure-Python hmac (its SHA-1 is a lazy wrapper) for every token, and a
-        build signs one to five tokens per page. Here the keyed HMAC is made once per purpose and copied."""
-        mac = self._macs[purpose]
-        if mac is None:
-            return self._static[purpose].dumps(value)
-        return _sign(mac, value)
+        # Links expire (timed); tokens in static pages do not (see the module docstring).
+        self._codecs = {p: _Codec(URLSafeSerializer(self._secrets, salt=p)) for p in PURPOSES}
+        self._link_codec = _Codec(URLSafeTimedSerializer(self._secrets, salt="link"), max_age=self.link_max_age)
 
     def customer_key(self, customer_id: str, key_version: int) -> str:
         return customer_key(self.secret, customer_id, key_version)
 
     # Emailed links: timed.
     def link_token(self, customer_id: str, contact_id: str, invoice_id: str, key_version: int) -> str:
-        return self._timed["link"].dumps([customer_id, contact_id, invoice_id, key_version])
+        return self._link_codec.dumps([customer_id, contact_id, invoice_id, key_version])
 
     def read_link(self, token: str) -> LinkClaims:
         try:
-            data = self._link_reader.loads(token)
+            data = self._link_codec.loads(token)
         except SignatureExpired as exc:
             # The signature is genuine (itsdangerous checks it before the age), so the payload is ours.
-            raise TokenExpired(_link_claims(exc.payload and self._timed["link"].load_payload(exc.payload))) from None
+            raise TokenExpired(_link_claims(exc.payload and self._link_codec.load_payload(exc.payload))) from None
         except BadSignature:
             raise TokenInvalid("bad link token") from None
         return _link_claims(data)
@@ -109,22 +98,22 @@ class Signer:
     def page_token(self, purpose: str, customer_id: str, key_version: int, item: str = "") -> str:
         if purpose not in ("page", "view", "unsubscribe"):
             raise ValueError(f"{purpose} is not a page-token purpose")
-        return self._dumps(purpose, [customer_id, key_version, item])
+        return self._codecs[purpose].dumps([customer_id, key_version, item])
 
     def doc_token(self, customer_id: str, key_version: int, document_id: str, invoice_id: str, name: str) -> str:
         """A document link. The object's folder is NOT in the token: the webhook derives it from the
         verified customer and key version, so no token can point into another customer's folder."""
-        return self._dumps("doc", [customer_id, key_version, document_id, invoice_id, name])
+        return self._codecs["doc"].dumps([customer_id, key_version, document_id, invoice_id, name])
 
     def read_doc_token(self, token: str) -> DocClaims:
         try:
-            return _doc_claims(self._readers["doc"].loads(token))
+            return _doc_claims(self._codecs["doc"].loads(token))
         except BadSignature:
             raise TokenInvalid("bad doc token") from None
 
     def read_page_token(self, purpose: str, token: str) -> PageClaims:
         try:
-            data = self._readers[purpose].loads(token)
+            data = self._codecs[purpose].loads(token)
         except BadSignature:
             raise TokenInvalid(f"bad {purpose} token") from None
         if not (isinstance(data, list) and len(data) == 3 and isinstance(data[0], str)
@@ -152,46 +141,47 @@ def _sign(mac: hmac.HMAC, value: list) -> str:
     return (payload + b"." + base64_encode(signature.digest())).decode("ascii")
 
 
-def _prepared_mac(serializer: URLSafeSerializer) -> hmac.HMAC | None:
-    """The HMAC itsdangerous would sign `serializer`'s tokens with, keyed once; None (use itsdangerous itself)
-    unless probe tokens made with it are identical to itsdangerous' own."""
-    signer = serializer.make_signer()
-    try:
-        mac = hmac.new(signer.derive_key(), digestmod=hashlib.sha1)
-        same = all(_sign(mac, probe) == serializer.dumps(probe) for probe in _PROBES)
-    except Exception:  # noqa: BLE001 - any surprise (another algorithm, a FIPS build): the slow path is right
-        return None
-    return mac if same else None
+_SLOW = object()  # _Codec._fast's "not for me to decide"
 
 
-_SLOW = object()  # _Reader._fast's "not for me to decide"
+class _Codec:
+    """`dumps` and `loads` of one serializer, byte for byte, with its HMACs keyed once. itsdangerous derives the
+    key again and builds a pure-Python HMAC for every token: a build signs one to five tokens per page, and
+    every emailed link and beacon is checked on the webhook's hot path (measured: a third of the link route's
+    own work besides the database).
 
-
-class _Reader:
-    """`loads` of one serializer with its HMACs keyed once, as `Signer._dumps` signs: every emailed link and
-    beacon is checked on the webhook's hot path, where itsdangerous would derive the key and build a pure-Python
-    HMAC per request (measured: a third of the link route's own work besides the database).
-
-    Only the plain case is answered here: a token whose HMAC matches one of the secrets and, when timed, whose
-    age is within 0..max_age. Anything else (tampered, expired, malformed, another purpose) goes to
-    itsdangerous' own `loads`, which checks everything again and raises its precise error. So this reader
-    cannot accept a token that itsdangerous would refuse; probe tokens checked at start-up make sure it
-    agrees on the ones it accepts, else it steps aside."""
+    `loads` answers only the plain case here: a token whose HMAC matches one of the secrets and, when timed,
+    whose age is within 0..max_age. Anything else (tampered, expired, malformed, another purpose) goes to
+    itsdangerous' own `loads`, which checks everything again and raises its precise error, so this cannot
+    accept a token that itsdangerous would refuse. Probe tokens at start-up check that both ways agree with
+    itsdangerous; where they do not, itsdangerous does the work alone. (Timed tokens are signed by
+    itsdangerous: they carry the time of signing, and only links are timed.)"""
 
     def __init__(self, serializer: URLSafeSerializer, max_age: int | None = None):
         self._serializer = serializer
         self._max_age = max_age
         self._timed = isinstance(serializer, URLSafeTimedSerializer)
+        self._macs: list[hmac.HMAC] = []  # for reading, newest secret first (as itsdangerous tries them)
+        self._signing: hmac.HMAC | None = None  # the newest secret's, the one itsdangerous signs with
         signer = serializer.make_signer()
-        self._macs: list[hmac.HMAC] = []
         try:
-            # itsdangerous tries the newest secret first (the list is oldest first).
-            self._macs = [hmac.new(signer.derive_key(key), digestmod=hashlib.sha1)
-                          for key in reversed(signer.secret_keys)]
-            if not all(self._fast(serializer.dumps(p)) == p for p in _PROBES):
+            macs = [hmac.new(signer.derive_key(key), digestmod=hashlib.sha1) for key in reversed(signer.secret_keys)]
+            if not self._timed and all(_sign(macs[0], probe) == serializer.dumps(probe) for probe in _PROBES):
+                self._signing = macs[0]
+            self._macs = macs
+            if not all(self._fast(serializer.dumps(probe)) == probe for probe in _PROBES):
                 self._macs = []
         except Exception:  # noqa: BLE001 - any surprise (another algorithm, a FIPS build): itsdangerous alone
-            self._macs = []
+            self._macs, self._signing = [], None
+
+    def dumps(self, value: list) -> str:
+        if self._signing is None:
+            return self._serializer.dumps(value)
+        return _sign(self._signing, value)
+
+    def load_payload(self, payload: bytes) -> Any:
+        """The content of a payload whose signature was verified (an expired link's, for a fresh link)."""
+        return self._serializer.load_payload(payload)
 
     def loads(self, token: str) -> Any:
         data = self._fast(token) if self._macs else _SLOW

@@ -88,7 +88,7 @@ def test_page_and_doc_tokens_are_exactly_what_itsdangerous_makes():
     """The signer keys its HMAC once per purpose; the tokens must not change (pages stay byte-identical)."""
     signer = Signer(load_settings(env={}, config_file=None, secret_key="s" * 32,
                                   secret_key_fallbacks=["older-secret-0123456789"]))
-    assert all(mac is not None for mac in signer._macs.values())  # the fast path is the one in use
+    assert all(codec._signing is not None for codec in signer._codecs.values())  # the fast path is in use
     for customer_id, item in (("C1", ""), ("Müller & Söhne", "I-2026/001"), ("x" * 300, "y" * 300 + "z" * 300)):
         for purpose in ("page", "view", "unsubscribe"):
             token = signer.page_token(purpose, customer_id, 3, item)
@@ -115,7 +115,7 @@ def test_token_reading_agrees_with_itsdangerous_on_good_and_bad_tokens(monkeypat
     settings = load_settings(env={}, config_file=None, secret_key="n" * 32, link_ttl_days=2,
                              secret_key_fallbacks=["older-secret-0123456789"])
     signer = Signer(settings)
-    assert signer._link_reader._macs and all(reader._macs for reader in signer._readers.values())
+    assert signer._link_codec._macs and all(codec._macs for codec in signer._codecs.values())
     old = Signer(settings.replace(secret_key="older-secret-0123456789", secret_key_fallbacks=()))
     stranger = Signer(settings.replace(secret_key="someone-else-0123456789", secret_key_fallbacks=()))
     now = time.time()
