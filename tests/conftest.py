@@ -17,6 +17,7 @@ from portal.config import Settings, load_settings
 from portal.sample import write_sample
 from portal.store import Store
 from tests.pgserver import PostgresServer
+from tests.required import unavailable
 
 AS_OF = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
 TEST_SECRET = "test-secret-key-0123456789abcdef"
@@ -28,9 +29,7 @@ def postgres():
     try:
         server = PostgresServer().start()
     except Exception as exc:  # noqa: BLE001
-        if os.environ.get("PORTAL_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL is required here but could not start: {exc}")
-        pytest.skip(f"PostgreSQL not available: {exc}")
+        unavailable("PostgreSQL", exc, "PORTAL_REQUIRE_POSTGRES")
     yield server
     server.stop()
 

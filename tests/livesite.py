@@ -6,14 +6,12 @@ Skips without Chromium, unless PORTAL_REQUIRE_BROWSER=1 (CI), which turns the sk
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 from werkzeug.serving import make_server
 
 from portal.sample import write_sample
@@ -22,6 +20,7 @@ from portal.site import build
 from portal.store import Store
 from tests.conftest import AS_OF, make_settings
 from tests.ports import free_port
+from tests.required import unavailable
 from tests.webhook_helpers import RELAXED
 from webhook import create_app
 
@@ -43,9 +42,7 @@ def require_browser() -> None:
         except ImportError as exc:
             missing = f"playwright / axe-playwright-python missing: {exc}"
     if missing:
-        if os.environ.get("PORTAL_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"the browser tests are required here: {missing}")
-        pytest.skip(missing)
+        unavailable("Chromium with Playwright and axe", missing, "PORTAL_REQUIRE_BROWSER")
 
 
 @contextmanager

@@ -7,7 +7,6 @@ expiry, which moto does not. Everything binds 127.0.0.1; the server is stopped b
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import socket
@@ -151,14 +150,12 @@ class SeaweedS3:
 def started_or_skipped() -> Iterator[SeaweedS3]:
     """A SeaweedFS server for a fixture to yield; skipped when it cannot start, failed instead under
     PORTAL_REQUIRE_S3=1 (CI)."""
-    import pytest
+    from tests.required import unavailable
 
     try:
         server = SeaweedS3().start()
     except Exception as exc:  # noqa: BLE001
-        if os.environ.get("PORTAL_REQUIRE_S3") == "1":
-            pytest.fail(f"SeaweedFS is required here but could not start: {exc}")
-        pytest.skip(f"SeaweedFS not available: {exc}")
+        unavailable("SeaweedFS", exc, "PORTAL_REQUIRE_S3")
     yield server
     server.stop()
 

@@ -1,0 +1,19 @@
+"""Tests that need a real server or browser: skipped where it is missing, failed where it is required.
+
+CI sets PORTAL_REQUIRE_POSTGRES=1, PORTAL_REQUIRE_S3=1 and PORTAL_REQUIRE_BROWSER=1 (.ci/run), so there a
+missing part fails the run instead of quietly skipping the tests that need it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NoReturn
+
+import pytest
+
+
+def unavailable(what: str, reason: object, required_by: str) -> NoReturn:
+    """Skip the test (`what` is missing because of `reason`), or fail it when `required_by` is set to 1."""
+    if os.environ.get(required_by) == "1":
+        pytest.fail(f"{what} is required here ({required_by}=1) but is not available: {reason}")
+    pytest.skip(f"{what} not available: {reason}")
