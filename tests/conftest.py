@@ -17,7 +17,7 @@ from portal.config import Settings, load_settings
 from portal.sample import write_sample
 from portal.store import Store
 from tests.pgserver import PostgresServer
-from tests.required import unavailable
+from tests.required import running
 
 AS_OF = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
 TEST_SECRET = "test-secret-key-0123456789abcdef"
@@ -26,12 +26,7 @@ _databases = itertools.count(1)
 
 @pytest.fixture(scope="session")
 def postgres():
-    try:
-        server = PostgresServer().start()
-    except Exception as exc:  # noqa: BLE001
-        unavailable("PostgreSQL", exc, "PORTAL_REQUIRE_POSTGRES")
-    yield server
-    server.stop()
+    yield from running(lambda: PostgresServer().start(), "PostgreSQL", "PORTAL_REQUIRE_POSTGRES")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -7,7 +7,8 @@ missing part fails the run instead of quietly skipping the tests that need it.
 from __future__ import annotations
 
 import os
-from typing import NoReturn
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn
 
 import pytest
 
@@ -17,3 +18,14 @@ def unavailable(what: str, reason: object, required_by: str) -> NoReturn:
     if os.environ.get(required_by) == "1":
         pytest.fail(f"{what} is required here ({required_by}=1) but is not available: {reason}")
     pytest.skip(f"{what} not available: {reason}")
+
+
+def running(start: Callable[[], Any], what: str, required_by: str) -> Iterator[Any]:
+    """For a fixture to `yield from`: the server `start()` returns, stopped afterwards; `unavailable` when it
+    cannot start."""
+    try:
+        server = start()
+    except Exception as exc:  # noqa: BLE001 - whatever stops it from starting, the test cannot run here
+        unavailable(what, exc, required_by)
+    yield server
+    server.stop()

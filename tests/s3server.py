@@ -150,14 +150,9 @@ class SeaweedS3:
 def started_or_skipped() -> Iterator[SeaweedS3]:
     """A SeaweedFS server for a fixture to yield; skipped when it cannot start, failed instead under
     PORTAL_REQUIRE_S3=1 (CI)."""
-    from tests.required import unavailable
+    from tests.required import running
 
-    try:
-        server = SeaweedS3().start()
-    except Exception as exc:  # noqa: BLE001
-        unavailable("SeaweedFS", exc, "PORTAL_REQUIRE_S3")
-    yield server
-    server.stop()
+    yield from running(lambda: SeaweedS3().start(), "SeaweedFS", "PORTAL_REQUIRE_S3")
 
 
 def point_boto3_at(server: SeaweedS3, monkeypatch: Any) -> None:
