@@ -175,6 +175,15 @@ def _lock_state(conn: Connection, now: datetime) -> tuple[int, list[list[Any]]]:
     return int(row.last_event_id), json.loads(row.gaps or "[]")
 
 
+def lock(conn: Connection) -> None:
+    """Take the refresh lock until the caller's transaction ends, without refreshing: the receipt lines'
+    writers (portal/receiptlines.py) hold it so an import and a refresh never interleave. PostgreSQL only
+    (SQLite serialises every writer anyway)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(receipt_rollup_state.c.id).where(receipt_rollup_state.c.id == STATE_ID)
+                     .with_for_update())
+
+
 def _scan(conn: Connection, watermark: int) -> tuple[int, int, list[tuple[int, int]]]:
     """In ONE statement (one snapshot): how many events are above the watermark, the highest id, and the id
     ranges missing between the watermark and that id (in flight or rolled back)."""
@@ -208,11 +217,19 @@ def _refresh_once(store: Store, full: bool, now: datetime) -> RefreshResult:
         gaps = [g for g in gaps if now - datetime.fromisoformat(g[2]) < GAP_TTL]
         # Ranges that have an event by now: fold their keys this time. They may still hide in-flight ids,
         # so keep watching them until they expire (folding again is harmless).
+        # The receipt lines' tails follow the rows recomputed here (portal/receiptlines.py; imported here
+        # because it builds on this module).
+        from . import receiptlines
+
         if watermark == 0 and not gaps:
             keys: int | None = _upsert(conn, None) if new else 0
+            if new:
+                receiptlines.refresh_tails(conn, None)
         elif new or gaps:
             above = events.c.event_id > watermark
-            keys = _upsert(conn, or_(above, _gap_filter(gaps)) if gaps else above)
+            touched = or_(above, _gap_filter(gaps)) if gaps else above
+            keys = _upsert(conn, touched)
+            receiptlines.refresh_tails(conn, touched)
         else:
             keys = 0
         stamp = now.isoformat()

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Date, String, and_, case, cast, func, literal, or_, select
+from sqlalchemy import Date, and_, cast, func, literal, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
-from . import pgcsv, receiptrollup, reports
+from . import pgcsv, receiptlines, receiptrollup, reports
 from .disputestore import dispute_attachments, dispute_invoices, disputes
 from .money import to_decimal
 from .paystore import payment_allocations, payment_attempts, payment_credits
@@ -171,10 +171,15 @@ def _receipts_where(query: Select, flt: ReceiptFilter, now: datetime) -> Select:
 def _receipt_ids(flt: ReceiptFilter, now: datetime, sort: str) -> Select:
     """The narrow query that decides which invoices match, and their order: it joins customers and the rollup
     only when a filter or the sort needs them, so sorting 100,000 invoices moves ids, not whole rows."""
+    query = select(invoices.c.invoice_id).select_from(_receipts_from(*_joins_needed(flt, sort)))
+    return _receipts_where(query, flt, now)
+
+
+def _joins_needed(flt: ReceiptFilter, sort: str) -> tuple[bool, bool]:
+    """Whether the filter or the sort needs (customers, the rollup)."""
     with_customers = sort in _CUSTOMER_SORTS or bool(flt.group or flt.collector or flt.customer)
     with_rollup = sort in _ROLLUP_SORTS or flt.unopened_days is not None or flt.include_closed
-    query = select(invoices.c.invoice_id).select_from(_receipts_from(with_customers, with_rollup))
-    return _receipts_where(query, flt, now)
+    return with_customers, with_rollup
 
 
 _RECEIPT_SELECT = [
@@ -254,25 +259,27 @@ def receipts_page(store: Store, flt: ReceiptFilter | None = None, *, sort: str =
     return Page([_receipt_row(r, today) for r in rows], total, page, per_page, sort, descending)
 
 
-def _receipt_copy_cells(store: Store, today: date) -> list[Any]:
-    """RECEIPT_COLUMNS as PostgreSQL text expressions, cell for cell what `receipts_csv`'s Python path writes."""
-    with store.begin() as conn:
-        currencies = list(conn.execute(select(invoices.c.currency).distinct()).scalars())
-    inv = invoices.c
-    overdue = case((inv.is_open, func.greatest(0, cast(literal(today.isoformat()), Date) - inv.due_date)), else_=0)
-    cells = {
-        "customer_id": pgcsv.text_cell(inv.customer_id), "customer_name": pgcsv.text_cell(customers.c.name),
-        "group_name": pgcsv.text_cell(customers.c.group_name), "collector": pgcsv.text_cell(customers.c.collector),
-        "invoice_id": pgcsv.text_cell(inv.invoice_id), "number": pgcsv.text_cell(inv.number),
-        "is_open": pgcsv.bool_cell(inv.is_open), "currency": pgcsv.text_cell(inv.currency),
-        "amount": pgcsv.money_cell(inv.amount, inv.currency, currencies),
-        "balance": pgcsv.money_cell(inv.balance, inv.currency, currencies),
-        "due_date": pgcsv.date_cell(inv.due_date), "days_overdue": cast(overdue, String),
-        **{name: cast(expr, String) for name, expr in RECEIPT_FIELDS.items()},
-        **{name: pgcsv.iso_cell(_R[name]) for name in ("first_sent_at", "first_opened_at", "first_viewed_at",
-                                                       "last_viewed_at")},
-    }
-    return [cells[name].label(name) for name in RECEIPT_COLUMNS]
+def _receipt_lines_query(flt: ReceiptFilter, sort: str, descending: bool, now: datetime) -> tuple[Select, bool]:
+    """The ready-made lines of the matching invoices in the table's order (PostgreSQL; portal/receiptlines.py),
+    and whether that order is the lines' own index's.
+
+    The default export (open invoices by due date, no filter) reads the lines alone, in their index's order.
+    Any other filter or sort decides which invoices and in what order as the pages do (joining customers and
+    the rollup only when needed) and takes each invoice's line by its id."""
+    lines = receiptlines.receipt_lines
+    today = cast(literal(now.astimezone(UTC).date().isoformat()), Date)
+    if flt == ReceiptFilter() and sort in ("due_date", "days_overdue"):
+        overdue = receiptlines.days_overdue(lines.c.is_open, lines.c.due_date, today)
+        # due_date is never NULL: plain ASC/DESC (no NULLS LAST) is the same order, and the index's both ways.
+        later_first = descending == (sort == "due_date")
+        order = ([lines.c.due_date.desc(), lines.c.invoice_id.desc()] if later_first
+                 else [lines.c.due_date.asc(), lines.c.invoice_id.asc()])
+        return select(lines.c.head + overdue + lines.c.tail).where(lines.c.is_open).order_by(*order), True
+    joined = _receipts_from(*_joins_needed(flt, "due_date" if sort == "days_overdue" else sort))
+    overdue = receiptlines.days_overdue(invoices.c.is_open, invoices.c.due_date, today)
+    query = select(lines.c.head + overdue + lines.c.tail).select_from(
+        joined.join(lines, lines.c.invoice_id == invoices.c.invoice_id))
+    return _receipts_where(query, flt, now).order_by(*_receipt_order(sort, descending)), False
 
 
 def receipts_csv(store: Store, flt: ReceiptFilter | None = None, sort: str = "due_date",
@@ -280,8 +287,9 @@ def receipts_csv(store: Store, flt: ReceiptFilter | None = None, sort: str = "du
                  copy: bool = True) -> Iterator[str]:
     """Every row of the receipts table under `flt`, in the table's order, as CSV (RECEIPT_COLUMNS).
 
-    On PostgreSQL (unless `copy=False`) the server writes the CSV (COPY ... TO STDOUT), with the same cells
-    as the Python path (tests/test_stafftables.py compares the two byte for byte)."""
+    On PostgreSQL (unless `copy=False`) the rows are the receipt lines the server keeps ready-made
+    (portal/receiptlines.py), the same bytes as the Python path's (tests/test_stafftables.py compares the two
+    byte for byte)."""
     flt = flt or ReceiptFilter()
     now = now or datetime.now(UTC)
     order = _receipt_order(sort, descending)  # refuse a bad sort before the first chunk
@@ -289,8 +297,8 @@ def receipts_csv(store: Store, flt: ReceiptFilter | None = None, sort: str = "du
         receiptrollup.refresh(store)
     today = now.astimezone(UTC).date()
     if copy and store.engine.dialect.name == "postgresql":
-        cells_query = select(*_receipt_copy_cells(store, today)).select_from(_receipts_from(True, True))
-        return pgcsv.copy_csv(store, _receipts_where(cells_query, flt, now).order_by(*order))
+        query, index_order = _receipt_lines_query(flt, sort, descending, now)
+        return pgcsv.stream_lines(store, query, RECEIPT_COLUMNS, index_order=index_order)
 
     def cells(r: Any) -> list[Any]:
         row = _receipt_row(r, today)

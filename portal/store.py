@@ -306,6 +306,11 @@ class Store:
 
         with self.begin() as conn:
             upgrade(conn)
+        # An invoice without its receipt line (a database upgraded from before the lines, or loaded in bulk)
+        # would be missing from the staff export: write them now (PostgreSQL; two counts when all is well).
+        from .receiptlines import ensure_complete
+
+        ensure_complete(self)
 
     # --- snapshots -------------------------------------------------------------------------------
 
@@ -320,8 +325,12 @@ class Store:
             if conn.dialect.name == "sqlite":
                 # The default 2 MB page cache thrashes while 100k invoices go into their indexes.
                 conn.exec_driver_sql("PRAGMA cache_size=-65536")
-            self._import_customers(conn, ledger, now)
-            new, changed, closed, changed_ids = self._import_invoices(conn, ledger, now, hashes)
+            renamed = self._import_customers(conn, ledger, now)
+            new, changed, closed, changed_ids, closed_ids = self._import_invoices(conn, ledger, now, hashes)
+            # The staff export's ready-made lines of what changed (PostgreSQL; see portal/receiptlines.py).
+            from .receiptlines import sync
+
+            sync(conn, changed_ids | closed_ids, renamed)
             conn.execute(delete(invoice_lines).where(invoice_lines.c.invoice_id.in_(
                 select(invoices.c.invoice_id).where(invoices.c.is_open.is_(False)))))
             for chunk in _chunks(sorted(changed_ids), 500):
@@ -350,7 +359,8 @@ class Store:
                 invoices_closed=closed)).inserted_primary_key[0]
         return ImportSummary(snapshot_id, len(ledger.customers), len(ledger.invoices), new, changed, closed)
 
-    def _import_customers(self, conn: Connection, ledger: Ledger, now: datetime) -> None:
+    def _import_customers(self, conn: Connection, ledger: Ledger, now: datetime) -> set[str]:
+        """Returns the ids of the customers whose name, group or collector changed."""
         existing = {r.customer_id: r for r in conn.execute(select(
             customers.c.customer_id, customers.c.name, customers.c.currency, customers.c.locale,
             customers.c.group_name, customers.c.collector, customers.c.active))}
@@ -371,9 +381,12 @@ class Store:
         gone = [cid for cid, r in existing.items() if r.active and cid not in ledger.customers]
         for chunk in _chunks(gone, 500):
             conn.execute(update(customers).where(customers.c.customer_id.in_(chunk)).values(active=False))
+        return {row["b_id"] for row in changed_rows
+                if (existing[row["b_id"]].name, existing[row["b_id"]].group_name, existing[row["b_id"]].collector)
+                != (row["name"], row["group_name"], row["collector"])}
 
     def _import_invoices(self, conn: Connection, ledger: Ledger, now: datetime, hashes: dict[str, str]
-                         ) -> tuple[int, int, int, set[str]]:
+                         ) -> tuple[int, int, int, set[str], set[str]]:
         existing = dict(conn.execute(select(invoices.c.invoice_id, invoices.c.content_hash)).all())
         open_ids = set(conn.execute(select(invoices.c.invoice_id).where(invoices.c.is_open)).scalars())
         new_rows, changed_rows = [], []
@@ -402,7 +415,7 @@ class Store:
             conn.execute(update(invoices).where(invoices.c.invoice_id.in_(chunk))
                          .values(is_open=False, closed_at=ledger.as_of))
         changed_ids = {r[0] for r in new_rows} | {r["b_id"] for r in changed_rows}
-        return len(new_rows), len(changed_rows), len(gone), changed_ids
+        return len(new_rows), len(changed_rows), len(gone), changed_ids, set(gone)
 
     # --- reading for the build ---------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, func, select, update
 
-from portal import reports, stafftables
+from portal import receiptlines, reports, stafftables
 from portal import store as tables
 from portal.ledger import read_export
 from portal.money import to_decimal
@@ -238,6 +238,7 @@ def test_csv_cells_cannot_run_as_formulas(store, ledger):
     with store.begin() as conn:
         conn.execute(update(tables.customers).where(tables.customers.c.customer_id == customer)
                      .values(name='=HYPERLINK("http://evil.example","x")', collector="@boss"))
+    receiptlines.rebuild(store)  # edited by hand, not by an import: the export's lines follow
     exported = [e for e in parse(receipts_csv(store, ReceiptFilter(customer=customer), now=NOW))]
     assert exported and all(e["customer_name"] == "'=HYPERLINK(\"http://evil.example\",\"x\")" for e in exported)
     assert all(e["collector"] == "'@boss" for e in exported)
@@ -347,6 +348,7 @@ def test_postgresql_copy_export_is_byte_for_byte_the_python_export(store, ledger
                                                  ("EUR", 100000000001)]):
             conn.execute(update(tables.invoices).where(tables.invoices.c.invoice_id == invoice_ids[n])
                          .values(currency=currency, amount=amount, balance=amount, number=f"=N{n}"))
+    receiptlines.rebuild(store)  # edited by hand, not by an import: the export's lines follow
     inv = ledger.invoices[invoice_ids[0]]
     store.record_event("page_viewed", inv.customer_id, invoice_id=inv.invoice_id,
                        occurred_at=AS_OF.replace(microsecond=0))  # whole seconds: no fraction in ISO 8601
@@ -385,6 +387,7 @@ def test_copy_export_writes_times_and_dates_alike_whatever_the_servers_datestyle
     with store.begin() as conn:
         conn.exec_driver_sql(f"ALTER DATABASE {store.engine.url.database} SET DateStyle = '{datestyle}'")
     store.engine.dispose()
+    receiptlines.rebuild(store)  # the export's lines formatted under that DateStyle (the tails: by the refresh)
     fast = "".join(receipts_csv(store, now=NOW))
     assert fast == "".join(receipts_csv(store, now=NOW, copy=False))
     [row] = [e for e in parse(fast) if e["invoice_id"] == inv.invoice_id]
@@ -405,6 +408,7 @@ def test_filter_text_cannot_break_out_of_the_copy_statement(store, ledger):
                      .values(name="O'Brien\\ & Sons", group_name="g'1 50%", collector="c\\2"))
         if store.engine.dialect.name == "postgresql":  # a server or role may have it off: the export must not care
             conn.exec_driver_sql(f"ALTER DATABASE {store.engine.url.database} SET standard_conforming_strings = off")
+    receiptlines.rebuild(store)  # edited by hand, not by an import: the export's lines follow
     store.engine.dispose()
     for text in [*hostile, "O'Brien\\", "g'1 50%"]:
         for flt in (ReceiptFilter(customer=text), ReceiptFilter(group=text), ReceiptFilter(collector=text)):
