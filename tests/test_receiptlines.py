@@ -59,7 +59,11 @@ def test_the_lines_are_the_export_columns(store):
     assert receiptlines.COLUMNS == RECEIPT_COLUMNS
 
 
-def test_lines_follow_imports_and_refreshes_without_a_rebuild(store, settings, tmp_path):
+@pytest.mark.parametrize("all_at_once", [20_000, 1], ids=["named-ids", "all-lines"])
+def test_lines_follow_imports_and_refreshes_without_a_rebuild(store, settings, tmp_path, monkeypatch, all_at_once):
+    """Both ways an import writes lines: the invoices it names (by lists of ids), or every line at once (the
+    way of a big first import; a threshold of 1 sends these small imports that way)."""
+    monkeypatch.setattr(receiptlines, "_ALL_AT_ONCE", all_at_once)
     store.import_snapshot(read_export(write_export(tmp_path / "e1", CUSTOMERS, INVOICES), settings))
     every_export_agrees(store)
     for kind, invoice in (("email_sent", "I1"), ("link_opened", "I1"), ("page_viewed", "I2"),
