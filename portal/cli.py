@@ -70,7 +70,7 @@ def cli(ctx: click.Context, config: str | None, verbose: bool) -> None:
 @click.option("--customers", default=12, show_default=True, type=click.IntRange(1))
 @click.option("--invoices", default=40, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=7, show_default=True, type=int)
-@click.option("--as-of", "as_of", default=None, help="Export time, ISO 8601 (default: today 18:00 UTC).")
+@click.option("--as-of", "as_of", default=None, help="Export time, ISO 8601 (default: the moment it runs).")
 def sample_data(folder: str, customers: int, invoices: int, seed: int, as_of: str | None) -> None:
     """Write a realistic sample AR export into FOLDER."""
     from datetime import datetime

@@ -1,7 +1,8 @@
 """`portal digest`: one daily message per collector about what needs a person's attention.
 
-- open invoices over `digest_min_amount` that nobody viewed (`page_viewed`) `digest_unopened_days` after
-  they were first emailed (or first exported, when never emailed): the "I never got it" candidates;
+- invoices still to be paid (their position, portal/position.py: open or partly paid) for at least
+  `digest_min_amount` that nobody viewed (`page_viewed`) `digest_unopened_days` after they were first emailed
+  (or first exported, when never emailed): the "I never got it" candidates, with what they owe now;
 - disputes opened and payments that failed in the last 24 hours, read from the disputes and payments
   features' tables only when they exist in this database.
 
@@ -22,6 +23,7 @@ from sqlalchemy.engine import Connection
 
 from .config import Settings
 from .mail import Transport, render_message
+from .position import ASKABLE
 from .reports import receipts
 from .sending import Outgoing, SendResult, day, deliver, money
 from .store import Store, customers
@@ -63,8 +65,10 @@ def send_digest(settings: Settings, store: Store, dry_run: bool = False, now: da
     """Send (or list) one digest per collector who has something to look at."""
     now = (now or datetime.now(UTC)).astimezone(UTC)  # calendar days are UTC days
     fallback = settings.ar_inbox or settings.support_email
+    # "Nobody viewed it" matters only for what the customer may still be asked for: an invoice paid, with a
+    # payment pending or in dispute in the portal was plainly seen (portal/position.py).
     unviewed = [r for r in receipts(store, unopened_days=settings.digest_unopened_days, now=now)
-                if r["balance"] >= settings.digest_min_amount]
+                if r["status"] in ASKABLE and r["due"] >= settings.digest_min_amount]
     with store.begin() as conn:
         people = {r.customer_id: (r.collector or fallback, r.name, r.locale)
                   for r in conn.execute(select(customers.c.customer_id, customers.c.collector, customers.c.name,
@@ -82,7 +86,7 @@ def send_digest(settings: Settings, store: Store, dry_run: bool = False, now: da
         lists["invoices"].append({
             "customer": name, "customer_id": r["customer_id"], "number": r["number"],
             "due_date": day(date.fromisoformat(r["due_date"]), locale),
-            "balance": money(r["balance"], r["currency"], locale),
+            "balance": money(r["due"], r["currency"], locale), "status": r["status"],
             "sent": sent[:10] if sent else "never emailed", "fetched": r["link_opened"] > 0})
     for table, label in (("disputes", "disputes"), ("payment_attempts", "payments")):
         for p in problems[table]:

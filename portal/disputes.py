@@ -26,12 +26,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from . import disputestore, paystore
+from . import disputestore, position
 from .config import Settings
 from .errors import NotFound, PortalError
 from .mail import Transport, render_message, send_with_retry, transport_from_url
 from .money import AmountError, format_money, parse_amount
-from .payments import position
 from .store import Store, customers, invoices
 
 log = logging.getLogger(__name__)
@@ -84,6 +83,7 @@ class Submitted:
     amount_text: str = ""
     reason_label: str = ""
     attachments: tuple[str, ...] = field(default_factory=tuple)
+    standing: tuple[str, ...] = ()  # where each invoice named stands now (position.standing)
 
 
 def reason_label(code: str) -> str:
@@ -236,9 +236,7 @@ def submit_dispute(store: Store, settings: Settings, customer_id: str, invoice_i
             rows = {r.invoice_id: r for r in conn.execute(
                 select(invoices).where(invoices.c.customer_id == customer_id, invoices.c.invoice_id.in_(chosen))
                 .with_for_update())}
-            as_of = store.latest_as_of(conn) or datetime.min.replace(tzinfo=UTC)
-            apps = paystore.applications(conn, invoice_ids=chosen)
-            held = disputestore.disputed_amounts(conn, invoice_ids=chosen)
+            standing = position.of_invoices(conn, list(rows))
             items, currencies = [], set()
             for invoice_id in chosen:
                 row = rows.get(invoice_id)
@@ -247,8 +245,7 @@ def submit_dispute(store: Store, settings: Settings, customer_id: str, invoice_i
                     raise DisputeRefused("One of the chosen invoices is not on your account.")
                 if not row.is_open:
                     raise DisputeRefused(f"Invoice {row.number} is no longer open: there is nothing left to dispute.")
-                pos = position(row.balance, apps.get(invoice_id, []), as_of, held.get(invoice_id, 0))
-                disputable = pos.payable
+                disputable = standing[invoice_id].due
                 if disputable <= 0:
                     raise DisputeRefused(f"Invoice {row.number} has nothing left to dispute: it is paid, has a "
                                          "payment pending, or is already in dispute in full.")
@@ -284,12 +281,15 @@ def submit_dispute(store: Store, settings: Settings, customer_id: str, invoice_i
                 paths[n] = path
             disputestore.set_attachment_paths(conn, dispute_id, paths)
             store.add_event(conn, "dispute_opened", customer_id, detail=reference(dispute_id))
+            # The amount disputed is held from now on: the invoices' positions move in this transaction.
+            position.refresh(conn, [i["invoice_id"] for i in items])
+            standing = position.standing(conn, [(i["invoice_id"], i["number"], currency) for i in items])
     except BaseException:
         _delete_private(settings, written)
         raise
     return Submitted(reference(dispute_id), customer_id, person.name, person.collector, text,
                      tuple(i["number"] for i in items), format_money(total, currency, "en_US"),
-                     reason_label(reason), tuple(name for _, _, name in files))
+                     reason_label(reason), tuple(name for _, _, name in files), standing)
 
 
 def submit_question(store: Store, customer_id: str, invoice_id: str, message: str,
@@ -366,14 +366,18 @@ def resolve(store: Store, dispute_id: int, outcome: str, note: str, by: str, *, 
                                     resolved_at=now, updated_by=by[:320],
                                     reviewed_at=row.reviewed_at or now)
         store.add_event(conn, "dispute_resolved", row.customer_id, detail=f"{reference(row.dispute_id)} {outcome}")
-        numbers = tuple(i.number for i in disputestore.items_of(conn, row.dispute_id))
+        items = disputestore.items_of(conn, row.dispute_id)
+        numbers = tuple(i.number for i in items)
+        # The hold ends: the invoices' positions move in this transaction.
+        position.refresh(conn, [i.invoice_id for i in items])
+        standing = position.standing(conn, [(i.invoice_id, i.number, row.currency) for i in items])
         resolved = disputestore.get_dispute(conn, row.dispute_id)
     if settings is None:
         from .config import load_settings
 
         settings = load_settings()
     _refresh(settings, store, row.customer_id)
-    _mail_resolution(settings, store, resolved, numbers, transport)  # type: ignore[arg-type]
+    _mail_resolution(settings, store, resolved, numbers, standing, transport)  # type: ignore[arg-type]
     return resolved  # type: ignore[return-value]
 
 
@@ -389,7 +393,7 @@ def _refresh(settings: Settings, store: Store, customer_id: str) -> None:
 
 
 def _mail_resolution(settings: Settings, store: Store, row: disputestore.DisputeRow, numbers: tuple[str, ...],
-                     transport: Transport | None) -> None:
+                     standing: tuple[str, ...], transport: Transport | None) -> None:
     name, contacts = store.customer_contacts(row.customer_id)
     recipients = [c for c in contacts if c.role == "billing"] or contacts
     transport = transport or transport_from_url(settings.mail_url)
@@ -398,7 +402,7 @@ def _mail_resolution(settings: Settings, store: Store, row: disputestore.Dispute
             settings, "dispute_resolved", (contact.name, contact.email),
             f"Your dispute {reference(row.dispute_id)} is resolved · {settings.company_name}",
             customer_name=name, reference=reference(row.dispute_id), numbers=list(numbers),
-            outcome_text=OUTCOMES.get(row.outcome, row.outcome), note=row.note,
+            outcome_text=OUTCOMES.get(row.outcome, row.outcome), note=row.note, standing=list(standing),
             amount_text=format_money(row.amount, row.currency, settings.default_locale))
         try:
             send_with_retry(transport, message, settings.mail_attempts, settings.mail_retry_delay_ms / 1000)

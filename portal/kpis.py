@@ -19,6 +19,7 @@ from . import receiptrollup
 from .disputestore import disputes
 from .money import to_decimal
 from .paystore import payment_allocations, payment_attempts
+from .position import CLOSED, invoice_positions
 from .receiptrollup import receipt_rollup
 from .store import Store, events, invoices
 
@@ -30,10 +31,12 @@ DSO_WINDOW_DAYS = 90
 WEEK_DAYS = 7
 
 DEFINITIONS: dict[str, str] = {
-    "open_ar": "Open AR: the sum of the open balances of the invoices in the latest ERP export, per currency.",
+    "open_ar": "Open AR: what the invoices in the latest ERP export still owe, per currency: each invoice's open "
+               "amount (its position: the export's balance less portal payments settled or on their way since "
+               "the export, amounts in dispute included; see docs/balances.md).",
     "overdue": "Overdue: the part of open AR whose invoices are past their due date (due date before today, "
                "UTC), per currency.",
-    "aging": "Aging: open balances by days past due (today minus the due date): current (not yet due), 1-30, "
+    "aging": "Aging: open amounts by days past due (today minus the due date): current (not yet due), 1-30, "
              "31-60, 61-90 and over 90 days, per currency.",
     "viewed_pct": "Viewed by a person: of the invoices that were emailed at least once (an email_sent event "
                   "naming the invoice), the share whose invoice page a person has viewed at least once (a "
@@ -98,22 +101,23 @@ def compute(store: Store, now: datetime | None = None, *, refresh: bool = True) 
         receiptrollup.refresh(store)
     k = Kpis(now=now)
     inv = invoices.c
+    pos = invoice_positions.c  # what each invoice owes now, stored by portal/position.py
 
     def past_due_between(lo: int, hi: int | None) -> Any:
-        """Open balance of invoices lo..hi days past due (hi None: no upper bound)."""
-        cond = inv.due_date <= today - timedelta(days=lo)
+        """Open amount of invoices lo..hi days past due (hi None: no upper bound)."""
+        cond = pos.due_date <= today - timedelta(days=lo)
         if hi is not None:
-            cond = and_(cond, inv.due_date >= today - timedelta(days=hi))
-        return func.coalesce(func.sum(case((cond, inv.balance), else_=0)), 0)
+            cond = and_(cond, pos.due_date >= today - timedelta(days=hi))
+        return func.coalesce(func.sum(case((cond, pos.open_amount), else_=0)), 0)
 
-    buckets = [("current", func.coalesce(func.sum(case((inv.due_date >= today, inv.balance), else_=0)), 0)),
+    buckets = [("current", func.coalesce(func.sum(case((pos.due_date >= today, pos.open_amount), else_=0)), 0)),
                ("1-30", past_due_between(1, 30)), ("31-60", past_due_between(31, 60)),
                ("61-90", past_due_between(61, 90)), ("90+", past_due_between(91, None))]
     with store.begin() as conn:
-        # 1. Open AR, overdue and aging: one pass over open invoices.
-        for r in conn.execute(select(inv.currency, func.count().label("n"), func.sum(inv.balance).label("open"),
+        # 1. Open AR, overdue and aging: one pass over the positions of the invoices in the export.
+        for r in conn.execute(select(pos.currency, func.count().label("n"), func.sum(pos.open_amount).label("open"),
                                      *[expr.label(f"b{i}") for i, (_, expr) in enumerate(buckets)])
-                              .where(inv.is_open).group_by(inv.currency).order_by(inv.currency)):
+                              .where(pos.status != CLOSED).group_by(pos.currency).order_by(pos.currency)):
             k.open_ar[r.currency] = int(r.open or 0)
             k.open_invoices[r.currency] = int(r.n)
             k.aging[r.currency] = {name: int(getattr(r, f"b{i}")) for i, (name, _) in enumerate(buckets)}

@@ -15,14 +15,15 @@ from urllib.parse import urlparse
 
 from babel.dates import format_date, format_datetime
 
+from . import position
 from .config import Settings
 from .disputes import OUTCOMES, STATUS_TEXT, reason_choices, reference
 from .money import digits, format_money, format_price, format_quantity, to_decimal
-from .payments import METHODS, adjustment_bps, position
-from .paystore import Application
+from .payments import METHODS, adjustment_bps
 from .pdf import invoice_pdf, statement_pdf
 from .render import Assets, load_assets, make_environment
 from .signing import Signer
+from .statement import statement
 from .store import CustomerData
 
 KIND_TEXT = {"invoice": "Invoice", "po": "Purchase order", "contract": "Contract", "delivery": "Proof of delivery",
@@ -106,14 +107,12 @@ class PageRenderer:
     def _moment(value: datetime, locale: str) -> str:
         return format_datetime(value, "medium", tzinfo=value.tzinfo, locale=locale)
 
-    def render(self, data: CustomerData, payments: dict[str, list[Application]] | None = None,
-               credit_payments: dict[str, list[Application]] | None = None,
+    def render(self, data: CustomerData, source: position.Inputs | None = None,
                disputes: dict[str, list[tuple]] | None = None) -> list[Output]:
-        """`payments` / `credit_payments`: invoice id / credit id -> the payment allocations that reduce what
-        is open or available (portal.paystore.applications, portal.payments.position). `disputes`: invoice
-        id -> its disputes (portal.disputestore.dispute_states); unresolved ones hold their amount back from
-        the pay form."""
-        payments, credit_payments, disputes = payments or {}, credit_payments or {}, disputes or {}
+        """`source`: the customer's money movements and dispute holds (portal.position.inputs), from which every
+        amount and status shown is the position's (portal/position.py). `disputes`: invoice id -> its disputes
+        (portal.disputestore.dispute_states), for their references and states."""
+        source, disputes = source or position.Inputs({}, {}), disputes or {}
         customer, locale = data.customer, data.customer.locale
         key = self.signer.customer_key(customer.customer_id, data.key_version)
         as_of_day = data.as_of.date()
@@ -148,25 +147,14 @@ class PageRenderer:
         invoices = []
         totals: dict[str, dict] = {}
         buckets = self.settings.aging_buckets
+        positions: dict[str, position.Position] = {}
         for inv in data.invoices:
             states = disputes.get(inv.invoice_id, ())
-            held = sum(amount for _, status, _, amount in states if status != "resolved")
-            pos = position(inv.balance, payments.get(inv.invoice_id, ()), data.as_of, held)
+            pos = positions[inv.invoice_id] = source.invoice(inv.invoice_id, inv.amount, inv.balance, data.as_of)
             open_amount = pos.open
             days_late = (as_of_day - inv.due_date).days
             unresolved = [st for st in states if st[1] != "resolved"]
-            if held and pos.state == "open":
-                status, status_text = "disputed", STATUS_TEXT[unresolved[-1][1]]
-            elif pos.state == "paid":
-                status, status_text = "paid", "Paid"
-            elif pos.state == "pending":
-                status, status_text = "pending", "Payment pending"
-            elif days_late > 0:
-                status, status_text = "overdue", f"Overdue {days_late} day{'s' if days_late != 1 else ''}"
-            elif days_late == 0:
-                status, status_text = "due", "Due today"
-            else:
-                status, status_text = "current", f"Due in {-days_late} day{'s' if days_late != -1 else ''}"
+            status, status_text = _status(pos, days_late, bool(unresolved) and unresolved[-1][1] == "under_review")
             view = {
                 "invoice_id": inv.invoice_id, "slug": invoice_slug(inv.invoice_id), "number": inv.number,
                 "issue_iso": inv.issue_date.isoformat(), "issue_text": self._date(inv.issue_date, locale),
@@ -176,11 +164,12 @@ class PageRenderer:
                 "po_number": inv.po_number, "terms": inv.terms, "description": inv.description,
                 "currency": inv.currency, "scale": 10 ** digits(inv.currency),
                 "open_plain": str(to_decimal(open_amount, inv.currency)),
+                "position": pos.status, "position_text": pos.status_text,
                 "pending_text": money(pos.pending, inv.currency) if pos.pending else "",
                 "failure": pos.failure,
-                "payable": pos.payable, "payable_text": money(pos.payable, inv.currency),
-                "payable_plain": str(to_decimal(pos.payable, inv.currency)),
-                "disputed_text": money(held, inv.currency) if held else "",
+                "payable": pos.due, "payable_text": money(pos.due, inv.currency),
+                "payable_plain": str(to_decimal(pos.due, inv.currency)),
+                "disputed_text": money(pos.disputed, inv.currency) if pos.disputed else "",
                 "disputes": [{"reference": reference(d_id), "status_text": STATUS_TEXT.get(d_status, d_status),
                               "outcome_text": OUTCOMES.get(outcome, ""), "amount_text": money(amount, inv.currency)}
                              for d_id, d_status, outcome, amount in states],
@@ -193,9 +182,10 @@ class PageRenderer:
                 total["overdue"] += open_amount
             total["aging"][_bucket(days_late, buckets)] += open_amount
 
-        credits = []
+        credits, available_of = [], {}
         for cr in data.credits:
-            available = position(cr.balance, credit_payments.get(cr.credit_id, ()), data.as_of).open
+            available = available_of[cr.credit_id] = source.credit_available(cr.credit_id, cr.amount, cr.balance,
+                                                                             data.as_of)
             credits.append({"credit_id": cr.credit_id, "number": cr.number, "issue_iso": cr.issue_date.isoformat(),
                             "issue_text": self._date(cr.issue_date, locale), "description": cr.description,
                             "available": available, "currency": cr.currency,
@@ -215,7 +205,10 @@ class PageRenderer:
                                 "aging": [{"label": lbl, "text": money(v, currency)}
                                           for lbl, v in zip(labels, t["aging"], strict=True)]})
 
-        statements = _statement_rows(data, invoices, credits, money, lambda d: self._date(d, locale))
+        statements = statement(data, source, positions, available_of,
+                               {v["currency"]: v["aging"] for v in total_views},
+                               {view["invoice_id"]: view["slug"] for view in invoices}, money,
+                               lambda d: self._date(d, locale))
         base = {
             "lang": locale.split("_")[0], "csp": self.csp, "assets": self.assets.urls,
             "company": {"name": self.settings.company_name, "support_email": self.settings.support_email},
@@ -283,6 +276,24 @@ def _method_note(bps: int) -> str:
     return f"{text}% {'discount' if bps < 0 else 'fee'}"
 
 
+def _status(pos: position.Position, days_late: int, under_review: bool) -> tuple[str, str]:
+    """(badge style, text) of an invoice: the position's status (portal/position.py), and for what is still to be
+    paid, when it falls due (a presentation on top of the position, never a status of its own)."""
+    if pos.status == position.IN_DISPUTE:
+        return "disputed", pos.status_text + (" · under review" if under_review else "")
+    if pos.status == position.PAID:
+        return "paid", pos.status_text
+    if pos.status == position.PAYMENT_PENDING:
+        return "pending", pos.status_text
+    if pos.status not in position.ASKABLE:
+        return "current", pos.status_text
+    if days_late > 0:
+        return "overdue", f"{pos.status_text} · overdue {days_late} day{'s' if days_late != 1 else ''}"
+    if days_late == 0:
+        return "due", f"{pos.status_text} · due today"
+    return "current", f"{pos.status_text} · due in {-days_late} day{'s' if days_late != -1 else ''}"
+
+
 def _bucket(days_late: int, buckets: tuple[int, ...]) -> int:
     if days_late <= 0:
         return 0
@@ -291,25 +302,4 @@ def _bucket(days_late: int, buckets: tuple[int, ...]) -> int:
             return index
     return len(buckets) + 1
 
-
-def _statement_rows(data: CustomerData, invoices: list[dict], credits: list[dict], money, fmt_date) -> list[dict]:
-    """Open items per currency, oldest first, with a running balance; credits count against it."""
-    items: dict[str, list[tuple]] = {}
-    for inv, view in zip(data.invoices, invoices, strict=True):
-        items.setdefault(inv.currency, []).append(
-            (inv.issue_date, 0, f"Invoice {inv.number}", view["slug"], view["due_text"], view["open"]))
-    for cr, view in zip(data.credits, credits, strict=True):
-        items.setdefault(cr.currency, []).append(
-            (cr.issue_date, 1, f"Credit note {cr.number}", "", "", -view["available"]))
-    result = []
-    for currency in sorted(items):
-        running = 0
-        rows = []
-        for when, _order, label, slug, due_text, amount in sorted(items[currency], key=lambda r: r[:3]):
-            running += amount
-            rows.append({"date_iso": when.isoformat(), "date_text": fmt_date(when), "label": label, "slug": slug,
-                         "due_text": due_text, "amount_text": money(amount, currency),
-                         "running_text": money(running, currency)})
-        result.append({"currency": currency, "rows": rows, "balance_text": money(running, currency)})
-    return result
 

@@ -3,9 +3,8 @@
 Nothing here knows Flask or Stripe's SDK: the webhook verifies requests and talks to Stripe, then calls
 `quote` to price a payment from the store and `apply_event` to move an attempt with a (verified) event.
 
-Balances (DESIGN.md section 4): open = export balance - what portal payments applied after the export's
-`as_of` (processing or succeeded), never below zero. A payment that counted before `as_of` is assumed to
-be in the ERP's balance already.
+What an invoice owes (its position: DESIGN.md section 4) is portal/position.py's rule: each time an attempt
+moves, `_move` has it journal the attempt's money and store the positions it moved, in the event's transaction.
 """
 
 from __future__ import annotations
@@ -20,22 +19,19 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from . import paystore
+from . import paystore, position
 from .config import Settings
 from .errors import PortalError
 from .mail import render_message
 from .money import format_money
-from .paystore import Application, Attempt
+from .paystore import Attempt
 from .store import Store, StoreUnavailable, credits, invoices
 
 log = logging.getLogger(__name__)
 
 METHODS = {"card": "Card", "us_bank_account": "Bank transfer (ACH)"}
-# Statuses whose allocations reduce what is open. A partial refund keeps counting (how it maps to
-# invoices is a staff decision: the attempt is flagged); a full refund or a chargeback reopens the invoices,
-# and a chargeback closed in our favour ("reinstated": won, or an inquiry that never became a chargeback)
-# counts the payment again.
-COUNTED = frozenset({"processing", "succeeded", "partially_refunded", "reinstated"})
+# Statuses in which a payment counts against its invoices (portal/position.py says how much, per state).
+COUNTED = position.SETTLING | position.PENDING
 # Forward only: an event can never move an attempt back (events arrive twice and out of order).
 TRANSITIONS: dict[str, frozenset[str]] = {
     "created": frozenset({"processing", "succeeded", "failed", "expired"}),
@@ -65,54 +61,6 @@ class PaymentRefused(PortalError):
 
 def can_move(old: str, new: str) -> bool:
     return new in TRANSITIONS.get(old, frozenset())
-
-
-# --- balances --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Position:
-    """An invoice as the customer's pages show it."""
-
-    open: int
-    pending: int  # covered by a bank payment that has not settled yet
-    paid: int  # covered by settled payments made in the portal after the export
-    failure: str  # why the most recent payment failed, when no later payment counted
-    disputed: int = 0  # held in unresolved disputes (portal.disputes): still owed, not payable until resolved
-
-    @property
-    def payable(self) -> int:
-        """What can be paid now: the open amount less what is in dispute (0 when disputed in full)."""
-        return max(0, self.open - self.disputed)
-
-    @property
-    def state(self) -> str:
-        if self.open > 0:
-            return "open"
-        return "pending" if self.pending else "paid"
-
-
-def counts(app: Application, as_of: datetime) -> bool:
-    return app.status in COUNTED and app.counted_at is not None and app.counted_at > as_of
-
-
-def position(balance: int, apps: Iterable[Application], as_of: datetime, disputed: int = 0) -> Position:
-    """The one place that says what is open on an invoice (pages and /pay both use it). `disputed`: the amount
-    held in unresolved disputes (portal.disputestore.disputed_amounts); it reduces `payable`, not `open`."""
-    pending = paid = 0
-    failure, failed_at, counted_last = "", None, None
-    for app in apps:
-        if counts(app, as_of):
-            if app.status == "processing":
-                pending += app.applied
-            else:
-                paid += app.applied
-            counted_last = max(counted_last or app.updated_at, app.updated_at)
-        elif app.status == "failed" and app.updated_at > as_of and (failed_at is None or app.updated_at > failed_at):
-            failure, failed_at = app.failure_reason or "the payment failed", app.updated_at
-    if failed_at is not None and counted_last is not None and counted_last > failed_at:
-        failure = ""
-    return Position(max(0, balance - pending - paid), pending, paid, failure, disputed)
 
 
 # --- pricing a payment -------------------------------------------------------------------------------------
@@ -390,6 +338,8 @@ def _move(store: Store, conn: Any, attempt: Attempt, plan: Plan, now: datetime) 
             facts["needs_review"] = True
     if facts:
         paystore.update_attempt(conn, attempt.attempt_id, **facts)
+        # What the invoices owe follows the attempt, in this transaction (portal/position.py).
+        position.record_change(conn, attempt.attempt_id, now)
     if not moving:
         return None
     store.add_event(conn, f"payment_{new}", attempt.customer_id, detail=attempt.attempt_id)
@@ -413,11 +363,13 @@ def _apply_allocations(conn: Any, attempt: Attempt, as_of: datetime | None) -> d
     balances = {r.invoice_id: (r.balance if r.is_open else 0) for r in conn.execute(
         select(invoices.c.invoice_id, invoices.c.balance, invoices.c.is_open)
         .where(invoices.c.invoice_id.in_(ids)).with_for_update())}
-    others = paystore.applications(conn, invoice_ids=ids)
+    # What each invoice owes now, without this payment (which has moved nothing yet: it counts from here on).
+    moves = position.entries(conn, invoice_ids=ids, item_kind="invoice")
     applied = {}
     for a in allocations:
-        rest = [app for app in others.get(a.invoice_id, []) if app.attempt_id != attempt.attempt_id]
-        open_now = position(balances.get(a.invoice_id, 0), rest, epoch).open
+        amount = conn.execute(select(invoices.c.amount).where(invoices.c.invoice_id == a.invoice_id)).scalar() or 0
+        open_now = position.compute(amount, balances.get(a.invoice_id, 0), epoch,
+                                    moves.get(("invoice", a.invoice_id), ())).open
         applied[a.invoice_id] = min(a.amount, open_now, funds)
         funds -= applied[a.invoice_id]
     paystore.set_applied(conn, attempt.attempt_id, applied)
@@ -437,12 +389,12 @@ def _usable_credits(conn: Any, attempt_id: str, rows: list[Any], epoch: datetime
     if not rows:
         return {}
     ids = [r.credit_id for r in rows]
-    balances = dict(conn.execute(select(credits.c.credit_id, credits.c.balance)
-                                 .where(credits.c.credit_id.in_(ids)).with_for_update()).all())
-    others = paystore.applications(conn, invoice_ids=ids, credits=True)
-    return {r.credit_id: min(r.amount, position(balances.get(r.credit_id, 0),
-                                                [a for a in others.get(r.credit_id, []) if a.attempt_id != attempt_id],
-                                                epoch).open) for r in rows}
+    notes = {r.credit_id: r for r in conn.execute(select(credits.c.credit_id, credits.c.amount, credits.c.balance)
+                                                  .where(credits.c.credit_id.in_(ids)).with_for_update())}
+    moves = position.entries(conn, invoice_ids=ids, item_kind="credit")
+    return {r.credit_id: min(r.amount, position.compute(
+        notes[r.credit_id].amount, notes[r.credit_id].balance, epoch, moves.get(("credit", r.credit_id), ())).open
+        if r.credit_id in notes else 0) for r in rows}
 
 
 # --- messages to the payer --------------------------------------------------------------------------------
@@ -455,9 +407,10 @@ MESSAGES = {
 
 
 def payment_message(settings: Settings, change: Change, to: tuple[str, str], customer_name: str,
-                    account_url: str) -> EmailMessage | None:
+                    account_url: str, standing: Iterable[str] = ()) -> EmailMessage | None:
     """The email for a state change: a pending notice for ACH, the receipt only when the money is there,
-    a failure notice. None for changes the payer is not mailed about (expiry, refunds, disputes)."""
+    a failure notice. None for changes the payer is not mailed about (expiry, refunds, disputes). `standing`:
+    where the invoices paid stand now (portal.position.standing)."""
     if change.new not in MESSAGES or (change.new == "failed" and change.old != "processing"):
         return None
     template, subject = MESSAGES[change.new]
@@ -466,4 +419,4 @@ def payment_message(settings: Settings, change: Change, to: tuple[str, str], cus
                                                                                 settings.default_locale),
                           numbers=list(change.numbers), method_text=METHODS.get(change.method, change.method),
                           reason=change.failure_reason, attempt_id=change.attempt_id, account_url=account_url,
-                          was_bank=change.method == "us_bank_account")
+                          was_bank=change.method == "us_bank_account", standing=list(standing))

@@ -83,6 +83,10 @@ class _Doc:
         for value, width, align in cells:
             width = width or (PAGE_W - MARGIN - x)
             raw = _encode(value)[:90]
+            if self.width(raw) > width - 2:  # cut to its cell rather than run into the next one
+                while raw and self.width(raw + b"\x85") > width - 2:
+                    raw = raw[:-1]
+                raw += b"\x85"
             self.text(x + width - 1 - self.width(raw) if align == "R" else x + 1, baseline, raw)
             x += width
         self.rule(self.y + ROW)
@@ -123,7 +127,7 @@ def invoice_pdf(company: str, customer: Customer, invoice: Invoice, lines: list[
     doc = _Doc(f"Invoice {invoice.number}")
     doc.heading(company, f"Invoice {invoice.number}", customer)
     facts = [("Issued", view["issue_text"]), ("Due", view["due_text"]), ("Total", view["amount_text"]),
-             ("Open", view["open_text"])]
+             ("Open", view["open_text"]), ("Status", view["status_text"])]
     if invoice.po_number:
         facts.append(("Your PO", invoice.po_number))
     if invoice.terms:
@@ -141,21 +145,27 @@ def invoice_pdf(company: str, customer: Customer, invoice: Invoice, lines: list[
 
 
 def statement_pdf(company: str, customer: Customer, as_of_text: str, statements: list[dict]) -> bytes:
+    """The lines of portal.statement, as the statement page shows them: opening balance, each line with its
+    running balance, closing balance and aging, per currency."""
     doc = _Doc("Statement of account")
     doc.heading(company, "Statement of account", customer)
     doc.set_font("regular", 10)
-    doc.line_of_text(f"Balances as of {as_of_text}", 5)
+    doc.line_of_text(f"As of {as_of_text}", 5)
     doc.y += 3
     if not statements:
         doc.line_of_text("Nothing is open.", 6)
     for block in statements:
         doc.set_font("bold", 12)
         doc.line_of_text(block["currency"], 8)
-        doc.row([("Date", 28, "L"), ("Document", 62, "L"), ("Due", 28, "L"), ("Open", 35, "R"),
-                 ("Balance", 0, "R")], bold=True)
+        doc.row([("Date", 28, "L"), ("Description", 102, "L"), ("Amount", 30, "R"), ("Balance", 0, "R")], bold=True)
+        doc.row([(block["opening_date_text"], 28, "L"), ("Opening balance", 102, "L"), ("", 30, "R"),
+                 (block["opening_text"], 0, "R")])
         for r in block["rows"]:
-            doc.row([(r["date_text"], 28, "L"), (r["label"], 62, "L"), (r["due_text"], 28, "L"),
-                     (r["amount_text"], 35, "R"), (r["running_text"], 0, "R")])
-        doc.row([("Balance", 153, "L"), (block["balance_text"], 0, "R")], bold=True)
+            doc.row([(r["date_text"], 28, "L"), (r["label"], 102, "L"), (r["amount_text"], 30, "R"),
+                     (r["running_text"], 0, "R")])
+        doc.row([("Closing balance", 160, "L"), (block["closing_text"], 0, "R")], bold=True)
+        doc.y += 2
+        doc.row([(cell["label"], 31, "L") for cell in block["aging"]], bold=True)
+        doc.row([(cell["text"], 31, "L") for cell in block["aging"]])
         doc.y += 3
     return doc.output()

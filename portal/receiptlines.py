@@ -2,21 +2,26 @@
 
 The full export (every open invoice: 90,000 rows, 18 MB at the benchmark's size) took about 380 ms on the
 server when it joined invoices, customers and the rollup and formatted twenty cells per row on every request.
-Here each invoice's line is stored already formatted, in two parts around the one cell that changes by itself
-(days overdue, which depends on today):
+Here each invoice's line is stored already formatted, in three parts around the one cell that changes by
+itself (days overdue, which depends on today):
 
-    head = customer_id,customer_name,...,due_date,      (from invoices and customers)
-    tail = ,emails_sent,...,last_viewed_at\\n            (from the receipt rollup)
+    head           = customer_id,customer_name,...,due_date,      (from invoices and customers)
+    position_cells = ,open,status                                  (from the stored positions)
+    tail           = ,emails_sent,...,last_viewed_at\\n            (from the receipt rollup)
 
-and the export is `head || days_overdue || tail` in the table's order (portal/stafftables.receipts_csv).
+and the export is `head || days_overdue || position_cells || tail` in the table's order
+(portal/stafftables.receipts_csv).
 
 Who keeps the lines current (the only writers of their sources):
 - `Store.import_snapshot` (the only writer of invoices and customers) calls `sync` for the invoices it added,
-  changed or closed and every invoice of a customer whose name, group or collector changed, in the import's
-  transaction: their whole lines;
-- `receiptrollup.refresh` calls `refresh_tails` for the keys it recomputed, in the refresh's transaction.
-Both hold the rollup's refresh lock (the state row) while they write, so an import and a refresh never
-interleave: each formats from data the other has committed. A part is always recomputed whole from its
+  changed or closed, those whose positions it refreshed, and every invoice of a customer whose name, group or
+  collector changed, in the import's transaction: their whole lines;
+- `receiptrollup.refresh` calls `refresh_tails` for the keys it recomputed, in the refresh's transaction;
+- `position.refresh` (the only writer of the stored positions) calls `sync_positions` for the invoices whose
+  positions it wrote, in the transaction of the change (a payment event, a dispute).
+The first two hold the rollup's refresh lock (the state row) while they write, so an import and a refresh never
+interleave: each formats from data the other has committed. `sync_positions` writes only the position cells,
+under the invoices' row locks that `position.refresh` takes. A part is always recomputed whole from its
 sources, never incremented, so writing one twice is harmless. Anything else that edits those tables (by hand,
 a bulk load) must call `rebuild`; `Store.migrate` (run by every command) does when some invoice has no line.
 
@@ -53,6 +58,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from . import pgcsv, receiptrollup
+from .position import invoice_positions
 from .receiptrollup import receipt_rollup
 from .store import ID, Store, customers, events, invoices, metadata
 
@@ -64,6 +70,9 @@ receipt_lines = Table(
     Column("due_date", Date, nullable=False),
     Column("head", Text, nullable=False),  # CSV cells customer_id .. due_date, each followed by a comma
     Column("tail", Text, nullable=False),  # a comma before each of the cells emails_sent .. last_viewed_at; LF
+    # A comma before each of the cells open, status (portal/position.py's stored position). '' only in a line
+    # written before the positions existed: Store.migrate then rebuilds every line.
+    Column("position_cells", Text, nullable=False, server_default=""),
 )
 # The default export (open invoices by due date) reads the lines in this index's order: no sort of 18 MB.
 Index("ix_receipt_lines_open_due_date", receipt_lines.c.due_date, receipt_lines.c.invoice_id,
@@ -73,9 +82,11 @@ HEAD_COLUMNS = ["customer_id", "customer_name", "group_name", "collector", "invo
                 "currency", "amount", "balance", "due_date"]
 TAIL_COLUMNS = ["emails_sent", "link_opened", "page_viewed", "documents_viewed", "first_sent_at",
                 "first_opened_at", "first_viewed_at", "last_viewed_at"]
-COLUMNS = [*HEAD_COLUMNS, "days_overdue", *TAIL_COLUMNS]  # stafftables.RECEIPT_COLUMNS (a test holds them equal)
+POSITION_COLUMNS = ["open", "status"]
+COLUMNS = [*HEAD_COLUMNS, "days_overdue", *POSITION_COLUMNS, *TAIL_COLUMNS]  # = stafftables.RECEIPT_COLUMNS (tested)
 
 _R = receipt_rollup.c
+_P = invoice_positions.c
 _SYNC_CHUNK = 5000  # ids per statement when an import names them
 _ALL_AT_ONCE = 20_000  # invoices named by one import above which every line is rewritten in one statement
 _ANALYZE_AFTER = 10_000  # lines written by one import: refresh the planner's statistics
@@ -94,6 +105,13 @@ def _head(currencies: Iterable[str]) -> Any:
                     plain(pgcsv.money_cell(inv.amount, inv.currency, currencies)),
                     plain(pgcsv.money_cell(inv.balance, inv.currency, currencies)),
                     plain(pgcsv.date_cell(inv.due_date))]) + literal(",")
+
+
+def _position_cells(currencies: Iterable[str]) -> Any:
+    """From the invoice's stored position (portal/position.py), outer-joined as the Python path reads it: an
+    invoice without one (never, once Store.migrate has run) has empty cells."""
+    return (literal(",") + pgcsv.plain_field(pgcsv.money_cell(_P.open_amount, _P.currency, currencies))
+            + literal(",") + pgcsv.csv_field(pgcsv.text_cell(_P.status)))
 
 
 def _tail() -> Any:
@@ -119,11 +137,13 @@ def _prepare(conn: Connection) -> None:
 def _upsert(conn: Connection, where: Any) -> int:
     currencies = list(conn.execute(select(invoices.c.currency).distinct()).scalars())
     query = (select(invoices.c.invoice_id, invoices.c.customer_id, invoices.c.is_open, invoices.c.due_date,
-                    _head(currencies).label("head"), _tail().label("tail"))
+                    _head(currencies).label("head"), _tail().label("tail"),
+                    _position_cells(currencies).label("position_cells"))
              .select_from(invoices.outerjoin(customers, customers.c.customer_id == invoices.c.customer_id)
-                          .outerjoin(receipt_rollup, receiptrollup.invoice_join()))
+                          .outerjoin(receipt_rollup, receiptrollup.invoice_join())
+                          .outerjoin(invoice_positions, _P.invoice_id == invoices.c.invoice_id))
              .where(where))
-    names = ["invoice_id", "customer_id", "is_open", "due_date", "head", "tail"]
+    names = ["invoice_id", "customer_id", "is_open", "due_date", "head", "tail", "position_cells"]
     stmt = pg_insert(receipt_lines).from_select(names, query)
     stmt = stmt.on_conflict_do_update(index_elements=["invoice_id"],
                                       set_={c: stmt.excluded[c] for c in names[1:]})
@@ -178,6 +198,25 @@ def refresh_tails(conn: Connection, touched: Any | None) -> None:
     conn.execute(stmt)
 
 
+def sync_positions(conn: Connection, invoice_ids: Iterable[str] | None) -> None:
+    """Recompute the position cells of `invoice_ids` (every line when None) from the stored positions, in the
+    caller's transaction (portal/position.refresh, which wrote them). PostgreSQL only: a no-op elsewhere."""
+    if conn.dialect.name != "postgresql":
+        return
+    ids = None if invoice_ids is None else sorted(set(invoice_ids))
+    if ids == []:
+        return
+    currencies = list(conn.execute(select(invoice_positions.c.currency).distinct()).scalars())
+    lines = receipt_lines.c
+    stmt = (update(receipt_lines).values(position_cells=_position_cells(currencies))
+            .where(_P.invoice_id == lines.invoice_id))
+    if ids is None:
+        conn.execute(stmt)
+        return
+    for start in range(0, len(ids), _SYNC_CHUNK):
+        conn.execute(stmt.where(lines.invoice_id.in_(ids[start:start + _SYNC_CHUNK])))
+
+
 def rebuild(store: Store) -> int:
     """Recompute every line (after the sources were edited other than by an import, or a bulk load).
     PostgreSQL only: returns 0 elsewhere."""
@@ -191,13 +230,18 @@ def rebuild(store: Store) -> int:
     return written
 
 
-def ensure_complete(store: Store) -> int:
+def ensure_complete(store: Store, force: bool = False) -> int:
     """Rebuild every line when the number of lines is not the number of invoices (a database upgraded from
-    before the lines, or invoices loaded in bulk): a cheap check on counts, not a proof of freshness. Returns
-    the lines written (0 when complete, and always on SQLite)."""
+    before the lines, or invoices loaded in bulk), when a line lacks its position cells (upgraded from before the
+    positions), or with `force` (the positions were just rebuilt): cheap checks, not a proof of freshness.
+    Returns the lines written (0 when complete, and always on SQLite)."""
     if store.engine.dialect.name != "postgresql":
         return 0
+    if force:
+        return rebuild(store)
     with store.begin() as conn:
         n_invoices = conn.execute(select(func.count()).select_from(invoices)).scalar_one()
         n_lines = conn.execute(select(func.count()).select_from(receipt_lines)).scalar_one()
-    return 0 if n_invoices == n_lines else rebuild(store)
+        unpositioned = conn.execute(select(receipt_lines.c.invoice_id)
+                                    .where(receipt_lines.c.position_cells == "").limit(1)).first()
+    return 0 if n_invoices == n_lines and unpositioned is None else rebuild(store)

@@ -8,8 +8,10 @@ Each open invoice is matched against the rules of its customer's group, stronges
 Each rule fires at most once per invoice and contact. A contact gets at most one reminder per
 `interval_days`, listing every invoice that is due one; invoices it could not get yet stay pending for
 the next run. Reminders go to billing contacts; once an invoice had `escalate_after` reminder steps,
-approvers are sent it too. Contacts who unsubscribed get none, and invoices in dispute or with a payment
-being processed are never mentioned.
+approvers are sent it too. Contacts who unsubscribed get none. Only invoices whose position (portal/position.py)
+may be asked for money (open, partly paid) are reminded of, for what they owe now: never one that is paid,
+has a payment pending or is in dispute, never for money paid in the portal since the export. A reminder that
+would ask for nothing is not sent.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import MetaData, Table, inspect, select
-from sqlalchemy.engine import Connection
+from sqlalchemy import select
 
+from . import position
 from .config import Settings
 from .ledger import Contact, Invoice
 from .links import link_url
@@ -30,13 +32,6 @@ from .mailstore import SentRow, first_sent, last_reminder, mail_sent, unsubscrib
 from .sending import Outgoing, SendResult, deliver, invoice_items, one_line, total_text
 from .signing import Signer
 from .store import CustomerData, Store, events, invoices
-
-# Statuses that mean "this is settled": anything else (open, under review, ...) keeps the invoice quiet.
-RESOLVED_DISPUTE_STATUSES = {"resolved"}
-PENDING_PAYMENT_STATUSES = {"processing"}
-# Tables that tie a dispute or a payment to several invoices, when the parent row has no invoice_id.
-CHILD_TABLES = {"disputes": ("dispute_invoices", "dispute_lines", "dispute_items"),
-                "payment_attempts": ("payment_allocations",)}
 
 
 @dataclass(frozen=True)
@@ -73,50 +68,6 @@ def choose_rule(rules: Rules, invoice: Invoice, today_: datetime, sent_at: datet
     return ""
 
 
-def excluded_invoice_ids(store: Store, conn: Connection) -> set[str]:
-    """Invoices in an unresolved dispute or with a payment being processed.
-
-    The disputes and payments features own their tables; this reads them only when they exist in this
-    database, by reflection, so reminders work before (and without) those features.
-    """
-    found: set[str] = set()
-    inspector = inspect(conn)
-    for table, keep in (("disputes", lambda s: s.not_in(RESOLVED_DISPUTE_STATUSES)),
-                        ("payment_attempts", lambda s: s.in_(PENDING_PAYMENT_STATUSES))):
-        if not inspector.has_table(table):
-            continue
-        parent = Table(table, MetaData(), autoload_with=conn)
-        if "status" not in parent.c:
-            continue
-        if "invoice_id" in parent.c:
-            found.update(conn.execute(select(parent.c.invoice_id).where(keep(parent.c.status))).scalars())
-            continue
-        key = next(iter(parent.primary_key.columns)).name
-        for child_name in CHILD_TABLES[table]:
-            if not inspector.has_table(child_name):
-                continue
-            child = Table(child_name, MetaData(), autoload_with=conn)
-            if "invoice_id" in child.c and key in child.c:
-                found.update(conn.execute(
-                    select(child.c.invoice_id).join(parent, parent.c[key] == child.c[key])
-                    .where(keep(parent.c.status))).scalars())
-    return found
-
-
-def settled_in_portal(conn: Connection, data: list[CustomerData]) -> set[str]:
-    """Invoices the portal has been paid for in full since the export (the ERP's balance does not know yet):
-    the same open amount the customer's pages show (portal.payments.position), so no one who just paid is
-    reminded to pay."""
-    from .payments import position
-    from .paystore import applications
-
-    if not inspect(conn).has_table("payment_allocations"):
-        return set()
-    apps = applications(conn)
-    return {inv.invoice_id for d in data for inv in d.invoices
-            if inv.invoice_id in apps and position(inv.balance, apps[inv.invoice_id], d.as_of).open <= 0}
-
-
 def send_reminders(settings: Settings, store: Store, dry_run: bool = False, now: datetime | None = None,
                    transport: Transport | None = None, sleep: Callable[[float], None] = time.sleep) -> SendResult:
     """Send (or with `dry_run`, list) the reminders the rules call for today."""
@@ -124,8 +75,7 @@ def send_reminders(settings: Settings, store: Store, dry_run: bool = False, now:
     signer = Signer(settings)
     data = store.customer_data()
     with store.begin() as conn:
-        excluded = excluded_invoice_ids(store, conn)
-        paid_in_portal = settled_in_portal(conn, data)
+        source = position.inputs(conn)
         sent_at = first_sent(conn)
         last = last_reminder(conn)
         stopped = unsubscribed(conn)
@@ -142,21 +92,18 @@ def send_reminders(settings: Settings, store: Store, dry_run: bool = False, now:
                                    .where(invoices.c.is_open)).all())
     result = SendResult(dry_run)
     outgoing = []
+    positions: dict[str, position.Position] = {}
     for d in data:
         cid = d.customer.customer_id
         rules = rules_for(settings, d.customer.group)
         due: list[tuple[Invoice, str]] = []
         for inv in d.invoices:
-            if inv.balance <= 0:
-                continue
+            pos = positions[inv.invoice_id] = source.invoice(inv.invoice_id, inv.amount, inv.balance, d.as_of)
             rule = choose_rule(rules, inv, now, sent_at.get(inv.invoice_id), inv.invoice_id in viewed)
             if not rule:
                 continue
-            if inv.invoice_id in excluded:
-                result.skipped.append(f"{cid} invoice {inv.number}: in dispute or payment pending ({rule})")
-                continue
-            if inv.invoice_id in paid_in_portal:
-                result.skipped.append(f"{cid} invoice {inv.number}: paid in the portal since the export ({rule})")
+            if not pos.askable:
+                result.skipped.append(f"{cid} invoice {inv.number}: {_why_not(pos)} ({rule})")
                 continue
             due.append((inv, rule))
         if not due:
@@ -164,21 +111,21 @@ def send_reminders(settings: Settings, store: Store, dry_run: bool = False, now:
         billing = [c for c in d.contacts if c.role == "billing"]
         approvers = [c for c in d.contacts if c.role == "approver"]
         for contact in billing or approvers:
-            _plan(contact, due, d, rules, steps, fired, last, stopped, now, settings, signer, hashes, outgoing,
-                  result)
+            _plan(contact, due, d, rules, steps, fired, last, stopped, now, settings, signer, hashes, positions,
+                  outgoing, result)
         if billing and rules.escalate_after:
             escalated = [(inv, rule) for inv, rule in due
                          if len(steps.get(inv.invoice_id, ())) >= rules.escalate_after]
             for contact in approvers:
                 _plan(contact, escalated, d, rules, steps, fired, last, stopped, now, settings, signer, hashes,
-                      outgoing, result)
+                      positions, outgoing, result)
     return deliver(settings, store, outgoing, dry_run, now, transport, sleep, result)
 
 
 def _plan(contact: Contact, due: list[tuple[Invoice, str]], data: CustomerData, rules: Rules,
           steps: dict[str, set[str]], fired: set[tuple], last: dict[tuple[str, str], datetime],
           stopped: set[tuple[str, str]], now: datetime, settings: Settings, signer: Signer, hashes: dict[str, str],
-          outgoing: list[Outgoing], result: SendResult) -> None:
+          positions: dict[str, position.Position], outgoing: list[Outgoing], result: SendResult) -> None:
     """Add one reminder for `contact` listing the invoices whose rule it has not been sent yet."""
     cid = data.customer.customer_id
     chosen = [(inv, rule) for inv, rule in due if (cid, contact.contact_id, inv.invoice_id, rule) not in fired]
@@ -203,7 +150,8 @@ def _plan(contact: Contact, due: list[tuple[Invoice, str]], data: CustomerData, 
     message = render_message(
         settings, "reminder", (contact.name, contact.email), subject,
         customer_name=data.customer.name, contact_name=contact.name, overdue=overdue,
-        items=invoice_items(settings, signer, data, contact, invoices_, notes), total=total_text(data, invoices_),
+        items=invoice_items(settings, signer, data, contact, invoices_, positions, notes),
+        total=total_text(data, invoices_, positions),
         account_url=link_url(settings, signer, cid, contact.contact_id, "", data.key_version),
         unsubscribe_url=unsubscribe_url, ttl_days=settings.link_ttl_days)
     # RFC 2369 and RFC 8058: mail clients show an "unsubscribe" button that POSTs to the same address.
@@ -216,6 +164,12 @@ def _plan(contact: Contact, due: list[tuple[Invoice, str]], data: CustomerData, 
     # This run counts too: a second contact of the customer is judged on the same steps.
     for inv, rule in chosen:
         fired.add((cid, contact.contact_id, inv.invoice_id, rule))
+
+
+def _why_not(pos: position.Position) -> str:
+    if pos.status == position.PAID and pos.paid > 0:
+        return "paid in the portal since the export"
+    return {position.IN_DISPUTE: "in dispute", position.PAYMENT_PENDING: "payment pending"}.get(pos.status, pos.status)
 
 
 def _note(rule: str, invoice: Invoice, now: datetime) -> str:

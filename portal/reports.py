@@ -1,4 +1,6 @@
-"""Staff reports. Receipts: per invoice, what was sent, fetched, viewed by a person, and downloaded.
+"""Staff reports. Receipts: per invoice, what was sent, fetched, viewed by a person, and downloaded, and what the
+invoice owes now (`open`, `disputed`, `pending`, `due`, `status`: its stored position, portal/position.py;
+`balance` is the export's, for reference).
 
 The two receipts mean different things and are never added together:
 - `link_opened` counts fetches of an emailed link. Mail security scanners fetch links too, so this shows
@@ -24,13 +26,13 @@ from typing import Any
 
 from sqlalchemy import and_, case, func, literal, or_, select
 
-from . import disputestore, paystore
+from . import disputestore, paystore, position
 from .money import to_decimal
 from .store import Store, customers, events, invoices
 
 RECEIPT_COLUMNS = [
     "customer_id", "customer_name", "invoice_id", "number", "is_open", "due_date", "currency", "amount",
-    "balance", "emails_sent", "link_opened", "page_viewed", "account_viewed", "documents_viewed",
+    "balance", "open", "status", "emails_sent", "link_opened", "page_viewed", "account_viewed", "documents_viewed",
     "first_sent_at", "first_opened_at", "first_viewed_at", "last_viewed_at",
 ]
 # Column headings for people: the two receipts are labelled for what they prove.
@@ -85,10 +87,12 @@ def receipts(store: Store, unopened_days: int | None = None, now: datetime | Non
     ).subquery("listed")
 
     zero = literal(0)
+    pos = position.invoice_positions.c
     query = (
         select(invoices.c.customer_id, func.coalesce(customers.c.name, "").label("customer_name"),
                invoices.c.invoice_id, invoices.c.number, invoices.c.is_open, invoices.c.due_date,
                invoices.c.currency, invoices.c.amount, invoices.c.balance, invoices.c.first_seen_at,
+               pos.status, pos.open_amount, pos.disputed_amount, pos.pending_amount,
                func.coalesce(per_invoice.c.emails_sent, zero).label("emails_sent"),
                func.coalesce(per_invoice.c.link_opened, zero).label("link_opened"),
                func.coalesce(per_invoice.c.page_viewed, zero).label("page_viewed"),
@@ -100,7 +104,8 @@ def receipts(store: Store, unopened_days: int | None = None, now: datetime | Non
                      .outerjoin(customers, customers.c.customer_id == invoices.c.customer_id)
                      .outerjoin(per_invoice, and_(per_invoice.c.invoice_id == invoices.c.invoice_id,
                                                   per_invoice.c.customer_id == invoices.c.customer_id))
-                     .outerjoin(listed, listed.c.invoice_id == invoices.c.invoice_id))
+                     .outerjoin(listed, listed.c.invoice_id == invoices.c.invoice_id)
+                     .outerjoin(position.invoice_positions, pos.invoice_id == invoices.c.invoice_id))
         .where(or_(invoices.c.is_open, per_invoice.c.invoice_id.is_not(None)))
         .order_by(invoices.c.customer_id, invoices.c.due_date, invoices.c.invoice_id)
     )
@@ -116,6 +121,9 @@ def receipts(store: Store, unopened_days: int | None = None, now: datetime | Non
                 "customer_id": r.customer_id, "customer_name": r.customer_name, "invoice_id": r.invoice_id,
                 "number": r.number, "is_open": bool(r.is_open), "due_date": r.due_date.isoformat(),
                 "currency": r.currency, "amount": r.amount, "balance": r.balance,
+                # What the invoice owes now and why (portal/position.py); `balance` is the export's.
+                "open": int(r.open_amount), "disputed": int(r.disputed_amount), "pending": int(r.pending_amount),
+                "due": int(r.open_amount) - int(r.disputed_amount), "status": r.status,
                 "emails_sent": int(r.emails_sent), "link_opened": int(r.link_opened),
                 "page_viewed": int(r.page_viewed), "account_viewed": int(r.account_viewed),
                 "documents_viewed": int(r.documents_viewed),
@@ -166,7 +174,7 @@ def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str] = RECEIPT_COLU
     return out.getvalue()
 
 
-TABLE_COLUMNS = [("customer_id", "Customer"), ("number", "Invoice"), ("is_open", "Status"),
+TABLE_COLUMNS = [("customer_id", "Customer"), ("number", "Invoice"), ("open", "Open"), ("status", "Status"),
                  ("emails_sent", "Sent"), ("link_opened", "Fetched*"), ("page_viewed", "Viewed"),
                  ("account_viewed", "On account"), ("documents_viewed", "Docs"), ("first_viewed_at", "First viewed")]
 
@@ -175,8 +183,8 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """A plain-text table for people, with the footnote that keeps "fetched" from being read as "viewed"."""
     def cell(row: dict[str, Any], key: str) -> str:
         value = row.get(key)
-        if key == "is_open":
-            return "open" if value else "closed"
+        if key == "open" and value is not None:
+            return f"{to_decimal(value, row['currency'])} {row['currency']}"
         if value is None:
             return "-"
         if key.endswith("_at"):
@@ -185,8 +193,8 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 
     table = [[title for _, title in TABLE_COLUMNS]] + [[cell(r, k) for k, _ in TABLE_COLUMNS] for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(TABLE_COLUMNS))]
-    numeric = {k for k, _ in TABLE_COLUMNS if k in {"emails_sent", "link_opened", "page_viewed", "account_viewed",
-                                                    "documents_viewed"}}
+    numeric = {k for k, _ in TABLE_COLUMNS if k in {"open", "emails_sent", "link_opened", "page_viewed",
+                                                    "account_viewed", "documents_viewed"}}
     lines = []
     for line in table:
         cells = [text.rjust(w) if key in numeric else text.ljust(w)
@@ -229,6 +237,7 @@ def payments(store: Store) -> list[dict[str, Any]]:
         attempts = paystore.all_attempts(conn)
         allocations = paystore.all_allocations(conn)
         credit_rows = paystore.all_allocations(conn, credits=True)
+        now = position.stored(conn)
     return [{
         "attempt_id": a.attempt_id, "customer_id": a.customer_id, "status": a.status, "method": a.method,
         "amount": a.amount, "currency": a.currency, "subtotal": a.subtotal, "adjustment": a.adjustment,
@@ -237,16 +246,24 @@ def payments(store: Store) -> list[dict[str, Any]]:
         "payer_email": a.payer_email, "stripe_checkout_session": a.checkout_session or None,
         "stripe_payment_intent": a.payment_intent or None, "stripe_charge": a.charge or None,
         "failure_reason": a.failure_reason, "created_at": iso_utc(a.created_at), "updated_at": iso_utc(a.updated_at),
-        "allocations": [{"invoice_id": r.invoice_id, "number": r.number, "amount": r.amount, "applied": r.applied}
-                        for r in allocations.get(a.attempt_id, [])],
+        "allocations": [{"invoice_id": r.invoice_id, "number": r.number, "amount": r.amount, "applied": r.applied,
+                         **_standing(now.get(r.invoice_id))} for r in allocations.get(a.attempt_id, [])],
         "credits": [{"credit_id": r.credit_id, "number": r.number, "amount": r.amount, "applied": r.applied}
                     for r in credit_rows.get(a.attempt_id, [])],
     } for a in attempts]
 
 
+def _standing(stored: tuple | None) -> dict[str, Any]:
+    """An invoice's stored position (portal/position.py) as the reports show it next to a payment or dispute:
+    what it owes now (`open`, minor units) and its `status`."""
+    if stored is None:
+        return {"open": None, "status": None}
+    return {"open": int(stored[1]), "status": stored[0]}
+
+
 CASH_APPLICATION_COLUMNS = [
     "payment", "date", "customer_id", "invoice_id", "number", "amount_applied", "currency", "method",
-    "stripe_payment_intent", "stripe_charge", "fee_or_discount", "status",
+    "stripe_payment_intent", "stripe_charge", "fee_or_discount", "status", "invoice_open", "invoice_status",
 ]
 # Money the ERP should apply: settled payments (a partial refund stays, flagged for staff in `payments`).
 _CASH_STATUSES = {"succeeded", "partially_refunded", "reinstated"}
@@ -255,31 +272,44 @@ _CASH_STATUSES = {"succeeded", "partially_refunded", "reinstated"}
 def cash_application(store: Store) -> list[dict[str, Any]]:
     """Rows for the ERP's cash application: one per invoice a settled payment paid, plus one row with an empty
     invoice for cash no invoice could take (unapplied), and one negative row per credit note used (method
-    `credit`, its number in `number`), so a payment's rows sum to the cash received. Amounts in major units
-    (as in the export); the payment's discount (negative) or fee (positive) is on its first row only."""
+    `credit`, its number in `number`), so a payment's rows sum to the cash it brought in and kept. Amounts are
+    what the payment settles on each item now (portal/position.py's journal: a partial refund takes back
+    unapplied cash first, then the last invoice's), in major units (as in the export); the payment's discount
+    (negative) or fee (positive) is on its first row only. `invoice_open` / `invoice_status`: where the invoice
+    stands now (its position), empty on the other rows."""
+    with store.begin() as conn:
+        settled = position.settled_by_attempt(conn)
     rows = []
     for p in payments(store):
         if p["status"] not in _CASH_STATUSES:
             continue
-        def row(invoice_id: str, number: str, minor: int, adjustment: int, p: dict = p, method: str = ""
-                ) -> dict[str, Any]:
+        def row(invoice_id: str, number: str, minor: int, adjustment: int, p: dict = p, method: str = "",
+                standing: dict | None = None) -> dict[str, Any]:
+            standing = standing or {"open": None, "status": None}
             return {"payment": p["attempt_id"], "date": (p["updated_at"] or "")[:10], "customer_id": p["customer_id"],
                     "invoice_id": invoice_id, "number": number,
                     "amount_applied": str(to_decimal(minor, p["currency"])), "currency": p["currency"],
                     "method": method or p["method"], "stripe_payment_intent": p["stripe_payment_intent"],
                     "stripe_charge": p["stripe_charge"], "fee_or_discount": str(to_decimal(adjustment, p["currency"])),
-                    "status": p["status"]}
+                    "status": p["status"],
+                    "invoice_open": None if standing["open"] is None else str(to_decimal(standing["open"],
+                                                                                         p["currency"])),
+                    "invoice_status": standing["status"]}
         adjustment = p["adjustment"]
         for alloc in p["allocations"]:
-            if alloc["applied"]:
-                rows.append(row(alloc["invoice_id"], alloc["number"], alloc["applied"], adjustment))
+            amount = settled.get((p["attempt_id"], "invoice", alloc["invoice_id"]), 0)
+            if amount:
+                rows.append(row(alloc["invoice_id"], alloc["number"], amount, adjustment,
+                                standing={"open": alloc["open"], "status": alloc["status"]}))
                 adjustment = 0
-        if p["unapplied"]:
-            rows.append(row("", "", p["unapplied"], adjustment))
+        kept = position.unapplied_kept(p["status"], p["refunded"], p["unapplied"])
+        if kept:
+            rows.append(row("", "", kept, adjustment))
             adjustment = 0
         for credit in p["credits"]:
-            if credit["applied"]:
-                rows.append(row("", credit["number"], -credit["applied"], adjustment, method="credit"))
+            amount = settled.get((p["attempt_id"], "credit", credit["credit_id"]), 0)
+            if amount:
+                rows.append(row("", credit["number"], -amount, adjustment, method="credit"))
                 adjustment = 0
     return rows
 
@@ -293,7 +323,7 @@ def cash_application_csv(store: Store) -> str:
 
 DISPUTE_COLUMNS = ["dispute_id", "reference", "customer_id", "customer_name", "collector", "invoice_ids", "numbers",
                    "reason", "amount", "currency", "status", "outcome", "note", "created_at", "reviewed_at",
-                   "resolved_at", "days_to_resolve"]
+                   "resolved_at", "days_to_resolve", "invoice_open", "invoice_status"]
 
 
 def disputes(store: Store) -> list[dict[str, Any]]:
@@ -303,6 +333,7 @@ def disputes(store: Store) -> list[dict[str, Any]]:
     with store.begin() as conn:
         rows = disputestore.all_disputes(conn)
         items = disputestore.all_items(conn)
+        now = position.stored(conn)
         people = {r.customer_id: (r.name, r.collector) for r in conn.execute(
             select(customers.c.customer_id, customers.c.name, customers.c.collector))}
     result = []
@@ -318,6 +349,9 @@ def disputes(store: Store) -> list[dict[str, Any]]:
             "outcome": d.outcome, "note": d.note, "created_at": iso_utc(d.created_at),
             "reviewed_at": iso_utc(d.reviewed_at), "resolved_at": iso_utc(d.resolved_at),
             "days_to_resolve": None if days is None else round(days, 2),
+            # Where each invoice disputed stands now (portal/position.py), in the order of `invoice_ids`.
+            "invoices": [{"invoice_id": i.invoice_id, "number": i.number, "amount": i.amount,
+                          **_standing(now.get(i.invoice_id))} for i in items.get(d.dispute_id, [])],
         })
     return result
 
@@ -354,8 +388,12 @@ def dispute_root_causes(store: Store) -> dict[str, Any]:
 
 
 def _dispute_cells(r: dict[str, Any]) -> dict[str, Any]:
-    """A dispute row with its lists joined by ";" (one CSV or table cell each)."""
-    return {**r, "invoice_ids": ";".join(r["invoice_ids"]), "numbers": ";".join(r["numbers"])}
+    """A dispute row with its lists joined by ";" (one CSV or table cell each); each invoice's open amount in major
+    units."""
+    return {**r, "invoice_ids": ";".join(r["invoice_ids"]), "numbers": ";".join(r["numbers"]),
+            "invoice_open": ";".join("" if i["open"] is None else str(to_decimal(i["open"], r["currency"]))
+                                     for i in r["invoices"]),
+            "invoice_status": ";".join(i["status"] or "" for i in r["invoices"])}
 
 
 def _plain_table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> list[str]:

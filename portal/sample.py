@@ -30,11 +30,14 @@ CUSTOMERS_WITH_DOCUMENTS = 5
 
 def write_sample(folder: str | Path, customers: int = 12, invoices: int = 40, seed: int = 7,
                  as_of: datetime | None = None) -> Path:
-    """Write customers.csv ... documents.csv and export.json into `folder`; return the folder."""
+    """Write customers.csv ... documents.csv and export.json into `folder`; return the folder. `as_of`: when the
+    export was taken (default: now)."""
     rng = random.Random(seed)
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    as_of = (as_of or datetime.now(UTC).replace(hour=18, minute=0, second=0, microsecond=0)).astimezone(UTC)
+    # Default: the moment it runs (to the second, as export.json writes it). A later time (say, 18:00 today) would
+    # count a payment made in the demo right after as already in the export's balances, and hide it.
+    as_of = (as_of or datetime.now(UTC).replace(microsecond=0)).astimezone(UTC)
     today = as_of.date()
 
     customer_rows, contact_rows = [], []

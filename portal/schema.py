@@ -6,7 +6,8 @@ imported here once, so migrations and the "tables match migrations" test see the
 
 from __future__ import annotations
 
-from . import disputestore, mailstore, paystore, ratelimits, receiptrollup, staffusers, store
+from . import disputestore, mailstore, paystore, position, ratelimits, receiptlines, receiptrollup, staffusers, store
 from .store import metadata
 
-__all__ = ["disputestore", "mailstore", "metadata", "paystore", "ratelimits", "receiptrollup", "staffusers", "store"]
+__all__ = ["disputestore", "mailstore", "metadata", "paystore", "position", "ratelimits", "receiptlines",
+           "receiptrollup", "staffusers", "store"]

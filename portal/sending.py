@@ -1,5 +1,8 @@
 """`portal send`: one email per contact listing its new or changed open invoices, each with a signed link.
 
+An invoice is listed only while its position (portal/position.py) may be asked for money (open, partly paid),
+for what it owes now; a contact with nothing to be asked for gets no email.
+
 Shared by reminders and the digest: `deliver` hands each message to the transport (retrying transient
 failures), records it only once the transport accepted it, and reports every message. When the transport
 stays down after its retries, the rest of the run is not attempted (each message would wait through the
@@ -17,6 +20,7 @@ from email.message import EmailMessage
 from babel.dates import format_date
 from sqlalchemy import select
 
+from . import position
 from .config import Settings
 from .ledger import Contact, Invoice
 from .links import link_url
@@ -134,22 +138,28 @@ def one_line(text: str) -> str:
 
 
 def invoice_items(settings: Settings, signer: Signer, data: CustomerData, contact: Contact,
-                  chosen: list[Invoice], notes: dict[str, str] | None = None) -> list[dict[str, object]]:
-    """What the templates show per invoice: number, dates, amounts formatted in the customer's locale, link."""
+                  chosen: list[Invoice], positions: dict[str, position.Position],
+                  notes: dict[str, str] | None = None) -> list[dict[str, object]]:
+    """What the templates show per invoice: number, dates, amounts formatted in the customer's locale, link.
+    `balance` is what the invoice's position says may be asked for now (portal/position.py), never the export's
+    balance; `status` the position's status."""
     locale, cid = data.customer.locale, data.customer.customer_id
     return [{"number": inv.number, "issue_date": day(inv.issue_date, locale), "due_date": day(inv.due_date, locale),
-             "amount": money(inv.amount, inv.currency, locale), "balance": money(inv.balance, inv.currency, locale),
+             "amount": money(inv.amount, inv.currency, locale),
+             "balance": money(positions[inv.invoice_id].due, inv.currency, locale),
+             "status": positions[inv.invoice_id].status,
              "po_number": inv.po_number, "note": (notes or {}).get(inv.invoice_id, ""),
              "url": link_url(settings, signer, cid, contact.contact_id, inv.invoice_id, data.key_version)}
             for inv in chosen]
 
 
-def total_text(data: CustomerData, chosen: list[Invoice]) -> str:
-    """The total of the listed balances, when they share one currency (otherwise no total is shown)."""
+def total_text(data: CustomerData, chosen: list[Invoice], positions: dict[str, position.Position]) -> str:
+    """The total of what the listed invoices' positions ask for, when they share one currency (otherwise no
+    total is shown)."""
     currencies = {inv.currency for inv in chosen}
     if len(currencies) != 1:
         return ""
-    return money(sum(inv.balance for inv in chosen), currencies.pop(), data.customer.locale)
+    return money(sum(positions[inv.invoice_id].due for inv in chosen), currencies.pop(), data.customer.locale)
 
 
 def send_invoices(settings: Settings, store: Store, dry_run: bool = False, customer_ids: Iterable[str] | None = None,
@@ -164,6 +174,7 @@ def send_invoices(settings: Settings, store: Store, dry_run: bool = False, custo
     signer = Signer(settings)
     data = store.customer_data(None if customer_ids is None else set(customer_ids))
     with store.begin() as conn:
+        source = position.inputs(conn, [d.customer.customer_id for d in data])
         already = sent_hashes(conn)
         hashes = dict(conn.execute(select(invoices.c.invoice_id, invoices.c.content_hash)
                                    .where(invoices.c.is_open)).all())
@@ -171,20 +182,24 @@ def send_invoices(settings: Settings, store: Store, dry_run: bool = False, custo
     outgoing = []
     for d in data:
         cid = d.customer.customer_id
+        positions = {inv.invoice_id: source.invoice(inv.invoice_id, inv.amount, inv.balance, d.as_of)
+                     for inv in d.invoices}
         for contact in d.contacts:
             if contact.role not in SEND_ROLES:
                 continue
             chosen, notes = [], {}
             for inv in d.invoices:
                 earlier = already.get((cid, contact.contact_id, inv.invoice_id), set())
-                if inv.balance <= 0 or (hashes[inv.invoice_id] in earlier and not resend):
+                # Only what may be asked for: never an invoice that is paid, has a payment pending or is in
+                # dispute (it goes out once it may be asked for again, e.g. after a refund).
+                if not positions[inv.invoice_id].askable or (hashes[inv.invoice_id] in earlier and not resend):
                     continue
                 chosen.append(inv)
                 if earlier and hashes[inv.invoice_id] not in earlier:
                     notes[inv.invoice_id] = "updated"
             if not chosen:
                 continue
-            message = invoices_message(settings, signer, d, contact, chosen, notes)
+            message = invoices_message(settings, signer, d, contact, chosen, notes, positions)
             rows = [SentRow(cid, contact.contact_id, inv.invoice_id, hashes[inv.invoice_id]) for inv in chosen]
             outgoing.append(Outgoing("invoices", cid, contact.contact_id, contact.email, message, rows,
                                      [inv.number for inv in chosen]))
@@ -192,7 +207,8 @@ def send_invoices(settings: Settings, store: Store, dry_run: bool = False, custo
 
 
 def invoices_message(settings: Settings, signer: Signer, data: CustomerData, contact: Contact,
-                     chosen: list[Invoice], notes: dict[str, str]) -> EmailMessage:
+                     chosen: list[Invoice], notes: dict[str, str],
+                     positions: dict[str, position.Position]) -> EmailMessage:
     cid = data.customer.customer_id
     if len(chosen) == 1:
         subject = f"Invoice {one_line(chosen[0].number)} from {one_line(settings.company_name)}"
@@ -201,6 +217,7 @@ def invoices_message(settings: Settings, signer: Signer, data: CustomerData, con
     return render_message(
         settings, "invoices", (contact.name, contact.email), subject,
         customer_name=data.customer.name, contact_name=contact.name,
-        items=invoice_items(settings, signer, data, contact, chosen, notes), total=total_text(data, chosen),
+        items=invoice_items(settings, signer, data, contact, chosen, positions, notes),
+        total=total_text(data, chosen, positions),
         account_url=link_url(settings, signer, cid, contact.contact_id, "", data.key_version),
         ttl_days=settings.link_ttl_days)

@@ -23,13 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ledger as ledger_module
+from . import position
 from .config import Settings
 from .disputestore import dispute_digests, dispute_states
 from .errors import BuildError
 from .gcpause import existing_objects_frozen
 from .ledger import Ledger, read_export
 from .pages import Output, PageRenderer, customer_paths
-from .paystore import applications, payment_digests
+from .paystore import payment_digests
 from .render import load_assets, render_fingerprint
 from .signing import Signer
 from .snapshotview import SnapshotView
@@ -279,6 +280,8 @@ def _render_site(settings: Settings, store: Store, out: Path, export_folder: Pat
         paid = payment_digests(conn)  # a payment changes what the pages show: it must change the fingerprint
         for cid, digest in dispute_digests(conn).items():  # and so does a dispute's state
             paid[cid] = paid.get(cid, "") + digest
+        for cid, digest in position.digests(conn).items():  # and every money movement (a second part refund)
+            paid[cid] = paid.get(cid, "") + digest
     as_of = store.latest_as_of() if view is None else view.as_of
     as_of_text = as_of.isoformat() if as_of else ""
 
@@ -477,14 +480,13 @@ def _render_chunk(task: tuple[list[str], dict[str, str]]) -> list:
     view: SnapshotView | None = _worker["view"]
     defer: bool = _worker["defer"]
     results = []
-    with store.begin() as conn:
-        paid = applications(conn, customer_ids=customer_ids)
-        credit_paid = applications(conn, customer_ids=customer_ids, credits=True)
+    with store.begin() as conn:  # what moves the customers' positions (portal/position.py)
+        source = position.inputs(conn, customer_ids)
         disputed = dispute_states(conn, customer_ids=customer_ids)
     for data in (store.customer_data(customer_ids) if view is None else view.customer_data(customer_ids)):
         outputs = []
         try:
-            rendered = renderer.render(data, paid, credit_paid, disputed)
+            rendered = renderer.render(data, source, disputed)
         except Exception as exc:  # noqa: BLE001 - re-raised as a picklable error naming the customer
             raise BuildError(f"customer {data.customer.customer_id!r}: rendering failed: "
                              f"{exc.__class__.__name__}: {exc}") from None

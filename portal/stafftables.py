@@ -29,6 +29,7 @@ from . import pgcsv, receiptlines, receiptrollup, reports
 from .disputestore import dispute_attachments, dispute_invoices, disputes
 from .money import to_decimal
 from .paystore import payment_allocations, payment_attempts, payment_credits
+from .position import invoice_positions
 from .receiptrollup import receipt_rollup
 from .store import Store, customers, events, invoices
 
@@ -42,7 +43,8 @@ class ReceiptFilter:
 
     `unopened_days`: open invoices no person has viewed (no `page_viewed`) whose first email was sent (or, when
     none was recorded, which first appeared in an export) more than N days before now: reports.receipts' rule.
-    `min_amount`/`max_amount`: bounds on the open balance, in minor units. `customer`: a customer id (exact) or
+    `min_amount`/`max_amount`: bounds on what the invoice owes now (its stored position's open amount,
+    portal/position.py), in minor units. `customer`: a customer id (exact) or
     a part of the name (case-insensitive). `include_closed`: also closed invoices that have events."""
 
     unopened_days: int | None = None
@@ -99,6 +101,7 @@ def _money(minor: int | None, currency: str) -> str | None:
 
 _ZERO = literal(0)
 _R = receipt_rollup.c
+_POS = invoice_positions.c
 RECEIPT_FIELDS = {
     "emails_sent": func.coalesce(_R.emails_sent, _ZERO),
     "link_opened": func.coalesce(_R.link_opened, _ZERO),
@@ -116,6 +119,8 @@ RECEIPT_SORTS: dict[str, Any] = {
     "currency": invoices.c.currency,
     "amount": invoices.c.amount,
     "balance": invoices.c.balance,
+    "open": _POS.open_amount,
+    "status": _POS.status,
     **RECEIPT_FIELDS,
     "first_sent_at": _R.first_sent_at,
     "first_opened_at": _R.first_opened_at,
@@ -127,21 +132,24 @@ RECEIPT_SORT_NAMES = sorted([*RECEIPT_SORTS, "days_overdue"])
 
 RECEIPT_COLUMNS = [
     "customer_id", "customer_name", "group_name", "collector", "invoice_id", "number", "is_open", "currency",
-    "amount", "balance", "due_date", "days_overdue", "emails_sent", "link_opened", "page_viewed",
+    "amount", "balance", "due_date", "days_overdue", "open", "status", "emails_sent", "link_opened", "page_viewed",
     "documents_viewed", "first_sent_at", "first_opened_at", "first_viewed_at", "last_viewed_at",
 ]
 
 
 _CUSTOMER_SORTS = {"customer_name", "group_name", "collector"}
 _ROLLUP_SORTS = {*RECEIPT_FIELDS, "first_sent_at", "first_opened_at", "first_viewed_at", "last_viewed_at"}
+_POSITION_SORTS = {"open", "status"}
 
 
-def _receipts_from(with_customers: bool, with_rollup: bool) -> Any:
+def _receipts_from(with_customers: bool, with_rollup: bool, with_positions: bool = True) -> Any:
     joined: Any = invoices
     if with_customers:
         joined = joined.outerjoin(customers, customers.c.customer_id == invoices.c.customer_id)
     if with_rollup:
         joined = joined.outerjoin(receipt_rollup, receiptrollup.invoice_join())
+    if with_positions:
+        joined = joined.outerjoin(invoice_positions, _POS.invoice_id == invoices.c.invoice_id)
     return joined
 
 
@@ -154,9 +162,9 @@ def _receipts_where(query: Select, flt: ReceiptFilter, now: datetime) -> Select:
         query = query.where(invoices.c.is_open, RECEIPT_FIELDS["page_viewed"] == 0,
                             func.coalesce(_R.first_sent_at, invoices.c.first_seen_at) <= cutoff)
     if flt.min_amount is not None:
-        query = query.where(invoices.c.balance >= flt.min_amount)
+        query = query.where(_POS.open_amount >= flt.min_amount)
     if flt.max_amount is not None:
-        query = query.where(invoices.c.balance <= flt.max_amount)
+        query = query.where(_POS.open_amount <= flt.max_amount)
     if flt.group:
         query = query.where(customers.c.group_name == flt.group)
     if flt.collector:
@@ -175,11 +183,12 @@ def _receipt_ids(flt: ReceiptFilter, now: datetime, sort: str) -> Select:
     return _receipts_where(query, flt, now)
 
 
-def _joins_needed(flt: ReceiptFilter, sort: str) -> tuple[bool, bool]:
-    """Whether the filter or the sort needs (customers, the rollup)."""
+def _joins_needed(flt: ReceiptFilter, sort: str) -> tuple[bool, bool, bool]:
+    """Whether the filter or the sort needs (customers, the rollup, the stored positions)."""
     with_customers = sort in _CUSTOMER_SORTS or bool(flt.group or flt.collector or flt.customer)
     with_rollup = sort in _ROLLUP_SORTS or flt.unopened_days is not None or flt.include_closed
-    return with_customers, with_rollup
+    with_positions = sort in _POSITION_SORTS or flt.min_amount is not None or flt.max_amount is not None
+    return with_customers, with_rollup, with_positions
 
 
 _RECEIPT_SELECT = [
@@ -188,6 +197,7 @@ _RECEIPT_SELECT = [
     func.coalesce(customers.c.collector, "").label("collector"),
     invoices.c.invoice_id, invoices.c.number, invoices.c.is_open, invoices.c.currency,
     invoices.c.amount, invoices.c.balance, invoices.c.due_date,
+    _POS.open_amount, _POS.status,
     *[expr.label(name) for name, expr in RECEIPT_FIELDS.items()],
     _R.first_sent_at, _R.first_opened_at, _R.first_viewed_at, _R.last_viewed_at,
 ]
@@ -195,7 +205,7 @@ _RECEIPT_SELECT = [
 
 def _receipts_query(flt: ReceiptFilter, now: datetime) -> Select:
     """Every column of every matching row (the CSV export: one pass, no paging)."""
-    return _receipts_where(select(*_RECEIPT_SELECT).select_from(_receipts_from(True, True)), flt, now)
+    return _receipts_where(select(*_RECEIPT_SELECT).select_from(_receipts_from(True, True, True)), flt, now)
 
 
 def _receipt_order(sort: str, descending: bool) -> list[Any]:
@@ -215,6 +225,7 @@ def _receipt_row(r: Any, today: date) -> dict[str, Any]:
         "collector": r.collector, "invoice_id": r.invoice_id, "number": r.number, "is_open": bool(r.is_open),
         "currency": r.currency, "amount": int(r.amount), "balance": int(r.balance), "due_date": r.due_date,
         "days_overdue": _days_overdue(bool(r.is_open), r.due_date, today),
+        "open": None if r.open_amount is None else int(r.open_amount), "status": r.status,
         "emails_sent": int(r.emails_sent), "link_opened": int(r.link_opened), "page_viewed": int(r.page_viewed),
         "documents_viewed": int(r.documents_viewed), "first_sent_at": r.first_sent_at,
         "first_opened_at": r.first_opened_at, "first_viewed_at": r.first_viewed_at,
@@ -246,7 +257,8 @@ def receipts_page(store: Store, flt: ReceiptFilter | None = None, *, sort: str =
     rows_query = (select(*_RECEIPT_SELECT, *([page_ids.c.total] if with_rollup else []))
                   .select_from(page_ids.join(invoices, invoices.c.invoice_id == page_ids.c.invoice_id)
                                .outerjoin(customers, customers.c.customer_id == invoices.c.customer_id)
-                               .outerjoin(receipt_rollup, receiptrollup.invoice_join()))
+                               .outerjoin(receipt_rollup, receiptrollup.invoice_join())
+                               .outerjoin(invoice_positions, _POS.invoice_id == invoices.c.invoice_id))
                   .order_by(*order))
     with store.begin() as conn:
         rows = conn.execute(rows_query).all()
@@ -274,10 +286,11 @@ def _receipt_lines_query(flt: ReceiptFilter, sort: str, descending: bool, now: d
         later_first = descending == (sort == "due_date")
         order = ([lines.c.due_date.desc(), lines.c.invoice_id.desc()] if later_first
                  else [lines.c.due_date.asc(), lines.c.invoice_id.asc()])
-        return select(lines.c.head + overdue + lines.c.tail).where(lines.c.is_open).order_by(*order), True
+        return (select(lines.c.head + overdue + lines.c.position_cells + lines.c.tail).where(lines.c.is_open)
+                .order_by(*order), True)
     joined = _receipts_from(*_joins_needed(flt, "due_date" if sort == "days_overdue" else sort))
     overdue = receiptlines.days_overdue(invoices.c.is_open, invoices.c.due_date, today)
-    query = select(lines.c.head + overdue + lines.c.tail).select_from(
+    query = select(lines.c.head + overdue + lines.c.position_cells + lines.c.tail).select_from(
         joined.join(lines, lines.c.invoice_id == invoices.c.invoice_id))
     return _receipts_where(query, flt, now).order_by(*_receipt_order(sort, descending)), False
 
@@ -304,6 +317,7 @@ def receipts_csv(store: Store, flt: ReceiptFilter | None = None, sort: str = "du
         row = _receipt_row(r, today)
         cur = row["currency"]
         row.update(amount=_money(row["amount"], cur), balance=_money(row["balance"], cur),
+                   open=_money(row["open"], cur),
                    due_date=row["due_date"].isoformat(),
                    **{k: reports.iso_utc(row[k]) for k in ("first_sent_at", "first_opened_at", "first_viewed_at",
                                                 "last_viewed_at")})
@@ -327,7 +341,7 @@ PAYMENT_COLUMNS = [
 ]
 # CSV: allocations flattened into three ;-joined columns (invoice numbers, amounts chosen, amounts applied).
 PAYMENT_CSV_COLUMNS = [*PAYMENT_COLUMNS, "invoice_numbers", "allocated", "applied", "credit_numbers",
-                       "credits_used"]
+                       "credits_used", "invoice_open", "invoice_status"]
 
 
 def _payments_query(status: str | None, method: str | None, customer: str | None) -> Select:
@@ -349,11 +363,16 @@ def _allocations(conn: Connection, attempt_ids: Sequence[str]) -> tuple[dict[str
     if not attempt_ids:
         return allocs, used
     ids = list(attempt_ids)
-    for r in conn.execute(select(payment_allocations).where(payment_allocations.c.attempt_id.in_(ids))
+    # With where each invoice stands now (its stored position, portal/position.py).
+    for r in conn.execute(select(payment_allocations, _POS.open_amount, _POS.status)
+                          .select_from(payment_allocations.outerjoin(
+                              invoice_positions, _POS.invoice_id == payment_allocations.c.invoice_id))
+                          .where(payment_allocations.c.attempt_id.in_(ids))
                           .order_by(payment_allocations.c.attempt_id, payment_allocations.c.number,
                                     payment_allocations.c.invoice_id)):
         allocs[r.attempt_id].append({"invoice_id": r.invoice_id, "number": r.number, "amount": int(r.amount),
-                                     "applied": int(r.applied)})
+                                     "applied": int(r.applied), "status": r.status,
+                                     "open": None if r.open_amount is None else int(r.open_amount)})
     for r in conn.execute(select(payment_credits).where(payment_credits.c.attempt_id.in_(ids))
                           .order_by(payment_credits.c.attempt_id, payment_credits.c.number,
                                     payment_credits.c.credit_id)):
@@ -406,6 +425,8 @@ def payments_csv(store: Store, *, status: str | None = None, method: str | None 
             row["applied"] = ";".join(_money(a["applied"], cur) or "" for a in row["allocations"])
             row["credit_numbers"] = ";".join(c["number"] for c in row["credits"])
             row["credits_used"] = ";".join(_money(c["applied"], cur) or "" for c in row["credits"])
+            row["invoice_open"] = ";".join(_money(a["open"], cur) or "" for a in row["allocations"])
+            row["invoice_status"] = ";".join(a["status"] or "" for a in row["allocations"])
             yield [row[c] for c in PAYMENT_CSV_COLUMNS]
 
     return _stream_parts(store, _payments_query(status, method, customer).order_by(*order), PAYMENT_CSV_COLUMNS,
@@ -424,7 +445,7 @@ DISPUTE_SORTS: dict[str, Any] = {
 DISPUTE_COLUMNS = [
     "dispute_id", "reference", "customer_id", "customer_name", "collector", "status", "reason", "amount",
     "currency", "message", "outcome", "note", "updated_by", "created_at", "reviewed_at", "resolved_at",
-    "attachments", "invoice_ids", "numbers",
+    "attachments", "invoice_ids", "numbers", "invoice_open", "invoice_status",
 ]
 
 
@@ -451,8 +472,11 @@ def _disputes_query(state: str | None, reason: str | None, customer: str | None)
 
 def _dispute_items(conn: Connection, ids: Sequence[int]) -> dict[int, list[Any]]:
     items: dict[int, list[Any]] = {i: [] for i in ids}
-    if ids:
-        for r in conn.execute(select(dispute_invoices).where(dispute_invoices.c.dispute_id.in_(list(ids)))
+    if ids:  # with where each invoice stands now (its stored position, portal/position.py)
+        for r in conn.execute(select(dispute_invoices, _POS.open_amount, _POS.status)
+                              .select_from(dispute_invoices.outerjoin(
+                                  invoice_positions, _POS.invoice_id == dispute_invoices.c.invoice_id))
+                              .where(dispute_invoices.c.dispute_id.in_(list(ids)))
                               .order_by(dispute_invoices.c.dispute_id, dispute_invoices.c.invoice_id)):
             items[r.dispute_id].append(r)
     return items
@@ -461,13 +485,15 @@ def _dispute_items(conn: Connection, ids: Sequence[int]) -> dict[int, list[Any]]
 def _dispute_row(r: Any, items: dict[int, list[Any]]) -> dict[str, Any]:
     from .disputes import reference
 
-    row = {c: getattr(r, c) for c in DISPUTE_COLUMNS if c not in {"reference", "invoice_ids", "numbers"}}
+    row = {c: getattr(r, c) for c in DISPUTE_COLUMNS
+           if c not in {"reference", "invoice_ids", "numbers", "invoice_open", "invoice_status"}}
     row["reference"] = reference(r.dispute_id)
     row["attachments"] = int(r.attachments)
     mine = items.get(r.dispute_id, [])
     row["invoice_ids"] = [i.invoice_id for i in mine]
     row["numbers"] = [i.number for i in mine]
-    row["items"] = [{"invoice_id": i.invoice_id, "number": i.number, "amount": int(i.amount)} for i in mine]
+    row["items"] = [{"invoice_id": i.invoice_id, "number": i.number, "amount": int(i.amount), "status": i.status,
+                     "open": None if i.open_amount is None else int(i.open_amount)} for i in mine]
     return row
 
 
@@ -501,6 +527,8 @@ def disputes_csv(store: Store, *, state: str | None = None, reason: str | None =
                 row[key] = reports.iso_utc(row[key])
             row["invoice_ids"] = ";".join(row["invoice_ids"])
             row["numbers"] = ";".join(row["numbers"])
+            row["invoice_open"] = ";".join(_money(i["open"], row["currency"]) or "" for i in row["items"])
+            row["invoice_status"] = ";".join(i["status"] or "" for i in row["items"])
             yield [row[c] for c in DISPUTE_COLUMNS]
 
     return _stream_parts(store, _disputes_query(state, reason, customer).order_by(*order), DISPUTE_COLUMNS,
@@ -536,6 +564,20 @@ def customer(store: Store, customer_id: str) -> dict[str, Any] | None:
         row = conn.execute(select(*[customers.c[c] for c in CUSTOMER_COLUMNS])
                            .where(customers.c.customer_id == customer_id)).first()
     return None if row is None else {**row._asdict(), "active": bool(row.active)}
+
+
+def customer_positions(store: Store, customer_id: str) -> list[dict[str, Any]]:
+    """The customer's invoices in the export, by due date, each with what it owes now: its stored position
+    (portal/position.py): `open`, `disputed`, `pending` (minor units) and `status`."""
+    query = (select(invoices.c.invoice_id, invoices.c.number, invoices.c.due_date, invoices.c.amount,
+                    invoices.c.currency, _POS.open_amount, _POS.disputed_amount, _POS.pending_amount, _POS.status)
+             .select_from(invoices.join(invoice_positions, _POS.invoice_id == invoices.c.invoice_id))
+             .where(invoices.c.customer_id == customer_id, invoices.c.is_open)
+             .order_by(invoices.c.due_date, invoices.c.invoice_id))
+    with store.begin() as conn:
+        return [{"invoice_id": r.invoice_id, "number": r.number, "due_date": r.due_date, "amount": int(r.amount),
+                 "currency": r.currency, "open": int(r.open_amount), "disputed": int(r.disputed_amount),
+                 "pending": int(r.pending_amount), "status": r.status} for r in conn.execute(query)]
 
 
 def _timeline_query(customer_id: str, invoice_id: str | None = None) -> Select:

@@ -306,11 +306,13 @@ class Store:
 
         with self.begin() as conn:
             upgrade(conn)
-        # An invoice without its receipt line (a database upgraded from before the lines, or loaded in bulk)
-        # would be missing from the staff export: write them now (PostgreSQL; two counts when all is well).
+        # An invoice without its stored position, a payment without its movements (a database upgraded from
+        # before them, or loaded in bulk): write them now, then the receipt lines, which read the positions
+        # (PostgreSQL; a few counts when all is well).
+        from .position import ensure_complete as positions_complete
         from .receiptlines import ensure_complete
 
-        ensure_complete(self)
+        ensure_complete(self, force=positions_complete(self))
 
     # --- snapshots -------------------------------------------------------------------------------
 
@@ -325,31 +327,28 @@ class Store:
             if conn.dialect.name == "sqlite":
                 # The default 2 MB page cache thrashes while 100k invoices go into their indexes.
                 conn.exec_driver_sql("PRAGMA cache_size=-65536")
+            old_as_of = self.latest_as_of(conn)
             renamed = self._import_customers(conn, ledger, now)
             new, changed, closed, changed_ids, closed_ids = self._import_invoices(conn, ledger, now, hashes)
-            # The staff export's ready-made lines of what changed (PostgreSQL; see portal/receiptlines.py).
-            from .receiptlines import sync
-
-            sync(conn, changed_ids | closed_ids, renamed)
             conn.execute(delete(invoice_lines).where(invoice_lines.c.invoice_id.in_(
                 select(invoices.c.invoice_id).where(invoices.c.is_open.is_(False)))))
             for chunk in _chunks(sorted(changed_ids), 500):
                 conn.execute(delete(invoice_lines).where(invoice_lines.c.invoice_id.in_(chunk)))
-            _bulk_insert(conn, invoice_lines, ("invoice_id", "line_no", "description", "quantity", "unit_price",
+            bulk_insert(conn, invoice_lines, ("invoice_id", "line_no", "description", "quantity", "unit_price",
                                                "amount"),
                          [(ln.invoice_id, ln.line_no, ln.description, _dec(ln.quantity), _dec(ln.unit_price),
                            ln.amount) for invoice_id in sorted(changed_ids) for ln in ledger.lines.get(invoice_id, ())])
             # Contacts, credits and documents are small and carry no history: replaced whole.
             conn.execute(delete(contacts))
-            _bulk_insert(conn, contacts, ("customer_id", "contact_id", "email", "name", "role"),
+            bulk_insert(conn, contacts, ("customer_id", "contact_id", "email", "name", "role"),
                          [(c.customer_id, c.contact_id, c.email, c.name, c.role) for c in ledger.contacts])
             conn.execute(delete(credits))
-            _bulk_insert(conn, credits, ("credit_id", "customer_id", "number", "issue_date", "amount", "balance",
+            bulk_insert(conn, credits, ("credit_id", "customer_id", "number", "issue_date", "amount", "balance",
                                          "currency", "description"),
                          [(c.credit_id, c.customer_id, c.number, c.issue_date, c.amount, c.balance, c.currency,
                            c.description) for c in ledger.credits.values()])
             conn.execute(delete(documents))
-            _bulk_insert(conn, documents, ("document_id", "customer_id", "invoice_id", "kind", "title", "file",
+            bulk_insert(conn, documents, ("document_id", "customer_id", "invoice_id", "kind", "title", "file",
                                            "sha256", "size", "content_type"),
                          [(d.document_id, d.customer_id, d.invoice_id, d.kind, d.title, d.file, d.sha256, d.size,
                            d.content_type) for d in ledger.documents.values()])
@@ -357,6 +356,13 @@ class Store:
                 as_of=ledger.as_of, imported_at=now, source=source, customers=len(ledger.customers),
                 invoices=len(ledger.invoices), invoices_new=new, invoices_changed=changed,
                 invoices_closed=closed)).inserted_primary_key[0]
+            # What each invoice owes now (portal/position.py) follows the new balances and the new as_of, then the
+            # staff export's ready-made lines of what changed (PostgreSQL; see portal/receiptlines.py).
+            from .position import after_import
+            from .receiptlines import sync
+
+            refreshed = after_import(conn, changed_ids | closed_ids, old_as_of, ledger.as_of)
+            sync(conn, refreshed, renamed)
         return ImportSummary(snapshot_id, len(ledger.customers), len(ledger.invoices), new, changed, closed)
 
     def _import_customers(self, conn: Connection, ledger: Ledger, now: datetime) -> set[str]:
@@ -374,7 +380,7 @@ class Store:
                 changed_rows.append({"name": c.name, "currency": c.currency, "locale": c.locale,
                                      "group_name": c.group, "collector": c.collector, "active": True,
                                      "last_seen_at": now, "b_id": c.customer_id})
-        _bulk_insert(conn, customers, ("customer_id", "name", "currency", "locale", "group_name", "collector",
+        bulk_insert(conn, customers, ("customer_id", "name", "currency", "locale", "group_name", "collector",
                                        "active", "first_seen_at", "last_seen_at"), new_rows)
         if changed_rows:
             conn.execute(_update_by(customers, "customer_id", changed_rows[0]), changed_rows)
@@ -405,7 +411,7 @@ class Store:
                     "description": inv.description, "content_hash": digest, "is_open": True,
                     "changed_at": now, "closed_at": None, "b_id": inv.invoice_id})
         new_rows.sort()  # in key order: the indexes grow at one end instead of everywhere
-        _bulk_insert(conn, invoices, ("invoice_id", "customer_id", "number", "issue_date", "due_date", "amount",
+        bulk_insert(conn, invoices, ("invoice_id", "customer_id", "number", "issue_date", "due_date", "amount",
                                       "balance", "currency", "po_number", "terms", "description", "content_hash",
                                       "is_open", "first_seen_at", "changed_at", "closed_at"), new_rows)
         if changed_rows:
@@ -659,7 +665,7 @@ class StoreUnavailable(PortalError):
     """The database could not be reached or refused the statement."""
 
 
-def _bulk_insert(conn: Connection, table: Table, columns: tuple[str, ...], rows: list[tuple]) -> None:
+def bulk_insert(conn: Connection, table: Table, columns: tuple[str, ...], rows: list[tuple]) -> None:
     """INSERT many rows as one driver-level executemany. `insert(table)` with a list of dicts spent more time in
     SQLAlchemy's per-row parameter handling than SQLite spent writing (100k invoices: 4 s of 6). The values
     still pass through each column type's own bind processor (SQLite's date text, naive UTC datetimes), so

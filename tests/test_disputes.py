@@ -167,7 +167,7 @@ def test_review_then_resolve_emails_the_contacts_and_feeds_the_root_cause_report
     [row] = disputes(store)
     assert review(store, row["dispute_id"], "staff@example.com", settings=built).status == "under_review"
     page = _page(built, customer.customer_id, invs[0].invoice_id, built.target)
-    assert 'badge-disputed">Dispute under review<' in page
+    assert 'badge-disputed">In dispute · under review<' in page
     done = resolve(store, row["dispute_id"], "credit_issued", f"Credit note CN-9 issued {EVIL}", "staff@example.com",
                    settings=built)
     assert (done.status, done.outcome) == ("resolved", "credit_issued")

@@ -14,9 +14,8 @@ import pytest
 import stripe
 from sqlalchemy import func, select
 
-from portal import paystore
+from portal import paystore, position
 from portal.pages import invoice_slug
-from portal.payments import position
 from portal.reports import cash_application, cash_application_csv, payments
 from portal.signing import Signer
 from portal.site import Manifest, build, render_site
@@ -132,10 +131,7 @@ def _settle(app):
 
 def _open(store, invoice_id):
     with store.begin() as conn:
-        apps = paystore.applications(conn, invoice_ids=[invoice_id]).get(invoice_id, [])
-        as_of = store.latest_as_of(conn)
-    balance = next(i.balance for d in store.customer_data() for i in d.invoices if i.invoice_id == invoice_id)
-    return position(balance, apps, as_of)
+        return position.of_invoices(conn, [invoice_id])[invoice_id]
 
 
 def _invoice_page(settings, customer_id, invoice_id, folder=None) -> str:
@@ -265,7 +261,7 @@ def test_card_success_marks_paid_rerenders_publishes_and_mails_a_receipt(client,
     _settle(app)
     attempt = _attempt(store, attempt_id)
     assert (attempt.status, attempt.payment_intent, attempt.payer_email) == ("succeeded", "pi_1", "payer@example.com")
-    assert _open(store, inv.invoice_id).state == "paid"
+    assert _open(store, inv.invoice_id).status == "paid"
     for folder in (built.build_dir, built.target):  # re-rendered, then published
         assert '<span class="badge badge-paid">Paid</span>' in _invoice_page(built, cid, inv.invoice_id, folder)
     [mail] = outbox_messages(tmp_path)
@@ -282,7 +278,7 @@ def test_ach_is_pending_then_paid_and_the_receipt_comes_only_when_it_settles(cli
     _send(client, _intent("payment_intent.processing", attempt_id))
     _settle(app)
     assert _attempt(store, attempt_id).status == "processing"
-    assert _open(store, inv.invoice_id).state == "pending"
+    assert _open(store, inv.invoice_id).status == "payment pending"
     assert "Payment pending" in _invoice_page(built, cid, inv.invoice_id)
     [pending] = outbox_messages(tmp_path)
     assert "pending" in pending["Subject"].lower() or "on its way" in pending["Subject"]
@@ -370,7 +366,7 @@ def test_events_out_of_order_never_move_an_attempt_back(client, store, built, st
     _send(client, _event("checkout.session.expired", {"id": "cs_x", "client_reference_id": attempt_id}))
     attempt = _attempt(store, attempt_id)
     assert (attempt.status, attempt.payer_email) == ("succeeded", "payer@example.com")
-    assert _open(store, invoices[0].invoice_id).state == "paid"
+    assert _open(store, invoices[0].invoice_id).status == "paid"
 
 
 def test_an_event_naming_only_the_intent_is_resolved_through_stripe(client, store, built, standin):
@@ -413,7 +409,9 @@ def test_a_refund_reopens_the_invoice_and_flags_the_payment(client, store, built
                                              "amount": inv.balance, "amount_refunded": 100}))
     attempt = _attempt(store, attempt_id)
     assert (attempt.status, attempt.refunded, attempt.needs_review) == ("partially_refunded", 100, True)
-    assert _open(store, inv.invoice_id).state == "paid"
+    # The part refunded is owed again (portal/position.py: money that went back reopens the invoice).
+    part = _open(store, inv.invoice_id)
+    assert (part.open, part.status) == (100, "partly paid")
     _send(client, _event("charge.refunded", {"id": "ch_1", "object": "charge", "payment_intent": "pi_1",
                                              "amount": inv.balance, "amount_refunded": inv.balance}))
     assert (_attempt(store, attempt_id).status, _attempt(store, attempt_id).refunded) == ("refunded", inv.balance)
@@ -451,11 +449,11 @@ def test_a_closed_chargeback_won_counts_the_payment_again_and_lost_keeps_it_disp
         assert attempt.status == "disputed" and _open(store, inv.invoice_id).open == inv.balance
         return
     assert (attempt.status, attempt.needs_review) == ("reinstated", True)
-    assert _open(store, inv.invoice_id).state == "paid"
+    assert _open(store, inv.invoice_id).status == "paid"
     assert cash_application(store)[0]["status"] == "reinstated"  # cash the ERP applies again
     # A late copy of the opening event cannot charge it back a second time (forward only).
     _send(client, _event("charge.dispute.created", {**dispute, "status": "needs_response"}))
-    assert _attempt(store, attempt_id).status == "reinstated" and _open(store, inv.invoice_id).state == "paid"
+    assert _attempt(store, attempt_id).status == "reinstated" and _open(store, inv.invoice_id).status == "paid"
     kinds = [e.kind for e in all_events(store) if e.kind.startswith("payment_")]
     assert kinds == ["payment_succeeded", "payment_disputed", "payment_reinstated"]
 
@@ -579,8 +577,8 @@ def test_a_credit_reduces_the_charge_and_is_used_once(client, store, built, stan
         "succeeded", inv.balance - used, used, 0)
     assert _open(store, inv.invoice_id).open == 0
     with store.begin() as conn:
-        apps = paystore.applications(conn, invoice_ids=[credit.credit_id], credits=True)[credit.credit_id]
-    assert position(credit.balance, apps, data.as_of).open == credit.balance - used
+        source = position.inputs(conn, [cid])
+    assert source.credit_available(credit.credit_id, credit.amount, credit.balance, data.as_of) == credit.balance - used
     [row] = [r for r in payments(store) if r["attempt_id"] == attempt_id]
     assert row["credits"] == [{"credit_id": credit.credit_id, "number": credit.number, "amount": used,
                                "applied": used}]

@@ -13,7 +13,7 @@ from portal.pdf import invoice_pdf, statement_pdf
 CUSTOMER = Customer("C1", r"Müller (& Söhne) \ GmbH", "EUR", "de_DE")
 INVOICE = Invoice("I1", "C1", "RE-(1)", date(2026, 1, 1), date(2026, 2, 1), 123450, 100000, "EUR", "PO-1", "Net 30")
 VIEW = {"issue_text": "01.01.2026", "due_text": "01.02.2026", "amount_text": "1.234,50\xa0€",
-        "open_text": "1.000,00\xa0€"}
+        "open_text": "1.000,00\xa0€", "status_text": "Partly paid · overdue 3 days"}
 
 
 def read(data: bytes) -> pypdf.PdfReader:
@@ -28,7 +28,7 @@ def test_invoice_pdf_reads_back_with_every_field():
     assert reader.metadata.title == "Invoice RE-(1)" and len(reader.pages) == 1
     text = reader.pages[0].extract_text()
     for expected in ("Invoice RE-(1)", r"Müller (& Söhne) \ GmbH", "1.234,50 €", "1.000,00 €", "PO-1", "Net 30",
-                     "Bearing 6204 – sealed", "3,125 €", "6,25 €"):
+                     "Bearing 6204 – sealed", "3,125 €", "6,25 €", "Partly paid · overdue 3 days"):
         assert expected in text, expected
     assert invoice_pdf("Example Supplies", CUSTOMER, INVOICE, lines, VIEW) == data  # deterministic
 
@@ -40,12 +40,15 @@ def test_characters_outside_the_core_fonts_degrade_to_question_marks():
 
 
 def test_long_statement_flows_onto_more_pages():
-    rows = [{"date_text": "01.01.2026", "label": f"Invoice {n}", "due_text": "01.02.2026",
-             "amount_text": "1,00\xa0€", "running_text": f"{n},00\xa0€"} for n in range(1, 121)]
-    reader = read(statement_pdf("Co", CUSTOMER, "20.11.2026", [{"currency": "EUR", "rows": rows,
-                                                                 "balance_text": "120,00\xa0€"}]))
+    rows = [{"date_text": "01.01.2026", "label": f"Invoice {n}", "amount_text": "1,00\xa0€",
+             "running_text": f"{n},00\xa0€"} for n in range(1, 121)]
+    aging = [{"label": "Not yet due", "text": "120,00\xa0€"}, {"label": "1–30 days", "text": "0,00\xa0€"}]
+    reader = read(statement_pdf("Co", CUSTOMER, "20.11.2026", [{
+        "currency": "EUR", "opening_date_text": "01.01.2026", "opening_text": "0,00\xa0€", "rows": rows,
+        "closing_text": "120,00\xa0€", "aging": aging}]))
     assert len(reader.pages) == 3
     text = "".join(page.extract_text() for page in reader.pages)
+    assert "Opening balance" in text and "Closing balance" in text and "Not yet due" in text
     assert "Invoice 1\n" in text or "Invoice 1 " in text
     assert "Invoice 120" in text and "120,00 €" in text
 

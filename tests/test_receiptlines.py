@@ -83,9 +83,12 @@ def test_lines_follow_imports_and_refreshes_without_a_rebuild(store, settings, t
     rows = {line.split(",")[4]: line for line in exports_agree(store, flt=ReceiptFilter(include_closed=True))
             .splitlines()[1:]}
     assert rows["I1"].startswith("C1,Acme Renamed,mid-market,kim@example.com,I1,N-1,true,USD,100.00,40.00,")
-    assert rows["I3"].startswith("C1,Acme Renamed,") and rows["I3"].split(",")[12:16] == ["0", "0", "0", "0"]
-    assert rows["I5"].split(",")[6] == "false" and rows["I5"].split(",")[11:13] == ["0", "1"]  # closed: 0 days
-    assert rows["I6"].split(",")[14] == "1"
+    # Cells 12 and 13: what the invoice owes now and its status (its stored position).
+    assert rows["I3"].startswith("C1,Acme Renamed,") and rows["I3"].split(",")[12:18] == [
+        "75.00", "open", "0", "0", "0", "0"]
+    assert rows["I5"].split(",")[6] == "false" and rows["I5"].split(",")[11:15] == [
+        "0", "0.00", "closed", "1"]  # closed: 0 days, nothing owed
+    assert rows["I6"].split(",")[16] == "1"
     with store.begin() as conn:
         n_lines = conn.execute(select(func.count()).select_from(receiptlines.receipt_lines)).scalar_one()
     assert n_lines == 6  # every invoice the store knows, closed ones too

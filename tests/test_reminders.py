@@ -11,10 +11,10 @@ from sqlalchemy import select
 
 from portal.config import _reminder_groups
 from portal.mailstore import mail_sent, unsubscribe
-from portal.reminders import excluded_invoice_ids, send_reminders
+from portal.reminders import send_reminders
 from portal.sending import send_invoices
 from portal.signing import Signer
-from tests.smtpserver import EVIL_NAME, add_row, ensure_stand_in_tables, mail_ledger, running_smtp
+from tests.smtpserver import EVIL_NAME, add_row, mail_ledger, running_smtp
 
 TODAY = date(2026, 12, 1)
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -43,18 +43,29 @@ def ledger(store, tmp_path, mail_settings, smtp):
 
 
 def dispute_and_pay(store) -> None:
-    """DISP is in an open dispute, PEND has a processing payment; OD5 had a resolved dispute and a failed
-    payment (neither keeps it quiet)."""
+    """DISP is in an open dispute (in full), PEND has a processing bank payment for its whole balance; OD5 had a
+    resolved dispute and a failed payment (neither keeps it quiet). Written as rows, as a bulk load would, then
+    journaled and positioned as Store.migrate does for such rows (portal/position.rebuild)."""
+    from portal import position
+
+    at = datetime(2026, 12, 1, 6, 0)  # after the export's as_of (midnight)
     with store.begin() as conn:
-        ensure_stand_in_tables(conn)
-        add_row(conn, "disputes", dispute_id=1, customer_id="C1", status="open")
-        add_row(conn, "dispute_invoices", dispute_id=1, invoice_id="I-DISP")
-        add_row(conn, "disputes", dispute_id=2, customer_id="C1", status="resolved")
-        add_row(conn, "dispute_invoices", dispute_id=2, invoice_id="I-OD5")
-        add_row(conn, "payment_attempts", attempt_id="pa1", customer_id="C1", status="processing")
-        add_row(conn, "payment_allocations", attempt_id="pa1", invoice_id="I-PEND")
-        add_row(conn, "payment_attempts", attempt_id="pa2", customer_id="C1", status="failed")
-        add_row(conn, "payment_allocations", attempt_id="pa2", invoice_id="I-OD5")
+        add_row(conn, "disputes", dispute_id=1, customer_id="C1", status="open", amount=50000, currency="USD",
+                created_at=at)
+        add_row(conn, "dispute_invoices", dispute_id=1, invoice_id="I-DISP", amount=50000)
+        add_row(conn, "disputes", dispute_id=2, customer_id="C1", status="resolved", amount=30000, currency="USD",
+                created_at=at)
+        add_row(conn, "dispute_invoices", dispute_id=2, invoice_id="I-OD5", amount=30000)
+        add_row(conn, "payment_attempts", attempt_id="pa1", customer_id="C1", status="processing",
+                method="us_bank_account", currency="USD", subtotal=60000, amount=60000, created_at=at,
+                updated_at=at, counted_at=at)
+        add_row(conn, "payment_allocations", attempt_id="pa1", invoice_id="I-PEND", customer_id="C1",
+                number="INV-PEND<i>", amount=60000, applied=60000)
+        add_row(conn, "payment_attempts", attempt_id="pa2", customer_id="C1", status="failed",
+                method="us_bank_account", currency="USD", created_at=at, updated_at=at)
+        add_row(conn, "payment_allocations", attempt_id="pa2", invoice_id="I-OD5", customer_id="C1",
+                number="INV-OD5<i>", amount=30000)
+    position.rebuild(store)
 
 
 def _reminded(store) -> dict[tuple[str, str], str]:
@@ -63,12 +74,14 @@ def _reminded(store) -> dict[tuple[str, str], str]:
     return {(r.contact_id, r.invoice_id): r.rule for r in rows}
 
 
-def test_excluded_invoice_ids_reads_the_other_features_tables_only_when_present(store, ledger):
-    with store.begin() as conn:
-        assert excluded_invoice_ids(store, conn) == set()  # no such tables (or nothing in them): nothing excluded
+def test_positions_say_which_invoices_may_not_be_asked_for(store, ledger):
+    from portal import position
+
     dispute_and_pay(store)
     with store.begin() as conn:
-        assert excluded_invoice_ids(store, conn) == {"I-DISP", "I-PEND"}
+        now = position.of_invoices(conn)
+    assert {iid for iid, p in now.items() if not p.askable} == {"I-DISP", "I-PEND"}
+    assert (now["I-DISP"].status, now["I-PEND"].status) == ("in dispute", "payment pending")
 
 
 def test_rules_pick_exactly_the_expected_invoices(mail_settings, store, ledger, smtp):
@@ -180,6 +193,7 @@ def test_reminder_settings_from_portal_toml_and_the_environment(tmp_path, monkey
 
 def test_an_invoice_paid_in_the_portal_since_the_export_gets_no_reminder(mail_settings, store, ledger, smtp):
     """The export still shows it open, but a settled portal payment after the export's as_of covers it."""
+    from portal import position
     from portal.paystore import insert_attempt
 
     invoice = ledger.invoices["I-OD20"]
@@ -191,6 +205,7 @@ def test_an_invoice_paid_in_the_portal_since_the_export_gets_no_reminder(mail_se
                               "updated_at": paid_at, "counted_at": paid_at},
                        [{"invoice_id": invoice.invoice_id, "number": invoice.number, "amount": invoice.balance,
                          "applied": invoice.balance}])
+    position.rebuild(store)  # rows written by hand: journal them as Store.migrate would
     result = send_reminders(mail_settings, store, now=NOW)
     assert ("k1", "I-OD20") not in _reminded(store)
     assert ("k1", "I-OD5") in _reminded(store)  # the others still are

@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, func, select, update
 
-from portal import receiptlines, reports, stafftables
+from portal import position, receiptlines, reports, stafftables
 from portal import store as tables
 from portal.ledger import read_export
 from portal.money import to_decimal
@@ -246,6 +246,11 @@ def test_csv_cells_cannot_run_as_formulas(store, ledger):
     assert reports.csv_cell("\tx") == "'\tx" and reports.csv_cell(None) == "" and reports.csv_cell(True) == "true"
 
 
+def _status(invoice) -> str:
+    """The status of an invoice nothing was paid on in the portal: from its export balance alone."""
+    return "paid" if invoice.balance == 0 else "partly paid" if invoice.balance < invoice.amount else "open"
+
+
 def test_payments_page_and_csv(store, ledger):
     c1, c2 = sorted(ledger.customers)[:2]
     invs = sorted((i for i in ledger.invoices.values() if i.customer_id == c1), key=lambda i: i.invoice_id)
@@ -261,10 +266,11 @@ def test_payments_page_and_csv(store, ledger):
     page = payments_page(store)
     assert [r["attempt_id"] for r in page.rows] == ["A3", "A2", "A1"] and page.total == 3  # newest first
     a1 = page.rows[2]
+    # Each allocation with where its invoice stands now (the payments were before the export: its balance).
     assert a1["allocations"] == [{"invoice_id": invs[0].invoice_id, "number": invs[0].number, "amount": 10000,
-                                  "applied": 10000},
+                                  "applied": 10000, "open": invs[0].balance, "status": _status(invs[0])},
                                  {"invoice_id": invs[1].invoice_id, "number": invs[1].number, "amount": 5000,
-                                  "applied": 4000}]
+                                  "applied": 4000, "open": invs[1].balance, "status": _status(invs[1])}]
     assert (a1["payment_intent"], a1["charge"], a1["checkout_session"], a1["unapplied"]) == ("pi_1", "ch_1", "cs_1",
                                                                                                 1000)
     assert a1["customer_name"] == ledger.customers[c1].name and a1["needs_review"] is False
@@ -281,6 +287,8 @@ def test_payments_page_and_csv(store, ledger):
     assert (e1["amount"], e1["unapplied"], e1["invoice_numbers"], e1["allocated"], e1["applied"]) == (
         "150.00", "10.00", f"{invs[0].number};{invs[1].number}", "100.00;50.00", "100.00;40.00")
     assert e1["created_at"] == base.isoformat().replace("+00:00", "Z") and e1["needs_review"] == "false"
+    assert (e1["invoice_open"], e1["invoice_status"]) == (
+        f"{invs[0].balance / 100:.2f};{invs[1].balance / 100:.2f}", f"{_status(invs[0])};{_status(invs[1])}")
     assert exported[1]["failure_reason"] == "insufficient funds"
 
 
@@ -348,7 +356,8 @@ def test_postgresql_copy_export_is_byte_for_byte_the_python_export(store, ledger
                                                  ("EUR", 100000000001)]):
             conn.execute(update(tables.invoices).where(tables.invoices.c.invoice_id == invoice_ids[n])
                          .values(currency=currency, amount=amount, balance=amount, number=f"=N{n}"))
-    receiptlines.rebuild(store)  # edited by hand, not by an import: the export's lines follow
+    position.rebuild(store)  # edited by hand, not by an import: the stored positions follow, then the lines
+    receiptlines.rebuild(store)
     inv = ledger.invoices[invoice_ids[0]]
     store.record_event("page_viewed", inv.customer_id, invoice_id=inv.invoice_id,
                        occurred_at=AS_OF.replace(microsecond=0))  # whole seconds: no fraction in ISO 8601

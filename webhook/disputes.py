@@ -18,14 +18,13 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from portal import paystore
+from portal import position
 from portal.disputes import MAX_FILE_SIZE, MAX_FILES, DisputeRefused, Submitted, Upload, collector_message
 from portal.disputes import submit_dispute as record_dispute
 from portal.disputes import submit_question as record_question
 from portal.disputestore import disputed_amounts
 from portal.mail import send_with_retry
 from portal.money import AmountError, format_money, parse_amount
-from portal.payments import position
 from portal.republish import Republisher, refresh_customer
 from portal.signing import TokenInvalid
 from portal.store import invoices
@@ -149,16 +148,15 @@ def _guard_pay() -> Any:
         held = disputed_amounts(conn, customer_ids=[claims.customer_id], invoice_ids=chosen)
         if not held:
             return None
-        as_of = s.store.latest_as_of(conn)
-        apps = paystore.applications(conn, invoice_ids=list(held))
         rows = {r.invoice_id: r for r in conn.execute(
             invoices.select().where(invoices.c.customer_id == claims.customer_id,
                                     invoices.c.invoice_id.in_(list(held))))}
-    for invoice_id, amount in held.items():
+        standing = position.of_invoices(conn, list(rows))
+    for invoice_id in held:
         row = rows.get(invoice_id)
         if row is None:
             continue
-        payable = position(row.balance, apps.get(invoice_id, []), as_of, amount).payable
+        payable = standing[invoice_id].due
         message = ""
         typed = request.form.get(f"amount-{invoice_id}", "").strip()
         if payable <= 0:

@@ -1,7 +1,7 @@
 """/pay (a static page's pay form -> a Stripe Checkout Session) and /stripe/events (Stripe's webhook).
 
 /pay trusts nothing the browser sends but the signed page token: invoice ids are looked up as this
-customer's, every amount is recomputed from the store (portal.payments.position / quote), and the attempt
+customer's, every amount is recomputed from the store (portal.position, portal.payments.quote), and the attempt
 and its allocations are recorded before Stripe is called. /stripe/events verifies the signature on the raw
 body first, then records the event and its effect in one transaction (portal.payments.apply_event); the
 re-render, publish and email happen after the commit, in a background thread.
@@ -20,7 +20,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, re
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 
-from portal import paystore
+from portal import paystore, position
 from portal.mail import send_with_retry
 from portal.money import AmountError, parse_amount
 from portal.pages import checkout_origin
@@ -31,7 +31,6 @@ from portal.payments import (
     Quote,
     apply_event,
     payment_message,
-    position,
     quote,
 )
 from portal.republish import Republisher, refresh_customer
@@ -151,10 +150,10 @@ def _create_attempt(customer_id: str, chosen: list[str], method: str) -> tuple[s
                 raise PaymentRefused("One of the chosen invoices is not on your account.")
             if not row.is_open:
                 raise PaymentRefused(f"Invoice {row.number} is no longer open.")
-        as_of = s.store.latest_as_of(conn)
-        apps = paystore.applications(conn, invoice_ids=chosen)
-        payables = [Payable(i, rows[i].number, rows[i].currency,
-                            position(rows[i].balance, apps.get(i, []), as_of).open) for i in chosen]
+        as_of = position.latest_as_of(conn)
+        # What may be paid is what may be asked for: open, less what a dispute holds (portal/position.py).
+        standing = position.of_invoices(conn, chosen)
+        payables = [Payable(i, rows[i].number, rows[i].currency, standing[i].due) for i in chosen]
         requested = {}
         for p in payables:
             text = request.form.get(f"amount-{p.invoice_id}", "").strip()
@@ -168,9 +167,10 @@ def _create_attempt(customer_id: str, chosen: list[str], method: str) -> tuple[s
             select(credits).where(credits.c.customer_id == customer_id, credits.c.credit_id.in_(chosen_credits)))}
         if len(credit_rows) != len(chosen_credits):
             raise PaymentRefused("One of the chosen credit notes is not on your account.")
-        used = paystore.applications(conn, invoice_ids=chosen_credits, credits=True)
-        available = [Payable(c, credit_rows[c].number, credit_rows[c].currency,
-                             position(credit_rows[c].balance, used.get(c, []), as_of).open) for c in chosen_credits]
+        used = position.entries(conn, invoice_ids=chosen_credits, item_kind="credit")
+        available = [Payable(c, credit_rows[c].number, credit_rows[c].currency, position.compute(
+            credit_rows[c].amount, credit_rows[c].balance, as_of, used.get(("credit", c), ())).open)
+            for c in chosen_credits]
         priced = quote(s.settings, payables, requested, method, available)
         attempt_id = "pa_" + secrets.token_hex(12)
         paystore.insert_attempt(conn, {
@@ -330,8 +330,11 @@ def _after_commit(change: Change) -> None:
             to = [("", change.payer_email)]
         else:
             to = [(c.name, c.email) for c in contacts if c.role == "billing"][:1]
+        with store.begin() as conn:  # where the invoices paid stand now (portal/position.py)
+            standing = position.standing(conn, [(a.invoice_id, a.number, change.currency)
+                                                for a in paystore.allocations_of(conn, change.attempt_id)])
         for recipient in to:
-            message = payment_message(settings, change, recipient, name, account_url)
+            message = payment_message(settings, change, recipient, name, account_url, standing)
             if message is not None:
                 send_with_retry(mailer, message, settings.mail_attempts, settings.mail_retry_delay_ms / 1000)
 

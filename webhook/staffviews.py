@@ -243,7 +243,10 @@ def customer() -> Any:
         abort(404)
     for event_row in result.rows:
         event_row["label"] = event_label(event_row["kind"], event_row["invoice_id"])
-    return page("staff/customer.html", title=row["name"], customer=row, result=result, invoice_id=invoice_id)
+    positions = [p for p in stafftables.customer_positions(services().store, customer_id)
+                 if invoice_id is None or p["invoice_id"] == invoice_id]
+    return page("staff/customer.html", title=row["name"], customer=row, result=result, invoice_id=invoice_id,
+                positions=positions)
 
 
 @bp.get("/customer.csv")

@@ -1,0 +1,120 @@
+"""The statement of account: per currency, an opening balance, every document and money movement of the
+customer's open items in date order with a running balance, the closing balance and the aging.
+
+The export holds only open items and what each still owes as of its `as_of` (DESIGN section 3), so the statement
+starts at the oldest open document with an opening balance of zero: everything older is settled in full and owes
+nothing. Then (docs/balances.md):
+- each open invoice at its total, on its issue date, and each credit note with a balance at its total (negative);
+- "settled before <as_of>": per invoice (or credit note) whose export balance is below its total, the difference,
+  on the export's date: what was paid, credited or used in our records before the export, one line each;
+- each movement of portal/position.py's journal after as_of: payments (settled or pending), credits used,
+  refunds, chargebacks and their reversals, failed bank payments, on the day they were recorded.
+The running balance ends at the closing balance, which is what the positions say: the sum of the invoices' open
+amounts less the credit available. Should the rule's bounds (never below zero, never above the total) take effect,
+one more line says so, so the two never disagree. The page and the PDF are rendered from the same lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from .position import Entry, Inputs, Position
+from .store import CustomerData
+
+MOVEMENT_TEXT = {
+    "processing": "Bank payment {ref} (pending)",
+    "succeeded": "Payment {ref}",
+    "reinstated": "Chargeback of payment {ref} reversed",
+    "failed": "Bank payment {ref} failed",
+    "refunded": "Refund of payment {ref}",
+    "partially_refunded": "Part refund of payment {ref}",
+    "disputed": "Payment {ref} charged back",
+}
+METHOD_TEXT = {"card": "card", "us_bank_account": "bank transfer"}
+
+
+@dataclass(frozen=True)
+class _Line:
+    when: date
+    order: int  # documents, then what was settled before the export, then movements, then corrections
+    seq: int
+    label: str
+    slug: str
+    amount: int  # what the line adds to the customer's balance (negative: reduces it)
+
+
+def _movement(e: Entry, target: str, credit: bool) -> str:
+    ref = e.attempt_id
+    text = MOVEMENT_TEXT.get(e.kind, "Payment {ref}: " + e.kind.replace("_", " ")).format(ref=ref)
+    if e.kind == "succeeded" and e.method in METHOD_TEXT:
+        text += f" ({METHOD_TEXT[e.method]})"
+    if e.kind == "failed" and e.note:
+        text += f": {e.note}"
+    if credit:
+        used = e.settled + e.pending > 0
+        return (f"Credit note {target} used for payment {ref}" if used
+                else f"Credit note {target} given back ({text[0].lower()}{text[1:]})")
+    return f"{text}, invoice {target}"
+
+
+def statement(data: CustomerData, source: Inputs, positions: dict[str, Position], available: dict[str, int],
+              aging: dict[str, list[dict[str, Any]]], slugs: dict[str, str], money: Callable[[int, str], str],
+              fmt_date: Callable[[date], str]) -> list[dict[str, Any]]:
+    """Blocks per currency: {currency, opening_date_text, opening_text, rows [{date_iso, date_text, label, slug,
+    amount_text, running_text}], closing (minor units), closing_text, aging [{label, text}]}. `positions`: invoice
+    id -> its position; `available`: credit id -> available credit; `aging`: currency -> the account page's aging
+    cells; `slugs`: invoice id -> its page's name."""
+    as_of, export_day = data.as_of, data.as_of.date()
+    settled_label = f"Settled before {fmt_date(export_day)} (our records)"
+    lines: dict[str, list[_Line]] = {}
+
+    def add(currency: str, line: _Line) -> None:
+        lines.setdefault(currency, []).append(line)
+
+    for inv in data.invoices:
+        pos = positions[inv.invoice_id]
+        add(inv.currency, _Line(inv.issue_date, 0, 0, f"Invoice {inv.number}", slugs.get(inv.invoice_id, ""),
+                                inv.amount))
+        if inv.balance < inv.amount:
+            add(inv.currency, _Line(export_day, 1, 0, f"{settled_label}, invoice {inv.number}", "",
+                                    inv.balance - inv.amount))
+        running, last = inv.balance, export_day
+        for e in source.moves.get(("invoice", inv.invoice_id), ()):
+            change = e.settled + e.pending
+            if e.at > as_of and change:
+                add(inv.currency, _Line(e.at.date(), 2, e.entry_id, _movement(e, inv.number, False), "", -change))
+                running, last = running - change, max(last, e.at.date())
+        if running != pos.open:  # the rule's bounds took effect
+            text = ("Paid beyond what was open (held for your account)" if running < pos.open
+                    else "Limited to the invoice total")
+            add(inv.currency, _Line(last, 3, 0, f"{text}, invoice {inv.number}", "", pos.open - running))
+    for cr in data.credits:
+        add(cr.currency, _Line(cr.issue_date, 0, 0, f"Credit note {cr.number}", "", -cr.amount))
+        if cr.balance < cr.amount:
+            add(cr.currency, _Line(export_day, 1, 0, f"{settled_label}, credit note {cr.number}", "",
+                                   cr.amount - cr.balance))
+        running, last = cr.balance, export_day
+        for e in source.moves.get(("credit", cr.credit_id), ()):
+            change = e.settled + e.pending
+            if e.at > as_of and change:
+                add(cr.currency, _Line(e.at.date(), 2, e.entry_id, _movement(e, cr.number, True), "", change))
+                running, last = running - change, max(last, e.at.date())
+        if running != available[cr.credit_id]:  # the rule's bounds took effect
+            add(cr.currency, _Line(last, 3, 0, f"Limited to the credit note's total, credit note {cr.number}", "",
+                                   running - available[cr.credit_id]))
+    blocks = []
+    for currency in sorted(lines):
+        ordered = sorted(lines[currency], key=lambda x: (x.when, x.order, x.seq, x.label))
+        balance, rows = 0, []
+        for line in ordered:
+            balance += line.amount
+            rows.append({"date_iso": line.when.isoformat(), "date_text": fmt_date(line.when), "label": line.label,
+                         "slug": line.slug, "amount_text": money(line.amount, currency),
+                         "running_text": money(balance, currency)})
+        blocks.append({"currency": currency, "opening_date_text": fmt_date(ordered[0].when),
+                       "opening_text": money(0, currency), "rows": rows, "closing": balance,
+                       "closing_text": money(balance, currency), "aging": aging.get(currency, [])})
+    return blocks
