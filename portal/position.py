@@ -26,7 +26,6 @@ equal to the recomputed ones. Money is integer minor units throughout.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +35,7 @@ from sqlalchemy import BigInteger, Column, Date, Index, Integer, String, Table, 
 from sqlalchemy.engine import Connection
 
 from . import disputestore, paystore
+from .ledger import Ledger
 from .money import format_money
 from .store import ID, Store, UTCDateTime, bulk_insert, invoices, metadata, snapshots
 
@@ -85,9 +85,8 @@ invoice_positions = Table(
     Column("disputed_amount", BigInteger, nullable=False),
     Column("pending_amount", BigInteger, nullable=False),
     Column("paid_amount", BigInteger, nullable=False),
-    Index("ix_invoice_positions_status_currency", "status", "currency"),
-    Index("ix_invoice_positions_open_amount", "open_amount"),
-    Index("ix_invoice_positions_customer_id", "customer_id"),
+    # No secondary index: its readers scan it whole (KPIs) or join it by invoice id; each index would cost every
+    # import (a first import of 100,000 invoices) another B-tree to fill.
 )
 
 _BULK = 2000  # ids per statement
@@ -108,9 +107,10 @@ class Entry:
     entry_id: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Position:
-    """An invoice at a moment. Amounts in minor units of the invoice's currency."""
+    """An invoice at a moment. Amounts in minor units of the invoice's currency. Built without a status, it
+    takes the first of STATUS_RULES that holds."""
 
     amount: int  # the invoice's total
     balance: int  # open as of the export
@@ -118,8 +118,12 @@ class Position:
     pending: int  # bank payments on their way now
     open: int  # still owed, not counting money on its way
     disputed: int  # held by unresolved disputes (part of `open`)
-    status: str
+    status: str = ""
     failure: str = ""  # why the latest payment failed, while no later one counted
+
+    def __post_init__(self) -> None:
+        if not self.status:  # frozen: set once, here, as dataclasses document for derived fields
+            object.__setattr__(self, "status", next(name for name, holds in STATUS_RULES if holds(self)))
 
     @property
     def due(self) -> int:
@@ -166,16 +170,15 @@ def compute(amount: int, balance: int, as_of: datetime, entries: Iterable[Entry]
     if not is_open:
         return Position(amount, balance, settled_after, 0, 0, 0, CLOSED)
     open_ = min(amount, max(0, balance - settled_after - pending_after))
-    draft = Position(amount, balance, settled_after, max(0, pending_now), open_, min(max(0, held), open_), "",
-                     failure)
-    return dataclasses.replace(draft, status=next(name for name, holds in STATUS_RULES if holds(draft)))
+    return Position(amount, balance, settled_after, max(0, pending_now), open_, min(max(0, held), open_), "", failure)
 
 
 def attempt_effect(status: str, allocations: Iterable[tuple[str, int]], credits: Iterable[tuple[str, int]],
                    refunded: int, unapplied: int) -> dict[tuple[str, str], tuple[int, int]]:
     """(item kind, item id) -> (settled, pending): what an attempt in `status` does to each invoice and credit note
-    it names, from the amounts applied when it first counted. A partial refund gives back what no invoice took
-    (unapplied cash) first, then the invoices' money from the last allocation back; credit notes stay used."""
+    it names, from the amounts applied when it first counted. Money refunded (a partial refund, kept through a
+    chargeback won later) gives back what no invoice took (unapplied cash) first, then the invoices' money from the
+    last allocation back; credit notes stay used. A full refund or a chargeback moves nothing (not SETTLING)."""
     if status in PENDING:
         slot = 1
     elif status in SETTLING:
@@ -183,7 +186,7 @@ def attempt_effect(status: str, allocations: Iterable[tuple[str, int]], credits:
     else:
         return {}
     effect: dict[tuple[str, str], tuple[int, int]] = {}
-    back = max(0, refunded - unapplied) if status == "partially_refunded" else 0
+    back = max(0, refunded - unapplied)
     for invoice_id, applied in reversed(list(allocations)):
         take = min(applied, back)
         back -= take
@@ -194,9 +197,9 @@ def attempt_effect(status: str, allocations: Iterable[tuple[str, int]], credits:
 
 
 def unapplied_kept(status: str, refunded: int, unapplied: int) -> int:
-    """What is left of an attempt's unapplied cash (that no invoice took) after a partial refund, which gives it
-    back first (as `attempt_effect` does)."""
-    return max(0, unapplied - refunded) if status == "partially_refunded" else unapplied
+    """What is left of an attempt's unapplied cash (that no invoice took) in `status`: refunds give it back first
+    (as `attempt_effect` does)."""
+    return max(0, unapplied - refunded) if status in SETTLING else 0
 
 
 # --- the journal ----------------------------------------------------------------------------------------------
@@ -310,10 +313,9 @@ def latest_as_of(conn: Connection) -> datetime:
     return found or datetime.min.replace(tzinfo=UTC)
 
 
-def of_invoices(conn: Connection, invoice_ids: Iterable[str] | None = None, customer_ids: Iterable[str] | None = None,
-                *, lock: bool = False) -> dict[str, Position]:
-    """invoice id -> its position now, computed from the store (closed invoices too). `lock`: lock the invoices
-    first (PostgreSQL), so that two changes of one invoice are computed one after the other."""
+def of_invoices(conn: Connection, invoice_ids: Iterable[str] | None = None, customer_ids: Iterable[str] | None = None
+                ) -> dict[str, Position]:
+    """invoice id -> its position now, computed from the store (closed invoices too)."""
     inv = invoices.c
     query = select(inv.invoice_id, inv.amount, inv.balance, inv.is_open).order_by(inv.invoice_id)
     ids = None if invoice_ids is None else sorted(set(invoice_ids))
@@ -321,8 +323,6 @@ def of_invoices(conn: Connection, invoice_ids: Iterable[str] | None = None, cust
         query = query.where(inv.invoice_id.in_(ids))
     if customer_ids is not None:
         query = query.where(inv.customer_id.in_(sorted(set(customer_ids))))
-    if lock:
-        query = query.with_for_update()
     rows = conn.execute(query).all()
     as_of = latest_as_of(conn)
     wanted = [r.invoice_id for r in rows]
@@ -351,6 +351,46 @@ def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
         yield items[start:start + size]
 
 
+_FACTS = ("invoice_id", "customer_id", "currency", "due_date", "amount", "balance", "is_open")
+
+
+def _store(conn: Connection, facts: list[tuple], whole: bool = False) -> int:
+    """Compute the positions of the invoices in `facts` (tuples of _FACTS) and store them, replacing their rows
+    (every row when `whole`: the facts are every invoice)."""
+    if not facts:
+        return 0
+    ids = [f[0] for f in facts]
+    many = whole or len(ids) > _BULK
+    source = Inputs(entries(conn, invoice_ids=None if many else ids, item_kind="invoice"),
+                    disputestore.disputed_amounts(conn, invoice_ids=None if many else ids))
+    as_of = latest_as_of(conn)
+    rows = []
+    for invoice_id, customer_id, currency, due_date, amount, balance, is_open in facts:
+        p = source.invoice(invoice_id, amount, balance, as_of, bool(is_open))
+        rows.append((invoice_id, customer_id, currency, due_date, p.status, p.open, p.disputed, p.pending, p.paid))
+    if whole:
+        conn.execute(delete(invoice_positions))
+    else:
+        for part in _chunks(sorted(ids), _BULK):
+            conn.execute(delete(invoice_positions).where(invoice_positions.c.invoice_id.in_(part)))
+    rows.sort()  # in key order: the primary key's index grows at one end
+    bulk_insert(conn, invoice_positions, ("invoice_id", "customer_id", "currency", "due_date", "status",
+                                          "open_amount", "disputed_amount", "pending_amount", "paid_amount"), rows)
+    return len(rows)
+
+
+def _facts(conn: Connection, ids: list[str] | None, lock: bool) -> list[tuple]:
+    """The invoices' facts as stored (every invoice when `ids` is None), locked when `lock` (PostgreSQL)."""
+    columns = [invoices.c[name] for name in _FACTS]
+    if ids is None:
+        return [tuple(r) for r in conn.execute(select(*columns))]
+    found = []
+    for part in _chunks(sorted(ids), _BULK):
+        query = select(*columns).where(invoices.c.invoice_id.in_(part)).order_by(invoices.c.invoice_id)
+        found += [tuple(r) for r in conn.execute(query.with_for_update() if lock else query)]
+    return found
+
+
 def refresh(conn: Connection, invoice_ids: Iterable[str] | None, *, lines: bool = True, lock: bool = True) -> int:
     """Recompute and store the positions of `invoice_ids` (every invoice when None) in the caller's transaction,
     and, on PostgreSQL, their receipt lines' position cells (`lines`). `lock`: lock the invoices first, so a
@@ -358,25 +398,7 @@ def refresh(conn: Connection, invoice_ids: Iterable[str] | None, *, lines: bool 
     ids = None if invoice_ids is None else sorted(set(invoice_ids))
     if ids == []:
         return 0
-    inv = invoices.c
-    written = 0
-    for part in [None] if ids is None else list(_chunks(ids, _BULK)):
-        query = select(inv.invoice_id, inv.customer_id, inv.currency, inv.due_date).order_by(inv.invoice_id)
-        if part is not None:
-            query = query.where(inv.invoice_id.in_(part))
-            if lock:
-                query = query.with_for_update()
-        facts = {r.invoice_id: r for r in conn.execute(query)}
-        positions = of_invoices(conn, part)
-        if part is None:
-            conn.execute(delete(invoice_positions))
-        else:
-            conn.execute(delete(invoice_positions).where(invoice_positions.c.invoice_id.in_(part)))
-        rows = [(iid, f.customer_id, f.currency, f.due_date, p.status, p.open, p.disputed, p.pending, p.paid)
-                for iid, p in positions.items() for f in (facts[iid],)]
-        bulk_insert(conn, invoice_positions, ("invoice_id", "customer_id", "currency", "due_date", "status",
-                                              "open_amount", "disputed_amount", "pending_amount", "paid_amount"), rows)
-        written += len(rows)
+    written = _store(conn, _facts(conn, ids, lock), whole=ids is None)
     if lines:
         from . import receiptlines  # it builds on this module's table
 
@@ -384,25 +406,23 @@ def refresh(conn: Connection, invoice_ids: Iterable[str] | None, *, lines: bool 
     return written
 
 
-def after_import(conn: Connection, changed: set[str], old_as_of: datetime | None, new_as_of: datetime) -> set[str]:
-    """The import's part (in its transaction, after its snapshot row): the positions of the invoices it added,
-    changed or closed, and of those with movements the move of as_of brings in or out of the export's balance.
-    Returns every invoice id refreshed (the receipt lines follow them whole)."""
+def after_import(conn: Connection, ledger: Ledger, changed: set[str], closed: set[str], old_as_of: datetime | None,
+                 new_as_of: datetime) -> set[str]:
+    """The import's part (in its transaction, after its snapshot row): the positions of the invoices it added or
+    changed (their facts taken from `ledger`, the export in memory), of those it closed, and of those with movements
+    the move of as_of brings in or out of the export's balance. Returns every invoice id refreshed (the receipt
+    lines follow them whole)."""
     since = new_as_of if old_as_of is None else min(old_as_of, new_as_of)
     pe = position_entries.c
     moved = set(conn.execute(select(pe.item_id).where(pe.item_kind == "invoice", pe.recorded_at > since)
                              .distinct()).scalars())
+    facts = [(i.invoice_id, i.customer_id, i.currency, i.due_date, i.amount, i.balance, True)
+             for iid in changed for i in (ledger.invoices[iid],)]
     # The import has already locked the rows it wrote; the others are locked against a concurrent payment.
-    others = sorted(moved - changed)
-    for part in _chunks(others, _BULK):
-        conn.execute(select(invoices.c.invoice_id).where(invoices.c.invoice_id.in_(part)).with_for_update())
-    everything = changed | moved
-    existing = conn.execute(select(func.count()).select_from(invoice_positions)).scalar_one()
-    if not existing and len(everything) >= _BULK:  # a first import: one pass over the table
-        refresh(conn, None, lines=False, lock=False)
-    else:
-        refresh(conn, everything, lines=False, lock=False)
-    return everything
+    facts += _facts(conn, sorted((closed | moved) - changed), lock=True)
+    whole = len(facts) >= _BULK and not conn.execute(select(invoice_positions.c.invoice_id).limit(1)).first()
+    _store(conn, facts, whole=whole)  # whole: a first import, nothing to replace
+    return changed | closed | moved
 
 
 def stored(conn: Connection, invoice_ids: Iterable[str] | None = None) -> dict[str, tuple]:

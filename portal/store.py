@@ -361,7 +361,7 @@ class Store:
             from .position import after_import
             from .receiptlines import sync
 
-            refreshed = after_import(conn, changed_ids | closed_ids, old_as_of, ledger.as_of)
+            refreshed = after_import(conn, ledger, changed_ids, closed_ids, old_as_of, ledger.as_of)
             sync(conn, refreshed, renamed)
         return ImportSummary(snapshot_id, len(ledger.customers), len(ledger.invoices), new, changed, closed)
 

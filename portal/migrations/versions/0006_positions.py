@@ -49,9 +49,6 @@ def upgrade() -> None:
         sa.Column("paid_amount", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("invoice_id", name=op.f("pk_invoice_positions")),
     )
-    op.create_index("ix_invoice_positions_status_currency", "invoice_positions", ["status", "currency"])
-    op.create_index("ix_invoice_positions_open_amount", "invoice_positions", ["open_amount"])
-    op.create_index("ix_invoice_positions_customer_id", "invoice_positions", ["customer_id"])
     with op.batch_alter_table("receipt_lines") as batch:
         batch.add_column(sa.Column("position_cells", sa.Text(), nullable=False, server_default=""))
     # Store.migrate then journals the payments already made, stores every invoice's position and rebuilds the
@@ -61,9 +58,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("receipt_lines") as batch:
         batch.drop_column("position_cells")
-    op.drop_index("ix_invoice_positions_customer_id", table_name="invoice_positions")
-    op.drop_index("ix_invoice_positions_open_amount", table_name="invoice_positions")
-    op.drop_index("ix_invoice_positions_status_currency", table_name="invoice_positions")
     op.drop_table("invoice_positions")
     op.drop_index("ix_position_entries_recorded_at", table_name="position_entries")
     op.drop_index("ix_position_entries_attempt_id", table_name="position_entries")
