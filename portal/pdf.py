@@ -22,6 +22,7 @@ MM = 72 / 25.4  # points per millimetre
 PAGE_W, PAGE_H = 210.0, 297.0  # A4, mm
 MARGIN, BOTTOM = 10.0, 18.0
 ROW = 6.0
+LINE = 4.0  # each further line of a wrapped cell
 _FONTS = {"regular": ("F1", "Helvetica", CORE_FONTS_CHARWIDTHS["helvetica"]),
           "bold": ("F2", "Helvetica-Bold", CORE_FONTS_CHARWIDTHS["helveticaB"])}
 
@@ -75,22 +76,39 @@ class _Doc:
         self.y += 4
 
     def row(self, cells: list[tuple[str, float, str]], bold: bool = False) -> None:
-        """One table row; a width of 0 takes the rest of the line, "R" right-aligns (amounts)."""
-        if self.y + ROW > PAGE_H - BOTTOM:
-            self.add_page()
+        """One table row; a width of 0 takes the rest of the line, "R" right-aligns (amounts). A text too wide for
+        its cell wraps onto more lines of the row (at spaces; a word wider than the cell is cut)."""
         self.set_font("bold" if bold else "regular", 9)
-        x, baseline = MARGIN, self.y + 4.2
+        x, placed = MARGIN, []
         for value, width, align in cells:
             width = width or (PAGE_W - MARGIN - x)
-            raw = _encode(value)[:90]
-            if self.width(raw) > width - 2:  # cut to its cell rather than run into the next one
-                while raw and self.width(raw + b"\x85") > width - 2:
-                    raw = raw[:-1]
-                raw += b"\x85"
-            self.text(x + width - 1 - self.width(raw) if align == "R" else x + 1, baseline, raw)
+            placed.append((x, width, align, self._wrap(_encode(value)[:300], width - 2)))
             x += width
-        self.rule(self.y + ROW)
-        self.y += ROW
+        height = ROW + LINE * (max(len(lines) for *_, lines in placed) - 1)
+        if self.y + height > PAGE_H - BOTTOM:
+            self.add_page()
+        for x, width, align, lines in placed:
+            for n, raw in enumerate(lines):
+                self.text(x + width - 1 - self.width(raw) if align == "R" else x + 1, self.y + 4.2 + n * LINE, raw)
+        self.rule(self.y + height)
+        self.y += height
+
+    def _wrap(self, raw: bytes, room: float) -> list[bytes]:
+        lines, line = [], b""
+        for word in raw.split(b" "):
+            candidate = line + b" " + word if line else word
+            if self.width(candidate) <= room or not line:
+                line = candidate
+            else:
+                lines.append(line)
+                line = word
+            while self.width(line) > room and len(line) > 1:  # one word wider than the cell: cut it
+                cut = len(line)
+                while cut > 1 and self.width(line[:cut]) > room:
+                    cut -= 1
+                lines.append(line[:cut])
+                line = line[cut:]
+        return [*lines, line]
 
     def output(self) -> bytes:
         """Serialise: catalog, page tree, fonts, then each page with its (compressed) content stream."""
@@ -157,11 +175,11 @@ def statement_pdf(company: str, customer: Customer, as_of_text: str, statements:
     for block in statements:
         doc.set_font("bold", 12)
         doc.line_of_text(block["currency"], 8)
-        doc.row([("Date", 28, "L"), ("Description", 102, "L"), ("Amount", 30, "R"), ("Balance", 0, "R")], bold=True)
-        doc.row([(block["opening_date_text"], 28, "L"), ("Opening balance", 102, "L"), ("", 30, "R"),
+        doc.row([("Date", 24, "L"), ("Description", 114, "L"), ("Amount", 26, "R"), ("Balance", 0, "R")], bold=True)
+        doc.row([(block["opening_date_text"], 24, "L"), ("Opening balance", 114, "L"), ("", 26, "R"),
                  (block["opening_text"], 0, "R")])
         for r in block["rows"]:
-            doc.row([(r["date_text"], 28, "L"), (r["label"], 102, "L"), (r["amount_text"], 30, "R"),
+            doc.row([(r["date_text"], 24, "L"), (r["label"], 114, "L"), (r["amount_text"], 26, "R"),
                      (r["running_text"], 0, "R")])
         doc.row([("Closing balance", 160, "L"), (block["closing_text"], 0, "R")], bold=True)
         doc.y += 2
