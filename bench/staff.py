@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from sqlalchemy import insert, text  # noqa: E402
 
-from portal import disputestore, kpis, paystore, receiptlines, receiptrollup, stafftables  # noqa: E402
+from portal import disputestore, kpis, paystore, position, receiptlines, receiptrollup, stafftables  # noqa: E402
 from portal.store import Store, customers, events, invoices, snapshots  # noqa: E402
 
 TARGET_MS = 300.0
@@ -187,9 +187,15 @@ def run(store: Store, reps: int, csv_reps: int, sizes: tuple[int, int, int]) -> 
     print(f"  loaded {sizes[0]} customers, {sizes[1]} invoices, {sizes[2]} events "
           f"in {results['generate_and_load_s']} s", flush=True)
 
+    # Loaded in bulk, not imported: journal the payments and store every invoice's position as Store.migrate would
+    # (portal/position.py), then (PostgreSQL) the export's receipt lines, which carry the positions.
+    results["positions_full_build_ms"] = round(timed(lambda: position.rebuild(store)), 1)
     if store.engine.dialect.name == "postgresql":
-        # Loaded in bulk, not imported: write the export's receipt lines as Store.migrate would.
         results["receipt_lines_full_build_ms"] = round(timed(lambda: receiptlines.rebuild(store)), 1)
+    with store.begin() as conn:
+        results["positions_exact"] = position.stored(conn) == position.recomputed(conn)
+    print(f"  positions: full build {results['positions_full_build_ms']} ms, stored = recomputed: "
+          f"{results['positions_exact']}", flush=True)
     results["rollup_full_build_ms"] = round(timed(lambda: receiptrollup.refresh(store)), 1)
     increments = []
     rng = random.Random(3)
