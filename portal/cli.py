@@ -249,10 +249,12 @@ def report_payments(ctx: click.Context, fmt: str) -> None:
     if fmt == "json":
         click.echo(to_json(rows), nl=False)
         return
-    flat = [{**r, "allocations": ";".join(f"{a['invoice_id']}:{a['amount']}" for a in r["allocations"])}
-            for r in rows]
+    # Where each invoice paid stands now (its position), in the allocations' order.
+    flat = [{**r, "allocations": ";".join(f"{a['invoice_id']}:{a['amount']}" for a in r["allocations"]),
+             "invoice_open": ";".join("" if a["open"] is None else str(a["open"]) for a in r["allocations"]),
+             "invoice_status": ";".join(a["status"] or "" for a in r["allocations"])} for r in rows]
     if fmt == "csv":
-        click.echo(to_csv(flat, PAYMENT_COLUMNS), nl=False)
+        click.echo(to_csv(flat, [*PAYMENT_COLUMNS, "invoice_open", "invoice_status"]), nl=False)
     else:
         click.echo(_table(flat, ["attempt_id", "customer_id", "status", "method", "amount", "currency",
                                  "unapplied", "needs_review", "allocations"]))

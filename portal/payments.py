@@ -360,16 +360,16 @@ def _apply_allocations(conn: Any, attempt: Attempt, as_of: datetime | None) -> d
     funds = cash + sum(usable.values())
     ids = [a.invoice_id for a in allocations]
     # Lock the invoices (PostgreSQL): two payments of one invoice are applied one after the other.
-    balances = {r.invoice_id: (r.balance if r.is_open else 0) for r in conn.execute(
-        select(invoices.c.invoice_id, invoices.c.balance, invoices.c.is_open)
+    rows = {r.invoice_id: r for r in conn.execute(
+        select(invoices.c.invoice_id, invoices.c.amount, invoices.c.balance, invoices.c.is_open)
         .where(invoices.c.invoice_id.in_(ids)).with_for_update())}
     # What each invoice owes now, without this payment (which has moved nothing yet: it counts from here on).
     moves = position.entries(conn, invoice_ids=ids, item_kind="invoice")
     applied = {}
     for a in allocations:
-        amount = conn.execute(select(invoices.c.amount).where(invoices.c.invoice_id == a.invoice_id)).scalar() or 0
-        open_now = position.compute(amount, balances.get(a.invoice_id, 0), epoch,
-                                    moves.get(("invoice", a.invoice_id), ())).open
+        row = rows.get(a.invoice_id)
+        open_now = 0 if row is None else position.compute(
+            row.amount, row.balance, epoch, moves.get(("invoice", a.invoice_id), ()), is_open=bool(row.is_open)).open
         applied[a.invoice_id] = min(a.amount, open_now, funds)
         funds -= applied[a.invoice_id]
     paystore.set_applied(conn, attempt.attempt_id, applied)

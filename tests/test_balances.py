@@ -208,3 +208,31 @@ def test_a_payment_made_right_after_the_sample_export_shows_on_the_page(db_url, 
         assert after[number] == before - 100
     finally:
         store.close()
+
+
+def test_a_change_that_moves_an_invoice_waits_for_a_concurrent_change_of_it_then_computes_from_it(world):
+    """A refund (Stripe event) and a dispute resolution each wait while another transaction holds the invoice
+    (PostgreSQL: its row lock; SQLite: the write lock), then store what follows from what that one committed."""
+    import threading
+
+    from sqlalchemy import update
+
+    from portal import position
+    from portal.store import invoices
+
+    attempt_id = world.pay(["I1"], "card", {"I1": 20000})
+    world.dispute("I1", 1000)
+    for change in (lambda: world.event(attempt_id, "refund_full"), lambda: world._resolve(0)):
+        done = threading.Event()
+        with world.store.begin() as conn:  # another change of I1, in flight
+            conn.execute(update(invoices).where(invoices.c.invoice_id == "I1").values(number=invoices.c.number))
+            worker = threading.Thread(target=lambda c=change, d=done: (c(), d.set()))
+            worker.start()
+            assert not done.wait(1.0)  # it waits for that change to end
+        worker.join(30)
+        assert done.is_set()
+        with world.store.begin() as conn:
+            assert position.stored(conn) == position.recomputed(conn)
+    assert (world.model.open("I1"), world.model.status("I1")) == (50360, "open")
+    with world.store.begin() as conn:
+        assert position.stored(conn)["I1"][:3] == ("open", 50360, 0)

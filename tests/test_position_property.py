@@ -409,7 +409,10 @@ class World:
         """Payment and dispute emails of this step say where the invoices they name stand now."""
         by_number = {n: iid for iid, n in numbers.items()}
         for subject, _, text in mails(self.tmp / "outbox"):
-            for number, amount, status in standing_lines(text):
+            lines = standing_lines(text)
+            named = set(re.findall(r"INV-\d+", text.split("Where the invoice")[0]))
+            assert {number for number, _, _ in lines} == named, (subject, text)  # each invoice it names
+            for number, amount, status in lines:
                 iid = by_number[number]
                 assert (amount, status) == (usd(want[iid][0]), want[iid][1]), (subject, text)
 
@@ -505,6 +508,10 @@ class World:
         for p in json.loads(self.cli("report", "payments", "--format", "json")):
             for a in p["allocations"]:
                 assert (a["open"], a["status"]) == want[a["invoice_id"]], p
+        for row in csv_rows(self.cli("report", "payments", "--format", "csv")):
+            ids = [part.split(":")[0] for part in row["allocations"].split(";")]
+            pairs = zip(row["invoice_open"].split(";"), row["invoice_status"].split(";"), strict=True)
+            assert [(int(o), s) for o, s in pairs] == [want[i] for i in ids], row
         for d in json.loads(self.cli("report", "disputes", "--format", "json")):
             for i in d["invoices"]:
                 assert (i["open"], i["status"]) == want[i["invoice_id"]], d
