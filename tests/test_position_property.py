@@ -240,10 +240,14 @@ class World:
         assert response.status_code == (303 if ok else 400), (ids, typed, response.get_data(as_text=True)[:300])
         if response.status_code != 303:
             return None
-        attempt_id = self.standin.creates()[-1].param("client_reference_id")
+        session = self.standin.creates()[-1]
+        attempt_id = session.param("client_reference_id")
         amounts = {i: typed.get(i, m.due(i)) for i in ids}
         subtotal = sum(amounts.values())
         credit_used = min(m.available(CREDIT[0]), max(0, subtotal - 50)) if use_credit else 0
+        # Stripe's page asks for what the invoices owe (or the parts typed), less the credit: never more.
+        charged = sum(int(v) for k, v in session.params if k.endswith("[price_data][unit_amount]"))
+        assert charged == subtotal - credit_used, (ids, typed, charged, subtotal, credit_used)
         m.attempts[attempt_id] = Attempt(attempt_id, method, [(i, amounts[i]) for i in ids],
                                          [(CREDIT[0], credit_used)] if credit_used else [], subtotal,
                                          subtotal - credit_used)
