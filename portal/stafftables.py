@@ -29,7 +29,7 @@ from . import pgcsv, receiptlines, receiptrollup, reports
 from .disputestore import dispute_attachments, dispute_invoices, disputes
 from .money import to_decimal
 from .paystore import payment_allocations, payment_attempts, payment_credits
-from .position import ASKABLE, invoice_positions
+from .position import invoice_positions
 from .receiptrollup import receipt_rollup
 from .store import Store, customers, events, invoices
 
@@ -226,8 +226,6 @@ def _receipt_row(r: Any, today: date) -> dict[str, Any]:
         "currency": r.currency, "amount": int(r.amount), "balance": int(r.balance), "due_date": r.due_date,
         "days_overdue": _days_overdue(bool(r.is_open), r.due_date, today),
         "open": None if r.open_amount is None else int(r.open_amount), "status": r.status,
-        # "N days overdue" is shown only for what may still be asked for (a paid or disputed invoice is not late).
-        "askable": r.status in ASKABLE,
         "emails_sent": int(r.emails_sent), "link_opened": int(r.link_opened), "page_viewed": int(r.page_viewed),
         "documents_viewed": int(r.documents_viewed), "first_sent_at": r.first_sent_at,
         "first_opened_at": r.first_opened_at, "first_viewed_at": r.first_viewed_at,

@@ -10,7 +10,7 @@ from typing import Any
 from flask import Response, abort, redirect, request, url_for
 
 from portal import disputes as dispute_actions
-from portal import disputestore, reports, stafftables
+from portal import disputestore, position, reports, stafftables
 from portal.disputes import OUTCOMES, DisputeRefused
 from portal.errors import NotFound
 
@@ -65,7 +65,9 @@ def receipts() -> Any:
     store = services().store  # the receipts queries fold new events into the rollup first
     flt = _receipt_filter()
     result = _paged(stafftables.receipts_page, store, flt, default_sort="due_date", default_desc=False)
-    return page("staff/receipts.html", title="Receipts", result=result, flt=flt, args=request.args)
+    # "N days overdue" is shown only for what may still be asked for (a paid or disputed invoice is not late).
+    return page("staff/receipts.html", title="Receipts", result=result, flt=flt, args=request.args,
+                askable=position.ASKABLE)
 
 
 @bp.get("/receipts.csv")
