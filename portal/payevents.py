@@ -157,7 +157,12 @@ def _move(store: Store, conn: Any, attempt: Attempt, d: Derived, now: datetime) 
         facts.update(status=d.status, updated_at=now)
     # The payment counts from the first moment money arrived or a debit is under way, whatever it became
     # since: the same in every order of its events.
-    if attempt.counted_at is None and (d.status in COUNTED or d.paid):
+    if attempt.counted_at is not None and d.status in ("failed", "expired"):
+        # A debit that started and then failed never paid anything: what it had applied is released, as if
+        # the failure had been the first event delivered.
+        paystore.release_applied(conn, attempt.attempt_id)
+        facts.update(counted_at=None, unapplied=0, credit_applied=0)
+    elif attempt.counted_at is None and (d.status in COUNTED or d.paid):
         applied = _apply_allocations(conn, attempt, store.latest_as_of(conn))
         facts.update(applied, counted_at=now, needs_review=applied["needs_review"] or facts.get(
             "needs_review", attempt.needs_review))

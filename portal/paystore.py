@@ -234,6 +234,11 @@ def set_applied(conn: Connection, attempt_id: str, applied: dict[str, int], cred
         conn.execute(update(table).where(table.c.attempt_id == attempt_id, item == item_id).values(applied=amount))
 
 
+def release_applied(conn: Connection, attempt_id: str) -> None:
+    for table in (payment_allocations, payment_credits):
+        conn.execute(update(table).where(table.c.attempt_id == attempt_id).values(applied=0))
+
+
 def record_stripe_event(conn: Connection, event_id: str, event_type: str, received_at: datetime) -> None:
     """Insert the event's id; raises IntegrityError when it was already recorded (a duplicate delivery)."""
     conn.execute(insert(stripe_events).values(event_id=event_id, type=event_type, received_at=received_at))

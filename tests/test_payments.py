@@ -19,44 +19,10 @@ from portal.pages import invoice_slug
 from portal.payments import position
 from portal.reports import cash_application, cash_application_csv, payments
 from portal.signing import Signer
-from portal.site import Manifest, build, render_site
+from portal.site import Manifest, render_site
 from portal.store import StoreUnavailable
-from tests.stripe_standin import StripeStandIn
+from tests.payfixtures import WEBHOOK_SECRET
 from tests.webhook_helpers import all_events, make_app, outbox_messages
-
-WEBHOOK_SECRET = "whsec_test_0123456789abcdef"
-
-
-@pytest.fixture
-def standin():
-    server = StripeStandIn().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def pay_settings(settings, tmp_path, standin):
-    return settings.replace(stripe_secret_key="sk_test_standin", stripe_webhook_secret=WEBHOOK_SECRET,
-                            stripe_api_base=standin.base, build_dir=str(tmp_path / "build"),
-                            target=str(tmp_path / "published"), mail_url=f"outbox:{tmp_path / 'outbox'}")
-
-
-@pytest.fixture
-def built(pay_settings, store, export_dir):
-    build(export_dir, pay_settings.build_dir, pay_settings, store, workers=1)
-    return pay_settings
-
-
-@pytest.fixture
-def app(built, tmp_path):
-    with make_app(built, tmp_path) as app:
-        yield app
-        app.extensions["payments"].republisher.wait()
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
 
 
 def _usd_customer(store):
