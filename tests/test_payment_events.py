@@ -146,6 +146,17 @@ def test_the_stored_attempt_ends_the_same_in_every_delivery_order(store, standin
     assert in_order == shuffled
 
 
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_each_paths_events_delivered_newest_first_end_as_in_order(store, standin, usd_invoice, path):
+    # The one order every path is checked in, whatever Hypothesis samples: the exact reverse.
+    in_order, _ = _replay(store, standin, usd_invoice, path, list)
+    reversed_, _ = _replay(store, standin, usd_invoice, path, lambda events: events[::-1])
+    assert in_order["status"] == reversed_["status"] == PATHS[path][1]
+    for key in ("payment_intent", "charge"):
+        assert bool(in_order.pop(key)) == bool(reversed_.pop(key)), key
+    assert in_order == reversed_
+
+
 def test_a_refund_that_arrives_before_its_payment_waits_and_joins_it(store, standin, usd_invoice):
     customer_id, invoice = usd_invoice
     attempt_id = _new_attempt(store, customer_id, invoice, "card", 12_345)
