@@ -176,3 +176,25 @@ def test_a_refund_that_arrives_before_its_payment_waits_and_joins_it(store, stan
     assert (final["status"], final["refunded"], final["needs_review"]) == ("refunded", 12_345, True)
     with store.begin() as conn:
         assert paystore.orphans_for(conn, {full["data"]["object"]["payment_intent"]}) == []
+
+
+@pytest.mark.parametrize(("before", "path", "late", "after"), [
+    ("succeeded", "bank_settles", "payment_intent.processing", "succeeded"),
+    ("failed", "bank_fails", "payment_intent.processing", "failed"),
+    ("processing", "bank_settles", "checkout.session.completed", "processing"),
+    ("disputed", "card_dispute_won", "charge.dispute.closed", "reinstated"),
+])
+def test_an_attempt_moved_before_snapshots_were_kept_does_not_move_back(store, standin, usd_invoice, before, path,
+                                                                          late, after):
+    customer_id, invoice = usd_invoice
+    method = PATHS[path][0]
+    attempt_id = _new_attempt(store, customer_id, invoice, method, 12_345)
+    session = _session(standin, attempt_id, method)
+    number = session["id"].rsplit("_", 1)[-1]
+    with store.begin() as conn:  # as the old code left it: a status and the ids its events named, no snapshots
+        paystore.update_attempt(conn, attempt_id, status=before, payment_intent=f"pi_test_{number}",
+                                charge=f"ch_test_{number}" if before != "processing" else "",
+                                failure_reason="disputed: fraudulent" if before == "disputed" else "")
+    [event] = [e for e in path_events(standin, session, path) if e["type"] == late][-1:]
+    apply_event(store, event, now=NOW)
+    assert _final(store, attempt_id)["status"] == after
