@@ -288,3 +288,15 @@ def test_a_dispute_and_the_success_delivered_at_once_always_meet(client, app, st
         for t in threads:
             t.join(30)
         assert _attempt(store, session["client_reference_id"]).status == "disputed"
+
+
+def test_the_stripe_alarm_watches_for_events_of_the_other_mode():
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)  # CloudFormation's short tags
+    template = yaml.load((ROOT / "infra/template.yaml").read_text(), Loader=Loader)
+    pattern = template["Resources"]["StripeFailureMetricFilter"]["Properties"]["FilterPattern"]
+    assert '$.event = "stripe_livemode_mismatch"' in pattern  # the line the webhook logs (webhook/payments.py)
