@@ -19,6 +19,8 @@ from portal.store import Store
 from tests.pgserver import PostgresServer
 from tests.required import running
 
+pytest_plugins = ["tests.payfixtures"]
+
 AS_OF = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
 TEST_SECRET = "test-secret-key-0123456789abcdef"
 _databases = itertools.count(1)
