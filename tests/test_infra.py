@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import fnmatch
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Any
 
 import pytest
 from cfnlint.decode import decode
+
+from tests.tools import need
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "infra" / "template.yaml"
 # What CloudFront may serve from the bucket; everything else (docs/*, manifests) only through the webhook.
@@ -165,8 +166,7 @@ def problems(template: dict[str, Any]) -> list[str]:
 
 
 def test_cfn_lint_passes():
-    command = shutil.which("cfn-lint") or str(Path(sys.executable).parent / "cfn-lint")
-    done = subprocess.run([command, str(TEMPLATE)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([str(need("cfn-lint")), str(TEMPLATE)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
