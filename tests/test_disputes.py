@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from flask import Request
 from sqlalchemy import func, select, update
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
@@ -317,6 +318,41 @@ def test_a_forged_or_revoked_token_is_a_plain_404_and_stores_nothing(client, app
     _nothing_stored(store, built, app, tmp_path)
 
 
+def test_the_dispute_body_is_parsed_only_after_the_token_and_the_rate_limit(built, store, tmp_path, monkeypatch):
+    """Up to 50 MB of files: a forged token, or one over its rate limit, must not cost a parse of the body. Here
+    the body holds more parts than any parser takes (werkzeug refuses it, 413), so an answer about the token
+    shows that the body was never parsed."""
+    parsed = []
+    make_parser = Request.make_form_data_parser
+    monkeypatch.setattr(Request, "make_form_data_parser", lambda self: parsed.append(1) or make_parser(self))
+    customer, invs = _customer(store)
+    forged = Signer(built.replace(secret_key="not-our-secret-0123456789")).page_token("page", customer.customer_id, 1)
+
+    def post(client, token):
+        fields = MultiDict([("page_token", token), ("dispute_invoice", invs[0].invoice_id), ("reason", "tax"),
+                            *[(f"filler{n}", "x") for n in range(1500)]])
+        boundary, body = encode_multipart(fields)
+        return client.post("/dispute", data=body, content_type=f"multipart/form-data; boundary={boundary}")
+
+    with make_app(built, tmp_path, RATE_LIMIT_TOKEN="1/60") as app:
+        client = app.test_client()
+        assert post(client, forged).status_code == 404 and parsed == []
+        assert post(client, "not.a-token!").status_code == 404 and parsed == []
+        assert post(client, _token(built, customer.customer_id)).status_code == 413 and parsed == [1]
+        assert post(client, _token(built, customer.customer_id)).status_code == 429 and parsed == [1]
+    assert _count(store, disputestore.disputes) == 0
+
+
+def test_a_dispute_form_whose_first_field_is_not_the_token_is_refused(client, app, store, built, tmp_path):
+    customer, invs = _customer(store)
+    fields = MultiDict([("dispute_invoice", invs[0].invoice_id), ("page_token", _token(built, customer.customer_id)),
+                        ("reason", "tax"), ("message", "m")])
+    boundary, body = encode_multipart(fields)
+    response = client.post("/dispute", data=body, content_type=f"multipart/form-data; boundary={boundary}")
+    assert response.status_code == 404
+    _nothing_stored(store, built, app, tmp_path)
+
+
 # --- attachments are for staff only ------------------------------------------------------------------------
 
 
@@ -372,6 +408,30 @@ def test_pay_refuses_what_is_in_dispute(store, built, standin, tmp_path):
         assert ok.status_code == 303
         page = _page(paying, customer.customer_id, partly.invoice_id, paying.target)
         assert 'value="1.00"' in page
+
+
+def test_a_revoked_page_gets_a_plain_404_from_pay_not_the_dispute_holds_live_balance(store, built, standin,
+                                                                                     tmp_path):
+    paying = built.replace(stripe_secret_key="sk_test_standin", stripe_webhook_secret="whsec_test_0123456789abcdef",
+                           stripe_api_base=standin.base)
+    with make_app(paying, tmp_path) as app:
+        client = app.test_client()
+        customer, invs = _customer(store)
+        partly = invs[1]
+        _dispute(client, paying, customer.customer_id, [partly.invoice_id], **{
+            f"dispute_amount-{partly.invoice_id}": _amount(partly.balance - 100)})
+        app.extensions["disputes"].wait()
+        token = _token(paying, customer.customer_id)
+        held = client.post("/pay", data={"page_token": token, "invoice": partly.invoice_id, "method": "card"})
+        assert held.status_code == 400 and "at most" in held.text  # the guard speaks to the customer's own page
+        store.revoke(customer.customer_id)
+        for form in ({}, {f"amount-{partly.invoice_id}": _amount(partly.balance)}):
+            answer = client.post("/pay", data={"page_token": token, "invoice": partly.invoice_id, "method": "card",
+                                               **form})
+            assert answer.status_code == 404, answer.text
+            assert "at most" not in answer.text and "dispute" not in answer.text.lower()
+            assert _amount(100) not in answer.text and partly.number not in answer.text
+        assert standin.creates() == []
 
 
 # --- report formats ----------------------------------------------------------------------------------------

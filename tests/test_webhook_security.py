@@ -5,11 +5,15 @@ from __future__ import annotations
 import io
 import json
 import logging
+from urllib.parse import quote
 
 import pytest
+from sqlalchemy import func, select
 
-from portal.signing import Signer
-from tests.webhook_helpers import RELAXED, all_events, import_sample, make_app
+from portal.disputestore import questions
+from portal.signing import CanonicalTimedSerializer, Signer
+from tests.test_signing import respellings
+from tests.webhook_helpers import RELAXED, all_events, import_sample, make_app, outbox_messages
 from webhook.logs import JsonFormatter, RedactFilter, redact, token_ref
 from webhook.ratelimit import Limit, MemoryRateLimitStore, RateLimiter
 
@@ -123,10 +127,40 @@ def test_one_address_is_limited_across_routes_and_tokens(settings, tmp_path, led
 
 
 def test_fresh_link_form_is_limited_per_form(settings, tmp_path, ledger):
+    # A well-formed token with a signature of no secret of ours: refused, but counted as that form's.
+    forged = CanonicalTimedSerializer("not-our-secret-0123456789", salt="fresh").dumps(["C1", "c1", "", 1])
     with make_app(settings, tmp_path, RATE_LIMIT_FRESH="2/3600") as app:
         client = app.test_client()
-        codes = [client.post("/fresh", data={"token": "same-form"}).status_code for _ in range(3)]
+        codes = [client.post("/fresh", data={"token": forged}).status_code for _ in range(3)]
     assert codes == [404, 404, 429]
+
+
+def test_respelled_tokens_are_refused_and_neither_use_nor_bypass_the_tokens_budget(settings, tmp_path, store,
+                                                                                  ledger):
+    """itsdangerous reads many spellings of one token as that token; each spelling was a new key for the
+    per-token limit (40 of 40 respelled questions went through, each mailed to the collector)."""
+    signer = Signer(settings)
+    customer = sorted(ledger.customers)[0]
+    contact = next(c.contact_id for c in ledger.contacts if c.customer_id == customer)
+    page_token = signer.page_token("page", customer, 1)
+    link = signer.link_token(customer, contact, "", 1)
+    with make_app(settings, tmp_path, RATE_LIMIT_TOKEN="3/60") as app:
+        client = app.test_client()
+        spelled = (respellings(page_token) * 5)[:40]
+        asked = [client.post("/question", data={"page_token": variant, "message": "Why?"}).status_code
+                 for variant in spelled]
+        assert asked == [404] * 40
+        links = [client.get(f"/l/{quote(variant, safe='')}").status_code for variant in respellings(link)]
+        assert set(links) == {404}
+        # The genuine tokens still have their whole budget, and no more.
+        assert [client.post("/question", data={"page_token": page_token, "message": "Why?"}).status_code
+                for _ in range(4)] == [200, 200, 200, 429]
+        assert [client.get(f"/l/{link}").status_code for _ in range(4)] == [303, 303, 303, 429]
+        app.extensions["disputes"].wait()
+    with store.begin() as conn:
+        assert conn.execute(select(func.count()).select_from(questions)).scalar_one() == 3
+    assert len(outbox_messages(tmp_path)) == 3
+    assert store.count_events(kind="link_opened") == 3
 
 
 def test_memory_store_stays_bounded_and_windows_reset():

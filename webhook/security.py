@@ -13,9 +13,13 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask
 from werkzeug.exceptions import TooManyRequests
 
+from portal.signing import is_canonical
+
+from .errors import TokenRejected
+from .formtoken import form_token
 from .logs import event, security_log, token_ref
 from .services import client_ip, services
 
@@ -78,7 +82,10 @@ def rate_limited(scope: str, token_arg: str | None = "token") -> Callable:
     """Limit a route per client IP (one budget across all public routes) and per token.
 
     Per token matters because one leaked or scanned link should not be replayed thousands of times, even
-    from many addresses; per IP because random tokens cost us an HMAC check each.
+    from many addresses; per IP because random tokens cost us an HMAC check each. A token not in its
+    canonical spelling (portal.signing.is_canonical) is refused here, after the per-IP count and without
+    touching any token's budget: every genuine token has one spelling, so one budget. A form's token is read
+    before its body is parsed (webhook/formtoken.py).
     """
 
     def decorate(view: Callable) -> Callable:
@@ -88,8 +95,9 @@ def rate_limited(scope: str, token_arg: str | None = "token") -> Callable:
             rules = [(f"ip:{client_ip()}", s.limits["ip"])]
             token = kwargs.get(token_arg) if token_arg else None
             if token is None and token_arg:
-                token = request.form.get(token_arg)
-            if token:
+                token = form_token(token_arg)
+            canonical = not token or is_canonical(token)
+            if token and canonical:
                 limit = s.limits["fresh"] if scope == "fresh" else s.limits["token"]
                 rules.append((f"{scope}:{token_ref(token)}", limit))
             verdict = s.limiter.check(*rules)
@@ -97,6 +105,8 @@ def rate_limited(scope: str, token_arg: str | None = "token") -> Callable:
                 event("rate_limited", logger=security_log, route=scope, ip=client_ip(),
                       token=token_ref(token) if token else "", retry_after=verdict.retry_after)
                 raise TooManyRequests(retry_after=verdict.retry_after)
+            if not canonical:
+                raise TokenRejected(scope, token or "", "token not in canonical form")
             return view(*args, **kwargs)
 
         return wrapper
