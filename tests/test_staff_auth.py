@@ -303,6 +303,18 @@ def test_a_staff_user_needs_a_real_email_address(store):
     assert add_user(store, " Mixed@Example.COM ", PASSWORD).email == "mixed@example.com"
 
 
+def test_a_control_character_in_next_is_refused_not_a_500(client):
+    for target in ("/staff/\r\nSet-Cookie: a=b", "/staff/receipts\nX: y", "/staff/\x00", "/staff/\tx",
+                   "/staff/\x7f", "/staff/\x85"):
+        form = client.get("/staff/login", query_string={"next": target}).get_data(as_text=True)
+        assert 'name="next" value="/staff/"' in form, repr(target)
+        done = client.post("/staff/login", data={"email": VIEWER, "password": PASSWORD, "next": target,
+                                                 "csrf_token": hidden_field(form, "csrf_token")})
+        assert done.status_code == 302 and done.headers["Location"] == "/staff/", repr(target)
+        assert "a=b" not in done.headers.get("Set-Cookie", "")
+        client.post("/staff/logout", data={"csrf_token": csrf(client)})
+
+
 def test_login_redirects_only_inside_staff(client):
     form = client.get("/staff/login?next=//evil.example/x").get_data(as_text=True)
     assert 'name="next" value="/staff/"' in form
