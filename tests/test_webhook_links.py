@@ -3,6 +3,7 @@ records nothing, and no token reaches another customer's pages or documents."""
 
 from __future__ import annotations
 
+import csv
 import sys
 import threading
 import types
@@ -372,6 +373,30 @@ def test_fresh_link_goes_only_to_the_contact_on_file(client, store, ledger, sett
     kinds = [(e.kind, e.contact_id) for e in all_events(store)]
     assert kinds == [("email_sent", contact.contact_id), ("link_opened", contact.contact_id)]
     assert client.get("/fresh/sent").status_code == 200
+
+
+def test_fresh_link_for_an_invoice_number_with_a_line_break_gets_a_one_line_subject(client, store, ledger,
+                                                                                    settings, export_dir, tmp_path):
+    a, _ = _two_customers(ledger)
+    contact, invoice = _contact(ledger, a), _invoice(ledger, a)
+    path = export_dir / "invoices.csv"
+    with path.open(newline="", encoding="utf-8") as source:
+        rows = list(csv.DictReader(source))
+    for row in rows:
+        if row["invoice_id"] == invoice.invoice_id:
+            row["number"] = "INV-7\r\nBcc: stranger@evil.example\nX-Evil:  yes"
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    import_sample(store, settings, export_dir)
+    form = _fresh_form(client, settings, ledger, a, contact.contact_id, invoice.invoice_id)
+    response = client.post("/fresh", data={"token": form})
+    assert response.status_code == 303
+    [message] = outbox_messages(tmp_path)
+    assert message["Subject"].startswith("Your link to invoice INV-7 Bcc: stranger@evil.example X-Evil: yes")
+    assert message["Bcc"] is None and message["X-Evil"] is None
+    assert [a.addr_spec for a in message["To"].addresses] == [contact.email]
 
 
 def test_fresh_link_for_a_contact_no_longer_on_file_goes_to_the_contacts_on_file(client, ledger, settings,
