@@ -67,6 +67,17 @@ DOCUMENT_TYPES = {
     ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
     ".doc": "application/msword",
 }
+# Shown in the browser when opened; every other type is served as a download (`attachment`), on every target,
+# so no document (an .xml, a .txt with markup) is rendered on the origin that serves it.
+INLINE_TYPES = frozenset({".pdf", ".png", ".jpg", ".jpeg", ".gif", ".webp"})
+
+
+def document_disposition(name: str) -> str:
+    """`inline` or `attachment` for a document named `name` (by its extension): the one rule for the folder
+    target's /files/ route and for the S3 target's presigned URLs."""
+    return "inline" if Path(name).suffix.lower() in INLINE_TYPES else "attachment"
+
+
 # Control characters other than tab and line breaks (C0, DEL, C1); see the module docstring.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 # Deliberately strict: an address goes into mail headers, so no spaces, commas or line breaks.

@@ -16,6 +16,7 @@ import pytest
 
 from portal.signing import Signer
 from tests.ports import free_port
+from tests.test_publish import SHOWN
 from tests.webhook_helpers import (
     all_events,
     hidden_field,
@@ -456,6 +457,27 @@ def test_fresh_link_over_smtp(store, ledger, settings, tmp_path):
     assert recipients == [contact.email]
     event = next(e for e in all_events(store) if e.kind == "email_sent")
     assert event.detail == f"fresh_link {message['Message-ID']}"
+
+
+def test_folder_documents_download_unless_browsers_show_their_type_and_run_sandboxed(app, client, ledger, signer,
+                                                                                   tmp_path):
+    """The same rule as presigned S3 URLs (SHOWN in tests/test_publish.py), and a CSP sandbox: a document shown
+    in the browser runs no script and counts as another origin, whatever it holds. But a PDF: Chrome and Safari
+    show nothing for a sandboxed PDF (their viewer is a plugin no sandbox token allows), and run it apart from
+    our origin anyway."""
+    a, _ = _two_customers(ledger)
+    folder = tmp_path / "site" / "docs" / signer.customer_key(a, 1)
+    folder.mkdir(parents=True, exist_ok=True)
+    for extension, disposition in SHOWN.items():
+        name = "c" * 64 + extension
+        (folder / name).write_bytes(b"<?xml version='1.0'?><x/>")
+        token = app.extensions["portal"].files.dumps([a, 1, name, f"Delivery note{extension}"])
+        with client.get(f"/files/{token}") as served:
+            assert served.status_code == 200
+            assert served.headers["Content-Disposition"].startswith(disposition), extension
+            policy = [d.strip() for d in served.headers["Content-Security-Policy"].split(";")]
+            assert ("sandbox" in policy) == (extension != ".pdf"), (extension, policy)
+            assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
 
 
 def test_rendered_pdfs_are_saved_under_readable_names(client, store, ledger, signer, settings, tmp_path):
