@@ -56,7 +56,7 @@ def served_sample_site(folder: Path, **overrides: Any) -> Iterator[dict[str, Any
     site = folder / "site"
     settings = make_settings(f"sqlite:///{folder / 'portal.db'}", site_url=address, webhook_url=address,
                              mail_url=f"outbox:{folder / 'outbox'}", build_dir=str(site), target=str(site),
-                             **overrides)
+                             **{"private_target": str(folder / "private"), **overrides})
     export = write_sample(folder / "export", customers=3, invoices=8, seed=3, as_of=AS_OF)
     build(export, site, settings, workers=1)
     app = create_app(settings, site_dir=site, config=RELAXED)

@@ -15,7 +15,9 @@ from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
 from portal import disputestore
+from portal.config import warn_if_insecure
 from portal.disputes import DisputeRefused, attachment_for_staff, resolve, review, safe_name, sniff
+from portal.errors import ConfigError
 from portal.pages import invoice_slug
 from portal.reports import (
     DISPUTE_COLUMNS,
@@ -27,9 +29,10 @@ from portal.reports import (
 )
 from portal.signing import Signer
 from portal.site import build
+from portal.staffusers import add_user
 from portal.store import invoices
 from tests.stripe_standin import StripeStandIn
-from tests.webhook_helpers import make_app, outbox_messages
+from tests.webhook_helpers import hidden_field, make_app, outbox_messages
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -99,8 +102,17 @@ def _nothing_stored(store, built, app, tmp_path):
     assert _count(store, disputestore.disputes) == 0
     assert _count(store, disputestore.dispute_invoices) == 0
     assert _count(store, disputestore.dispute_attachments) == 0
-    assert not (Path(built.target) / "disputes").exists() or not any((Path(built.target) / "disputes").rglob("*"))
+    private = Path(built.effective_private_target) / "disputes"
+    assert not private.exists() or not any(private.rglob("*"))
     assert outbox_messages(tmp_path) == []
+
+
+def _nowhere_in_the_site(settings, *contents):
+    """No file of the site folders (what a static host serves) holds any of `contents`."""
+    for folder in (settings.target, settings.build_dir):
+        for path in Path(folder).rglob("*"):
+            assert not (path.is_file() and path.read_bytes() in contents), path
+        assert not (Path(folder) / "disputes").exists()
 
 
 def _page(settings, customer_id, invoice_id, folder):
@@ -134,8 +146,9 @@ def test_a_dispute_with_attachments_round_trips_to_storage_pages_email_and_repor
     assert [(f.n, f.filename, f.content_type, f.size) for f in files] == \
         [(1, "delivery_note.pdf", "application/pdf", len(PDF)), (2, "photo.png", "image/png", len(PNG))]
     assert files[0].path == f"disputes/{row['dispute_id']}/1-delivery_note.pdf"
-    assert (Path(built.target) / files[0].path).read_bytes() == PDF
+    assert (Path(built.effective_private_target) / files[0].path).read_bytes() == PDF
     assert attachment_for_staff(store, built, row["dispute_id"], 2) == PNG
+    _nowhere_in_the_site(built, PDF, PNG)
     app.extensions["disputes"].wait()
     # The collector hears about it; the customer's pages show it and hold the disputed part back from paying.
     [mail] = outbox_messages(tmp_path)
@@ -251,10 +264,52 @@ def test_a_path_traversal_filename_is_sanitised(client, app, store, built):
     with store.begin() as conn:
         [stored] = disputestore.attachments_of(conn, row["dispute_id"])
     assert stored.filename == "evil.pdf" and stored.path == f"disputes/{row['dispute_id']}/1-evil.pdf"
-    target = Path(built.target)
-    assert [p.relative_to(target).as_posix() for p in (target / "disputes").rglob("*") if p.is_file()] == \
+    private = Path(built.effective_private_target)
+    assert [p.relative_to(private).as_posix() for p in (private / "disputes").rglob("*") if p.is_file()] == \
         [stored.path]
-    assert not list(target.parent.glob("**/evil.pdf"))[1:]
+    assert not list(private.parent.glob("**/evil.pdf"))[1:]
+
+
+def test_attachments_live_outside_the_site_folders_and_staff_still_download_them(client, app, store, built,
+                                                                                  tmp_path):
+    """They were written into the published folder (disputes/<n>/<name>, guessable): any static host serving
+    that folder served them to anyone."""
+    customer, invs = _customer(store)
+    assert _dispute(client, built, customer.customer_id, [invs[0].invoice_id],
+                    files=[("signed delivery.pdf", PDF)]).status_code == 200
+    [row] = disputes(store)
+    app.extensions["disputes"].wait()  # the re-render and publish of the customer's pages
+    _nowhere_in_the_site(built, PDF)
+    assert Path(built.effective_private_target).resolve() == tmp_path / "private"  # the default, beside the site
+    assert attachment_for_staff(store, built, row["dispute_id"], 1) == PDF
+    add_user(store, "staff@example.com", "correct horse battery staple", "viewer")
+    staff = app.test_client()
+    form = staff.get("/staff/login").get_data(as_text=True)
+    staff.post("/staff/login", data={"email": "staff@example.com", "password": "correct horse battery staple",
+                                     "csrf_token": hidden_field(form, "csrf_token")})
+    got = staff.get(f"/staff/disputes/{row['dispute_id']}/attachments/1")
+    assert got.status_code == 200 and got.data == PDF
+
+
+def test_a_private_folder_inside_the_site_is_refused_and_old_attachments_are_pointed_out(settings, tmp_path,
+                                                                                       caplog):
+    site = tmp_path / "site"
+    for inside in (site / "private", site, site / "c" / "x"):
+        with pytest.raises(ConfigError, match="private_target.*inside target"):
+            settings.replace(target=str(site), build_dir=str(tmp_path / "build"), private_target=str(inside))
+    with pytest.raises(ConfigError, match="inside build_dir"):
+        settings.replace(build_dir=str(tmp_path), private_target=str(tmp_path / "private"))
+    with pytest.raises(ConfigError, match="inside what the site serves"):
+        settings.replace(target="s3://bucket/site", private_target="s3://bucket/site/docs/private")
+    assert settings.replace(target="s3://bucket/site").effective_private_target == "s3://bucket/site"
+    # Attachments an older version left in the site folder are not moved: every start says where they are.
+    (site / "disputes" / "3").mkdir(parents=True)
+    (site / "disputes" / "3" / "1-scan.pdf").write_bytes(PDF)
+    ok = settings.replace(target=str(site), build_dir=str(site), private_target=str(tmp_path / "vault"))
+    with caplog.at_level("WARNING", logger="portal.config"):
+        warn_if_insecure(ok)
+    assert f"dispute attachments are in the site folder {site / 'disputes'}" in caplog.text
+    assert str(tmp_path / "vault") in caplog.text
 
 
 def test_safe_names_and_sniffing():
@@ -361,7 +416,7 @@ def test_no_customer_route_reaches_an_attachment(client, app, store, built):
     _dispute(client, built, customer.customer_id, [invs[0].invoice_id], files=[("proof.pdf", PDF)])
     [row] = disputes(store)
     path = f"disputes/{row['dispute_id']}/1-proof.pdf"
-    assert (Path(built.target) / path).is_file()
+    assert (Path(built.effective_private_target) / path).is_file()
     # The webhook serves the published folder in development (site_dir): never its private prefix.
     for url in (f"/{path}", f"/c/../{path}", f"/assets/../{path}", f"/files/{path}", f"/d/{path}"):
         response = client.get(url)
