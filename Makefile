@@ -43,4 +43,4 @@ lint: install-test
 	$(BIN)/ruff check portal webhook tests bench
 
 clean:
-	rm -rf $(VENV) build/c build/docs build/assets build/.manifest.json demo portal.db outbox test-artifacts
+	rm -rf $(VENV) build/c build/docs build/assets build/.manifest.json demo portal.db outbox private test-artifacts
