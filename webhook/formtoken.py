@@ -91,15 +91,16 @@ def _first_multipart_field(boundary: bytes, name: str) -> str:
 
 def form_token(name: str) -> str:
     """The form field `name` (a token) as the first thing read of the request's body."""
-    if "form_token" in g:
-        return g.form_token
+    read: dict[str, str] = g.setdefault("form_tokens", {})
+    if name in read:
+        return read[name]
     mimetype, options = parse_options_header(request.headers.get("Content-Type", ""))
     if mimetype == "multipart/form-data" and "stream" not in vars(request._get_current_object()):
         token = _first_multipart_field(options.get("boundary", "").encode("latin-1"), name) \
             if options.get("boundary") else ""
     else:
         token = request.form.get(name, "")
-    g.form_token = token
+    read[name] = token
     return token
 
 
