@@ -163,6 +163,14 @@ def test_respelled_tokens_are_refused_and_neither_use_nor_bypass_the_tokens_budg
         assert asked == [404] * 40
         links = [client.get(f"/l/{quote(variant, safe='')}").status_code for variant in respellings(link)]
         assert set(links) == {404}
+        # Every other route that reads a token: beacons, unsubscribing, documents, the payment page.
+        others = [("post", "/r/", signer.page_token("view", customer, 1, "account")),
+                  ("post", "/u/", signer.page_token("unsubscribe", customer, 1, contact)),
+                  ("get", "/d/", signer.doc_token(customer, 1, "statement", "", "0" * 64 + ".pdf")),
+                  ("get", "/pay/done?ref=", signer.pay_ref("pa_0123", 1))]
+        for method, route, token in others:
+            for variant in respellings(token):
+                assert getattr(client, method)(f"{route}{quote(variant, safe='')}").status_code == 404, route
         # The genuine tokens still have their whole budget, and no more.
         assert [client.post("/question", data={"page_token": page_token, "message": "Why?"}).status_code
                 for _ in range(4)] == [200, 200, 200, 429]
@@ -172,6 +180,7 @@ def test_respelled_tokens_are_refused_and_neither_use_nor_bypass_the_tokens_budg
         assert conn.execute(select(func.count()).select_from(questions)).scalar_one() == 3
     assert len(outbox_messages(tmp_path)) == 3
     assert store.count_events(kind="link_opened") == 3
+    assert [e.kind for e in all_events(store) if e.kind != "question_asked"] == ["link_opened"] * 3
 
 
 def test_memory_store_stays_bounded_and_windows_reset():
