@@ -318,15 +318,16 @@ class _Reader:
         self.invalid_invoices: set[str] = set()
         # Files that could not be read at all: references into them are not reported either.
         self.failed_files: set[str] = set()
-        self.totals: dict[str, int] = {}
+        self.totals: dict[str, int] = {AMOUNTS: 0, LINE_AMOUNTS: 0}
 
     def add_to_total(self, total: str, amount: int) -> bool:
         """Add `amount` to the running `total` when the sum stays at most MAX_MINOR; False (nothing added)
         otherwise. Both reading paths call it for each row they take, in file order."""
-        value = self.totals.get(total, 0) + amount
+        totals = self.totals
+        value = totals[total] + amount
         if value > MAX_MINOR:
             return False
-        self.totals[total] = value
+        totals[total] = value
         return True
 
     def total_error(self, row: _Row, total: str) -> None:
@@ -580,7 +581,7 @@ def _read_invoices(reader: _Reader, ledger: Ledger) -> None:
     allow_foreign = reader.settings.allow_foreign_currency
     fields_of = table.getter("invoice_id", "customer_id", "number", "issue_date", "due_date", "currency",
                              "amount", "balance", "po_number", "terms", "description")
-    customers, invoices = ledger.customers, ledger.invoices
+    customers, invoices, totals = ledger.customers, ledger.invoices, reader.totals
     for line, fields in table.records():
         invoice_id, customer_id, number, issue_text, due_text, currency, amount_text, balance_text, po_number, \
             terms, description = fields_of(fields)
@@ -594,7 +595,9 @@ def _read_invoices(reader: _Reader, ledger: Ledger) -> None:
                     amount, balance = parse_amount(amount_text, currency), parse_amount(balance_text, currency)
                 except AmountError:
                     amount = balance = -1
-                if 0 <= balance <= amount and reader.add_to_total(AMOUNTS, amount):
+                # reader.add_to_total(AMOUNTS, amount), inline: this runs once per invoice.
+                if 0 <= balance <= amount and (total := totals[AMOUNTS] + amount) <= MAX_MINOR:
+                    totals[AMOUNTS] = total
                     seen[invoice_id] = line
                     invoices[invoice_id] = Invoice(invoice_id, customer_id, number, issue_date, due_date, amount,
                                                    balance, currency, po_number, terms, description)
@@ -637,7 +640,7 @@ def _read_lines(reader: _Reader, ledger: Ledger) -> None:
         return
     decimals: dict[str, Decimal] = {}
     fields_of = table.getter("invoice_id", "description", "quantity", "unit_price", "amount")
-    invoices, all_lines = ledger.invoices, ledger.lines
+    invoices, all_lines, totals = ledger.invoices, ledger.lines, reader.totals
     for line, fields in table.records():
         invoice_id, description, quantity_text, price_text, amount_text = fields_of(fields)
         invoice = invoices.get(invoice_id)
@@ -649,7 +652,8 @@ def _read_lines(reader: _Reader, ledger: Ledger) -> None:
             except AmountError:
                 pass
             else:
-                if reader.add_to_total(LINE_AMOUNTS, amount):
+                if (total := totals[LINE_AMOUNTS] + amount) <= MAX_MINOR:  # reader.add_to_total, inline
+                    totals[LINE_AMOUNTS] = total
                     lines = all_lines.setdefault(invoice_id, [])
                     lines.append(InvoiceLine(invoice_id, len(lines) + 1, description, quantity, unit_price, amount))
                     continue

@@ -25,6 +25,7 @@ _AMOUNT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 # The largest amount, in minor units: what a signed 64-bit integer holds (PostgreSQL's BIGINT, SQLite's
 # INTEGER, whose SUM() fails past it). Sums must stay below it too (portal/ledger.py caps an export's total).
 MAX_MINOR = 2**63 - 1
+_SAFE_DIGITS = len(str(MAX_MINOR)) - 1  # 18: any number of this many digits is below MAX_MINOR
 MAX_DECIMAL_TEXT = 40  # quantities and unit prices are kept as text of at most this length
 
 
@@ -64,10 +65,12 @@ def parse_amount(text: str, currency: str) -> int:
     places = digits(currency)
     if len(fraction) > places:
         raise AmountError(f'"{shown(text)}" has more than {places} decimals for {currency}')
-    # Counted before int(): a long enough text would cost time, and int() refuses 4,300 digits and more.
-    if len(whole.lstrip("-").lstrip("0")) + places > len(str(MAX_MINOR)):
-        raise AmountError(f'"{shown(text)}" is too large (at most {_largest(currency)})')
     # The text is plain digits (checked above), so this is exactly Decimal(text).scaleb(places), in integers.
+    if len(whole) + places <= _SAFE_DIGITS:  # the common case: fewer digits than MAX_MINOR's, so below it
+        return int(whole + fraction.ljust(places, "0"))
+    # Counted before int(): a long enough text would cost time, and int() refuses 4,300 digits and more.
+    if len(whole.lstrip("-").lstrip("0")) + places > _SAFE_DIGITS + 1:
+        raise AmountError(f'"{shown(text)}" is too large (at most {_largest(currency)})')
     minor = int(whole + fraction.ljust(places, "0"))
     if abs(minor) > MAX_MINOR:
         raise AmountError(f'"{shown(text)}" is too large (at most {_largest(currency)})')
