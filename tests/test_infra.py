@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import fnmatch
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,11 +18,15 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 
+from portal.config import load_settings
+from portal.disputes import PRIVATE_PREFIX
+from tests.tools import need
+
 TEMPLATE = Path(__file__).resolve().parent.parent / "infra" / "template.yaml"
 # What CloudFront may serve from the bucket; everything else (docs/*, manifests) only through the webhook.
 PUBLIC_PATTERNS = {"/c/*", "c/*", "/assets/*", "assets/*"}
 PUBLIC_PREFIXES = ("c/", "assets/")
-PRIVATE_SAMPLES = ("/docs/K3Y/0123abcd.pdf", "/.portal-manifest.json.gz", "/docs/x")
+PRIVATE_SAMPLES = ("/docs/K3Y/0123abcd.pdf", "/.portal-manifest.json.gz", "/docs/x", "/disputes/3/1-scan.pdf")
 
 
 @pytest.fixture(scope="module")
@@ -165,8 +168,7 @@ def problems(template: dict[str, Any]) -> list[str]:
 
 
 def test_cfn_lint_passes():
-    command = shutil.which("cfn-lint") or str(Path(sys.executable).parent / "cfn-lint")
-    done = subprocess.run([command, str(TEMPLATE)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([str(need("cfn-lint")), str(TEMPLATE)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -227,6 +229,38 @@ def test_the_function_is_wired_as_documented(template):
     alarms = resources(template, "AWS::CloudWatch::Alarm")
     filters = resources(template, "AWS::Logs::MetricFilter")
     assert len(alarms) >= 3 and any("stripe" in f["Properties"]["FilterPattern"] for f in filters.values())
+
+
+def _grants(template: dict[str, Any], role: str) -> dict[str, set[str]]:
+    """action -> the resources the role's policies allow it on (both sides of conditions)."""
+    granted: dict[str, set[str]] = {}
+    for policy in template["Resources"][role]["Properties"]["Policies"]:
+        for statement in branches(as_list(policy["PolicyDocument"]["Statement"])):
+            if statement.get("Effect") == "Allow":
+                for action in as_list(statement["Action"]):
+                    granted.setdefault(action, set()).update(text(r) for r in as_list(statement["Resource"]))
+    return granted
+
+
+def test_the_webhook_role_can_store_read_and_remove_dispute_attachments_where_the_code_puts_them(template):
+    """Every dispute with an attachment failed on the documented deployment: the role had no access to the
+    attachments' prefix. They go where the function's settings say (its target's disputes/ prefix by default),
+    and CloudFront never reads them."""
+    (function,) = resources(template, "AWS::Lambda::Function").values()
+    env = function["Properties"]["Environment"]["Variables"]
+    assert text(env["PORTAL_TARGET"]) == "s3://${SiteBucket}" and "PORTAL_PRIVATE_TARGET" not in env
+    settings = load_settings(env={}, config_file=None, secret_key="t" * 32, target="s3://bucket-name")
+    assert settings.effective_private_target == "s3://bucket-name"  # the key is disputes/<id>/<n>-<name>
+    attachments = "${SiteBucket.Arn}/" + PRIVATE_PREFIX + "*"
+    grants = _grants(template, function["Properties"]["Role"]["Fn::GetAtt"][0])
+    for action in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject"):
+        assert attachments in grants.get(action, set()), action
+    assert not any(attachments in resources for action, resources in grants.items()
+                   if action not in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject"))
+    assert role_problems(template) == []  # named resources, no wildcard
+    reads = [text(r) for s in _policy_statements(template) if s.get("Effect") == "Allow"
+             for r in as_list(s["Resource"])]
+    assert reads and not any("disputes" in arn or arn.endswith("}/*") for arn in reads)
 
 
 # --- the checker catches what it must ----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from portal import paystore
 from portal.pages import invoice_slug
 from portal.payments import position
 from portal.reports import cash_application, cash_application_csv, payments
-from portal.signing import Signer
+from portal.signing import PAY_REF_MAX_AGE, Signer
 from portal.site import Manifest, render_site
 from portal.store import StoreUnavailable
 from tests.payfixtures import WEBHOOK_SECRET
@@ -511,6 +511,43 @@ def test_success_page_tells_only_what_the_events_said(client, store, built, stan
     page = client.get(f"{success.path}?{success.query}")
     assert b"Bank payment pending" in page.data and "1–4 business days".encode() in page.data
     assert client.get("/pay/done?ref=forged").status_code == 404
+
+
+def test_the_payment_pages_die_with_a_revocation_expire_and_survive_a_key_rotation(client, store, built, standin,
+                                                                                   tmp_path, monkeypatch):
+    """The pages Stripe sends the customer back to named the attempt by a reference that never expired and
+    outlived `portal revoke`, showing the customer's new page address to whoever held the old one."""
+    cid, invoices = _usd_customer(store)
+    _pay(client, built, cid, [invoices[0].invoice_id])
+    sent = standin.creates()[0]
+    attempt_id = sent.param("client_reference_id")
+    back = [urlparse(sent.param(name)) for name in ("success_url", "cancel_url")]
+    signer = Signer(built)
+    first, second = signer.customer_key(cid, 1), signer.customer_key(cid, 2)
+    for url in back:
+        page = client.get(f"{url.path}?{url.query}")
+        assert page.status_code == 200 and f"/c/{first}/index.html" in page.text
+    store.revoke(cid)
+    for url in back:
+        page = client.get(f"{url.path}?{url.query}")
+        assert page.status_code == 404, url.path
+        assert first not in page.text and second not in page.text and attempt_id not in page.text
+    # A reference made at the new key version shows the new account page, until it expires.
+    fresh = signer.pay_ref(attempt_id, 2)
+    page = client.get(f"/pay/done?ref={fresh}")
+    assert page.status_code == 200 and f"/c/{second}/index.html" in page.text and attempt_id in page.text
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now - PAY_REF_MAX_AGE - 60)
+    stale = signer.pay_ref(attempt_id, 2)
+    monkeypatch.undo()
+    assert client.get(f"/pay/done?ref={stale}").status_code == 404
+    assert client.get(f"/pay/cancelled?ref={stale}").status_code == 404
+    # Signed with a secret that has since become a fallback: still read, during the rotation.
+    rotated = built.replace(secret_key="the-next-secret-0123456789", secret_key_fallbacks=(built.secret_key,))
+    with make_app(rotated, tmp_path / "rotated") as app:
+        assert app.test_client().get(f"/pay/done?ref={fresh}").status_code == 200
+    stranger = Signer(built.replace(secret_key="someone-elses-secret-0123"))
+    assert client.get(f"/pay/done?ref={stranger.pay_ref(attempt_id, 2)}").status_code == 404
 
 
 # --- reports -------------------------------------------------------------------------------------------------

@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import stripe
 from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, request
-from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 
 from portal import paystore
@@ -33,6 +33,7 @@ from portal.signing import TokenInvalid
 from portal.store import credits, invoices
 
 from .errors import TokenRejected
+from .formtoken import page_claims
 from .links import page_url
 from .logs import event, security_log
 from .security import CSP, rate_limited
@@ -46,7 +47,9 @@ MAX_INVOICES = 100  # a bound on the form; Checkout's 100 line items are kept by
 
 
 class Payments:
-    """Per-process payment services: the Stripe client, the background republisher, the reference signer."""
+    """Per-process payment services: the Stripe client, the background republisher, and the checks other
+    domains add to /pay (`guards`: the dispute hold), run with the verified customer id once the page token
+    and its key version have been checked; one that answers a response refuses the payment."""
 
     def __init__(self, app: Flask):
         settings = app.extensions["portal"].settings
@@ -54,7 +57,7 @@ class Payments:
         self.client = stripe.StripeClient(settings.stripe_secret_key or "sk_unset", base_addresses=base,
                                           max_network_retries=2)
         self.republisher = Republisher()
-        self.refs = URLSafeSerializer(settings.secret_key, salt="payment-ref")
+        self.guards: list[Callable[[str], Any]] = []
 
 
 def payments() -> Payments:
@@ -94,14 +97,12 @@ def pay() -> Any:
     if not s.settings.payments_enabled:
         return render("webhook/pay_status.html", 503, title="Online payment is not available",
                       message="Online payment is not configured yet.", detail="", reference="", account_url="")
-    token = request.form.get("page_token", "")
-    try:
-        claims = s.signer.read_page_token("page", token)
-    except TokenInvalid as exc:
-        raise TokenRejected("pay", token, str(exc)) from None
+    claims = page_claims("pay")  # first: a revoked page learns nothing, not even from a guard
     customer_id = claims.customer_id
-    if s.store.active_key_version(customer_id) != claims.key_version:
-        raise TokenRejected("pay", token, "revoked or unknown customer")
+    for guard in payments().guards:
+        refused = guard(customer_id)
+        if refused is not None:
+            return refused
     chosen = list(dict.fromkeys(request.form.getlist("invoice")))[:MAX_INVOICES + 1]
     if len(chosen) > MAX_INVOICES:
         return _refuse(f"At most {MAX_INVOICES} invoices can be paid at once.")
@@ -112,7 +113,7 @@ def pay() -> Any:
         event("payment_refused", reason=exc.message, ip=client_ip())
         return _refuse(exc.message)
     p = payments()
-    ref = p.refs.dumps(attempt_id)
+    ref = s.signer.pay_ref(attempt_id, claims.key_version)
     webhook = s.settings.effective_webhook_url
     params = session_params(attempt_id, customer_id, priced, webhook, ref)
     try:
@@ -202,16 +203,22 @@ STATUS_TEXT = {
 }
 
 
-def _attempt_for_ref(ref: str) -> paystore.Attempt:
+def _attempt_for_ref(ref: str) -> tuple[paystore.Attempt, str]:
+    """The attempt of a payment page's reference and the customer's account page. The reference expires, and
+    dies with its key version like every token: after `portal revoke` it shows nothing of the customer (the
+    plain 404), and the account page is the one at the reference's key version, which is the active one."""
+    s = services()
     try:
-        attempt_id = payments().refs.loads(ref)
-    except BadSignature:
-        raise TokenRejected("pay_done", ref, "bad payment reference") from None
-    with services().store.begin() as conn:
-        attempt = paystore.get_attempt(conn, str(attempt_id))
+        claims = s.signer.read_pay_ref(ref)
+    except TokenInvalid as exc:
+        raise TokenRejected("pay_done", ref, str(exc)) from None
+    with s.store.begin() as conn:
+        attempt = paystore.get_attempt(conn, claims.attempt_id)
     if attempt is None:
         raise TokenRejected("pay_done", ref, "unknown attempt")
-    return attempt
+    if s.store.active_key_version(attempt.customer_id) != claims.key_version:
+        raise TokenRejected("pay_done", ref, "revoked or unknown customer")
+    return attempt, page_url(attempt.customer_id, claims.key_version)
 
 
 def _account_url(customer_id: str) -> str:
@@ -224,7 +231,7 @@ def _account_url(customer_id: str) -> str:
 def pay_done() -> Any:
     """Where Checkout's success redirect lands. The redirect proves nothing: the page says what the events
     recorded so far say, and only "payment received" once an event confirmed it."""
-    attempt = _attempt_for_ref(request.args.get("ref", ""))
+    attempt, account_url = _attempt_for_ref(request.args.get("ref", ""))
     status = {"refunded": "succeeded", "partially_refunded": "succeeded", "disputed": "succeeded",
               "reinstated": "succeeded"}.get(
         attempt.status, attempt.status)
@@ -233,18 +240,17 @@ def pay_done() -> Any:
         detail = f"Reason: {attempt.failure_reason}. Your invoices are open again."
     verify_url = verification_url(services().store, attempt.attempt_id) if status == "verifying" else ""
     return render("webhook/pay_status.html", 200, title=title, message=message, detail=detail,
-                  reference=attempt.attempt_id, account_url=_account_url(attempt.customer_id),
-                  verify_url=verify_url)
+                  reference=attempt.attempt_id, account_url=account_url, verify_url=verify_url)
 
 
 @bp.get("/pay/cancelled")
 @rate_limited("pay_done", token_arg=None)
 def pay_cancelled() -> Any:
-    attempt = _attempt_for_ref(request.args.get("ref", ""))
+    _, account_url = _attempt_for_ref(request.args.get("ref", ""))
     return render("webhook/pay_status.html", 200, title="Payment cancelled",
                   message="You left the payment page: no payment was made.",
                   detail="You can choose invoices and pay again from your account at any time.",
-                  reference="", account_url=_account_url(attempt.customer_id))
+                  reference="", account_url=account_url)
 
 
 # --- /stripe/events ---------------------------------------------------------------------------------------
