@@ -6,9 +6,6 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-# System packages the tests use: a real browser, a real PostgreSQL server, wrk for the load benchmark.
-APT_PACKAGES := chromium postgresql wrk
-
 .PHONY: demo test install install-test system-deps bench lint clean
 
 $(BIN)/python:
@@ -18,22 +15,29 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 
-install-test: $(BIN)/python
+install-test: $(BIN)/python $(BIN)/checkov
 	$(BIN)/python -m pip install --quiet -e '.[test,server]'
+
+# The template scanner in an environment of its own (its pins would downgrade the project's boto3 and
+# pytest's packaging), linked next to the project's python, where tests/test_infra.py looks for it.
+$(BIN)/checkov: pyproject.toml | $(BIN)/python
+	$(PYTHON) -m venv $(VENV)/scan
+	$(VENV)/scan/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/scan/bin/python -m pip install --quiet --group scan
+	ln -sf ../scan/bin/checkov $(BIN)/checkov
 
 demo: install
 	$(BIN)/portal demo
 
-# Installs the system packages only when something is missing (root or sudo needed then).
+# Installs the system packages the tests use (a real browser, a real PostgreSQL server, wrk for the load
+# benchmark: tests/tools.py APT) only when something is missing (root or sudo needed then). tests/tools.py says
+# what is missing: it looks where the tests look (the packaged paths, not PATH).
 system-deps:
-	@missing=""; \
-	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
-	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
-	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	@missing="$$($(PYTHON) tests/tools.py apt-missing)"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 test: system-deps install-test
@@ -47,4 +51,4 @@ lint: install-test
 	$(BIN)/ruff check portal webhook tests bench
 
 clean:
-	rm -rf $(VENV) build/c build/docs build/assets build/.manifest.json demo portal.db outbox test-artifacts
+	rm -rf $(VENV) build/c build/docs build/assets build/.manifest.json demo portal.db outbox private test-artifacts

@@ -37,6 +37,7 @@ from portal.publish import publish  # noqa: E402
 from portal.sample import write_sample  # noqa: E402
 from portal.site import Manifest, build  # noqa: E402
 from tests.s3server import SeaweedS3  # noqa: E402
+from tests.tools import find, need  # noqa: E402
 
 AS_OF = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
 SECRET = "bench-secret-key-0123456789abcdef"
@@ -56,7 +57,7 @@ def ours(settings, site: Path, workers: int) -> tuple[float, int]:
 
 def aws_sync(site: Path, bucket: str, env: dict[str, str]) -> tuple[float, int]:
     # Dot-files (the build's manifest and lock) are not site objects; --delete matches what ours does.
-    command = ["aws", "s3", "sync", str(site), f"s3://{bucket}/site", "--delete", "--no-progress",
+    command = [str(need("aws")), "s3", "sync", str(site), f"s3://{bucket}/site", "--delete", "--no-progress",
                "--exclude", ".*", "--exclude", "*/.*"]
     seconds, done = timed(lambda: subprocess.run(command, env=env, capture_output=True, text=True))
     if done.returncode != 0:
@@ -120,8 +121,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=16, help="concurrent requests, for both tools")
     parser.add_argument("--build-workers", type=int, default=None, help="render processes (default: CPUs)")
     args = parser.parse_args()
-    if shutil.which("aws") is None:
-        raise SystemExit("the aws CLI is not installed (pip install awscli)")
+    if find("aws") is None:
+        raise SystemExit(f"the aws CLI is not installed: {sys.executable} -m pip install awscli")
 
     work = Path(tempfile.mkdtemp(prefix="bench-publish."))
     server = None

@@ -35,6 +35,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
+from tests.tools import find, need  # noqa: E402
+
 LUA = r"""
 local tokens = {}
 for line in io.lines(os.getenv("BENCH_TOKENS")) do tokens[#tokens + 1] = line end
@@ -153,7 +155,7 @@ def server_cpu_seconds(master_pid: int) -> float:
 
 def run_wrk(url: str, script: Path, tokens_file: Path, seconds: int, connections: int, master_pid: int) -> dict:
     cpu_before = server_cpu_seconds(master_pid)
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(script), url]
+    command = [str(need("wrk")), "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(script), url]
     answer = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60,
                             env={"BENCH_TOKENS": str(tokens_file), "PATH": "/usr/bin:/bin"})
     match = re.search(r"^BENCH (\{.*\})$", answer.stdout, re.M)
@@ -200,8 +202,8 @@ def main() -> int:
     parser.add_argument("--exact", type=int, default=2000, help="requests of the exact receipts check")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+    if find("wrk") is None:
+        print("wrk is not installed (apt-get install wrk; make test installs it)", file=sys.stderr)
         return 2
     from tests.gunicorn_server import GunicornServer
 

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 DEV_SECRET_KEY = "dev-insecure-secret-do-not-use-in-production"
 CONFIG_FILE = "portal.toml"
+DEFAULT_PRIVATE_FOLDER = "private"
+# What the site serves under a target (pages, assets, documents reached through presigned URLs).
+SITE_PREFIXES = ("c", "assets", "docs")
 
 # Keys that may only come from the environment.
 SECRET_KEYS = {"secret_key", "secret_key_fallbacks", "stripe_secret_key", "stripe_webhook_secret"}
@@ -48,6 +51,10 @@ class Settings:
     # Where `portal build` writes by default and where the webhook re-renders a customer after a payment
     # or a dispute before publishing the changed files to `target`.
     build_dir: str = "build"
+    # Private files (dispute attachments, under disputes/): a folder no web server serves, or s3://bucket/prefix
+    # outside what the CDN serves. Empty: the folder `private` for a folder target, the target itself for an
+    # S3 target (its disputes/ prefix; the CloudFront of infra/template.yaml reads only c/* and assets/*).
+    private_target: str = ""
     mail_url: str = "outbox:outbox"
     link_ttl_days: int = 60
     stripe_secret_key: str = ""
@@ -100,6 +107,12 @@ class Settings:
     @property
     def effective_webhook_url(self) -> str:
         return (self.webhook_url or self.site_url).rstrip("/")
+
+    @property
+    def effective_private_target(self) -> str:
+        if self.private_target:
+            return self.private_target
+        return self.target if self.target.startswith("s3://") else DEFAULT_PRIVATE_FOLDER
 
     @property
     def payments_enabled(self) -> bool:
@@ -241,7 +254,32 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError(f"dispute_reasons: {list(settings.dispute_reasons)} must be codes of a-z, 0-9 and _")
     if len(settings.secret_key) < 16:
         raise ConfigError("secret_key: PORTAL_SECRET_KEY must be at least 16 characters")
+    _validate_private_target(settings)
     return settings
+
+
+def _validate_private_target(settings: Settings) -> None:
+    """Private files must live where the site is not served from: outside the target and build folders, or
+    for S3 not under the target's c/, assets/ or docs/."""
+    private = settings.effective_private_target
+    key = "private_target" if settings.private_target else "private_target (default)"
+    if private.startswith("s3://"):
+        if urlparse(private).netloc == "":
+            raise ConfigError(f"{key}: {private!r} names no bucket (write s3://bucket/prefix)")
+        if settings.target.startswith("s3://"):
+            site = settings.target.rstrip("/") + "/"
+            if any((private.rstrip("/") + "/").startswith(f"{site}{part}/") for part in SITE_PREFIXES):
+                raise ConfigError(f"{key}: {private!r} is inside what the site serves ({site}c/, assets/, docs/)")
+        return
+    folder = Path(private).resolve()
+    for site_key in ("target", "build_dir"):
+        site = getattr(settings, site_key)
+        if site.startswith("s3://"):
+            continue
+        served = Path(site).resolve()
+        if folder.is_relative_to(served):
+            raise ConfigError(f"{key}: the folder {str(folder)!r} is inside {site_key} {str(served)!r}, which a web "
+                              "server may serve: set private_target (PORTAL_PRIVATE_TARGET) to a folder outside it")
 
 
 def _validate_mail(settings: Settings) -> None:
@@ -267,9 +305,19 @@ def _validate_mail(settings: Settings) -> None:
 
 
 def warn_if_insecure(settings: Settings) -> None:
-    """The development secret signs every link: say so loudly, every time it is used."""
+    """Say loudly, every time, what is unsafe: the development secret signs every link; dispute attachments
+    left in a site folder by an older version are served by any static host serving that folder (they are not
+    moved silently: docs/disputes.md says how)."""
     if settings.is_dev_secret:
         log.warning(
             "PORTAL_SECRET_KEY is not set: using the built-in DEVELOPMENT secret. Anyone can forge "
             "customer links with it. Set PORTAL_SECRET_KEY before publishing anything."
         )
+    for site_key in ("target", "build_dir"):
+        site = getattr(settings, site_key)
+        old = Path(site) / "disputes"
+        if not site.startswith("s3://") and old.is_dir() and any(p.is_file() for p in old.rglob("*")):
+            log.warning(
+                "%s: dispute attachments are in the site folder %s, where a static host serving it serves them. "
+                "Move them to %s/disputes (private_target; see docs/disputes.md).",
+                site_key, old, settings.effective_private_target)

@@ -6,8 +6,10 @@ and every refusal (`DisputeRefused`) happens before anything is written: no row,
 
 Lifecycle (staff): open -> under_review -> resolved (outcome: credit issued, corrected invoice, rejected,
 other). `review` and `resolve` are what the staff dashboard calls; a resolution emails the customer's
-contacts on file. Attachments are private objects under `disputes/<id>/` in the target (never under c/,
-assets/ or docs/, which the site serves); only `attachment_for_staff` reads them back.
+contacts on file. Attachments are private files under `disputes/<id>/` in the private target
+(`settings.effective_private_target`): for a folder target a folder outside the site (default `private/`), which
+no static host serving the site can reach; for S3 the target's `disputes/` prefix (or another bucket or prefix),
+which the CDN does not serve. Only `attachment_for_staff` reads them back.
 """
 
 from __future__ import annotations
@@ -152,16 +154,17 @@ def _check_uploads(uploads: Sequence[Upload]) -> list[tuple[Upload, str, str]]:
 
 
 def _write_private(settings: Settings, path: str, data: bytes, content_type: str) -> None:
-    if settings.target.startswith("s3://"):
+    private = settings.effective_private_target
+    if private.startswith("s3://"):
         from .s3target import make_client, parse_target, with_retries
 
-        bucket, prefix = parse_target(settings.target)
+        bucket, prefix = parse_target(private)
         key = f"{prefix}/{path}" if prefix else path
         client = make_client()
         with_retries(lambda: client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type,
                                                CacheControl="private, no-store"))
         return
-    target = Path(settings.target) / path
+    target = Path(private) / path
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.with_name(f".{target.name}.tmp")
     temp.write_bytes(data)
@@ -170,15 +173,16 @@ def _write_private(settings: Settings, path: str, data: bytes, content_type: str
 
 def _delete_private(settings: Settings, paths: Sequence[str]) -> None:
     """Best effort: remove what a failed submission wrote (its rows were rolled back)."""
+    private = settings.effective_private_target
     for path in paths:
         try:
-            if settings.target.startswith("s3://"):
+            if private.startswith("s3://"):
                 from .s3target import make_client, parse_target
 
-                bucket, prefix = parse_target(settings.target)
+                bucket, prefix = parse_target(private)
                 make_client().delete_object(Bucket=bucket, Key=f"{prefix}/{path}" if prefix else path)
             else:
-                (Path(settings.target) / path).unlink(missing_ok=True)
+                (Path(private) / path).unlink(missing_ok=True)
         except Exception:  # noqa: BLE001 - cleanup must not hide the original error
             log.exception("could not remove dispute attachment %s", path)
 
@@ -193,12 +197,17 @@ def attachment_for_staff(store: Store, settings: Settings, dispute_id: int, n: i
         raise NotFound(f"dispute {dispute_id} has no attachment {n}")
     if not row.path.startswith(PRIVATE_PREFIX) or ".." in row.path.split("/"):
         raise NotFound(f"dispute {dispute_id} attachment {n}: unexpected storage path")
-    if settings.target.startswith("s3://"):
+    private = settings.effective_private_target
+    if private.startswith("s3://"):
         from .s3target import presign
 
         # A download, never shown inline: it is whatever a customer uploaded (as the folder target's route).
-        return presign(settings.target, row.path, expires_in, row.filename, disposition="attachment")
-    return (Path(settings.target) / row.path).read_bytes()
+        return presign(private, row.path, expires_in, row.filename, disposition="attachment")
+    file = Path(private) / row.path
+    if not file.is_file():
+        raise NotFound(f"dispute {dispute_id} attachment {n}: no file {file} (attachments written before "
+                       "private_target existed are in the site folder's disputes/: see docs/disputes.md)")
+    return file.read_bytes()
 
 
 # --- submissions --------------------------------------------------------------------------------------------

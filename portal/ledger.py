@@ -9,6 +9,12 @@ that name each problem (`_customer_row` ...). The fast path only takes a row tho
 without a word, with the same effect, so both give the same ledger and the same messages in the same order
 (tests/test_ledger_fastpath.py compares them); it exists because the checks' per-row cost was most of a
 full build's serial time at 100,000 invoices.
+
+What both paths share is checked where records are read (`_Table.records`), once for every row: a control
+character in any field (NUL, ESC, BEL...: refused by PostgreSQL, or harmful in a terminal, a header, a PDF; tab
+and line breaks are text) is reported and the row is left out. Amounts are plain ASCII decimals below 2^63 minor
+units (portal/money.py), and so are the running totals of an export's invoice and credit amounts and of its
+line amounts (`_Reader.add_to_total`): every sum the portal makes of them fits in a 64-bit integer.
 """
 
 from __future__ import annotations
@@ -32,9 +38,24 @@ from babel import Locale, UnknownLocaleError
 from .config import Settings
 from .errors import ExportInvalid
 from .gcpause import collector_paused
-from .money import AmountError, is_currency, parse_amount, parse_decimal
+from .money import MAX_MINOR, AmountError, is_currency, parse_amount, parse_decimal
 
 ROLES = ("billing", "approver", "other")
+# The running totals kept below MAX_MINOR: invoice and credit amounts together, and line amounts.
+AMOUNTS, LINE_AMOUNTS = "invoice and credit amounts", "line amounts"
+# The columns read from each file (others are ignored, and so is what they hold), and the id column of the
+# files other rows refer to, with the _Reader's set of ids whose row was refused.
+COLUMNS = {
+    "customers.csv": ("customer_id", "name", "currency", "locale", "group", "collector"),
+    "contacts.csv": ("customer_id", "email", "contact_id", "name", "role"),
+    "invoices.csv": ("invoice_id", "customer_id", "number", "issue_date", "due_date", "currency", "amount",
+                     "balance", "po_number", "terms", "description"),
+    "invoice_lines.csv": ("invoice_id", "description", "quantity", "unit_price", "amount"),
+    "credits.csv": ("credit_id", "customer_id", "number", "issue_date", "amount", "balance", "currency",
+                    "description"),
+    "documents.csv": ("document_id", "customer_id", "file", "invoice_id", "kind", "title"),
+}
+_REFERRED = {"customers.csv": ("customer_id", "invalid_customers"), "invoices.csv": ("invoice_id", "invalid_invoices")}
 DOCUMENT_KINDS = ("invoice", "po", "contract", "delivery", "statement", "other")
 # Supplied documents are served to customers as downloads: only types that do not run in a browser.
 DOCUMENT_TYPES = {
@@ -46,6 +67,19 @@ DOCUMENT_TYPES = {
     ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
     ".doc": "application/msword",
 }
+# Shown in the browser when opened; every other type is served as a download (`attachment`), on every target,
+# so no document (an .xml, a .txt with markup) is rendered on the origin that serves it.
+INLINE_TYPES = frozenset({".pdf", ".png", ".jpg", ".jpeg", ".gif", ".webp"})
+
+
+def document_disposition(name: str) -> str:
+    """`inline` or `attachment` for a document named `name` (by its extension): the one rule for the folder
+    target's /files/ route and for the S3 target's presigned URLs."""
+    return "inline" if Path(name).suffix.lower() in INLINE_TYPES else "attachment"
+
+
+# Control characters other than tab and line breaks (C0, DEL, C1); see the module docstring.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 # Deliberately strict: an address goes into mail headers, so no spaces, commas or line breaks.
 _EMAIL = re.compile(r"[^@\s,;<>\"']+@[^@\s,;<>\"']+\.[^@\s,;<>\"']+")
 
@@ -212,16 +246,21 @@ class _Row:
 class _Table:
     """One CSV file being read: its header and its records, each with the line it starts on."""
 
-    __slots__ = ("name", "header", "reader", "problems", "index")
+    __slots__ = ("name", "header", "reader", "problems", "index", "dirty", "invalid")
 
-    def __init__(self, name: str, header: list[str], reader, problems: list[str]):
+    def __init__(self, name: str, header: list[str], reader, problems: list[str], dirty: bool = False,
+                 invalid: tuple[str, set[str]] | None = None):
         self.name, self.header, self.reader, self.problems = name, header, reader, problems
         # The last of repeated columns, as the _Row's dict(zip(header, ...)) keeps it.
         self.index = {column: position for position, column in enumerate(header)}
+        # Whether the file holds a control character anywhere (one search of the whole text), and where the
+        # id of a row refused for one goes (its column, the reader's set of invalid ids).
+        self.dirty, self.invalid = dirty, invalid
 
     def records(self) -> Iterator[tuple[int, list[str]]]:
-        """(line, stripped fields + one "" after them) for each non-blank record of the header's width;
-        other records are reported. The trailing "" stands in for optional columns the file lacks."""
+        """(line, stripped fields + one "" after them) for each non-blank record of the header's width
+        without control characters; other records are reported. The trailing "" stands in for optional
+        columns the file lacks."""
         name, reader, problems = self.name, self.reader, self.problems
         width = len(self.header)
         strip = str.strip
@@ -235,10 +274,28 @@ class _Table:
                     problems.append(f"{name}:{line}: the row has {len(record)} fields, the header has {width}")
                     continue
                 fields = list(map(strip, record))
+                if self.dirty and self._has_control(line, fields):
+                    continue
                 fields.append("")
                 yield line, fields
         except csv.Error as exc:  # the rest of the file cannot be split into records
             problems.append(f"{name}:{previous + 1}: {exc}")
+
+    def _has_control(self, line: int, fields: list[str]) -> bool:
+        """Report each read field of the record that holds a control character; True if any does."""
+        found = False
+        for column in COLUMNS.get(self.name, self.header):
+            position = self.index.get(column)
+            match = _CONTROL.search(fields[position]) if position is not None else None
+            if match:
+                found = True
+                self.problems.append(f"{self.name}:{line}: {column}: contains the control character "
+                                     f"U+{ord(match.group()):04X}; remove it")
+        if found and self.invalid is not None:
+            column, ids = self.invalid
+            if ident := fields[self.index[column]]:
+                ids.add(ident)  # references to this row are not reported again
+        return found
 
     def getter(self, *columns: str) -> Callable[[list[str]], tuple[str, ...]]:
         """fields -> the values of `columns` ("" for a column the file does not have)."""
@@ -261,6 +318,21 @@ class _Reader:
         self.invalid_invoices: set[str] = set()
         # Files that could not be read at all: references into them are not reported either.
         self.failed_files: set[str] = set()
+        self.totals: dict[str, int] = {AMOUNTS: 0, LINE_AMOUNTS: 0}
+
+    def add_to_total(self, total: str, amount: int) -> bool:
+        """Add `amount` to the running `total` when the sum stays at most MAX_MINOR; False (nothing added)
+        otherwise. Both reading paths call it for each row they take, in file order."""
+        totals = self.totals
+        value = totals[total] + amount
+        if value > MAX_MINOR:
+            return False
+        totals[total] = value
+        return True
+
+    def total_error(self, row: _Row, total: str) -> None:
+        row.error("amount", f"with the {total} before it, adds up to more than {MAX_MINOR} minor units, the most "
+                            "the portal can add up")
 
     def fail(self, name: str, message: str) -> None:
         self.failed_files.add(name)
@@ -308,7 +380,9 @@ class _Reader:
             self.fail(name, f"{name}:1: {column}: required column is missing")
         if missing:
             return None
-        return _Table(name, header, reader, self.problems)
+        referred = _REFERRED.get(name)
+        invalid = (referred[0], getattr(self, referred[1])) if referred else None
+        return _Table(name, header, reader, self.problems, _CONTROL.search(text) is not None, invalid)
 
     def rows(self, name: str, required_columns: tuple[str, ...], required: bool = True) -> Iterator[_Row]:
         """Every record of the file as a _Row (the small files, which have no fast path)."""
@@ -507,7 +581,7 @@ def _read_invoices(reader: _Reader, ledger: Ledger) -> None:
     allow_foreign = reader.settings.allow_foreign_currency
     fields_of = table.getter("invoice_id", "customer_id", "number", "issue_date", "due_date", "currency",
                              "amount", "balance", "po_number", "terms", "description")
-    customers, invoices = ledger.customers, ledger.invoices
+    customers, invoices, totals = ledger.customers, ledger.invoices, reader.totals
     for line, fields in table.records():
         invoice_id, customer_id, number, issue_text, due_text, currency, amount_text, balance_text, po_number, \
             terms, description = fields_of(fields)
@@ -521,7 +595,9 @@ def _read_invoices(reader: _Reader, ledger: Ledger) -> None:
                     amount, balance = parse_amount(amount_text, currency), parse_amount(balance_text, currency)
                 except AmountError:
                     amount = balance = -1
-                if 0 <= balance <= amount:
+                # reader.add_to_total(AMOUNTS, amount), inline: this runs once per invoice.
+                if 0 <= balance <= amount and (total := totals[AMOUNTS] + amount) <= MAX_MINOR:
+                    totals[AMOUNTS] = total
                     seen[invoice_id] = line
                     invoices[invoice_id] = Invoice(invoice_id, customer_id, number, issue_date, due_date, amount,
                                                    balance, currency, po_number, terms, description)
@@ -544,6 +620,10 @@ def _invoice_row(reader: _Reader, ledger: Ledger, row: _Row, seen: dict[str, int
     if issue_date and due_date and due_date < issue_date:
         reader.warnings.append(f"invoices.csv:{row.line}: due_date: {due_date} is before issue_date "
                                f"{issue_date}")
+    if amount is not None and balance is not None and invoice_id and customer and number and issue_date \
+            and due_date and not reader.add_to_total(AMOUNTS, amount):
+        reader.total_error(row, AMOUNTS)
+        amount = None
     if invoice_id and customer and number and issue_date and due_date and amount is not None \
             and balance is not None:
         ledger.invoices[invoice_id] = Invoice(
@@ -560,7 +640,7 @@ def _read_lines(reader: _Reader, ledger: Ledger) -> None:
         return
     decimals: dict[str, Decimal] = {}
     fields_of = table.getter("invoice_id", "description", "quantity", "unit_price", "amount")
-    invoices, all_lines = ledger.invoices, ledger.lines
+    invoices, all_lines, totals = ledger.invoices, ledger.lines, reader.totals
     for line, fields in table.records():
         invoice_id, description, quantity_text, price_text, amount_text = fields_of(fields)
         invoice = invoices.get(invoice_id)
@@ -572,9 +652,11 @@ def _read_lines(reader: _Reader, ledger: Ledger) -> None:
             except AmountError:
                 pass
             else:
-                lines = all_lines.setdefault(invoice_id, [])
-                lines.append(InvoiceLine(invoice_id, len(lines) + 1, description, quantity, unit_price, amount))
-                continue
+                if (total := totals[LINE_AMOUNTS] + amount) <= MAX_MINOR:  # reader.add_to_total, inline
+                    totals[LINE_AMOUNTS] = total
+                    lines = all_lines.setdefault(invoice_id, [])
+                    lines.append(InvoiceLine(invoice_id, len(lines) + 1, description, quantity, unit_price, amount))
+                    continue
         _line_row(reader, ledger, table.row(line, fields))
 
 
@@ -586,6 +668,9 @@ def _line_row(reader: _Reader, ledger: Ledger, row: _Row) -> None:
     quantity = row.decimal("quantity", "quantity")
     unit_price = row.decimal("unit_price", "price")
     amount = row.amount("amount", invoice.currency) if invoice else None
+    if invoice and amount is not None and not reader.add_to_total(LINE_AMOUNTS, amount):
+        reader.total_error(row, LINE_AMOUNTS)
+        amount = None
     if invoice and amount is not None:
         lines = ledger.lines.setdefault(invoice_id, [])
         lines.append(InvoiceLine(invoice_id, len(lines) + 1, row.get("description"), quantity,
@@ -607,6 +692,10 @@ def _read_credits(reader: _Reader, ledger: Ledger) -> None:
             row.error("currency", f"{currency} differs from the customer's {customer.currency}")
             currency = ""
         amount, balance = row.amount_and_balance(currency, "write a credit as a positive amount")
+        if credit_id and customer and number and issue_date and amount is not None and balance is not None \
+                and not reader.add_to_total(AMOUNTS, amount):
+            reader.total_error(row, AMOUNTS)
+            amount = None
         if credit_id and customer and number and issue_date and amount is not None and balance is not None:
             ledger.credits[credit_id] = Credit(credit_id, customer_id, number, issue_date, amount, balance,
                                                currency, row.get("description"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import smtplib
 import ssl
 import time
@@ -199,20 +200,29 @@ def _environment(dirs: tuple[Path, ...]) -> Environment:
                        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def one_line(text: str) -> str:
+    """Text for a header (a subject, a display name): control characters and line breaks become spaces (a line
+    break is refused in a header, and would end it), runs of spaces one."""
+    return " ".join(_CONTROL.sub(" ", text).split())
+
+
 def render_message(settings: Settings, template: str, to: tuple[str, str], subject: str, **context: object
                    ) -> EmailMessage:
     """A multipart (text + HTML) message from `templates/email/<template>.txt` and `.html`.
 
-    `to` is (name, address); names and subjects go through the email package's header encoding, so a
-    newline in an ERP field can never add a header.
+    `to` is (name, address). Every header built from data is made here and made one line (`one_line`): an
+    invoice number, a customer or company name with a line break in it cannot fail the message or add a header.
     """
     env = _environment(tuple(template_dirs(settings)))
     context = {"company": settings.company_name, "support_email": settings.support_email, **context}
     message = EmailMessage()
-    message["Subject"] = subject
-    message["From"] = formataddr((settings.company_name, settings.mail_from or settings.support_email))
+    message["Subject"] = one_line(subject)
+    message["From"] = formataddr((one_line(settings.company_name), settings.mail_from or settings.support_email))
     name, address = to
-    message["To"] = Address(display_name=" ".join(name.split()), addr_spec=address)
+    message["To"] = Address(display_name=one_line(name), addr_spec=address)
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(env.get_template(f"email/{template}.txt").render(**context))
     message.add_alternative(env.get_template(f"email/{template}.html").render(**context), subtype="html")

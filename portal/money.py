@@ -18,9 +18,15 @@ from babel.numbers import (
     list_currencies,
 )
 
-# A plain decimal in major units: optional minus, digits, optional fraction. No thousands separators,
-# no exponent, no currency sign: an ERP export that writes "1,234.50" or "12,50" must be told so.
-_AMOUNT = re.compile(r"-?\d+(\.\d+)?")
+# A plain decimal in major units: optional minus, ASCII digits, optional fraction. No thousands separators,
+# no exponent, no currency sign: an ERP export that writes "1,234.50" or "12,50" must be told so. ASCII only:
+# `\d` and int() also take Arabic-Indic, fullwidth and other digits, which no ERP means as an amount.
+_AMOUNT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+# The largest amount, in minor units: what a signed 64-bit integer holds (PostgreSQL's BIGINT, SQLite's
+# INTEGER, whose SUM() fails past it). Sums must stay below it too (portal/ledger.py caps an export's total).
+MAX_MINOR = 2**63 - 1
+_SAFE_DIGITS = len(str(MAX_MINOR)) - 1  # 18: any number of this many digits is below MAX_MINOR
+MAX_DECIMAL_TEXT = 40  # quantities and unit prices are kept as text of at most this length
 
 
 class AmountError(ValueError):
@@ -43,24 +49,46 @@ def digits(currency: str) -> int:
     return get_currency_precision(currency)
 
 
+def shown(text: str, limit: int = 40) -> str:
+    """`text` for a message: as it is when short, else its start and its length (a 5,000-digit amount is not
+    echoed whole)."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
 def parse_amount(text: str, currency: str) -> int:
-    """'1234.50' (major units) -> 123450 (minor units). Refuses more decimals than the currency has."""
+    """'1234.50' (major units) -> 123450 (minor units). Refuses more decimals than the currency has, and an
+    amount of MAX_MINOR minor units or more either way."""
     text = text.strip()
     if not _AMOUNT.fullmatch(text):
-        raise AmountError(f'"{text}" is not a number (write it like 1234.50)')
+        raise AmountError(f'"{shown(text)}" is not a number (write it like 1234.50)')
     whole, _, fraction = text.partition(".")
     places = digits(currency)
     if len(fraction) > places:
-        raise AmountError(f'"{text}" has more than {places} decimals for {currency}')
+        raise AmountError(f'"{shown(text)}" has more than {places} decimals for {currency}')
     # The text is plain digits (checked above), so this is exactly Decimal(text).scaleb(places), in integers.
-    return int(whole + fraction.ljust(places, "0"))
+    if len(whole) + places <= _SAFE_DIGITS:  # the common case: fewer digits than MAX_MINOR's, so below it
+        return int(whole + fraction.ljust(places, "0"))
+    # Counted before int(): a long enough text would cost time, and int() refuses 4,300 digits and more.
+    if len(whole.lstrip("-").lstrip("0")) + places > _SAFE_DIGITS + 1:
+        raise AmountError(f'"{shown(text)}" is too large (at most {_largest(currency)})')
+    minor = int(whole + fraction.ljust(places, "0"))
+    if abs(minor) > MAX_MINOR:
+        raise AmountError(f'"{shown(text)}" is too large (at most {_largest(currency)})')
+    return minor
+
+
+def _largest(currency: str) -> str:
+    return str(to_decimal(MAX_MINOR, currency))
 
 
 def parse_decimal(text: str, what: str = "number") -> Decimal:
-    """A plain decimal such as a quantity or a unit price with extra precision."""
+    """A plain decimal such as a quantity or a unit price with extra precision (at most MAX_DECIMAL_TEXT
+    characters: it is kept as text)."""
     text = text.strip()
     if not _AMOUNT.fullmatch(text):
-        raise AmountError(f'"{text}" is not a {what}')
+        raise AmountError(f'"{shown(text)}" is not a {what}')
+    if len(text) > MAX_DECIMAL_TEXT:
+        raise AmountError(f'"{shown(text)}" is too long for a {what} (at most {MAX_DECIMAL_TEXT} characters)')
     try:
         return Decimal(text)
     except InvalidOperation:  # pragma: no cover - the regex already refused it

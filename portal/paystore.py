@@ -9,12 +9,28 @@ effect, and a second delivery of the same event fails on that key and changes no
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Column, Index, String, Table, Text, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    delete,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Connection
 
 from .store import ID, UTCDateTime, metadata
@@ -75,6 +91,24 @@ stripe_events = Table(
     Column("event_id", String(255), primary_key=True),
     Column("type", String(100), nullable=False),
     Column("attempt_id", String(64), nullable=False, default=""),
+    Column("received_at", UTCDateTime, nullable=False),
+)
+
+
+# The newest snapshot of each Stripe object an event showed (portal.paystate): the attempt's state is derived
+# from them. `attempt_id` is "" for a refund or dispute that arrived before any event told us whose payment
+# it is (an orphan): it joins its attempt as soon as one names its PaymentIntent or Charge.
+stripe_snapshots = Table(
+    "stripe_snapshots", metadata,
+    Column("object_id", String(255), primary_key=True),
+    Column("attempt_id", String(64), nullable=False, index=True),
+    Column("kind", String(20), nullable=False),
+    Column("intent", String(255), nullable=False, index=True),
+    Column("charge", String(255), nullable=False, index=True),
+    Column("created", BigInteger, nullable=False),
+    Column("rank", Integer, nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("data", Text, nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
 )
 
@@ -200,6 +234,11 @@ def set_applied(conn: Connection, attempt_id: str, applied: dict[str, int], cred
         conn.execute(update(table).where(table.c.attempt_id == attempt_id, item == item_id).values(applied=amount))
 
 
+def release_applied(conn: Connection, attempt_id: str) -> None:
+    for table in (payment_allocations, payment_credits):
+        conn.execute(update(table).where(table.c.attempt_id == attempt_id).values(applied=0))
+
+
 def record_stripe_event(conn: Connection, event_id: str, event_type: str, received_at: datetime) -> None:
     """Insert the event's id; raises IntegrityError when it was already recorded (a duplicate delivery)."""
     conn.execute(insert(stripe_events).values(event_id=event_id, type=event_type, received_at=received_at))
@@ -226,3 +265,73 @@ def all_allocations(conn: Connection, credits: bool = False) -> dict[str, list[A
     for r in conn.execute(select(table).order_by(table.c.attempt_id, item)):
         result.setdefault(r.attempt_id, []).append(r)
     return result
+
+
+# --- Stripe object snapshots (portal.paystate) -----------------------------------------------------------
+
+
+def _snapshot(row: Any) -> Any:
+    from .paystate import Snapshot
+
+    return Snapshot(row.object_id, row.kind, row.created, row.rank, row.event_id, row.intent, row.charge,
+                    json.loads(row.data))
+
+
+def snapshots_of(conn: Connection, attempt_id: str) -> list[Any]:
+    return [_snapshot(r) for r in conn.execute(select(stripe_snapshots)
+                                               .where(stripe_snapshots.c.attempt_id == attempt_id))]
+
+
+def snapshot_by_id(conn: Connection, object_id: str) -> Any:
+    row = conn.execute(select(stripe_snapshots).where(stripe_snapshots.c.object_id == object_id)).first()
+    return None if row is None else _snapshot(row)
+
+
+def owner_of(conn: Connection, intent: str, charge: str) -> str | None:
+    """The attempt a PaymentIntent or Charge belongs to, as earlier events told us."""
+    ids = [i for i in (intent, charge) if i]
+    if not ids:
+        return None
+    row = conn.execute(select(payment_attempts.c.attempt_id).where(or_(
+        payment_attempts.c.payment_intent.in_(ids), payment_attempts.c.charge.in_(ids))).limit(1)).first()
+    if row is not None:
+        return row.attempt_id
+    return conn.execute(select(stripe_snapshots.c.attempt_id).where(
+        stripe_snapshots.c.attempt_id != "",
+        or_(stripe_snapshots.c.intent.in_(ids), stripe_snapshots.c.charge.in_(ids))).limit(1)).scalar()
+
+
+def orphans_for(conn: Connection, ids: set[str]) -> list[Any]:
+    ids = {i for i in ids if i}
+    if not ids:
+        return []
+    return [_snapshot(r) for r in conn.execute(select(stripe_snapshots).where(
+        stripe_snapshots.c.attempt_id == "",
+        or_(stripe_snapshots.c.intent.in_(sorted(ids)), stripe_snapshots.c.charge.in_(sorted(ids)))))]
+
+
+def save_snapshots(conn: Connection, attempt_id: str, snaps: Iterable[Any], received_at: datetime) -> None:
+    """Write the winners of portal.paystate.merge for `attempt_id` ("" : orphans), replacing older rows."""
+    for snap in snaps:
+        conn.execute(delete(stripe_snapshots).where(stripe_snapshots.c.object_id == snap.object_id))
+        conn.execute(insert(stripe_snapshots).values(
+            object_id=snap.object_id, attempt_id=attempt_id, kind=snap.kind, intent=snap.intent, charge=snap.charge,
+            created=snap.created, rank=snap.rank, event_id=snap.event_id[:255],
+            data=json.dumps(dict(snap.data), sort_keys=True), received_at=received_at))
+
+
+def prune_orphans(conn: Connection, before: datetime) -> None:
+    """Refunds and disputes of payments that never became ours (another integration on the same Stripe
+    account) are kept only as long as Stripe may still deliver the events that would claim them."""
+    conn.execute(delete(stripe_snapshots).where(stripe_snapshots.c.attempt_id == "",
+                                                stripe_snapshots.c.received_at < before))
+
+
+def lock_stripe_ids(conn: Connection, ids: Iterable[str]) -> None:
+    """PostgreSQL: serialise the transactions that look up or claim the same PaymentIntent or Charge, so an
+    orphan written by one is seen by the other (each waits for the other's commit). SQLite has one writer."""
+    if conn.dialect.name != "postgresql":
+        return
+    for key in sorted({int.from_bytes(hashlib.sha256(f"stripe-object: {i}".encode()).digest()[:8], "big",
+                                      signed=True) for i in ids if i}):
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})

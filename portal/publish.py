@@ -33,6 +33,7 @@ from typing import Protocol
 
 from .config import Settings
 from .errors import PortalError
+from .ledger import document_disposition
 from .site import LOCK, MANIFEST, Manifest
 
 REMOTE_MANIFEST = ".portal-manifest.json.gz"  # what the target holds: path -> sha256
@@ -535,4 +536,5 @@ def presign_document(settings: Settings, object_key: str, expires_in: int = 300,
         raise PublishError(f"expires_in: {expires_in} must be between 1 second and 7 days")
     from .s3target import presign
 
-    return presign(settings.target, object_key, expires_in, filename)
+    # Inline only for the types browsers show safely; anything else downloads, as from a folder target.
+    return presign(settings.target, object_key, expires_in, filename, disposition=document_disposition(object_key))

@@ -7,6 +7,9 @@ replayed once per instance. With `WEBHOOK_RATE_LIMIT_BACKEND=database` the same 
 each hit is one upsert that returns the window's count, atomic on PostgreSQL (ON CONFLICT row lock) and on
 SQLite (its write lock). Expired rows are deleted now and then by whichever process comes along.
 
+The staff login throttle (portal/staffusers.py) counts its attempts here too, under keys of its own: a hit
+reserves an attempt before the password is checked, `give_back` returns it when the password was right.
+
 Times are wall-clock epoch milliseconds (every machine's clock, unlike a monotonic one, counts the same
 windows).
 """
@@ -16,7 +19,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, case, delete
+from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, case, delete, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .store import Store, metadata
@@ -57,6 +60,18 @@ class DatabaseRateLimitStore:
             if next(self._hits) % PRUNE_EVERY == 0:
                 self.prune(conn, now_ms)
         return int(hits), max(0.0, (end_ms - now_ms) / 1000)
+
+    def give_back(self, key: str, now: float) -> None:
+        """Take one hit back from `key`'s current window (a reserved attempt that turned out fine)."""
+        c = rate_limit_hits.c
+        with self.store.begin() as conn:
+            conn.execute(update(rate_limit_hits).where(c.key == key[:200], c.hits > 0,
+                                                       c.window_end_ms > int(now * 1000)).values(hits=c.hits - 1))
+
+    def clear(self, key: str) -> None:
+        """Forget `key`'s window and hits."""
+        with self.store.begin() as conn:
+            conn.execute(delete(rate_limit_hits).where(rate_limit_hits.c.key == key[:200]))
 
     def prune(self, conn: Any, now_ms: int) -> int:
         """Delete windows that ended more than PRUNE_AFTER_MS ago; returns how many."""

@@ -24,7 +24,7 @@ from . import position
 from .config import Settings
 from .ledger import Contact, Invoice
 from .links import link_url
-from .mail import MailError, Transport, render_message, send_with_retry, transport_from_url
+from .mail import MailError, Transport, one_line, render_message, send_with_retry, transport_from_url
 from .mailstore import SentRow, record_sent, sent_hashes
 from .money import format_money
 from .signing import Signer
@@ -130,11 +130,6 @@ def money(minor: int, currency: str, locale: str) -> str:
 
 def day(value: date, locale: str) -> str:
     return format_date(value, "medium", locale=locale)
-
-
-def one_line(text: str) -> str:
-    """ERP text for a subject line: no line breaks (they would be refused in a header), no runs of spaces."""
-    return " ".join(text.split())
 
 
 def invoice_items(settings: Settings, signer: Signer, data: CustomerData, contact: Contact,

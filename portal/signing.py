@@ -6,7 +6,12 @@
 - Tokens are itsdangerous signatures with one salt per purpose, so a token made for one purpose is never
   accepted for another. Emailed links (`link`) expire; tokens embedded in static pages (`page`, `view`,
   `doc`) carry no timestamp so a rebuild of unchanged data produces byte-identical pages, and they die
-  with the key version instead.
+  with the key version instead. The payment reference Stripe sends the customer back with (`payment-ref`)
+  carries the attempt and the key version, and expires.
+- A token is read only in its canonical spelling (`is_canonical`): itsdangerous' base64 decoder skips
+  characters outside its alphabet, takes `+` and `/` for `-` and `_`, ignores padding and the spare bits of
+  the last character, so one genuine token has countless spellings that all verify. Each spelling would be a
+  new key for the per-token rate limits; refused before verifying, every token has exactly one.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ from itsdangerous.encoding import base64_decode, base64_encode, bytes_to_int
 from .config import Settings
 
 CUSTOMER_KEY_LENGTH = 26
+# How long the page Stripe sends the customer back to (/pay/done, /pay/cancelled) answers: a Checkout session
+# lives at most 24 hours, and the address stays in the browser's history long after.
+PAY_REF_MAX_AGE = 2 * 86400
 _OBJECT_NAME = re.compile(r"[0-9a-f]{64}\.[a-z0-9]{1,5}")
 PURPOSES = ("link", "page", "view", "doc", "fresh", "unsubscribe")
 
@@ -52,12 +60,57 @@ class LinkClaims:
 
 
 @dataclass(frozen=True)
+class PayRef:
+    """What the reference of a payment page proves: this attempt, made at this key version of its customer."""
+
+    attempt_id: str
+    key_version: int
+
+
+@dataclass(frozen=True)
 class PageClaims:
     """What a token embedded in a page proves: this customer (at this key version), maybe this item."""
 
     customer_id: str
     key_version: int
     item: str = ""  # invoice id for page/view tokens on an invoice page, document id for doc tokens
+
+
+_BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
+# The last character of a segment whose length is 2 or 3 (mod 4) carries 4 or 2 spare bits; the canonical
+# spelling has them zero. A length of 1 (mod 4) decodes to nothing whole.
+_LAST = {0: None, 2: frozenset(_BASE64[::16]), 3: frozenset(_BASE64[::4])}
+
+
+def is_canonical(token: str) -> bool:
+    """True when `token` is spelled exactly as itsdangerous writes it: an optional leading "." (a compressed
+    payload), then two or three "."-separated segments of unpadded URL-safe base64 with no spare bits set."""
+    segments = token.split(".")
+    if segments[0] == "":
+        segments = segments[1:]
+    if not 2 <= len(segments) <= 3:
+        return False
+    for segment in segments:
+        if not _SEGMENT.fullmatch(segment):
+            return False
+        rest = len(segment) % 4
+        if rest == 1:
+            return False
+        allowed = _LAST[rest]
+        if allowed is not None and segment[-1] not in allowed:
+            return False
+    return True
+
+
+class CanonicalTimedSerializer(URLSafeTimedSerializer):
+    """URLSafeTimedSerializer that refuses a token not in its canonical spelling (see `is_canonical`)."""
+
+    def loads(self, s: str | bytes, max_age: int | None = None, return_timestamp: bool = False,
+              salt: str | bytes | None = None) -> Any:
+        if not is_canonical(s.decode("ascii", "replace") if isinstance(s, bytes) else s):
+            raise BadSignature("token not in canonical form")
+        return super().loads(s, max_age=max_age, return_timestamp=return_timestamp, salt=salt)
 
 
 def customer_key(secret: str, customer_id: str, key_version: int) -> str:
@@ -76,6 +129,8 @@ class Signer:
         # Links expire (timed); tokens in static pages do not (see the module docstring).
         self._codecs = {p: _Codec(URLSafeSerializer(self._secrets, salt=p)) for p in PURPOSES}
         self._link_codec = _Codec(URLSafeTimedSerializer(self._secrets, salt="link"), max_age=self.link_max_age)
+        self._pay_ref_codec = _Codec(URLSafeTimedSerializer(self._secrets, salt="payment-ref"),
+                                     max_age=PAY_REF_MAX_AGE)
 
     def customer_key(self, customer_id: str, key_version: int) -> str:
         return customer_key(self.secret, customer_id, key_version)
@@ -93,6 +148,21 @@ class Signer:
         except BadSignature:
             raise TokenInvalid("bad link token") from None
         return _link_claims(data)
+
+    # The payment page's reference: timed, bound to the key version.
+    def pay_ref(self, attempt_id: str, key_version: int) -> str:
+        return self._pay_ref_codec.dumps([attempt_id, key_version])
+
+    def read_pay_ref(self, ref: str) -> PayRef:
+        """The attempt and key version of a reference; TokenInvalid when tampered, malformed or expired."""
+        try:
+            data = self._pay_ref_codec.loads(ref)
+        except BadSignature:  # includes SignatureExpired
+            raise TokenInvalid("bad or expired payment reference") from None
+        if not (isinstance(data, list) and len(data) == 2 and isinstance(data[0], str)
+                and isinstance(data[1], int)):
+            raise TokenInvalid("malformed payment reference")
+        return PayRef(data[0], data[1])
 
     # Tokens inside static pages: untimed, bound to the key version.
     def page_token(self, purpose: str, customer_id: str, key_version: int, item: str = "") -> str:
@@ -184,6 +254,8 @@ class _Codec:
         return self._serializer.load_payload(payload)
 
     def loads(self, token: str) -> Any:
+        if not is_canonical(token):
+            raise BadSignature("token not in canonical form")
         data = self._fast(token) if self._macs else _SLOW
         if data is not _SLOW:
             return data

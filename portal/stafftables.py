@@ -394,7 +394,7 @@ def payments_page(store: Store, *, status: str | None = None, method: str | None
                   per_page: int = 50) -> Page:
     """One page of payment attempts (keys: PAYMENT_COLUMNS plus `allocations` [{invoice_id, number, amount,
     applied}] and `credits` [{credit_id, number, amount, applied}]). Stripe ids: checkout_session,
-    payment_intent, charge. Status: created, processing, succeeded, failed, expired, refunded,
+    payment_intent, charge. Status: created, verifying, processing, succeeded, failed, expired, refunded,
     partially_refunded, disputed, reinstated. Method: card, us_bank_account."""
     _check_paging(page, per_page)
     order = _order(PAYMENT_SORTS, sort, descending, _P.attempt_id)

@@ -2,7 +2,10 @@
 
 Sessions live in the database, not only in a cookie: the cookie carries a random session id (signed by the
 web layer), and the table keeps its SHA-256, so logging out, disabling a user or changing a role ends the
-user's sessions at once, on every worker. Failed logins are rows too, so throttling holds across workers.
+user's sessions at once, on every worker. Login attempts are counted in the database too, so throttling holds
+across workers: each attempt is reserved before its password is checked, by one atomic upsert that returns
+the count (portal/ratelimits.py), so concurrent guesses cannot all pass a check made before any of them was
+counted (fifteen at once were all checked when failures were counted after the check).
 
 Nothing here imports Flask; `portal staff ...` and `webhook/staff*.py` both call these functions.
 """
@@ -10,6 +13,7 @@ Nothing here imports Flask; `portal staff ...` and `webhook/staff*.py` both call
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import secrets
 from dataclasses import dataclass
@@ -17,10 +21,11 @@ from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Boolean, Column, Index, Integer, String, Table, Text, delete, func, insert, select, update
+from sqlalchemy import Boolean, Column, Integer, String, Table, Text, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from .errors import PortalError
+from .ratelimits import DatabaseRateLimitStore
 from .store import Store, UTCDateTime, metadata
 
 ROLES = ("viewer", "admin")  # admin: resolves disputes and manages staff; viewer: reads and exports
@@ -34,7 +39,8 @@ TOUCH_EVERY = timedelta(minutes=1)  # how often a session's last_seen_at is writ
 # spread over many addresses). Past any of them, even the right password is refused until the window has
 # moved on, so a guesser learns nothing. The per-email limit counts one address at a time, so a stranger who
 # knows an admin's email cannot lock the admin out from elsewhere with five wrong passwords; the
-# everywhere-limit is high for the same reason.
+# everywhere-limit is high for the same reason. A window starts with a key's first attempt and lasts
+# FAILURE_WINDOW; a right password gives its attempt back (and clears its email-and-address count).
 FAILURE_WINDOW = timedelta(minutes=15)
 MAX_FAILURES_PER_EMAIL = 5  # per email and client address
 MAX_FAILURES_PER_IP = 20
@@ -69,16 +75,6 @@ staff_sessions = Table(
     Column("last_seen_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
 )
-
-staff_login_failures = Table(
-    "staff_login_failures",
-    metadata,
-    Column("failure_id", Integer, primary_key=True, autoincrement=True),
-    Column("key", String(400), nullable=False),  # "email:<address>" or "ip:<address>"
-    Column("failed_at", UTCDateTime, nullable=False),
-    Index("ix_staff_login_failures_key_failed_at", "key", "failed_at"),
-)
-
 
 class StaffError(PortalError):
     """A refused staff-account change: bad email, weak password, unknown user, last admin."""
@@ -203,16 +199,29 @@ def update_user(store: Store, email: str, *, role: str | None = None, active: bo
 # --- logging in ----------------------------------------------------------------------------------------------
 
 
-def _retry_after(conn: Connection, key: str, limit: int, now: datetime) -> int:
-    """Seconds until `key` may try again (0: it may now)."""
-    since = now - FAILURE_WINDOW
-    times = conn.execute(select(staff_login_failures.c.failed_at).where(
-        staff_login_failures.c.key == key, staff_login_failures.c.failed_at > since)
-        .order_by(staff_login_failures.c.failed_at.desc()).limit(limit)).scalars().all()
-    if len(times) < limit:
-        return 0
-    # The oldest of the last `limit` failures must leave the window before another try is allowed.
-    return max(1, int((times[-1] + FAILURE_WINDOW - now).total_seconds()) + 1)
+def _throttle_keys(email: str, ip: str) -> list[tuple[str, int]]:
+    """The counters one attempt reserves, with their limits. Hashed: an email of 320 characters must not be
+    cut to a prefix it shares with another (the counters' keys hold 200)."""
+
+    def key(kind: str, value: str) -> str:
+        return f"staff-login:{kind}:{hashlib.sha256(value.encode()).hexdigest()[:40]}"
+
+    return [(key("email-ip", f"{email}|{ip}"), MAX_FAILURES_PER_EMAIL), (key("ip", ip), MAX_FAILURES_PER_IP),
+            (key("email", email), MAX_FAILURES_PER_EMAIL_ANYWHERE)]
+
+
+def _reserve(counters: DatabaseRateLimitStore, keys: list[tuple[str, int]], now: float) -> None:
+    """Count this attempt on every key, one atomic statement each; LoginThrottled (the attempt given back on
+    the keys still under their limit, so a refused attempt costs nothing) when one is over its limit."""
+    window = int(FAILURE_WINDOW.total_seconds())
+    taken: list[str] = []
+    for key, limit in keys:
+        hits, reset = counters.hit(key, window, now)
+        if hits > limit:
+            for earlier in taken:
+                counters.give_back(earlier, now)
+            raise LoginThrottled(max(1, math.ceil(reset)))
+        taken.append(key)
 
 
 def authenticate(store: Store, email: str, password: str, ip: str, now: datetime | None = None) -> StaffUser | None:
@@ -220,29 +229,27 @@ def authenticate(store: Store, email: str, password: str, ip: str, now: datetime
 
     Raises LoginThrottled before checking anything when the email or the client address failed too often
     lately: the check itself is not run, so a throttled guesser cannot tell a right password from a wrong one.
+    The attempt is counted before the check and stays counted unless the password was right.
     """
     now = now or datetime.now(UTC)
     email = email.strip().lower()[:320]
-    keys = [(f"email:{email}|ip:{ip[:64]}", MAX_FAILURES_PER_EMAIL), (f"ip:{ip[:64]}", MAX_FAILURES_PER_IP),
-            (f"email:{email}", MAX_FAILURES_PER_EMAIL_ANYWHERE)]
+    keys = _throttle_keys(email, ip[:64])
+    counters = DatabaseRateLimitStore(store)
+    _reserve(counters, keys, now.timestamp())
     with store.begin() as conn:
-        wait = max(_retry_after(conn, key, limit, now) for key, limit in keys)
-        if wait:
-            raise LoginThrottled(wait)
         row = conn.execute(select(*_USER_COLUMNS, staff_users.c.password_hash)
                            .where(staff_users.c.email == email)).first()
     ok = _verify(row.password_hash if row else _DUMMY_HASH, password[:MAX_PASSWORD])
+    if not ok or row is None or not row.active:
+        return None
     with store.begin() as conn:
-        if not ok or row is None or not row.active:
-            conn.execute(insert(staff_login_failures), [{"key": key, "failed_at": now} for key, _ in keys])
-            # Old rows are useless after the window; clearing them here keeps the table small without a job.
-            conn.execute(delete(staff_login_failures).where(staff_login_failures.c.failed_at < now - FAILURE_WINDOW))
-            return None
         values: dict[str, object] = {"last_login_at": now}
         if _hasher.check_needs_rehash(row.password_hash):
             values["password_hash"] = _hasher.hash(password)
         conn.execute(update(staff_users).where(staff_users.c.user_id == row.user_id).values(**values))
-        conn.execute(delete(staff_login_failures).where(staff_login_failures.c.key == keys[0][0]))
+    counters.clear(keys[0][0])
+    for key, _ in keys[1:]:
+        counters.give_back(key, now.timestamp())
     return _user(row)
 
 

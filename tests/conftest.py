@@ -1,7 +1,8 @@
 """Shared fixtures: settings, a store on SQLite AND on a real throwaway PostgreSQL, sample exports.
 
 PostgreSQL tests skip when the server binaries are missing, unless PORTAL_REQUIRE_POSTGRES=1 (set by
-.ci/run), which turns the skip into a failure: in CI they must run.
+.ci/run), which turns the skip into a failure: in CI they must run. There, PORTAL_FAIL_ON_SKIP=1 turns any
+other skip into a failure too (tests/noskip.py).
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ import pytest
 from portal.config import Settings, load_settings
 from portal.sample import write_sample
 from portal.store import Store
+from tests.noskip import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401 - hooks
 from tests.pgserver import PostgresServer
 from tests.required import running
+
+pytest_plugins = ["tests.payfixtures"]
 
 AS_OF = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
 TEST_SECRET = "test-secret-key-0123456789abcdef"

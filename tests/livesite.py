@@ -21,10 +21,10 @@ from portal.store import Store
 from tests.conftest import AS_OF, make_settings
 from tests.ports import free_port
 from tests.required import unavailable
+from tests.tools import find, need
 from tests.webhook_helpers import RELAXED
 from webhook import create_app
 
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -33,8 +33,8 @@ WIDTHS = {"phone": 390, "desktop": 1280}
 
 def require_browser() -> None:
     missing = None
-    if not Path(CHROMIUM).is_file():
-        missing = f"{CHROMIUM} is not installed (apt-get install -y chromium)"
+    if find("chromium") is None:
+        missing = "chromium is not installed (apt-get install -y chromium; make test installs it)"
     else:
         try:
             import axe_playwright_python  # noqa: F401
@@ -56,7 +56,7 @@ def served_sample_site(folder: Path, **overrides: Any) -> Iterator[dict[str, Any
     site = folder / "site"
     settings = make_settings(f"sqlite:///{folder / 'portal.db'}", site_url=address, webhook_url=address,
                              mail_url=f"outbox:{folder / 'outbox'}", build_dir=str(site), target=str(site),
-                             **overrides)
+                             **{"private_target": str(folder / "private"), **overrides})
     export = write_sample(folder / "export", customers=3, invoices=8, seed=3, as_of=AS_OF)
     build(export, site, settings, workers=1)
     app = create_app(settings, site_dir=site, config=RELAXED)
@@ -83,7 +83,7 @@ def chromium() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=str(need("chromium")), args=CHROMIUM_ARGS)
         try:
             yield browser
         finally:

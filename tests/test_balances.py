@@ -196,10 +196,8 @@ def test_a_payment_made_right_after_the_sample_export_shows_on_the_page(db_url, 
                 "method": "card", f"amount-{invoice_id}": "1.00"})
             assert response.status_code == 303
             attempt_id = standin.creates()[-1].param("client_reference_id")
-            payload = json.dumps({"id": f"evt_{attempt_id}", "object": "event", "type": "checkout.session.completed",
-                                  "created": int(time.time()), "data": {"object": {
-                                      "id": "cs_demo", "object": "checkout.session", "payment_status": "paid",
-                                      "client_reference_id": attempt_id, "payment_intent": "pi_demo"}}})
+            session = standin.session_object(standin.session_for(attempt_id), payment_status="paid")
+            payload = json.dumps(standin.event("checkout.session.completed", session))
             signature = stripe.WebhookSignature.generate_signature_header(payload, SECRET, timestamp=int(time.time()))
             answer = client.post("/stripe/events", data=payload, headers={"Stripe-Signature": signature})
             assert answer.status_code == 200

@@ -8,6 +8,8 @@ Skips without Chromium, unless PORTAL_REQUIRE_BROWSER=1 (CI), as tests/test_brow
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from portal.reports import disputes
@@ -66,10 +68,12 @@ def test_dispute_an_invoice_with_a_real_file_upload(portal_site, browser, tmp_pa
         assert page.get_by_text(f"D-{row['dispute_id']}").first.is_visible()
         assert page.locator("blockquote.message").inner_text() == "Only 8 of 10 boxes <b>arrived</b>"
         assert (row["reason"], row["amount"]) == ("quantity", inv.balance)
-        stored = portal_site["site"] / "disputes" / str(row["dispute_id"]) / "1-proof_of_delivery.pdf"
+        private = Path(portal_site["settings"].effective_private_target)
+        stored = private / "disputes" / str(row["dispute_id"]) / "1-proof_of_delivery.pdf"
         assert stored.read_bytes() == PDF
-        # Stored in the published folder, which the dev server serves: never under this private prefix.
-        rel = stored.relative_to(portal_site["site"]).as_posix()
+        # Stored outside the published folder the dev server (or any static host) serves.
+        assert not (portal_site["site"] / "disputes").exists()
+        rel = stored.relative_to(private).as_posix()
         assert page.request.get(f"{portal_site['address']}/{rel}").status == 404
         result = Axe().run(page)
         assert result.violations_count == 0, result.generate_report()

@@ -63,8 +63,7 @@ def _account_link(shop, data) -> str:
 
 
 def _send(shop, kind: str, obj: dict) -> None:
-    payload = json.dumps({"id": f"evt_{kind}_{time.monotonic_ns()}", "object": "event", "type": kind,
-                          "data": {"object": obj}})
+    payload = json.dumps(shop["standin"].event(kind, obj, event_id=f"evt_{kind}_{time.monotonic_ns()}"))
     header = stripe.WebhookSignature.generate_signature_header(payload, WEBHOOK_SECRET, timestamp=int(time.time()))
     response = requests.post(f"{shop['address']}/stripe/events", data=payload, timeout=10,
                              headers={"Stripe-Signature": header, "Content-Type": "application/json"})
@@ -103,16 +102,15 @@ def test_pay_two_invoices_by_bank_then_pending_then_paid(shop, page):
     # What Stripe charges is exactly what the page's script showed.
     assert int(sent.param("line_items[0][price_data][unit_amount]")) + int(
         sent.param("line_items[1][price_data][unit_amount]")) == expected
-    attempt_id = sent.param("client_reference_id")
-
-    _send(shop, "checkout.session.completed", {"id": session_id, "client_reference_id": attempt_id,
-                                               "payment_intent": "pi_browser", "payment_status": "unpaid"})
+    session = standin.sessions[session_id]
+    assert session["client_reference_id"] == sent.param("client_reference_id")
+    _send(shop, "checkout.session.completed", standin.session_object(session, payment_status="unpaid"))
+    _send(shop, "payment_intent.processing", standin.intent(session, "processing"))
     page.goto(_account_link(shop, data))
     assert page.locator(".badge-pending").count() == 2
     assert page.get_by_text("Payment pending").first.is_visible()
 
-    _send(shop, "checkout.session.async_payment_succeeded", {"id": session_id, "client_reference_id": attempt_id,
-                                                             "payment_intent": "pi_browser"})
+    _send(shop, "checkout.session.async_payment_succeeded", standin.session_object(session, payment_status="paid"))
     page.goto(_account_link(shop, data))
     assert page.locator(".badge-paid").count() == 2 and page.locator(".badge-pending").count() == 0
     # Paid invoices leave the pay form.

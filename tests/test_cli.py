@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 import pytest
 from click.testing import CliRunner
@@ -111,3 +112,55 @@ def test_db_upgrade_builds_the_receipt_rollup_once(run, tmp_path, db_url):
     assert row.page_viewed == 1
     assert "receipt rollup: refreshed (0 new events)" in run("db", "upgrade").output
     store.close()
+
+
+def _set_field(path, line, column, value):
+    with path.open(newline="", encoding="utf-8") as source:
+        rows = list(csv.reader(source))
+    rows[line - 1][rows[0].index(column)] = value
+    with path.open("w", newline="", encoding="utf-8") as out:
+        csv.writer(out).writerows(rows)
+
+
+@pytest.mark.parametrize(("file", "column", "value", "message"), [
+    ("invoices.csv", "amount", "9" * 5000, "is too large"),
+    ("invoices.csv", "amount", "99999999999999999999.00", "is too large"),
+    ("invoices.csv", "balance", "\u0661\u0660.\u0660\u0660", "is not a number"),  # Arabic-Indic digits
+    ("invoices.csv", "amount", "\uff11\uff12\uff13.00", "is not a number"),  # fullwidth digits
+    ("customers.csv", "name", "Acme\x00 Inc.", "contains the control character U+0000"),
+    ("invoices.csv", "description", "ring the bell\x07", "contains the control character U+0007"),
+    ("contacts.csv", "name", "\x1b[31mAnn", "contains the control character U+001B"),
+])
+def test_a_hostile_value_is_an_export_error_and_nothing_is_written(run, tmp_path, db_url, file, column, value,
+                                                                   message):
+    """Each of these validated (or crashed validate) and then failed the build or the PostgreSQL import."""
+    run("sample-data", "export", "--customers", "2", "--invoices", "3")
+    _set_field(tmp_path / "export" / file, 2, column, value)
+    for command in (("validate", "export"), ("build", "export", "--out", "site")):
+        result = run(*command)
+        assert result.exit_code == 2, result.output
+        lines = [line for line in result.output.splitlines() if line.startswith(f"{file}:2: {column}: ")]
+        assert len(lines) == 1 and message in lines[0], result.output
+        assert len(lines[0]) < 300  # the value is not echoed in full
+        assert "Traceback" not in result.output and "nothing was written" in result.output
+    assert not (tmp_path / "site").exists()
+    store = Store(db_url)
+    try:
+        with store.begin() as conn:
+            assert store.latest_as_of(conn) is None  # nothing imported
+    finally:
+        store.close()
+
+
+def test_the_largest_amounts_an_export_may_hold_build_and_report(run, tmp_path):
+    """Amounts up to the cap, and totals below it, go through the whole build and the reports' sums."""
+    run("sample-data", "export", "--customers", "2", "--invoices", "3")
+    path = tmp_path / "export" / "invoices.csv"
+    _set_field(path, 2, "amount", "46116860184273879.04")  # 2^62 minor units
+    _set_field(path, 2, "balance", "46116860184273879.04")
+    assert run("validate", "export").exit_code == 0
+    result = run("build", "export", "--out", "site")
+    assert result.exit_code == 0, result.output
+    kpis = run("report", "kpis", "--format", "json")
+    assert kpis.exit_code == 0, kpis.output
+    assert 2**62 < max(json.loads(kpis.output)["open_ar"].values()) < 2**63

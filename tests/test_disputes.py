@@ -9,12 +9,15 @@ import json
 from pathlib import Path
 
 import pytest
+from flask import Request
 from sqlalchemy import func, select, update
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
 from portal import disputestore
+from portal.config import warn_if_insecure
 from portal.disputes import DisputeRefused, attachment_for_staff, resolve, review, safe_name, sniff
+from portal.errors import ConfigError
 from portal.pages import invoice_slug
 from portal.reports import (
     DISPUTE_COLUMNS,
@@ -26,9 +29,10 @@ from portal.reports import (
 )
 from portal.signing import Signer
 from portal.site import build
+from portal.staffusers import add_user
 from portal.store import invoices
 from tests.stripe_standin import StripeStandIn
-from tests.webhook_helpers import make_app, outbox_messages
+from tests.webhook_helpers import hidden_field, make_app, outbox_messages
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -98,8 +102,17 @@ def _nothing_stored(store, built, app, tmp_path):
     assert _count(store, disputestore.disputes) == 0
     assert _count(store, disputestore.dispute_invoices) == 0
     assert _count(store, disputestore.dispute_attachments) == 0
-    assert not (Path(built.target) / "disputes").exists() or not any((Path(built.target) / "disputes").rglob("*"))
+    private = Path(built.effective_private_target) / "disputes"
+    assert not private.exists() or not any(private.rglob("*"))
     assert outbox_messages(tmp_path) == []
+
+
+def _nowhere_in_the_site(settings, *contents):
+    """No file of the site folders (what a static host serves) holds any of `contents`."""
+    for folder in (settings.target, settings.build_dir):
+        for path in Path(folder).rglob("*"):
+            assert not (path.is_file() and path.read_bytes() in contents), path
+        assert not (Path(folder) / "disputes").exists()
 
 
 def _page(settings, customer_id, invoice_id, folder):
@@ -133,8 +146,9 @@ def test_a_dispute_with_attachments_round_trips_to_storage_pages_email_and_repor
     assert [(f.n, f.filename, f.content_type, f.size) for f in files] == \
         [(1, "delivery_note.pdf", "application/pdf", len(PDF)), (2, "photo.png", "image/png", len(PNG))]
     assert files[0].path == f"disputes/{row['dispute_id']}/1-delivery_note.pdf"
-    assert (Path(built.target) / files[0].path).read_bytes() == PDF
+    assert (Path(built.effective_private_target) / files[0].path).read_bytes() == PDF
     assert attachment_for_staff(store, built, row["dispute_id"], 2) == PNG
+    _nowhere_in_the_site(built, PDF, PNG)
     app.extensions["disputes"].wait()
     # The collector hears about it; the customer's pages show it and hold the disputed part back from paying.
     [mail] = outbox_messages(tmp_path)
@@ -250,10 +264,52 @@ def test_a_path_traversal_filename_is_sanitised(client, app, store, built):
     with store.begin() as conn:
         [stored] = disputestore.attachments_of(conn, row["dispute_id"])
     assert stored.filename == "evil.pdf" and stored.path == f"disputes/{row['dispute_id']}/1-evil.pdf"
-    target = Path(built.target)
-    assert [p.relative_to(target).as_posix() for p in (target / "disputes").rglob("*") if p.is_file()] == \
+    private = Path(built.effective_private_target)
+    assert [p.relative_to(private).as_posix() for p in (private / "disputes").rglob("*") if p.is_file()] == \
         [stored.path]
-    assert not list(target.parent.glob("**/evil.pdf"))[1:]
+    assert not list(private.parent.glob("**/evil.pdf"))[1:]
+
+
+def test_attachments_live_outside_the_site_folders_and_staff_still_download_them(client, app, store, built,
+                                                                                  tmp_path):
+    """They were written into the published folder (disputes/<n>/<name>, guessable): any static host serving
+    that folder served them to anyone."""
+    customer, invs = _customer(store)
+    assert _dispute(client, built, customer.customer_id, [invs[0].invoice_id],
+                    files=[("signed delivery.pdf", PDF)]).status_code == 200
+    [row] = disputes(store)
+    app.extensions["disputes"].wait()  # the re-render and publish of the customer's pages
+    _nowhere_in_the_site(built, PDF)
+    assert Path(built.effective_private_target).resolve() == tmp_path / "private"  # the default, beside the site
+    assert attachment_for_staff(store, built, row["dispute_id"], 1) == PDF
+    add_user(store, "staff@example.com", "correct horse battery staple", "viewer")
+    staff = app.test_client()
+    form = staff.get("/staff/login").get_data(as_text=True)
+    staff.post("/staff/login", data={"email": "staff@example.com", "password": "correct horse battery staple",
+                                     "csrf_token": hidden_field(form, "csrf_token")})
+    got = staff.get(f"/staff/disputes/{row['dispute_id']}/attachments/1")
+    assert got.status_code == 200 and got.data == PDF
+
+
+def test_a_private_folder_inside_the_site_is_refused_and_old_attachments_are_pointed_out(settings, tmp_path,
+                                                                                       caplog):
+    site = tmp_path / "site"
+    for inside in (site / "private", site, site / "c" / "x"):
+        with pytest.raises(ConfigError, match="private_target.*inside target"):
+            settings.replace(target=str(site), build_dir=str(tmp_path / "build"), private_target=str(inside))
+    with pytest.raises(ConfigError, match="inside build_dir"):
+        settings.replace(build_dir=str(tmp_path), private_target=str(tmp_path / "private"))
+    with pytest.raises(ConfigError, match="inside what the site serves"):
+        settings.replace(target="s3://bucket/site", private_target="s3://bucket/site/docs/private")
+    assert settings.replace(target="s3://bucket/site").effective_private_target == "s3://bucket/site"
+    # Attachments an older version left in the site folder are not moved: every start says where they are.
+    (site / "disputes" / "3").mkdir(parents=True)
+    (site / "disputes" / "3" / "1-scan.pdf").write_bytes(PDF)
+    ok = settings.replace(target=str(site), build_dir=str(site), private_target=str(tmp_path / "vault"))
+    with caplog.at_level("WARNING", logger="portal.config"):
+        warn_if_insecure(ok)
+    assert f"dispute attachments are in the site folder {site / 'disputes'}" in caplog.text
+    assert str(tmp_path / "vault") in caplog.text
 
 
 def test_safe_names_and_sniffing():
@@ -317,6 +373,41 @@ def test_a_forged_or_revoked_token_is_a_plain_404_and_stores_nothing(client, app
     _nothing_stored(store, built, app, tmp_path)
 
 
+def test_the_dispute_body_is_parsed_only_after_the_token_and_the_rate_limit(built, store, tmp_path, monkeypatch):
+    """Up to 50 MB of files: a forged token, or one over its rate limit, must not cost a parse of the body. Here
+    the body holds more parts than any parser takes (werkzeug refuses it, 413), so an answer about the token
+    shows that the body was never parsed."""
+    parsed = []
+    make_parser = Request.make_form_data_parser
+    monkeypatch.setattr(Request, "make_form_data_parser", lambda self: parsed.append(1) or make_parser(self))
+    customer, invs = _customer(store)
+    forged = Signer(built.replace(secret_key="not-our-secret-0123456789")).page_token("page", customer.customer_id, 1)
+
+    def post(client, token):
+        fields = MultiDict([("page_token", token), ("dispute_invoice", invs[0].invoice_id), ("reason", "tax"),
+                            *[(f"filler{n}", "x") for n in range(1500)]])
+        boundary, body = encode_multipart(fields)
+        return client.post("/dispute", data=body, content_type=f"multipart/form-data; boundary={boundary}")
+
+    with make_app(built, tmp_path, RATE_LIMIT_TOKEN="1/60") as app:
+        client = app.test_client()
+        assert post(client, forged).status_code == 404 and parsed == []
+        assert post(client, "not.a-token!").status_code == 404 and parsed == []
+        assert post(client, _token(built, customer.customer_id)).status_code == 413 and parsed == [1]
+        assert post(client, _token(built, customer.customer_id)).status_code == 429 and parsed == [1]
+    assert _count(store, disputestore.disputes) == 0
+
+
+def test_a_dispute_form_whose_first_field_is_not_the_token_is_refused(client, app, store, built, tmp_path):
+    customer, invs = _customer(store)
+    fields = MultiDict([("dispute_invoice", invs[0].invoice_id), ("page_token", _token(built, customer.customer_id)),
+                        ("reason", "tax"), ("message", "m")])
+    boundary, body = encode_multipart(fields)
+    response = client.post("/dispute", data=body, content_type=f"multipart/form-data; boundary={boundary}")
+    assert response.status_code == 404
+    _nothing_stored(store, built, app, tmp_path)
+
+
 # --- attachments are for staff only ------------------------------------------------------------------------
 
 
@@ -325,7 +416,7 @@ def test_no_customer_route_reaches_an_attachment(client, app, store, built):
     _dispute(client, built, customer.customer_id, [invs[0].invoice_id], files=[("proof.pdf", PDF)])
     [row] = disputes(store)
     path = f"disputes/{row['dispute_id']}/1-proof.pdf"
-    assert (Path(built.target) / path).is_file()
+    assert (Path(built.effective_private_target) / path).is_file()
     # The webhook serves the published folder in development (site_dir): never its private prefix.
     for url in (f"/{path}", f"/c/../{path}", f"/assets/../{path}", f"/files/{path}", f"/d/{path}"):
         response = client.get(url)
@@ -372,6 +463,30 @@ def test_pay_refuses_what_is_in_dispute(store, built, standin, tmp_path):
         assert ok.status_code == 303
         page = _page(paying, customer.customer_id, partly.invoice_id, paying.target)
         assert 'value="1.00"' in page
+
+
+def test_a_revoked_page_gets_a_plain_404_from_pay_not_the_dispute_holds_live_balance(store, built, standin,
+                                                                                     tmp_path):
+    paying = built.replace(stripe_secret_key="sk_test_standin", stripe_webhook_secret="whsec_test_0123456789abcdef",
+                           stripe_api_base=standin.base)
+    with make_app(paying, tmp_path) as app:
+        client = app.test_client()
+        customer, invs = _customer(store)
+        partly = invs[1]
+        _dispute(client, paying, customer.customer_id, [partly.invoice_id], **{
+            f"dispute_amount-{partly.invoice_id}": _amount(partly.balance - 100)})
+        app.extensions["disputes"].wait()
+        token = _token(paying, customer.customer_id)
+        held = client.post("/pay", data={"page_token": token, "invoice": partly.invoice_id, "method": "card"})
+        assert held.status_code == 400 and "at most" in held.text  # the guard speaks to the customer's own page
+        store.revoke(customer.customer_id)
+        for form in ({}, {f"amount-{partly.invoice_id}": _amount(partly.balance)}):
+            answer = client.post("/pay", data={"page_token": token, "invoice": partly.invoice_id, "method": "card",
+                                               **form})
+            assert answer.status_code == 404, answer.text
+            assert "at most" not in answer.text and "dispute" not in answer.text.lower()
+            assert _amount(100) not in answer.text and partly.number not in answer.text
+        assert standin.creates() == []
 
 
 # --- report formats ----------------------------------------------------------------------------------------

@@ -64,3 +64,19 @@ def test_a_refused_dispute_stores_no_object(s3, s3_settings, store):
         submit_dispute(store, settings, customer_id, [inv.invoice_id], {}, "pricing", "x",
                        [Upload("a.pdf", PDF), Upload("b.pdf", b"<html>not a pdf</html>")])
     assert _keys(s3, bucket) == [] and disputes(store) == []
+
+
+def test_attachments_go_to_a_private_target_of_their_own_and_staff_still_reach_them(s3, s3_settings, store):
+    """private_target can name another bucket (or prefix): nothing lands in the site's bucket."""
+    settings, site_bucket = s3_settings
+    vault = s3.create_bucket(f"vault-{os.getpid()}-{next(_buckets)}")
+    settings = settings.replace(private_target=f"s3://{vault}/attachments")
+    customer_id, inv = _invoice(store)
+    submit_dispute(store, settings, customer_id, [inv.invoice_id], {}, "pricing", "see the scan",
+                   [Upload("scan.pdf", PDF)])
+    [row] = disputes(store)
+    assert _keys(s3, site_bucket) == []
+    assert _keys(s3, vault) == [f"attachments/disputes/{row['dispute_id']}/1-scan.pdf"]
+    got = requests.get(attachment_for_staff(store, settings, row["dispute_id"], 1), timeout=10)
+    assert got.status_code == 200 and got.content == PDF
+    assert got.headers["Content-Disposition"].startswith("attachment;")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import json
-import shutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,11 +19,15 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 
+from portal.config import load_settings
+from portal.disputes import PRIVATE_PREFIX
+from tests.tools import need
+
 TEMPLATE = Path(__file__).resolve().parent.parent / "infra" / "template.yaml"
 # What CloudFront may serve from the bucket; everything else (docs/*, manifests) only through the webhook.
 PUBLIC_PATTERNS = {"/c/*", "c/*", "/assets/*", "assets/*"}
 PUBLIC_PREFIXES = ("c/", "assets/")
-PRIVATE_SAMPLES = ("/docs/K3Y/0123abcd.pdf", "/.portal-manifest.json.gz", "/docs/x")
+PRIVATE_SAMPLES = ("/docs/K3Y/0123abcd.pdf", "/.portal-manifest.json.gz", "/docs/x", "/disputes/3/1-scan.pdf")
 
 
 @pytest.fixture(scope="module")
@@ -137,23 +141,84 @@ def branches(statements: list[Any]) -> list[dict[str, Any]]:
     return flat
 
 
+# Resources a role may name with a wildcard, and why: nothing narrower exists for these actions.
+ALLOWED_WILDCARDS = {
+    ("NightlyExecutionRole", "RegistryLogin"): "ecr:GetAuthorizationToken is account-wide: AWS documents Resource *",
+    ("NightlyStateMachineRole", "LogDelivery"): "CloudWatch Logs' log-delivery APIs take no resource: AWS documents *",
+    ("NightlyStateMachineRole", "TrackTasks"): "task ids exist only at run time: narrowed to the cluster's tasks",
+}
+SITE_PREFIXES = ("c/", "assets/", "docs/")
+# Which roles may do what to the site (tests/test_nightly.py runs the commands these rights are for).
+MAY_READ_DOCUMENTS = {"WebhookRole", "ShardTaskRole"}  # presigned URLs; a shard HEADs objects it is unsure of
+MAY_DELETE_SITE = {"WebhookRole", "ReconcileTaskRole"}  # a re-render after a payment; the reconcile, once
+MAY_WRITE_MAIN_MANIFEST = {"WebhookRole", "ReconcileTaskRole"}
+NO_S3 = {"ImportTaskRole", "NightlyExecutionRole", "NightlyStateMachineRole", "NightlySchedulerRole"}
+
+
+def role_statements(role: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(policy name, statement) for every statement of a role's inline policies, both sides of conditionals."""
+    return [(policy["PolicyName"], statement) for policy in role["Properties"].get("Policies", [])
+            for statement in branches(as_list(policy["PolicyDocument"]["Statement"]))]
+
+
+def grants(role: dict[str, Any]) -> set[tuple[str, str]]:
+    """Every (action, resource as written) an Allow statement of the role grants."""
+    return {(action, text(resource)) for _policy, statement in role_statements(role)
+            if statement.get("Effect") == "Allow"
+            for action in as_list(statement.get("Action", [])) for resource in as_list(statement.get("Resource", []))}
+
+
+def site_key(resource: str) -> str | None:
+    """The key pattern inside the site bucket an ARN names (`${SiteBucket.Arn}/c/*` -> `c/*`), else None."""
+    for prefix in ("${SiteBucket.Arn}/", "arn:aws:s3:::${SiteBucket}/", "${SiteBucket}/"):
+        if prefix in resource:
+            return resource.split(prefix, 1)[1]
+    return None
+
+
 def role_problems(template: dict[str, Any]) -> list[str]:
     found = []
     for name, role in resources(template, "AWS::IAM::Role").items():
-        for policy in role["Properties"].get("Policies", []):
-            for statement in branches(as_list(policy["PolicyDocument"]["Statement"])):
-                sid = f"{name}/{policy['PolicyName']}/{statement.get('Sid', '?')}"
-                if {"NotAction", "NotResource"} & set(statement):
-                    found.append(f"{sid}: NotAction/NotResource")
-                for action in as_list(statement.get("Action", [])):
-                    if "*" in action:
-                        found.append(f"{sid}: wildcard action {action}")
-                for resource in as_list(statement.get("Resource", [])):
-                    arn = text(resource)
-                    if arn == "*" or arn.endswith("}/*") or arn.endswith(":*:*") or arn.endswith(":*"):
-                        # A log group's streams (`<log group arn>:*`) are the one accepted trailing wildcard.
-                        if not (arn.endswith("LogGroup.Arn}:*") and statement.get("Sid") == "Logs"):
-                            found.append(f"{sid}: wildcard resource {arn}")
+        for policy, statement in role_statements(role):
+            sid = f"{name}/{policy}/{statement.get('Sid', '?')}"
+            if {"NotAction", "NotResource"} & set(statement):
+                found.append(f"{sid}: NotAction/NotResource")
+            for action in as_list(statement.get("Action", [])):
+                if "*" in action:
+                    found.append(f"{sid}: wildcard action {action}")
+            for resource in as_list(statement.get("Resource", [])):
+                arn = text(resource)
+                if arn == "*" or arn.endswith("}/*") or arn.endswith(":*:*") or arn.endswith(":*"):
+                    # A log group's streams (`<log group arn>:*`) are the one accepted trailing wildcard.
+                    if arn.endswith("LogGroup.Arn}:*") and statement.get("Sid") == "Logs":
+                        continue
+                    if (name, statement.get("Sid")) not in ALLOWED_WILDCARDS:
+                        found.append(f"{sid}: wildcard resource {arn}")
+            if "iam:PassRole" in as_list(statement.get("Action", [])):
+                passed = statement.get("Condition", {}).get("StringEquals", {}).get("iam:PassedToService")
+                if not passed:
+                    found.append(f"{sid}: iam:PassRole to any service")
+        found += site_problems(name, grants(role))
+    return found
+
+
+def site_problems(name: str, granted: set[tuple[str, str]]) -> list[str]:
+    found = []
+    for action, resource in granted:
+        key = site_key(resource)
+        if not action.startswith("s3:"):
+            continue
+        if name in NO_S3:
+            found.append(f"{name}: {action} on {resource}: this role needs no S3 at all")
+        if key is None:
+            continue
+        if action == "s3:GetObject" and key.startswith("docs/") and name not in MAY_READ_DOCUMENTS:
+            found.append(f"{name}: may read private documents ({key})")
+        if action == "s3:DeleteObject" and key.startswith(SITE_PREFIXES) and name not in MAY_DELETE_SITE:
+            found.append(f"{name}: may delete site objects ({key})")
+        if action in ("s3:PutObject", "s3:DeleteObject") and key == ".portal-manifest.json.gz" \
+                and name not in MAY_WRITE_MAIN_MANIFEST:
+            found.append(f"{name}: may replace the main manifest")
     return found
 
 
@@ -165,9 +230,51 @@ def problems(template: dict[str, Any]) -> list[str]:
 
 
 def test_cfn_lint_passes():
-    command = shutil.which("cfn-lint") or str(Path(sys.executable).parent / "cfn-lint")
-    done = subprocess.run([command, str(TEMPLATE)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([str(need("cfn-lint")), str(TEMPLATE)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def checkov(template: Path) -> dict[str, Any]:
+    """checkov's JSON report of one template. --skip-download: no network, only the checks that ship with it."""
+    done = subprocess.run([str(need("checkov")), "--file", str(template), "--framework", "cloudformation",
+                           "--output", "json", "--skip-download", "--compact"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]  # 1: failed checks, reported below
+    report = json.loads(done.stdout)
+    return report[0] if isinstance(report, list) else report
+
+
+def checkov_problems(report: dict[str, Any]) -> list[str]:
+    """Failed checks, parsing errors, and checks skipped without a reason (checkov says 'No comment provided')."""
+    summary, results = report["summary"], report["results"]
+    found = [f"{c['check_id']} {c['resource']}: {c['check_name']}" for c in results.get("failed_checks", [])]
+    if summary["parsing_errors"]:
+        found.append(f"{summary['parsing_errors']} parsing error(s)")
+    skipped = results.get("skipped_checks", [])
+    assert len(skipped) == summary["skipped"]  # the report lists what it skipped
+    for check in skipped:
+        reason = (check.get("check_result") or {}).get("suppress_comment", "")
+        if len(reason) < 60:
+            found.append(f"{check['check_id']} on {check['resource']} is skipped without a reason: {reason!r}")
+    return found
+
+
+def test_checkov_finds_nothing_and_every_skipped_check_says_why():
+    report = checkov(TEMPLATE)
+    assert checkov_problems(report) == []
+    assert report["summary"]["passed"] >= 80  # the template was scanned: dozens of checks apply to its resources
+
+
+@pytest.mark.parametrize("weaken, expected", [
+    (lambda t: t.replace("      KmsKeyId: !GetAtt LogsKey.Arn\n", "", 1), "CKV_AWS_158"),  # a plain log group
+    (lambda t: re.sub(r"(- id: CKV_AWS_18\n)            comment: >-\n(?:              .*\n)+", r"\1", t, count=1),
+     "CKV_AWS_18 on AWS::S3::Bucket.SiteBucket is skipped without a reason"),
+], ids=["unencrypted-log-group", "skip-without-reason"])
+def test_the_scan_fails_on_a_weakness_or_a_skip_without_reason(tmp_path: Path, weaken, expected):
+    weak = tmp_path / "template.yaml"
+    weak.write_text(weaken(TEMPLATE.read_text()))
+    assert weak.read_text() != TEMPLATE.read_text()
+    assert any(expected in problem for problem in checkov_problems(checkov(weak)))
 
 
 def test_the_template_keeps_documents_private_and_the_bucket_closed(template):
@@ -227,6 +334,38 @@ def test_the_function_is_wired_as_documented(template):
     alarms = resources(template, "AWS::CloudWatch::Alarm")
     filters = resources(template, "AWS::Logs::MetricFilter")
     assert len(alarms) >= 3 and any("stripe" in f["Properties"]["FilterPattern"] for f in filters.values())
+
+
+def _grants(template: dict[str, Any], role: str) -> dict[str, set[str]]:
+    """action -> the resources the role's policies allow it on (both sides of conditions)."""
+    granted: dict[str, set[str]] = {}
+    for policy in template["Resources"][role]["Properties"]["Policies"]:
+        for statement in branches(as_list(policy["PolicyDocument"]["Statement"])):
+            if statement.get("Effect") == "Allow":
+                for action in as_list(statement["Action"]):
+                    granted.setdefault(action, set()).update(text(r) for r in as_list(statement["Resource"]))
+    return granted
+
+
+def test_the_webhook_role_can_store_read_and_remove_dispute_attachments_where_the_code_puts_them(template):
+    """Every dispute with an attachment failed on the documented deployment: the role had no access to the
+    attachments' prefix. They go where the function's settings say (its target's disputes/ prefix by default),
+    and CloudFront never reads them."""
+    (function,) = resources(template, "AWS::Lambda::Function").values()
+    env = function["Properties"]["Environment"]["Variables"]
+    assert text(env["PORTAL_TARGET"]) == "s3://${SiteBucket}" and "PORTAL_PRIVATE_TARGET" not in env
+    settings = load_settings(env={}, config_file=None, secret_key="t" * 32, target="s3://bucket-name")
+    assert settings.effective_private_target == "s3://bucket-name"  # the key is disputes/<id>/<n>-<name>
+    attachments = "${SiteBucket.Arn}/" + PRIVATE_PREFIX + "*"
+    grants = _grants(template, function["Properties"]["Role"]["Fn::GetAtt"][0])
+    for action in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject"):
+        assert attachments in grants.get(action, set()), action
+    assert not any(attachments in resources for action, resources in grants.items()
+                   if action not in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject"))
+    assert role_problems(template) == []  # named resources, no wildcard
+    reads = [text(r) for s in _policy_statements(template) if s.get("Effect") == "Allow"
+             for r in as_list(s["Resource"])]
+    assert reads and not any("disputes" in arn or arn.endswith("}/*") for arn in reads)
 
 
 # --- the checker catches what it must ----------------------------------------------------------------------------
@@ -303,6 +442,39 @@ def _whole_bucket(t: dict[str, Any]) -> None:
                                     _public_read, _cloudfront_reads_everything, _cloudfront_without_source,
                                     _wildcard_action, _wildcard_resource, _whole_bucket, _conditional_wildcard])
 def test_the_checker_fails_when_documents_become_reachable_or_the_bucket_public(template, mutate):
+    mutated = copy.deepcopy(template)
+    mutate(mutated)
+    assert problems(mutated), f"{mutate.__name__} went unnoticed"
+
+
+def _statements_of(t: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    return t["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+
+
+def _grant(role: str, action: str, resource: Any):
+    def mutate(t: dict[str, Any]) -> None:
+        _statements_of(t, role).append({"Effect": "Allow", "Action": action, "Resource": resource})
+    mutate.__name__ = f"{role}+{action}"
+    return mutate
+
+
+def _pass_role_anywhere(t: dict[str, Any]) -> None:
+    grant = next(s for s in _statements_of(t, "NightlyStateMachineRole") if s.get("Sid") == "PassTaskRoles")
+    del grant["Condition"]
+
+
+@pytest.mark.parametrize("mutate", [
+    _grant("ReconcileTaskRole", "s3:GetObject", {"Fn::Sub": "${SiteBucket.Arn}/docs/*"}),
+    _grant("ShardTaskRole", "s3:DeleteObject", {"Fn::Sub": "${SiteBucket.Arn}/c/*"}),
+    _grant("ShardTaskRole", "s3:PutObject", {"Fn::Sub": "${SiteBucket.Arn}/.portal-manifest.json.gz"}),
+    _grant("ImportTaskRole", "s3:ListBucket", {"Fn::GetAtt": ["SiteBucket", "Arn"]}),
+    _grant("NightlyStateMachineRole", "s3:GetObject", {"Fn::Sub": "${SiteBucket.Arn}/c/*"}),
+    _grant("ShardTaskRole", "logs:PutLogEvents", "*"),
+    _grant("NightlyExecutionRole", "secretsmanager:GetSecretValue",
+           {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:*"}),
+    _pass_role_anywhere,
+], ids=lambda m: m.__name__)
+def test_the_checker_fails_when_a_role_gets_more_than_its_commands_need(template, mutate):
     mutated = copy.deepcopy(template)
     mutate(mutated)
     assert problems(mutated), f"{mutate.__name__} went unnoticed"

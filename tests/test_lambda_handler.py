@@ -52,6 +52,7 @@ def lambda_module(tmp_path: Path, monkeypatch) -> ModuleType:
 def signed(event_id: str) -> tuple[bytes, str]:
     # Non-ASCII and odd spacing on purpose: a re-serialised or re-encoded body would not verify.
     body = json.dumps({"id": event_id, "object": "event", "type": "customer.created", "created": int(time.time()),
+                       "livemode": False, "api_version": stripe.api_version,
                        "data": {"object": {"id": "cus_1", "name": "Müller  &  Søn"}}}, ensure_ascii=False,
                       indent=1).encode()
     header = stripe.WebhookSignature.generate_signature_header(body.decode(), WEBHOOK_SECRET,

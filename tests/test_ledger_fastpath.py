@@ -32,7 +32,11 @@ BAD_VALUES = ["", " ", "  padded  ", "C00001", "C00002", "C99999", "I000001", "I
               "2027-01-01", "1234.50", "1234.5", "1.001", "-5.00", "0", "0.00", "abc", "12,50", "1e3", "99999999.99",
               "de_DE", "xx_YY", "fr_CA", "billing", "APPROVER", "boss", "ap@x.example", "not an email", "a@b",
               "line one\nline two", 'say "hi"', "ünïcödé", "documents/missing.pdf", "../secret.pdf", "/etc/passwd",
-              "invoice", "po", "memo"]
+              "invoice", "po", "memo",
+              # hostile: control characters, digits that are not ASCII, amounts past 64 bits (alone or in sums)
+              "Acme\x00 Inc.", "\x1b[31mred", "bell\x07", "tab\there", "\u0661\u0662.\u0660\u0660",
+              "\uff11\uff12\uff13", "9" * 5000, "99999999999999999999.00", "46116860184273879.04",
+              "92233720368547758.07", "12345678901234567890123456789012345678901"]
 
 
 def read_by_checks(folder: Path, settings, monkeypatch) -> object:
@@ -132,6 +136,62 @@ def test_a_damaged_export_gives_the_same_ledger_or_the_same_problems_either_way(
     damage(folder, rng)
     settings = FOREIGN if seed % 3 == 0 else SETTINGS
     assert outcome(folder, settings) == read_by_checks(folder, settings, monkeypatch)
+
+
+def _rewrite(path: Path, change) -> None:
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))
+    change(rows[0], rows)
+    out = io.StringIO(newline="")
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    path.write_text(out.getvalue(), encoding="utf-8")
+
+
+def test_totals_past_64_bits_are_refused_the_same_either_way(pristine, tmp_path, monkeypatch):
+    """Each amount fits in 64 bits, their sum does not: every sum the portal makes (a customer's total, open
+    AR) must fit, so the row that makes the export's total overflow is reported, by either path."""
+    folder = shutil.copytree(pristine, tmp_path / "export")
+    half = "46116860184273879.04"  # 2^62 minor units
+
+    def big_invoices(header, rows):
+        for row in rows[3:5]:
+            row[header.index("amount")] = row[header.index("balance")] = half
+
+    def big_lines(header, rows):
+        for row in rows[1:3]:
+            row[header.index("amount")] = half
+
+    _rewrite(folder / "invoices.csv", big_invoices)
+    _rewrite(folder / "invoice_lines.csv", big_lines)
+    fast = outcome(folder, SETTINGS)
+    assert fast[0] == "invalid"
+    assert fast[1] == [
+        "invoices.csv:5: amount: with the invoice and credit amounts before it, adds up to more than "
+        "9223372036854775807 minor units, the most the portal can add up",
+        "invoice_lines.csv:3: amount: with the line amounts before it, adds up to more than 9223372036854775807 "
+        "minor units, the most the portal can add up"]
+    assert fast == read_by_checks(folder, SETTINGS, monkeypatch)
+
+
+def test_a_control_character_leaves_its_row_out_and_nothing_else_is_reported_the_same_either_way(
+        pristine, tmp_path, monkeypatch):
+    folder = shutil.copytree(pristine, tmp_path / "export")
+    customer, invoice = [], []
+
+    def nul_in_name(header, rows):
+        rows[2][header.index("name")] = "Acme\x00 Inc."
+        customer.append(rows[2][header.index("customer_id")])
+
+    def esc_in_number(header, rows):
+        rows[4][header.index("number")] = "INV-\x1b[2J"
+        invoice.append(rows[4][header.index("invoice_id")])
+
+    _rewrite(folder / "customers.csv", nul_in_name)
+    _rewrite(folder / "invoices.csv", esc_in_number)
+    fast = outcome(folder, SETTINGS)
+    assert fast[1] == ["customers.csv:3: name: contains the control character U+0000; remove it",
+                       "invoices.csv:5: number: contains the control character U+001B; remove it"]
+    assert fast == read_by_checks(folder, SETTINGS, monkeypatch)
+    assert customer and invoice  # their contacts, invoices, lines and documents were not reported again
 
 
 def test_quoted_line_breaks_keep_values_and_line_numbers(tmp_path):

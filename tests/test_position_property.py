@@ -142,6 +142,8 @@ class World:
                            {CREDIT[0]: Item(CREDIT[1], CREDIT[2], CREDIT[2])})
         self.started: list[datetime] = []  # when each step began (an as_of between steps)
         self.stack = ExitStack()
+        self._clock = int(time.time())  # the `created` of the next Stripe event
+        self._chargebacks: dict[str, int] = {}  # attempt -> how many chargebacks were opened on it
 
     def __enter__(self) -> World:
         self.store = Store(self.url)
@@ -265,48 +267,61 @@ class World:
         """Send the Stripe event `what` (see _event_for) for an attempt; it must apply."""
         assert self._event_for(attempt_id, what), (attempt_id, what, self.model.attempts[attempt_id].status)
 
+    def _chargeback(self, attempt_id: str, opened: bool = False) -> int:
+        """The number of the attempt's current chargeback (a new one when `opened`): each is its own object."""
+        if opened:
+            self._chargebacks[attempt_id] = self._chargebacks.get(attempt_id, 0) + 1
+        return self._chargebacks[attempt_id]
+
     def _event_for(self, attempt_id: str, what: str) -> bool:
+        """Send what Stripe sends for `what` (objects from the strict stand-in); False when it cannot happen now."""
         a = self.model.attempts[attempt_id]
-        intent = f"pi_{attempt_id}"
+        s = self.standin
+        session = s.session_for(attempt_id)
         refunded = None
+        events: list[tuple[str, dict]] = []
         if what == "complete" and a.status == "created":
-            paid = a.method == "card"
-            kind, obj = "checkout.session.completed", {
-                "id": f"cs_{attempt_id}", "object": "checkout.session", "client_reference_id": attempt_id,
-                "payment_intent": intent, "payment_status": "paid" if paid else "unpaid"}
-            new = "succeeded" if paid else "processing"
+            if a.method == "card":
+                events = [("checkout.session.completed", s.session_object(session, payment_status="paid"))]
+                new = "succeeded"
+            else:  # ACH: the customer authorised a debit; Stripe then says the PaymentIntent is processing
+                events = [("checkout.session.completed", s.session_object(session, payment_status="unpaid")),
+                          ("payment_intent.processing", s.intent(session, "processing"))]
+                new = "processing"
         elif what == "settle" and a.status == "processing":
-            kind, obj, new = "checkout.session.async_payment_succeeded", {
-                "id": f"cs_{attempt_id}", "object": "checkout.session", "client_reference_id": attempt_id,
-                "payment_intent": intent, "payment_status": "paid"}, "succeeded"
+            events = [("checkout.session.async_payment_succeeded", s.session_object(session, payment_status="paid"))]
+            new = "succeeded"
         elif what == "fail" and a.status == "processing":
-            kind, obj, new = "payment_intent.payment_failed", {
-                "id": intent, "object": "payment_intent", "metadata": {"attempt_id": attempt_id},
-                "last_payment_error": {"code": "insufficient_funds", "message": "Declined"}}, "failed"
+            events = [("payment_intent.payment_failed",
+                       s.intent(session, "requires_payment_method", error_code="insufficient_funds"))]
+            new = "failed"
         elif what == "expire" and a.status == "created":
-            kind, obj, new = "checkout.session.expired", {
-                "id": f"cs_{attempt_id}", "object": "checkout.session", "client_reference_id": attempt_id}, "expired"
+            events = [("checkout.session.expired", s.session_object(session, status="expired"))]
+            new = "expired"
         elif what in ("refund_part", "refund_full") and a.status in ("succeeded", "partially_refunded", "reinstated"):
             left = a.amount - a.refunded
             refunded = a.amount if what == "refund_full" or left < 2 else a.refunded + left // 2
-            kind, obj = "charge.refunded", {"id": f"ch_{attempt_id}", "object": "charge", "payment_intent": intent,
-                                            "amount": a.amount, "amount_refunded": refunded}
+            events = [("charge.refunded", s.charge(session, refunded=refunded))]
             new = "refunded" if refunded >= a.amount else "partially_refunded"
-        elif what == "chargeback" and a.status in ("succeeded", "partially_refunded"):
-            kind, obj, new = "charge.dispute.created", {"id": f"dp_{attempt_id}", "object": "dispute",
-                                                        "payment_intent": intent, "reason": "fraudulent"}, "disputed"
+        elif what == "chargeback" and a.status in ("succeeded", "partially_refunded", "reinstated"):
+            number = self._chargeback(attempt_id, opened=True)
+            events = [("charge.dispute.created", s.dispute(session, "needs_response", number=number))]
+            new = "disputed"
         elif what == "chargeback_won" and a.status == "disputed":
-            kind, obj, new = "charge.dispute.closed", {"id": f"dp_{attempt_id}", "object": "dispute",
-                                                       "payment_intent": intent, "status": "won"}, "reinstated"
+            events = [("charge.dispute.closed", s.dispute(session, "won", number=self._chargeback(attempt_id)))]
+            # A won dispute pays again what the charge still holds: a partial refund stays one.
+            new = "partially_refunded" if a.refunded else "reinstated"
         else:
             return False
-        payload = json.dumps({"id": f"evt_{attempt_id}_{self.model.step}_{what}", "object": "event", "type": kind,
-                              "created": int(time.time()), "data": {"object": obj}})
-        signature = stripe.WebhookSignature.generate_signature_header(payload, WEBHOOK_SECRET,
-                                                                      timestamp=int(time.time()))
-        response = self.client.post("/stripe/events", data=payload,
-                                    headers={"Stripe-Signature": signature, "Content-Type": "application/json"})
-        assert response.status_code == 200, response.get_data(as_text=True)
+        for kind, obj in events:
+            self._clock += 1  # Stripe's `created` orders the snapshots of one object: each event is newer
+            payload = json.dumps(s.event(kind, obj, event_id=f"evt_{attempt_id}_{self.model.step}_{what}_{kind}",
+                                         created=self._clock))
+            signature = stripe.WebhookSignature.generate_signature_header(payload, WEBHOOK_SECRET,
+                                                                          timestamp=int(time.time()))
+            response = self.client.post("/stripe/events", data=payload,
+                                        headers={"Stripe-Signature": signature, "Content-Type": "application/json"})
+            assert response.status_code == 200, response.get_data(as_text=True)
         self.model.move(attempt_id, new, refunded)
         self._settle()
         return True

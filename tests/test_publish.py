@@ -27,6 +27,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from botocore.retries.standard import ExponentialBackoff
 
 from portal import s3target
+from portal.ledger import DOCUMENT_TYPES
 from portal.publish import (
     ASSET_CACHE,
     JOURNAL,
@@ -313,6 +314,27 @@ def test_presigned_document_url_works_and_expired_or_tampered_ones_are_refused(s
     assert get(short)[0] == 403
     # The objects themselves are not public.
     assert get(f"{aws_env.endpoint}/{bucket}/site/{document}")[0] in {401, 403}
+
+
+# The browser shows these; every other document type downloads (the same table as the folder target's test in
+# tests/test_webhook_links.py).
+SHOWN = {".pdf": "inline", ".png": "inline", ".jpg": "inline", ".xml": "attachment", ".txt": "attachment",
+         ".csv": "attachment", ".zip": "attachment", ".tif": "attachment", ".docx": "attachment"}
+
+
+def test_presigned_documents_download_unless_browsers_show_their_type(site, bucket: str, aws_env: SeaweedS3):
+    """An .xml presigned `inline` opened in the browser, on the bucket's origin."""
+    settings, _out = site
+    settings = settings.replace(target=f"s3://{bucket}/site")
+    client = aws_env.client()
+    for extension, disposition in SHOWN.items():
+        key = f"docs/{'k' * 26}/{'a' * 64}{extension}"
+        client.put_object(Bucket=bucket, Key=f"site/{key}", Body=b"<?xml version='1.0'?><x/>",
+                          ContentType=DOCUMENT_TYPES[extension])
+        status, _, headers = get(presign_document(settings, key, filename=f"Delivery note{extension}"))
+        assert status == 200
+        assert headers["Content-Disposition"].startswith(f"{disposition};"), extension
+        assert f"Delivery note{extension}" in headers["Content-Disposition"]
 
 
 def test_presign_refuses_folder_targets_and_paths_outside_docs(site, aws_env: SeaweedS3):

@@ -107,9 +107,24 @@ def _outcome(read, token):
         return type(exc).__name__
 
 
+def _respelled(token: str) -> bool:
+    """Not as itsdangerous writes tokens: a segment that does not survive decoding and encoding again (stray
+    characters, padding, spare bits set), or an empty one."""
+    from itsdangerous.encoding import base64_decode, base64_encode
+
+    segments = token.split(".")
+    segments = segments[1:] if segments[0] == "" else segments
+    try:
+        return not all(seg and base64_encode(base64_decode(seg)).decode() == seg for seg in segments)
+    except Exception:  # noqa: BLE001 - undecodable: not a token itsdangerous wrote
+        return True
+
+
 def test_token_reading_agrees_with_itsdangerous_on_good_and_bad_tokens(monkeypatch):
     """Links, beacons and documents are checked with HMACs keyed once (the webhook's hot path); every token,
-    good or bad, must get the answer itsdangerous alone gives."""
+    good or bad, must get the answer itsdangerous alone gives, but for one difference: a token not spelled
+    as itsdangerous writes it is refused (itsdangerous accepts many spellings of one token; see
+    test_respelled_tokens_are_refused)."""
     from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
     settings = load_settings(env={}, config_file=None, secret_key="n" * 32, link_ttl_days=2,
@@ -136,6 +151,8 @@ def test_token_reading_agrees_with_itsdangerous_on_good_and_bad_tokens(monkeypat
     view = URLSafeSerializer(secrets, salt="view")
 
     def reference_link(token):
+        if _respelled(token):
+            return "TokenInvalid"
         try:
             data = timed.loads(token, max_age=2 * 86400)
         except SignatureExpired:
@@ -145,6 +162,8 @@ def test_token_reading_agrees_with_itsdangerous_on_good_and_bad_tokens(monkeypat
         return data if isinstance(data, list) and len(data) == 4 else "TokenInvalid"
 
     def reference_view(token):
+        if _respelled(token):
+            return "TokenInvalid"
         try:
             data = view.loads(token)
         except BadSignature:
@@ -166,3 +185,60 @@ def test_token_reading_agrees_with_itsdangerous_on_good_and_bad_tokens(monkeypat
     # The cases really differ: accepted, expired and refused tokens are all among them.
     kinds = {r if isinstance(r, str) else "accepted" for r in map(reference_link, links + garbage)}
     assert kinds == {"accepted", "TokenExpired", "TokenInvalid"}
+
+
+def respellings(token: str) -> list[str]:
+    """Spellings of `token` that itsdangerous' decoder reads as the same token (the HMAC covers the payload's
+    text as written, so only the signature can be spelled differently)."""
+    from itsdangerous.encoding import base64_decode
+
+    payload, signature = token.rsplit(".", 1)
+    spelled = [f"{payload}.{signature[:5]}!!{signature[5:]}", f"{payload}.{signature}=", f"{payload}.{signature}==",
+               f"{payload}.{signature[:3]}\u00e9{signature[3:]}", f"{payload}.{signature[:4]}  {signature[4:]}"]
+    if "-" in signature or "_" in signature:
+        spelled.append(f'{payload}.{signature.replace("-", "+").replace("_", "/")}')
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    spelled += [f"{payload}.{signature[:-1]}{c}" for c in alphabet
+                if c != signature[-1] and base64_decode(signature[:-1] + c) == base64_decode(signature)]
+    return spelled
+
+
+def test_respelled_tokens_are_refused():
+    from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
+
+    from portal.signing import CanonicalTimedSerializer, is_canonical
+
+    settings = load_settings(env={}, config_file=None, secret_key="r" * 32)
+    signer = Signer(settings)
+    secrets = [settings.secret_key]
+    readers = {
+        "link": (signer.link_token("C1", "ap@acme.example", "I-1_x", 1), signer.read_link,
+                 lambda t: URLSafeTimedSerializer(secrets, salt="link").loads(t)),
+        "page": (signer.page_token("page", "C1", 1, ""), lambda t: signer.read_page_token("page", t),
+                 lambda t: URLSafeSerializer(secrets, salt="page").loads(t)),
+        "view": (signer.page_token("view", "C1", 1, "I1"), lambda t: signer.read_page_token("view", t),
+                 lambda t: URLSafeSerializer(secrets, salt="view").loads(t)),
+        "unsubscribe": (signer.page_token("unsubscribe", "C1", 1, "k1"),
+                        lambda t: signer.read_page_token("unsubscribe", t),
+                        lambda t: URLSafeSerializer(secrets, salt="unsubscribe").loads(t)),
+        "doc": (signer.doc_token("C1", 1, "D1", "", "a" * 64 + ".pdf"), signer.read_doc_token,
+                lambda t: URLSafeSerializer(secrets, salt="doc").loads(t)),
+        "pay ref": (signer.pay_ref("pa_0123", 1), signer.read_pay_ref,
+                    lambda t: URLSafeTimedSerializer(secrets, salt="payment-ref").loads(t)),
+    }
+    for purpose, (token, ours, theirs) in readers.items():
+        assert is_canonical(token)
+        ours(token)
+        spelled = respellings(token)
+        assert len(spelled) >= 8, purpose
+        for variant in spelled:
+            theirs(variant)  # itsdangerous reads each as the genuine token...
+            assert not is_canonical(variant), (purpose, variant)
+            with pytest.raises(TokenInvalid):  # ...we do not
+                ours(variant)
+    fresh = CanonicalTimedSerializer(secrets, salt="fresh")
+    token = fresh.dumps(["C1", "k1", "", 1])
+    assert fresh.loads(token, max_age=60) == ["C1", "k1", "", 1]
+    for variant in respellings(token):
+        with pytest.raises(BadSignature, match="canonical"):
+            fresh.loads(variant, max_age=60)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import insert, select, update
@@ -204,7 +205,9 @@ def test_attachments_reach_staff_only(client, store, ledger, settings, tmp_path)
     c1 = sorted(ledger.customers)[0]
     inv = next(i for i in ledger.invoices.values() if i.customer_id == c1)
     dispute_id = add_dispute(store, c1, "open", 100, items=[(inv.invoice_id, inv.number, 100)], attachments=1)
-    stored = tmp_path / "site" / "disputes" / "x" / "1"
+    # In the private folder, outside the site folder a static host would serve (docs/disputes.md).
+    private = Path(client.application.extensions["portal"].settings.effective_private_target)
+    stored = private / "disputes" / "x" / "1"
     stored.parent.mkdir(parents=True)
     stored.write_bytes(b"%PDF-1.4 proof")
     got = client.get(f"/staff/disputes/{dispute_id}/attachments/1")

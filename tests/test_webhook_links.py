@@ -3,6 +3,7 @@ records nothing, and no token reaches another customer's pages or documents."""
 
 from __future__ import annotations
 
+import csv
 import sys
 import threading
 import types
@@ -15,6 +16,7 @@ import pytest
 
 from portal.signing import Signer
 from tests.ports import free_port
+from tests.test_publish import SHOWN
 from tests.webhook_helpers import (
     all_events,
     hidden_field,
@@ -374,6 +376,30 @@ def test_fresh_link_goes_only_to_the_contact_on_file(client, store, ledger, sett
     assert client.get("/fresh/sent").status_code == 200
 
 
+def test_fresh_link_for_an_invoice_number_with_a_line_break_gets_a_one_line_subject(client, store, ledger,
+                                                                                    settings, export_dir, tmp_path):
+    a, _ = _two_customers(ledger)
+    contact, invoice = _contact(ledger, a), _invoice(ledger, a)
+    path = export_dir / "invoices.csv"
+    with path.open(newline="", encoding="utf-8") as source:
+        rows = list(csv.DictReader(source))
+    for row in rows:
+        if row["invoice_id"] == invoice.invoice_id:
+            row["number"] = "INV-7\r\nBcc: stranger@evil.example\nX-Evil:  yes"
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    import_sample(store, settings, export_dir)
+    form = _fresh_form(client, settings, ledger, a, contact.contact_id, invoice.invoice_id)
+    response = client.post("/fresh", data={"token": form})
+    assert response.status_code == 303
+    [message] = outbox_messages(tmp_path)
+    assert message["Subject"].startswith("Your link to invoice INV-7 Bcc: stranger@evil.example X-Evil: yes")
+    assert message["Bcc"] is None and message["X-Evil"] is None
+    assert [a.addr_spec for a in message["To"].addresses] == [contact.email]
+
+
 def test_fresh_link_for_a_contact_no_longer_on_file_goes_to_the_contacts_on_file(client, ledger, settings,
                                                                                  tmp_path):
     a, _ = _two_customers(ledger)
@@ -431,6 +457,27 @@ def test_fresh_link_over_smtp(store, ledger, settings, tmp_path):
     assert recipients == [contact.email]
     event = next(e for e in all_events(store) if e.kind == "email_sent")
     assert event.detail == f"fresh_link {message['Message-ID']}"
+
+
+def test_folder_documents_download_unless_browsers_show_their_type_and_run_sandboxed(app, client, ledger, signer,
+                                                                                   tmp_path):
+    """The same rule as presigned S3 URLs (SHOWN in tests/test_publish.py), and a CSP sandbox: a document shown
+    in the browser runs no script and counts as another origin, whatever it holds. But a PDF: Chrome and Safari
+    show nothing for a sandboxed PDF (their viewer is a plugin no sandbox token allows), and run it apart from
+    our origin anyway."""
+    a, _ = _two_customers(ledger)
+    folder = tmp_path / "site" / "docs" / signer.customer_key(a, 1)
+    folder.mkdir(parents=True, exist_ok=True)
+    for extension, disposition in SHOWN.items():
+        name = "c" * 64 + extension
+        (folder / name).write_bytes(b"<?xml version='1.0'?><x/>")
+        token = app.extensions["portal"].files.dumps([a, 1, name, f"Delivery note{extension}"])
+        with client.get(f"/files/{token}") as served:
+            assert served.status_code == 200
+            assert served.headers["Content-Disposition"].startswith(disposition), extension
+            policy = [d.strip() for d in served.headers["Content-Security-Policy"].split(";")]
+            assert ("sandbox" in policy) == (extension != ".pdf"), (extension, policy)
+            assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
 
 
 def test_rendered_pdfs_are_saved_under_readable_names(client, store, ledger, signer, settings, tmp_path):

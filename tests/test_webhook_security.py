@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
+import requests
+from sqlalchemy import func, select
 
-from portal.signing import Signer
-from tests.webhook_helpers import RELAXED, all_events, import_sample, make_app
+from portal.config import load_settings
+from portal.disputestore import questions
+from portal.signing import CanonicalTimedSerializer, Signer
+from tests.ports import free_port
+from tests.test_signing import respellings
+from tests.webhook_helpers import RELAXED, all_events, import_sample, make_app, outbox_messages
 from webhook.logs import JsonFormatter, RedactFilter, redact, token_ref
 from webhook.ratelimit import Limit, MemoryRateLimitStore, RateLimiter
 
+REPO = Path(__file__).resolve().parent.parent
 SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
@@ -123,10 +138,49 @@ def test_one_address_is_limited_across_routes_and_tokens(settings, tmp_path, led
 
 
 def test_fresh_link_form_is_limited_per_form(settings, tmp_path, ledger):
+    # A well-formed token with a signature of no secret of ours: refused, but counted as that form's.
+    forged = CanonicalTimedSerializer("not-our-secret-0123456789", salt="fresh").dumps(["C1", "c1", "", 1])
     with make_app(settings, tmp_path, RATE_LIMIT_FRESH="2/3600") as app:
         client = app.test_client()
-        codes = [client.post("/fresh", data={"token": "same-form"}).status_code for _ in range(3)]
+        codes = [client.post("/fresh", data={"token": forged}).status_code for _ in range(3)]
     assert codes == [404, 404, 429]
+
+
+def test_respelled_tokens_are_refused_and_neither_use_nor_bypass_the_tokens_budget(settings, tmp_path, store,
+                                                                                  ledger):
+    """itsdangerous reads many spellings of one token as that token; each spelling was a new key for the
+    per-token limit (40 of 40 respelled questions went through, each mailed to the collector)."""
+    signer = Signer(settings)
+    customer = sorted(ledger.customers)[0]
+    contact = next(c.contact_id for c in ledger.contacts if c.customer_id == customer)
+    page_token = signer.page_token("page", customer, 1)
+    link = signer.link_token(customer, contact, "", 1)
+    with make_app(settings, tmp_path, RATE_LIMIT_TOKEN="3/60") as app:
+        client = app.test_client()
+        spelled = (respellings(page_token) * 5)[:40]
+        asked = [client.post("/question", data={"page_token": variant, "message": "Why?"}).status_code
+                 for variant in spelled]
+        assert asked == [404] * 40
+        links = [client.get(f"/l/{quote(variant, safe='')}").status_code for variant in respellings(link)]
+        assert set(links) == {404}
+        # Every other route that reads a token: beacons, unsubscribing, documents, the payment page.
+        others = [("post", "/r/", signer.page_token("view", customer, 1, "account")),
+                  ("post", "/u/", signer.page_token("unsubscribe", customer, 1, contact)),
+                  ("get", "/d/", signer.doc_token(customer, 1, "statement", "", "0" * 64 + ".pdf")),
+                  ("get", "/pay/done?ref=", signer.pay_ref("pa_0123", 1))]
+        for method, route, token in others:
+            for variant in respellings(token):
+                assert getattr(client, method)(f"{route}{quote(variant, safe='')}").status_code == 404, route
+        # The genuine tokens still have their whole budget, and no more.
+        assert [client.post("/question", data={"page_token": page_token, "message": "Why?"}).status_code
+                for _ in range(4)] == [200, 200, 200, 429]
+        assert [client.get(f"/l/{link}").status_code for _ in range(4)] == [303, 303, 303, 429]
+        app.extensions["disputes"].wait()
+    with store.begin() as conn:
+        assert conn.execute(select(func.count()).select_from(questions)).scalar_one() == 3
+    assert len(outbox_messages(tmp_path)) == 3
+    assert store.count_events(kind="link_opened") == 3
+    assert [e.kind for e in all_events(store) if e.kind != "question_asked"] == ["link_opened"] * 3
 
 
 def test_memory_store_stays_bounded_and_windows_reset():
@@ -222,6 +276,84 @@ def test_werkzeug_request_log_is_redacted():
     RedactFilter().filter(record)
     assert "WyJDMDAwMDEiXQ" not in record.getMessage() and "/l/~" in record.getMessage()
     assert redact("mail bob@example.com now") == "mail <email> now"
+
+
+def test_portal_serve_access_log_holds_no_capability(tmp_path):
+    """`portal serve` (werkzeug's request log) printed page keys, unsubscribe tokens, payment references and
+    every query string in full; each must show as a reference, never as itself."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PORTAL_SECRET_KEY": "serve-log-secret-0123456789",
+           "PORTAL_DATABASE_URL": f"sqlite:///{tmp_path / 'portal.db'}", "PORTAL_SITE_URL": f"http://127.0.0.1:{port}"}
+
+    def portal(*args: str, **popen: Any) -> Any:
+        command = [sys.executable, "-m", "portal", *args]
+        if popen:
+            return subprocess.Popen(command, cwd=tmp_path, env=env, **popen)
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    portal("sample-data", "export", "--customers", "2", "--invoices", "3")
+    portal("build", "export", "--out", "build")
+    links = list(csv.DictReader(io.StringIO(portal("links"))))
+    settings = load_settings(env={}, config_file=None, secret_key=env["PORTAL_SECRET_KEY"])
+    signer = Signer(settings)
+    customer, contact = links[0]["customer_id"], links[0]["contact_id"]
+    key = signer.customer_key(customer, 1)
+    secrets = {
+        "page key": key,
+        "link token": links[0]["url"].rsplit("/l/", 1)[1],
+        "unsubscribe token": signer.page_token("unsubscribe", customer, 1, contact),
+        "payment reference": signer.pay_ref("pa_0123456789abcdef", 1),
+        "query value": "a-secret-query-value",
+    }
+    paths = [f"/c/{key}/index.html", f"/c/{key}/index.html?campaign={secrets['query value']}",
+             f"/l/{secrets['link token']}", f"/u/{secrets['unsubscribe token']}",
+             f"/pay/done?ref={secrets['payment reference']}&session_id=cs_1",
+             f"/pay/cancelled?ref={secrets['payment reference']}"]
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        server = portal("serve", "--port", str(port), stdout=out, stderr=subprocess.STDOUT)
+        try:
+            _wait_for(f"http://127.0.0.1:{port}/healthz", server)
+            statuses = [requests.get(f"http://127.0.0.1:{port}{path}", allow_redirects=False, timeout=10).status_code
+                        for path in paths]
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+    text = log.read_text()
+    assert statuses[:4] == [200, 200, 303, 200], statuses
+    requests_logged = [line for line in text.splitlines() if 'GET /' in line]
+    assert len(requests_logged) >= len(paths), text
+    for what, secret in secrets.items():
+        assert secret not in text, what
+    assert f"/c/~{token_ref(key)}/index.html" in text and f"/u/~{token_ref(secrets['unsubscribe token'])}" in text
+    assert "/pay/done?~" in text
+
+
+def _wait_for(url: str, process: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"portal serve exited with {process.returncode}")
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    raise AssertionError("portal serve did not answer")
+
+
+def test_redact_hides_every_capability_and_query_string():
+    key, token = "abcdefghijklmnopqrstuvwxyz", "WyJDMSIsMSwiIl0.c2lnbmF0dXJl"
+    line = (f'127.0.0.1 - - "GET /c/{key}/i/INV-1.html?utm=x HTTP/1.1" 200 - "POST /u/{token} HTTP/1.1" 200 '
+            f'"GET /pay/done?ref={token}&session_id=cs_1 HTTP/1.1" "GET /staff/login?next=/staff/x HTTP/1.1"')
+    text = redact(line)
+    for secret in (key, token, "utm=x", "cs_1", "next=/staff/x"):
+        assert secret not in text, secret
+    assert f"/c/~{token_ref(key)}/i/INV-1.html?~" in text and f"/u/~{token_ref(token)} " in text
+    assert "/pay/done?~" in text and "/staff/login?~" in text
+    assert redact("Why? Because.") == "Why? Because."  # prose keeps its question marks
 
 
 # --- the one error handler -----------------------------------------------------------------------------

@@ -7,7 +7,12 @@ shows "in dispute"), both in a background thread. Attachments are never served b
 them through portal.disputes.attachment_for_staff.
 
 This module also guards /pay: an amount held in an unresolved dispute cannot be paid online (see
-`_guard_pay`), so a stale page or a hand-made form cannot pay what the customer disputes.
+`_guard_pay`), so a stale page or a hand-made form cannot pay what the customer disputes. The guard runs
+inside /pay after its rate limit and its page-token check (webhook/formtoken.py): a revoked page is answered
+the plain 404 before any balance is looked at.
+
+The dispute form's body (files) is parsed only after its token and its rate limits were checked: the token is
+read from the body's first part alone (webhook/formtoken.py).
 """
 
 from __future__ import annotations
@@ -26,10 +31,9 @@ from portal.disputestore import disputed_amounts
 from portal.mail import send_with_retry
 from portal.money import AmountError, format_money, parse_amount
 from portal.republish import Republisher, refresh_customer
-from portal.signing import TokenInvalid
 from portal.store import invoices
 
-from .errors import TokenRejected
+from .formtoken import page_claims
 from .links import page_url
 from .logs import event
 from .security import rate_limited
@@ -45,9 +49,7 @@ MAX_BODY = MAX_FILES * MAX_FILE_SIZE + 1024 * 1024
 def init_app(app: Flask) -> None:
     app.extensions["disputes"] = Republisher()
     app.register_blueprint(bp)
-    # Only for the payments blueprint's requests (Flask's documented {blueprint name: [functions]} scopes):
-    # every other request, the emailed links above all, skips it.
-    app.before_request_funcs.setdefault("payments", []).append(_guard_pay)
+    app.extensions["payments"].guards.append(_guard_pay)
 
 
 @bp.before_request  # this blueprint's requests only
@@ -58,15 +60,7 @@ def _allow_uploads() -> None:
 
 
 def _customer_from_token(route: str) -> str:
-    s = services()
-    token = request.form.get("page_token", "")
-    try:
-        claims = s.signer.read_page_token("page", token)
-    except TokenInvalid as exc:
-        raise TokenRejected(route, token, str(exc)) from None
-    if s.store.active_key_version(claims.customer_id) != claims.key_version:
-        raise TokenRejected(route, token, "revoked or unknown customer")
-    return claims.customer_id
+    return page_claims(route).customer_id
 
 
 def _refused(exc: DisputeRefused, what: str) -> Any:
@@ -133,23 +127,17 @@ def question() -> Any:
     return _confirm(submitted, "question")
 
 
-def _guard_pay() -> Any:
-    """Before /pay: refuse paying what an unresolved dispute holds. Returns None to let /pay decide the rest
-    (including a bad token, which /pay answers itself)."""
-    if request.endpoint != "payments.pay" or request.method != "POST":
-        return None
+def _guard_pay(customer_id: str) -> Any:
+    """In /pay, for a verified customer at its active key version: refuse paying what an unresolved dispute
+    holds. Returns None to let /pay decide the rest."""
     s = services()
-    try:
-        claims = s.signer.read_page_token("page", request.form.get("page_token", ""))
-    except TokenInvalid:
-        return None
     chosen = list(dict.fromkeys(request.form.getlist("invoice")))[:101]
     with s.store.begin() as conn:
-        held = disputed_amounts(conn, customer_ids=[claims.customer_id], invoice_ids=chosen)
+        held = disputed_amounts(conn, customer_ids=[customer_id], invoice_ids=chosen)
         if not held:
             return None
         rows = {r.invoice_id: r for r in conn.execute(
-            invoices.select().where(invoices.c.customer_id == claims.customer_id,
+            invoices.select().where(invoices.c.customer_id == customer_id,
                                     invoices.c.invoice_id.in_(list(held))))}
         standing = position.of_invoices(conn, list(rows))
     for invoice_id in held:

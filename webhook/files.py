@@ -14,17 +14,15 @@ from typing import Any
 from flask import Blueprint, abort, send_file
 from itsdangerous import BadSignature
 
-from portal.ledger import DOCUMENT_TYPES
+from portal.ledger import DOCUMENT_TYPES, document_disposition
 
 from .errors import TokenRejected
-from .security import FILE_CSP, rate_limited
+from .security import FILE_CSP, PDF_CSP, rate_limited
 from .services import FILE_LINK_SECONDS, services
 
 bp = Blueprint("files", __name__)
 
 _OBJECT_NAME = re.compile(r"[0-9a-f]{64}\.[a-z0-9]{1,5}")
-# Shown in the browser; everything else is downloaded, so no uploaded HTML or SVG can run on our origin.
-INLINE = {".pdf", ".png", ".jpg", ".jpeg", ".gif", ".webp"}
 
 
 @bp.get("/files/<token>")
@@ -48,9 +46,9 @@ def download(token: str) -> Any:
     if not path.is_relative_to(folder) or not path.is_file():
         abort(404)
     suffix = path.suffix.lower()
+    inline = document_disposition(name) == "inline"
     response = send_file(path, mimetype=DOCUMENT_TYPES.get(suffix, "application/octet-stream"),
-                         as_attachment=suffix not in INLINE, download_name=filename or name, conditional=True,
-                         max_age=0)
-    response.headers["Content-Security-Policy"] = FILE_CSP
+                         as_attachment=not inline, download_name=filename or name, conditional=True, max_age=0)
+    response.headers["Content-Security-Policy"] = PDF_CSP if inline and suffix == ".pdf" else FILE_CSP
     response.headers["Cache-Control"] = "private, no-store"
     return response

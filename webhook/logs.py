@@ -17,7 +17,11 @@ from typing import Any
 log = logging.getLogger("webhook")
 security_log = logging.getLogger("webhook.security")
 
-_TOKEN_PATH = re.compile(r"/(l|r|d|files)/[A-Za-z0-9_.\-]+")
+# Capabilities in paths: the token routes, the unsubscribe route and the customer page folders (c/<key>/). The
+# character class is wider than the tokens' alphabet so that a respelled or percent-encoded token is hidden too.
+_TOKEN_PATH = re.compile(r"/(l|r|d|files|u|c)/([^\s\"'/?#]+)")
+# Any query string after a path (the payment page's ?ref=, a page opened with ?utm=...): whatever it holds.
+_QUERY = re.compile(r"(?<=[^\s\"'?])\?[^\s\"'#]+")
 _EMAIL = re.compile(r"[^\s@<>\"']+@[^\s@<>\"']+\.[A-Za-z]{2,}")
 
 
@@ -27,8 +31,11 @@ def token_ref(token: str) -> str:
 
 
 def redact(text: str) -> str:
-    """Replace tokens in URL paths by their reference and mask email addresses."""
-    text = _TOKEN_PATH.sub(lambda m: f"/{m.group(1)}/~{token_ref(m.group(0).split('/', 2)[2])}", text)
+    """Replace capabilities in URL paths (tokens, page keys) and query strings by their reference, and mask
+    email addresses. Applied to every line we log and to werkzeug's request log (`portal serve`)."""
+    if "/" in text or "?" in text:
+        text = _TOKEN_PATH.sub(lambda m: f"/{m.group(1)}/~{token_ref(m.group(2))}", text)
+        text = _QUERY.sub(lambda m: f"?~{token_ref(m.group(0)[1:])}", text)
     return _EMAIL.sub("<email>", text)
 
 

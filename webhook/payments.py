@@ -3,8 +3,9 @@
 /pay trusts nothing the browser sends but the signed page token: invoice ids are looked up as this
 customer's, every amount is recomputed from the store (portal.position, portal.payments.quote), and the attempt
 and its allocations are recorded before Stripe is called. /stripe/events verifies the signature on the raw
-body first, then records the event and its effect in one transaction (portal.payments.apply_event); the
-re-render, publish and email happen after the commit, in a background thread.
+body first, refuses an event of the other mode (live/test) than the configured key, then records the event
+and its effect in one transaction (portal.payevents.apply_event, which never calls Stripe); the re-render,
+publish and email happen after the commit, in a background thread.
 """
 
 from __future__ import annotations
@@ -12,32 +13,27 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import stripe
 from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, request
-from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 
 from portal import paystore, position
+from portal.checkout import session_params
 from portal.mail import send_with_retry
 from portal.money import AmountError, parse_amount
 from portal.pages import checkout_origin
-from portal.payments import (
-    Change,
-    Payable,
-    PaymentRefused,
-    Quote,
-    apply_event,
-    payment_message,
-    quote,
-)
+from portal.payevents import Change, EventRefused, apply_event, verification_url
+from portal.payments import Payable, PaymentRefused, Quote, payment_message, quote
 from portal.republish import Republisher, refresh_customer
 from portal.signing import TokenInvalid
 from portal.store import credits, invoices
 
 from .errors import TokenRejected
+from .formtoken import page_claims
 from .links import page_url
 from .logs import event, security_log
 from .security import CSP, rate_limited
@@ -47,11 +43,13 @@ log = logging.getLogger(__name__)
 bp = Blueprint("payments", __name__)
 
 TOLERANCE = 300  # seconds a signed event may be old (Stripe's default); never 0
-MAX_INVOICES = 100  # Checkout takes at most 100 line items
+MAX_INVOICES = 100  # a bound on the form; Checkout's 100 line items are kept by portal.checkout.line_items
 
 
 class Payments:
-    """Per-process payment services: the Stripe client, the background republisher, the reference signer."""
+    """Per-process payment services: the Stripe client, the background republisher, and the checks other
+    domains add to /pay (`guards`: the dispute hold), run with the verified customer id once the page token
+    and its key version have been checked; one that answers a response refuses the payment."""
 
     def __init__(self, app: Flask):
         settings = app.extensions["portal"].settings
@@ -59,7 +57,7 @@ class Payments:
         self.client = stripe.StripeClient(settings.stripe_secret_key or "sk_unset", base_addresses=base,
                                           max_network_retries=2)
         self.republisher = Republisher()
-        self.refs = URLSafeSerializer(settings.secret_key, salt="payment-ref")
+        self.guards: list[Callable[[str], Any]] = []
 
 
 def payments() -> Payments:
@@ -99,14 +97,12 @@ def pay() -> Any:
     if not s.settings.payments_enabled:
         return render("webhook/pay_status.html", 503, title="Online payment is not available",
                       message="Online payment is not configured yet.", detail="", reference="", account_url="")
-    token = request.form.get("page_token", "")
-    try:
-        claims = s.signer.read_page_token("page", token)
-    except TokenInvalid as exc:
-        raise TokenRejected("pay", token, str(exc)) from None
+    claims = page_claims("pay")  # first: a revoked page learns nothing, not even from a guard
     customer_id = claims.customer_id
-    if s.store.active_key_version(customer_id) != claims.key_version:
-        raise TokenRejected("pay", token, "revoked or unknown customer")
+    for guard in payments().guards:
+        refused = guard(customer_id)
+        if refused is not None:
+            return refused
     chosen = list(dict.fromkeys(request.form.getlist("invoice")))[:MAX_INVOICES + 1]
     if len(chosen) > MAX_INVOICES:
         return _refuse(f"At most {MAX_INVOICES} invoices can be paid at once.")
@@ -117,9 +113,9 @@ def pay() -> Any:
         event("payment_refused", reason=exc.message, ip=client_ip())
         return _refuse(exc.message)
     p = payments()
-    ref = p.refs.dumps(attempt_id)
+    ref = s.signer.pay_ref(attempt_id, claims.key_version)
     webhook = s.settings.effective_webhook_url
-    params = _session_params(attempt_id, customer_id, priced, webhook, ref)
+    params = session_params(attempt_id, customer_id, priced, webhook, ref)
     try:
         session = p.client.v1.checkout.sessions.create(params=params,
                                                        options={"idempotency_key": f"checkout-{attempt_id}"})
@@ -128,6 +124,10 @@ def pay() -> Any:
         with s.store.begin() as conn:  # never started: it must not count anywhere
             paystore.update_attempt(conn, attempt_id, status="expired", updated_at=datetime.now(UTC),
                                     failure_reason="checkout could not be started")
+        if getattr(exc, "code", None) == "amount_too_small":
+            # A currency whose minimum Stripe sets by conversion (portal.checkout.MINIMUM_CHARGE lists the rest).
+            return _refuse("This amount is below the smallest payment our payment provider accepts in this "
+                           "currency. Please pay a larger part, or choose another invoice as well.")
         return render("webhook/pay_status.html", 503, title="Payment is not available right now",
                       message="We could not reach our payment provider. No payment was made.",
                       detail="Please try again in a few minutes.", reference="", account_url="")
@@ -185,40 +185,13 @@ def _create_attempt(customer_id: str, chosen: list[str], method: str) -> tuple[s
     return attempt_id, priced
 
 
-def _session_params(attempt_id: str, customer_id: str, priced: Quote, webhook: str, ref: str) -> dict[str, Any]:
-    currency = priced.currency.lower()
-    notes = [*([f"credit {', '.join(c.number for c in priced.credits)} applied"] if priced.credits else []),
-             *(["bank payment discount applied"] if priced.adjustment < 0 else [])]
-    suffix = f" ({'; '.join(notes)})" if notes else ""
-    # A line a credit paid in full costs nothing on Stripe's page and is left out (the allocation stays ours).
-    items = [{"quantity": 1, "price_data": {
-        "currency": currency, "unit_amount": line.charged,
-        "product_data": {"name": f"Invoice {line.number}{suffix}"[:250]}}}
-        for line in priced.lines if line.charged > 0]
-    if priced.adjustment > 0:
-        items.append({"quantity": 1, "price_data": {"currency": currency, "unit_amount": priced.adjustment,
-                                                    "product_data": {"name": "Card processing fee"}}})
-    params: dict[str, Any] = {
-        "mode": "payment",
-        "client_reference_id": attempt_id,
-        # The current API refuses `payment_method_types`; the customer chose the method on our page (the price
-        # depends on it), so the session offers that method only.
-        "allowed_payment_method_types": [priced.method],
-        "line_items": items,
-        # Refunds and disputes point at the PaymentIntent: the attempt id must be there, not only on the session.
-        "payment_intent_data": {"metadata": {"attempt_id": attempt_id, "customer_id": customer_id[:500]}},
-        "metadata": {"attempt_id": attempt_id},
-        "success_url": f"{webhook}/pay/done?ref={ref}&session_id={{CHECKOUT_SESSION_ID}}",
-        "cancel_url": f"{webhook}/pay/cancelled?ref={ref}",
-    }
-    if priced.method == "us_bank_account":
-        params["payment_method_options"] = {"us_bank_account": {"verification_method": "automatic"}}
-    return params
-
-
 # --- the pages Stripe sends the customer back to ----------------------------------------------------------
 
 STATUS_TEXT = {
+    "verifying": ("Verify your bank account", "Your bank could not be connected instantly, so our payment "
+                  "provider is sending two small deposits to your account. No money has been taken yet.",
+                  "When they arrive (usually in 1–2 business days), confirm them with the link below (we have "
+                  "emailed it too): the payment starts then. Until then your invoices stay open."),
     "succeeded": ("Payment received", "Thank you: your payment has arrived.", ""),
     "processing": ("Bank payment pending", "Your bank payment is on its way. Bank payments usually take 1–4 "
                    "business days to arrive.", "Until then your invoices show “payment pending”. We will email "
@@ -231,16 +204,22 @@ STATUS_TEXT = {
 }
 
 
-def _attempt_for_ref(ref: str) -> paystore.Attempt:
+def _attempt_for_ref(ref: str) -> tuple[paystore.Attempt, str]:
+    """The attempt of a payment page's reference and the customer's account page. The reference expires, and
+    dies with its key version like every token: after `portal revoke` it shows nothing of the customer (the
+    plain 404), and the account page is the one at the reference's key version, which is the active one."""
+    s = services()
     try:
-        attempt_id = payments().refs.loads(ref)
-    except BadSignature:
-        raise TokenRejected("pay_done", ref, "bad payment reference") from None
-    with services().store.begin() as conn:
-        attempt = paystore.get_attempt(conn, str(attempt_id))
+        claims = s.signer.read_pay_ref(ref)
+    except TokenInvalid as exc:
+        raise TokenRejected("pay_done", ref, str(exc)) from None
+    with s.store.begin() as conn:
+        attempt = paystore.get_attempt(conn, claims.attempt_id)
     if attempt is None:
         raise TokenRejected("pay_done", ref, "unknown attempt")
-    return attempt
+    if s.store.active_key_version(attempt.customer_id) != claims.key_version:
+        raise TokenRejected("pay_done", ref, "revoked or unknown customer")
+    return attempt, page_url(attempt.customer_id, claims.key_version)
 
 
 def _account_url(customer_id: str) -> str:
@@ -253,25 +232,26 @@ def _account_url(customer_id: str) -> str:
 def pay_done() -> Any:
     """Where Checkout's success redirect lands. The redirect proves nothing: the page says what the events
     recorded so far say, and only "payment received" once an event confirmed it."""
-    attempt = _attempt_for_ref(request.args.get("ref", ""))
+    attempt, account_url = _attempt_for_ref(request.args.get("ref", ""))
     status = {"refunded": "succeeded", "partially_refunded": "succeeded", "disputed": "succeeded",
               "reinstated": "succeeded"}.get(
         attempt.status, attempt.status)
     title, message, detail = STATUS_TEXT[status]
     if status == "failed" and attempt.failure_reason:
         detail = f"Reason: {attempt.failure_reason}. Your invoices are open again."
+    verify_url = verification_url(services().store, attempt.attempt_id) if status == "verifying" else ""
     return render("webhook/pay_status.html", 200, title=title, message=message, detail=detail,
-                  reference=attempt.attempt_id, account_url=_account_url(attempt.customer_id))
+                  reference=attempt.attempt_id, account_url=account_url, verify_url=verify_url)
 
 
 @bp.get("/pay/cancelled")
 @rate_limited("pay_done", token_arg=None)
 def pay_cancelled() -> Any:
-    attempt = _attempt_for_ref(request.args.get("ref", ""))
+    _, account_url = _attempt_for_ref(request.args.get("ref", ""))
     return render("webhook/pay_status.html", 200, title="Payment cancelled",
                   message="You left the payment page: no payment was made.",
                   detail="You can choose invoices and pay again from your account at any time.",
-                  reference="", account_url=_account_url(attempt.customer_id))
+                  reference="", account_url=account_url)
 
 
 # --- /stripe/events ---------------------------------------------------------------------------------------
@@ -293,24 +273,35 @@ def stripe_events() -> Any:
         return jsonify(error="signature verification failed"), 400
     if not isinstance(data, dict):
         return jsonify(error="not an event"), 400
+    expected = key_livemode(s.settings.stripe_secret_key)
+    if expected is not None and data.get("livemode") is not expected:
+        # A live endpoint's secret with a test key (or the reverse): a configuration error. Not 2xx, so that
+        # Stripe keeps the event and redelivers it (for up to 3 days) once the key is fixed, and shows the
+        # endpoint failing; nothing is recorded, the alarm on error lines fires.
+        event("stripe_livemode_mismatch", logging.ERROR, security_log, event_id=str(data.get("id"))[:100],
+              livemode=data.get("livemode"), ip=client_ip())
+        return jsonify(error="event mode (live/test) does not match the configured Stripe key"), 400
+    if data.get("api_version") not in (None, stripe.api_version):
+        # Shapes may differ from what portal.paystate reads: the endpoint should use the SDK's version.
+        event("stripe_api_version_differs", logging.WARNING, api_version=str(data.get("api_version"))[:40],
+              expected=stripe.api_version)
     try:
-        change = apply_event(s.store, data, _intent_attempt)
-    except PaymentRefused as exc:
+        change = apply_event(s.store, data)
+    except EventRefused as exc:
         return jsonify(error=exc.message), 400
     if change is not None:
         _after_commit(change)
     return jsonify(received=True)
 
 
-def _intent_attempt(intent_id: str) -> str | None:
-    """Ask Stripe for a PaymentIntent's attempt id (an event that names only the intent, seen first)."""
-    try:
-        intent = payments().client.v1.payment_intents.retrieve(intent_id)
-    except stripe.StripeError as exc:
-        log.warning("could not retrieve payment intent %s: %s", intent_id, exc)
-        return None
-    meta = intent.metadata.to_dict() if getattr(intent, "metadata", None) is not None else {}
-    return meta.get("attempt_id") or None
+def key_livemode(secret_key: str) -> bool | None:
+    """True for a live key, False for a test key, None when the key does not say (sk_/rk_ prefixes)."""
+    for prefix in ("sk_", "rk_"):
+        if secret_key.startswith(prefix + "live_"):
+            return True
+        if secret_key.startswith(prefix + "test_"):
+            return False
+    return None
 
 
 def _after_commit(change: Change) -> None:

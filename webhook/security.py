@@ -13,9 +13,13 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask
 from werkzeug.exceptions import TooManyRequests
 
+from portal.signing import is_canonical
+
+from .errors import TokenRejected
+from .formtoken import form_token
 from .logs import event, security_log, token_ref
 from .services import client_ip, services
 
@@ -24,7 +28,11 @@ from .services import client_ip, services
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 # A document served for a folder target: the browser's PDF and image viewers need to render it, nothing else.
-FILE_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; object-src 'self'; frame-ancestors 'none'"
+# `sandbox` makes whatever a document holds an opaque origin with no scripts, forms, popups or plugins. Not for a
+# PDF shown inline: Chrome and Safari refuse to start their PDF viewer in a sandboxed document (no sandbox token
+# lets it), and their viewers run a PDF apart from the origin that served it anyway.
+PDF_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; object-src 'self'; frame-ancestors 'none'"
+FILE_CSP = f"{PDF_CSP}; sandbox"
 HSTS = "max-age=63072000; includeSubDomains"
 
 
@@ -78,7 +86,10 @@ def rate_limited(scope: str, token_arg: str | None = "token") -> Callable:
     """Limit a route per client IP (one budget across all public routes) and per token.
 
     Per token matters because one leaked or scanned link should not be replayed thousands of times, even
-    from many addresses; per IP because random tokens cost us an HMAC check each.
+    from many addresses; per IP because random tokens cost us an HMAC check each. A token not in its
+    canonical spelling (portal.signing.is_canonical) is refused here, after the per-IP count and without
+    touching any token's budget: every genuine token has one spelling, so one budget. A form's token is read
+    before its body is parsed (webhook/formtoken.py).
     """
 
     def decorate(view: Callable) -> Callable:
@@ -88,8 +99,9 @@ def rate_limited(scope: str, token_arg: str | None = "token") -> Callable:
             rules = [(f"ip:{client_ip()}", s.limits["ip"])]
             token = kwargs.get(token_arg) if token_arg else None
             if token is None and token_arg:
-                token = request.form.get(token_arg)
-            if token:
+                token = form_token(token_arg)
+            canonical = not token or is_canonical(token)
+            if token and canonical:
                 limit = s.limits["fresh"] if scope == "fresh" else s.limits["token"]
                 rules.append((f"{scope}:{token_ref(token)}", limit))
             verdict = s.limiter.check(*rules)
@@ -97,6 +109,8 @@ def rate_limited(scope: str, token_arg: str | None = "token") -> Callable:
                 event("rate_limited", logger=security_log, route=scope, ip=client_ip(),
                       token=token_ref(token) if token else "", retry_after=verdict.retry_after)
                 raise TooManyRequests(retry_after=verdict.retry_after)
+            if not canonical:
+                raise TokenRejected(scope, token or "", "token not in canonical form")
             return view(*args, **kwargs)
 
         return wrapper

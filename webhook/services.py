@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from flask import current_app, request, url_for
-from itsdangerous import URLSafeTimedSerializer
 from jinja2 import Environment
 
 from portal.config import Settings
@@ -21,7 +20,7 @@ from portal.eventlog import EventLog
 from portal.mail import Transport, transport_from_url
 from portal.ratelimits import DatabaseRateLimitStore
 from portal.render import Assets, load_assets, make_environment
-from portal.signing import Signer
+from portal.signing import CanonicalTimedSerializer, Signer
 from portal.store import Store
 
 from .ratelimit import Limit, RateLimiter
@@ -43,8 +42,8 @@ class Services:
     limits: dict[str, Limit]
     site_dir: Path | None  # the built site served in development (None: pages live elsewhere)
     docs_root: Path | None  # where docs/<customer_key>/ folders are, for folder targets
-    fresh: URLSafeTimedSerializer  # the "email me a fresh link" form
-    files: URLSafeTimedSerializer  # short-lived /files/ addresses
+    fresh: CanonicalTimedSerializer  # the "email me a fresh link" form
+    files: CanonicalTimedSerializer  # short-lived /files/ addresses
     _mailer: Transport | None = field(default=None, repr=False)
 
     @classmethod
@@ -69,8 +68,8 @@ class Services:
             limits=limits,
             site_dir=site,
             docs_root=docs_root,
-            fresh=URLSafeTimedSerializer(secrets, salt="fresh"),
-            files=URLSafeTimedSerializer(secrets, salt="file"),
+            fresh=CanonicalTimedSerializer(secrets, salt="fresh"),
+            files=CanonicalTimedSerializer(secrets, salt="file"),
         )
 
     @property

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import re
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +33,7 @@ COOKIE = "staff_session"
 SECURE_COOKIE = "__Host-staff_session"
 LOGIN_NONCE_COOKIE = "staff_login"
 LOGIN_NONCE_SECONDS = 3600
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
 
 
 def _signer(salt: str) -> Signer:
@@ -123,8 +125,10 @@ def check_login_nonce() -> None:
 
 
 def safe_next(target: str | None) -> str:
-    """A path inside /staff to go back to after logging in; anything else (other sites, //host) is dropped."""
-    if target and target.startswith("/staff/") and "//" not in target and "\\" not in target:
+    """A path inside /staff to go back to after logging in; anything else (other sites, //host, a control
+    character, which would end the Location header early or be refused in it) is dropped."""
+    if target and target.startswith("/staff/") and "//" not in target and "\\" not in target \
+            and not _CONTROL.search(target):
         return target
     return url_for("staff.overview")
 

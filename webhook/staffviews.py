@@ -221,7 +221,9 @@ def event_label(kind: str, invoice_id: str) -> str:
         return "Viewed the account or statement page"
     if kind.startswith("payment_") and kind not in EVENT_LABELS:
         status = kind.removeprefix("payment_")
-        return f"Payment {'pending (bank payment settling)' if status == 'processing' else status.replace('_', ' ')}"
+        special = {"processing": "pending (bank payment settling)",
+                   "verifying": "waiting for bank account verification"}
+        return f"Payment {special.get(status, status.replace('_', ' '))}"
     return EVENT_LABELS.get(kind, kind.replace("_", " "))
 
 
