@@ -6,7 +6,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    # portal/render.py finds the built-in templates next to the portal package (../templates), which an
+    # portal/core/templating.py finds the built-in templates next to the portal package (../templates), which an
     # installed copy in site-packages does not have: the source tree in /app comes first on the path.
     PYTHONPATH=/app
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from portal.config import load_settings  # noqa: E402
+from portal.core.config import load_settings  # noqa: E402
 from portal.pages import PageRenderer  # noqa: E402
 from portal.sample import write_sample  # noqa: E402
 from portal.site import build  # noqa: E402
@@ -97,7 +97,7 @@ _CEILING: dict = {}
 
 def _ceiling_slice(bounds: tuple[int, int]) -> int:
     """The bare loop: render a template with its context, write the bytes to their own file."""
-    from portal.render import make_environment
+    from portal.core.templating import make_environment
 
     env = make_environment(_CEILING["settings"])
     templates = {n: env.get_template(f"pages/{n}.html") for n in ("account", "invoice", "statement")}

@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from portal.config import load_settings  # noqa: E402
+from portal.core.config import load_settings  # noqa: E402
 from portal.publish import publish  # noqa: E402
 from portal.sample import write_sample  # noqa: E402
 from portal.site import Manifest, build  # noqa: E402

@@ -1,5 +1,5 @@
 """`python -m portal` is the `portal` command."""
 
-from .cli import main
+from portal.cli import main
 
 main()

@@ -14,10 +14,10 @@ from __future__ import annotations
 from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING, Any
 
-from .money import digits
+from portal.core.money import digits
 
 if TYPE_CHECKING:
-    from .payments import Quote
+    from portal.payments import Quote
 
 MAX_LINE_ITEMS = 100
 

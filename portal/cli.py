@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from .config import Settings, load_settings, warn_if_insecure
-from .errors import ExportInvalid, PortalError
+from portal.core.config import Settings, load_settings, warn_if_insecure
+from portal.core.errors import ExportInvalid, PortalError
 
 log = logging.getLogger("portal")
 
@@ -42,7 +42,7 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 def _store(ctx: click.Context):
-    from .store import Store, ensure_sqlite_folder
+    from portal.store import Store, ensure_sqlite_folder
 
     settings = _settings(ctx)
     ensure_sqlite_folder(settings.database_url)
@@ -75,7 +75,7 @@ def sample_data(folder: str, customers: int, invoices: int, seed: int, as_of: st
     """Write a realistic sample AR export into FOLDER."""
     from datetime import datetime
 
-    from .sample import write_sample
+    from portal.sample import write_sample
 
     if invoices < customers:
         raise click.BadParameter("must be at least --customers (every customer gets an invoice)",
@@ -92,7 +92,7 @@ def sample_data(folder: str, customers: int, invoices: int, seed: int, as_of: st
 @click.pass_context
 def validate(ctx: click.Context, folder: str) -> None:
     """Check an export folder. Exit 0 when valid, 2 when not (every problem is listed)."""
-    from .ledger import read_export
+    from portal.ledger import read_export
 
     ledger = read_export(folder, _settings(ctx))
     for warning in ledger.warnings:
@@ -114,8 +114,8 @@ def validate(ctx: click.Context, folder: str) -> None:
 def build(ctx: click.Context, folder: str, out: str, workers: int | None, shard: str | None,
           skip_import: bool) -> None:
     """Validate FOLDER, import it into the store and render the site into --out."""
-    from .site import build as run_build
-    from .site import parse_shard
+    from portal.site import build as run_build
+    from portal.site import parse_shard
 
     settings = _settings(ctx)
     store = _store(ctx)
@@ -140,7 +140,7 @@ def build(ctx: click.Context, folder: str, out: str, workers: int | None, shard:
 @click.pass_context
 def links(ctx: click.Context, customer_ids: tuple[str, ...], per_invoice: bool, fmt: str) -> None:
     """One signed link per contact (columns: customer_id,contact_id,email,invoice_id,url)."""
-    from .links import contact_links
+    from portal.core.links import contact_links
 
     rows = contact_links(_settings(ctx), _store(ctx), set(customer_ids) or None, per_invoice)
     if fmt == "csv":
@@ -157,7 +157,7 @@ def links(ctx: click.Context, customer_ids: tuple[str, ...], per_invoice: bool, 
 @click.pass_context
 def import_export(ctx: click.Context, folder: str) -> None:
     """Validate FOLDER and import it into the store without rendering (once, before sharded builds)."""
-    from .site import import_only
+    from portal.site import import_only
 
     result = import_only(folder, _settings(ctx), store=_store(ctx))
     for warning in result.warnings:
@@ -178,10 +178,10 @@ def import_export(ctx: click.Context, folder: str) -> None:
 def publish(ctx: click.Context, dry_run: bool, site_dir: str, shard: str | None, reconcile: int | None) -> None:
     """Upload the built site to the configured target (a folder or s3://bucket/prefix): only what changed,
     then delete what no longer exists. Prints uploaded / unchanged / deleted."""
-    from .publish import publish as run_publish
-    from .shards import publish_shard
-    from .shards import reconcile as run_reconcile
-    from .site import parse_shard
+    from portal.publish import publish as run_publish
+    from portal.shards import publish_shard
+    from portal.shards import reconcile as run_reconcile
+    from portal.site import parse_shard
 
     settings = _settings(ctx)
     if shard and reconcile:
@@ -233,7 +233,7 @@ def report() -> None:
 @click.pass_context
 def report_receipts(ctx: click.Context, unopened_days: int | None, fmt: str) -> None:
     """Per invoice: emails sent, link opened (fetched), viewed by a person, documents viewed."""
-    from .reports import format_rows, receipts
+    from portal.reports import format_rows, receipts
 
     click.echo(format_rows(receipts(_store(ctx.find_root()), unopened_days=unopened_days), fmt), nl=False)
 
@@ -243,7 +243,7 @@ def report_receipts(ctx: click.Context, unopened_days: int | None, fmt: str) -> 
 @click.pass_context
 def report_payments(ctx: click.Context, fmt: str) -> None:
     """One row per payment attempt: status, method, amount (minor units), allocations, Stripe ids."""
-    from .reports import PAYMENT_COLUMNS, payments, to_csv, to_json
+    from portal.reports import PAYMENT_COLUMNS, payments, to_csv, to_json
 
     rows = payments(_store(ctx.find_root()))
     if fmt == "json":
@@ -264,7 +264,7 @@ def report_payments(ctx: click.Context, fmt: str) -> None:
 @click.pass_context
 def report_cash_application(ctx: click.Context) -> None:
     """The cash-application CSV for the ERP: one row per invoice a settled payment paid (plus unapplied cash)."""
-    from .reports import cash_application_csv
+    from portal.reports import cash_application_csv
 
     click.echo(cash_application_csv(_store(ctx.find_root())), nl=False)
 
@@ -276,7 +276,7 @@ def report_cash_application(ctx: click.Context) -> None:
 @click.pass_context
 def report_disputes(ctx: click.Context, root_causes: bool, fmt: str) -> None:
     """The disputes queue (one row per dispute), or their root causes."""
-    from .reports import dispute_root_causes, disputes, format_disputes, format_root_causes
+    from portal.reports import dispute_root_causes, disputes, format_disputes, format_root_causes
 
     store = _store(ctx.find_root())
     text = format_root_causes(dispute_root_causes(store), fmt) if root_causes else format_disputes(disputes(store), fmt)
@@ -288,7 +288,7 @@ def report_disputes(ctx: click.Context, root_causes: bool, fmt: str) -> None:
 @click.pass_context
 def report_kpis(ctx: click.Context, fmt: str) -> None:
     """The dashboard's overview figures (open AR, aging, viewed by a person, e-payments, disputes, DSO)."""
-    from .kpis import compute, format_kpis
+    from portal.kpis import compute, format_kpis
 
     click.echo(format_kpis(compute(_store(ctx.find_root())), fmt), nl=False)
 
@@ -322,7 +322,7 @@ def db() -> None:
 def db_upgrade(ctx: click.Context) -> None:
     """Create or upgrade the database schema to the newest version, and bring the staff dashboard's receipt
     rollup up to date (the first time, that reads every event: better here than on a staff request)."""
-    from .receiptrollup import refresh
+    from portal.receiptrollup import refresh
 
     store = _store(ctx.find_root())
     click.echo("the database schema is up to date")
@@ -363,9 +363,9 @@ def _serve(settings: Settings, host: str, port: int, site_dir: str) -> None:
 def demo(ctx: click.Context, folder: str, customers: int, invoices: int, host: str, port: int,
          no_serve: bool) -> None:
     """Sample data -> build -> serve, printing a few customer links to open."""
-    from .links import contact_links
-    from .sample import write_sample
-    from .site import build as run_build
+    from portal.core.links import contact_links
+    from portal.sample import write_sample
+    from portal.site import build as run_build
 
     settings = _settings(ctx)
     if settings.site_url == "http://127.0.0.1:8000" and (host, port) != ("127.0.0.1", 8000):
@@ -388,7 +388,7 @@ def demo(ctx: click.Context, folder: str, customers: int, invoices: int, host: s
 
 def _register_feature_commands() -> None:
     """Commands that live next to their feature (email sending, ...)."""
-    from . import mailcli, staffcli
+    from portal import mailcli, staffcli
 
     for command in (mailcli.send, mailcli.remind, mailcli.digest, staffcli.staff):
         cli.add_command(command)

@@ -21,12 +21,12 @@ from typing import Any
 from sqlalchemy import MetaData, Table, inspect, select
 from sqlalchemy.engine import Connection
 
-from .config import Settings
-from .mail import Transport, render_message
-from .position import ASKABLE
-from .reports import receipts
-from .sending import Outgoing, SendResult, day, deliver, money
-from .store import Store, customers
+from portal.core.config import Settings
+from portal.mail import Transport, render_message
+from portal.position import ASKABLE
+from portal.reports import receipts
+from portal.sending import Outgoing, SendResult, day, deliver, money
+from portal.store import Store, customers
 
 PROBLEM_TABLES = {
     # table: (status filter, columns tried in order for "when", columns worth showing)

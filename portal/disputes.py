@@ -28,12 +28,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from . import disputestore, position
-from .config import Settings
-from .errors import NotFound, PortalError
-from .mail import Transport, render_message, send_with_retry, transport_from_url
-from .money import AmountError, format_money, parse_amount
-from .store import Store, customers, invoices
+from portal import disputestore, position
+from portal.core.config import Settings
+from portal.core.errors import NotFound, PortalError
+from portal.mail import Transport, render_message, send_with_retry, transport_from_url
+from portal.core.money import AmountError, format_money, parse_amount
+from portal.store import Store, customers, invoices
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def _check_uploads(uploads: Sequence[Upload]) -> list[tuple[Upload, str, str]]:
 def _write_private(settings: Settings, path: str, data: bytes, content_type: str) -> None:
     private = settings.effective_private_target
     if private.startswith("s3://"):
-        from .s3target import make_client, parse_target, with_retries
+        from portal.s3target import make_client, parse_target, with_retries
 
         bucket, prefix = parse_target(private)
         key = f"{prefix}/{path}" if prefix else path
@@ -177,7 +177,7 @@ def _delete_private(settings: Settings, paths: Sequence[str]) -> None:
     for path in paths:
         try:
             if private.startswith("s3://"):
-                from .s3target import make_client, parse_target
+                from portal.s3target import make_client, parse_target
 
                 bucket, prefix = parse_target(private)
                 make_client().delete_object(Bucket=bucket, Key=f"{prefix}/{path}" if prefix else path)
@@ -199,7 +199,7 @@ def attachment_for_staff(store: Store, settings: Settings, dispute_id: int, n: i
         raise NotFound(f"dispute {dispute_id} attachment {n}: unexpected storage path")
     private = settings.effective_private_target
     if private.startswith("s3://"):
-        from .s3target import presign
+        from portal.s3target import presign
 
         # A download, never shown inline: it is whatever a customer uploaded (as the folder target's route).
         return presign(private, row.path, expires_in, row.filename, disposition="attachment")
@@ -382,7 +382,7 @@ def resolve(store: Store, dispute_id: int, outcome: str, note: str, by: str, *, 
         standing = position.standing(conn, [(i.invoice_id, i.number, row.currency) for i in items])
         resolved = disputestore.get_dispute(conn, row.dispute_id)
     if settings is None:
-        from .config import load_settings
+        from portal.core.config import load_settings
 
         settings = load_settings()
     _refresh(settings, store, row.customer_id)
@@ -393,7 +393,7 @@ def resolve(store: Store, dispute_id: int, outcome: str, note: str, by: str, *, 
 def _refresh(settings: Settings, store: Store, customer_id: str) -> None:
     """Re-render and publish one customer so the page shows the dispute's status now; a failure is logged
     (the next build renders it anyway: dispute states are part of the customer's fingerprint)."""
-    from .republish import refresh_customer  # the site renderer imports this module's labels
+    from portal.republish import refresh_customer  # the site renderer imports this module's labels
 
     try:
         refresh_customer(settings, store, customer_id)

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, Integer, String, Table, Text, insert, select, update
 from sqlalchemy.engine import Connection
 
-from .store import ID, UTCDateTime, metadata
+from portal.store import ID, UTCDateTime, metadata
 
 # A serial id: it is the customer's reference number ("D-42"). Nothing is served by it, so it may be guessable.
 _SERIAL = BigInteger().with_variant(Integer, "sqlite")

@@ -15,13 +15,13 @@ from typing import Any
 
 from sqlalchemy import and_, case, exists, func, select
 
-from . import receiptrollup
-from .disputestore import disputes
-from .money import to_decimal
-from .paystore import payment_allocations, payment_attempts
-from .position import CLOSED, invoice_positions
-from .receiptrollup import receipt_rollup
-from .store import Store, events, invoices
+from portal import receiptrollup
+from portal.disputestore import disputes
+from portal.core.money import to_decimal
+from portal.paystore import payment_allocations, payment_attempts
+from portal.position import CLOSED, invoice_positions
+from portal.receiptrollup import receipt_rollup
+from portal.store import Store, events, invoices
 
 AGING_BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
 # A payment that brought cash in (a partial refund keeps the rest; a full refund or chargeback does not count).
@@ -215,7 +215,7 @@ def _flat(k: Kpis) -> list[dict[str, Any]]:
 
 def format_kpis(k: Kpis, fmt: str) -> str:
     """json (Kpis.to_dict: minor units), csv (CSV_COLUMNS, major units) or a table for people."""
-    from .reports import to_csv
+    from portal.reports import to_csv
 
     if fmt == "json":
         return json.dumps(k.to_dict(), indent=2, ensure_ascii=False) + "\n"

@@ -13,7 +13,7 @@ full build's serial time at 100,000 invoices.
 What both paths share is checked where records are read (`_Table.records`), once for every row: a control
 character in any field (NUL, ESC, BEL...: refused by PostgreSQL, or harmful in a terminal, a header, a PDF; tab
 and line breaks are text) is reported and the row is left out. Amounts are plain ASCII decimals below 2^63 minor
-units (portal/money.py), and so are the running totals of an export's invoice and credit amounts and of its
+units (portal/core/money.py), and so are the running totals of an export's invoice and credit amounts and of its
 line amounts (`_Reader.add_to_total`): every sum the portal makes of them fits in a 64-bit integer.
 """
 
@@ -35,10 +35,10 @@ from pathlib import Path
 
 from babel import Locale, UnknownLocaleError
 
-from .config import Settings
-from .errors import ExportInvalid
-from .gcpause import collector_paused
-from .money import MAX_MINOR, AmountError, is_currency, parse_amount, parse_decimal
+from portal.core.config import Settings
+from portal.core.errors import ExportInvalid
+from portal.core.gcpause import collector_paused
+from portal.core.money import MAX_MINOR, AmountError, is_currency, parse_amount, parse_decimal
 
 ROLES = ("billing", "approver", "other")
 # The running totals kept below MAX_MINOR: invoice and credit amounts together, and line amounts.

@@ -28,9 +28,9 @@ from urllib.parse import unquote, urlparse
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from .config import Settings
-from .errors import ConfigError, PortalError
-from .render import template_dirs
+from portal.core.config import Settings
+from portal.core.errors import ConfigError, PortalError
+from portal.core.templating import template_dirs
 
 SES_TRANSIENT = {"Throttling", "ThrottlingException", "ServiceUnavailable", "InternalFailure", "RequestTimeout"}
 SMTP_TIMEOUT = 30  # seconds: a stuck relay must not hold a webhook worker forever
@@ -147,7 +147,7 @@ class SesTransport:
 
 
 def transport_from_url(url: str) -> Transport:
-    """Make the transport a `mail_url` names (the forms are validated in portal.config)."""
+    """Make the transport a `mail_url` names (the forms are validated in portal.core.config)."""
     scheme, _, rest = url.partition(":")
     if scheme == "outbox":
         return OutboxTransport(rest or "outbox")

@@ -15,16 +15,16 @@ from urllib.parse import urlparse
 
 from babel.dates import format_date, format_datetime
 
-from . import position
-from .config import Settings
-from .disputes import OUTCOMES, STATUS_TEXT, reason_choices, reference
-from .money import digits, format_money, format_price, format_quantity, to_decimal
-from .payments import METHODS, adjustment_bps
-from .pdf import invoice_pdf, statement_pdf
-from .render import Assets, load_assets, make_environment
-from .signing import Signer
-from .statement import statement
-from .store import CustomerData
+from portal import position
+from portal.core.config import Settings
+from portal.disputes import OUTCOMES, STATUS_TEXT, reason_choices, reference
+from portal.core.money import digits, format_money, format_price, format_quantity, to_decimal
+from portal.payments import METHODS, adjustment_bps
+from portal.pdf import invoice_pdf, statement_pdf
+from portal.core.templating import Assets, load_assets, make_environment
+from portal.core.signing import Signer
+from portal.statement import statement
+from portal.store import CustomerData
 
 KIND_TEXT = {"invoice": "Invoice", "po": "Purchase order", "contract": "Contract", "delivery": "Proof of delivery",
              "statement": "Statement", "other": "Document"}

@@ -23,12 +23,12 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from . import paystore, position
-from .errors import PortalError
-from .payments import COUNTED, _apply_allocations  # unchanged: how a payment is applied to invoices
-from .paystate import LEGACY, Derived, Snapshot, derive, merge, read_event
-from .paystore import Attempt
-from .store import Store, StoreUnavailable
+from portal import paystore, position
+from portal.core.errors import PortalError
+from portal.payments import COUNTED, _apply_allocations  # unchanged: how a payment is applied to invoices
+from portal.paystate import LEGACY, Derived, Snapshot, derive, merge, read_event
+from portal.paystore import Attempt
+from portal.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

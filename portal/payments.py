@@ -18,17 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from . import paystore, position
-from .checkout import minimum_charge
-from .config import Settings
-from .errors import PortalError
-from .mail import render_message
-from .money import format_money
-from .paystore import Attempt
-from .store import credits, invoices
+from portal import paystore, position
+from portal.checkout import minimum_charge
+from portal.core.config import Settings
+from portal.core.errors import PortalError
+from portal.mail import render_message
+from portal.core.money import format_money
+from portal.paystore import Attempt
+from portal.store import credits, invoices
 
 if TYPE_CHECKING:
-    from .payevents import Change
+    from portal.payevents import Change
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from .store import ID, UTCDateTime, metadata
+from portal.store import ID, UTCDateTime, metadata
 
 payment_attempts = Table(
     "payment_attempts", metadata,
@@ -271,7 +271,7 @@ def all_allocations(conn: Connection, credits: bool = False) -> dict[str, list[A
 
 
 def _snapshot(row: Any) -> Any:
-    from .paystate import Snapshot
+    from portal.paystate import Snapshot
 
     return Snapshot(row.object_id, row.kind, row.created, row.rank, row.event_id, row.intent, row.charge,
                     json.loads(row.data))

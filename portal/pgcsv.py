@@ -25,10 +25,10 @@ from sqlalchemy import String, and_, case, cast, func, literal, literal_column, 
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import Select
 
-from .money import digits
-from .reports import _FORMULA_START
-from .reports import _PLAIN_NUMBER as _PLAIN_NUMBER_RE
-from .store import Store
+from portal.core.money import digits
+from portal.reports import _FORMULA_START
+from portal.reports import _PLAIN_NUMBER as _PLAIN_NUMBER_RE
+from portal.store import Store
 
 FETCH_ROWS = 2000  # lines per round trip (about 400 KB) and per yielded chunk
 # reports.csv_cell's rules, in SQL: the same first characters (as code points: an integer test is the cheapest

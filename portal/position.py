@@ -34,10 +34,10 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, Date, Index, Integer, String, Table, Text, delete, func, select
 from sqlalchemy.engine import Connection
 
-from . import disputestore, paystore
-from .ledger import Ledger
-from .money import format_money
-from .store import ID, Store, UTCDateTime, bulk_insert, invoices, metadata, snapshots
+from portal import disputestore, paystore
+from portal.ledger import Ledger
+from portal.core.money import format_money
+from portal.store import ID, Store, UTCDateTime, bulk_insert, invoices, metadata, snapshots
 
 OPEN, PARTLY_PAID, PAYMENT_PENDING, PAID, IN_DISPUTE, CLOSED = (
     "open", "partly paid", "payment pending", "paid", "in dispute", "closed")
@@ -400,7 +400,7 @@ def refresh(conn: Connection, invoice_ids: Iterable[str] | None, *, lines: bool 
         return 0
     written = _store(conn, _facts(conn, ids, lock), whole=ids is None)
     if lines:
-        from . import receiptlines  # it builds on this module's table
+        from portal import receiptlines  # it builds on this module's table
 
         receiptlines.sync_positions(conn, ids)
     return written

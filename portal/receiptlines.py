@@ -57,10 +57,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
-from . import pgcsv, receiptrollup
-from .position import invoice_positions
-from .receiptrollup import receipt_rollup
-from .store import ID, Store, customers, events, invoices, metadata
+from portal import pgcsv, receiptrollup
+from portal.position import invoice_positions
+from portal.receiptrollup import receipt_rollup
+from portal.store import ID, Store, customers, events, invoices, metadata
 
 receipt_lines = Table(
     "receipt_lines", metadata,

@@ -58,8 +58,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
-from . import disputestore, paystore
-from .store import ID, Store, UTCDateTime, events, invoices, metadata
+from portal import disputestore, paystore
+from portal.store import ID, Store, UTCDateTime, events, invoices, metadata
 
 receipt_rollup = Table(
     "receipt_rollup", metadata,
@@ -219,7 +219,7 @@ def _refresh_once(store: Store, full: bool, now: datetime) -> RefreshResult:
         # so keep watching them until they expire (folding again is harmless).
         # The receipt lines' tails follow the rows recomputed here (portal/receiptlines.py; imported here
         # because it builds on this module).
-        from . import receiptlines
+        from portal import receiptlines
 
         if watermark == 0 and not gaps:
             keys: int | None = _upsert(conn, None) if new else 0
@@ -259,7 +259,7 @@ def rebuild(store: Store, *, now: datetime | None = None) -> RefreshResult:
 
 
 def _retrying(store: Store, full: bool, now: datetime) -> RefreshResult:
-    from .store import StoreUnavailable
+    from portal.store import StoreUnavailable
 
     try:
         return _refresh_once(store, full, now)

@@ -23,15 +23,15 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from . import position
-from .config import Settings
-from .ledger import Contact, Invoice
-from .links import link_url
-from .mail import Transport, render_message
-from .mailstore import SentRow, first_sent, last_reminder, mail_sent, unsubscribed
-from .sending import Outgoing, SendResult, deliver, invoice_items, one_line, total_text
-from .signing import Signer
-from .store import CustomerData, Store, events, invoices
+from portal import position
+from portal.core.config import Settings
+from portal.ledger import Contact, Invoice
+from portal.core.links import link_url
+from portal.mail import Transport, render_message
+from portal.mailstore import SentRow, first_sent, last_reminder, mail_sent, unsubscribed
+from portal.sending import Outgoing, SendResult, deliver, invoice_items, one_line, total_text
+from portal.core.signing import Signer
+from portal.store import CustomerData, Store, events, invoices
 
 
 @dataclass(frozen=True)

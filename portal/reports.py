@@ -26,9 +26,9 @@ from typing import Any
 
 from sqlalchemy import and_, case, func, literal, or_, select
 
-from . import disputestore, paystore, position
-from .money import to_decimal
-from .store import Store, customers, events, invoices
+from portal import disputestore, paystore, position
+from portal.core.money import to_decimal
+from portal.store import Store, customers, events, invoices
 
 RECEIPT_COLUMNS = [
     "customer_id", "customer_name", "invoice_id", "number", "is_open", "due_date", "currency", "amount",

@@ -12,10 +12,10 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
-from .config import Settings
-from .publish import publish
-from .site import render_site
-from .store import Store
+from portal.core.config import Settings
+from portal.publish import publish
+from portal.site import render_site
+from portal.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from .store import Store
+from portal.store import Store
 
 LOCK_NAMESPACE = "ar-portal run"
 

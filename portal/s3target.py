@@ -36,7 +36,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from .publish import (
+from portal.publish import (
     JOURNAL,
     PRIVATE_CACHE,
     REMOTE_MANIFEST,

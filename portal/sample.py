@@ -8,7 +8,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from .money import digits
+from portal.core.money import digits
 
 # (currency, locale) mixes as a US-based supplier with some international customers would have.
 MARKETS = [("USD", "en_US")] * 7 + [("EUR", "de_DE"), ("GBP", "en_GB"), ("CAD", "fr_CA")]

@@ -6,8 +6,8 @@ imported here once, so migrations and the "tables match migrations" test see the
 
 from __future__ import annotations
 
-from . import disputestore, mailstore, paystore, position, ratelimits, receiptlines, receiptrollup, staffusers, store
-from .store import metadata
+from portal import disputestore, mailstore, paystore, position, ratelimits, receiptlines, receiptrollup, staffusers, store
+from portal.store import metadata
 
 __all__ = ["disputestore", "mailstore", "metadata", "paystore", "position", "ratelimits", "receiptlines",
            "receiptrollup", "staffusers", "store"]

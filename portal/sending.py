@@ -20,15 +20,15 @@ from email.message import EmailMessage
 from babel.dates import format_date
 from sqlalchemy import select
 
-from . import position
-from .config import Settings
-from .ledger import Contact, Invoice
-from .links import link_url
-from .mail import MailError, Transport, one_line, render_message, send_with_retry, transport_from_url
-from .mailstore import SentRow, record_sent, sent_hashes
-from .money import format_money
-from .signing import Signer
-from .store import CustomerData, Store, invoices
+from portal import position
+from portal.core.config import Settings
+from portal.ledger import Contact, Invoice
+from portal.core.links import link_url
+from portal.mail import MailError, Transport, one_line, render_message, send_with_retry, transport_from_url
+from portal.mailstore import SentRow, record_sent, sent_hashes
+from portal.core.money import format_money
+from portal.core.signing import Signer
+from portal.store import CustomerData, Store, invoices
 
 SEND_ROLES = ("billing", "approver")  # "other" contacts (e.g. a sales rep) get no invoice mail
 

@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
 from pathlib import Path
 
-from .config import Settings
-from .publish import (
+from portal.core.config import Settings
+from portal.publish import (
     DEFAULT_WORKERS,
     FolderTarget,
     LocalFile,
@@ -86,7 +86,7 @@ def _delete_private(target: Target, name: str) -> None:
 def _open(settings: Settings, workers: int) -> Target:
     """The configured target for reconcile, which has no build folder to compare it with."""
     if settings.target.startswith("s3://"):
-        from .s3target import S3Target
+        from portal.s3target import S3Target
 
         return S3Target(settings.target, workers)
     if "://" in settings.target:

@@ -22,19 +22,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import ledger as ledger_module
-from . import position
-from .config import Settings
-from .disputestore import dispute_digests, dispute_states
-from .errors import BuildError
-from .gcpause import existing_objects_frozen
-from .ledger import Ledger, read_export
-from .pages import Output, PageRenderer, customer_paths
-from .paystore import payment_digests
-from .render import load_assets, render_fingerprint
-from .signing import Signer
-from .snapshotview import SnapshotView
-from .store import ImportSummary, Store
+from portal import ledger as ledger_module
+from portal import position
+from portal.core.config import Settings
+from portal.disputestore import dispute_digests, dispute_states
+from portal.core.errors import BuildError
+from portal.core.gcpause import existing_objects_frozen
+from portal.ledger import Ledger, read_export
+from portal.pages import Output, PageRenderer, customer_paths
+from portal.paystore import payment_digests
+from portal.core.templating import load_assets, render_fingerprint
+from portal.core.signing import Signer
+from portal.snapshotview import SnapshotView
+from portal.store import ImportSummary, Store
 
 MANIFEST = ".manifest.json"
 EXPORT_STATE = ".export.json"  # the fingerprint of the export last built into the folder, and its snapshot

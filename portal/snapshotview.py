@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Container, Iterable
 from datetime import datetime
 
-from .ledger import Contact, Credit, Document, Invoice, Ledger
-from .store import CustomerData, CustomerState, invoice_hash, state_digest
+from portal.ledger import Contact, Credit, Document, Invoice, Ledger
+from portal.store import CustomerData, CustomerState, invoice_hash, state_digest
 
 
 class SnapshotView:

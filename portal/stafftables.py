@@ -25,13 +25,13 @@ from sqlalchemy import Date, and_, cast, func, literal, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
-from . import pgcsv, receiptlines, receiptrollup, reports
-from .disputestore import dispute_attachments, dispute_invoices, disputes
-from .money import to_decimal
-from .paystore import payment_allocations, payment_attempts, payment_credits
-from .position import invoice_positions
-from .receiptrollup import receipt_rollup
-from .store import Store, customers, events, invoices
+from portal import pgcsv, receiptlines, receiptrollup, reports
+from portal.disputestore import dispute_attachments, dispute_invoices, disputes
+from portal.core.money import to_decimal
+from portal.paystore import payment_allocations, payment_attempts, payment_credits
+from portal.position import invoice_positions
+from portal.receiptrollup import receipt_rollup
+from portal.store import Store, customers, events, invoices
 
 MAX_PER_PAGE = 500
 CHUNK_ROWS = 2000  # rows per streamed CSV chunk (and per server-side cursor fetch)
@@ -483,7 +483,7 @@ def _dispute_items(conn: Connection, ids: Sequence[int]) -> dict[int, list[Any]]
 
 
 def _dispute_row(r: Any, items: dict[int, list[Any]]) -> dict[str, Any]:
-    from .disputes import reference
+    from portal.disputes import reference
 
     row = {c: getattr(r, c) for c in DISPUTE_COLUMNS
            if c not in {"reference", "invoice_ids", "numbers", "invoice_open", "invoice_status"}}

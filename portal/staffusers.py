@@ -24,9 +24,9 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import Boolean, Column, Integer, String, Table, Text, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from .errors import PortalError
-from .ratelimits import DatabaseRateLimitStore
-from .store import Store, UTCDateTime, metadata
+from portal.core.errors import PortalError
+from portal.ratelimits import DatabaseRateLimitStore
+from portal.store import Store, UTCDateTime, metadata
 
 ROLES = ("viewer", "admin")  # admin: resolves disputes and manages staff; viewer: reads and exports
 MIN_PASSWORD = 12

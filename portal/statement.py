@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from .position import Entry, Inputs, Position
-from .store import CustomerData
+from portal.position import Entry, Inputs, Position
+from portal.store import CustomerData
 
 MOVEMENT_TEXT = {
     "processing": "Bank payment {ref} (pending)",

@@ -45,8 +45,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from .errors import NotFound, PortalError
-from .ledger import Contact, Credit, Customer, Document, Invoice, InvoiceLine, Ledger
+from portal.core.errors import NotFound, PortalError
+from portal.ledger import Contact, Credit, Customer, Document, Invoice, InvoiceLine, Ledger
 
 
 class UTCDateTime(TypeDecorator):
@@ -302,15 +302,15 @@ class Store:
 
     def migrate(self) -> None:
         """Create or upgrade the schema to the newest Alembic revision."""
-        from .migrations import upgrade
+        from portal.migrations import upgrade
 
         with self.begin() as conn:
             upgrade(conn)
         # An invoice without its stored position, a payment without its movements (a database upgraded from
         # before them, or loaded in bulk): write them now, then the receipt lines, which read the positions
         # (PostgreSQL; a few counts when all is well).
-        from .position import ensure_complete as positions_complete
-        from .receiptlines import ensure_complete
+        from portal.position import ensure_complete as positions_complete
+        from portal.receiptlines import ensure_complete
 
         ensure_complete(self, force=positions_complete(self))
 
@@ -358,8 +358,8 @@ class Store:
                 invoices_closed=closed)).inserted_primary_key[0]
             # What each invoice owes now (portal/position.py) follows the new balances and the new as_of, then the
             # staff export's ready-made lines of what changed (PostgreSQL; see portal/receiptlines.py).
-            from .position import after_import
-            from .receiptlines import sync
+            from portal.position import after_import
+            from portal.receiptlines import sync
 
             refreshed = after_import(conn, ledger, changed_ids, closed_ids, old_as_of, ledger.as_of)
             sync(conn, refreshed, renamed)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from portal.config import Settings, load_settings
+from portal.core.config import Settings, load_settings
 from portal.sample import write_sample
 from portal.store import Store
 from tests.noskip import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401 - hooks

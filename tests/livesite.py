@@ -15,7 +15,7 @@ from typing import Any
 from werkzeug.serving import make_server
 
 from portal.sample import write_sample
-from portal.signing import Signer
+from portal.core.signing import Signer
 from portal.site import build
 from portal.store import Store
 from tests.conftest import AS_OF, make_settings

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from portal.cli import cli
 from portal.sample import write_sample
-from portal.signing import Signer
+from portal.core.signing import Signer
 from portal.site import build
 from portal.store import Store
 from tests.conftest import TEST_SECRET, make_settings

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from portal import site as site_module
-from portal.errors import BuildError, ExportInvalid
+from portal.core.errors import BuildError, ExportInvalid
 from portal.ledger import read_export
-from portal.signing import Signer, TokenInvalid
+from portal.core.signing import Signer, TokenInvalid
 from portal.site import MANIFEST, Manifest, build
 
 HOSTILE = "<script>alert(1)</script> & Co"
@@ -289,7 +289,7 @@ def test_fingerprints_computed_by_parallel_workers_match_the_stores(settings, st
 
 
 def test_only_page_templates_and_their_assets_shape_the_render_fingerprint(settings, tmp_path):
-    from portal.render import render_fingerprint
+    from portal.core.templating import render_fingerprint
 
     theme = tmp_path / "theme"
     themed = settings.replace(theme_dir=str(theme))

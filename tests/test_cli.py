@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from portal.cli import cli
-from portal.signing import Signer
+from portal.core.signing import Signer
 from portal.store import Store
 from tests.conftest import TEST_SECRET
 

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from portal.config import DEV_SECRET_KEY, load_settings, warn_if_insecure
-from portal.errors import ConfigError
+from portal.core.config import DEV_SECRET_KEY, load_settings, warn_if_insecure
+from portal.core.errors import ConfigError
 
 
 def test_defaults_run_locally(tmp_path, monkeypatch):

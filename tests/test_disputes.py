@@ -15,9 +15,9 @@ from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
 from portal import disputestore
-from portal.config import warn_if_insecure
+from portal.core.config import warn_if_insecure
 from portal.disputes import DisputeRefused, attachment_for_staff, resolve, review, safe_name, sniff
-from portal.errors import ConfigError
+from portal.core.errors import ConfigError
 from portal.pages import invoice_slug
 from portal.reports import (
     DISPUTE_COLUMNS,
@@ -27,7 +27,7 @@ from portal.reports import (
     format_disputes,
     format_root_causes,
 )
-from portal.signing import Signer
+from portal.core.signing import Signer
 from portal.site import build
 from portal.staffusers import add_user
 from portal.store import invoices
@@ -306,7 +306,7 @@ def test_a_private_folder_inside_the_site_is_refused_and_old_attachments_are_poi
     (site / "disputes" / "3").mkdir(parents=True)
     (site / "disputes" / "3" / "1-scan.pdf").write_bytes(PDF)
     ok = settings.replace(target=str(site), build_dir=str(site), private_target=str(tmp_path / "vault"))
-    with caplog.at_level("WARNING", logger="portal.config"):
+    with caplog.at_level("WARNING", logger="portal.core.config"):
         warn_if_insecure(ok)
     assert f"dispute attachments are in the site folder {site / 'disputes'}" in caplog.text
     assert str(tmp_path / "vault") in caplog.text

@@ -1,4 +1,4 @@
-"""portal.gcpause: the collector is paused or told to skip existing objects for a block, then left as it was."""
+"""portal.core.gcpause: the collector is paused or told to skip existing objects for a block, then left as it was."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import gc
 
 import pytest
 
-from portal.gcpause import collector_paused, existing_objects_frozen
+from portal.core.gcpause import collector_paused, existing_objects_frozen
 
 
 @pytest.mark.parametrize("enabled", [True, False])

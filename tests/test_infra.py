@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 
-from portal.config import load_settings
+from portal.core.config import load_settings
 from portal.disputes import PRIVATE_PREFIX
 from tests.tools import need
 

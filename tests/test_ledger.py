@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from portal.config import load_settings
-from portal.errors import ExportInvalid
+from portal.core.config import load_settings
+from portal.core.errors import ExportInvalid
 from portal.ledger import read_export
 
 SETTINGS = load_settings(env={}, config_file=None, secret_key="x" * 32)

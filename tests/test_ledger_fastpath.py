@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from portal import ledger as ledger_module
-from portal.config import load_settings
-from portal.errors import ExportInvalid
+from portal.core.config import load_settings
+from portal.core.errors import ExportInvalid
 from portal.ledger import read_export
 from portal.sample import write_sample
 

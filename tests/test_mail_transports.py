@@ -8,8 +8,8 @@ from email.message import EmailMessage
 
 import pytest
 
-from portal.config import load_settings
-from portal.errors import ConfigError
+from portal.core.config import load_settings
+from portal.core.errors import ConfigError
 from portal.mail import (
     MailError,
     OutboxTransport,

@@ -7,8 +7,8 @@ import random
 import pytest
 from babel.numbers import format_currency
 
-from portal import money
-from portal.money import format_money, to_decimal
+from portal.core import money
+from portal.core.money import format_money, to_decimal
 
 LOCALES = ("en_US", "de_DE", "fr_FR", "de_CH", "nl_NL", "hi_IN", "ja_JP", "ar_EG", "sv_SE", "pt_BR", "he_IL")
 CURRENCIES = ("USD", "EUR", "JPY", "BHD", "INR", "CHF", "GBP")

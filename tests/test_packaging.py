@@ -1,12 +1,12 @@
 """A regular (non-editable) install carries the built-in templates: pyproject.toml lists every template
-folder as data-files, and portal/render.py finds them under <prefix>/share/ar-portal/templates."""
+folder as data-files, and portal/core/templating.py finds them under <prefix>/share/ar-portal/templates."""
 
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
 
-from portal import render
+from portal.core import templating as render
 
 ROOT = Path(__file__).resolve().parent.parent
 

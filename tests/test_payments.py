@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from portal import paystore, position
 from portal.pages import invoice_slug
 from portal.reports import cash_application, cash_application_csv, payments
-from portal.signing import PAY_REF_MAX_AGE, Signer
+from portal.core.signing import PAY_REF_MAX_AGE, Signer
 from portal.site import Manifest, render_site
 from portal.store import StoreUnavailable
 from tests.payfixtures import WEBHOOK_SECRET
@@ -573,7 +573,7 @@ def test_payments_report_and_cash_application_file(client, store, built, standin
 @pytest.mark.parametrize(("key", "value"), [("ach_discount_bps", -1), ("ach_discount_bps", 1001),
                                             ("card_fee_bps", 301), ("partial_minimum", -5)])
 def test_payment_settings_are_validated(key, value):
-    from portal.errors import ConfigError
+    from portal.core.errors import ConfigError
     from tests.conftest import make_settings
 
     with pytest.raises(ConfigError, match=key):

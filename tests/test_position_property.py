@@ -34,7 +34,7 @@ from sqlalchemy import delete
 
 from portal.cli import cli
 from portal.mailstore import mail_sent
-from portal.signing import Signer
+from portal.core.signing import Signer
 from portal.site import build
 from portal.store import Store
 from tests.conftest import TEST_SECRET, make_settings

@@ -379,7 +379,7 @@ def test_publish_completes_through_throttling_errors_and_dropped_connections(
 
 KILLER = textwrap.dedent("""
     import os, signal, sys
-    from portal.config import load_settings
+    from portal.core.config import load_settings
     from portal.publish import publish
 
     def progress(done, total):

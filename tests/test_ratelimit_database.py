@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from portal import ratelimits
 from portal.ratelimits import DatabaseRateLimitStore, rate_limit_hits
-from portal.signing import Signer
+from portal.core.signing import Signer
 from portal.store import Store
 from tests.webhook_helpers import import_sample, make_app
 

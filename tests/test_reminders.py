@@ -9,11 +9,11 @@ from email.utils import parseaddr
 import pytest
 from sqlalchemy import select
 
-from portal.config import _reminder_groups
+from portal.core.config import _reminder_groups
 from portal.mailstore import mail_sent, unsubscribe
 from portal.reminders import send_reminders
 from portal.sending import send_invoices
-from portal.signing import Signer
+from portal.core.signing import Signer
 from tests.smtpserver import EVIL_NAME, add_row, mail_ledger, running_smtp
 
 TODAY = date(2026, 12, 1)
@@ -167,8 +167,8 @@ def test_an_invoice_viewed_by_a_person_gets_no_unopened_reminder(mail_settings, 
 
 
 def test_reminder_settings_from_portal_toml_and_the_environment(tmp_path, monkeypatch):
-    from portal.config import load_settings
-    from portal.errors import ConfigError
+    from portal.core.config import load_settings
+    from portal.core.errors import ConfigError
 
     monkeypatch.chdir(tmp_path)  # no ./portal.toml: only the file named below is read
     config = tmp_path / "mail.toml"

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from portal.mailstore import mail_sent
 from portal.pages import invoice_slug
 from portal.sending import send_invoices
-from portal.signing import Signer
+from portal.core.signing import Signer
 from tests.smtpserver import EVIL_NAME, changed, mail_ledger, running_smtp
 from tests.webhook_helpers import all_events, make_app
 
@@ -288,7 +288,7 @@ def test_a_second_run_of_a_mail_command_refuses_to_start_while_one_is_in_progres
 def test_every_header_made_from_data_is_one_line():
     from email import message_from_bytes, policy
 
-    from portal.config import load_settings
+    from portal.core.config import load_settings
     from portal.mail import render_message
 
     settings = load_settings(env={}, config_file=None, secret_key="h" * 32,

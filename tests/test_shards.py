@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from portal.errors import BuildError
+from portal.core.errors import BuildError
 from portal.ledger import read_export
 from portal.publish import REMOTE_MANIFEST, PublishError, decode_manifest, publish
 from portal.shards import publish_shard, reconcile, shard_manifest_name

@@ -8,8 +8,8 @@ import time
 import pytest
 from itsdangerous import URLSafeSerializer
 
-from portal.config import load_settings
-from portal.signing import CUSTOMER_KEY_LENGTH, PageClaims, Signer, TokenExpired, TokenInvalid, customer_key
+from portal.core.config import load_settings
+from portal.core.signing import CUSTOMER_KEY_LENGTH, PageClaims, Signer, TokenExpired, TokenInvalid, customer_key
 
 SETTINGS = load_settings(env={}, config_file=None, secret_key="s" * 32, link_ttl_days=2)
 
@@ -206,7 +206,7 @@ def respellings(token: str) -> list[str]:
 def test_respelled_tokens_are_refused():
     from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
 
-    from portal.signing import CanonicalTimedSerializer, is_canonical
+    from portal.core.signing import CanonicalTimedSerializer, is_canonical
 
     settings = load_settings(env={}, config_file=None, secret_key="r" * 32)
     signer = Signer(settings)

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from portal import disputestore, staffusers
 from portal.cli import cli
 from portal.disputes import submit_dispute
-from portal.signing import Signer
+from portal.core.signing import Signer
 from portal.staffusers import (
     MAX_FAILURES_PER_EMAIL,
     MAX_FAILURES_PER_EMAIL_ANYWHERE,

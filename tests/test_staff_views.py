@@ -111,7 +111,7 @@ def test_receipts_csv_is_the_filtered_table_every_page_of_it(client, store, ledg
     with store.begin() as conn:
         balances = dict(conn.execute(select(tables.invoices.c.invoice_id, tables.invoices.c.balance)).all())
         currencies = dict(conn.execute(select(tables.invoices.c.invoice_id, tables.invoices.c.currency)).all())
-    from portal.money import to_decimal
+    from portal.core.money import to_decimal
 
     for row in exported:
         assert row["balance"] == str(to_decimal(balances[row["invoice_id"]], currencies[row["invoice_id"]]))

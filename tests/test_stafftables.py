@@ -14,7 +14,7 @@ from sqlalchemy import event, func, select, update
 from portal import position, receiptlines, reports, stafftables
 from portal import store as tables
 from portal.ledger import read_export
-from portal.money import to_decimal
+from portal.core.money import to_decimal
 from portal.stafftables import (
     RECEIPT_COLUMNS,
     RECEIPT_SORT_NAMES,

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from portal.mailstore import mail_unsubscribes
 from portal.reminders import send_reminders
-from portal.signing import Signer
+from portal.core.signing import Signer
 from tests.smtpserver import mail_ledger
 from tests.webhook_helpers import all_events, make_app, tamper
 

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from portal.signing import Signer
+from portal.core.signing import Signer
 from tests.ports import free_port
 from tests.test_publish import SHOWN
 from tests.webhook_helpers import (

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from portal.signing import Signer
+from portal.core.signing import Signer
 from tests.gunicorn_server import GunicornServer
 from tests.webhook_helpers import import_sample
 

@@ -18,9 +18,9 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from portal.config import load_settings
+from portal.core.config import load_settings
 from portal.disputestore import questions
-from portal.signing import CanonicalTimedSerializer, Signer
+from portal.core.signing import CanonicalTimedSerializer, Signer
 from tests.ports import free_port
 from tests.test_signing import respellings
 from tests.webhook_helpers import RELAXED, all_events, import_sample, make_app, outbox_messages

@@ -17,9 +17,9 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select
 
 from portal import store as tables
-from portal.config import Settings
+from portal.core.config import Settings
 from portal.ledger import Ledger, read_export
-from portal.signing import Signer
+from portal.core.signing import Signer
 from portal.store import Store
 from webhook import create_app
 

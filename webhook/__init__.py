@@ -14,13 +14,13 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from portal.config import Settings, load_settings, warn_if_insecure
+from portal.core.config import Settings, load_settings, warn_if_insecure
 
-from . import disputes, errors, files, health, links, payments, security, staff, static, unsubscribe
-from .logs import configure_logging
-from .services import Services
+from webhook import disputes, errors, files, health, links, payments, security, staff, static, unsubscribe
+from webhook.logs import configure_logging
+from webhook.services import Services
 
-# Defaults for the web layer only (the portal's own settings live in portal.config). Each can be set from
+# Defaults for the web layer only (the portal's own settings live in portal.core.config). Each can be set from
 # the environment as WEBHOOK_<NAME>, e.g. WEBHOOK_RATE_LIMIT_IP=1200/60, or passed as `config`.
 DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_IP": "300/60",  # requests per client address per window, all public routes together

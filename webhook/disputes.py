@@ -29,15 +29,15 @@ from portal.disputes import submit_dispute as record_dispute
 from portal.disputes import submit_question as record_question
 from portal.disputestore import disputed_amounts
 from portal.mail import send_with_retry
-from portal.money import AmountError, format_money, parse_amount
+from portal.core.money import AmountError, format_money, parse_amount
 from portal.republish import Republisher, refresh_customer
 from portal.store import invoices
 
-from .formtoken import page_claims
-from .links import page_url
-from .logs import event
-from .security import rate_limited
-from .services import client_ip, render, services
+from webhook.formtoken import page_claims
+from webhook.links import page_url
+from webhook.logs import event
+from webhook.security import rate_limited
+from webhook.services import client_ip, render, services
 
 log = logging.getLogger(__name__)
 bp = Blueprint("disputes", __name__)

@@ -12,12 +12,12 @@ import logging
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from portal.errors import NotFound, PortalError
+from portal.core.errors import NotFound, PortalError
 from portal.mail import MailError
 from portal.store import StoreUnavailable
 
-from .logs import event, log, security_log, token_ref
-from .services import client_ip, render
+from webhook.logs import event, log, security_log, token_ref
+from webhook.services import client_ip, render
 
 
 class TokenRejected(Exception):

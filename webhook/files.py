@@ -16,9 +16,9 @@ from itsdangerous import BadSignature
 
 from portal.ledger import DOCUMENT_TYPES, document_disposition
 
-from .errors import TokenRejected
-from .security import FILE_CSP, PDF_CSP, rate_limited
-from .services import FILE_LINK_SECONDS, services
+from webhook.errors import TokenRejected
+from webhook.security import FILE_CSP, PDF_CSP, rate_limited
+from webhook.services import FILE_LINK_SECONDS, services
 
 bp = Blueprint("files", __name__)
 

@@ -5,7 +5,7 @@
   `page_token` field first and browsers send fields in document order. The bytes read are handed back to the
   request, so the body is parsed (once) as usual after the token and the rate limits have been checked. A
   request whose first part is not the token has no token. Small url-encoded forms are parsed as usual.
-- `page_claims(route)` is the one check of a form's page token: its signature and spelling (portal/signing.py),
+- `page_claims(route)` is the one check of a form's page token: its signature and spelling (portal/core/signing.py),
   then its key version against the store, so a revoked customer's page learns nothing (the plain 404) before
   any other check or hook runs. The result is kept for the rest of the request.
 """
@@ -19,10 +19,10 @@ from flask import g, request
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Field, File, MultipartDecoder, NeedData, Preamble
 
-from portal.signing import PageClaims, TokenInvalid
+from portal.core.signing import PageClaims, TokenInvalid
 
-from .errors import TokenRejected
-from .services import services
+from webhook.errors import TokenRejected
+from webhook.services import services
 
 PEEK_LIMIT = 16 * 1024  # bytes read at most to find the first field: a token is ~100 characters
 _CHUNK = 4096

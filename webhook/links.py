@@ -27,16 +27,16 @@ from typing import Any, NoReturn
 from flask import Blueprint, Response, redirect, request, url_for
 from itsdangerous import BadSignature, SignatureExpired
 
-from portal.links import link_url
+from portal.core.links import link_url
 from portal.mail import fresh_link_message
 from portal.pages import invoice_slug
-from portal.signing import LinkClaims, TokenExpired, TokenInvalid, customer_key
+from portal.core.signing import LinkClaims, TokenExpired, TokenInvalid, customer_key
 from portal.store import InvoiceState
 
-from .errors import TokenRejected
-from .logs import event, log, token_ref
-from .security import rate_limited
-from .services import FILE_LINK_SECONDS, FRESH_FORM_SECONDS, client_ip, render, services, user_agent
+from webhook.errors import TokenRejected
+from webhook.logs import event, log, token_ref
+from webhook.security import rate_limited
+from webhook.services import FILE_LINK_SECONDS, FRESH_FORM_SECONDS, client_ip, render, services, user_agent
 
 bp = Blueprint("links", __name__)
 

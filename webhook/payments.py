@@ -24,20 +24,20 @@ from sqlalchemy import select
 from portal import paystore, position
 from portal.checkout import session_params
 from portal.mail import send_with_retry
-from portal.money import AmountError, parse_amount
+from portal.core.money import AmountError, parse_amount
 from portal.pages import checkout_origin
 from portal.payevents import Change, EventRefused, apply_event, verification_url
 from portal.payments import Payable, PaymentRefused, Quote, payment_message, quote
 from portal.republish import Republisher, refresh_customer
-from portal.signing import TokenInvalid
+from portal.core.signing import TokenInvalid
 from portal.store import credits, invoices
 
-from .errors import TokenRejected
-from .formtoken import page_claims
-from .links import page_url
-from .logs import event, security_log
-from .security import CSP, rate_limited
-from .services import client_ip, render, services
+from webhook.errors import TokenRejected
+from webhook.formtoken import page_claims
+from webhook.links import page_url
+from webhook.logs import event, security_log
+from webhook.security import CSP, rate_limited
+from webhook.services import client_ip, render, services
 
 log = logging.getLogger(__name__)
 bp = Blueprint("payments", __name__)

@@ -16,12 +16,12 @@ from typing import Any
 from flask import Flask
 from werkzeug.exceptions import TooManyRequests
 
-from portal.signing import is_canonical
+from portal.core.signing import is_canonical
 
-from .errors import TokenRejected
-from .formtoken import form_token
-from .logs import event, security_log, token_ref
-from .services import client_ip, services
+from webhook.errors import TokenRejected
+from webhook.formtoken import form_token
+from webhook.logs import event, security_log, token_ref
+from webhook.services import client_ip, services
 
 # The webhook's own pages use one stylesheet and forms that post back here; in development the site's
 # pages are served from the same origin and need their beacon script and its POST to this origin.
@@ -87,7 +87,7 @@ def rate_limited(scope: str, token_arg: str | None = "token") -> Callable:
 
     Per token matters because one leaked or scanned link should not be replayed thousands of times, even
     from many addresses; per IP because random tokens cost us an HMAC check each. A token not in its
-    canonical spelling (portal.signing.is_canonical) is refused here, after the per-IP count and without
+    canonical spelling (portal.core.signing.is_canonical) is refused here, after the per-IP count and without
     touching any token's budget: every genuine token has one spelling, so one budget. A form's token is read
     before its body is parsed (webhook/formtoken.py).
     """

@@ -15,15 +15,15 @@ from typing import Any
 from flask import current_app, request, url_for
 from jinja2 import Environment
 
-from portal.config import Settings
+from portal.core.config import Settings
 from portal.eventlog import EventLog
 from portal.mail import Transport, transport_from_url
 from portal.ratelimits import DatabaseRateLimitStore
-from portal.render import Assets, load_assets, make_environment
-from portal.signing import CanonicalTimedSerializer, Signer
+from portal.core.templating import Assets, load_assets, make_environment
+from portal.core.signing import CanonicalTimedSerializer, Signer
 from portal.store import Store
 
-from .ratelimit import Limit, RateLimiter
+from webhook.ratelimit import Limit, RateLimiter
 
 # How long the "email me a fresh link" form stays valid, and a signed /files/ address (folder targets).
 FRESH_FORM_SECONDS = 3600
@@ -48,7 +48,7 @@ class Services:
 
     @classmethod
     def create(cls, settings: Settings, config: dict[str, Any], site_dir: str | Path | None) -> Services:
-        # Same order as portal.signing.Signer: itsdangerous signs with the LAST key and accepts all of them.
+        # Same order as portal.core.signing.Signer: itsdangerous signs with the LAST key and accepts all of them.
         secrets = [*reversed(settings.secret_key_fallbacks), settings.secret_key]
         site = Path(site_dir).resolve() if site_dir else None
         if settings.target.startswith("s3://"):

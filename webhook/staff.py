@@ -23,10 +23,10 @@ from portal.staffusers import (
     update_user,
 )
 
-from . import staffviews  # noqa: F401 - registers the table and export routes on bp
-from .logs import event, security_log
-from .services import client_ip, services
-from .staffauth import (
+from webhook import staffviews  # noqa: F401 - registers the table and export routes on bp
+from webhook.logs import event, security_log
+from webhook.services import client_ip, services
+from webhook.staffauth import (
     LOGIN_NONCE_COOKIE,
     LOGIN_NONCE_SECONDS,
     admin_only,
@@ -39,7 +39,7 @@ from .staffauth import (
     session_id_from_cookie,
     set_session_cookie,
 )
-from .staffbp import BadQuery, bp, current_email, money, page, stylesheet
+from webhook.staffbp import BadQuery, bp, current_email, money, page, stylesheet
 
 
 def init_app(app: Flask) -> None:

@@ -26,8 +26,8 @@ from itsdangerous import BadSignature, Signer
 
 from portal.staffusers import SESSION_MAX, Session, load_session
 
-from .logs import event, security_log
-from .services import client_ip, services
+from webhook.logs import event, security_log
+from webhook.services import client_ip, services
 
 COOKIE = "staff_session"
 SECURE_COOKIE = "__Host-staff_session"

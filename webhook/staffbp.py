@@ -16,11 +16,11 @@ from typing import Any
 from flask import Blueprint, Response, request, stream_with_context, url_for
 from werkzeug.exceptions import BadRequest
 
-from portal.money import AmountError, format_money, is_currency, parse_amount
-from portal.render import BUILTIN_TEMPLATES
+from portal.core.money import AmountError, format_money, is_currency, parse_amount
+from portal.core.templating import BUILTIN_TEMPLATES
 
-from .services import services
-from .staffauth import current_session, require_staff
+from webhook.services import services
+from webhook.staffauth import current_session, require_staff
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 bp.before_request(require_staff)

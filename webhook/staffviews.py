@@ -12,12 +12,12 @@ from flask import Response, abort, redirect, request, url_for
 from portal import disputes as dispute_actions
 from portal import disputestore, position, reports, stafftables
 from portal.disputes import OUTCOMES, DisputeRefused
-from portal.errors import NotFound
+from portal.core.errors import NotFound
 
-from .logs import event, security_log
-from .services import services
-from .staffauth import admin_only
-from .staffbp import (
+from webhook.logs import event, security_log
+from webhook.services import services
+from webhook.staffauth import admin_only
+from webhook.staffbp import (
     PER_PAGE,
     BadQuery,
     amount_arg,

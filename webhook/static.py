@@ -15,7 +15,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, send_file
 from werkzeug.security import safe_join
 
-from .services import services
+from webhook.services import services
 
 bp = Blueprint("site", __name__)
 

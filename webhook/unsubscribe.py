@@ -15,12 +15,12 @@ from typing import Any
 from flask import Blueprint, url_for
 
 from portal.mailstore import unsubscribe
-from portal.signing import PageClaims, TokenInvalid
+from portal.core.signing import PageClaims, TokenInvalid
 
-from .errors import TokenRejected
-from .logs import event, token_ref
-from .security import rate_limited
-from .services import client_ip, render, services, user_agent
+from webhook.errors import TokenRejected
+from webhook.logs import event, token_ref
+from webhook.security import rate_limited
+from webhook.services import client_ip, render, services, user_agent
 
 bp = Blueprint("unsubscribe", __name__)
 

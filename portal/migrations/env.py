@@ -21,7 +21,7 @@ connection = config.attributes.get("connection")
 if connection is not None:
     run(connection)
 else:  # the `alembic` command line, for writing new revisions
-    from portal.config import load_settings
+    from portal.core.config import load_settings
 
     engine = make_engine(load_settings().database_url)
     with engine.begin() as conn:

@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 from babel import Locale, UnknownLocaleError
 from babel.numbers import list_currencies
 
-from .errors import ConfigError
+from portal.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
 
-from .config import Settings
+from portal.core.config import Settings
 
 
 def _builtin_templates() -> Path:
     """templates/ next to the package in a checkout (or an editable install); otherwise the copy a regular
     `pip install` puts under <prefix>/share/ar-portal/templates (pyproject.toml's data-files)."""
-    checkout = Path(__file__).resolve().parent.parent / "templates"
+    checkout = Path(__file__).resolve().parents[2] / "templates"
     if (checkout / "pages").is_dir():
         return checkout
     installed = Path(sysconfig.get_path("data")) / "share" / "ar-portal" / "templates"
@@ -29,8 +29,9 @@ def _builtin_templates() -> Path:
 BUILTIN_TEMPLATES = _builtin_templates()
 ASSET_NAMES = ("portal.css", "beacon.js", "pay.js")
 # The code that shapes the output: a change to it must re-render every page.
-RENDER_CODE = [Path(__file__).with_name(n) for n in ("render.py", "pages.py", "pdf.py", "signing.py", "money.py",
-                                                     "payments.py")]
+PACKAGE = Path(__file__).resolve().parents[1]  # portal/
+RENDER_CODE = [PACKAGE / n for n in ("core/templating.py", "build/pages.py", "build/pdf.py", "core/signing.py",
+                                     "core/money.py", "payments/service.py")]
 
 
 def template_dirs(settings: Settings) -> list[Path]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .config import Settings
-from .signing import Signer
-from .store import Store
+from portal.core.config import Settings
+from portal.core.signing import Signer
+from portal.store import Store
 
 
 def link_url(settings: Settings, signer: Signer, customer_id: str, contact_id: str, invoice_id: str,

@@ -29,7 +29,7 @@ from typing import Any
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_decode, base64_encode, bytes_to_int
 
-from .config import Settings
+from portal.core.config import Settings
 
 CUSTOMER_KEY_LENGTH = 26
 # How long the page Stripe sends the customer back to (/pay/done, /pay/cancelled) answers: a Checkout session

@@ -1,0 +1,1 @@
+"""core: see the package map in README.md (Architecture)."""
