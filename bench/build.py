@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from portal.core.config import load_settings  # noqa: E402
 from portal.pages import PageRenderer  # noqa: E402
-from portal.sample import write_sample  # noqa: E402
+from portal.export.sample import write_sample  # noqa: E402
 from portal.site import build  # noqa: E402
 from portal.store import Store  # noqa: E402
 

@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from portal.sample import write_sample  # noqa: E402
+from portal.export.sample import write_sample  # noqa: E402
 from tests.pgserver import PostgresServer  # noqa: E402
 from tests.s3server import SeaweedS3  # noqa: E402
 

@@ -92,8 +92,8 @@ def ceiling_app():
 def prepare(folder: Path, tokens: int) -> tuple[dict[str, str], list[str]]:
     """A migrated SQLite store holding a sample export, the environment for gunicorn, and signed links."""
     from portal.core.config import load_settings
-    from portal.ledger import read_export
-    from portal.sample import write_sample
+    from portal.export.reader import read_export
+    from portal.export.sample import write_sample
     from portal.core.signing import Signer
     from portal.store import Store
 

@@ -75,7 +75,7 @@ def sample_data(folder: str, customers: int, invoices: int, seed: int, as_of: st
     """Write a realistic sample AR export into FOLDER."""
     from datetime import datetime
 
-    from portal.sample import write_sample
+    from portal.export.sample import write_sample
 
     if invoices < customers:
         raise click.BadParameter("must be at least --customers (every customer gets an invoice)",
@@ -92,7 +92,7 @@ def sample_data(folder: str, customers: int, invoices: int, seed: int, as_of: st
 @click.pass_context
 def validate(ctx: click.Context, folder: str) -> None:
     """Check an export folder. Exit 0 when valid, 2 when not (every problem is listed)."""
-    from portal.ledger import read_export
+    from portal.export.reader import read_export
 
     ledger = read_export(folder, _settings(ctx))
     for warning in ledger.warnings:
@@ -364,7 +364,7 @@ def demo(ctx: click.Context, folder: str, customers: int, invoices: int, host: s
          no_serve: bool) -> None:
     """Sample data -> build -> serve, printing a few customer links to open."""
     from portal.core.links import contact_links
-    from portal.sample import write_sample
+    from portal.export.sample import write_sample
     from portal.site import build as run_build
 
     settings = _settings(ctx)

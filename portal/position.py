@@ -35,7 +35,7 @@ from sqlalchemy import BigInteger, Column, Date, Index, Integer, String, Table, 
 from sqlalchemy.engine import Connection
 
 from portal import disputestore, paystore
-from portal.ledger import Ledger
+from portal.export.reader import Ledger
 from portal.core.money import format_money
 from portal.store import ID, Store, UTCDateTime, bulk_insert, invoices, metadata, snapshots
 

@@ -33,7 +33,7 @@ from typing import Protocol
 
 from portal.core.config import Settings
 from portal.core.errors import PortalError
-from portal.ledger import document_disposition
+from portal.export.reader import document_disposition
 from portal.site import LOCK, MANIFEST, Manifest
 
 REMOTE_MANIFEST = ".portal-manifest.json.gz"  # what the target holds: path -> sha256

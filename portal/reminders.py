@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from portal import position
 from portal.core.config import Settings
-from portal.ledger import Contact, Invoice
+from portal.export.reader import Contact, Invoice
 from portal.core.links import link_url
 from portal.mail import Transport, render_message
 from portal.mailstore import SentRow, first_sent, last_reminder, mail_sent, unsubscribed

@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from portal import position
 from portal.core.config import Settings
-from portal.ledger import Contact, Invoice
+from portal.export.reader import Contact, Invoice
 from portal.core.links import link_url
 from portal.mail import MailError, Transport, one_line, render_message, send_with_retry, transport_from_url
 from portal.mailstore import SentRow, record_sent, sent_hashes

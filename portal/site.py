@@ -22,13 +22,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from portal import ledger as ledger_module
+from portal.export import reader as ledger_module
 from portal import position
 from portal.core.config import Settings
 from portal.disputestore import dispute_digests, dispute_states
 from portal.core.errors import BuildError
 from portal.core.gcpause import existing_objects_frozen
-from portal.ledger import Ledger, read_export
+from portal.export.reader import Ledger, read_export
 from portal.pages import Output, PageRenderer, customer_paths
 from portal.paystore import payment_digests
 from portal.core.templating import load_assets, render_fingerprint

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Container, Iterable
 from datetime import datetime
 
-from portal.ledger import Contact, Credit, Document, Invoice, Ledger
+from portal.export.reader import Contact, Credit, Document, Invoice, Ledger
 from portal.store import CustomerData, CustomerState, invoice_hash, state_digest
 
 

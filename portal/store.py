@@ -46,7 +46,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from portal.core.errors import NotFound, PortalError
-from portal.ledger import Contact, Credit, Customer, Document, Invoice, InvoiceLine, Ledger
+from portal.export.reader import Contact, Credit, Customer, Document, Invoice, InvoiceLine, Ledger
 
 
 class UTCDateTime(TypeDecorator):

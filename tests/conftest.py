@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from portal.core.config import Settings, load_settings
-from portal.sample import write_sample
+from portal.export.sample import write_sample
 from portal.store import Store
 from tests.noskip import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401 - hooks
 from tests.pgserver import PostgresServer

@@ -14,7 +14,7 @@ from typing import Any
 
 from werkzeug.serving import make_server
 
-from portal.sample import write_sample
+from portal.export.sample import write_sample
 from portal.core.signing import Signer
 from portal.site import build
 from portal.store import Store

@@ -19,7 +19,7 @@ import stripe
 from click.testing import CliRunner
 
 from portal.cli import cli
-from portal.sample import write_sample
+from portal.export.sample import write_sample
 from portal.core.signing import Signer
 from portal.site import build
 from portal.store import Store

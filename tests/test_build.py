@@ -10,7 +10,7 @@ import pytest
 
 from portal import site as site_module
 from portal.core.errors import BuildError, ExportInvalid
-from portal.ledger import read_export
+from portal.export.reader import read_export
 from portal.core.signing import Signer, TokenInvalid
 from portal.site import MANIFEST, Manifest, build
 
@@ -224,7 +224,7 @@ def test_an_unchanged_export_is_not_read_again_but_any_change_is(settings, store
 
     # Another export imported into the same store in between: this one is read and imported again.
     other = tmp_path / "other"
-    from portal.sample import write_sample
+    from portal.export.sample import write_sample
     write_sample(other, customers=2, invoices=3, seed=9)
     build(other, tmp_path / "other-site", settings, store=store)
     back = build(export_dir, out, settings, store=store)

@@ -14,7 +14,7 @@ from portal import disputestore, paystore
 from portal import store as tables
 from portal.cli import cli
 from portal.kpis import DEFINITIONS, Kpis, compute, format_kpis
-from portal.ledger import read_export
+from portal.export.reader import read_export
 from tests.conftest import TEST_SECRET
 
 NOW = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)  # today is 2026-11-20

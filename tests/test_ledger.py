@@ -10,7 +10,7 @@ import pytest
 
 from portal.core.config import load_settings
 from portal.core.errors import ExportInvalid
-from portal.ledger import read_export
+from portal.export.reader import read_export
 
 SETTINGS = load_settings(env={}, config_file=None, secret_key="x" * 32)
 

@@ -1,4 +1,4 @@
-"""The export reader's fast path (portal/ledger.py) against the row checks alone.
+"""The export reader's fast path (portal/export/reader.py) against the row checks alone.
 
 The fast path may only take rows the checks would take without a word. Here every row of many damaged
 exports goes through both readers, and both must give the same ledger, or the same problems and warnings in
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from portal import ledger as ledger_module
+from portal.export import reader as ledger_module
 from portal.core.config import load_settings
 from portal.core.errors import ExportInvalid
-from portal.ledger import read_export
-from portal.sample import write_sample
+from portal.export.reader import read_export
+from portal.export.sample import write_sample
 
 SETTINGS = load_settings(env={}, config_file=None, secret_key="x" * 32)
 FOREIGN = SETTINGS.replace(allow_foreign_currency=True)

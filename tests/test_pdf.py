@@ -7,7 +7,7 @@ from datetime import date
 
 import pypdf
 
-from portal.ledger import Customer, Invoice
+from portal.export.reader import Customer, Invoice
 from portal.pdf import invoice_pdf, statement_pdf
 
 CUSTOMER = Customer("C1", r"Müller (& Söhne) \ GmbH", "EUR", "de_DE")

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from portal import paystore, position
-from portal.ledger import read_export
+from portal.export.reader import read_export
 from portal.position import Entry, attempt_effect, compute
 
 AS_OF = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)

@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from botocore.retries.standard import ExponentialBackoff
 
 from portal import s3target
-from portal.ledger import DOCUMENT_TYPES
+from portal.export.reader import DOCUMENT_TYPES
 from portal.publish import (
     ASSET_CACHE,
     JOURNAL,

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import delete, func, select, text
 
 from portal import receiptlines, receiptrollup
-from portal.ledger import read_export
+from portal.export.reader import read_export
 from portal.stafftables import RECEIPT_COLUMNS, RECEIPT_SORT_NAMES, ReceiptFilter, receipts_csv
 from tests.conftest import AS_OF
 

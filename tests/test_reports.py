@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import event, update
 
 from portal import store as tables
-from portal.ledger import read_export
+from portal.export.reader import read_export
 from portal.reports import RECEIPT_COLUMNS, format_rows, format_table, receipts, to_csv, to_json
 from tests.conftest import AS_OF
 

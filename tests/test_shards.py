@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from portal.core.errors import BuildError
-from portal.ledger import read_export
+from portal.export.reader import read_export
 from portal.publish import REMOTE_MANIFEST, PublishError, decode_manifest, publish
 from portal.shards import publish_shard, reconcile, shard_manifest_name
 from portal.site import MANIFEST, Manifest, build, import_only, parse_shard, shard_of

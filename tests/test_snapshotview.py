@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from portal.ledger import read_export
+from portal.export.reader import read_export
 from portal.snapshotview import SnapshotView
 from portal.store import invoice_hashes
 

@@ -13,7 +13,7 @@ from sqlalchemy import event, func, select, update
 
 from portal import position, receiptlines, reports, stafftables
 from portal import store as tables
-from portal.ledger import read_export
+from portal.export.reader import read_export
 from portal.core.money import to_decimal
 from portal.stafftables import (
     RECEIPT_COLUMNS,
@@ -37,7 +37,7 @@ NOW = AS_OF
 
 @pytest.fixture
 def ledger(store, settings, tmp_path):
-    from portal.sample import write_sample
+    from portal.export.sample import write_sample
 
     ledger = read_export(write_sample(tmp_path / "export", customers=8, invoices=60, seed=11, as_of=AS_OF), settings)
     store.import_snapshot(ledger)

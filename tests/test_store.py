@@ -5,7 +5,7 @@ from dataclasses import replace
 from sqlalchemy import select
 
 from portal import store as tables
-from portal.ledger import read_export
+from portal.export.reader import read_export
 from portal.migrations import alembic_config
 from portal.schema import metadata as every_table
 from tests.conftest import AS_OF

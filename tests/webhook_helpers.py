@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from portal import store as tables
 from portal.core.config import Settings
-from portal.ledger import Ledger, read_export
+from portal.export.reader import Ledger, read_export
 from portal.core.signing import Signer
 from portal.store import Store
 from webhook import create_app

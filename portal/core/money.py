@@ -23,7 +23,7 @@ from babel.numbers import (
 # `\d` and int() also take Arabic-Indic, fullwidth and other digits, which no ERP means as an amount.
 _AMOUNT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 # The largest amount, in minor units: what a signed 64-bit integer holds (PostgreSQL's BIGINT, SQLite's
-# INTEGER, whose SUM() fails past it). Sums must stay below it too (portal/ledger.py caps an export's total).
+# INTEGER, whose SUM() fails past it). Sums must stay below it too (portal/export/reader.py caps an export's total).
 MAX_MINOR = 2**63 - 1
 _SAFE_DIGITS = len(str(MAX_MINOR)) - 1  # 18: any number of this many digits is below MAX_MINOR
 MAX_DECIMAL_TEXT = 40  # quantities and unit prices are kept as text of at most this length

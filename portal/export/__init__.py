@@ -1,0 +1,1 @@
+"""export: see the package map in README.md (Architecture)."""
