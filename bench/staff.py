@@ -37,8 +37,10 @@ sys.path.insert(0, str(REPO))
 
 from sqlalchemy import insert, text  # noqa: E402
 
-from portal import disputestore, kpis, paystore, position, receiptlines, receiptrollup, stafftables  # noqa: E402
-from portal.store import Store, customers, events, invoices, snapshots  # noqa: E402
+from portal import kpis, position, receiptlines, receiptrollup, stafftables  # noqa: E402
+from portal.store.database import disputes as disputestore
+from portal.store.database import payments as paystore
+from portal.store.database import Store, customers, events, invoices, snapshots  # noqa: E402
 
 TARGET_MS = 300.0
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -95,7 +95,7 @@ def prepare(folder: Path, tokens: int) -> tuple[dict[str, str], list[str]]:
     from portal.export.reader import read_export
     from portal.export.sample import write_sample
     from portal.core.signing import Signer
-    from portal.store import Store
+    from portal.store.database import Store
 
     database = f"sqlite:///{folder / 'portal.db'}"
     settings = load_settings(env={}, config_file=None, database_url=database,
@@ -126,7 +126,7 @@ def prepare(folder: Path, tokens: int) -> tuple[dict[str, str], list[str]]:
 
 
 def count_rows(database: str) -> int:
-    from portal.store import Store
+    from portal.store.database import Store
 
     store = Store(database)
     try:
@@ -241,8 +241,8 @@ def main() -> int:
         # The exact check, on an emptied events table.
         from sqlalchemy import delete
 
-        from portal import store as tables
-        from portal.store import Store
+        from portal.store.database import database as tables
+        from portal.store.database import Store
 
         store = Store(env["PORTAL_DATABASE_URL"])
         with store.begin() as conn:

@@ -42,7 +42,7 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 def _store(ctx: click.Context):
-    from portal.store import Store, ensure_sqlite_folder
+    from portal.store.database import Store, ensure_sqlite_folder
 
     settings = _settings(ctx)
     ensure_sqlite_folder(settings.database_url)

@@ -26,7 +26,7 @@ from portal.mail import Transport, render_message
 from portal.position import ASKABLE
 from portal.reports import receipts
 from portal.sending import Outgoing, SendResult, day, deliver, money
-from portal.store import Store, customers
+from portal.store.database import Store, customers
 
 PROBLEM_TABLES = {
     # table: (status filter, columns tried in order for "when", columns worth showing)

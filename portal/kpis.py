@@ -16,12 +16,12 @@ from typing import Any
 from sqlalchemy import and_, case, exists, func, select
 
 from portal import receiptrollup
-from portal.disputestore import disputes
+from portal.store.disputes import disputes
 from portal.core.money import to_decimal
-from portal.paystore import payment_allocations, payment_attempts
+from portal.store.payments import payment_allocations, payment_attempts
 from portal.position import CLOSED, invoice_positions
 from portal.receiptrollup import receipt_rollup
-from portal.store import Store, events, invoices
+from portal.store.database import Store, events, invoices
 
 AGING_BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
 # A payment that brought cash in (a partial refund keeps the rest; a full refund or chargeback does not count).

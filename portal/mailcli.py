@@ -3,7 +3,7 @@
 Registered on the `portal` group by portal/cli.py (`cli.add_command(send)` ...). Each prints one line per
 message and a summary, and exits 1 when a message failed or was not attempted (cron then reports it). A run
 started while another run of the same command is still going sends nothing and exits 75 (EX_TEMPFAIL: try
-again later; see portal/runlock.py).
+again later; see portal/store/locks.py).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 import click
 
 from portal.core.config import Settings
-from portal.runlock import RunInProgress, exclusive_run
+from portal.store.locks import RunInProgress, exclusive_run
 from portal.sending import SendResult
 
 if TYPE_CHECKING:
-    from portal.store import Store
+    from portal.store.database import Store
 
 
 def _context(ctx: click.Context) -> tuple[Settings, Store]:

@@ -24,7 +24,7 @@ from portal.pdf import invoice_pdf, statement_pdf
 from portal.core.templating import Assets, load_assets, make_environment
 from portal.core.signing import Signer
 from portal.statement import statement
-from portal.store import CustomerData
+from portal.store.database import CustomerData
 
 KIND_TEXT = {"invoice": "Invoice", "po": "Purchase order", "contract": "Contract", "delivery": "Proof of delivery",
              "statement": "Statement", "other": "Document"}
@@ -111,7 +111,7 @@ class PageRenderer:
                disputes: dict[str, list[tuple]] | None = None) -> list[Output]:
         """`source`: the customer's money movements and dispute holds (portal.position.inputs), from which every
         amount and status shown is the position's (portal/position.py). `disputes`: invoice id -> its disputes
-        (portal.disputestore.dispute_states), for their references and states."""
+        (portal.store.disputes.dispute_states), for their references and states."""
         source, disputes = source or position.Inputs({}, {}), disputes or {}
         customer, locale = data.customer, data.customer.locale
         key = self.signer.customer_key(customer.customer_id, data.key_version)

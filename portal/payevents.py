@@ -23,12 +23,13 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from portal import paystore, position
+from portal import position
+from portal.store.database import payments as paystore
 from portal.core.errors import PortalError
 from portal.payments import COUNTED, _apply_allocations  # unchanged: how a payment is applied to invoices
 from portal.paystate import LEGACY, Derived, Snapshot, derive, merge, read_event
-from portal.paystore import Attempt
-from portal.store import Store, StoreUnavailable
+from portal.store.payments import Attempt
+from portal.store.database import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

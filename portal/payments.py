@@ -18,14 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from portal import paystore, position
+from portal import position
+from portal.store.database import payments as paystore
 from portal.checkout import minimum_charge
 from portal.core.config import Settings
 from portal.core.errors import PortalError
 from portal.mail import render_message
 from portal.core.money import format_money
-from portal.paystore import Attempt
-from portal.store import credits, invoices
+from portal.store.payments import Attempt
+from portal.store.database import credits, invoices
 
 if TYPE_CHECKING:
     from portal.payevents import Change

@@ -28,7 +28,7 @@ from sqlalchemy.sql import Select
 from portal.core.money import digits
 from portal.reports import _FORMULA_START
 from portal.reports import _PLAIN_NUMBER as _PLAIN_NUMBER_RE
-from portal.store import Store
+from portal.store.database import Store
 
 FETCH_ROWS = 2000  # lines per round trip (about 400 KB) and per yielded chunk
 # reports.csv_cell's rules, in SQL: the same first characters (as code points: an integer test is the cheapest

@@ -34,10 +34,11 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, Date, Index, Integer, String, Table, Text, delete, func, select
 from sqlalchemy.engine import Connection
 
-from portal import disputestore, paystore
+from portal.store.database import disputes as disputestore
+from portal.store.database import payments as paystore
 from portal.export.reader import Ledger
 from portal.core.money import format_money
-from portal.store import ID, Store, UTCDateTime, bulk_insert, invoices, metadata, snapshots
+from portal.store.database import ID, Store, UTCDateTime, bulk_insert, invoices, metadata, snapshots
 
 OPEN, PARTLY_PAID, PAYMENT_PENDING, PAID, IN_DISPUTE, CLOSED = (
     "open", "partly paid", "payment pending", "paid", "in dispute", "closed")

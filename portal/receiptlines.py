@@ -60,7 +60,7 @@ from sqlalchemy.engine import Connection
 from portal import pgcsv, receiptrollup
 from portal.position import invoice_positions
 from portal.receiptrollup import receipt_rollup
-from portal.store import ID, Store, customers, events, invoices, metadata
+from portal.store.database import ID, Store, customers, events, invoices, metadata
 
 receipt_lines = Table(
     "receipt_lines", metadata,

@@ -58,8 +58,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
-from portal import disputestore, paystore
-from portal.store import ID, Store, UTCDateTime, events, invoices, metadata
+from portal.store.database import disputes as disputestore
+from portal.store.database import payments as paystore
+from portal.store.database import ID, Store, UTCDateTime, events, invoices, metadata
 
 receipt_rollup = Table(
     "receipt_rollup", metadata,
@@ -259,7 +260,7 @@ def rebuild(store: Store, *, now: datetime | None = None) -> RefreshResult:
 
 
 def _retrying(store: Store, full: bool, now: datetime) -> RefreshResult:
-    from portal.store import StoreUnavailable
+    from portal.store.database import StoreUnavailable
 
     try:
         return _refresh_once(store, full, now)

@@ -26,9 +26,11 @@ from typing import Any
 
 from sqlalchemy import and_, case, func, literal, or_, select
 
-from portal import disputestore, paystore, position
+from portal import position
+from portal.store.database import disputes as disputestore
+from portal.store.database import payments as paystore
 from portal.core.money import to_decimal
-from portal.store import Store, customers, events, invoices
+from portal.store.database import Store, customers, events, invoices
 
 RECEIPT_COLUMNS = [
     "customer_id", "customer_name", "invoice_id", "number", "is_open", "due_date", "currency", "amount",

@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from portal.core.config import Settings
 from portal.publish import publish
 from portal.site import render_site
-from portal.store import Store
+from portal.store.database import Store
 
 log = logging.getLogger(__name__)
 

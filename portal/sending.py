@@ -25,10 +25,10 @@ from portal.core.config import Settings
 from portal.export.reader import Contact, Invoice
 from portal.core.links import link_url
 from portal.mail import MailError, Transport, one_line, render_message, send_with_retry, transport_from_url
-from portal.mailstore import SentRow, record_sent, sent_hashes
+from portal.store.mail import SentRow, record_sent, sent_hashes
 from portal.core.money import format_money
 from portal.core.signing import Signer
-from portal.store import CustomerData, Store, invoices
+from portal.store.database import CustomerData, Store, invoices
 
 SEND_ROLES = ("billing", "approver")  # "other" contacts (e.g. a sales rep) get no invoice mail
 

@@ -25,16 +25,16 @@ from pathlib import Path
 from portal.export import reader as ledger_module
 from portal import position
 from portal.core.config import Settings
-from portal.disputestore import dispute_digests, dispute_states
+from portal.store.disputes import dispute_digests, dispute_states
 from portal.core.errors import BuildError
 from portal.core.gcpause import existing_objects_frozen
 from portal.export.reader import Ledger, read_export
 from portal.pages import Output, PageRenderer, customer_paths
-from portal.paystore import payment_digests
+from portal.store.payments import payment_digests
 from portal.core.templating import load_assets, render_fingerprint
 from portal.core.signing import Signer
-from portal.snapshotview import SnapshotView
-from portal.store import ImportSummary, Store
+from portal.store.snapshotview import SnapshotView
+from portal.store.database import ImportSummary, Store
 
 MANIFEST = ".manifest.json"
 EXPORT_STATE = ".export.json"  # the fingerprint of the export last built into the folder, and its snapshot
@@ -237,7 +237,7 @@ def render_site(settings: Settings, store: Store, out_dir: str | os.PathLike, ex
 def _import_and_render(settings: Settings, store: Store, out: Path, ledger: Ledger, workers: int | None,
                        shard: tuple[int, int] | None) -> BuildResult:
     """Import `ledger` and render the site from it at the same time: the render workers take the customers'
-    data from the ledger in memory (portal.snapshotview, identical to what the store returns once the import
+    data from the ledger in memory (portal.store.snapshotview, identical to what the store returns once the import
     commits) while this process writes the store. Atomic all the same: until the import has committed, the
     workers only create files the folder did not have and write replacements beside their targets; if the
     import fails, those are deleted and the folder is as it was."""

@@ -14,7 +14,7 @@ import click
 from portal.staffusers import ROLES
 
 if TYPE_CHECKING:
-    from portal.store import Store
+    from portal.store.database import Store
 
 
 def _store(ctx: click.Context) -> Store:

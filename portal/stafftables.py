@@ -26,12 +26,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
 from portal import pgcsv, receiptlines, receiptrollup, reports
-from portal.disputestore import dispute_attachments, dispute_invoices, disputes
+from portal.store.disputes import dispute_attachments, dispute_invoices, disputes
 from portal.core.money import to_decimal
-from portal.paystore import payment_allocations, payment_attempts, payment_credits
+from portal.store.payments import payment_allocations, payment_attempts, payment_credits
 from portal.position import invoice_positions
 from portal.receiptrollup import receipt_rollup
-from portal.store import Store, customers, events, invoices
+from portal.store.database import Store, customers, events, invoices
 
 MAX_PER_PAGE = 500
 CHUNK_ROWS = 2000  # rows per streamed CSV chunk (and per server-side cursor fetch)

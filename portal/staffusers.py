@@ -4,7 +4,7 @@ Sessions live in the database, not only in a cookie: the cookie carries a random
 web layer), and the table keeps its SHA-256, so logging out, disabling a user or changing a role ends the
 user's sessions at once, on every worker. Login attempts are counted in the database too, so throttling holds
 across workers: each attempt is reserved before its password is checked, by one atomic upsert that returns
-the count (portal/ratelimits.py), so concurrent guesses cannot all pass a check made before any of them was
+the count (portal/store/ratelimits.py), so concurrent guesses cannot all pass a check made before any of them was
 counted (fifteen at once were all checked when failures were counted after the check).
 
 Nothing here imports Flask; `portal staff ...` and `webhook/staff*.py` both call these functions.
@@ -25,8 +25,8 @@ from sqlalchemy import Boolean, Column, Integer, String, Table, Text, delete, fu
 from sqlalchemy.engine import Connection
 
 from portal.core.errors import PortalError
-from portal.ratelimits import DatabaseRateLimitStore
-from portal.store import Store, UTCDateTime, metadata
+from portal.store.ratelimits import DatabaseRateLimitStore
+from portal.store.database import Store, UTCDateTime, metadata
 
 ROLES = ("viewer", "admin")  # admin: resolves disputes and manages staff; viewer: reads and exports
 MIN_PASSWORD = 12

@@ -22,7 +22,7 @@ from datetime import date
 from typing import Any
 
 from portal.position import Entry, Inputs, Position
-from portal.store import CustomerData
+from portal.store.database import CustomerData
 
 MOVEMENT_TEXT = {
     "processing": "Bank payment {ref} (pending)",

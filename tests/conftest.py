@@ -16,7 +16,7 @@ import pytest
 
 from portal.core.config import Settings, load_settings
 from portal.export.sample import write_sample
-from portal.store import Store
+from portal.store.database import Store
 from tests.noskip import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401 - hooks
 from tests.pgserver import PostgresServer
 from tests.required import running

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask.testing import FlaskClient
 
 from portal.staffusers import add_user
-from portal.store import Store
+from portal.store.database import Store
 from tests.webhook_helpers import hidden_field
 
 PASSWORD = "correct horse battery staple"

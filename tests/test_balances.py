@@ -22,7 +22,7 @@ from portal.cli import cli
 from portal.export.sample import write_sample
 from portal.core.signing import Signer
 from portal.site import build
-from portal.store import Store
+from portal.store.database import Store
 from tests.conftest import TEST_SECRET, make_settings
 from tests.position_outputs import csv_rows, pdf_text, table_with, tables
 from tests.stripe_standin import StripeStandIn
@@ -216,7 +216,7 @@ def test_a_change_that_moves_an_invoice_waits_for_a_concurrent_change_of_it_then
     from sqlalchemy import update
 
     from portal import position
-    from portal.store import invoices
+    from portal.store.database import invoices
 
     attempt_id = world.pay(["I1"], "card", {"I1": 20000})
     world.dispute("I1", 1000)

@@ -237,7 +237,7 @@ def test_a_failed_import_leaves_the_folder_and_the_store_as_they_were(settings, 
     """The pages render while the import runs; when the import fails, nothing the render wrote stays."""
     import time
 
-    from portal.store import Store, StoreUnavailable
+    from portal.store.database import Store, StoreUnavailable
 
     monkeypatch.setattr(site_module, "CHUNK", 1)  # several tasks: the parallel path
     real_import = Store.import_snapshot

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from portal.cli import cli
 from portal.core.signing import Signer
-from portal.store import Store
+from portal.store.database import Store
 from tests.conftest import TEST_SECRET
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
-from portal import disputestore
+from portal.store.database import disputes as disputestore
 from portal.core.config import warn_if_insecure
 from portal.disputes import DisputeRefused, attachment_for_staff, resolve, review, safe_name, sniff
 from portal.core.errors import ConfigError
@@ -30,7 +30,7 @@ from portal.reports import (
 from portal.core.signing import Signer
 from portal.site import build
 from portal.staffusers import add_user
-from portal.store import invoices
+from portal.store.database import invoices
 from tests.stripe_standin import StripeStandIn
 from tests.webhook_helpers import hidden_field, make_app, outbox_messages
 

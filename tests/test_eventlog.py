@@ -1,4 +1,4 @@
-"""portal/eventlog.py, the webhook's hot path, on SQLite and PostgreSQL: a receipt is committed when
+"""portal/store/eventlog.py, the webhook's hot path, on SQLite and PostgreSQL: a receipt is committed when
 `record_if_current` returns, a revoked or rotated key records nothing from the very next call, and
 connections are per process (a forked child opens its own and never touches its parent's)."""
 
@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from portal import eventlog
-from portal.eventlog import EventLog, Receipt
-from portal.store import Store, StoreUnavailable
+from portal.store.database import eventlog
+from portal.store.eventlog import EventLog, Receipt
+from portal.store.database import Store, StoreUnavailable
 from tests.webhook_helpers import all_events, import_sample
 
 

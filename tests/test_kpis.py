@@ -10,8 +10,9 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import update
 
-from portal import disputestore, paystore
-from portal import store as tables
+from portal.store.database import disputes as disputestore
+from portal.store.database import payments as paystore
+from portal.store.database import database as tables
 from portal.cli import cli
 from portal.kpis import DEFINITIONS, Kpis, compute, format_kpis
 from portal.export.reader import read_export

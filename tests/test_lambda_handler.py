@@ -19,8 +19,8 @@ import pytest
 import stripe
 from sqlalchemy import select
 
-from portal import paystore
-from portal.store import Store
+from portal.store.database import payments as paystore
+from portal.store.database import Store
 from tests.conftest import TEST_SECRET
 
 WEBHOOK_SECRET = "whsec_lambda_test_secret"

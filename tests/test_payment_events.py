@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete
 
-from portal import paystore
+from portal.store.database import payments as paystore
 from portal.payevents import apply_event
 from portal.paystate import derive, merge, read_event
-from portal.store import events as event_log
+from portal.store.database import events as event_log
 from tests.stripe_paths import PATHS, path_events
 from tests.stripe_standin import StripeStandIn
 from tests.webhook_helpers import import_sample

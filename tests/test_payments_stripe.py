@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 import pytest
 from stripe._payment_intent import PaymentIntent
 
-from portal import paystore
+from portal.store.database import payments as paystore
 from portal.paystate import FAILURE_TEXT, HANDLED_EVENTS
 from portal.site import build
 from tests.conftest import AS_OF

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import delete, func, select
 
-from portal import paystore, position
+from portal import position
+from portal.store.database import payments as paystore
 from portal.export.reader import read_export
 from portal.position import Entry, attempt_effect, compute
 

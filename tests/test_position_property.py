@@ -33,10 +33,10 @@ from hypothesis import strategies as st
 from sqlalchemy import delete
 
 from portal.cli import cli
-from portal.mailstore import mail_sent
+from portal.store.mail import mail_sent
 from portal.core.signing import Signer
 from portal.site import build
-from portal.store import Store
+from portal.store.database import Store
 from tests.conftest import TEST_SECRET, make_settings
 from tests.position_model import ASKABLE, LABELS, Attempt, Item, Model
 from tests.position_outputs import (

@@ -45,7 +45,7 @@ from portal.publish import (
     publish,
 )
 from portal.site import MANIFEST, Manifest, build
-from portal.store import Store
+from portal.store.database import Store
 from tests.conftest import make_settings
 from tests.faultproxy import FaultProxy
 from tests.s3server import SeaweedS3, point_boto3_at, started_or_skipped

@@ -11,7 +11,7 @@ from sqlalchemy import event, insert, select
 
 from portal import receiptrollup
 from portal.receiptrollup import GAP_TTL, rebuild, receipt_rollup_state, refresh
-from portal.store import events
+from portal.store.database import events
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 KINDS = ["email_sent", "link_opened", "page_viewed", "document_viewed", "payment_succeeded", "question_asked"]

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from portal.core.config import _reminder_groups
-from portal.mailstore import mail_sent, unsubscribe
+from portal.store.mail import mail_sent, unsubscribe
 from portal.reminders import send_reminders
 from portal.sending import send_invoices
 from portal.core.signing import Signer
@@ -194,7 +194,7 @@ def test_reminder_settings_from_portal_toml_and_the_environment(tmp_path, monkey
 def test_an_invoice_paid_in_the_portal_since_the_export_gets_no_reminder(mail_settings, store, ledger, smtp):
     """The export still shows it open, but a settled portal payment after the export's as_of covers it."""
     from portal import position
-    from portal.paystore import insert_attempt
+    from portal.store.payments import insert_attempt
 
     invoice = ledger.invoices["I-OD20"]
     paid_at = ledger.as_of + timedelta(hours=1)

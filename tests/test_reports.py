@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, update
 
-from portal import store as tables
+from portal.store.database import database as tables
 from portal.export.reader import read_export
 from portal.reports import RECEIPT_COLUMNS, format_rows, format_table, receipts, to_csv, to_json
 from tests.conftest import AS_OF

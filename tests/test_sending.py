@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 import pytest
 from sqlalchemy import select
 
-from portal.mailstore import mail_sent
+from portal.store.mail import mail_sent
 from portal.pages import invoice_slug
 from portal.sending import send_invoices
 from portal.core.signing import Signer
@@ -268,7 +268,7 @@ def test_a_second_run_of_a_mail_command_refuses_to_start_while_one_is_in_progres
     """Two overlapping runs would both see the same invoices as unsent and both mail them: the second one
     sends nothing and exits 75 (try again later). Other commands are not held up by it."""
     from portal.mailcli import EXIT_RUN_IN_PROGRESS
-    from portal.runlock import exclusive_run
+    from portal.store.locks import exclusive_run
 
     run = _mail_cli(mail_settings)
     with exclusive_run(store, command):  # a run of `command` in progress (another session or process)

@@ -13,7 +13,7 @@ from portal.export.reader import read_export
 from portal.publish import REMOTE_MANIFEST, PublishError, decode_manifest, publish
 from portal.shards import publish_shard, reconcile, shard_manifest_name
 from portal.site import MANIFEST, Manifest, build, import_only, parse_shard, shard_of
-from portal.store import Store
+from portal.store.database import Store
 from tests.conftest import make_settings
 from tests.s3server import SeaweedS3
 from tests.test_build import rewrite_csv

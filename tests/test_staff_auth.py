@@ -14,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from portal import disputestore, staffusers
+from portal import staffusers
+from portal.store.database import disputes as disputestore
 from portal.cli import cli
 from portal.disputes import submit_dispute
 from portal.core.signing import Signer

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import insert, select, update
 
 from portal import receiptlines, stafftables
-from portal import store as tables
+from portal.store.database import database as tables
 from portal.kpis import compute
 from portal.reports import cash_application_csv
 from tests.staff_helpers import PASSWORD, add_staff, csrf, login

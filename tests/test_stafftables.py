@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import event, func, select, update
 
 from portal import position, receiptlines, reports, stafftables
-from portal import store as tables
+from portal.store.database import database as tables
 from portal.export.reader import read_export
 from portal.core.money import to_decimal
 from portal.stafftables import (

@@ -4,10 +4,10 @@ from dataclasses import replace
 
 from sqlalchemy import select
 
-from portal import store as tables
+from portal.store.database import database as tables
 from portal.export.reader import read_export
-from portal.migrations import alembic_config
-from portal.schema import metadata as every_table
+from portal.store.migrations import alembic_config
+from portal.store.registry import metadata as every_table
 from tests.conftest import AS_OF
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlalchemy import select
 
-from portal.mailstore import mail_unsubscribes
+from portal.store.mail import mail_unsubscribes
 from portal.reminders import send_reminders
 from portal.core.signing import Signer
 from tests.smtpserver import mail_ledger

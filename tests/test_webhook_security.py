@@ -19,7 +19,7 @@ import requests
 from sqlalchemy import func, select
 
 from portal.core.config import load_settings
-from portal.disputestore import questions
+from portal.store.disputes import questions
 from portal.core.signing import CanonicalTimedSerializer, Signer
 from tests.ports import free_port
 from tests.test_signing import respellings

@@ -16,11 +16,11 @@ from flask import Flask
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select
 
-from portal import store as tables
+from portal.store.database import database as tables
 from portal.core.config import Settings
 from portal.export.reader import Ledger, read_export
 from portal.core.signing import Signer
-from portal.store import Store
+from portal.store.database import Store
 from webhook import create_app
 
 # Limits high enough that no test trips them by accident; the rate-limit tests set their own.

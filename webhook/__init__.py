@@ -27,7 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_TOKEN": "30/60",  # uses of one token per window (a link, a beacon, a document)
     "RATE_LIMIT_FRESH": "3/3600",  # "email me a fresh link" submissions per form per window
     # Where the counters live: "memory" (each process its own: right for one machine) or "database" (the store:
-    # one budget across workers and machines, e.g. behind a load balancer or on Lambda; portal/ratelimits.py).
+    # one budget across workers and machines, e.g. behind a load balancer or on Lambda; portal/store/ratelimits.py).
     "RATE_LIMIT_BACKEND": "memory",
     "RATE_LIMIT_STORE": None,  # any ratelimit.RateLimitStore (e.g. Redis); wins over RATE_LIMIT_BACKEND
     "PROXY_FIX": 0,  # number of trusted proxies in front (X-Forwarded-For/-Proto); 0: trust none

@@ -27,11 +27,11 @@ from portal import position
 from portal.disputes import MAX_FILE_SIZE, MAX_FILES, DisputeRefused, Submitted, Upload, collector_message
 from portal.disputes import submit_dispute as record_dispute
 from portal.disputes import submit_question as record_question
-from portal.disputestore import disputed_amounts
+from portal.store.disputes import disputed_amounts
 from portal.mail import send_with_retry
 from portal.core.money import AmountError, format_money, parse_amount
 from portal.republish import Republisher, refresh_customer
-from portal.store import invoices
+from portal.store.database import invoices
 
 from webhook.formtoken import page_claims
 from webhook.links import page_url

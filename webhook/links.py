@@ -4,7 +4,7 @@ Every route verifies first and records second: a token is checked for its signat
 (itsdangerous salt), then against the store (the customer exists, is active, and its key version is the
 token's: `portal revoke` bumps the version and old tokens stop working at once). Only then is an event
 written, atomically with the checks: for links and beacons the store checks are the WHERE clause of the
-INSERT itself (portal/eventlog.py), for documents one transaction. Anything that fails answers the plain
+INSERT itself (portal/store/eventlog.py), for documents one transaction. Anything that fails answers the plain
 404 page.
 
 Two receipts, on purpose:
@@ -31,7 +31,7 @@ from portal.core.links import link_url
 from portal.mail import fresh_link_message
 from portal.pages import invoice_slug
 from portal.core.signing import LinkClaims, TokenExpired, TokenInvalid, customer_key
-from portal.store import InvoiceState
+from portal.store.database import InvoiceState
 
 from webhook.errors import TokenRejected
 from webhook.logs import event, log, token_ref
@@ -94,7 +94,7 @@ def open_link(token: str) -> Any:
         return _expired(token, exc.claims)
     except TokenInvalid as exc:
         raise TokenRejected("link", token, str(exc)) from None
-    # The check and the insert in one statement, committed before anything is answered (portal/eventlog.py).
+    # The check and the insert in one statement, committed before anything is answered (portal/store/eventlog.py).
     receipt = s.events.record_if_current("link_opened", claims.customer_id, claims.key_version, claims.invoice_id,
                                          contact_id=claims.contact_id, ip=client_ip(), user_agent=user_agent())
     if receipt is None:

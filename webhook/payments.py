@@ -21,7 +21,8 @@ import stripe
 from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, request
 from sqlalchemy import select
 
-from portal import paystore, position
+from portal import position
+from portal.store.database import payments as paystore
 from portal.checkout import session_params
 from portal.mail import send_with_retry
 from portal.core.money import AmountError, parse_amount
@@ -30,7 +31,7 @@ from portal.payevents import Change, EventRefused, apply_event, verification_url
 from portal.payments import Payable, PaymentRefused, Quote, payment_message, quote
 from portal.republish import Republisher, refresh_customer
 from portal.core.signing import TokenInvalid
-from portal.store import credits, invoices
+from portal.store.database import credits, invoices
 
 from webhook.errors import TokenRejected
 from webhook.formtoken import page_claims

@@ -16,12 +16,12 @@ from flask import current_app, request, url_for
 from jinja2 import Environment
 
 from portal.core.config import Settings
-from portal.eventlog import EventLog
+from portal.store.eventlog import EventLog
 from portal.mail import Transport, transport_from_url
-from portal.ratelimits import DatabaseRateLimitStore
+from portal.store.ratelimits import DatabaseRateLimitStore
 from portal.core.templating import Assets, load_assets, make_environment
 from portal.core.signing import CanonicalTimedSerializer, Signer
-from portal.store import Store
+from portal.store.database import Store
 
 from webhook.ratelimit import Limit, RateLimiter
 

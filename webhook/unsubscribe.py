@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Blueprint, url_for
 
-from portal.mailstore import unsubscribe
+from portal.store.mail import unsubscribe
 from portal.core.signing import PageClaims, TokenInvalid
 
 from webhook.errors import TokenRejected

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from portal.core.config import Settings
 from portal.core.signing import Signer
-from portal.store import Store
+from portal.store.database import Store
 
 
 def link_url(settings: Settings, signer: Signer, customer_id: str, contact_id: str, invoice_id: str,

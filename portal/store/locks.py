@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from portal.store import Store
+from portal.store.database import Store
 
 LOCK_NAMESPACE = "ar-portal run"
 

@@ -1,6 +1,6 @@
 """Payment tables and their queries: attempts, their invoice allocations, and the Stripe events seen.
 
-The tables live on `portal.store.metadata` (registered for Alembic in portal/schema.py) and refer to
+The tables live on `portal.store.database.metadata` (registered for Alembic in portal/store/registry.py) and refer to
 customers and invoices by id, like the events table, so payment history survives an invoice leaving the
 export. `stripe_events.event_id` is the primary key: a delivery is recorded in the same transaction as its
 effect, and a second delivery of the same event fails on that key and changes nothing.
@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from portal.store import ID, UTCDateTime, metadata
+from portal.store.database import ID, UTCDateTime, metadata
 
 payment_attempts = Table(
     "payment_attempts", metadata,

@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import event
 
-from portal.store import Store, StoreUnavailable
+from portal.store.database import Store, StoreUnavailable
 
 # PostgreSQL: the conditions of Store.access (the customer exists, is active and is at the token's key
 # version) as the INSERT's own WHERE clause. The invoice recorded is the token's when it is this customer's,

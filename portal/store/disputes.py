@@ -1,6 +1,6 @@
 """Dispute and question tables and their queries.
 
-The tables live on `portal.store.metadata` (registered for Alembic in portal/schema.py). Names are shared
+The tables live on `portal.store.database.metadata` (registered for Alembic in portal/store/registry.py). Names are shared
 with readers that came first: portal/reminders.py and portal/digest.py reflect `disputes` (`status`,
 `customer_id`, `created_at`, `reason`, `amount`, `currency`) and `dispute_invoices` (`dispute_id`,
 `invoice_id`) when they exist. Customers and invoices are referred to by id, so a dispute outlives its
@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, Integer, String, Table, Text, insert, select, update
 from sqlalchemy.engine import Connection
 
-from portal.store import ID, UTCDateTime, metadata
+from portal.store.database import ID, UTCDateTime, metadata
 
 # A serial id: it is the customer's reference number ("D-42"). Nothing is served by it, so it may be guessable.
 _SERIAL = BigInteger().with_variant(Integer, "sqlite")

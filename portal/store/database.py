@@ -235,7 +235,7 @@ _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # json.dumps(..., separ
 
 def invoice_hashes(ledger: Ledger) -> dict[str, str]:
     """invoice id -> invoice_hash, for every invoice of the ledger. Computed once per build: the import and
-    the build's in-memory view of the snapshot (portal.snapshotview) both need them."""
+    the build's in-memory view of the snapshot (portal.store.snapshotview) both need them."""
     lines = ledger.lines
     return {iid: invoice_hash(inv, lines.get(iid, ())) for iid, inv in ledger.invoices.items()}
 
@@ -302,7 +302,7 @@ class Store:
 
     def migrate(self) -> None:
         """Create or upgrade the schema to the newest Alembic revision."""
-        from portal.migrations import upgrade
+        from portal.store.migrations import upgrade
 
         with self.begin() as conn:
             upgrade(conn)
@@ -485,7 +485,7 @@ class Store:
                     result[r.customer_id].documents.append(Document(
                         r.document_id, r.customer_id, r.file, r.invoice_id, r.kind, r.title, r.sha256, r.size,
                         r.content_type))
-        # The database's collation may order ids unlike Python: sort here, as portal.snapshotview does.
+        # The database's collation may order ids unlike Python: sort here, as portal.store.snapshotview does.
         for data in result.values():
             data.contacts.sort(key=lambda x: x.contact_id)
             data.invoices.sort(key=lambda x: (x.due_date, x.invoice_id))
@@ -497,7 +497,7 @@ class Store:
         """Per active customer: a digest of its rows (invoice content hashes stand in for invoices and
         lines), its key version and its open invoice ids. One pass per table, no per-customer query.
         Sorted in Python, not by the database, whose collation may order ids differently: the digests must
-        be the ones portal.snapshotview computes from an export in memory."""
+        be the ones portal.store.snapshotview computes from an export in memory."""
         customer_rows: dict[str, tuple] = {}
         invoice_rows: dict[str, list[tuple[str, str]]] = {}
         other_rows: dict[str, list[tuple]] = {}

@@ -15,7 +15,7 @@ from collections.abc import Container, Iterable
 from datetime import datetime
 
 from portal.export.reader import Contact, Credit, Document, Invoice, Ledger
-from portal.store import CustomerData, CustomerState, invoice_hash, state_digest
+from portal.store.database import CustomerData, CustomerState, invoice_hash, state_digest
 
 
 class SnapshotView:

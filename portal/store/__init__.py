@@ -1,0 +1,1 @@
+"""store: see the package map in README.md (Architecture)."""
