@@ -37,7 +37,8 @@ sys.path.insert(0, str(REPO))
 
 from sqlalchemy import insert, text  # noqa: E402
 
-from portal import kpis, position, receiptlines, receiptrollup, stafftables  # noqa: E402
+from portal import kpis, receiptlines, receiptrollup, stafftables  # noqa: E402
+from portal.balances import position
 from portal.store.database import disputes as disputestore
 from portal.store.database import payments as paystore
 from portal.store.database import Store, customers, events, invoices, snapshots  # noqa: E402
@@ -190,7 +191,7 @@ def run(store: Store, reps: int, csv_reps: int, sizes: tuple[int, int, int]) -> 
           f"in {results['generate_and_load_s']} s", flush=True)
 
     # Loaded in bulk, not imported: journal the payments and store every invoice's position as Store.migrate would
-    # (portal/position.py), then (PostgreSQL) the export's receipt lines, which carry the positions.
+    # (portal/balances/position.py), then (PostgreSQL) the export's receipt lines, which carry the positions.
     results["positions_full_build_ms"] = round(timed(lambda: position.rebuild(store)), 1)
     if store.engine.dialect.name == "postgresql":
         results["receipt_lines_full_build_ms"] = round(timed(lambda: receiptlines.rebuild(store)), 1)

@@ -1,6 +1,6 @@
 """`portal digest`: one daily message per collector about what needs a person's attention.
 
-- invoices still to be paid (their position, portal/position.py: open or partly paid) for at least
+- invoices still to be paid (their position, portal/balances/position.py: open or partly paid) for at least
   `digest_min_amount` that nobody viewed (`page_viewed`) `digest_unopened_days` after they were first emailed
   (or first exported, when never emailed): the "I never got it" candidates, with what they owe now;
 - disputes opened and payments that failed in the last 24 hours, read from the disputes and payments
@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 
 from portal.core.config import Settings
 from portal.mail import Transport, render_message
-from portal.position import ASKABLE
+from portal.balances.position import ASKABLE
 from portal.reports import receipts
 from portal.sending import Outgoing, SendResult, day, deliver, money
 from portal.store.database import Store, customers
@@ -66,7 +66,7 @@ def send_digest(settings: Settings, store: Store, dry_run: bool = False, now: da
     now = (now or datetime.now(UTC)).astimezone(UTC)  # calendar days are UTC days
     fallback = settings.ar_inbox or settings.support_email
     # "Nobody viewed it" matters only for what the customer may still be asked for: an invoice paid, with a
-    # payment pending or in dispute in the portal was plainly seen (portal/position.py).
+    # payment pending or in dispute in the portal was plainly seen (portal/balances/position.py).
     unviewed = [r for r in receipts(store, unopened_days=settings.digest_unopened_days, now=now)
                 if r["status"] in ASKABLE and r["due"] >= settings.digest_min_amount]
     with store.begin() as conn:

@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from portal import position
+from portal.balances import position
 from portal.store.database import disputes as disputestore
 from portal.core.config import Settings
 from portal.core.errors import NotFound, PortalError

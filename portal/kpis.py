@@ -19,7 +19,7 @@ from portal import receiptrollup
 from portal.store.disputes import disputes
 from portal.core.money import to_decimal
 from portal.store.payments import payment_allocations, payment_attempts
-from portal.position import CLOSED, invoice_positions
+from portal.balances.position import CLOSED, invoice_positions
 from portal.receiptrollup import receipt_rollup
 from portal.store.database import Store, events, invoices
 
@@ -101,7 +101,7 @@ def compute(store: Store, now: datetime | None = None, *, refresh: bool = True) 
         receiptrollup.refresh(store)
     k = Kpis(now=now)
     inv = invoices.c
-    pos = invoice_positions.c  # what each invoice owes now, stored by portal/position.py
+    pos = invoice_positions.c  # what each invoice owes now, stored by portal/balances/position.py
 
     def past_due_between(lo: int, hi: int | None) -> Any:
         """Open amount of invoices lo..hi days past due (hi None: no upper bound)."""

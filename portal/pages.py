@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 from babel.dates import format_date, format_datetime
 
-from portal import position
+from portal.balances import position
 from portal.core.config import Settings
 from portal.disputes import OUTCOMES, STATUS_TEXT, reason_choices, reference
 from portal.core.money import digits, format_money, format_price, format_quantity, to_decimal
@@ -23,7 +23,7 @@ from portal.payments import METHODS, adjustment_bps
 from portal.pdf import invoice_pdf, statement_pdf
 from portal.core.templating import Assets, load_assets, make_environment
 from portal.core.signing import Signer
-from portal.statement import statement
+from portal.balances.statement import statement
 from portal.store.database import CustomerData
 
 KIND_TEXT = {"invoice": "Invoice", "po": "Purchase order", "contract": "Contract", "delivery": "Proof of delivery",
@@ -109,8 +109,8 @@ class PageRenderer:
 
     def render(self, data: CustomerData, source: position.Inputs | None = None,
                disputes: dict[str, list[tuple]] | None = None) -> list[Output]:
-        """`source`: the customer's money movements and dispute holds (portal.position.inputs), from which every
-        amount and status shown is the position's (portal/position.py). `disputes`: invoice id -> its disputes
+        """`source`: the customer's money movements and dispute holds (portal.balances.position.inputs), from which every
+        amount and status shown is the position's (portal/balances/position.py). `disputes`: invoice id -> its disputes
         (portal.store.disputes.dispute_states), for their references and states."""
         source, disputes = source or position.Inputs({}, {}), disputes or {}
         customer, locale = data.customer, data.customer.locale
@@ -277,7 +277,7 @@ def _method_note(bps: int) -> str:
 
 
 def _status(pos: position.Position, days_late: int, under_review: bool) -> tuple[str, str]:
-    """(badge style, text) of an invoice: the position's status (portal/position.py), and for what is still to be
+    """(badge style, text) of an invoice: the position's status (portal/balances/position.py), and for what is still to be
     paid, when it falls due (a presentation on top of the position, never a status of its own)."""
     if pos.status == position.IN_DISPUTE:
         return "disputed", pos.status_text + (" · under review" if under_review else "")

@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from portal import position
+from portal.balances import position
 from portal.store.database import payments as paystore
 from portal.core.errors import PortalError
 from portal.payments import COUNTED, _apply_allocations  # unchanged: how a payment is applied to invoices
@@ -169,7 +169,7 @@ def _move(store: Store, conn: Any, attempt: Attempt, d: Derived, now: datetime) 
             "needs_review", attempt.needs_review))
     if facts:
         paystore.update_attempt(conn, attempt.attempt_id, **facts)
-        # What the invoices owe follows the attempt, in this transaction (portal/position.py).
+        # What the invoices owe follows the attempt, in this transaction (portal/balances/position.py).
         position.record_change(conn, attempt.attempt_id, now)
     if not moving:
         return None

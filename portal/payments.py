@@ -3,7 +3,7 @@
 Nothing here knows Flask or Stripe's SDK: the webhook verifies requests and talks to Stripe, then calls
 `quote` to price a payment from the store; Stripe's events move attempts in portal.payevents.
 
-What an invoice owes (its position: DESIGN.md section 4) is portal/position.py's rule: each time an attempt
+What an invoice owes (its position: DESIGN.md section 4) is portal/balances/position.py's rule: each time an attempt
 moves, portal.payevents has it journal the attempt's money and store the positions it moved, in the event's transaction.
 """
 
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from portal import position
+from portal.balances import position
 from portal.store.database import payments as paystore
 from portal.checkout import minimum_charge
 from portal.core.config import Settings
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 METHODS = {"card": "Card", "us_bank_account": "Bank transfer (ACH)"}
-# Statuses in which a payment counts against its invoices (portal/position.py says how much, per state).
+# Statuses in which a payment counts against its invoices (portal/balances/position.py says how much, per state).
 COUNTED = position.SETTLING | position.PENDING
 
 
@@ -227,7 +227,7 @@ def payment_message(settings: Settings, change: Change, to: tuple[str, str], cus
     """The email for a state change: a pending notice for ACH, the receipt only when the money is there,
     a failure notice; for a bank account that waits for its microdeposits, the link to verify them. None for
     changes the payer is not mailed about (expiry, refunds, disputes). `standing`: where the invoices paid stand
-    now (portal.position.standing)."""
+    now (portal.balances.position.standing)."""
     if change.new not in MESSAGES:
         return None
     template, subject = MESSAGES[change.new]

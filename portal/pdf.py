@@ -163,7 +163,7 @@ def invoice_pdf(company: str, customer: Customer, invoice: Invoice, lines: list[
 
 
 def statement_pdf(company: str, customer: Customer, as_of_text: str, statements: list[dict]) -> bytes:
-    """The lines of portal.statement, as the statement page shows them: opening balance, each line with its
+    """The lines of portal.balances.statement, as the statement page shows them: opening balance, each line with its
     running balance, closing balance and aging, per currency."""
     doc = _Doc("Statement of account")
     doc.heading(company, "Statement of account", customer)

@@ -58,7 +58,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from portal import pgcsv, receiptrollup
-from portal.position import invoice_positions
+from portal.balances.position import invoice_positions
 from portal.receiptrollup import receipt_rollup
 from portal.store.database import ID, Store, customers, events, invoices, metadata
 
@@ -70,7 +70,7 @@ receipt_lines = Table(
     Column("due_date", Date, nullable=False),
     Column("head", Text, nullable=False),  # CSV cells customer_id .. due_date, each followed by a comma
     Column("tail", Text, nullable=False),  # a comma before each of the cells emails_sent .. last_viewed_at; LF
-    # A comma before each of the cells open, status (portal/position.py's stored position). '' only in a line
+    # A comma before each of the cells open, status (portal/balances/position.py's stored position). '' only in a line
     # written before the positions existed: Store.migrate then rebuilds every line.
     Column("position_cells", Text, nullable=False, server_default=""),
 )
@@ -108,7 +108,7 @@ def _head(currencies: Iterable[str]) -> Any:
 
 
 def _position_cells(currencies: Iterable[str]) -> Any:
-    """From the invoice's stored position (portal/position.py), outer-joined as the Python path reads it: an
+    """From the invoice's stored position (portal/balances/position.py), outer-joined as the Python path reads it: an
     invoice without one (never, once Store.migrate has run) has empty cells."""
     return (literal(",") + pgcsv.plain_field(pgcsv.money_cell(_P.open_amount, _P.currency, currencies))
             + literal(",") + pgcsv.csv_field(pgcsv.text_cell(_P.status)))

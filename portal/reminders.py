@@ -8,7 +8,7 @@ Each open invoice is matched against the rules of its customer's group, stronges
 Each rule fires at most once per invoice and contact. A contact gets at most one reminder per
 `interval_days`, listing every invoice that is due one; invoices it could not get yet stay pending for
 the next run. Reminders go to billing contacts; once an invoice had `escalate_after` reminder steps,
-approvers are sent it too. Contacts who unsubscribed get none. Only invoices whose position (portal/position.py)
+approvers are sent it too. Contacts who unsubscribed get none. Only invoices whose position (portal/balances/position.py)
 may be asked for money (open, partly paid) are reminded of, for what they owe now: never one that is paid,
 has a payment pending or is in dispute, never for money paid in the portal since the export. A reminder that
 would ask for nothing is not sent.
@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from portal import position
+from portal.balances import position
 from portal.core.config import Settings
 from portal.export.reader import Contact, Invoice
 from portal.core.links import link_url

@@ -1,5 +1,5 @@
 """Staff reports. Receipts: per invoice, what was sent, fetched, viewed by a person, and downloaded, and what the
-invoice owes now (`open`, `disputed`, `pending`, `due`, `status`: its stored position, portal/position.py;
+invoice owes now (`open`, `disputed`, `pending`, `due`, `status`: its stored position, portal/balances/position.py;
 `balance` is the export's, for reference).
 
 The two receipts mean different things and are never added together:
@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import and_, case, func, literal, or_, select
 
-from portal import position
+from portal.balances import position
 from portal.store.database import disputes as disputestore
 from portal.store.database import payments as paystore
 from portal.core.money import to_decimal
@@ -123,7 +123,7 @@ def receipts(store: Store, unopened_days: int | None = None, now: datetime | Non
                 "customer_id": r.customer_id, "customer_name": r.customer_name, "invoice_id": r.invoice_id,
                 "number": r.number, "is_open": bool(r.is_open), "due_date": r.due_date.isoformat(),
                 "currency": r.currency, "amount": r.amount, "balance": r.balance,
-                # What the invoice owes now and why (portal/position.py); `balance` is the export's.
+                # What the invoice owes now and why (portal/balances/position.py); `balance` is the export's.
                 "open": int(r.open_amount), "disputed": int(r.disputed_amount), "pending": int(r.pending_amount),
                 "due": int(r.open_amount) - int(r.disputed_amount), "status": r.status,
                 "emails_sent": int(r.emails_sent), "link_opened": int(r.link_opened),
@@ -256,7 +256,7 @@ def payments(store: Store) -> list[dict[str, Any]]:
 
 
 def _standing(stored: tuple | None) -> dict[str, Any]:
-    """An invoice's stored position (portal/position.py) as the reports show it next to a payment or dispute:
+    """An invoice's stored position (portal/balances/position.py) as the reports show it next to a payment or dispute:
     what it owes now (`open`, minor units) and its `status`."""
     if stored is None:
         return {"open": None, "status": None}
@@ -275,7 +275,7 @@ def cash_application(store: Store) -> list[dict[str, Any]]:
     """Rows for the ERP's cash application: one per invoice a settled payment paid, plus one row with an empty
     invoice for cash no invoice could take (unapplied), and one negative row per credit note used (method
     `credit`, its number in `number`), so a payment's rows sum to the cash it brought in and kept. Amounts are
-    what the payment settles on each item now (portal/position.py's journal: a partial refund takes back
+    what the payment settles on each item now (portal/balances/position.py's journal: a partial refund takes back
     unapplied cash first, then the last invoice's), in major units (as in the export); the payment's discount
     (negative) or fee (positive) is on its first row only. `invoice_open` / `invoice_status`: where the invoice
     stands now (its position), empty on the other rows."""
@@ -351,7 +351,7 @@ def disputes(store: Store) -> list[dict[str, Any]]:
             "outcome": d.outcome, "note": d.note, "created_at": iso_utc(d.created_at),
             "reviewed_at": iso_utc(d.reviewed_at), "resolved_at": iso_utc(d.resolved_at),
             "days_to_resolve": None if days is None else round(days, 2),
-            # Where each invoice disputed stands now (portal/position.py), in the order of `invoice_ids`.
+            # Where each invoice disputed stands now (portal/balances/position.py), in the order of `invoice_ids`.
             "invoices": [{"invoice_id": i.invoice_id, "number": i.number, "amount": i.amount,
                           **_standing(now.get(i.invoice_id))} for i in items.get(d.dispute_id, [])],
         })

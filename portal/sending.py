@@ -1,6 +1,6 @@
 """`portal send`: one email per contact listing its new or changed open invoices, each with a signed link.
 
-An invoice is listed only while its position (portal/position.py) may be asked for money (open, partly paid),
+An invoice is listed only while its position (portal/balances/position.py) may be asked for money (open, partly paid),
 for what it owes now; a contact with nothing to be asked for gets no email.
 
 Shared by reminders and the digest: `deliver` hands each message to the transport (retrying transient
@@ -20,7 +20,7 @@ from email.message import EmailMessage
 from babel.dates import format_date
 from sqlalchemy import select
 
-from portal import position
+from portal.balances import position
 from portal.core.config import Settings
 from portal.export.reader import Contact, Invoice
 from portal.core.links import link_url
@@ -136,7 +136,7 @@ def invoice_items(settings: Settings, signer: Signer, data: CustomerData, contac
                   chosen: list[Invoice], positions: dict[str, position.Position],
                   notes: dict[str, str] | None = None) -> list[dict[str, object]]:
     """What the templates show per invoice: number, dates, amounts formatted in the customer's locale, link.
-    `balance` is what the invoice's position says may be asked for now (portal/position.py), never the export's
+    `balance` is what the invoice's position says may be asked for now (portal/balances/position.py), never the export's
     balance; `status` the position's status."""
     locale, cid = data.customer.locale, data.customer.customer_id
     return [{"number": inv.number, "issue_date": day(inv.issue_date, locale), "due_date": day(inv.due_date, locale),

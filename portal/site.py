@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from portal.export import reader as ledger_module
-from portal import position
+from portal.balances import position
 from portal.core.config import Settings
 from portal.store.disputes import dispute_digests, dispute_states
 from portal.core.errors import BuildError
@@ -480,7 +480,7 @@ def _render_chunk(task: tuple[list[str], dict[str, str]]) -> list:
     view: SnapshotView | None = _worker["view"]
     defer: bool = _worker["defer"]
     results = []
-    with store.begin() as conn:  # what moves the customers' positions (portal/position.py)
+    with store.begin() as conn:  # what moves the customers' positions (portal/balances/position.py)
         source = position.inputs(conn, customer_ids)
         disputed = dispute_states(conn, customer_ids=customer_ids)
     for data in (store.customer_data(customer_ids) if view is None else view.customer_data(customer_ids)):

@@ -29,7 +29,7 @@ from portal import pgcsv, receiptlines, receiptrollup, reports
 from portal.store.disputes import dispute_attachments, dispute_invoices, disputes
 from portal.core.money import to_decimal
 from portal.store.payments import payment_allocations, payment_attempts, payment_credits
-from portal.position import invoice_positions
+from portal.balances.position import invoice_positions
 from portal.receiptrollup import receipt_rollup
 from portal.store.database import Store, customers, events, invoices
 
@@ -44,7 +44,7 @@ class ReceiptFilter:
     `unopened_days`: open invoices no person has viewed (no `page_viewed`) whose first email was sent (or, when
     none was recorded, which first appeared in an export) more than N days before now: reports.receipts' rule.
     `min_amount`/`max_amount`: bounds on what the invoice owes now (its stored position's open amount,
-    portal/position.py), in minor units. `customer`: a customer id (exact) or
+    portal/balances/position.py), in minor units. `customer`: a customer id (exact) or
     a part of the name (case-insensitive). `include_closed`: also closed invoices that have events."""
 
     unopened_days: int | None = None
@@ -363,7 +363,7 @@ def _allocations(conn: Connection, attempt_ids: Sequence[str]) -> tuple[dict[str
     if not attempt_ids:
         return allocs, used
     ids = list(attempt_ids)
-    # With where each invoice stands now (its stored position, portal/position.py).
+    # With where each invoice stands now (its stored position, portal/balances/position.py).
     for r in conn.execute(select(payment_allocations, _POS.open_amount, _POS.status)
                           .select_from(payment_allocations.outerjoin(
                               invoice_positions, _POS.invoice_id == payment_allocations.c.invoice_id))
@@ -472,7 +472,7 @@ def _disputes_query(state: str | None, reason: str | None, customer: str | None)
 
 def _dispute_items(conn: Connection, ids: Sequence[int]) -> dict[int, list[Any]]:
     items: dict[int, list[Any]] = {i: [] for i in ids}
-    if ids:  # with where each invoice stands now (its stored position, portal/position.py)
+    if ids:  # with where each invoice stands now (its stored position, portal/balances/position.py)
         for r in conn.execute(select(dispute_invoices, _POS.open_amount, _POS.status)
                               .select_from(dispute_invoices.outerjoin(
                                   invoice_positions, _POS.invoice_id == dispute_invoices.c.invoice_id))
@@ -568,7 +568,7 @@ def customer(store: Store, customer_id: str) -> dict[str, Any] | None:
 
 def customer_positions(store: Store, customer_id: str) -> list[dict[str, Any]]:
     """The customer's invoices in the export, by due date, each with what it owes now: its stored position
-    (portal/position.py): `open`, `disputed`, `pending` (minor units) and `status`."""
+    (portal/balances/position.py): `open`, `disputed`, `pending` (minor units) and `status`."""
     query = (select(invoices.c.invoice_id, invoices.c.number, invoices.c.due_date, invoices.c.amount,
                     invoices.c.currency, _POS.open_amount, _POS.disputed_amount, _POS.pending_amount, _POS.status)
              .select_from(invoices.join(invoice_positions, _POS.invoice_id == invoices.c.invoice_id))

@@ -215,7 +215,7 @@ def test_a_change_that_moves_an_invoice_waits_for_a_concurrent_change_of_it_then
 
     from sqlalchemy import update
 
-    from portal import position
+    from portal.balances import position
     from portal.store.database import invoices
 
     attempt_id = world.pay(["I1"], "card", {"I1": 20000})

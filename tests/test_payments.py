@@ -14,7 +14,7 @@ import pytest
 import stripe
 from sqlalchemy import func, select
 
-from portal import position
+from portal.balances import position
 from portal.store.database import payments as paystore
 from portal.pages import invoice_slug
 from portal.reports import cash_application, cash_application_csv, payments
@@ -386,7 +386,7 @@ def test_a_refund_reopens_the_invoice_and_flags_the_payment(client, store, built
                                              "amount": inv.balance, "amount_refunded": 100}))
     attempt = _attempt(store, attempt_id)
     assert (attempt.status, attempt.refunded, attempt.needs_review) == ("partially_refunded", 100, True)
-    # The part refunded is owed again (portal/position.py: money that went back reopens the invoice).
+    # The part refunded is owed again (portal/balances/position.py: money that went back reopens the invoice).
     part = _open(store, inv.invoice_id)
     assert (part.open, part.status) == (100, "partly paid")
     _send(client, _event("charge.refunded", {"id": "ch_1", "object": "charge", "payment_intent": "pi_1",

@@ -46,7 +46,7 @@ def dispute_and_pay(store) -> None:
     """DISP is in an open dispute (in full), PEND has a processing bank payment for its whole balance; OD5 had a
     resolved dispute and a failed payment (neither keeps it quiet). Written as rows, as a bulk load would, then
     journaled and positioned as Store.migrate does for such rows (portal/position.rebuild)."""
-    from portal import position
+    from portal.balances import position
 
     at = datetime(2026, 12, 1, 6, 0)  # after the export's as_of (midnight)
     with store.begin() as conn:
@@ -75,7 +75,7 @@ def _reminded(store) -> dict[tuple[str, str], str]:
 
 
 def test_positions_say_which_invoices_may_not_be_asked_for(store, ledger):
-    from portal import position
+    from portal.balances import position
 
     dispute_and_pay(store)
     with store.begin() as conn:
@@ -193,7 +193,7 @@ def test_reminder_settings_from_portal_toml_and_the_environment(tmp_path, monkey
 
 def test_an_invoice_paid_in_the_portal_since_the_export_gets_no_reminder(mail_settings, store, ledger, smtp):
     """The export still shows it open, but a settled portal payment after the export's as_of covers it."""
-    from portal import position
+    from portal.balances import position
     from portal.store.payments import insert_attempt
 
     invoice = ledger.invoices["I-OD20"]

@@ -11,7 +11,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, func, select, update
 
-from portal import position, receiptlines, reports, stafftables
+from portal import receiptlines, reports, stafftables
+from portal.balances import position
 from portal.store.database import database as tables
 from portal.export.reader import read_export
 from portal.core.money import to_decimal

@@ -23,7 +23,7 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from portal import position
+from portal.balances import position
 from portal.disputes import MAX_FILE_SIZE, MAX_FILES, DisputeRefused, Submitted, Upload, collector_message
 from portal.disputes import submit_dispute as record_dispute
 from portal.disputes import submit_question as record_question

@@ -1,7 +1,7 @@
 """/pay (a static page's pay form -> a Stripe Checkout Session) and /stripe/events (Stripe's webhook).
 
 /pay trusts nothing the browser sends but the signed page token: invoice ids are looked up as this
-customer's, every amount is recomputed from the store (portal.position, portal.payments.quote), and the attempt
+customer's, every amount is recomputed from the store (portal.balances.position, portal.payments.quote), and the attempt
 and its allocations are recorded before Stripe is called. /stripe/events verifies the signature on the raw
 body first, refuses an event of the other mode (live/test) than the configured key, then records the event
 and its effect in one transaction (portal.payevents.apply_event, which never calls Stripe); the re-render,
@@ -21,7 +21,7 @@ import stripe
 from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, request
 from sqlalchemy import select
 
-from portal import position
+from portal.balances import position
 from portal.store.database import payments as paystore
 from portal.checkout import session_params
 from portal.mail import send_with_retry
@@ -152,7 +152,7 @@ def _create_attempt(customer_id: str, chosen: list[str], method: str) -> tuple[s
             if not row.is_open:
                 raise PaymentRefused(f"Invoice {row.number} is no longer open.")
         as_of = position.latest_as_of(conn)
-        # What may be paid is what may be asked for: open, less what a dispute holds (portal/position.py).
+        # What may be paid is what may be asked for: open, less what a dispute holds (portal/balances/position.py).
         standing = position.of_invoices(conn, chosen)
         payables = [Payable(i, rows[i].number, rows[i].currency, standing[i].due) for i in chosen]
         requested = {}
@@ -322,7 +322,7 @@ def _after_commit(change: Change) -> None:
             to = [("", change.payer_email)]
         else:
             to = [(c.name, c.email) for c in contacts if c.role == "billing"][:1]
-        with store.begin() as conn:  # where the invoices paid stand now (portal/position.py)
+        with store.begin() as conn:  # where the invoices paid stand now (portal/balances/position.py)
             standing = position.standing(conn, [(a.invoice_id, a.number, change.currency)
                                                 for a in paystore.allocations_of(conn, change.attempt_id)])
         for recipient in to:

@@ -6,7 +6,8 @@ imported here once, so migrations and the "tables match migrations" test see the
 
 from __future__ import annotations
 
-from portal import position, receiptlines, receiptrollup, staffusers
+from portal import receiptlines, receiptrollup, staffusers
+from portal.balances import position
 from portal.store.database import disputes as disputestore
 from portal.store.database import mail as mailstore
 from portal.store.database import payments as paystore

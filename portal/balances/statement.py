@@ -7,7 +7,7 @@ nothing. Then (docs/balances.md):
 - each open invoice at its total, on its issue date, and each credit note with a balance at its total (negative);
 - "settled before <as_of>": per invoice (or credit note) whose export balance is below its total, the difference,
   on the export's date: what was paid, credited or used in our records before the export, one line each;
-- each movement of portal/position.py's journal after as_of: payments (settled or pending), credits used,
+- each movement of portal/balances/position.py's journal after as_of: payments (settled or pending), credits used,
   refunds, chargebacks and their reversals, failed bank payments, on the day they were recorded.
 The running balance ends at the closing balance, which is what the positions say: the sum of the invoices' open
 amounts less the credit available. Should the rule's bounds (never below zero, never above the total) take effect,
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from portal.position import Entry, Inputs, Position
+from portal.balances.position import Entry, Inputs, Position
 from portal.store.database import CustomerData
 
 MOVEMENT_TEXT = {

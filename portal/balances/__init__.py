@@ -1,0 +1,1 @@
+"""balances: see the package map in README.md (Architecture)."""
