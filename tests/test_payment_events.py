@@ -1,4 +1,4 @@
-"""Stripe's events in any order, repeated: the attempt ends in the same state (portal.paystate, portal.payevents).
+"""Stripe's events in any order, repeated: the attempt ends in the same state (portal.payments.state, portal.payments.events).
 
 Property tests over every permutation Hypothesis picks of each payment path's events (tests/stripe_paths.py),
 with duplicates and with all events in one second (ties), first on the pure derivation, then through the
@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from sqlalchemy import delete
 
 from portal.store.database import payments as paystore
-from portal.payevents import apply_event
-from portal.paystate import derive, merge, read_event
+from portal.payments.events import apply_event
+from portal.payments.state import derive, merge, read_event
 from portal.store.database import events as event_log
 from tests.stripe_paths import PATHS, path_events
 from tests.stripe_standin import StripeStandIn

@@ -16,7 +16,7 @@ import pytest
 from stripe._payment_intent import PaymentIntent
 
 from portal.store.database import payments as paystore
-from portal.paystate import FAILURE_TEXT, HANDLED_EVENTS
+from portal.payments.state import FAILURE_TEXT, HANDLED_EVENTS
 from portal.site import build
 from tests.conftest import AS_OF
 from tests.test_payments import _attempt, _attempt_id, _count, _open, _pay, _send

@@ -1,10 +1,10 @@
 """/pay (a static page's pay form -> a Stripe Checkout Session) and /stripe/events (Stripe's webhook).
 
 /pay trusts nothing the browser sends but the signed page token: invoice ids are looked up as this
-customer's, every amount is recomputed from the store (portal.balances.position, portal.payments.quote), and the attempt
+customer's, every amount is recomputed from the store (portal.balances.position, portal.payments.service.quote), and the attempt
 and its allocations are recorded before Stripe is called. /stripe/events verifies the signature on the raw
 body first, refuses an event of the other mode (live/test) than the configured key, then records the event
-and its effect in one transaction (portal.payevents.apply_event, which never calls Stripe); the re-render,
+and its effect in one transaction (portal.payments.events.apply_event, which never calls Stripe); the re-render,
 publish and email happen after the commit, in a background thread.
 """
 
@@ -23,12 +23,12 @@ from sqlalchemy import select
 
 from portal.balances import position
 from portal.store.database import payments as paystore
-from portal.checkout import session_params
+from portal.payments.checkout import session_params
 from portal.mail import send_with_retry
 from portal.core.money import AmountError, parse_amount
 from portal.pages import checkout_origin
-from portal.payevents import Change, EventRefused, apply_event, verification_url
-from portal.payments import Payable, PaymentRefused, Quote, payment_message, quote
+from portal.payments.events import Change, EventRefused, apply_event, verification_url
+from portal.payments.service import Payable, PaymentRefused, Quote, payment_message, quote
 from portal.republish import Republisher, refresh_customer
 from portal.core.signing import TokenInvalid
 from portal.store.database import credits, invoices
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("payments", __name__)
 
 TOLERANCE = 300  # seconds a signed event may be old (Stripe's default); never 0
-MAX_INVOICES = 100  # a bound on the form; Checkout's 100 line items are kept by portal.checkout.line_items
+MAX_INVOICES = 100  # a bound on the form; Checkout's 100 line items are kept by portal.payments.checkout.line_items
 
 
 class Payments:
@@ -126,7 +126,7 @@ def pay() -> Any:
             paystore.update_attempt(conn, attempt_id, status="expired", updated_at=datetime.now(UTC),
                                     failure_reason="checkout could not be started")
         if getattr(exc, "code", None) == "amount_too_small":
-            # A currency whose minimum Stripe sets by conversion (portal.checkout.MINIMUM_CHARGE lists the rest).
+            # A currency whose minimum Stripe sets by conversion (portal.payments.checkout.MINIMUM_CHARGE lists the rest).
             return _refuse("This amount is below the smallest payment our payment provider accepts in this "
                            "currency. Please pay a larger part, or choose another invoice as well.")
         return render("webhook/pay_status.html", 503, title="Payment is not available right now",
@@ -283,7 +283,7 @@ def stripe_events() -> Any:
               livemode=data.get("livemode"), ip=client_ip())
         return jsonify(error="event mode (live/test) does not match the configured Stripe key"), 400
     if data.get("api_version") not in (None, stripe.api_version):
-        # Shapes may differ from what portal.paystate reads: the endpoint should use the SDK's version.
+        # Shapes may differ from what portal.payments.state reads: the endpoint should use the SDK's version.
         event("stripe_api_version_differs", logging.WARNING, api_version=str(data.get("api_version"))[:40],
               expected=stripe.api_version)
     try:

@@ -95,7 +95,7 @@ stripe_events = Table(
 )
 
 
-# The newest snapshot of each Stripe object an event showed (portal.paystate): the attempt's state is derived
+# The newest snapshot of each Stripe object an event showed (portal.payments.state): the attempt's state is derived
 # from them. `attempt_id` is "" for a refund or dispute that arrived before any event told us whose payment
 # it is (an orphan): it joins its attempt as soon as one names its PaymentIntent or Charge.
 stripe_snapshots = Table(
@@ -267,11 +267,11 @@ def all_allocations(conn: Connection, credits: bool = False) -> dict[str, list[A
     return result
 
 
-# --- Stripe object snapshots (portal.paystate) -----------------------------------------------------------
+# --- Stripe object snapshots (portal.payments.state) -----------------------------------------------------------
 
 
 def _snapshot(row: Any) -> Any:
-    from portal.paystate import Snapshot
+    from portal.payments.state import Snapshot
 
     return Snapshot(row.object_id, row.kind, row.created, row.rank, row.event_id, row.intent, row.charge,
                     json.loads(row.data))
@@ -311,7 +311,7 @@ def orphans_for(conn: Connection, ids: set[str]) -> list[Any]:
 
 
 def save_snapshots(conn: Connection, attempt_id: str, snaps: Iterable[Any], received_at: datetime) -> None:
-    """Write the winners of portal.paystate.merge for `attempt_id` ("" : orphans), replacing older rows."""
+    """Write the winners of portal.payments.state.merge for `attempt_id` ("" : orphans), replacing older rows."""
     for snap in snaps:
         conn.execute(delete(stripe_snapshots).where(stripe_snapshots.c.object_id == snap.object_id))
         conn.execute(insert(stripe_snapshots).values(

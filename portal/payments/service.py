@@ -1,10 +1,10 @@
 """Payments: what is open, what a payment would cost, how a payment is applied to its invoices, the emails.
 
 Nothing here knows Flask or Stripe's SDK: the webhook verifies requests and talks to Stripe, then calls
-`quote` to price a payment from the store; Stripe's events move attempts in portal.payevents.
+`quote` to price a payment from the store; Stripe's events move attempts in portal.payments.events.
 
 What an invoice owes (its position: DESIGN.md section 4) is portal/balances/position.py's rule: each time an attempt
-moves, portal.payevents has it journal the attempt's money and store the positions it moved, in the event's transaction.
+moves, portal.payments.events has it journal the attempt's money and store the positions it moved, in the event's transaction.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from portal.balances import position
 from portal.store.database import payments as paystore
-from portal.checkout import minimum_charge
+from portal.payments.checkout import minimum_charge
 from portal.core.config import Settings
 from portal.core.errors import PortalError
 from portal.mail import render_message
@@ -29,7 +29,7 @@ from portal.store.payments import Attempt
 from portal.store.database import credits, invoices
 
 if TYPE_CHECKING:
-    from portal.payevents import Change
+    from portal.payments.events import Change
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def quote(settings: Settings, payables: list[Payable], requested: Mapping[str, i
     return Quote(currency, method, lines, subtotal, adjustment, total, used)
 
 
-# --- applying a payment to its invoices (portal.payevents calls it when a payment first counts) ----------
+# --- applying a payment to its invoices (portal.payments.events calls it when a payment first counts) ----------
 
 
 def _apply_allocations(conn: Any, attempt: Attempt, as_of: datetime | None) -> dict[str, Any]:

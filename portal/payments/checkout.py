@@ -3,7 +3,7 @@
 Guaranteed here, so that Stripe never refuses what the customer was told they could pay:
 - A session has at most 100 line items (Stripe's limit in `payment` mode), the card-fee line included: past
   that, the last invoices share one line (the allocation per invoice stays in our database).
-- What Stripe charges is at least Stripe's minimum charge for the currency (checked by `portal.payments.quote`
+- What Stripe charges is at least Stripe's minimum charge for the currency (checked by `portal.payments.service.quote`
   before Stripe is called, with a message a customer understands).
 - Amounts are sent in the unit Stripe expects: HUF, ISK and UGX are zero-decimal for ISO 4217 (and for us:
   Babel's digits) but Stripe still reads them as two-decimal values, so 1,000 Ft goes as 100000.
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from portal.core.money import digits
 
 if TYPE_CHECKING:
-    from portal.payments import Quote
+    from portal.payments.service import Quote
 
 MAX_LINE_ITEMS = 100
 

@@ -4,7 +4,7 @@ Guarantees:
 - Idempotent: the event id is inserted into `stripe_events` as the transaction's first statement; a
   duplicate (even a concurrent one) fails on that key and changes nothing.
 - Order-independent: the attempt's status is derived from the newest snapshot of each Stripe object
-  (portal.paystate), so the same events in any order end in the same state. A refund or dispute that
+  (portal.payments.state), so the same events in any order end in the same state. A refund or dispute that
   names a PaymentIntent or Charge no attempt has claimed yet is kept as an orphan and joins its attempt
   when an event names that id (Stripe retries for 3 days; orphans are kept for 7).
 - No network: whose an event is comes from the payload (our attempt id in the metadata of sessions and
@@ -26,8 +26,8 @@ from sqlalchemy.exc import IntegrityError
 from portal.balances import position
 from portal.store.database import payments as paystore
 from portal.core.errors import PortalError
-from portal.payments import COUNTED, _apply_allocations  # unchanged: how a payment is applied to invoices
-from portal.paystate import LEGACY, Derived, Snapshot, derive, merge, read_event
+from portal.payments.service import COUNTED, _apply_allocations  # unchanged: how a payment is applied to invoices
+from portal.payments.state import LEGACY, Derived, Snapshot, derive, merge, read_event
 from portal.store.payments import Attempt
 from portal.store.database import Store, StoreUnavailable
 

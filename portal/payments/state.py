@@ -8,7 +8,7 @@ function of that set of snapshots (`derive`). Keeping the maximum of a set is co
 idempotent, so every delivery order of the same events, duplicates included, ends in the same state: a
 refund delivered before the payment's success is not lost, it is one of the snapshots the success joins.
 
-Nothing here touches the database or the network: portal.payevents stores snapshots and moves the attempt.
+Nothing here touches the database or the network: portal.payments.events stores snapshots and moves the attempt.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from portal.checkout import from_stripe
+from portal.payments.checkout import from_stripe
 
 # The events the webhook acts on; docs/payments.md and infra/README.md list the same (a test compares them).
 HANDLED_EVENTS = frozenset({
@@ -196,7 +196,7 @@ def derive(snapshots: Iterable[Snapshot], amount: int, currency: str) -> Derived
     for snap in sorted(snapshots, key=lambda s: s.object_id):
         by_kind.setdefault(snap.kind, []).append(snap)
     sessions, intents = by_kind.get("session", []), by_kind.get("intent", [])
-    # Snapshots made up for an attempt from before snapshots were kept (portal.payevents) stand in for the
+    # Snapshots made up for an attempt from before snapshots were kept (portal.payments.events) stand in for the
     # real objects only until those are seen.
     charges, disputes = (_real_or_legacy(by_kind.get(k, [])) for k in ("charge", "dispute"))
     session, intent = _latest(sessions), _latest(_real_or_legacy(intents))

@@ -1,0 +1,1 @@
+"""payments: see the package map in README.md (Architecture)."""
