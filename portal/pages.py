@@ -17,7 +17,7 @@ from babel.dates import format_date, format_datetime
 
 from portal.balances import position
 from portal.core.config import Settings
-from portal.disputes import OUTCOMES, STATUS_TEXT, reason_choices, reference
+from portal.disputes.service import OUTCOMES, STATUS_TEXT, reason_choices, reference
 from portal.core.money import digits, format_money, format_price, format_quantity, to_decimal
 from portal.payments.service import METHODS, adjustment_bps
 from portal.pdf import invoice_pdf, statement_pdf

@@ -483,7 +483,7 @@ def _dispute_items(conn: Connection, ids: Sequence[int]) -> dict[int, list[Any]]
 
 
 def _dispute_row(r: Any, items: dict[int, list[Any]]) -> dict[str, Any]:
-    from portal.disputes import reference
+    from portal.disputes.service import reference
 
     row = {c: getattr(r, c) for c in DISPUTE_COLUMNS
            if c not in {"reference", "invoice_ids", "numbers", "invoice_open", "invoice_status"}}

@@ -16,7 +16,7 @@ from werkzeug.test import encode_multipart
 
 from portal.store.database import disputes as disputestore
 from portal.core.config import warn_if_insecure
-from portal.disputes import DisputeRefused, attachment_for_staff, resolve, review, safe_name, sniff
+from portal.disputes.service import DisputeRefused, attachment_for_staff, resolve, review, safe_name, sniff
 from portal.core.errors import ConfigError
 from portal.pages import invoice_slug
 from portal.reports import (

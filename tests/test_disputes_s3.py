@@ -9,7 +9,7 @@ import os
 import pytest
 import requests
 
-from portal.disputes import DisputeRefused, Upload, attachment_for_staff, submit_dispute
+from portal.disputes.service import DisputeRefused, Upload, attachment_for_staff, submit_dispute
 from portal.reports import disputes
 from tests.s3server import point_boto3_at, started_or_skipped
 from tests.webhook_helpers import import_sample

@@ -20,7 +20,7 @@ import pytest
 from cfnlint.decode import decode
 
 from portal.core.config import load_settings
-from portal.disputes import PRIVATE_PREFIX
+from portal.disputes.service import PRIVATE_PREFIX
 from tests.tools import need
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "infra" / "template.yaml"

@@ -161,7 +161,7 @@ def test_the_stored_positions_follow_an_import_that_changes_balances_closes_and_
 
 
 def test_a_dispute_opened_and_resolved_moves_the_stored_position(store, settings, export_dir):
-    from portal.disputes import resolve, submit_dispute
+    from portal.disputes.service import resolve, submit_dispute
 
     ledger = read_export(export_dir, settings)
     store.import_snapshot(ledger)

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from portal import staffusers
 from portal.store.database import disputes as disputestore
 from portal.cli import cli
-from portal.disputes import submit_dispute
+from portal.disputes.service import submit_dispute
 from portal.core.signing import Signer
 from portal.staffusers import (
     MAX_FAILURES_PER_EMAIL,

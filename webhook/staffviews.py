@@ -9,11 +9,11 @@ from typing import Any
 
 from flask import Response, abort, redirect, request, url_for
 
-from portal import disputes as dispute_actions
+from portal.disputes.service import service as dispute_actions
 from portal import reports, stafftables
 from portal.balances import position
 from portal.store.database import disputes as disputestore
-from portal.disputes import OUTCOMES, DisputeRefused
+from portal.disputes.service import OUTCOMES, DisputeRefused
 from portal.core.errors import NotFound
 
 from webhook.logs import event, security_log

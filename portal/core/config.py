@@ -95,7 +95,7 @@ class Settings:
     digest_unopened_days: int = 5
     digest_min_amount: int = 0  # minor units of the invoice's currency
     # Disputes (docs/disputes.md): the reason codes a customer chooses from, in the form's order. Known codes
-    # get readable labels (portal.disputes.REASON_LABELS); any other code is shown as written.
+    # get readable labels (portal.disputes.service.REASON_LABELS); any other code is shown as written.
     dispute_reasons: tuple[str, ...] = ("pricing", "quantity", "damaged", "not_received", "duplicate_billing",
                                         "po_mismatch", "tax", "other")
     config_file: str = field(default="", compare=False)

@@ -1,0 +1,1 @@
+"""disputes: see the package map in README.md (Architecture)."""
