@@ -15,7 +15,7 @@ import click
 
 from portal.core.config import Settings
 from portal.store.locks import RunInProgress, exclusive_run
-from portal.sending import SendResult
+from portal.mail.sending import SendResult
 
 if TYPE_CHECKING:
     from portal.store.database import Store
@@ -55,7 +55,7 @@ def _run(ctx: click.Context, store: Store, name: str, dry_run: bool, work: Calla
 @click.pass_context
 def send(ctx: click.Context, dry_run: bool, customer_ids: tuple[str, ...], resend: bool) -> None:
     """Email each billing and approver contact its new or changed open invoices, with signed links."""
-    from portal.sending import send_invoices
+    from portal.mail.sending import send_invoices
 
     settings, store = _context(ctx)
     _run(ctx, store, "send", dry_run, lambda: send_invoices(settings, store, dry_run=dry_run,
@@ -67,7 +67,7 @@ def send(ctx: click.Context, dry_run: bool, customer_ids: tuple[str, ...], resen
 @click.pass_context
 def remind(ctx: click.Context, dry_run: bool) -> None:
     """Send the payment reminders the configured rules call for today."""
-    from portal.reminders import send_reminders
+    from portal.mail.reminders import send_reminders
 
     settings, store = _context(ctx)
     _run(ctx, store, "remind", dry_run, lambda: send_reminders(settings, store, dry_run=dry_run))
@@ -78,7 +78,7 @@ def remind(ctx: click.Context, dry_run: bool) -> None:
 @click.pass_context
 def digest(ctx: click.Context, dry_run: bool) -> None:
     """Email each collector the invoices nobody viewed, new disputes and failed payments."""
-    from portal.digest import send_digest
+    from portal.mail.digest import send_digest
 
     settings, store = _context(ctx)
     _run(ctx, store, "digest", dry_run, lambda: send_digest(settings, store, dry_run=dry_run))

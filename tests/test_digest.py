@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from portal.digest import send_digest
-from portal.sending import send_invoices
+from portal.mail.digest import send_digest
+from portal.mail.sending import send_invoices
 from tests.smtpserver import EVIL_NAME, add_row, ensure_stand_in_tables, mail_ledger, running_smtp
 from tests.webhook_helpers import all_events
 

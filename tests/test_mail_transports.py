@@ -1,4 +1,4 @@
-"""portal/mail.py: each transport delivers a message and returns its id; messages escape what they show."""
+"""portal/mail/transport.py: each transport delivers a message and returns its id; messages escape what they show."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from portal.core.config import load_settings
 from portal.core.errors import ConfigError
-from portal.mail import (
+from portal.mail.transport import (
     MailError,
     OutboxTransport,
     SesTransport,

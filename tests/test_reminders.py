@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from portal.core.config import _reminder_groups
 from portal.store.mail import mail_sent, unsubscribe
-from portal.reminders import send_reminders
-from portal.sending import send_invoices
+from portal.mail.reminders import send_reminders
+from portal.mail.sending import send_invoices
 from portal.core.signing import Signer
 from tests.smtpserver import EVIL_NAME, add_row, mail_ledger, running_smtp
 

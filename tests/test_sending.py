@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from portal.store.mail import mail_sent
 from portal.pages import invoice_slug
-from portal.sending import send_invoices
+from portal.mail.sending import send_invoices
 from portal.core.signing import Signer
 from tests.smtpserver import EVIL_NAME, changed, mail_ledger, running_smtp
 from tests.webhook_helpers import all_events, make_app
@@ -211,7 +211,7 @@ def test_an_unwritable_outbox_fails_the_run_without_recording(settings, store, l
 def test_ses_throttling_is_retried_and_a_rejected_message_is_not(settings):
     from botocore.exceptions import ClientError
 
-    from portal.mail import MailError, SesTransport, fresh_link_message, send_with_retry
+    from portal.mail.transport import MailError, SesTransport, fresh_link_message, send_with_retry
 
     class Client:
         def __init__(self, codes):
@@ -240,7 +240,7 @@ def test_ses_throttling_is_retried_and_a_rejected_message_is_not(settings):
 
 
 def test_smtp_server_stopping_mid_run_then_a_rerun_on_a_new_server_sends_the_rest(mail_settings, store, ledger, smtp):
-    from portal.mail import transport_from_url
+    from portal.mail.transport import transport_from_url
 
     class StopAfterFirst:
         """The real SMTP transport; the server goes away right after accepting the first message."""
@@ -289,7 +289,7 @@ def test_every_header_made_from_data_is_one_line():
     from email import message_from_bytes, policy
 
     from portal.core.config import load_settings
-    from portal.mail import render_message
+    from portal.mail.transport import render_message
 
     settings = load_settings(env={}, config_file=None, secret_key="h" * 32,
                              company_name="ACME\r\nBcc: company@evil.example")

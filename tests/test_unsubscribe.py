@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from portal.store.mail import mail_unsubscribes
-from portal.reminders import send_reminders
+from portal.mail.reminders import send_reminders
 from portal.core.signing import Signer
 from tests.smtpserver import mail_ledger
 from tests.webhook_helpers import all_events, make_app, tamper

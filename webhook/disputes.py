@@ -28,7 +28,7 @@ from portal.disputes.service import MAX_FILE_SIZE, MAX_FILES, DisputeRefused, Su
 from portal.disputes.service import submit_dispute as record_dispute
 from portal.disputes.service import submit_question as record_question
 from portal.store.disputes import disputed_amounts
-from portal.mail import send_with_retry
+from portal.mail.transport import send_with_retry
 from portal.core.money import AmountError, format_money, parse_amount
 from portal.republish import Republisher, refresh_customer
 from portal.store.database import invoices

@@ -13,7 +13,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from portal.core.errors import NotFound, PortalError
-from portal.mail import MailError
+from portal.mail.transport import MailError
 from portal.store.database import StoreUnavailable
 
 from webhook.logs import event, log, security_log, token_ref

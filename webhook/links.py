@@ -28,7 +28,7 @@ from flask import Blueprint, Response, redirect, request, url_for
 from itsdangerous import BadSignature, SignatureExpired
 
 from portal.core.links import link_url
-from portal.mail import fresh_link_message
+from portal.mail.transport import fresh_link_message
 from portal.pages import invoice_slug
 from portal.core.signing import LinkClaims, TokenExpired, TokenInvalid, customer_key
 from portal.store.database import InvoiceState

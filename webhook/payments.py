@@ -24,7 +24,7 @@ from sqlalchemy import select
 from portal.balances import position
 from portal.store.database import payments as paystore
 from portal.payments.checkout import session_params
-from portal.mail import send_with_retry
+from portal.mail.transport import send_with_retry
 from portal.core.money import AmountError, parse_amount
 from portal.pages import checkout_origin
 from portal.payments.events import Change, EventRefused, apply_event, verification_url

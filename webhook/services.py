@@ -17,7 +17,7 @@ from jinja2 import Environment
 
 from portal.core.config import Settings
 from portal.store.eventlog import EventLog
-from portal.mail import Transport, transport_from_url
+from portal.mail.transport import Transport, transport_from_url
 from portal.store.ratelimits import DatabaseRateLimitStore
 from portal.core.templating import Assets, load_assets, make_environment
 from portal.core.signing import CanonicalTimedSerializer, Signer

@@ -23,7 +23,7 @@ from portal.store.database import payments as paystore
 from portal.payments.checkout import minimum_charge
 from portal.core.config import Settings
 from portal.core.errors import PortalError
-from portal.mail import render_message
+from portal.mail.transport import render_message
 from portal.core.money import format_money
 from portal.store.payments import Attempt
 from portal.store.database import credits, invoices

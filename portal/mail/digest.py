@@ -22,10 +22,10 @@ from sqlalchemy import MetaData, Table, inspect, select
 from sqlalchemy.engine import Connection
 
 from portal.core.config import Settings
-from portal.mail import Transport, render_message
+from portal.mail.transport import Transport, render_message
 from portal.balances.position import ASKABLE
 from portal.reports import receipts
-from portal.sending import Outgoing, SendResult, day, deliver, money
+from portal.mail.sending import Outgoing, SendResult, day, deliver, money
 from portal.store.database import Store, customers
 
 PROBLEM_TABLES = {

@@ -27,9 +27,9 @@ from portal.balances import position
 from portal.core.config import Settings
 from portal.export.reader import Contact, Invoice
 from portal.core.links import link_url
-from portal.mail import Transport, render_message
+from portal.mail.transport import Transport, render_message
 from portal.store.mail import SentRow, first_sent, last_reminder, mail_sent, unsubscribed
-from portal.sending import Outgoing, SendResult, deliver, invoice_items, one_line, total_text
+from portal.mail.sending import Outgoing, SendResult, deliver, invoice_items, one_line, total_text
 from portal.core.signing import Signer
 from portal.store.database import CustomerData, Store, events, invoices
 

@@ -1,0 +1,1 @@
+"""mail: see the package map in README.md (Architecture)."""
