@@ -178,9 +178,9 @@ def import_export(ctx: click.Context, folder: str) -> None:
 def publish(ctx: click.Context, dry_run: bool, site_dir: str, shard: str | None, reconcile: int | None) -> None:
     """Upload the built site to the configured target (a folder or s3://bucket/prefix): only what changed,
     then delete what no longer exists. Prints uploaded / unchanged / deleted."""
-    from portal.publish import publish as run_publish
-    from portal.shards import publish_shard
-    from portal.shards import reconcile as run_reconcile
+    from portal.publish.publisher import publish as run_publish
+    from portal.publish.shards import publish_shard
+    from portal.publish.shards import reconcile as run_reconcile
     from portal.site import parse_shard
 
     settings = _settings(ctx)

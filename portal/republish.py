@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from portal.core.config import Settings
-from portal.publish import publish
+from portal.publish.publisher import publish
 from portal.site import render_site
 from portal.store.database import Store
 

@@ -224,7 +224,7 @@ def render_site(settings: Settings, store: Store, out_dir: str | os.PathLike, ex
 
     `shard=(I, N)`: the folder holds shard I of N: only customers with shard_of(id, N) == I are rendered
     and listed in its manifest (plus the shared assets, which every shard renders), and only their files
-    are ever removed. Each shard needs its own folder; portal.shards publishes and merges them.
+    are ever removed. Each shard needs its own folder; portal.publish.shards publishes and merges them.
     """
     if shard is not None and not 0 <= shard[0] < shard[1]:
         raise BuildError(f"shard {shard[0]}/{shard[1]}: the index must be between 0 and {shard[1] - 1}")

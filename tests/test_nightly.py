@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 
-from portal.publish import REMOTE_MANIFEST, decode_manifest
+from portal.publish.publisher import REMOTE_MANIFEST, decode_manifest
 from tests.conftest import TEST_SECRET
 from tests.nightly import Nightly, NightlyFailed, venv_path
 from tests.s3server import SeaweedS3

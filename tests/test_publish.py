@@ -26,9 +26,9 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from botocore.retries.standard import ExponentialBackoff
 
-from portal import s3target
+from portal.publish.publisher import s3 as s3target
 from portal.export.reader import DOCUMENT_TYPES
-from portal.publish import (
+from portal.publish.publisher import (
     ASSET_CACHE,
     JOURNAL,
     PAGE_CACHE,
@@ -380,7 +380,7 @@ def test_publish_completes_through_throttling_errors_and_dropped_connections(
 KILLER = textwrap.dedent("""
     import os, signal, sys
     from portal.core.config import load_settings
-    from portal.publish import publish
+    from portal.publish.publisher import publish
 
     def progress(done, total):
         if done >= int(sys.argv[2]):

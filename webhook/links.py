@@ -214,7 +214,7 @@ def document(token: str) -> Any:
         if filename is None:
             raise TokenRejected("doc", token, "names a document of no such customer")
         if s.settings.target.startswith("s3://"):
-            from portal.publish import presign_document  # boto3 is only imported where S3 is used
+            from portal.publish.publisher import presign_document  # boto3 is only imported where S3 is used
 
             url = presign_document(s.settings, object_key, expires_in=FILE_LINK_SECONDS, filename=filename)
         else:

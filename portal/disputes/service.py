@@ -157,7 +157,7 @@ def _check_uploads(uploads: Sequence[Upload]) -> list[tuple[Upload, str, str]]:
 def _write_private(settings: Settings, path: str, data: bytes, content_type: str) -> None:
     private = settings.effective_private_target
     if private.startswith("s3://"):
-        from portal.s3target import make_client, parse_target, with_retries
+        from portal.publish.s3 import make_client, parse_target, with_retries
 
         bucket, prefix = parse_target(private)
         key = f"{prefix}/{path}" if prefix else path
@@ -178,7 +178,7 @@ def _delete_private(settings: Settings, paths: Sequence[str]) -> None:
     for path in paths:
         try:
             if private.startswith("s3://"):
-                from portal.s3target import make_client, parse_target
+                from portal.publish.s3 import make_client, parse_target
 
                 bucket, prefix = parse_target(private)
                 make_client().delete_object(Bucket=bucket, Key=f"{prefix}/{path}" if prefix else path)
@@ -200,7 +200,7 @@ def attachment_for_staff(store: Store, settings: Settings, dispute_id: int, n: i
         raise NotFound(f"dispute {dispute_id} attachment {n}: unexpected storage path")
     private = settings.effective_private_target
     if private.startswith("s3://"):
-        from portal.s3target import presign
+        from portal.publish.s3 import presign
 
         # A download, never shown inline: it is whatever a customer uploaded (as the folder target's route).
         return presign(private, row.path, expires_in, row.filename, disposition="attachment")

@@ -23,7 +23,7 @@ from itertools import groupby
 from pathlib import Path
 
 from portal.core.config import Settings
-from portal.publish import (
+from portal.publish.publisher import (
     DEFAULT_WORKERS,
     FolderTarget,
     LocalFile,
@@ -86,7 +86,7 @@ def _delete_private(target: Target, name: str) -> None:
 def _open(settings: Settings, workers: int) -> Target:
     """The configured target for reconcile, which has no build folder to compare it with."""
     if settings.target.startswith("s3://"):
-        from portal.s3target import S3Target
+        from portal.publish.s3 import S3Target
 
         return S3Target(settings.target, workers)
     if "://" in settings.target:

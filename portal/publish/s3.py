@@ -36,7 +36,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from portal.publish import (
+from portal.publish.publisher import (
     JOURNAL,
     PRIVATE_CACHE,
     REMOTE_MANIFEST,

@@ -295,7 +295,7 @@ def publish(settings: Settings, site_dir: str | os.PathLike = "build", dry_run: 
 def open_target(target: str, site: Path, workers: int = DEFAULT_WORKERS) -> Target | None:
     """The configured target, or None when it is the build folder itself (nothing to do)."""
     if target.startswith("s3://"):
-        from portal.s3target import S3Target  # boto3 takes a moment to import: only when needed
+        from portal.publish.s3 import S3Target  # boto3 takes a moment to import: only when needed
 
         return S3Target(target, workers)
     if "://" in target:
@@ -534,7 +534,7 @@ def presign_document(settings: Settings, object_key: str, expires_in: int = 300,
         raise PublishError(f"{object_key!r}: only documents (docs/...) can be presigned")
     if not 1 <= expires_in <= 7 * 24 * 3600:
         raise PublishError(f"expires_in: {expires_in} must be between 1 second and 7 days")
-    from portal.s3target import presign
+    from portal.publish.s3 import presign
 
     # Inline only for the types browsers show safely; anything else downloads, as from a folder target.
     return presign(settings.target, object_key, expires_in, filename, disposition=document_disposition(object_key))

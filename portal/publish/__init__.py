@@ -1,0 +1,1 @@
+"""publish: see the package map in README.md (Architecture)."""
