@@ -114,8 +114,8 @@ def validate(ctx: click.Context, folder: str) -> None:
 def build(ctx: click.Context, folder: str, out: str, workers: int | None, shard: str | None,
           skip_import: bool) -> None:
     """Validate FOLDER, import it into the store and render the site into --out."""
-    from portal.site import build as run_build
-    from portal.site import parse_shard
+    from portal.build.pipeline import build as run_build
+    from portal.build.pipeline import parse_shard
 
     settings = _settings(ctx)
     store = _store(ctx)
@@ -157,7 +157,7 @@ def links(ctx: click.Context, customer_ids: tuple[str, ...], per_invoice: bool, 
 @click.pass_context
 def import_export(ctx: click.Context, folder: str) -> None:
     """Validate FOLDER and import it into the store without rendering (once, before sharded builds)."""
-    from portal.site import import_only
+    from portal.build.pipeline import import_only
 
     result = import_only(folder, _settings(ctx), store=_store(ctx))
     for warning in result.warnings:
@@ -181,7 +181,7 @@ def publish(ctx: click.Context, dry_run: bool, site_dir: str, shard: str | None,
     from portal.publish.publisher import publish as run_publish
     from portal.publish.shards import publish_shard
     from portal.publish.shards import reconcile as run_reconcile
-    from portal.site import parse_shard
+    from portal.build.pipeline import parse_shard
 
     settings = _settings(ctx)
     if shard and reconcile:
@@ -365,7 +365,7 @@ def demo(ctx: click.Context, folder: str, customers: int, invoices: int, host: s
     """Sample data -> build -> serve, printing a few customer links to open."""
     from portal.core.links import contact_links
     from portal.export.sample import write_sample
-    from portal.site import build as run_build
+    from portal.build.pipeline import build as run_build
 
     settings = _settings(ctx)
     if settings.site_url == "http://127.0.0.1:8000" and (host, port) != ("127.0.0.1", 8000):

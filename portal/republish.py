@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from portal.core.config import Settings
 from portal.publish.publisher import publish
-from portal.site import render_site
+from portal.build.pipeline import render_site
 from portal.store.database import Store
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from werkzeug.serving import make_server
 
 from portal.export.sample import write_sample
 from portal.core.signing import Signer
-from portal.site import build
+from portal.build.pipeline import build
 from portal.store.database import Store
 from tests.conftest import AS_OF, make_settings
 from tests.ports import free_port

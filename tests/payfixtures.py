@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from portal.site import build
+from portal.build.pipeline import build
 from tests.stripe_standin import StripeStandIn
 from tests.webhook_helpers import make_app
 

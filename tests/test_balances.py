@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from portal.cli import cli
 from portal.export.sample import write_sample
 from portal.core.signing import Signer
-from portal.site import build
+from portal.build.pipeline import build
 from portal.store.database import Store
 from tests.conftest import TEST_SECRET, make_settings
 from tests.position_outputs import csv_rows, pdf_text, table_with, tables

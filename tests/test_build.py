@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from portal import site as site_module
+from portal.build import pipeline as site_module
 from portal.core.errors import BuildError, ExportInvalid
 from portal.export.reader import read_export
 from portal.core.signing import Signer, TokenInvalid
-from portal.site import MANIFEST, Manifest, build
+from portal.build.pipeline import MANIFEST, Manifest, build
 
 HOSTILE = "<script>alert(1)</script> & Co"
 

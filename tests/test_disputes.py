@@ -18,7 +18,7 @@ from portal.store.database import disputes as disputestore
 from portal.core.config import warn_if_insecure
 from portal.disputes.service import DisputeRefused, attachment_for_staff, resolve, review, safe_name, sniff
 from portal.core.errors import ConfigError
-from portal.pages import invoice_slug
+from portal.build.pages import invoice_slug
 from portal.reports import (
     DISPUTE_COLUMNS,
     ROOT_CAUSE_COLUMNS,
@@ -28,7 +28,7 @@ from portal.reports import (
     format_root_causes,
 )
 from portal.core.signing import Signer
-from portal.site import build
+from portal.build.pipeline import build
 from portal.staffusers import add_user
 from portal.store.database import invoices
 from tests.stripe_standin import StripeStandIn

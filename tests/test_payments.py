@@ -16,10 +16,10 @@ from sqlalchemy import func, select
 
 from portal.balances import position
 from portal.store.database import payments as paystore
-from portal.pages import invoice_slug
+from portal.build.pages import invoice_slug
 from portal.reports import cash_application, cash_application_csv, payments
 from portal.core.signing import PAY_REF_MAX_AGE, Signer
-from portal.site import Manifest, render_site
+from portal.build.pipeline import Manifest, render_site
 from portal.store.database import StoreUnavailable
 from tests.payfixtures import WEBHOOK_SECRET
 from tests.webhook_helpers import all_events, make_app, outbox_messages

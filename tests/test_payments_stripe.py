@@ -17,7 +17,7 @@ from stripe._payment_intent import PaymentIntent
 
 from portal.store.database import payments as paystore
 from portal.payments.state import FAILURE_TEXT, HANDLED_EVENTS
-from portal.site import build
+from portal.build.pipeline import build
 from tests.conftest import AS_OF
 from tests.test_payments import _attempt, _attempt_id, _count, _open, _pay, _send
 from tests.webhook_helpers import make_app, outbox_messages

@@ -8,7 +8,7 @@ from datetime import date
 import pypdf
 
 from portal.export.reader import Customer, Invoice
-from portal.pdf import invoice_pdf, statement_pdf
+from portal.build.pdf import invoice_pdf, statement_pdf
 
 CUSTOMER = Customer("C1", r"Müller (& Söhne) \ GmbH", "EUR", "de_DE")
 INVOICE = Invoice("I1", "C1", "RE-(1)", date(2026, 1, 1), date(2026, 2, 1), 123450, 100000, "EUR", "PO-1", "Net 30")
@@ -54,7 +54,7 @@ def test_long_statement_flows_onto_more_pages():
 
 
 def test_built_site_pdfs_are_valid(settings, store, export_dir, tmp_path):
-    from portal.site import build
+    from portal.build.pipeline import build
 
     out = tmp_path / "site"
     build(export_dir, out, settings, store=store)

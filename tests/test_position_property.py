@@ -35,7 +35,7 @@ from sqlalchemy import delete
 from portal.cli import cli
 from portal.store.mail import mail_sent
 from portal.core.signing import Signer
-from portal.site import build
+from portal.build.pipeline import build
 from portal.store.database import Store
 from tests.conftest import TEST_SECRET, make_settings
 from tests.position_model import ASKABLE, LABELS, Attempt, Item, Model

@@ -44,7 +44,7 @@ from portal.publish.publisher import (
     presign_document,
     publish,
 )
-from portal.site import MANIFEST, Manifest, build
+from portal.build.pipeline import MANIFEST, Manifest, build
 from portal.store.database import Store
 from tests.conftest import make_settings
 from tests.faultproxy import FaultProxy

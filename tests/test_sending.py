@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from portal.store.mail import mail_sent
-from portal.pages import invoice_slug
+from portal.build.pages import invoice_slug
 from portal.mail.sending import send_invoices
 from portal.core.signing import Signer
 from tests.smtpserver import EVIL_NAME, changed, mail_ledger, running_smtp

@@ -29,7 +29,7 @@ from itsdangerous import BadSignature, SignatureExpired
 
 from portal.core.links import link_url
 from portal.mail.transport import fresh_link_message
-from portal.pages import invoice_slug
+from portal.build.pages import invoice_slug
 from portal.core.signing import LinkClaims, TokenExpired, TokenInvalid, customer_key
 from portal.store.database import InvoiceState
 
@@ -40,7 +40,7 @@ from webhook.services import FILE_LINK_SECONDS, FRESH_FORM_SECONDS, client_ip, r
 
 bp = Blueprint("links", __name__)
 
-PAGE_ITEMS = {"account", "statement"}  # view-token items that are not invoice ids (see portal/pages.py)
+PAGE_ITEMS = {"account", "statement"}  # view-token items that are not invoice ids (see portal/build/pages.py)
 FRESH_PER_CONTACT_PER_DAY = 3  # fresh-link emails one contact can be sent in 24 hours, across all workers
 FRESH_DETAIL = "fresh_link"
 _UNSAFE_FILENAME = re.compile(r'[\x00-\x1f\x7f"\\/]')

@@ -26,7 +26,7 @@ from portal.store.database import payments as paystore
 from portal.payments.checkout import session_params
 from portal.mail.transport import send_with_retry
 from portal.core.money import AmountError, parse_amount
-from portal.pages import checkout_origin
+from portal.build.pages import checkout_origin
 from portal.payments.events import Change, EventRefused, apply_event, verification_url
 from portal.payments.service import Payable, PaymentRefused, Quote, payment_message, quote
 from portal.republish import Republisher, refresh_customer
@@ -77,7 +77,7 @@ def init_app(app: Flask) -> None:
         def allow_checkout(response: Response) -> Response:
             # Development serves the site's pages from here (`portal serve`): browsers apply the page's
             # form-action to the redirect /pay answers, so Stripe's checkout origin must be allowed on them
-            # as it is in the pages' own <meta> policy (portal/pages.py). Runs before the security headers.
+            # as it is in the pages' own <meta> policy (portal/build/pages.py). Runs before the security headers.
             if request.endpoint == "site.page" and response.mimetype == "text/html":
                 response.headers["Content-Security-Policy"] = csp
             return response

@@ -1,6 +1,6 @@
 """What the store will hold once a ledger is imported, computed from the ledger in memory.
 
-A build that has just read an export renders from this view while the import runs (portal.site): the
+A build that has just read an export renders from this view while the import runs (portal.build.pipeline): the
 pages do not wait for the import, and the render workers do not read back from the database the rows the
 build has in memory anyway. The view must agree exactly with the store after `import_snapshot(ledger)`:
 `states()` with `Store.customer_states()` (the digests decide what the next build re-renders) and

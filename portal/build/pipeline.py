@@ -29,7 +29,7 @@ from portal.store.disputes import dispute_digests, dispute_states
 from portal.core.errors import BuildError
 from portal.core.gcpause import existing_objects_frozen
 from portal.export.reader import Ledger, read_export
-from portal.pages import Output, PageRenderer, customer_paths
+from portal.build.pages import Output, PageRenderer, customer_paths
 from portal.store.payments import payment_digests
 from portal.core.templating import load_assets, render_fingerprint
 from portal.core.signing import Signer

@@ -20,7 +20,7 @@ from portal.core.config import Settings
 from portal.disputes.service import OUTCOMES, STATUS_TEXT, reason_choices, reference
 from portal.core.money import digits, format_money, format_price, format_quantity, to_decimal
 from portal.payments.service import METHODS, adjustment_bps
-from portal.pdf import invoice_pdf, statement_pdf
+from portal.build.pdf import invoice_pdf, statement_pdf
 from portal.core.templating import Assets, load_assets, make_environment
 from portal.core.signing import Signer
 from portal.balances.statement import statement

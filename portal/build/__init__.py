@@ -1,0 +1,1 @@
+"""build: see the package map in README.md (Architecture)."""
