@@ -30,7 +30,7 @@ from portal.disputes.service import submit_question as record_question
 from portal.store.disputes import disputed_amounts
 from portal.mail.transport import send_with_retry
 from portal.core.money import AmountError, format_money, parse_amount
-from portal.republish import Republisher, refresh_customer
+from portal.jobs.republish import Republisher, refresh_customer
 from portal.store.database import invoices
 
 from webhook.formtoken import page_claims

@@ -29,7 +29,7 @@ from portal.core.money import AmountError, parse_amount
 from portal.build.pages import checkout_origin
 from portal.payments.events import Change, EventRefused, apply_event, verification_url
 from portal.payments.service import Payable, PaymentRefused, Quote, payment_message, quote
-from portal.republish import Republisher, refresh_customer
+from portal.jobs.republish import Republisher, refresh_customer
 from portal.core.signing import TokenInvalid
 from portal.store.database import credits, invoices
 

@@ -394,7 +394,7 @@ def resolve(store: Store, dispute_id: int, outcome: str, note: str, by: str, *, 
 def _refresh(settings: Settings, store: Store, customer_id: str) -> None:
     """Re-render and publish one customer so the page shows the dispute's status now; a failure is logged
     (the next build renders it anyway: dispute states are part of the customer's fingerprint)."""
-    from portal.republish import refresh_customer  # the site renderer imports this module's labels
+    from portal.jobs.republish import refresh_customer  # the site renderer imports this module's labels
 
     try:
         refresh_customer(settings, store, customer_id)
