@@ -10,7 +10,7 @@ cluster (tests/pgserver.py), then times:
   receipts view (first page, a deep page, "unopened after 30 days", a customer filter, and the first page
   sorted by every sortable column both ways), the receipts CSV export (full and filtered; total time and time
   to the first 64 KiB), the overview (KPIs and charts), and a customer's timeline;
-- the same main paths on the data layer alone (portal/stafftables.py, portal/kpis.py), to show what the
+- the same main paths on the data layer alone (portal/staff/tables.py, portal/staff/kpis.py), to show what the
   view adds.
 Each path runs `--reps` times (the full CSV `--csv-reps`); it prints p50/p95 per path and whether the p95 is
 under the 300 ms target, and saves JSON in bench/results/ (git-ignored). `--sqlite` runs it on SQLite too.
@@ -37,7 +37,10 @@ sys.path.insert(0, str(REPO))
 
 from sqlalchemy import insert, text  # noqa: E402
 
-from portal import kpis, receiptlines, receiptrollup, stafftables  # noqa: E402
+from portal import stafftables  # noqa: E402
+from portal.staff import kpis
+from portal.staff import receiptlines
+from portal.staff import receiptrollup
 from portal.balances import position
 from portal.store.database import disputes as disputestore
 from portal.store.database import payments as paystore

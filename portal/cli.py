@@ -233,7 +233,7 @@ def report() -> None:
 @click.pass_context
 def report_receipts(ctx: click.Context, unopened_days: int | None, fmt: str) -> None:
     """Per invoice: emails sent, link opened (fetched), viewed by a person, documents viewed."""
-    from portal.reports import format_rows, receipts
+    from portal.staff.reports import format_rows, receipts
 
     click.echo(format_rows(receipts(_store(ctx.find_root()), unopened_days=unopened_days), fmt), nl=False)
 
@@ -243,7 +243,7 @@ def report_receipts(ctx: click.Context, unopened_days: int | None, fmt: str) -> 
 @click.pass_context
 def report_payments(ctx: click.Context, fmt: str) -> None:
     """One row per payment attempt: status, method, amount (minor units), allocations, Stripe ids."""
-    from portal.reports import PAYMENT_COLUMNS, payments, to_csv, to_json
+    from portal.staff.reports import PAYMENT_COLUMNS, payments, to_csv, to_json
 
     rows = payments(_store(ctx.find_root()))
     if fmt == "json":
@@ -264,7 +264,7 @@ def report_payments(ctx: click.Context, fmt: str) -> None:
 @click.pass_context
 def report_cash_application(ctx: click.Context) -> None:
     """The cash-application CSV for the ERP: one row per invoice a settled payment paid (plus unapplied cash)."""
-    from portal.reports import cash_application_csv
+    from portal.staff.reports import cash_application_csv
 
     click.echo(cash_application_csv(_store(ctx.find_root())), nl=False)
 
@@ -276,7 +276,7 @@ def report_cash_application(ctx: click.Context) -> None:
 @click.pass_context
 def report_disputes(ctx: click.Context, root_causes: bool, fmt: str) -> None:
     """The disputes queue (one row per dispute), or their root causes."""
-    from portal.reports import dispute_root_causes, disputes, format_disputes, format_root_causes
+    from portal.staff.reports import dispute_root_causes, disputes, format_disputes, format_root_causes
 
     store = _store(ctx.find_root())
     text = format_root_causes(dispute_root_causes(store), fmt) if root_causes else format_disputes(disputes(store), fmt)
@@ -288,7 +288,7 @@ def report_disputes(ctx: click.Context, root_causes: bool, fmt: str) -> None:
 @click.pass_context
 def report_kpis(ctx: click.Context, fmt: str) -> None:
     """The dashboard's overview figures (open AR, aging, viewed by a person, e-payments, disputes, DSO)."""
-    from portal.kpis import compute, format_kpis
+    from portal.staff.kpis import compute, format_kpis
 
     click.echo(format_kpis(compute(_store(ctx.find_root())), fmt), nl=False)
 
@@ -322,7 +322,7 @@ def db() -> None:
 def db_upgrade(ctx: click.Context) -> None:
     """Create or upgrade the database schema to the newest version, and bring the staff dashboard's receipt
     rollup up to date (the first time, that reads every event: better here than on a staff request)."""
-    from portal.receiptrollup import refresh
+    from portal.staff.receiptrollup import refresh
 
     store = _store(ctx.find_root())
     click.echo("the database schema is up to date")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from portal.staffusers import ROLES
+from portal.staff.users import ROLES
 
 if TYPE_CHECKING:
     from portal.store.database import Store
@@ -43,7 +43,7 @@ def staff() -> None:
 @click.pass_context
 def add(ctx: click.Context, email: str, role: str, password_stdin: bool) -> None:
     """Create a staff user (the password is hashed with argon2id)."""
-    from portal.staffusers import add_user
+    from portal.staff.users import add_user
 
     store = _store(ctx)
     user = add_user(store, email, _password(password_stdin), role)
@@ -54,7 +54,7 @@ def add(ctx: click.Context, email: str, role: str, password_stdin: bool) -> None
 @click.pass_context
 def list_(ctx: click.Context) -> None:
     """Every staff user with role, state and last login (UTC)."""
-    from portal.staffusers import list_users
+    from portal.staff.users import list_users
 
     for user in list_users(_store(ctx)):
         last = user.last_login_at.strftime("%Y-%m-%d %H:%M") if user.last_login_at else "never"
@@ -73,7 +73,7 @@ def list_(ctx: click.Context) -> None:
 def set_(ctx: click.Context, email: str, role: str | None, active: bool | None, new_password: bool,
          password_stdin: bool) -> None:
     """Change a user's role, disable or enable it, or reset its password. Ends the user's sessions."""
-    from portal.staffusers import update_user
+    from portal.staff.users import update_user
 
     if role is None and active is None and not new_password:
         raise click.UsageError("nothing to change: give --role, --disable, --enable or --password")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient
 
-from portal.staffusers import add_user
+from portal.staff.users import add_user
 from portal.store.database import Store
 from tests.webhook_helpers import hidden_field
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from portal.reports import disputes
+from portal.staff.reports import disputes
 from tests.livesite import ARTIFACTS, WIDTHS, chromium, require_browser, served_sample_site
 
 pytestmark = pytest.mark.browser

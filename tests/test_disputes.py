@@ -19,7 +19,7 @@ from portal.core.config import warn_if_insecure
 from portal.disputes.service import DisputeRefused, attachment_for_staff, resolve, review, safe_name, sniff
 from portal.core.errors import ConfigError
 from portal.build.pages import invoice_slug
-from portal.reports import (
+from portal.staff.reports import (
     DISPUTE_COLUMNS,
     ROOT_CAUSE_COLUMNS,
     dispute_root_causes,
@@ -29,7 +29,7 @@ from portal.reports import (
 )
 from portal.core.signing import Signer
 from portal.build.pipeline import build
-from portal.staffusers import add_user
+from portal.staff.users import add_user
 from portal.store.database import invoices
 from tests.stripe_standin import StripeStandIn
 from tests.webhook_helpers import hidden_field, make_app, outbox_messages

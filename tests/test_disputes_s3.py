@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from portal.disputes.service import DisputeRefused, Upload, attachment_for_staff, submit_dispute
-from portal.reports import disputes
+from portal.staff.reports import disputes
 from tests.s3server import point_boto3_at, started_or_skipped
 from tests.webhook_helpers import import_sample
 

@@ -14,7 +14,7 @@ from portal.store.database import disputes as disputestore
 from portal.store.database import payments as paystore
 from portal.store.database import database as tables
 from portal.cli import cli
-from portal.kpis import DEFINITIONS, Kpis, compute, format_kpis
+from portal.staff.kpis import DEFINITIONS, Kpis, compute, format_kpis
 from portal.export.reader import read_export
 from tests.conftest import TEST_SECRET
 

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from portal.balances import position
 from portal.store.database import payments as paystore
 from portal.build.pages import invoice_slug
-from portal.reports import cash_application, cash_application_csv, payments
+from portal.staff.reports import cash_application, cash_application_csv, payments
 from portal.core.signing import PAY_REF_MAX_AGE, Signer
 from portal.build.pipeline import Manifest, render_site
 from portal.store.database import StoreUnavailable

@@ -1,4 +1,4 @@
-"""The receipt lines (portal/receiptlines.py): the ready-made rows of the receipts export follow every import and
+"""The receipt lines (portal/staff/receiptlines.py): the ready-made rows of the receipts export follow every import and
 every rollup refresh, with nobody calling `rebuild`, and the export stays byte for byte the Python path's."""
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, func, select, text
 
-from portal import receiptlines, receiptrollup
+from portal.staff import receiptlines
+from portal.staff import receiptrollup
 from portal.export.reader import read_export
-from portal.stafftables import RECEIPT_COLUMNS, RECEIPT_SORT_NAMES, ReceiptFilter, receipts_csv
+from portal.staff.tables import RECEIPT_COLUMNS, RECEIPT_SORT_NAMES, ReceiptFilter, receipts_csv
 from tests.conftest import AS_OF
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)  # lines are kept on PostgreSQL
@@ -108,8 +109,8 @@ def test_every_sort_and_the_days_overdue_splice_match_the_python_path(store, set
 
 def test_the_default_export_reads_the_lines_in_their_index_order(store, settings, tmp_path):
     """The default export must not sort 18 MB of lines: its plan is the partial index, both ways."""
-    from portal import pgcsv
-    from portal.stafftables import _receipt_lines_query
+    from portal.staff import pgcsv
+    from portal.staff.tables import _receipt_lines_query
 
     store.import_snapshot(read_export(write_export(tmp_path / "e1", CUSTOMERS, INVOICES), settings))
     for sort, descending in (("due_date", False), ("due_date", True), ("days_overdue", False)):

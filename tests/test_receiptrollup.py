@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event, insert, select
 
-from portal import receiptrollup
-from portal.receiptrollup import GAP_TTL, rebuild, receipt_rollup_state, refresh
+from portal.staff import receiptrollup
+from portal.staff.receiptrollup import GAP_TTL, rebuild, receipt_rollup_state, refresh
 from portal.store.database import events
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

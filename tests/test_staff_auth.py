@@ -14,12 +14,12 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from portal import staffusers
+from portal.staff import users as staffusers
 from portal.store.database import disputes as disputestore
 from portal.cli import cli
 from portal.disputes.service import submit_dispute
 from portal.core.signing import Signer
-from portal.staffusers import (
+from portal.staff.users import (
     MAX_FAILURES_PER_EMAIL,
     MAX_FAILURES_PER_EMAIL_ANYWHERE,
     SESSION_IDLE,

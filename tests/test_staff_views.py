@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select, update
 
-from portal import receiptlines, stafftables
+from portal.staff import receiptlines
+from portal.staff import tables as stafftables
 from portal.store.database import database as tables
-from portal.kpis import compute
-from portal.reports import cash_application_csv
+from portal.staff.kpis import compute
+from portal.staff.reports import cash_application_csv
 from tests.staff_helpers import PASSWORD, add_staff, csrf, login
 from tests.test_kpis import add_attempt, add_dispute
 from tests.webhook_helpers import import_sample, make_app

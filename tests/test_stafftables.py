@@ -11,12 +11,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, func, select, update
 
-from portal import receiptlines, reports, stafftables
+from portal.staff import receiptlines
+from portal.staff import reports
+from portal.staff import tables as stafftables
 from portal.balances import position
 from portal.store.database import database as tables
 from portal.export.reader import read_export
 from portal.core.money import to_decimal
-from portal.stafftables import (
+from portal.staff.tables import (
     RECEIPT_COLUMNS,
     RECEIPT_SORT_NAMES,
     ReceiptFilter,

@@ -9,9 +9,9 @@ from typing import Any
 
 from flask import Flask, Response, abort, make_response, redirect, request, url_for
 
-from portal import kpis as kpi_queries
-from portal.charts import Bar, bar_chart, meter
-from portal.staffusers import (
+from portal.staff import kpis as kpi_queries
+from portal.staff.charts import Bar, bar_chart, meter
+from portal.staff.users import (
     ROLES,
     LoginThrottled,
     StaffError,

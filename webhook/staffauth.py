@@ -1,7 +1,7 @@
 """Staff authentication for /staff: the session cookie, CSRF checks, login, logout, role checks.
 
 - The cookie holds a random session id signed with the portal's secret (its own salt, so no customer token
-  or other signed value can pass for it); the database holds the session (portal/staffusers.py), so
+  or other signed value can pass for it); the database holds the session (portal/staff/users.py), so
   logout, a disabled user or a changed role end it on every worker at once.
 - Cookie flags: HttpOnly, SameSite=Lax, and over https Secure with the `__Host-` prefix (no Domain, Path=/),
   so neither scripts nor sibling subdomains can read or plant it.
@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from flask import Response, abort, g, redirect, request, url_for
 from itsdangerous import BadSignature, Signer
 
-from portal.staffusers import SESSION_MAX, Session, load_session
+from portal.staff.users import SESSION_MAX, Session, load_session
 
 from webhook.logs import event, security_log
 from webhook.services import client_ip, services

@@ -1,6 +1,6 @@
 """/staff tables and exports: receipts, payments, disputes (with review and resolve), customers and their
 timelines, and the cash-application file. Every table is sorted, filtered and paginated by the database
-(portal/stafftables.py); an export streams the same rows the filtered table shows, every page of them.
+(portal/staff/tables.py); an export streams the same rows the filtered table shows, every page of them.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from typing import Any
 from flask import Response, abort, redirect, request, url_for
 
 from portal.disputes.service import service as dispute_actions
-from portal import reports, stafftables
+from portal.staff import reports
+from portal.staff import tables as stafftables
 from portal.balances import position
 from portal.store.database import disputes as disputestore
 from portal.disputes.service import OUTCOMES, DisputeRefused

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 from portal.core.config import Settings
 from portal.mail.transport import Transport, render_message
 from portal.balances.position import ASKABLE
-from portal.reports import receipts
+from portal.staff.reports import receipts
 from portal.mail.sending import Outgoing, SendResult, day, deliver, money
 from portal.store.database import Store, customers
 

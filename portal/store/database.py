@@ -310,7 +310,7 @@ class Store:
         # before them, or loaded in bulk): write them now, then the receipt lines, which read the positions
         # (PostgreSQL; a few counts when all is well).
         from portal.balances.position import ensure_complete as positions_complete
-        from portal.receiptlines import ensure_complete
+        from portal.staff.receiptlines import ensure_complete
 
         ensure_complete(self, force=positions_complete(self))
 
@@ -357,9 +357,9 @@ class Store:
                 invoices=len(ledger.invoices), invoices_new=new, invoices_changed=changed,
                 invoices_closed=closed)).inserted_primary_key[0]
             # What each invoice owes now (portal/balances/position.py) follows the new balances and the new as_of, then the
-            # staff export's ready-made lines of what changed (PostgreSQL; see portal/receiptlines.py).
+            # staff export's ready-made lines of what changed (PostgreSQL; see portal/staff/receiptlines.py).
             from portal.balances.position import after_import
-            from portal.receiptlines import sync
+            from portal.staff.receiptlines import sync
 
             refreshed = after_import(conn, ledger, changed_ids, closed_ids, old_as_of, ledger.as_of)
             sync(conn, refreshed, renamed)

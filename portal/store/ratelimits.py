@@ -7,7 +7,7 @@ replayed once per instance. With `WEBHOOK_RATE_LIMIT_BACKEND=database` the same 
 each hit is one upsert that returns the window's count, atomic on PostgreSQL (ON CONFLICT row lock) and on
 SQLite (its write lock). Expired rows are deleted now and then by whichever process comes along.
 
-The staff login throttle (portal/staffusers.py) counts its attempts here too, under keys of its own: a hit
+The staff login throttle (portal/staff/users.py) counts its attempts here too, under keys of its own: a hit
 reserves an attempt before the password is checked, `give_back` returns it when the password was right.
 
 Times are wall-clock epoch milliseconds (every machine's clock, unlike a monotonic one, counts the same

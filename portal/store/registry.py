@@ -6,7 +6,9 @@ imported here once, so migrations and the "tables match migrations" test see the
 
 from __future__ import annotations
 
-from portal import receiptlines, receiptrollup, staffusers
+from portal.staff import receiptlines
+from portal.staff import receiptrollup
+from portal.staff import users as staffusers
 from portal.balances import position
 from portal.store.database import disputes as disputestore
 from portal.store.database import mail as mailstore

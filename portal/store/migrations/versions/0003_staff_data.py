@@ -52,7 +52,7 @@ def upgrade() -> None:
     sa.Column('refreshed_at', sa.DateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_receipt_rollup_state'))
     )
-    # The row every refresh locks (portal/receiptrollup.py).
+    # The row every refresh locks (portal/staff/receiptrollup.py).
     op.bulk_insert(state, [{'id': 1, 'last_event_id': 0, 'gaps': '[]', 'refreshed_at': None}])
     for table, name, columns in INDEXES + SIBLING_INDEXES:
         op.create_index(name, table, columns, unique=False)

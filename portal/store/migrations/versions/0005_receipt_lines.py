@@ -27,7 +27,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_receipt_lines_open_due_date", "receipt_lines", ["due_date", "invoice_id"], unique=False,
                     postgresql_where=sa.text("is_open"), sqlite_where=sa.text("is_open"))
-    # Store.migrate then writes the lines of the invoices already imported (portal/receiptlines.py).
+    # Store.migrate then writes the lines of the invoices already imported (portal/staff/receiptlines.py).
 
 
 def downgrade() -> None:

@@ -15,12 +15,12 @@ from typing import Any
 
 from sqlalchemy import and_, case, exists, func, select
 
-from portal import receiptrollup
+from portal.staff import receiptrollup
 from portal.store.disputes import disputes
 from portal.core.money import to_decimal
 from portal.store.payments import payment_allocations, payment_attempts
 from portal.balances.position import CLOSED, invoice_positions
-from portal.receiptrollup import receipt_rollup
+from portal.staff.receiptrollup import receipt_rollup
 from portal.store.database import Store, events, invoices
 
 AGING_BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
@@ -215,7 +215,7 @@ def _flat(k: Kpis) -> list[dict[str, Any]]:
 
 def format_kpis(k: Kpis, fmt: str) -> str:
     """json (Kpis.to_dict: minor units), csv (CSV_COLUMNS, major units) or a table for people."""
-    from portal.reports import to_csv
+    from portal.staff.reports import to_csv
 
     if fmt == "json":
         return json.dumps(k.to_dict(), indent=2, ensure_ascii=False) + "\n"

@@ -3,7 +3,7 @@
 Each page is ONE query for its rows plus one COUNT (payments and disputes add one query for the whole page's
 allocations or invoices: never one per row). Sorting goes through a whitelist (name -> column); an unknown
 name raises ValueError (the view answers 400), and every order ends with the table's unique id so pages are
-stable. Receipts come from the receipt rollup (portal/receiptrollup.py), refreshed first.
+stable. Receipts come from the receipt rollup (portal/staff/receiptrollup.py), refreshed first.
 
 Rows are plain dicts: money in integer minor units with its `currency`, times as aware UTC datetimes, dates as
 dates (templates format them). CSV exports are generators of str chunks that stream from a server-side cursor;
@@ -25,12 +25,15 @@ from sqlalchemy import Date, and_, cast, func, literal, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
-from portal import pgcsv, receiptlines, receiptrollup, reports
+from portal.staff import pgcsv
+from portal.staff import receiptlines
+from portal.staff import receiptrollup
+from portal.staff import reports
 from portal.store.disputes import dispute_attachments, dispute_invoices, disputes
 from portal.core.money import to_decimal
 from portal.store.payments import payment_allocations, payment_attempts, payment_credits
 from portal.balances.position import invoice_positions
-from portal.receiptrollup import receipt_rollup
+from portal.staff.receiptrollup import receipt_rollup
 from portal.store.database import Store, customers, events, invoices
 
 MAX_PER_PAGE = 500
@@ -272,7 +275,7 @@ def receipts_page(store: Store, flt: ReceiptFilter | None = None, *, sort: str =
 
 
 def _receipt_lines_query(flt: ReceiptFilter, sort: str, descending: bool, now: datetime) -> tuple[Select, bool]:
-    """The ready-made lines of the matching invoices in the table's order (PostgreSQL; portal/receiptlines.py),
+    """The ready-made lines of the matching invoices in the table's order (PostgreSQL; portal/staff/receiptlines.py),
     and whether that order is the lines' own index's.
 
     The default export (open invoices by due date, no filter) reads the lines alone, in their index's order.
@@ -301,7 +304,7 @@ def receipts_csv(store: Store, flt: ReceiptFilter | None = None, sort: str = "du
     """Every row of the receipts table under `flt`, in the table's order, as CSV (RECEIPT_COLUMNS).
 
     On PostgreSQL (unless `copy=False`) the rows are the receipt lines the server keeps ready-made
-    (portal/receiptlines.py), the same bytes as the Python path's (tests/test_stafftables.py compares the two
+    (portal/staff/receiptlines.py), the same bytes as the Python path's (tests/test_stafftables.py compares the two
     byte for byte)."""
     flt = flt or ReceiptFilter()
     now = now or datetime.now(UTC)

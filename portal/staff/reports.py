@@ -145,7 +145,7 @@ def to_json(rows: Sequence[dict[str, Any]]) -> str:
 
 # A cell a spreadsheet would run as a formula ("CSV injection"): customer names, notes and ids come from
 # outside, and staff open these files in Excel. Plain numbers such as -12.50 are data and stay as they are.
-# (portal/stafftables.py writes the same rule in SQL for PostgreSQL's COPY: keep the two in step.)
+# (portal/staff/tables.py writes the same rule in SQL for PostgreSQL's COPY: keep the two in step.)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 

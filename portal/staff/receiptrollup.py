@@ -178,7 +178,7 @@ def _lock_state(conn: Connection, now: datetime) -> tuple[int, list[list[Any]]]:
 
 def lock(conn: Connection) -> None:
     """Take the refresh lock until the caller's transaction ends, without refreshing: the receipt lines'
-    writers (portal/receiptlines.py) hold it so an import and a refresh never interleave. PostgreSQL only
+    writers (portal/staff/receiptlines.py) hold it so an import and a refresh never interleave. PostgreSQL only
     (SQLite serialises every writer anyway)."""
     if conn.dialect.name == "postgresql":
         conn.execute(select(receipt_rollup_state.c.id).where(receipt_rollup_state.c.id == STATE_ID)
@@ -218,9 +218,9 @@ def _refresh_once(store: Store, full: bool, now: datetime) -> RefreshResult:
         gaps = [g for g in gaps if now - datetime.fromisoformat(g[2]) < GAP_TTL]
         # Ranges that have an event by now: fold their keys this time. They may still hide in-flight ids,
         # so keep watching them until they expire (folding again is harmless).
-        # The receipt lines' tails follow the rows recomputed here (portal/receiptlines.py; imported here
+        # The receipt lines' tails follow the rows recomputed here (portal/staff/receiptlines.py; imported here
         # because it builds on this module).
-        from portal import receiptlines
+        from portal.staff import receiptlines
 
         if watermark == 0 and not gaps:
             keys: int | None = _upsert(conn, None) if new else 0

@@ -3,7 +3,7 @@ ready-made CSV lines.
 
 A 100,000-row export formatted in Python spends seconds in per-cell conversions; PostgreSQL formats the same
 rows in a fraction of that. The receipts export keeps its lines formatted in advance with these cells
-(portal/receiptlines.py). The cell rules here mirror Python's, and tests compare the two outputs byte for
+(portal/staff/receiptlines.py). The cell rules here mirror Python's, and tests compare the two outputs byte for
 byte (tests/test_stafftables.py, tests/test_receiptlines.py):
 - text: `reports.csv_cell` (the formula guard: a leading apostrophe before = + - @ tab CR unless the cell is a
   plain number; CR and CRLF as LF); an empty string becomes NULL, written as an empty cell;
@@ -26,8 +26,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import Select
 
 from portal.core.money import digits
-from portal.reports import _FORMULA_START
-from portal.reports import _PLAIN_NUMBER as _PLAIN_NUMBER_RE
+from portal.staff.reports import _FORMULA_START
+from portal.staff.reports import _PLAIN_NUMBER as _PLAIN_NUMBER_RE
 from portal.store.database import Store
 
 FETCH_ROWS = 2000  # lines per round trip (about 400 KB) and per yielded chunk

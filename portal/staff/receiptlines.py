@@ -25,7 +25,7 @@ under the invoices' row locks that `position.refresh` takes. A part is always re
 sources, never incremented, so writing one twice is harmless. Anything else that edits those tables (by hand,
 a bulk load) must call `rebuild`; `Store.migrate` (run by every command) does when some invoice has no line.
 
-PostgreSQL only: the cells are formatted by PostgreSQL (portal/pgcsv.py). On SQLite the table exists but stays
+PostgreSQL only: the cells are formatted by PostgreSQL (portal/staff/pgcsv.py). On SQLite the table exists but stays
 empty, and the export is formatted in Python, which is fast enough at SQLite's scale. Cell for cell the lines
 are what Python's csv module writes for the Python path's cells (tests/test_receiptlines.py and
 tests/test_stafftables.py compare the two byte for byte).
@@ -57,9 +57,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
-from portal import pgcsv, receiptrollup
+from portal.staff import pgcsv
+from portal.staff import receiptrollup
 from portal.balances.position import invoice_positions
-from portal.receiptrollup import receipt_rollup
+from portal.staff.receiptrollup import receipt_rollup
 from portal.store.database import ID, Store, customers, events, invoices, metadata
 
 receipt_lines = Table(
