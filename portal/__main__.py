@@ -1,5 +1,5 @@
 """`python -m portal` is the `portal` command."""
 
-from portal.cli import main
+from portal.cli.main import main
 
 main()

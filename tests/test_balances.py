@@ -18,7 +18,7 @@ import pytest
 import stripe
 from click.testing import CliRunner
 
-from portal.cli import cli
+from portal.cli.main import cli
 from portal.export.sample import write_sample
 from portal.core.signing import Signer
 from portal.build.pipeline import build

@@ -9,7 +9,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from portal.cli import cli
+from portal.cli.main import cli
 from portal.core.signing import Signer
 from portal.store.database import Store
 from tests.conftest import TEST_SECRET

@@ -13,7 +13,7 @@ from sqlalchemy import update
 from portal.store.database import disputes as disputestore
 from portal.store.database import payments as paystore
 from portal.store.database import database as tables
-from portal.cli import cli
+from portal.cli.main import cli
 from portal.staff.kpis import DEFINITIONS, Kpis, compute, format_kpis
 from portal.export.reader import read_export
 from tests.conftest import TEST_SECRET

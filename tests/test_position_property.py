@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete
 
-from portal.cli import cli
+from portal.cli.main import cli
 from portal.store.mail import mail_sent
 from portal.core.signing import Signer
 from portal.build.pipeline import build

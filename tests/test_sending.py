@@ -167,11 +167,11 @@ def test_a_refused_address_is_reported_and_the_run_goes_on(mail_settings, store,
 
 
 def _mail_cli(settings):
-    """Runs the mail commands as `portal` would (portal/cli.py registers the same ones) with these settings."""
+    """Runs the mail commands as `portal` would (portal/cli/main.py registers the same ones) with these settings."""
     import click
     from click.testing import CliRunner
 
-    from portal.mailcli import COMMANDS
+    from portal.cli.mail import COMMANDS
 
     @click.group()
     def group() -> None:
@@ -267,7 +267,7 @@ def test_a_second_run_of_a_mail_command_refuses_to_start_while_one_is_in_progres
                                                                                    smtp, command):
     """Two overlapping runs would both see the same invoices as unsent and both mail them: the second one
     sends nothing and exits 75 (try again later). Other commands are not held up by it."""
-    from portal.mailcli import EXIT_RUN_IN_PROGRESS
+    from portal.cli.mail import EXIT_RUN_IN_PROGRESS
     from portal.store.locks import exclusive_run
 
     run = _mail_cli(mail_settings)

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from portal.staff import users as staffusers
 from portal.store.database import disputes as disputestore
-from portal.cli import cli
+from portal.cli.main import cli
 from portal.disputes.service import submit_dispute
 from portal.core.signing import Signer
 from portal.staff.users import (

@@ -388,7 +388,8 @@ def demo(ctx: click.Context, folder: str, customers: int, invoices: int, host: s
 
 def _register_feature_commands() -> None:
     """Commands that live next to their feature (email sending, ...)."""
-    from portal import mailcli, staffcli
+    from portal.cli.main import mail as mailcli
+    from portal.cli.main import staff as staffcli
 
     for command in (mailcli.send, mailcli.remind, mailcli.digest, staffcli.staff):
         cli.add_command(command)

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
 
 def _store(ctx: click.Context) -> Store:
-    # Imported here, not at the top: portal/cli.py imports this module to register the commands.
-    from portal.cli import _store as cli_store
+    # Imported here, not at the top: portal/cli/main.py imports this module to register the commands.
+    from portal.cli.main import _store as cli_store
 
     return cli_store(ctx)
 

@@ -1,6 +1,6 @@
 """`portal send`, `portal remind`, `portal digest`: the mail commands (docs/email.md).
 
-Registered on the `portal` group by portal/cli.py (`cli.add_command(send)` ...). Each prints one line per
+Registered on the `portal` group by portal/cli/main.py (`cli.add_command(send)` ...). Each prints one line per
 message and a summary, and exits 1 when a message failed or was not attempted (cron then reports it). A run
 started while another run of the same command is still going sends nothing and exits 75 (EX_TEMPFAIL: try
 again later; see portal/store/locks.py).
@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
 
 def _context(ctx: click.Context) -> tuple[Settings, Store]:
-    # Imported here, not at the top: portal/cli.py imports this module to register the commands.
-    from portal.cli import _settings, _store
+    # Imported here, not at the top: portal/cli/main.py imports this module to register the commands.
+    from portal.cli.main import _settings, _store
 
     return _settings(ctx), _store(ctx)
 

@@ -1,0 +1,1 @@
+"""cli: see the package map in README.md (Architecture)."""
