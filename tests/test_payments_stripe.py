@@ -299,4 +299,4 @@ def test_the_stripe_alarm_watches_for_events_of_the_other_mode():
     Loader.add_multi_constructor("!", lambda loader, suffix, node: None)  # CloudFormation's short tags
     template = yaml.load((ROOT / "infra/template.yaml").read_text(), Loader=Loader)
     pattern = template["Resources"]["StripeFailureMetricFilter"]["Properties"]["FilterPattern"]
-    assert '$.event = "stripe_livemode_mismatch"' in pattern  # the line the webhook logs (webhook/payments.py)
+    assert '$.event = "stripe_livemode_mismatch"' in pattern  # the line the webhook logs (webhook/customer/payments.py)

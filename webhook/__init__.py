@@ -16,7 +16,13 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from portal.core.config import Settings, load_settings, warn_if_insecure
 
-from webhook import disputes, errors, files, health, links, payments, security, staff, static, unsubscribe
+from webhook import errors, health, security, static
+from webhook.customer import disputes
+from webhook.customer import files
+from webhook.customer import links
+from webhook.customer import payments
+from webhook.staff.overview import overview as staff
+from webhook.customer import unsubscribe
 from webhook.logs import configure_logging
 from webhook.services import Services
 

@@ -34,8 +34,8 @@ from portal.core.signing import TokenInvalid
 from portal.store.database import credits, invoices
 
 from webhook.errors import TokenRejected
-from webhook.formtoken import page_claims
-from webhook.links import page_url
+from webhook.customer.formtoken import page_claims
+from webhook.customer.links import page_url
 from webhook.logs import event, security_log
 from webhook.security import CSP, rate_limited
 from webhook.services import client_ip, render, services

@@ -1,6 +1,6 @@
 """The /staff blueprint and what its views share: rendering, query-string parsing, CSV responses.
 
-The routes live in webhook/staff.py (login, overview, staff users) and webhook/staffviews.py (tables,
+The routes live in webhook/staff/overview.py (login, overview, staff users) and webhook/staff/views.py (tables,
 exports, dispute actions); both register on `bp`, which runs `require_staff` before every request.
 """
 
@@ -20,7 +20,7 @@ from portal.core.money import AmountError, format_money, is_currency, parse_amou
 from portal.core.templating import BUILTIN_TEMPLATES
 
 from webhook.services import services
-from webhook.staffauth import current_session, require_staff
+from webhook.staff.auth import current_session, require_staff
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 bp.before_request(require_staff)

@@ -1,6 +1,6 @@
 """/staff: login, logout, the overview (KPIs with charts) and staff users (admins). See docs/staff.md.
 
-The tables, exports and dispute actions are in webhook/staffviews.py; authentication in webhook/staffauth.py.
+The tables, exports and dispute actions are in webhook/staff/views.py; authentication in webhook/staff/auth.py.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from portal.staff.users import (
 from webhook import staffviews  # noqa: F401 - registers the table and export routes on bp
 from webhook.logs import event, security_log
 from webhook.services import client_ip, services
-from webhook.staffauth import (
+from webhook.staff.auth import (
     LOGIN_NONCE_COOKIE,
     LOGIN_NONCE_SECONDS,
     admin_only,
@@ -39,7 +39,7 @@ from webhook.staffauth import (
     session_id_from_cookie,
     set_session_cookie,
 )
-from webhook.staffbp import BadQuery, bp, current_email, money, page, stylesheet
+from webhook.staff.blueprint import BadQuery, bp, current_email, money, page, stylesheet
 
 
 def init_app(app: Flask) -> None:

@@ -19,8 +19,8 @@ from portal.core.errors import NotFound
 
 from webhook.logs import event, security_log
 from webhook.services import services
-from webhook.staffauth import admin_only
-from webhook.staffbp import (
+from webhook.staff.auth import admin_only
+from webhook.staff.blueprint import (
     PER_PAGE,
     BadQuery,
     amount_arg,

@@ -8,11 +8,11 @@ them through portal.disputes.service.attachment_for_staff.
 
 This module also guards /pay: an amount held in an unresolved dispute cannot be paid online (see
 `_guard_pay`), so a stale page or a hand-made form cannot pay what the customer disputes. The guard runs
-inside /pay after its rate limit and its page-token check (webhook/formtoken.py): a revoked page is answered
+inside /pay after its rate limit and its page-token check (webhook/customer/formtoken.py): a revoked page is answered
 the plain 404 before any balance is looked at.
 
 The dispute form's body (files) is parsed only after its token and its rate limits were checked: the token is
-read from the body's first part alone (webhook/formtoken.py).
+read from the body's first part alone (webhook/customer/formtoken.py).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from portal.core.money import AmountError, format_money, parse_amount
 from portal.jobs.republish import Republisher, refresh_customer
 from portal.store.database import invoices
 
-from webhook.formtoken import page_claims
-from webhook.links import page_url
+from webhook.customer.formtoken import page_claims
+from webhook.customer.links import page_url
 from webhook.logs import event
 from webhook.security import rate_limited
 from webhook.services import client_ip, render, services

@@ -1,0 +1,1 @@
+"""customer: see the package map in README.md (Architecture)."""

@@ -1,0 +1,1 @@
+"""staff: see the package map in README.md (Architecture)."""
