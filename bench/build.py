@@ -30,10 +30,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from portal.core.config import load_settings  # noqa: E402
 from portal.build.pages import PageRenderer  # noqa: E402
-from portal.export.sample import write_sample  # noqa: E402
 from portal.build.pipeline import build  # noqa: E402
+from portal.core.config import load_settings  # noqa: E402
+from portal.export.sample import write_sample  # noqa: E402
 from portal.store.database import Store  # noqa: E402
 
 AS_OF = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)

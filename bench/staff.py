@@ -37,13 +37,11 @@ sys.path.insert(0, str(REPO))
 
 from sqlalchemy import insert, text  # noqa: E402
 
-from portal import stafftables  # noqa: E402
-from portal.staff import kpis
-from portal.staff import receiptlines
-from portal.staff import receiptrollup
-from portal.balances import position
-from portal.store.database import disputes as disputestore
-from portal.store.database import payments as paystore
+from portal.balances import position  # noqa: E402
+from portal.staff import kpis, receiptlines, receiptrollup  # noqa: E402
+from portal.staff import tables as stafftables  # noqa: E402
+from portal.store import disputes as disputestore  # noqa: E402
+from portal.store import payments as paystore  # noqa: E402
 from portal.store.database import Store, customers, events, invoices, snapshots  # noqa: E402
 
 TARGET_MS = 300.0

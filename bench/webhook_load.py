@@ -92,9 +92,9 @@ def ceiling_app():
 def prepare(folder: Path, tokens: int) -> tuple[dict[str, str], list[str]]:
     """A migrated SQLite store holding a sample export, the environment for gunicorn, and signed links."""
     from portal.core.config import load_settings
+    from portal.core.signing import Signer
     from portal.export.reader import read_export
     from portal.export.sample import write_sample
-    from portal.core.signing import Signer
     from portal.store.database import Store
 
     database = f"sqlite:///{folder / 'portal.db'}"
@@ -241,7 +241,7 @@ def main() -> int:
         # The exact check, on an emptied events table.
         from sqlalchemy import delete
 
-        from portal.store.database import database as tables
+        from portal.store import database as tables
         from portal.store.database import Store
 
         store = Store(env["PORTAL_DATABASE_URL"])

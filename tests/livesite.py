@@ -14,9 +14,9 @@ from typing import Any
 
 from werkzeug.serving import make_server
 
-from portal.export.sample import write_sample
-from portal.core.signing import Signer
 from portal.build.pipeline import build
+from portal.core.signing import Signer
+from portal.export.sample import write_sample
 from portal.store.database import Store
 from tests.conftest import AS_OF, make_settings
 from tests.ports import free_port

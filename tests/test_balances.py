@@ -18,10 +18,10 @@ import pytest
 import stripe
 from click.testing import CliRunner
 
-from portal.cli.main import cli
-from portal.export.sample import write_sample
-from portal.core.signing import Signer
 from portal.build.pipeline import build
+from portal.cli.main import cli
+from portal.core.signing import Signer
+from portal.export.sample import write_sample
 from portal.store.database import Store
 from tests.conftest import TEST_SECRET, make_settings
 from tests.position_outputs import csv_rows, pdf_text, table_with, tables

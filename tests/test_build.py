@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from portal.build import pipeline as site_module
-from portal.core.errors import BuildError, ExportInvalid
-from portal.export.reader import read_export
-from portal.core.signing import Signer, TokenInvalid
 from portal.build.pipeline import MANIFEST, Manifest, build
+from portal.core.errors import BuildError, ExportInvalid
+from portal.core.signing import Signer, TokenInvalid
+from portal.export.reader import read_export
 
 HOSTILE = "<script>alert(1)</script> & Co"
 

@@ -14,11 +14,12 @@ from sqlalchemy import func, select, update
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
-from portal.store.database import disputes as disputestore
-from portal.core.config import warn_if_insecure
-from portal.disputes.service import DisputeRefused, attachment_for_staff, resolve, review, safe_name, sniff
-from portal.core.errors import ConfigError
 from portal.build.pages import invoice_slug
+from portal.build.pipeline import build
+from portal.core.config import warn_if_insecure
+from portal.core.errors import ConfigError
+from portal.core.signing import Signer
+from portal.disputes.service import DisputeRefused, attachment_for_staff, resolve, review, safe_name, sniff
 from portal.staff.reports import (
     DISPUTE_COLUMNS,
     ROOT_CAUSE_COLUMNS,
@@ -27,9 +28,8 @@ from portal.staff.reports import (
     format_disputes,
     format_root_causes,
 )
-from portal.core.signing import Signer
-from portal.build.pipeline import build
 from portal.staff.users import add_user
+from portal.store import disputes as disputestore
 from portal.store.database import invoices
 from tests.stripe_standin import StripeStandIn
 from tests.webhook_helpers import hidden_field, make_app, outbox_messages

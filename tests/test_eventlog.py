@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from portal.store.database import eventlog
-from portal.store.eventlog import EventLog, Receipt
+from portal.store import eventlog
 from portal.store.database import Store, StoreUnavailable
+from portal.store.eventlog import EventLog, Receipt
 from tests.webhook_helpers import all_events, import_sample
 
 

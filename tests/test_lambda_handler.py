@@ -19,7 +19,7 @@ import pytest
 import stripe
 from sqlalchemy import select
 
-from portal.store.database import payments as paystore
+from portal.store import payments as paystore
 from portal.store.database import Store
 from tests.conftest import TEST_SECRET
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from portal.export import reader as ledger_module
 from portal.core.config import load_settings
 from portal.core.errors import ExportInvalid
+from portal.export import reader as ledger_module
 from portal.export.reader import read_export
 from portal.export.sample import write_sample
 

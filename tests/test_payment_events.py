@@ -1,4 +1,5 @@
-"""Stripe's events in any order, repeated: the attempt ends in the same state (portal.payments.state, portal.payments.events).
+"""Stripe's events in any order, repeated: the attempt ends in the same state
+(portal.payments.state, portal.payments.events).
 
 Property tests over every permutation Hypothesis picks of each payment path's events (tests/stripe_paths.py),
 with duplicates and with all events in one second (ties), first on the pure derivation, then through the
@@ -15,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete
 
-from portal.store.database import payments as paystore
 from portal.payments.events import apply_event
 from portal.payments.state import derive, merge, read_event
+from portal.store import payments as paystore
 from portal.store.database import events as event_log
 from tests.stripe_paths import PATHS, path_events
 from tests.stripe_standin import StripeStandIn

@@ -15,11 +15,11 @@ import stripe
 from sqlalchemy import func, select
 
 from portal.balances import position
-from portal.store.database import payments as paystore
 from portal.build.pages import invoice_slug
-from portal.staff.reports import cash_application, cash_application_csv, payments
-from portal.core.signing import PAY_REF_MAX_AGE, Signer
 from portal.build.pipeline import Manifest, render_site
+from portal.core.signing import PAY_REF_MAX_AGE, Signer
+from portal.staff.reports import cash_application, cash_application_csv, payments
+from portal.store import payments as paystore
 from portal.store.database import StoreUnavailable
 from tests.payfixtures import WEBHOOK_SECRET
 from tests.webhook_helpers import all_events, make_app, outbox_messages

@@ -15,9 +15,9 @@ from urllib.parse import urlparse
 import pytest
 from stripe._payment_intent import PaymentIntent
 
-from portal.store.database import payments as paystore
-from portal.payments.state import FAILURE_TEXT, HANDLED_EVENTS
 from portal.build.pipeline import build
+from portal.payments.state import FAILURE_TEXT, HANDLED_EVENTS
+from portal.store import payments as paystore
 from tests.conftest import AS_OF
 from tests.test_payments import _attempt, _attempt_id, _count, _open, _pay, _send
 from tests.webhook_helpers import make_app, outbox_messages

@@ -1,4 +1,5 @@
-"""The rule of portal/balances/position.py on its own (statuses, bounds, what an attempt moves, "after as_of" per movement),
+"""The rule of portal/balances/position.py on its own (statuses, bounds, what an attempt moves, "after as_of" per
+movement),
 and its stored form: written by every change, equal to the recomputed rule, rebuilt for a database upgraded from
 before it (SQLite and PostgreSQL)."""
 
@@ -10,9 +11,9 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from portal.balances import position
-from portal.store.database import payments as paystore
-from portal.export.reader import read_export
 from portal.balances.position import Entry, attempt_effect, compute
+from portal.export.reader import read_export
+from portal.store import payments as paystore
 
 AS_OF = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
 BEFORE, AFTER = AS_OF - timedelta(hours=1), AS_OF + timedelta(hours=1)

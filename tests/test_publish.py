@@ -26,8 +26,9 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from botocore.retries.standard import ExponentialBackoff
 
-from portal.publish.publisher import s3 as s3target
+from portal.build.pipeline import MANIFEST, Manifest, build
 from portal.export.reader import DOCUMENT_TYPES
+from portal.publish import s3 as s3target
 from portal.publish.publisher import (
     ASSET_CACHE,
     JOURNAL,
@@ -44,7 +45,6 @@ from portal.publish.publisher import (
     presign_document,
     publish,
 )
-from portal.build.pipeline import MANIFEST, Manifest, build
 from portal.store.database import Store
 from tests.conftest import make_settings
 from tests.faultproxy import FaultProxy

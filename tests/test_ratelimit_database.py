@@ -8,10 +8,10 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from portal.store.database import ratelimits
-from portal.store.ratelimits import DatabaseRateLimitStore, rate_limit_hits
 from portal.core.signing import Signer
+from portal.store import ratelimits
 from portal.store.database import Store
+from portal.store.ratelimits import DatabaseRateLimitStore, rate_limit_hits
 from tests.webhook_helpers import import_sample, make_app
 
 

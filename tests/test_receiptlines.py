@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, func, select, text
 
-from portal.staff import receiptlines
-from portal.staff import receiptrollup
 from portal.export.reader import read_export
+from portal.staff import receiptlines, receiptrollup
 from portal.staff.tables import RECEIPT_COLUMNS, RECEIPT_SORT_NAMES, ReceiptFilter, receipts_csv
 from tests.conftest import AS_OF
 

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import select
 
 from portal.core.config import _reminder_groups
-from portal.store.mail import mail_sent, unsubscribe
+from portal.core.signing import Signer
 from portal.mail.reminders import send_reminders
 from portal.mail.sending import send_invoices
-from portal.core.signing import Signer
+from portal.store.mail import mail_sent, unsubscribe
 from tests.smtpserver import EVIL_NAME, add_row, mail_ledger, running_smtp
 
 TODAY = date(2026, 12, 1)

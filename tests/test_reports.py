@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, update
 
-from portal.store.database import database as tables
 from portal.export.reader import read_export
 from portal.staff.reports import RECEIPT_COLUMNS, format_rows, format_table, receipts, to_csv, to_json
+from portal.store import database as tables
 from tests.conftest import AS_OF
 
 

@@ -10,10 +10,10 @@ from urllib.parse import urlparse
 import pytest
 from sqlalchemy import select
 
-from portal.store.mail import mail_sent
 from portal.build.pages import invoice_slug
-from portal.mail.sending import send_invoices
 from portal.core.signing import Signer
+from portal.mail.sending import send_invoices
+from portal.store.mail import mail_sent
 from tests.smtpserver import EVIL_NAME, changed, mail_ledger, running_smtp
 from tests.webhook_helpers import all_events, make_app
 

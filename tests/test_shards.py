@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from portal.build.pipeline import MANIFEST, Manifest, build, import_only, parse_shard, shard_of
 from portal.core.errors import BuildError
 from portal.export.reader import read_export
 from portal.publish.publisher import REMOTE_MANIFEST, PublishError, decode_manifest, publish
 from portal.publish.shards import publish_shard, reconcile, shard_manifest_name
-from portal.build.pipeline import MANIFEST, Manifest, build, import_only, parse_shard, shard_of
 from portal.store.database import Store
 from tests.conftest import make_settings
 from tests.s3server import SeaweedS3

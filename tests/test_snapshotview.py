@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from portal.export.reader import read_export
-from portal.store.snapshotview import SnapshotView
 from portal.store.database import invoice_hashes
+from portal.store.snapshotview import SnapshotView
 
 
 def view_of(store, ledger) -> SnapshotView:

@@ -14,11 +14,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from portal.staff import users as staffusers
-from portal.store.database import disputes as disputestore
 from portal.cli.main import cli
-from portal.disputes.service import submit_dispute
 from portal.core.signing import Signer
+from portal.disputes.service import submit_dispute
+from portal.staff import users as staffusers
 from portal.staff.users import (
     MAX_FAILURES_PER_EMAIL,
     MAX_FAILURES_PER_EMAIL_ANYWHERE,
@@ -32,6 +31,7 @@ from portal.staff.users import (
     start_session,
     update_user,
 )
+from portal.store import disputes as disputestore
 from tests.staff_helpers import PASSWORD, add_staff, csrf, login
 from tests.webhook_helpers import hidden_field, import_sample, make_app, outbox_messages
 

@@ -14,9 +14,9 @@ from sqlalchemy import insert, select, update
 
 from portal.staff import receiptlines
 from portal.staff import tables as stafftables
-from portal.store.database import database as tables
 from portal.staff.kpis import compute
 from portal.staff.reports import cash_application_csv
+from portal.store import database as tables
 from tests.staff_helpers import PASSWORD, add_staff, csrf, login
 from tests.test_kpis import add_attempt, add_dispute
 from tests.webhook_helpers import import_sample, make_app

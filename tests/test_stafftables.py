@@ -11,13 +11,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, func, select, update
 
-from portal.staff import receiptlines
-from portal.staff import reports
-from portal.staff import tables as stafftables
 from portal.balances import position
-from portal.store.database import database as tables
-from portal.export.reader import read_export
 from portal.core.money import to_decimal
+from portal.export.reader import read_export
+from portal.staff import receiptlines, reports
+from portal.staff import tables as stafftables
 from portal.staff.tables import (
     RECEIPT_COLUMNS,
     RECEIPT_SORT_NAMES,
@@ -32,6 +30,7 @@ from portal.staff.tables import (
     receipts_page,
     timeline_csv,
 )
+from portal.store import database as tables
 from tests.conftest import AS_OF
 from tests.test_kpis import add_attempt, add_dispute
 

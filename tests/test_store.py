@@ -4,8 +4,8 @@ from dataclasses import replace
 
 from sqlalchemy import select
 
-from portal.store.database import database as tables
 from portal.export.reader import read_export
+from portal.store import database as tables
 from portal.store.migrations import alembic_config
 from portal.store.registry import metadata as every_table
 from tests.conftest import AS_OF

@@ -9,9 +9,9 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlalchemy import select
 
-from portal.store.mail import mail_unsubscribes
-from portal.mail.reminders import send_reminders
 from portal.core.signing import Signer
+from portal.mail.reminders import send_reminders
+from portal.store.mail import mail_unsubscribes
 from tests.smtpserver import mail_ledger
 from tests.webhook_helpers import all_events, make_app, tamper
 

@@ -332,7 +332,8 @@ def test_s3_target_redirects_to_a_presigned_url_for_the_customers_own_folder(set
         calls.append((object_key, expires_in, filename))
         return f"https://bucket.example/{object_key}?X-Amz-Signature=abc"
 
-    monkeypatch.setitem(sys.modules, "portal.publish.publisher", types.SimpleNamespace(presign_document=presign_document))
+    monkeypatch.setitem(sys.modules, "portal.publish.publisher",
+                        types.SimpleNamespace(presign_document=presign_document))
     a, _ = _two_customers(ledger)
     doc = next(d for d in ledger.documents.values() if d.customer_id == a)
     name = doc.sha256 + doc.extension

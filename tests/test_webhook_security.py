@@ -19,8 +19,8 @@ import requests
 from sqlalchemy import func, select
 
 from portal.core.config import load_settings
-from portal.store.disputes import questions
 from portal.core.signing import CanonicalTimedSerializer, Signer
+from portal.store.disputes import questions
 from tests.ports import free_port
 from tests.test_signing import respellings
 from tests.webhook_helpers import RELAXED, all_events, import_sample, make_app, outbox_messages

@@ -16,10 +16,10 @@ from flask import Flask
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select
 
-from portal.store.database import database as tables
 from portal.core.config import Settings
-from portal.export.reader import Ledger, read_export
 from portal.core.signing import Signer
+from portal.export.reader import Ledger, read_export
+from portal.store import database as tables
 from portal.store.database import Store
 from webhook import create_app
 

@@ -15,16 +15,11 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from portal.core.config import Settings, load_settings, warn_if_insecure
-
 from webhook import errors, health, security, static
-from webhook.customer import disputes
-from webhook.customer import files
-from webhook.customer import links
-from webhook.customer import payments
-from webhook.staff.overview import overview as staff
-from webhook.customer import unsubscribe
+from webhook.customer import disputes, files, links, payments, unsubscribe
 from webhook.logs import configure_logging
 from webhook.services import Services
+from webhook.staff.overview import overview as staff
 
 # Defaults for the web layer only (the portal's own settings live in portal.core.config). Each can be set from
 # the environment as WEBHOOK_<NAME>, e.g. WEBHOOK_RATE_LIMIT_IP=1200/60, or passed as `config`.

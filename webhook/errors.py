@@ -15,7 +15,6 @@ from werkzeug.exceptions import HTTPException
 from portal.core.errors import NotFound, PortalError
 from portal.mail.transport import MailError
 from portal.store.database import StoreUnavailable
-
 from webhook.logs import event, log, security_log, token_ref
 from webhook.services import client_ip, render
 

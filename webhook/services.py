@@ -16,13 +16,12 @@ from flask import current_app, request, url_for
 from jinja2 import Environment
 
 from portal.core.config import Settings
-from portal.store.eventlog import EventLog
-from portal.mail.transport import Transport, transport_from_url
-from portal.store.ratelimits import DatabaseRateLimitStore
-from portal.core.templating import Assets, load_assets, make_environment
 from portal.core.signing import CanonicalTimedSerializer, Signer
+from portal.core.templating import Assets, load_assets, make_environment
+from portal.mail.transport import Transport, transport_from_url
 from portal.store.database import Store
-
+from portal.store.eventlog import EventLog
+from portal.store.ratelimits import DatabaseRateLimitStore
 from webhook.ratelimit import Limit, RateLimiter
 
 # How long the "email me a fresh link" form stays valid, and a signed /files/ address (folder targets).

@@ -34,10 +34,10 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, Date, Index, Integer, String, Table, Text, delete, func, select
 from sqlalchemy.engine import Connection
 
-from portal.store.database import disputes as disputestore
-from portal.store.database import payments as paystore
-from portal.export.reader import Ledger
 from portal.core.money import format_money
+from portal.export.reader import Ledger
+from portal.store import disputes as disputestore
+from portal.store import payments as paystore
 from portal.store.database import ID, Store, UTCDateTime, bulk_insert, invoices, metadata, snapshots
 
 OPEN, PARTLY_PAID, PAYMENT_PENDING, PAID, IN_DISPUTE, CLOSED = (
@@ -401,7 +401,7 @@ def refresh(conn: Connection, invoice_ids: Iterable[str] | None, *, lines: bool 
         return 0
     written = _store(conn, _facts(conn, ids, lock), whole=ids is None)
     if lines:
-        from portal import receiptlines  # it builds on this module's table
+        from portal.staff import receiptlines  # it builds on this module's table
 
         receiptlines.sync_positions(conn, ids)
     return written

@@ -16,14 +16,14 @@ from urllib.parse import urlparse
 from babel.dates import format_date, format_datetime
 
 from portal.balances import position
-from portal.core.config import Settings
-from portal.disputes.service import OUTCOMES, STATUS_TEXT, reason_choices, reference
-from portal.core.money import digits, format_money, format_price, format_quantity, to_decimal
-from portal.payments.service import METHODS, adjustment_bps
-from portal.build.pdf import invoice_pdf, statement_pdf
-from portal.core.templating import Assets, load_assets, make_environment
-from portal.core.signing import Signer
 from portal.balances.statement import statement
+from portal.build.pdf import invoice_pdf, statement_pdf
+from portal.core.config import Settings
+from portal.core.money import digits, format_money, format_price, format_quantity, to_decimal
+from portal.core.signing import Signer
+from portal.core.templating import Assets, load_assets, make_environment
+from portal.disputes.service import OUTCOMES, STATUS_TEXT, reason_choices, reference
+from portal.payments.service import METHODS, adjustment_bps
 from portal.store.database import CustomerData
 
 KIND_TEXT = {"invoice": "Invoice", "po": "Purchase order", "contract": "Contract", "delivery": "Proof of delivery",
@@ -109,9 +109,9 @@ class PageRenderer:
 
     def render(self, data: CustomerData, source: position.Inputs | None = None,
                disputes: dict[str, list[tuple]] | None = None) -> list[Output]:
-        """`source`: the customer's money movements and dispute holds (portal.balances.position.inputs), from which every
-        amount and status shown is the position's (portal/balances/position.py). `disputes`: invoice id -> its disputes
-        (portal.store.disputes.dispute_states), for their references and states."""
+        """`source`: the customer's money movements and dispute holds (portal.balances.position.inputs), from which
+        every amount and status shown is the position's (portal/balances/position.py). `disputes`: invoice id -> its
+        disputes (portal.store.disputes.dispute_states), for their references and states."""
         source, disputes = source or position.Inputs({}, {}), disputes or {}
         customer, locale = data.customer, data.customer.locale
         key = self.signer.customer_key(customer.customer_id, data.key_version)
@@ -277,8 +277,8 @@ def _method_note(bps: int) -> str:
 
 
 def _status(pos: position.Position, days_late: int, under_review: bool) -> tuple[str, str]:
-    """(badge style, text) of an invoice: the position's status (portal/balances/position.py), and for what is still to be
-    paid, when it falls due (a presentation on top of the position, never a status of its own)."""
+    """(badge style, text) of an invoice: the position's status (portal/balances/position.py), and for what is still
+    to be paid, when it falls due (a presentation on top of the position, never a status of its own)."""
     if pos.status == position.IN_DISPUTE:
         return "disputed", pos.status_text + (" · under review" if under_review else "")
     if pos.status == position.PAID:

@@ -22,19 +22,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from portal.export import reader as ledger_module
 from portal.balances import position
+from portal.build.pages import Output, PageRenderer, customer_paths
 from portal.core.config import Settings
-from portal.store.disputes import dispute_digests, dispute_states
 from portal.core.errors import BuildError
 from portal.core.gcpause import existing_objects_frozen
-from portal.export.reader import Ledger, read_export
-from portal.build.pages import Output, PageRenderer, customer_paths
-from portal.store.payments import payment_digests
-from portal.core.templating import load_assets, render_fingerprint
 from portal.core.signing import Signer
-from portal.store.snapshotview import SnapshotView
+from portal.core.templating import load_assets, render_fingerprint
+from portal.export import reader as ledger_module
+from portal.export.reader import Ledger, read_export
 from portal.store.database import ImportSummary, Store
+from portal.store.disputes import dispute_digests, dispute_states
+from portal.store.payments import payment_digests
+from portal.store.snapshotview import SnapshotView
 
 MANIFEST = ".manifest.json"
 EXPORT_STATE = ".export.json"  # the fingerprint of the export last built into the folder, and its snapshot

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import click
 
 from portal.core.config import Settings
-from portal.store.locks import RunInProgress, exclusive_run
 from portal.mail.sending import SendResult
+from portal.store.locks import RunInProgress, exclusive_run
 
 if TYPE_CHECKING:
     from portal.store.database import Store

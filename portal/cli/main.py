@@ -178,10 +178,10 @@ def import_export(ctx: click.Context, folder: str) -> None:
 def publish(ctx: click.Context, dry_run: bool, site_dir: str, shard: str | None, reconcile: int | None) -> None:
     """Upload the built site to the configured target (a folder or s3://bucket/prefix): only what changed,
     then delete what no longer exists. Prints uploaded / unchanged / deleted."""
+    from portal.build.pipeline import parse_shard
     from portal.publish.publisher import publish as run_publish
     from portal.publish.shards import publish_shard
     from portal.publish.shards import reconcile as run_reconcile
-    from portal.build.pipeline import parse_shard
 
     settings = _settings(ctx)
     if shard and reconcile:
@@ -363,9 +363,9 @@ def _serve(settings: Settings, host: str, port: int, site_dir: str) -> None:
 def demo(ctx: click.Context, folder: str, customers: int, invoices: int, host: str, port: int,
          no_serve: bool) -> None:
     """Sample data -> build -> serve, printing a few customer links to open."""
+    from portal.build.pipeline import build as run_build
     from portal.core.links import contact_links
     from portal.export.sample import write_sample
-    from portal.build.pipeline import build as run_build
 
     settings = _settings(ctx)
     if settings.site_url == "http://127.0.0.1:8000" and (host, port) != ("127.0.0.1", 8000):
@@ -388,8 +388,8 @@ def demo(ctx: click.Context, folder: str, customers: int, invoices: int, host: s
 
 def _register_feature_commands() -> None:
     """Commands that live next to their feature (email sending, ...)."""
-    from portal.cli.main import mail as mailcli
-    from portal.cli.main import staff as staffcli
+    from portal.cli import mail as mailcli
+    from portal.cli import staff as staffcli
 
     for command in (mailcli.send, mailcli.remind, mailcli.digest, staffcli.staff):
         cli.add_command(command)

@@ -29,11 +29,11 @@ from typing import Any
 from sqlalchemy import select
 
 from portal.balances import position
-from portal.store.database import disputes as disputestore
 from portal.core.config import Settings
 from portal.core.errors import NotFound, PortalError
-from portal.mail.transport import Transport, render_message, send_with_retry, transport_from_url
 from portal.core.money import AmountError, format_money, parse_amount
+from portal.mail.transport import Transport, render_message, send_with_retry, transport_from_url
+from portal.store import disputes as disputestore
 from portal.store.database import Store, customers, invoices
 
 log = logging.getLogger(__name__)

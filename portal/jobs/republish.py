@@ -12,9 +12,9 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
+from portal.build.pipeline import render_site
 from portal.core.config import Settings
 from portal.publish.publisher import publish
-from portal.build.pipeline import render_site
 from portal.store.database import Store
 
 log = logging.getLogger(__name__)

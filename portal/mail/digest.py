@@ -21,11 +21,11 @@ from typing import Any
 from sqlalchemy import MetaData, Table, inspect, select
 from sqlalchemy.engine import Connection
 
-from portal.core.config import Settings
-from portal.mail.transport import Transport, render_message
 from portal.balances.position import ASKABLE
-from portal.staff.reports import receipts
+from portal.core.config import Settings
 from portal.mail.sending import Outgoing, SendResult, day, deliver, money
+from portal.mail.transport import Transport, render_message
+from portal.staff.reports import receipts
 from portal.store.database import Store, customers
 
 PROBLEM_TABLES = {

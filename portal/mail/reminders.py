@@ -8,7 +8,8 @@ Each open invoice is matched against the rules of its customer's group, stronges
 Each rule fires at most once per invoice and contact. A contact gets at most one reminder per
 `interval_days`, listing every invoice that is due one; invoices it could not get yet stay pending for
 the next run. Reminders go to billing contacts; once an invoice had `escalate_after` reminder steps,
-approvers are sent it too. Contacts who unsubscribed get none. Only invoices whose position (portal/balances/position.py)
+approvers are sent it too. Contacts who unsubscribed get none. Only invoices whose position
+(portal/balances/position.py)
 may be asked for money (open, partly paid) are reminded of, for what they owe now: never one that is paid,
 has a payment pending or is in dispute, never for money paid in the portal since the export. A reminder that
 would ask for nothing is not sent.
@@ -25,13 +26,13 @@ from sqlalchemy import select
 
 from portal.balances import position
 from portal.core.config import Settings
-from portal.export.reader import Contact, Invoice
 from portal.core.links import link_url
-from portal.mail.transport import Transport, render_message
-from portal.store.mail import SentRow, first_sent, last_reminder, mail_sent, unsubscribed
-from portal.mail.sending import Outgoing, SendResult, deliver, invoice_items, one_line, total_text
 from portal.core.signing import Signer
+from portal.export.reader import Contact, Invoice
+from portal.mail.sending import Outgoing, SendResult, deliver, invoice_items, one_line, total_text
+from portal.mail.transport import Transport, render_message
 from portal.store.database import CustomerData, Store, events, invoices
+from portal.store.mail import SentRow, first_sent, last_reminder, mail_sent, unsubscribed
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,13 @@ from sqlalchemy import select
 
 from portal.balances import position
 from portal.core.config import Settings
-from portal.export.reader import Contact, Invoice
 from portal.core.links import link_url
-from portal.mail.transport import MailError, Transport, one_line, render_message, send_with_retry, transport_from_url
-from portal.store.mail import SentRow, record_sent, sent_hashes
 from portal.core.money import format_money
 from portal.core.signing import Signer
+from portal.export.reader import Contact, Invoice
+from portal.mail.transport import MailError, Transport, one_line, render_message, send_with_retry, transport_from_url
 from portal.store.database import CustomerData, Store, invoices
+from portal.store.mail import SentRow, record_sent, sent_hashes
 
 SEND_ROLES = ("billing", "approver")  # "other" contacts (e.g. a sales rep) get no invoice mail
 

@@ -24,12 +24,12 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from portal.balances import position
-from portal.store.database import payments as paystore
 from portal.core.errors import PortalError
 from portal.payments.service import COUNTED, _apply_allocations  # unchanged: how a payment is applied to invoices
 from portal.payments.state import LEGACY, Derived, Snapshot, derive, merge, read_event
-from portal.store.payments import Attempt
+from portal.store import payments as paystore
 from portal.store.database import Store, StoreUnavailable
+from portal.store.payments import Attempt
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,8 @@ Nothing here knows Flask or Stripe's SDK: the webhook verifies requests and talk
 `quote` to price a payment from the store; Stripe's events move attempts in portal.payments.events.
 
 What an invoice owes (its position: DESIGN.md section 4) is portal/balances/position.py's rule: each time an attempt
-moves, portal.payments.events has it journal the attempt's money and store the positions it moved, in the event's transaction.
+moves, portal.payments.events has it journal the attempt's money and store the positions it moved, in the
+event's transaction.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from portal.balances import position
-from portal.store.database import payments as paystore
-from portal.payments.checkout import minimum_charge
 from portal.core.config import Settings
 from portal.core.errors import PortalError
-from portal.mail.transport import render_message
 from portal.core.money import format_money
-from portal.store.payments import Attempt
+from portal.mail.transport import render_message
+from portal.payments.checkout import minimum_charge
+from portal.store import payments as paystore
 from portal.store.database import credits, invoices
+from portal.store.payments import Attempt
 
 if TYPE_CHECKING:
     from portal.payments.events import Change

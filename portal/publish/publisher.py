@@ -31,10 +31,10 @@ from itertools import groupby
 from pathlib import Path
 from typing import Protocol
 
+from portal.build.pipeline import LOCK, MANIFEST, Manifest
 from portal.core.config import Settings
 from portal.core.errors import PortalError
 from portal.export.reader import document_disposition
-from portal.build.pipeline import LOCK, MANIFEST, Manifest
 
 REMOTE_MANIFEST = ".portal-manifest.json.gz"  # what the target holds: path -> sha256
 JOURNAL = ".portal-journal.json.gz"  # paths an unfinished run may have written or still has to delete

@@ -57,9 +57,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
-from portal.staff import pgcsv
-from portal.staff import receiptrollup
 from portal.balances.position import invoice_positions
+from portal.staff import pgcsv, receiptrollup
 from portal.staff.receiptrollup import receipt_rollup
 from portal.store.database import ID, Store, customers, events, invoices, metadata
 

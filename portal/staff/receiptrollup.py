@@ -58,8 +58,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
-from portal.store.database import disputes as disputestore
-from portal.store.database import payments as paystore
+from portal.store import disputes as disputestore
+from portal.store import payments as paystore
 from portal.store.database import ID, Store, UTCDateTime, events, invoices, metadata
 
 receipt_rollup = Table(

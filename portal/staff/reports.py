@@ -27,9 +27,9 @@ from typing import Any
 from sqlalchemy import and_, case, func, literal, or_, select
 
 from portal.balances import position
-from portal.store.database import disputes as disputestore
-from portal.store.database import payments as paystore
 from portal.core.money import to_decimal
+from portal.store import disputes as disputestore
+from portal.store import payments as paystore
 from portal.store.database import Store, customers, events, invoices
 
 RECEIPT_COLUMNS = [

@@ -25,8 +25,8 @@ from sqlalchemy import Boolean, Column, Integer, String, Table, Text, delete, fu
 from sqlalchemy.engine import Connection
 
 from portal.core.errors import PortalError
-from portal.store.ratelimits import DatabaseRateLimitStore
 from portal.store.database import Store, UTCDateTime, metadata
+from portal.store.ratelimits import DatabaseRateLimitStore
 
 ROLES = ("viewer", "admin")  # admin: resolves disputes and manages staff; viewer: reads and exports
 MIN_PASSWORD = 12

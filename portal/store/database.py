@@ -4,7 +4,7 @@ The export-derived tables (customers, contacts, invoices, lines, credits, docume
 `import_snapshot`; what the webhook records (events, and later payments and disputes) lives in tables an
 import never touches, and refers to customers and invoices by id so history survives an invoice leaving
 the export. Invoices that leave the export are kept, marked closed, so receipts stay reportable.
-The schema is created and upgraded by Alembic (`portal/migrations`), never by `create_all`.
+The schema is created and upgraded by Alembic (`portal/store/migrations`), never by `create_all`.
 """
 
 from __future__ import annotations
@@ -356,7 +356,8 @@ class Store:
                 as_of=ledger.as_of, imported_at=now, source=source, customers=len(ledger.customers),
                 invoices=len(ledger.invoices), invoices_new=new, invoices_changed=changed,
                 invoices_closed=closed)).inserted_primary_key[0]
-            # What each invoice owes now (portal/balances/position.py) follows the new balances and the new as_of, then the
+            # What each invoice owes now (portal/balances/position.py) follows the new balances and the new as_of,
+            # then the
             # staff export's ready-made lines of what changed (PostgreSQL; see portal/staff/receiptlines.py).
             from portal.balances.position import after_import
             from portal.staff.receiptlines import sync

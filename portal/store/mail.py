@@ -54,7 +54,9 @@ class SentRow:
 
 def record_sent(conn: Connection, kind: str, message_id: str, sent_at: datetime, rows: Iterable[SentRow]) -> None:
     """Record an accepted message: a `mail_sent` row and an `email_sent` event per invoice."""
-    from portal.store.database import events  # the events table is the store's; imported here to keep the dependency visible
+    from portal.store.database import (
+        events,  # the events table is the store's; imported here to keep the dependency visible
+    )
 
     rows = list(rows)
     if not rows:

@@ -6,15 +6,14 @@ imported here once, so migrations and the "tables match migrations" test see the
 
 from __future__ import annotations
 
-from portal.staff import receiptlines
-from portal.staff import receiptrollup
-from portal.staff import users as staffusers
 from portal.balances import position
-from portal.store.database import disputes as disputestore
-from portal.store.database import mail as mailstore
-from portal.store.database import payments as paystore
-from portal.store.database import ratelimits
-from portal.store.database import database as store
+from portal.staff import receiptlines, receiptrollup
+from portal.staff import users as staffusers
+from portal.store import database as store
+from portal.store import disputes as disputestore
+from portal.store import mail as mailstore
+from portal.store import payments as paystore
+from portal.store import ratelimits
 from portal.store.database import metadata
 
 __all__ = ["disputestore", "mailstore", "metadata", "paystore", "position", "ratelimits", "receiptlines",

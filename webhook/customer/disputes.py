@@ -24,15 +24,14 @@ from flask import Blueprint, Flask, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from portal.balances import position
+from portal.core.money import AmountError, format_money, parse_amount
 from portal.disputes.service import MAX_FILE_SIZE, MAX_FILES, DisputeRefused, Submitted, Upload, collector_message
 from portal.disputes.service import submit_dispute as record_dispute
 from portal.disputes.service import submit_question as record_question
-from portal.store.disputes import disputed_amounts
-from portal.mail.transport import send_with_retry
-from portal.core.money import AmountError, format_money, parse_amount
 from portal.jobs.republish import Republisher, refresh_customer
+from portal.mail.transport import send_with_retry
 from portal.store.database import invoices
-
+from portal.store.disputes import disputed_amounts
 from webhook.customer.formtoken import page_claims
 from webhook.customer.links import page_url
 from webhook.logs import event

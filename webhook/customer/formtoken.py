@@ -20,7 +20,6 @@ from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Field, File, MultipartDecoder, NeedData, Preamble
 
 from portal.core.signing import PageClaims, TokenInvalid
-
 from webhook.errors import TokenRejected
 from webhook.services import services
 

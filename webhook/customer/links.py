@@ -27,12 +27,11 @@ from typing import Any, NoReturn
 from flask import Blueprint, Response, redirect, request, url_for
 from itsdangerous import BadSignature, SignatureExpired
 
-from portal.core.links import link_url
-from portal.mail.transport import fresh_link_message
 from portal.build.pages import invoice_slug
+from portal.core.links import link_url
 from portal.core.signing import LinkClaims, TokenExpired, TokenInvalid, customer_key
+from portal.mail.transport import fresh_link_message
 from portal.store.database import InvoiceState
-
 from webhook.errors import TokenRejected
 from webhook.logs import event, log, token_ref
 from webhook.security import rate_limited

@@ -1,7 +1,8 @@
 """/pay (a static page's pay form -> a Stripe Checkout Session) and /stripe/events (Stripe's webhook).
 
 /pay trusts nothing the browser sends but the signed page token: invoice ids are looked up as this
-customer's, every amount is recomputed from the store (portal.balances.position, portal.payments.service.quote), and the attempt
+customer's, every amount is recomputed from the store (portal.balances.position, portal.payments.service.quote), and
+the attempt
 and its allocations are recorded before Stripe is called. /stripe/events verifies the signature on the raw
 body first, refuses an event of the other mode (live/test) than the configured key, then records the event
 and its effect in one transaction (portal.payments.events.apply_event, which never calls Stripe); the re-render,
@@ -22,20 +23,19 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, re
 from sqlalchemy import select
 
 from portal.balances import position
-from portal.store.database import payments as paystore
-from portal.payments.checkout import session_params
-from portal.mail.transport import send_with_retry
-from portal.core.money import AmountError, parse_amount
 from portal.build.pages import checkout_origin
+from portal.core.money import AmountError, parse_amount
+from portal.core.signing import TokenInvalid
+from portal.jobs.republish import Republisher, refresh_customer
+from portal.mail.transport import send_with_retry
+from portal.payments.checkout import session_params
 from portal.payments.events import Change, EventRefused, apply_event, verification_url
 from portal.payments.service import Payable, PaymentRefused, Quote, payment_message, quote
-from portal.jobs.republish import Republisher, refresh_customer
-from portal.core.signing import TokenInvalid
+from portal.store import payments as paystore
 from portal.store.database import credits, invoices
-
-from webhook.errors import TokenRejected
 from webhook.customer.formtoken import page_claims
 from webhook.customer.links import page_url
+from webhook.errors import TokenRejected
 from webhook.logs import event, security_log
 from webhook.security import CSP, rate_limited
 from webhook.services import client_ip, render, services
@@ -126,7 +126,8 @@ def pay() -> Any:
             paystore.update_attempt(conn, attempt_id, status="expired", updated_at=datetime.now(UTC),
                                     failure_reason="checkout could not be started")
         if getattr(exc, "code", None) == "amount_too_small":
-            # A currency whose minimum Stripe sets by conversion (portal.payments.checkout.MINIMUM_CHARGE lists the rest).
+            # A currency whose minimum Stripe sets by conversion (portal.payments.checkout.MINIMUM_CHARGE lists
+            # the rest).
             return _refuse("This amount is below the smallest payment our payment provider accepts in this "
                            "currency. Please pay a larger part, or choose another invoice as well.")
         return render("webhook/pay_status.html", 503, title="Payment is not available right now",

@@ -14,9 +14,8 @@ from typing import Any
 
 from flask import Blueprint, url_for
 
-from portal.store.mail import unsubscribe
 from portal.core.signing import PageClaims, TokenInvalid
-
+from portal.store.mail import unsubscribe
 from webhook.errors import TokenRejected
 from webhook.logs import event, token_ref
 from webhook.security import rate_limited

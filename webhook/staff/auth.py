@@ -25,7 +25,6 @@ from flask import Response, abort, g, redirect, request, url_for
 from itsdangerous import BadSignature, Signer
 
 from portal.staff.users import SESSION_MAX, Session, load_session
-
 from webhook.logs import event, security_log
 from webhook.services import client_ip, services
 

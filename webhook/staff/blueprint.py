@@ -18,7 +18,6 @@ from werkzeug.exceptions import BadRequest
 
 from portal.core.money import AmountError, format_money, is_currency, parse_amount
 from portal.core.templating import BUILTIN_TEMPLATES
-
 from webhook.services import services
 from webhook.staff.auth import current_session, require_staff
 

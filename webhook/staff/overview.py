@@ -22,10 +22,9 @@ from portal.staff.users import (
     start_session,
     update_user,
 )
-
-from webhook import staffviews  # noqa: F401 - registers the table and export routes on bp
 from webhook.logs import event, security_log
 from webhook.services import client_ip, services
+from webhook.staff import views  # noqa: F401 - registers the table and export routes on bp
 from webhook.staff.auth import (
     LOGIN_NONCE_COOKIE,
     LOGIN_NONCE_SECONDS,

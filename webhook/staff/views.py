@@ -9,14 +9,13 @@ from typing import Any
 
 from flask import Response, abort, redirect, request, url_for
 
-from portal.disputes.service import service as dispute_actions
+from portal.balances import position
+from portal.core.errors import NotFound
+from portal.disputes import service as dispute_actions
+from portal.disputes.service import OUTCOMES, DisputeRefused
 from portal.staff import reports
 from portal.staff import tables as stafftables
-from portal.balances import position
-from portal.store.database import disputes as disputestore
-from portal.disputes.service import OUTCOMES, DisputeRefused
-from portal.core.errors import NotFound
-
+from portal.store import disputes as disputestore
 from webhook.logs import event, security_log
 from webhook.services import services
 from webhook.staff.auth import admin_only

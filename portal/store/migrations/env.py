@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from portal.store.registry import metadata
 from portal.store.database import make_engine
+from portal.store.registry import metadata
 
 config = context.config
 
