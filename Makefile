@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test install install-test system-deps bench lint clean
+.PHONY: demo test install install-test system-deps bench lint imports clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,9 +46,14 @@ test: system-deps install-test
 bench: install-test
 	$(BIN)/python bench/build.py
 
-lint: install-test
+lint: imports
 	$(BIN)/python -m pip install --quiet ruff
 	$(BIN)/ruff check portal webhook tests bench
+
+# The import contracts in pyproject.toml (which package may import which: README.md, Architecture). The
+# program is found as the tests find theirs (tests/tools.py: the venv, never PATH).
+imports: install-test
+	@program="$$($(BIN)/python tests/tools.py path lint-imports)" && "$$program" --no-cache --no-logo
 
 clean:
 	rm -rf $(VENV) build/c build/docs build/assets build/.manifest.json demo portal.db outbox private test-artifacts
