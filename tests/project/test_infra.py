@@ -23,7 +23,7 @@ from portal.core.config import load_settings
 from portal.disputes.service import PRIVATE_PREFIX
 from tests.tools import need
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "infra" / "template.yaml"
+TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
 # What CloudFront may serve from the bucket; everything else (docs/*, manifests) only through the webhook.
 PUBLIC_PATTERNS = {"/c/*", "c/*", "/assets/*", "assets/*"}
 PUBLIC_PREFIXES = ("c/", "assets/")

@@ -17,7 +17,7 @@ from cfnlint.decode import decode
 
 from tests.nightly import Nightly, Resolver, evaluate, selected
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "infra" / "template.yaml"
+TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
 PARAMETERS = {"ShardCount": 4, "SiteUrl": "https://portal.example.com",
               "SecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:portal-AbCdEf",
               "TaskSubnetIds": ["subnet-0a", "subnet-0b"], "TaskSecurityGroupIds": ["sg-0a"],

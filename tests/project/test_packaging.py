@@ -8,7 +8,7 @@ from pathlib import Path
 
 from portal.core import templating as render
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_template_folder_is_installed_as_data_files():

@@ -13,7 +13,7 @@ import pytest
 
 from tests import tools
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _program(folder: Path, name: str) -> Path:
@@ -68,11 +68,32 @@ def test_the_makefile_asks_the_same_helper(tmp_path):
 def test_no_test_or_benchmark_looks_a_program_up_on_path():
     """Everything that runs a program asks tests/tools.py (or runs sys.executable)."""
     found = []
-    for path in [*REPO.joinpath("tests").glob("*.py"), *REPO.joinpath("bench").glob("*.py")]:
+    programs = "|".join(re.escape(name) for name in tools.TOOLS)
+    # Every folder: the tests live in one folder per package (tests/<package>/test_<module>.py).
+    for path in [*REPO.joinpath("tests").rglob("*.py"), *REPO.joinpath("bench").rglob("*.py")]:
         text = path.read_text()
-        if path.name in ("tools.py", "test_tools.py"):
+        if path in (REPO / "tests" / "tools.py", Path(__file__).resolve()):
             continue
-        for pattern in (r"shutil\.which\(", r"""\[\s*["'](weed|cfn-lint|wrk|chromium|initdb|pg_ctl|runuser|aws)["']""",
-                        r"""executable_path\s*=\s*["']"""):
-            found += [f"{path.name}: {m.group(0)}" for m in re.finditer(pattern, text)]
+        for pattern in (r"shutil\.which\(", rf"""\[\s*["']({programs})["']""", r"""executable_path\s*=\s*["']"""):
+            found += [f"{path.relative_to(REPO)}: {m.group(0)}" for m in re.finditer(pattern, text)]
     assert found == []
+
+
+def test_the_command_line_says_where_a_program_is_or_how_to_get_it(tmp_path):
+    """`tools.py path NAME` (what `make imports` asks): the venv's program, or how to install it and status 1."""
+    venv = tmp_path / "venv" / "bin"
+    python = venv / "python"
+    venv.mkdir(parents=True)
+    python.symlink_to(sys.executable)  # a python in another folder: its folder is the venv tools.py searches
+    lint = _program(venv, "lint-imports")
+    done = subprocess.run([str(python), str(REPO / "tests" / "tools.py"), "path", "lint-imports"], capture_output=True,
+                          text=True, env={"PATH": "/nonexistent"}, timeout=30)
+    assert (done.returncode, done.stdout.strip()) == (0, str(lint)), done.stderr
+    lint.unlink()
+    done = subprocess.run([str(python), str(REPO / "tests" / "tools.py"), "path", "lint-imports"], capture_output=True,
+                          text=True, env={"PATH": f"{REPO / '.venv' / 'bin'}"}, timeout=30)
+    assert done.returncode == 1 and done.stdout == "", done.stdout
+    assert "lint-imports is not installed: pip install import-linter" in done.stderr, done.stderr
+    done = subprocess.run([str(python), str(REPO / "tests" / "tools.py"), "path", "no-such-program"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and "usage: tests/tools.py" in done.stderr, done.stderr
