@@ -1,15 +1,14 @@
-"""infra/template.yaml: cfn-lint passes, and the properties that keep customers' data private hold.
+"""infra/template.yaml: cfn-lint and checkov pass, and the properties that keep customers' data private hold.
 
-The checks live in `problems(template)`, and each test of the real template is paired with mutations of it
-(a docs/* behaviour, a public bucket, a wildcard grant...) that the checker must catch: a checker that
-passes everything would otherwise go unnoticed.
+The checks live in tests/infra_checks.py (`problems(template)`), and each test of the real template is paired with
+mutations of it (a docs/* behaviour, a public bucket, a wildcard grant...) that the checker must catch: a checker
+that passes everything would otherwise go unnoticed.
 """
 
 from __future__ import annotations
 
 import copy
 import fnmatch
-import json
 import re
 import subprocess
 import sys
@@ -17,213 +16,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cfnlint.decode import decode
 
 from portal.core.config import load_settings
 from portal.disputes.service import PRIVATE_PREFIX
+from tests.infra_checks import (
+    TEMPLATE,
+    as_list,
+    branches,
+    bucket_origins,
+    checkov,
+    checkov_problems,
+    load_template,
+    problems,
+    resources,
+    role_problems,
+    text,
+)
 from tests.tools import need
-
-TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
-# What CloudFront may serve from the bucket; everything else (docs/*, manifests) only through the webhook.
-PUBLIC_PATTERNS = {"/c/*", "c/*", "/assets/*", "assets/*"}
-PUBLIC_PREFIXES = ("c/", "assets/")
-PRIVATE_SAMPLES = ("/docs/K3Y/0123abcd.pdf", "/.portal-manifest.json.gz", "/docs/x", "/disputes/3/1-scan.pdf")
 
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    decoded, matches = decode(str(TEMPLATE))
-    assert not matches, matches
-    return json.loads(json.dumps(decoded))  # plain dicts and strings: the tests mutate copies
-
-
-def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
-    return {name: r for name, r in template["Resources"].items() if r.get("Type") == kind}
-
-
-def text(value: Any) -> str:
-    """A resource ARN as written (`!Sub "${SiteBucket.Arn}/c/*"` -> its string); other intrinsics as JSON."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and isinstance(value.get("Fn::Sub"), str):
-        return value["Fn::Sub"]
-    return json.dumps(value, sort_keys=True)
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def bucket_origins(distribution: dict[str, Any]) -> set[str]:
-    """Ids of origins that are S3 buckets (an S3OriginConfig, an OAC or an S3 domain name)."""
-    ids = set()
-    for origin in distribution["Origins"]:
-        domain = text(origin.get("DomainName", ""))
-        if "S3OriginConfig" in origin or "OriginAccessControlId" in origin or "Bucket" in domain or ".s3." in domain:
-            ids.add(origin["Id"])
-    return ids
-
-
-def distribution_problems(template: dict[str, Any]) -> list[str]:
-    found = []
-    for name, resource in resources(template, "AWS::CloudFront::Distribution").items():
-        config = resource["Properties"]["DistributionConfig"]
-        s3 = bucket_origins(config)
-        default = config["DefaultCacheBehavior"]
-        if default["TargetOriginId"] in s3:
-            found.append(f"{name}: the default behaviour serves the bucket root (docs/* included)")
-        for behaviour in config.get("CacheBehaviors", []):
-            pattern = behaviour["PathPattern"]
-            if behaviour["TargetOriginId"] not in s3:
-                continue
-            if pattern not in PUBLIC_PATTERNS:
-                found.append(f"{name}: {pattern} reaches the bucket (only c/* and assets/* may)")
-            for sample in PRIVATE_SAMPLES:
-                if fnmatch.fnmatchcase(sample, pattern) or fnmatch.fnmatchcase(sample.lstrip("/"), pattern):
-                    found.append(f"{name}: {pattern} makes {sample} reachable")
-        for origin in config["Origins"]:
-            if origin["Id"] in s3 and not origin.get("OriginAccessControlId"):
-                found.append(f"{name}: bucket origin {origin['Id']} without Origin Access Control")
-    return found
-
-
-def bucket_problems(template: dict[str, Any]) -> list[str]:
-    found = []
-    for name, bucket in resources(template, "AWS::S3::Bucket").items():
-        props = bucket.get("Properties", {})
-        block = props.get("PublicAccessBlockConfiguration", {})
-        for flag in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"):
-            if block.get(flag) is not True:
-                found.append(f"{name}: {flag} is not true")
-        if props.get("VersioningConfiguration", {}).get("Status") != "Enabled":
-            found.append(f"{name}: versioning is off")
-        if not props.get("BucketEncryption"):
-            found.append(f"{name}: no default encryption")
-        if "AccessControl" in props or "WebsiteConfiguration" in props:
-            found.append(f"{name}: ACLs or website hosting make it public")
-    for name, policy in resources(template, "AWS::S3::BucketPolicy").items():
-        statements = as_list(policy["Properties"]["PolicyDocument"]["Statement"])
-        if not any(s.get("Effect") == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport")
-                   in ("false", False) for s in statements):
-            found.append(f"{name}: no TLS-only statement")
-        for statement in statements:
-            if statement.get("Effect") != "Allow":
-                continue
-            sid = statement.get("Sid", "?")
-            principal = statement.get("Principal")
-            condition = json.dumps(statement.get("Condition", {}))
-            if "NotPrincipal" in statement or "NotResource" in statement or "NotAction" in statement:
-                found.append(f"{name}/{sid}: Not* elements")
-            everyone = principal == "*" or (isinstance(principal, dict) and "*" in as_list(principal.get("AWS", [])))
-            if everyone and "AWS:SourceArn" not in condition and "aws:SourceArn" not in condition:
-                found.append(f"{name}/{sid}: allows everyone without the CloudFront SourceArn condition")
-            cloudfront = isinstance(principal, dict) and principal.get("Service") == "cloudfront.amazonaws.com"
-            if cloudfront or everyone:
-                if as_list(statement.get("Action")) != ["s3:GetObject"]:
-                    found.append(f"{name}/{sid}: CloudFront may do more than s3:GetObject")
-                if "AWS:SourceArn" not in condition:
-                    found.append(f"{name}/{sid}: CloudFront grant without an AWS:SourceArn condition")
-                for resource in as_list(statement.get("Resource")):
-                    arn = text(resource)
-                    if not any(arn.endswith(f"/{prefix}*") for prefix in PUBLIC_PREFIXES):
-                        found.append(f"{name}/{sid}: CloudFront may read {arn} (only c/* and assets/*)")
-    return found
-
-
-def branches(statements: list[Any]) -> list[dict[str, Any]]:
-    """Statements with both sides of a conditional one (`!If [Cond, {...}, !Ref AWS::NoValue]`) checked."""
-    flat = []
-    for statement in statements:
-        if isinstance(statement, dict) and "Fn::If" in statement:
-            flat.extend(branches([s for s in statement["Fn::If"][1:] if s != {"Ref": "AWS::NoValue"}]))
-        else:
-            flat.append(statement)
-    return flat
-
-
-# Resources a role may name with a wildcard, and why: nothing narrower exists for these actions.
-ALLOWED_WILDCARDS = {
-    ("NightlyExecutionRole", "RegistryLogin"): "ecr:GetAuthorizationToken is account-wide: AWS documents Resource *",
-    ("NightlyStateMachineRole", "LogDelivery"): "CloudWatch Logs' log-delivery APIs take no resource: AWS documents *",
-    ("NightlyStateMachineRole", "TrackTasks"): "task ids exist only at run time: narrowed to the cluster's tasks",
-}
-SITE_PREFIXES = ("c/", "assets/", "docs/")
-# Which roles may do what to the site (tests/test_nightly.py runs the commands these rights are for).
-MAY_READ_DOCUMENTS = {"WebhookRole", "ShardTaskRole"}  # presigned URLs; a shard HEADs objects it is unsure of
-MAY_DELETE_SITE = {"WebhookRole", "ReconcileTaskRole"}  # a re-render after a payment; the reconcile, once
-MAY_WRITE_MAIN_MANIFEST = {"WebhookRole", "ReconcileTaskRole"}
-NO_S3 = {"ImportTaskRole", "NightlyExecutionRole", "NightlyStateMachineRole", "NightlySchedulerRole"}
-
-
-def role_statements(role: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(policy name, statement) for every statement of a role's inline policies, both sides of conditionals."""
-    return [(policy["PolicyName"], statement) for policy in role["Properties"].get("Policies", [])
-            for statement in branches(as_list(policy["PolicyDocument"]["Statement"]))]
-
-
-def grants(role: dict[str, Any]) -> set[tuple[str, str]]:
-    """Every (action, resource as written) an Allow statement of the role grants."""
-    return {(action, text(resource)) for _policy, statement in role_statements(role)
-            if statement.get("Effect") == "Allow"
-            for action in as_list(statement.get("Action", [])) for resource in as_list(statement.get("Resource", []))}
-
-
-def site_key(resource: str) -> str | None:
-    """The key pattern inside the site bucket an ARN names (`${SiteBucket.Arn}/c/*` -> `c/*`), else None."""
-    for prefix in ("${SiteBucket.Arn}/", "arn:aws:s3:::${SiteBucket}/", "${SiteBucket}/"):
-        if prefix in resource:
-            return resource.split(prefix, 1)[1]
-    return None
-
-
-def role_problems(template: dict[str, Any]) -> list[str]:
-    found = []
-    for name, role in resources(template, "AWS::IAM::Role").items():
-        for policy, statement in role_statements(role):
-            sid = f"{name}/{policy}/{statement.get('Sid', '?')}"
-            if {"NotAction", "NotResource"} & set(statement):
-                found.append(f"{sid}: NotAction/NotResource")
-            for action in as_list(statement.get("Action", [])):
-                if "*" in action:
-                    found.append(f"{sid}: wildcard action {action}")
-            for resource in as_list(statement.get("Resource", [])):
-                arn = text(resource)
-                if arn == "*" or arn.endswith("}/*") or arn.endswith(":*:*") or arn.endswith(":*"):
-                    # A log group's streams (`<log group arn>:*`) are the one accepted trailing wildcard.
-                    if arn.endswith("LogGroup.Arn}:*") and statement.get("Sid") == "Logs":
-                        continue
-                    if (name, statement.get("Sid")) not in ALLOWED_WILDCARDS:
-                        found.append(f"{sid}: wildcard resource {arn}")
-            if "iam:PassRole" in as_list(statement.get("Action", [])):
-                passed = statement.get("Condition", {}).get("StringEquals", {}).get("iam:PassedToService")
-                if not passed:
-                    found.append(f"{sid}: iam:PassRole to any service")
-        found += site_problems(name, grants(role))
-    return found
-
-
-def site_problems(name: str, granted: set[tuple[str, str]]) -> list[str]:
-    found = []
-    for action, resource in granted:
-        key = site_key(resource)
-        if not action.startswith("s3:"):
-            continue
-        if name in NO_S3:
-            found.append(f"{name}: {action} on {resource}: this role needs no S3 at all")
-        if key is None:
-            continue
-        if action == "s3:GetObject" and key.startswith("docs/") and name not in MAY_READ_DOCUMENTS:
-            found.append(f"{name}: may read private documents ({key})")
-        if action == "s3:DeleteObject" and key.startswith(SITE_PREFIXES) and name not in MAY_DELETE_SITE:
-            found.append(f"{name}: may delete site objects ({key})")
-        if action in ("s3:PutObject", "s3:DeleteObject") and key == ".portal-manifest.json.gz" \
-                and name not in MAY_WRITE_MAIN_MANIFEST:
-            found.append(f"{name}: may replace the main manifest")
-    return found
-
-
-def problems(template: dict[str, Any]) -> list[str]:
-    return distribution_problems(template) + bucket_problems(template) + role_problems(template)
+    return load_template()
 
 
 # --- the real template -----------------------------------------------------------------------------------------
@@ -232,31 +46,6 @@ def problems(template: dict[str, Any]) -> list[str]:
 def test_cfn_lint_passes():
     done = subprocess.run([str(need("cfn-lint")), str(TEMPLATE)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-
-
-def checkov(template: Path) -> dict[str, Any]:
-    """checkov's JSON report of one template. --skip-download: no network, only the checks that ship with it."""
-    done = subprocess.run([str(need("checkov")), "--file", str(template), "--framework", "cloudformation",
-                           "--output", "json", "--skip-download", "--compact"],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]  # 1: failed checks, reported below
-    report = json.loads(done.stdout)
-    return report[0] if isinstance(report, list) else report
-
-
-def checkov_problems(report: dict[str, Any]) -> list[str]:
-    """Failed checks, parsing errors, and checks skipped without a reason (checkov says 'No comment provided')."""
-    summary, results = report["summary"], report["results"]
-    found = [f"{c['check_id']} {c['resource']}: {c['check_name']}" for c in results.get("failed_checks", [])]
-    if summary["parsing_errors"]:
-        found.append(f"{summary['parsing_errors']} parsing error(s)")
-    skipped = results.get("skipped_checks", [])
-    assert len(skipped) == summary["skipped"]  # the report lists what it skipped
-    for check in skipped:
-        reason = (check.get("check_result") or {}).get("suppress_comment", "")
-        if len(reason) < 60:
-            found.append(f"{check['check_id']} on {check['resource']} is skipped without a reason: {reason!r}")
-    return found
 
 
 def test_checkov_finds_nothing_and_every_skipped_check_says_why():
