@@ -19,7 +19,7 @@ install-test: $(BIN)/python $(BIN)/checkov
 	$(BIN)/python -m pip install --quiet -e '.[test,server]'
 
 # The template scanner in an environment of its own (its pins would downgrade the project's boto3 and
-# pytest's packaging), linked next to the project's python, where tests/test_infra.py looks for it.
+# pytest's packaging), linked next to the project's python, where tests/project/test_infra.py looks for it.
 $(BIN)/checkov: pyproject.toml | $(BIN)/python
 	$(PYTHON) -m venv $(VENV)/scan
 	$(VENV)/scan/bin/python -m pip install --quiet --upgrade pip
