@@ -32,9 +32,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from portal.build.pipeline import Manifest, build  # noqa: E402
+from portal.build.pipeline import build  # noqa: E402
 from portal.core.config import load_settings  # noqa: E402
 from portal.export.sample import write_sample  # noqa: E402
+from portal.publish.manifest import Manifest  # noqa: E402
 from portal.publish.publisher import publish  # noqa: E402
 from tests.s3server import SeaweedS3  # noqa: E402
 from tests.tools import find, need  # noqa: E402

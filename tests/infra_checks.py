@@ -141,7 +141,7 @@ ALLOWED_WILDCARDS = {
     ("NightlyStateMachineRole", "TrackTasks"): "task ids exist only at run time: narrowed to the cluster's tasks",
 }
 SITE_PREFIXES = ("c/", "assets/", "docs/")
-# Which roles may do what to the site (tests/test_nightly.py runs the commands these rights are for).
+# Which roles may do what to the site (tests/publish/test_nightly.py runs the commands these rights are for).
 MAY_READ_DOCUMENTS = {"WebhookRole", "ShardTaskRole"}  # presigned URLs; a shard HEADs objects it is unsure of
 MAY_DELETE_SITE = {"WebhookRole", "ReconcileTaskRole"}  # a re-render after a payment; the reconcile, once
 MAY_WRITE_MAIN_MANIFEST = {"WebhookRole", "ReconcileTaskRole"}

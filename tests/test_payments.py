@@ -16,8 +16,9 @@ from sqlalchemy import func, select
 
 from portal.balances import position
 from portal.build.pages import invoice_slug
-from portal.build.pipeline import Manifest, render_site
+from portal.build.pipeline import render_site
 from portal.core.signing import PAY_REF_MAX_AGE, Signer
+from portal.publish.manifest import Manifest
 from portal.staff.reports import cash_application, cash_application_csv, payments
 from portal.store import payments as paystore
 from portal.store.database import StoreUnavailable

@@ -4,9 +4,7 @@ records nothing, and no token reaches another customer's pages or documents."""
 from __future__ import annotations
 
 import csv
-import sys
 import threading
-import types
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -15,8 +13,10 @@ from urllib.parse import urlparse
 import pytest
 
 from portal.core.signing import Signer
+from portal.publish.objects import Download
+from portal.publish.s3 import S3Target
 from tests.ports import free_port
-from tests.test_publish import SHOWN
+from tests.site_helpers import SHOWN
 from tests.webhook_helpers import (
     all_events,
     hidden_field,
@@ -328,12 +328,11 @@ def test_s3_target_redirects_to_a_presigned_url_for_the_customers_own_folder(set
                                                                             signer, monkeypatch):
     calls = []
 
-    def presign_document(settings, object_key, expires_in=300, *, filename=None):
+    def download(self, object_key, expires_in, filename=None, disposition="inline"):
         calls.append((object_key, expires_in, filename))
-        return f"https://bucket.example/{object_key}?X-Amz-Signature=abc"
+        return Download(url=f"https://bucket.example/{object_key}?X-Amz-Signature=abc")
 
-    monkeypatch.setitem(sys.modules, "portal.publish.publisher",
-                        types.SimpleNamespace(presign_document=presign_document))
+    monkeypatch.setattr(S3Target, "download", download)
     a, _ = _two_customers(ledger)
     doc = next(d for d in ledger.documents.values() if d.customer_id == a)
     name = doc.sha256 + doc.extension
@@ -462,7 +461,7 @@ def test_fresh_link_over_smtp(store, ledger, settings, tmp_path):
 
 def test_folder_documents_download_unless_browsers_show_their_type_and_run_sandboxed(app, client, ledger, signer,
                                                                                    tmp_path):
-    """The same rule as presigned S3 URLs (SHOWN in tests/test_publish.py), and a CSP sandbox: a document shown
+    """The same rule as presigned S3 URLs (SHOWN in tests/site_helpers.py), and a CSP sandbox: a document shown
     in the browser runs no script and counts as another origin, whatever it holds. But a PDF: Chrome and Safari
     show nothing for a sandboxed PDF (their viewer is a plugin no sandbox token allows), and run it apart from
     our origin anyway."""

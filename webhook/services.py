@@ -19,6 +19,8 @@ from portal.core.config import Settings
 from portal.core.signing import CanonicalTimedSerializer, Signer
 from portal.core.templating import Assets, load_assets, make_environment
 from portal.mail.transport import Transport, transport_from_url
+from portal.publish.documents import served_documents
+from portal.publish.targets import Target
 from portal.store.database import Store
 from portal.store.eventlog import EventLog
 from portal.store.ratelimits import DatabaseRateLimitStore
@@ -40,6 +42,7 @@ class Services:
     assets: Assets
     limits: dict[str, Limit]
     site_dir: Path | None  # the built site served in development (None: pages live elsewhere)
+    documents: Target  # where /d/ finds documents (portal.publish.documents.served_documents)
     docs_root: Path | None  # where docs/<customer_key>/ folders are, for folder targets
     fresh: CanonicalTimedSerializer  # the "email me a fresh link" form
     files: CanonicalTimedSerializer  # short-lived /files/ addresses
@@ -50,10 +53,7 @@ class Services:
         # Same order as portal.core.signing.Signer: itsdangerous signs with the LAST key and accepts all of them.
         secrets = [*reversed(settings.secret_key_fallbacks), settings.secret_key]
         site = Path(site_dir).resolve() if site_dir else None
-        if settings.target.startswith("s3://"):
-            docs_root = None
-        else:
-            docs_root = site or Path(settings.target).resolve()
+        documents = served_documents(settings, site)
         limits = {name: Limit.parse(config[f"RATE_LIMIT_{name.upper()}"]) for name in ("ip", "token", "fresh")}
         store = Store(settings.database_url)
         return cls(
@@ -66,7 +66,8 @@ class Services:
             assets=load_assets(settings),
             limits=limits,
             site_dir=site,
-            docs_root=docs_root,
+            documents=documents,
+            docs_root=documents.local_root,
             fresh=CanonicalTimedSerializer(secrets, salt="fresh"),
             files=CanonicalTimedSerializer(secrets, salt="file"),
         )

@@ -4,26 +4,27 @@ Only files whose content changed are written (atomically: temp file + rename), f
 invoices that disappeared are removed, and a customer whose data, key and templates are unchanged since
 the last build is not rendered at all (its fingerprint is in the manifest). Every page path is known
 before anything is written, and the build refuses to go on if two outputs would share a path.
+
+This module holds the build's steps (read and import the export, decide who to render, render, write the
+manifest, remove what disappeared). The rendering itself runs in worker processes (portal/build/workers.py), the
+files are written by portal/build/output.py, and the manifest format is shared with publishing
+(portal/publish/manifest.py).
 """
 
 from __future__ import annotations
 
-import fcntl
-import gc
 import hashlib
 import json
-import multiprocessing
 import os
-import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from portal.balances import position
-from portal.build.pages import Output, PageRenderer, customer_paths
+from portal.build.output import prune_empty_parents, write_if_changed
+from portal.build.pages import customer_paths
+from portal.build.workers import render_chunks
 from portal.core.config import Settings
 from portal.core.errors import BuildError
 from portal.core.gcpause import existing_objects_frozen
@@ -31,48 +32,14 @@ from portal.core.signing import Signer
 from portal.core.templating import load_assets, render_fingerprint
 from portal.export import reader as ledger_module
 from portal.export.reader import Ledger, read_export
+from portal.publish.manifest import LOCK, Manifest, atomic_write, folder_lock
 from portal.store.database import ImportSummary, Store
-from portal.store.disputes import dispute_digests, dispute_states
+from portal.store.disputes import dispute_digests
 from portal.store.payments import payment_digests
 from portal.store.snapshotview import SnapshotView
 
-MANIFEST = ".manifest.json"
 EXPORT_STATE = ".export.json"  # the fingerprint of the export last built into the folder, and its snapshot
-LOCK = ".build.lock"
-MANIFEST_VERSION = 1
 CHUNK = 100  # customers per worker task: big enough to amortise the queries, small enough to balance
-
-
-@dataclass
-class Manifest:
-    """What the output folder holds: path -> (sha256, size, owning customer id or "" for shared assets)."""
-
-    files: dict[str, tuple[str, int, str]] = field(default_factory=dict)
-    customers: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> {"key", "fingerprint"}
-    as_of: str = ""
-    shard: str = ""  # "I/N" for a sharded build (only that shard's customers); "" for the whole site
-
-    @classmethod
-    def load(cls, folder: Path) -> Manifest:
-        path = folder / MANIFEST
-        if not path.is_file():
-            return cls()
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("version") != MANIFEST_VERSION:
-                return cls()
-            return cls({p: (v[0], v[1], v[2]) for p, v in data["files"].items()}, data["customers"],
-                       data.get("as_of", ""), data.get("shard", ""))
-        except (ValueError, KeyError, TypeError, IndexError):
-            return cls()  # unreadable: rebuild everything, which is always correct
-
-    def save(self, folder: Path) -> None:
-        # The (sha256, size, owner) tuples are written as JSON arrays, as lists would be.
-        data = {"version": MANIFEST_VERSION, "as_of": self.as_of, "customers": self.customers,
-                "files": dict(sorted(self.files.items()))}
-        if self.shard:  # only then: an unsharded manifest stays byte for byte what it was
-            data["shard"] = self.shard
-        _atomic_write(folder / MANIFEST, json.dumps(data, separators=(",", ":")).encode())
 
 
 @dataclass
@@ -161,7 +128,7 @@ def _build(export_dir: str | os.PathLike, out_dir: str | os.PathLike, settings: 
             result.warnings[:0] = ledger.warnings
         state = {"fingerprint": fingerprint, "snapshot_id": snapshot}
         if fingerprint and _export_state(Path(out_dir)) != state:
-            _atomic_write(Path(out_dir) / EXPORT_STATE, json.dumps(state).encode())
+            atomic_write(Path(out_dir) / EXPORT_STATE, json.dumps(state).encode())
         return result
     finally:
         if own_store:
@@ -230,7 +197,7 @@ def render_site(settings: Settings, store: Store, out_dir: str | os.PathLike, ex
         raise BuildError(f"shard {shard[0]}/{shard[1]}: the index must be between 0 and {shard[1] - 1}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with _locked(out):
+    with folder_lock(out):
         return _render_site(settings, store, out, export_folder, only, force, workers, shard)
 
 
@@ -255,13 +222,13 @@ def _import_and_render(settings: Settings, store: Store, out: Path, ledger: Ledg
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        with _locked(out):
+        with folder_lock(out):
             result = _render_site(settings, store, out, ledger.folder, None, False, workers, shard, view=view,
                                   run_import=run_import)
     except BaseException:
         if created and not imported:  # a folder this build made for nothing: leave no trace
             (out / LOCK).unlink(missing_ok=True)
-            _prune_empty_parents(out, out.parent)
+            prune_empty_parents(out, out.parent)
         raise
     result.imported = imported[0]
     return result
@@ -332,8 +299,8 @@ def _render_site(settings: Settings, store: Store, out: Path, export_folder: Pat
     tasks = [(chunk, {p: old.files[p][0] for cid in chunk for p in old_by_customer.get(cid, ())})
              for chunk in _chunks(dirty, CHUNK)]
     after_import = run_import is not None  # the assets and the pending fingerprints wait for the import
-    for rendered in _run(tasks, settings, out, export_folder, workers, view, run_import):
-        if after_import:  # _run returns its first result only once the import has committed
+    for rendered in render_chunks(tasks, settings, out, export_folder, workers, view, run_import):
+        if after_import:  # render_chunks returns its first result only once the import has committed
             _complete_after_import(out, assets.files, new, old, result, view, pending)
             after_import = False
         for cid, outputs in rendered:
@@ -349,7 +316,7 @@ def _render_site(settings: Settings, store: Store, out: Path, export_folder: Pat
                     result.written_paths.append(path)
                 else:
                     result.unchanged[kind_of(path)] += 1
-    if after_import:  # nothing was rendered: _run has imported and returned
+    if after_import:  # nothing was rendered: render_chunks has imported and returned
         _complete_after_import(out, assets.files, new, old, result, view, pending)
 
     for path in sorted(set(old.files) - set(new.files)):
@@ -361,7 +328,7 @@ def _render_site(settings: Settings, store: Store, out: Path, export_folder: Pat
             target.unlink()
         result.removed[kind_of(path)] += 1
         result.removed_paths.append(path)
-        _prune_empty_parents(target.parent, out)
+        prune_empty_parents(target.parent, out)
     if new != old:
         new.save(out)
     return result
@@ -382,7 +349,7 @@ def _complete_after_import(out: Path, assets: dict[str, bytes], new: Manifest, o
 
 def _write_assets(out: Path, files: dict[str, bytes], new: Manifest, old: Manifest, result: BuildResult) -> None:
     for path, data in files.items():
-        if _write_if_changed(out, path, data, new.files[path][0], old.files.get(path)):
+        if write_if_changed(out, path, data, new.files[path][0], old.files.get(path)):
             result.written["assets"] += 1
             result.written_paths.insert(result.written["assets"] - 1, path)  # assets first, as always
         else:
@@ -397,215 +364,6 @@ def _files_by_customer(manifest: Manifest) -> dict[str, list[str]]:
     return owned
 
 
-def _run(tasks: list, settings: Settings, out: Path, export_folder: Path | None, workers: int | None,
-         view: SnapshotView | None = None, run_import: Callable[[], None] | None = None) -> Iterator[list]:
-    """Render the tasks' customers, yielding each task's outputs in order. With `run_import`, the workers
-    start first and this process runs the import meanwhile; nothing is yielded before it has committed."""
-    count = workers or settings.build_workers or os.cpu_count() or 1
-    if count == 1 or len(tasks) <= 1:
-        if run_import is not None:  # no second process to overlap with: import first, then write as usual
-            run_import()
-        # In this process (a one-customer re-render in the webhook, a one-worker build): freeze only while
-        # rendering, then hand the objects back to the collector, or a long-lived process would keep every
-        # object of every re-render out of the collector's reach for good.
-        _init_worker(settings, out, export_folder, view, False, freeze=False)
-        try:
-            with existing_objects_frozen():
-                for task in tasks:
-                    yield _render_chunk(task)
-        finally:
-            _close_worker()
-        return
-    # fork: workers inherit the imported modules (and the view), so starting them costs milliseconds.
-    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-    with ProcessPoolExecutor(max_workers=min(count, len(tasks)), mp_context=context, initializer=_init_worker,
-                             initargs=(settings, out, export_folder, view, run_import is not None)) as pool:
-        futures = [pool.submit(_render_chunk, task) for task in tasks]
-        if run_import is not None:
-            try:
-                run_import()
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                wait(futures)
-                for future in futures:
-                    if not future.cancelled() and future.exception() is None:
-                        _discard(out, future.result())
-                raise
-        for future in futures:
-            yield future.result()
-
-
-def _discard(out: Path, rendered: list) -> None:
-    """Undo what a worker wrote before the import failed: files that were new, and unused replacements."""
-    for _cid, outputs in rendered:
-        for path, _digest, _size, written, temp in outputs:
-            if temp is not None:
-                os.unlink(temp)
-            elif written:
-                target = out / path
-                target.unlink(missing_ok=True)
-                _prune_empty_parents(target.parent, out)
-
-
-_worker: dict = {}
-
-
-def _init_worker(settings: Settings, out: Path, export_folder: Path | None, view: SnapshotView | None = None,
-                 defer: bool = False, freeze: bool = True) -> None:
-    """`view`: take the customers' data from it instead of the store. `defer`: the import has not committed
-    yet, so replace no existing file: write the replacement beside it and let the parent rename it."""
-    store = Store(settings.database_url)
-    _worker.update(store=store, renderer=PageRenderer(settings), out=out, export_folder=export_folder, view=view,
-                   defer=defer)
-    # Rendering allocates many short-lived objects; keeping the long-lived ones (modules, templates) out of
-    # the collector's scans made PDF rendering 25% faster. A pool worker ends with the build; `_run` freezes
-    # for the duration only when it renders in its own process (freeze=False here).
-    if freeze:
-        gc.freeze()
-
-
-def _close_worker() -> None:
-    store = _worker.pop("store", None)
-    if store is not None:
-        store.close()
-
-
-def _render_chunk(task: tuple[list[str], dict[str, str]]) -> list:
-    """Render and write some customers: [(customer id, [(path, sha256, size, written, temp)])]."""
-    customer_ids, old_hashes = task
-    store: Store = _worker["store"]
-    renderer: PageRenderer = _worker["renderer"]
-    out: Path = _worker["out"]
-    view: SnapshotView | None = _worker["view"]
-    defer: bool = _worker["defer"]
-    results = []
-    with store.begin() as conn:  # what moves the customers' positions (portal/balances/position.py)
-        source = position.inputs(conn, customer_ids)
-        disputed = dispute_states(conn, customer_ids=customer_ids)
-    for data in (store.customer_data(customer_ids) if view is None else view.customer_data(customer_ids)):
-        outputs = []
-        try:
-            rendered = renderer.render(data, source, disputed)
-        except Exception as exc:  # noqa: BLE001 - re-raised as a picklable error naming the customer
-            raise BuildError(f"customer {data.customer.customer_id!r}: rendering failed: "
-                             f"{exc.__class__.__name__}: {exc}") from None
-        for item in rendered:
-            written, temp = _materialise(out, item, old_hashes.get(item.path), _worker["export_folder"], defer)
-            outputs.append((item.path, item.sha256, item.size, written, temp))
-        results.append((data.customer.customer_id, outputs))
-    return results
-
-
-def _materialise(out: Path, item: Output, old_hash: str | None, export_folder: Path | None, defer: bool = False
-                 ) -> tuple[bool, str | None]:
-    """Write (or copy) one output unless the folder already holds it. Returns (written, temp): temp is the file
-    to rename onto the output later when `defer` kept an existing file from being replaced now."""
-    path = f"{out}/{item.path}"  # a str, not a Path: this runs once per page
-    if old_hash == item.sha256 and os.path.isfile(path):
-        return False, None
-    if item.data is not None:
-        return True, _write_page(path, item.data, known=old_hash is not None, defer=defer)
-    # A supplied document: content-addressed, so a file already at that path is the same file.
-    target = out / item.path
-    if target.is_file():
-        return False, None
-    if export_folder is None:
-        raise BuildError(f"{item.path}: the document is not in the output folder and no export folder was given")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.copyfile(export_folder / str(item.source), temp)
-    os.replace(temp, target)
-    return True, None
-
-
-def _write_if_changed(out: Path, path: str, data: bytes, digest: str, old: tuple | None) -> bool:
-    target = out / path
-    if old and old[0] == digest and target.is_file():
-        return False
-    _atomic_write(target, data)
-    return True
-
-
-_made_folders: set[str] = set()
-
-
-def _write_page(target: str, data: bytes, known: bool, defer: bool = False) -> str | None:
-    """The hot path of a full build (one call per page). A file the manifest does not list yet is created in
-    place: if the build dies mid-write, the next build, which does not find it in the manifest either, writes it
-    again. A file that exists is replaced atomically (temp file + rename), so a reader never sees half of it;
-    with `defer`, the rename is left to the caller, whose temp file name is returned.
-    Folders are created once per process instead of once per file."""
-    folder, name = target.rsplit("/", 1)
-    if folder not in _made_folders:
-        os.makedirs(folder, exist_ok=True)
-        _made_folders.add(folder)
-    if not known:
-        try:
-            _write_new(target, data)
-            return None
-        except FileExistsError:
-            pass  # left by an interrupted build: replace it atomically below
-        except FileNotFoundError:
-            _made_folders.discard(folder)  # removed since (an earlier build pruned it)
-            os.makedirs(folder, exist_ok=True)
-            _made_folders.add(folder)
-    temp = f"{folder}/.{name}.{os.getpid()}.tmp"
-    try:
-        _write_new(temp, data, replace=True)
-    except FileNotFoundError:
-        os.makedirs(folder, exist_ok=True)
-        _write_new(temp, data, replace=True)
-    if defer:
-        return temp
-    os.replace(temp, target)
-    return None
-
-
-_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-_ANY = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
-
-
-def _write_new(path: str, data: bytes, replace: bool = False) -> None:
-    """open(path, "xb") (or "wb" with `replace`) + write + close in three system calls instead of six (open()
-    also runs fstat, ioctl and lseek): a full build writes 120k pages."""
-    fd = os.open(path, _ANY if replace else _NEW, 0o666)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with open(temp, "wb") as handle:
-        handle.write(data)
-    os.replace(temp, target)
-
-
-def _prune_empty_parents(folder: Path, root: Path) -> None:
-    while folder != root and folder.is_relative_to(root):
-        try:
-            folder.rmdir()
-        except OSError:
-            return
-        folder = folder.parent
-
-
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
-
-
-@contextmanager
-def _locked(out: Path) -> Iterator[None]:
-    """One build at a time per output folder: a second one waits rather than interleaving writes."""
-    with open(out / LOCK, "a") as handle:  # "a": taking the lock must not touch the file's content
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -39,6 +39,13 @@ _EMAIL = re.compile(r"[^@\s,;<>\"']+@[^@\s,;<>\"']+\.[^@\s,;<>\"']+")
 ENV_ALIASES = {"stripe_secret_key": "STRIPE_SECRET_KEY", "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET"}
 
 
+def is_s3_url(location: str) -> bool:
+    """Whether a configured location (target, private_target) names S3 (`s3://bucket/prefix`) rather than a folder.
+    The one test of that form: validation below uses it, and portal.publish.targets.choose_target turns a location
+    into the storage behind it, so nothing else asks which backend it talks to."""
+    return location.startswith("s3://")
+
+
 @dataclass(frozen=True)
 class Settings:
     secret_key: str = DEV_SECRET_KEY
@@ -112,7 +119,7 @@ class Settings:
     def effective_private_target(self) -> str:
         if self.private_target:
             return self.private_target
-        return self.target if self.target.startswith("s3://") else DEFAULT_PRIVATE_FOLDER
+        return self.target if is_s3_url(self.target) else DEFAULT_PRIVATE_FOLDER
 
     @property
     def payments_enabled(self) -> bool:
@@ -263,10 +270,10 @@ def _validate_private_target(settings: Settings) -> None:
     for S3 not under the target's c/, assets/ or docs/."""
     private = settings.effective_private_target
     key = "private_target" if settings.private_target else "private_target (default)"
-    if private.startswith("s3://"):
+    if is_s3_url(private):
         if urlparse(private).netloc == "":
             raise ConfigError(f"{key}: {private!r} names no bucket (write s3://bucket/prefix)")
-        if settings.target.startswith("s3://"):
+        if is_s3_url(settings.target):
             site = settings.target.rstrip("/") + "/"
             if any((private.rstrip("/") + "/").startswith(f"{site}{part}/") for part in SITE_PREFIXES):
                 raise ConfigError(f"{key}: {private!r} is inside what the site serves ({site}c/, assets/, docs/)")
@@ -274,7 +281,7 @@ def _validate_private_target(settings: Settings) -> None:
     folder = Path(private).resolve()
     for site_key in ("target", "build_dir"):
         site = getattr(settings, site_key)
-        if site.startswith("s3://"):
+        if is_s3_url(site):
             continue
         served = Path(site).resolve()
         if folder.is_relative_to(served):
@@ -316,7 +323,7 @@ def warn_if_insecure(settings: Settings) -> None:
     for site_key in ("target", "build_dir"):
         site = getattr(settings, site_key)
         old = Path(site) / "disputes"
-        if not site.startswith("s3://") and old.is_dir() and any(p.is_file() for p in old.rglob("*")):
+        if not is_s3_url(site) and old.is_dir() and any(p.is_file() for p in old.rglob("*")):
             log.warning(
                 "%s: dispute attachments are in the site folder %s, where a static host serving it serves them. "
                 "Move them to %s/disputes (private_target; see docs/disputes.md).",

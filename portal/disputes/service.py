@@ -1,37 +1,36 @@
-"""Disputes and questions: what a customer may dispute, the attachments' checks, the staff lifecycle.
+"""Disputes and questions: what a customer may dispute, recording it, and the staff lifecycle.
 
 Nothing here knows Flask. The webhook verifies the page token, then calls `submit_dispute` /
 `submit_question` with what the browser sent; every invoice and amount is checked against the store here,
-and every refusal (`DisputeRefused`) happens before anything is written: no row, no file, no email.
+and every refusal (`DisputeRefused`) happens before anything is written: no row, no file, no email. The
+attached files are checked and stored privately by portal/disputes/attachments.py.
 
 Lifecycle (staff): open -> under_review -> resolved (outcome: credit issued, corrected invoice, rejected,
-other). `review` and `resolve` are what the staff dashboard calls; a resolution emails the customer's
-contacts on file. Attachments are private files under `disputes/<id>/` in the private target
-(`settings.effective_private_target`): for a folder target a folder outside the site (default `private/`), which
-no static host serving the site can reach; for S3 the target's `disputes/` prefix (or another bucket or prefix),
-which the CDN does not serve. Only `attachment_for_staff` reads them back.
+other). A resolution emails the customer's contacts on file. Nothing here re-renders a page: the build shows a
+dispute's state (portal/build/pages.py reads the labels below), so rendering from here would be a cycle. Whoever
+changes a state and wants the pages to show it at once passes `after_commit` (portal/jobs/disputes.py, which the
+staff dashboard calls, re-renders and publishes the customer there); otherwise the next build shows it, since
+dispute states are part of each customer's fingerprint.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import re
-import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from portal.balances import position
-from portal.core.config import Settings
+from portal.core.config import Settings, load_settings
 from portal.core.errors import NotFound, PortalError
 from portal.core.money import AmountError, format_money, parse_amount
+from portal.disputes.attachments import Upload, attachment_path, check_uploads, discard, private_storage
+from portal.disputes.errors import DisputeRefused
 from portal.mail.transport import Transport, render_message, send_with_retry, transport_from_url
 from portal.store import disputes as disputestore
 from portal.store.database import Store, customers, invoices
@@ -46,31 +45,8 @@ REASON_LABELS = {
 OUTCOMES = {"credit_issued": "Credit issued", "corrected_invoice": "Corrected invoice", "rejected": "Rejected",
             "other": "Other"}
 STATUS_TEXT = {"open": "In dispute", "under_review": "Dispute under review", "resolved": "Dispute resolved"}
-MAX_FILES = 5
-MAX_FILE_SIZE = 10 * 1024 * 1024
 MAX_MESSAGE = 5000
 MAX_INVOICES = 100
-PRIVATE_PREFIX = "disputes/"
-# Content is sniffed from its first bytes: the name and the browser's Content-Type are the sender's word.
-MAGIC = ((b"%PDF-", "application/pdf", ".pdf"), (b"\x89PNG\r\n\x1a\n", "image/png", ".png"),
-         (b"\xff\xd8\xff", "image/jpeg", ".jpg"))
-
-
-class DisputeRefused(PortalError):
-    """A submission that cannot be accepted; the message says why, in words for the customer. `status` is
-    the HTTP status the webhook answers with (413 for a file over the limit)."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True)
-class Upload:
-    """One attached file as received: the name the browser gave and the bytes (already size-capped)."""
-
-    filename: str
-    data: bytes
 
 
 @dataclass(frozen=True)
@@ -102,24 +78,6 @@ def reference(dispute_id: int) -> str:
     return f"D-{dispute_id}"
 
 
-def sniff(data: bytes) -> tuple[str, str] | None:
-    """(content type, extension) from the content's magic bytes; None for anything but PDF, PNG, JPEG."""
-    for magic, content_type, extension in MAGIC:
-        if data.startswith(magic):
-            return content_type, extension
-    return None
-
-
-def safe_name(filename: str, extension: str) -> str:
-    """A file name that cannot leave its folder or surprise a shell or a browser: the last path part only,
-    ASCII letters, digits, '.', '-', '_', at most 80 characters, and the extension of the sniffed type."""
-    base = re.split(r"[\\/]", filename or "")[-1]
-    base = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode()
-    stem = os.path.splitext(base)[0]
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")[:80] or "attachment"
-    return stem + extension
-
-
 def collector_address(settings: Settings, collector: str) -> str:
     """Who hears about a customer's disputes: its collector, else the AR inbox, else support."""
     return collector or settings.ar_inbox or settings.support_email
@@ -132,83 +90,6 @@ def _clean_message(message: str) -> str:
     if len(text) > MAX_MESSAGE:
         raise DisputeRefused(f"The message is too long: at most {MAX_MESSAGE} characters.")
     return text
-
-
-def _check_uploads(uploads: Sequence[Upload]) -> list[tuple[Upload, str, str]]:
-    """(upload, content type, safe name) per file; refuses too many, too large, or not PDF/PNG/JPEG."""
-    files = [u for u in uploads if u.filename or u.data]  # a form with no file chosen sends an empty part
-    if len(files) > MAX_FILES:
-        raise DisputeRefused(f"At most {MAX_FILES} files can be attached.")
-    checked = []
-    for u in files:
-        shown = safe_name(u.filename, "")
-        if len(u.data) > MAX_FILE_SIZE:
-            raise DisputeRefused(f"The file {shown} is larger than {MAX_FILE_SIZE // (1024 * 1024)} MB.", 413)
-        kind = sniff(u.data)
-        if kind is None:
-            raise DisputeRefused(f"The file {shown} is not a PDF, PNG or JPEG file. Only those can be attached.")
-        checked.append((u, kind[0], safe_name(u.filename, kind[1])))
-    return checked
-
-
-# --- private storage of attachments -------------------------------------------------------------------------
-
-
-def _write_private(settings: Settings, path: str, data: bytes, content_type: str) -> None:
-    private = settings.effective_private_target
-    if private.startswith("s3://"):
-        from portal.publish.s3 import make_client, parse_target, with_retries
-
-        bucket, prefix = parse_target(private)
-        key = f"{prefix}/{path}" if prefix else path
-        client = make_client()
-        with_retries(lambda: client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type,
-                                               CacheControl="private, no-store"))
-        return
-    target = Path(private) / path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.tmp")
-    temp.write_bytes(data)
-    os.replace(temp, target)
-
-
-def _delete_private(settings: Settings, paths: Sequence[str]) -> None:
-    """Best effort: remove what a failed submission wrote (its rows were rolled back)."""
-    private = settings.effective_private_target
-    for path in paths:
-        try:
-            if private.startswith("s3://"):
-                from portal.publish.s3 import make_client, parse_target
-
-                bucket, prefix = parse_target(private)
-                make_client().delete_object(Bucket=bucket, Key=f"{prefix}/{path}" if prefix else path)
-            else:
-                (Path(private) / path).unlink(missing_ok=True)
-        except Exception:  # noqa: BLE001 - cleanup must not hide the original error
-            log.exception("could not remove dispute attachment %s", path)
-
-
-def attachment_for_staff(store: Store, settings: Settings, dispute_id: int, n: int,
-                         expires_in: int = 300) -> bytes | str:
-    """An attachment for AR staff: the bytes (folder target) or a presigned URL valid `expires_in` seconds
-    (S3). No customer route calls this: customers never get their attachments back from us."""
-    with store.begin() as conn:
-        row = disputestore.get_attachment(conn, int(dispute_id), int(n))
-    if row is None:
-        raise NotFound(f"dispute {dispute_id} has no attachment {n}")
-    if not row.path.startswith(PRIVATE_PREFIX) or ".." in row.path.split("/"):
-        raise NotFound(f"dispute {dispute_id} attachment {n}: unexpected storage path")
-    private = settings.effective_private_target
-    if private.startswith("s3://"):
-        from portal.publish.s3 import presign
-
-        # A download, never shown inline: it is whatever a customer uploaded (as the folder target's route).
-        return presign(private, row.path, expires_in, row.filename, disposition="attachment")
-    file = Path(private) / row.path
-    if not file.is_file():
-        raise NotFound(f"dispute {dispute_id} attachment {n}: no file {file} (attachments written before "
-                       "private_target existed are in the site folder's disputes/: see docs/disputes.md)")
-    return file.read_bytes()
 
 
 # --- submissions --------------------------------------------------------------------------------------------
@@ -237,7 +118,8 @@ def submit_dispute(store: Store, settings: Settings, customer_id: str, invoice_i
     if reason not in settings.dispute_reasons:
         raise DisputeRefused("Please choose a reason from the list.")
     text = _clean_message(message)
-    files = _check_uploads(uploads)
+    files = check_uploads(uploads)
+    storage = private_storage(settings)
     written: list[str] = []
     try:
         with store.begin() as conn:
@@ -285,8 +167,8 @@ def submit_dispute(store: Store, settings: Settings, customer_id: str, invoice_i
                        for n, (u, kind, name) in enumerate(files, start=1)])
             paths = {}
             for n, (u, kind, name) in enumerate(files, start=1):
-                path = f"{PRIVATE_PREFIX}{dispute_id}/{n}-{name}"
-                _write_private(settings, path, u.data, kind)
+                path = attachment_path(dispute_id, n, name)
+                storage.write(path, u.data, kind)
                 written.append(path)
                 paths[n] = path
             disputestore.set_attachment_paths(conn, dispute_id, paths)
@@ -295,7 +177,7 @@ def submit_dispute(store: Store, settings: Settings, customer_id: str, invoice_i
             position.refresh(conn, [i["invoice_id"] for i in items])
             standing = position.standing(conn, [(i["invoice_id"], i["number"], currency) for i in items])
     except BaseException:
-        _delete_private(settings, written)
+        discard(storage, written)
         raise
     return Submitted(reference(dispute_id), customer_id, person.name, person.collector, text,
                      tuple(i["number"] for i in items), format_money(total, currency, "en_US"),
@@ -344,9 +226,9 @@ def _unresolved(conn: Any, dispute_id: int) -> disputestore.DisputeRow:
 
 
 def review(store: Store, dispute_id: int, by: str, now: datetime | None = None, *,
-           settings: Settings | None = None) -> disputestore.DisputeRow:
+           after_commit: Callable[[str], None] | None = None) -> disputestore.DisputeRow:
     """open -> under_review. Reviewing one already under review changes nothing; a resolved one is refused.
-    With `settings`, the customer's pages are re-rendered and published so they show the new status."""
+    `after_commit(customer_id)` runs once the change has committed, only when the status changed."""
     now = now or datetime.now(UTC)
     with store.begin() as conn:
         row = _unresolved(conn, dispute_id)
@@ -355,18 +237,20 @@ def review(store: Store, dispute_id: int, by: str, now: datetime | None = None, 
                                         updated_by=by[:320])
             store.add_event(conn, "dispute_under_review", row.customer_id, detail=reference(row.dispute_id))
         reviewed = disputestore.get_dispute(conn, row.dispute_id)
-    if settings is not None and row.status == "open":
-        _refresh(settings, store, row.customer_id)
+    if after_commit is not None and row.status == "open":
+        after_commit(row.customer_id)
     return reviewed  # type: ignore[return-value]
 
 
 def resolve(store: Store, dispute_id: int, outcome: str, note: str, by: str, *, settings: Settings | None = None,
-            transport: Transport | None = None, now: datetime | None = None) -> disputestore.DisputeRow:
-    """open/under_review -> resolved with an outcome and a note; then re-render and publish the customer's
-    pages, and email the customer's contacts on file.
+            transport: Transport | None = None, now: datetime | None = None,
+            after_commit: Callable[[str], None] | None = None) -> disputestore.DisputeRow:
+    """open/under_review -> resolved with an outcome and a note; then email the customer's contacts on file.
 
-    `settings` None: read them (portal.toml < PORTAL_*), as the CLI does. Both happen after the commit; a
-    failure is logged, never undoes the resolution."""
+    `settings` None: read them (portal.toml < PORTAL_*), as the CLI does. `after_commit(customer_id)` runs once
+    the resolution has committed and before the email goes out, so a caller that re-renders the customer's pages
+    there (portal/jobs/disputes.py) has them show the resolution by the time the customer follows the email's
+    link. A failed email is logged, never undoes the resolution."""
     if outcome not in OUTCOMES:
         raise DisputeRefused(f"outcome {outcome!r}: use one of {', '.join(OUTCOMES)}")
     now = now or datetime.now(UTC)
@@ -383,23 +267,11 @@ def resolve(store: Store, dispute_id: int, outcome: str, note: str, by: str, *, 
         standing = position.standing(conn, [(i.invoice_id, i.number, row.currency) for i in items])
         resolved = disputestore.get_dispute(conn, row.dispute_id)
     if settings is None:
-        from portal.core.config import load_settings
-
         settings = load_settings()
-    _refresh(settings, store, row.customer_id)
+    if after_commit is not None:
+        after_commit(row.customer_id)
     _mail_resolution(settings, store, resolved, numbers, standing, transport)  # type: ignore[arg-type]
     return resolved  # type: ignore[return-value]
-
-
-def _refresh(settings: Settings, store: Store, customer_id: str) -> None:
-    """Re-render and publish one customer so the page shows the dispute's status now; a failure is logged
-    (the next build renders it anyway: dispute states are part of the customer's fingerprint)."""
-    from portal.jobs.republish import refresh_customer  # the site renderer imports this module's labels
-
-    try:
-        refresh_customer(settings, store, customer_id)
-    except Exception:  # noqa: BLE001 - the status change is committed; the page catches up on the next build
-        log.exception("dispute status: republishing customer %s failed", customer_id)
 
 
 def _mail_resolution(settings: Settings, store: Store, row: disputestore.DisputeRow, numbers: tuple[str, ...],

@@ -1,8 +1,9 @@
-"""After a payment changes state: re-render that customer's pages and publish them, off the request path.
+"""After a payment or a dispute changes state: re-render that customer's pages and publish them, off the request path.
 
-One background worker per process: renders of the output folder are serialised anyway (site.py locks it),
-and a queue of one thread keeps a burst of events from starting a burst of renders. The work runs after
-the transaction that recorded the change has committed, never inside it.
+`refresh_customer` is the job; `Republisher` runs such jobs. One background worker per process: renders of the
+output folder are serialised anyway (the build locks it: portal/publish/manifest.py `folder_lock`), and a queue
+of one thread keeps a burst of events from starting a burst of renders. The work runs after the transaction that
+recorded the change has committed, never inside it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The S3 target of `publish`: any S3-compatible store, configured by boto3's standard chain.
+"""The S3 implementation of the Target interface (portal/publish/targets.py): any S3-compatible store, configured
+by boto3's standard chain.
 
 Endpoint, region and credentials come from the environment or AWS profiles (AWS_ENDPOINT_URL_S3,
 AWS_REGION, AWS_ACCESS_KEY_ID, AWS_PROFILE, roles), never from portal.toml.
@@ -16,7 +17,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import TypeVar
 from urllib.parse import quote
 
@@ -36,18 +37,15 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from portal.publish.publisher import (
-    JOURNAL,
+from portal.publish.objects import (
+    GZIP,
     PRIVATE_CACHE,
-    REMOTE_MANIFEST,
     SITE_ROOTS,
+    Download,
     LocalFile,
     PublishError,
-    RemoteState,
     cache_control,
     content_type,
-    decode_journal,
-    decode_manifest,
     is_site_path,
 )
 
@@ -64,7 +62,7 @@ RETRYABLE_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimi
                    "500", "502", "503", "504"}
 DENIED_CODES = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
                 "ExpiredToken", "InvalidClientTokenId", "AllAccessDisabled"}
-# Variables that change which client presign_document needs (its clients are cached per combination).
+# Variables that change which client presigning needs (its clients are cached per combination).
 CLIENT_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
               "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_CONFIG_FILE",
               "AWS_SHARED_CREDENTIALS_FILE")
@@ -151,20 +149,32 @@ def explain(exc: BaseException, bucket: str, endpoint: str) -> str:
 
 
 class S3Target:
-    """A bucket and a key prefix. Objects carry their SHA-256 in `x-amz-meta-sha256`."""
+    """A bucket and a key prefix. Site objects carry their SHA-256 in `x-amz-meta-sha256`."""
 
     delete_batch = 1000  # DeleteObjects' limit
+    local_root = None  # nothing of it is on this machine
 
-    def __init__(self, target: str, workers: int):
+    def __init__(self, target: str, workers: int = 1):
         self.bucket, self.prefix = parse_target(target)
         self.name = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+        self.workers = workers
+
+    @cached_property
+    def client(self) -> BaseClient:
+        """Made on first use: choosing a target (the webhook does at start) must not need a working AWS setup."""
         try:
-            self.client = make_client(workers)
+            return make_client(self.workers)
         except BotoCoreError as exc:  # e.g. a malformed endpoint or profile
             raise PublishError(f"{self.name}: {exc}") from None
-        self.endpoint = self.client.meta.endpoint_url
+
+    @property
+    def endpoint(self) -> str:
+        return self.client.meta.endpoint_url
+
+    @cached_property
+    def send_checksum(self) -> bool:
         # A store that cannot take flexible checksums is served by AWS_REQUEST_CHECKSUM_CALCULATION=when_required.
-        self.send_checksum = self.client.meta.config.request_checksum_calculation != "when_required"
+        return self.client.meta.config.request_checksum_calculation != "when_required"
 
     def key(self, path: str) -> str:
         return f"{self.prefix}/{path}" if self.prefix else path
@@ -180,13 +190,13 @@ class S3Target:
 
     def check(self) -> None:
         """Fail fast, with one clear line, on a missing bucket, wrong credentials or an unreachable endpoint."""
-        probe = make_client(attempts=3, connect_timeout=5, read_timeout=15)
-
         def flaky(exc: BaseException) -> bool:
             # Throttling and dropped connections are worth waiting for; an endpoint that refuses or never
             # answers connections is a configuration problem, said at once.
             return is_retryable(exc) and not isinstance(exc, EndpointConnectionError | ConnectTimeoutError)
 
+        _ = self.client  # first: a configuration boto3 cannot even make a client from is said as such
+        probe = make_client(attempts=3, connect_timeout=5, read_timeout=15)
         try:
             with_retries(lambda: probe.head_bucket(Bucket=self.bucket), retryable=flaky)
         except (BotoCoreError, ClientError) as exc:
@@ -194,26 +204,7 @@ class S3Target:
         finally:
             probe.close()
 
-    def read_state(self) -> RemoteState:
-        manifest = self._get(REMOTE_MANIFEST)
-        files = decode_manifest(manifest) if manifest is not None else None
-        journal_data = self._get(JOURNAL)
-        journal = set() if journal_data is None else decode_journal(journal_data)
-        if files is None or journal is None:
-            return self._scan()  # no (readable) manifest: find out what is there, object by object
-        return RemoteState(files, unsure=set(journal), journal=journal)
-
-    def _get(self, name: str) -> bytes | None:
-        def get() -> bytes | None:
-            try:
-                return self.client.get_object(Bucket=self.bucket, Key=self.key(name))["Body"].read()
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
-                    return None
-                raise
-        return self._call(get)
-
-    def _scan(self) -> RemoteState:
+    def scan(self) -> dict[str, int]:
         sizes: dict[str, int] = {}
         base = self.key("")
         for top in SITE_ROOTS:
@@ -227,7 +218,7 @@ class S3Target:
                             found[rel] = obj["Size"]
                 return found
             sizes.update(self._call(listing))
-        return RemoteState({}, unsure=set(sizes), sizes=sizes, has_manifest=False)
+        return sizes
 
     def remote_sha(self, path: str) -> str | None:
         def head() -> str | None:
@@ -254,19 +245,6 @@ class S3Target:
             extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(item.sha256)).decode()
         self._call(lambda: self.client.put_object(Bucket=self.bucket, Key=self.key(item.path), Body=data, **extra))
 
-    def _put_private(self, name: str, data: bytes) -> None:
-        self._call(lambda: self.client.put_object(Bucket=self.bucket, Key=self.key(name), Body=data,
-                                                  ContentType="application/gzip", CacheControl=PRIVATE_CACHE))
-
-    def write_manifest(self, data: bytes) -> None:
-        self._put_private(REMOTE_MANIFEST, data)
-
-    def write_journal(self, data: bytes) -> None:
-        self._put_private(JOURNAL, data)
-
-    def clear_journal(self) -> None:
-        self._call(lambda: self.client.delete_object(Bucket=self.bucket, Key=self.key(JOURNAL)))
-
     def delete(self, paths: list[str]) -> None:
         objects = [{"Key": self.key(p)} for p in paths]
 
@@ -282,8 +260,39 @@ class S3Target:
                                   "DeleteObjects")
         self._call(delete)
 
+    def read(self, name: str) -> bytes | None:
+        def get() -> bytes | None:
+            try:
+                return self.client.get_object(Bucket=self.bucket, Key=self.key(name))["Body"].read()
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+                    return None
+                raise
+        return self._call(get)
 
-# --- presigned document URLs ---------------------------------------------------------------------------------
+    def write(self, name: str, data: bytes, content_type: str = GZIP) -> None:
+        self._call(lambda: self.client.put_object(Bucket=self.bucket, Key=self.key(name), Body=data,
+                                                  ContentType=content_type, CacheControl=PRIVATE_CACHE))
+
+    def remove(self, name: str) -> None:
+        self._call(lambda: self.client.delete_object(Bucket=self.bucket, Key=self.key(name)))
+
+    def download(self, path: str, expires_in: int, filename: str | None = None,
+                 disposition: str = "inline") -> Download:
+        """A presigned GET URL (SigV4): the store refuses it once expired, or when its key, lifetime or signature
+        was changed. `filename` and `disposition` become the answer's Content-Disposition."""
+        try:
+            client = _presign_client(tuple(os.environ.get(name) for name in CLIENT_ENV))
+            params = {"Bucket": self.bucket, "Key": self.key(path)}
+            if filename:
+                params["ResponseContentDisposition"] = content_disposition(filename, disposition)
+            return Download(url=client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in))
+        except (BotoCoreError, ClientError) as exc:
+            endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "the S3 endpoint"
+            raise PublishError(f"s3://{self.bucket}/{self.prefix}: {explain(exc, self.bucket, endpoint)}") from None
+
+
+# --- presigned URLs ------------------------------------------------------------------------------------------
 
 
 @lru_cache(maxsize=8)
@@ -297,19 +306,3 @@ def content_disposition(filename: str, disposition: str = "inline") -> str:
     cleaned = "".join(c for c in filename if c.isprintable() and c not in '"\\/').strip() or "document"
     ascii_name = cleaned.encode("ascii", "replace").decode().replace("?", "_")
     return f"{disposition}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(cleaned, safe='')}"
-
-
-def presign(target: str, path: str, expires_in: int, filename: str | None = None,
-            disposition: str = "inline") -> str:
-    """A presigned GET URL for `path` under the target's prefix (see publish.presign_document)."""
-    bucket, prefix = parse_target(target)
-    key = f"{prefix}/{path}" if prefix else path
-    try:
-        client = _presign_client(tuple(os.environ.get(name) for name in CLIENT_ENV))
-        params = {"Bucket": bucket, "Key": key}
-        if filename:
-            params["ResponseContentDisposition"] = content_disposition(filename, disposition)
-        return client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
-    except (BotoCoreError, ClientError) as exc:
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "the S3 endpoint"
-        raise PublishError(f"s3://{bucket}/{prefix}: {explain(exc, bucket, endpoint)}") from None

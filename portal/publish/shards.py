@@ -2,14 +2,14 @@
 
 Each shard builds its customers into its own folder (`portal build DIR --shard I/N --skip-import`, after one
 `portal import DIR`) and publishes it with `publish_shard`: it only uploads (new and changed files, in the
-same safe order as publish.py), never deletes, and records what it holds in its own manifest object
+same safe order as publisher.py), never deletes, and records what it holds in its own manifest object
 `.portal-manifest.shard-I-of-N.json.gz` next to the target's main manifest. Shards therefore never step on
 each other, whatever order they run in.
 
 When every shard is done, `reconcile` (one job, once) merges the shard manifests into the main manifest that
 `portal publish` uses (same format and key), deletes ONCE what the old main manifest listed and no shard
 lists any more (pages of removed customers or revoked keys), then removes the shard manifests. A reconcile
-killed half-way is safe to run again: deletions are journalled exactly as publish.py does it.
+killed half-way is safe to run again: deletions are journalled exactly as publisher.py does it.
 """
 
 from __future__ import annotations
@@ -23,29 +23,20 @@ from itertools import groupby
 from pathlib import Path
 
 from portal.core.config import Settings
-from portal.publish.publisher import (
-    DEFAULT_WORKERS,
-    FolderTarget,
-    LocalFile,
-    Plan,
-    Progress,
-    PublishError,
-    PublishResult,
-    RemoteState,
-    Target,
-    _build_lock,
-    _check_unsure,
-    _counted,
-    _load_build,
-    _local_files,
-    _run_all,
+from portal.publish.manifest import (
+    JOURNAL,
+    REMOTE_MANIFEST,
     decode_journal,
     decode_manifest,
     encode_journal,
     encode_manifest,
-    open_target,
-    upload_phase,
+    folder_lock,
 )
+from portal.publish.objects import LocalFile, PublishError
+from portal.publish.plan import Plan, RemoteState, read_state, upload_phase
+from portal.publish.publisher import PublishResult, load_build, local_files, open_target
+from portal.publish.targets import Target, choose_target
+from portal.publish.transfers import DEFAULT_WORKERS, Progress, batches, check_unsure, counted, run_all
 
 
 def shard_manifest_name(index: int, count: int) -> str:
@@ -56,42 +47,6 @@ def shard_manifest_name(index: int, count: int) -> str:
 def shard_journal_name(index: int, count: int) -> str:
     """Paths a shard run may have uploaded before it was killed (reconcile checks them)."""
     return f".portal-journal.shard-{index}-of-{count}.json.gz"
-
-
-# --- private objects of a target (the manifests next to the site) ---------------------------------------------
-# publish.py's targets expose only the main manifest and journal; these reach the same storage for other names.
-
-
-def _read_private(target: Target, name: str) -> bytes | None:
-    if isinstance(target, FolderTarget):
-        return target._read(name)
-    return target._get(name)  # type: ignore[attr-defined]  # S3Target
-
-
-def _write_private(target: Target, name: str, data: bytes) -> None:
-    if isinstance(target, FolderTarget):
-        target._write(name, data)
-    else:
-        target._put_private(name, data)  # type: ignore[attr-defined]  # S3Target
-
-
-def _delete_private(target: Target, name: str) -> None:
-    if isinstance(target, FolderTarget):
-        (target.root / name).unlink(missing_ok=True)
-    else:
-        target._call(lambda: target.client.delete_object(Bucket=target.bucket,  # type: ignore[attr-defined]
-                                                          Key=target.key(name)))  # type: ignore[attr-defined]
-
-
-def _open(settings: Settings, workers: int) -> Target:
-    """The configured target for reconcile, which has no build folder to compare it with."""
-    if settings.target.startswith("s3://"):
-        from portal.publish.s3 import S3Target
-
-        return S3Target(settings.target, workers)
-    if "://" in settings.target:
-        raise PublishError(f"target {settings.target!r}: use a folder path or s3://bucket/prefix")
-    return FolderTarget(Path(settings.target))
 
 
 def _decode_shard(data: bytes) -> tuple[dict[str, str], str] | None:
@@ -127,16 +82,16 @@ def publish_shard(settings: Settings, site_dir: str | os.PathLike, index: int, c
         raise PublishError(f"target {settings.target}: a sharded build must be published to a target other than "
                            "its build folder")
     result = PublishResult(target.name, dry_run=dry_run)
-    with _build_lock(site):
-        manifest = _load_build(site)
+    with folder_lock(site, shared=True):
+        manifest = load_build(site)
         if manifest.shard != f"{index}/{count}":
             held = f"shard {manifest.shard}" if manifest.shard else "an unsharded build"
             raise PublishError(f"{site}: holds {held}, not shard {index}/{count}; build it with --shard "
                                f"{index}/{count}")
-        local = _local_files(site, manifest)
+        local = local_files(site, manifest)
         target.check()
-        state = target.read_state()
-        previous = _read_private(target, shard_manifest_name(index, count))
+        state = read_state(target)
+        previous = target.read(shard_manifest_name(index, count))
         decoded = _decode_shard(previous) if previous is not None else None
         # What this shard uploaded last time (a rerun after a failure) is there even if the main manifest
         # does not know it yet.
@@ -144,7 +99,7 @@ def publish_shard(settings: Settings, site_dir: str | os.PathLike, index: int, c
         view = RemoteState(files, unsure=state.unsure, sizes=state.sizes, has_manifest=state.has_manifest,
                            journal=state.journal)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="publish-shard") as pool:
-            checked = _check_unsure(pool, target, view, local, workers)
+            checked = check_unsure(pool, target, view, local, workers)
             uploads = [item for path, item in local.items()
                        if (checked.get(path) if path in view.unsure else view.files.get(path)) != item.sha256]
             uploads.sort(key=lambda f: (upload_phase(f.path), f.path))
@@ -152,10 +107,10 @@ def publish_shard(settings: Settings, site_dir: str | os.PathLike, index: int, c
             result.bytes = sum(f.size for f in uploads)
             if not dry_run:
                 _upload(pool, target, uploads, index, count, workers, progress)
-                _write_private(target, shard_manifest_name(index, count),
-                               encode_manifest({p: f.sha256 for p, f in local.items()}, manifest.as_of))
+                target.write(shard_manifest_name(index, count),
+                             encode_manifest({p: f.sha256 for p, f in local.items()}, manifest.as_of))
                 if uploads:
-                    _delete_private(target, shard_journal_name(index, count))
+                    target.remove(shard_journal_name(index, count))
     result.seconds = time.monotonic() - started
     return result
 
@@ -175,11 +130,11 @@ def _upload(pool: ThreadPoolExecutor, target: Target, uploads: list[LocalFile], 
         return
     # Journal first: if this run dies half-way, reconcile still knows which objects it may have created.
     name = shard_journal_name(index, count)
-    old = _read_private(target, name)
+    old = target.read(name)
     journal = (decode_journal(old) or set()) if old is not None else set()
-    _write_private(target, name, encode_journal(journal | {f.path for f in uploads}))
+    target.write(name, encode_journal(journal | {f.path for f in uploads}))
     for _phase, items in groupby(uploads, key=lambda f: upload_phase(f.path)):
-        _run_all(pool, _counted(target.put), items, workers * 4, tick, target.name, "uploading")
+        run_all(pool, counted(target.put), items, workers * 4, tick, target.name, "uploading")
 
 
 # --- merging --------------------------------------------------------------------------------------------------
@@ -197,7 +152,7 @@ def reconcile(settings: Settings, count: int, *, dry_run: bool = False,
     if count < 1:
         raise PublishError(f"shard count {count} must be at least 1")
     started = time.monotonic()
-    target = _open(settings, workers)
+    target = choose_target(settings.target, workers)  # no build folder to compare it with
     result = PublishResult(target.name, dry_run=dry_run)
     target.check()
     merged: dict[str, str] = {}
@@ -205,7 +160,7 @@ def reconcile(settings: Settings, count: int, *, dry_run: bool = False,
     journal: set[str] = set()
     missing = []
     for index in range(count):
-        data = _read_private(target, shard_manifest_name(index, count))
+        data = target.read(shard_manifest_name(index, count))
         decoded = _decode_shard(data) if data is not None else None
         if decoded is None:
             missing.append(f"{index}/{count}")
@@ -216,7 +171,7 @@ def reconcile(settings: Settings, count: int, *, dry_run: bool = False,
             if merged.setdefault(path, sha) != sha:
                 raise PublishError(f"{target.name}: shards disagree about {path} (built from different templates "
                                    "or settings?); rebuild and publish every shard")
-        left = _read_private(target, shard_journal_name(index, count))
+        left = target.read(shard_journal_name(index, count))
         journal |= (decode_journal(left) or set()) if left is not None else set()
     if missing:
         raise PublishError(f"{target.name}: shard(s) {', '.join(missing)} not published (no readable shard "
@@ -224,7 +179,7 @@ def reconcile(settings: Settings, count: int, *, dry_run: bool = False,
     if len(as_ofs) > 1:
         raise PublishError(f"{target.name}: the shards were built from different imports (as_of "
                            f"{', '.join(sorted(as_ofs))}); rebuild every shard after one `portal import`")
-    state = target.read_state()
+    state = read_state(target)
     stale = ((set(state.files) | state.unsure | state.journal | journal) - set(merged))
     deletes = sorted(stale, key=lambda p: (-upload_phase(p), p))
     plan = Plan(uploads=[], deletes=deletes, unchanged=len(merged), manifest=merged, write_manifest=True,
@@ -239,16 +194,15 @@ def reconcile(settings: Settings, count: int, *, dry_run: bool = False,
 def _merge(target: Target, plan: Plan, state: RemoteState, as_of: str, count: int, workers: int) -> None:
     if plan.deletes:
         # A run killed after the new manifest is written still leaves the stale paths findable.
-        target.write_journal(encode_journal(plan.journal))
-    target.write_manifest(encode_manifest(plan.manifest, as_of))
+        target.write(JOURNAL, encode_journal(plan.journal))
+    target.write(REMOTE_MANIFEST, encode_manifest(plan.manifest, as_of))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile") as pool:
         for _phase, paths in groupby(plan.deletes, key=upload_phase):
-            batch = list(paths)
-            batches = [batch[i:i + target.delete_batch] for i in range(0, len(batch), target.delete_batch)]
-            _run_all(pool, _counted(target.delete), batches, workers * 2, lambda _n: None, target.name, "deleting")
+            run_all(pool, counted(target.delete), batches(list(paths), target.delete_batch), workers * 2,
+                    lambda _n: None, target.name, "deleting")
     if plan.deletes or state.journal or not state.has_manifest:
-        target.clear_journal()
+        target.remove(JOURNAL)
     # Last: until here a rerun of reconcile finds every shard manifest and does the same again.
     for index in range(count):
-        _delete_private(target, shard_journal_name(index, count))
-        _delete_private(target, shard_manifest_name(index, count))
+        target.remove(shard_journal_name(index, count))
+        target.remove(shard_manifest_name(index, count))

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from portal.core.config import load_settings
-from portal.disputes.service import PRIVATE_PREFIX
+from portal.disputes.attachments import PRIVATE_PREFIX
 from tests.infra_checks import (
     TEMPLATE,
     as_list,

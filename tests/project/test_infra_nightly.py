@@ -1,6 +1,6 @@
 """infra/template.yaml's nightly job: its shape, its limits and its alarms, read from the template.
 
-tests/test_nightly.py runs the same state machine here against PostgreSQL and SeaweedFS; these tests check what a
+tests/publish/test_nightly.py runs the same state machine against PostgreSQL and SeaweedFS; these tests check what a
 local run cannot show: the schedule, the retries and timeouts, the alarms, and that the state machine may start
 exactly the tasks its definition names.
 """

@@ -4,7 +4,7 @@ Like /pay, nothing the browser sends is trusted but the signed page token (and i
 against the store): invoices, amounts and files are checked in portal.disputes.service, which writes nothing when
 it refuses. After the commit, the collector is emailed and the customer's pages are re-rendered (the invoice
 shows "in dispute"), both in a background thread. Attachments are never served back from here: staff reach
-them through portal.disputes.service.attachment_for_staff.
+them through portal.disputes.attachments.attachment_for_staff.
 
 This module also guards /pay: an amount held in an unresolved dispute cannot be paid online (see
 `_guard_pay`), so a stale page or a hand-made form cannot pay what the customer disputes. The guard runs
@@ -25,7 +25,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from portal.balances import position
 from portal.core.money import AmountError, format_money, parse_amount
-from portal.disputes.service import MAX_FILE_SIZE, MAX_FILES, DisputeRefused, Submitted, Upload, collector_message
+from portal.disputes.attachments import MAX_FILE_SIZE, MAX_FILES, Upload
+from portal.disputes.errors import DisputeRefused
+from portal.disputes.service import Submitted, collector_message
 from portal.disputes.service import submit_dispute as record_dispute
 from portal.disputes.service import submit_question as record_question
 from portal.jobs.republish import Republisher, refresh_customer

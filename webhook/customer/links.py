@@ -31,6 +31,7 @@ from portal.build.pages import invoice_slug
 from portal.core.links import link_url
 from portal.core.signing import LinkClaims, TokenExpired, TokenInvalid, customer_key
 from portal.mail.transport import fresh_link_message
+from portal.publish.documents import document_download
 from portal.store.database import InvoiceState
 from webhook.errors import TokenRejected
 from webhook.logs import event, log, token_ref
@@ -212,13 +213,12 @@ def document(token: str) -> Any:
         filename = _document_filename(claims.customer_id, claims.document_id, claims.invoice_id, invoice, conn)
         if filename is None:
             raise TokenRejected("doc", token, "names a document of no such customer")
-        if s.settings.target.startswith("s3://"):
-            from portal.publish.publisher import presign_document  # boto3 is only imported where S3 is used
-
-            url = presign_document(s.settings, object_key, expires_in=FILE_LINK_SECONDS, filename=filename)
+        download = document_download(s.documents, object_key, FILE_LINK_SECONDS, filename)
+        if download.url:  # a presigned S3 address
+            url = download.url
         else:
             # A folder is cheap to look into: a missing file answers 404 before anything is recorded.
-            if s.docs_root is None or not (s.docs_root / object_key).is_file():
+            if download.file is None or not download.file.is_file():
                 raise TokenRejected("doc", token, "no such file in the site folder")
             url = url_for("files.download", token=s.files.dumps([claims.customer_id, claims.key_version,
                                                                 claims.name, filename]))

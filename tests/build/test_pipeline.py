@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 
 import pytest
 
 from portal.build import pipeline as site_module
-from portal.build.pipeline import MANIFEST, Manifest, build
+from portal.build.pipeline import build
 from portal.core.errors import BuildError, ExportInvalid
 from portal.core.signing import Signer, TokenInvalid
 from portal.export.reader import read_export
+from portal.publish.manifest import LOCK, MANIFEST, Manifest
+from tests.site_helpers import rewrite_csv
 
 HOSTILE = "<script>alert(1)</script> & Co"
-
-
-def rewrite_csv(path: Path, change) -> None:
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    rows = [r for r in (change(dict(r)) for r in rows) if r is not None]
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def keys_of(out: Path) -> dict[str, str]:
@@ -110,7 +101,7 @@ def test_two_customers_on_one_path_are_refused_before_anything_is_written(settin
     out = tmp_path / "site"
     with pytest.raises(BuildError, match=r"two outputs would be written to c/collidingkey/index.html"):
         build(export_dir, out, settings, store=store)
-    assert [p for p in out.rglob("*") if p.is_file() and p.name != site_module.LOCK] == []
+    assert [p for p in out.rglob("*") if p.is_file() and p.name != LOCK] == []
 
 
 def test_an_invalid_export_writes_nothing(settings, store, export_dir, tmp_path):
@@ -194,7 +185,7 @@ def test_parallel_and_serial_builds_are_identical(settings, store, export_dir, t
 def test_a_theme_folder_overrides_one_template(settings, store, export_dir, tmp_path):
     theme = tmp_path / "theme" / "pages"
     theme.mkdir(parents=True)
-    builtin = (Path(__file__).parent.parent / "templates" / "pages" / "statement.html").read_text()
+    builtin = (Path(__file__).parents[2] / "templates" / "pages" / "statement.html").read_text()
     (theme / "statement.html").write_text(builtin.replace("Statement of account</h1>", "Kontoauszug</h1>"))
     out = tmp_path / "site"
     build(export_dir, out, settings.replace(theme_dir=str(tmp_path / "theme")), store=store)

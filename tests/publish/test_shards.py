@@ -8,16 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from portal.build.pipeline import MANIFEST, Manifest, build, import_only, parse_shard, shard_of
+from portal.build.pipeline import build, import_only, parse_shard, shard_of
 from portal.core.errors import BuildError
 from portal.export.reader import read_export
-from portal.publish.publisher import REMOTE_MANIFEST, PublishError, decode_manifest, publish
+from portal.publish.manifest import MANIFEST, REMOTE_MANIFEST, Manifest, decode_manifest
+from portal.publish.objects import PublishError
+from portal.publish.publisher import publish
 from portal.publish.shards import publish_shard, reconcile, shard_manifest_name
 from portal.store.database import Store
 from tests.conftest import make_settings
 from tests.s3server import SeaweedS3
-from tests.test_build import rewrite_csv
-from tests.test_publish import aws_env, bucket, listing, s3  # noqa: F401 - fixtures: SeaweedFS and a bucket
+from tests.site_helpers import listing, rewrite_csv
 
 N = 3
 
@@ -190,8 +191,7 @@ def objects(client, bucket_name: str, prefix: str) -> dict[str, tuple[bytes, str
 
 
 def test_sharded_publish_to_s3_equals_an_unsharded_one(export_dir: Path, tmp_path: Path,
-                                                       bucket: str,  # noqa: F811 - the fixture
-                                                       aws_env: SeaweedS3,  # noqa: F811 - the fixture
+                                                       bucket: str, aws_env: SeaweedS3,
                                                        monkeypatch):
     monkeypatch.chdir(tmp_path)
     settings = make_settings(f"sqlite:///{tmp_path / 'portal.db'}")

@@ -19,13 +19,12 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 
-from portal.publish.publisher import REMOTE_MANIFEST, decode_manifest
+from portal.publish.manifest import REMOTE_MANIFEST, decode_manifest
 from tests.conftest import TEST_SECRET
 from tests.nightly import Nightly, NightlyFailed, venv_path
 from tests.s3server import SeaweedS3
-from tests.test_publish import aws_env, s3  # noqa: F401 - fixtures: SeaweedFS, boto3 pointed at it
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "infra" / "template.yaml"
+TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
 SHARDS = 3
 SITE_URL = "https://portal.example.com"
 
@@ -86,7 +85,7 @@ def portal(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedPr
 
 
 def test_the_nightly_state_machine_publishes_what_one_unsharded_build_publishes(
-        template, export_dir: Path, tmp_path: Path, postgres, aws_env: SeaweedS3):  # noqa: F811 - fixture
+        template, export_dir: Path, tmp_path: Path, postgres, aws_env: SeaweedS3):
     database = postgres.create_database(f"nightly_{os.getpid()}")
     sharded, single = (aws_env.create_bucket(f"{name}-{os.getpid()}") for name in ("nightly", "single"))
     before = tree_state(export_dir)
@@ -127,7 +126,7 @@ def test_the_nightly_state_machine_publishes_what_one_unsharded_build_publishes(
 
 
 def test_a_shard_task_that_fails_to_build_publishes_nothing_and_fails_the_run(
-        template, export_dir: Path, tmp_path: Path, postgres, aws_env: SeaweedS3):  # noqa: F811 - fixture
+        template, export_dir: Path, tmp_path: Path, postgres, aws_env: SeaweedS3):
     database = postgres.create_database(f"nightly_fail_{os.getpid()}")
     bucket = aws_env.create_bucket(f"nightly-fail-{os.getpid()}")
     machine = nightly(template, tmp_path, aws_env, bucket, database, export_dir)

@@ -2,151 +2,40 @@
 
 SeaweedFS checks SigV4 and presigned-URL signatures and expiry (moto does not), so the security tests run
 against it. The S3 tests skip when the `weed` binary is missing, unless PORTAL_REQUIRE_S3=1 (CI), which
-turns the skip into a failure.
+turns the skip into a failure (fixtures: tests/publish/conftest.py).
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import itertools
 import os
 import signal
 import subprocess
 import sys
 import textwrap
-import time
-import urllib.error
-import urllib.request
-from decimal import Decimal
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlparse
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
 from botocore.retries.standard import ExponentialBackoff
 
-from portal.build.pipeline import MANIFEST, Manifest, build
-from portal.export.reader import DOCUMENT_TYPES
 from portal.publish import s3 as s3target
-from portal.publish.publisher import (
-    ASSET_CACHE,
-    JOURNAL,
-    PAGE_CACHE,
-    PRIVATE_CACHE,
-    REMOTE_MANIFEST,
-    FolderTarget,
-    LocalFile,
-    PublishError,
-    RemoteState,
-    decode_manifest,
-    is_site_path,
-    make_plan,
-    presign_document,
-    publish,
-)
-from portal.store.database import Store
+from portal.publish.manifest import JOURNAL, MANIFEST, REMOTE_MANIFEST, Manifest
+from portal.publish.objects import ASSET_CACHE, PAGE_CACHE, PRIVATE_CACHE, PublishError
+from portal.publish.publisher import publish
+from portal.publish.targets import FolderTarget
 from tests.conftest import make_settings
 from tests.faultproxy import FaultProxy
-from tests.s3server import SeaweedS3, point_boto3_at, started_or_skipped
+from tests.s3server import SeaweedS3
+from tests.site_helpers import (
+    assert_bucket_matches,
+    assert_folder_matches,
+    change_one_invoice,
+    listing,
+    rebuild,
+    revoke,
+)
 
-REPO = Path(__file__).resolve().parent.parent
-_buckets = itertools.count(1)
-
-
-# --- fixtures and helpers -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def s3():
-    yield from started_or_skipped()
-
-
-@pytest.fixture
-def aws_env(s3: SeaweedS3, monkeypatch) -> SeaweedS3:
-    point_boto3_at(s3, monkeypatch)
-    return s3
-
-
-@pytest.fixture
-def bucket(aws_env: SeaweedS3) -> str:
-    return aws_env.create_bucket(f"pub-{os.getpid()}-{next(_buckets)}")
-
-
-@pytest.fixture
-def site(export_dir: Path, tmp_path: Path, monkeypatch):
-    """A built site in tmp/build, and the settings that built it (target filled in by each test)."""
-    monkeypatch.chdir(tmp_path)
-    settings = make_settings(f"sqlite:///{tmp_path / 'portal.db'}")
-    out = tmp_path / "build"
-    build(export_dir, out, settings)
-    return settings, out
-
-
-def rebuild(export_dir: Path, out: Path, settings) -> Manifest:
-    build(export_dir, out, settings)
-    return Manifest.load(out)
-
-
-def change_one_invoice(export_dir: Path) -> str:
-    """Lower the first open invoice's balance by 1.00 in invoices.csv; return its customer id."""
-    path = export_dir / "invoices.csv"
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    row = next(r for r in rows if Decimal(r["balance"]) > 1)
-    row["balance"] = str(Decimal(row["balance"]) - Decimal("1.00"))
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return row["customer_id"]
-
-
-def revoke(settings, customer_id: str) -> None:
-    store = Store(settings.database_url)
-    try:
-        store.revoke(customer_id)
-    finally:
-        store.close()
-
-
-def listing(client, bucket: str, prefix: str) -> dict[str, str]:
-    """Every object under the prefix: relative key -> ETag."""
-    found = {}
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/"):
-        for obj in page.get("Contents", ()):
-            found[obj["Key"][len(prefix) + 1:]] = obj["ETag"]
-    return found
-
-
-def assert_bucket_matches(client, bucket: str, prefix: str, out: Path, foreign: set[str] = frozenset()) -> None:
-    """The bucket holds exactly the build's files, byte for byte, plus the target manifest and nothing else."""
-    manifest = Manifest.load(out)
-    objects = listing(client, bucket, prefix)
-    site_objects = set(objects) - {REMOTE_MANIFEST, JOURNAL} - set(foreign)
-    assert site_objects == set(manifest.files)
-    for path, (sha, _size, _customer) in manifest.files.items():
-        body = client.get_object(Bucket=bucket, Key=f"{prefix}/{path}")["Body"].read()
-        assert hashlib.sha256(body).hexdigest() == sha, path
-    assert JOURNAL not in objects  # a finished run leaves no journal
-    remote = client.get_object(Bucket=bucket, Key=f"{prefix}/{REMOTE_MANIFEST}")["Body"].read()
-    assert decode_manifest(remote) == {p: v[0] for p, v in manifest.files.items()}
-
-
-def assert_folder_matches(target: Path, out: Path, foreign: set[str] = frozenset()) -> None:
-    manifest = Manifest.load(out)
-    files = {p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()}
-    assert files - {REMOTE_MANIFEST} - set(foreign) == set(manifest.files)
-    for path, (sha, _size, _customer) in manifest.files.items():
-        assert hashlib.sha256((target / path).read_bytes()).hexdigest() == sha, path
-
-
-def get(url: str) -> tuple[int, bytes, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read(), dict(response.headers)
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read(), dict(exc.headers)
+REPO = Path(__file__).resolve().parents[2]
 
 
 # --- S3: the normal cases ---------------------------------------------------------------------------------
@@ -282,71 +171,6 @@ def listing_root(client, bucket: str) -> dict[str, str]:
     return {obj["Key"]: obj["ETag"] for page in pages for obj in page.get("Contents", ())}
 
 
-# --- S3: private documents ---------------------------------------------------------------------------------
-
-
-def test_presigned_document_url_works_and_expired_or_tampered_ones_are_refused(site, bucket: str,
-                                                                              aws_env: SeaweedS3):
-    settings, out = site
-    settings = settings.replace(target=f"s3://{bucket}/site")
-    publish(settings, out)
-    docs = sorted(p for p in Manifest.load(out).files if p.startswith("docs/") and p.endswith(".pdf"))
-    document, other = docs[0], docs[1]
-
-    url = presign_document(settings, document, expires_in=300, filename="Invoice INV-1 (copy).pdf")
-    status, body, headers = get(url)
-    assert status == 200 and body == (out / document).read_bytes()
-    assert "X-Amz-Signature=" in url and "filename" in headers.get("Content-Disposition", "")
-
-    # The same signature for another customer's document: refused.
-    assert get(url.replace(document, other))[0] == 403
-    # A changed signature: refused.
-    parts = urlparse(url)
-    query = dict(parse_qsl(parts.query))
-    query["X-Amz-Signature"] = query["X-Amz-Signature"][:-1] + ("0" if query["X-Amz-Signature"][-1] != "0" else "1")
-    assert get(parts._replace(query=urlencode(query)).geturl())[0] == 403
-    # A longer lifetime than the one signed: refused.
-    query = dict(parse_qsl(parts.query), **{"X-Amz-Expires": "604800"})
-    assert get(parts._replace(query=urlencode(query)).geturl())[0] == 403
-    # Expired: refused.
-    short = presign_document(settings, document, expires_in=1)
-    time.sleep(2.2)
-    assert get(short)[0] == 403
-    # The objects themselves are not public.
-    assert get(f"{aws_env.endpoint}/{bucket}/site/{document}")[0] in {401, 403}
-
-
-# The browser shows these; every other document type downloads (the same table as the folder target's test in
-# tests/test_webhook_links.py).
-SHOWN = {".pdf": "inline", ".png": "inline", ".jpg": "inline", ".xml": "attachment", ".txt": "attachment",
-         ".csv": "attachment", ".zip": "attachment", ".tif": "attachment", ".docx": "attachment"}
-
-
-def test_presigned_documents_download_unless_browsers_show_their_type(site, bucket: str, aws_env: SeaweedS3):
-    """An .xml presigned `inline` opened in the browser, on the bucket's origin."""
-    settings, _out = site
-    settings = settings.replace(target=f"s3://{bucket}/site")
-    client = aws_env.client()
-    for extension, disposition in SHOWN.items():
-        key = f"docs/{'k' * 26}/{'a' * 64}{extension}"
-        client.put_object(Bucket=bucket, Key=f"site/{key}", Body=b"<?xml version='1.0'?><x/>",
-                          ContentType=DOCUMENT_TYPES[extension])
-        status, _, headers = get(presign_document(settings, key, filename=f"Delivery note{extension}"))
-        assert status == 200
-        assert headers["Content-Disposition"].startswith(f"{disposition};"), extension
-        assert f"Delivery note{extension}" in headers["Content-Disposition"]
-
-
-def test_presign_refuses_folder_targets_and_paths_outside_docs(site, aws_env: SeaweedS3):
-    settings, _out = site
-    with pytest.raises(PublishError, match="dev server"):
-        presign_document(settings.replace(target="public"), "docs/k/x.pdf")
-    s3_settings = settings.replace(target="s3://bucket/site")
-    for key in ("c/key/index.html", "docs/../c/key/index.html", "docs/k/.manifest.json"):
-        with pytest.raises(PublishError, match="only documents"):
-            presign_document(s3_settings, key)
-
-
 # --- S3: failures and recovery ------------------------------------------------------------------------------
 
 
@@ -436,67 +260,6 @@ def test_killed_publish_followed_by_another_build_leaves_no_orphans(site, export
     assert_bucket_matches(client, bucket, "site", out)
 
 
-def test_missing_bucket_is_one_clear_error(site, aws_env: SeaweedS3):
-    settings, out = site
-    with pytest.raises(PublishError) as caught:
-        publish(settings.replace(target="s3://no-such-bucket/site"), out)
-    assert caught.value.message == (f"s3://no-such-bucket/site: bucket no-such-bucket does not exist "
-                                    f"(at {aws_env.endpoint})")
-    assert caught.value.exit_code != 0
-
-
-def test_wrong_credentials_are_one_clear_error_and_nothing_is_deleted(site, export_dir: Path, bucket: str,
-                                                                      aws_env: SeaweedS3, monkeypatch):
-    settings, out = site
-    settings = settings.replace(target=f"s3://{bucket}/site")
-    publish(settings, out)
-    before = listing(aws_env.client(), bucket, "site")
-    revoke(settings, "C00001")  # the next publish would delete the old pages
-    rebuild(export_dir, out, settings)
-
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
-    with pytest.raises(PublishError) as caught:
-        publish(settings, out)
-
-    assert caught.value.message.startswith(f"s3://{bucket}/site: access denied")
-    assert "AWS_ACCESS_KEY_ID" in caught.value.message and "\n" not in caught.value.message
-    assert listing(aws_env.client(), bucket, "site") == before
-
-
-def test_unreachable_endpoint_is_one_clear_error(site, aws_env: SeaweedS3, monkeypatch):
-    settings, out = site
-    with socket_closed_port() as port:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{port}")
-        started = time.monotonic()
-        with pytest.raises(PublishError) as caught:
-            publish(settings.replace(target="s3://any-bucket/site"), out)
-    assert caught.value.message == (f"s3://any-bucket/site: cannot reach the S3 endpoint http://127.0.0.1:{port} "
-                                    "(check AWS_ENDPOINT_URL_S3 and the network)")
-    assert time.monotonic() - started < 15
-
-
-class socket_closed_port:
-    """A loopback port that nothing listens on (bound, never listening, so nobody else takes it meanwhile)."""
-
-    def __enter__(self) -> int:
-        import socket
-
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        return self.sock.getsockname()[1]
-
-    def __exit__(self, *exc: object) -> None:
-        self.sock.close()
-
-
-def test_missing_credentials_are_one_clear_error(site, aws_env: SeaweedS3, monkeypatch):
-    settings, out = site
-    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
-    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    with pytest.raises(PublishError, match=r"^s3://any-bucket/site: no usable AWS credentials: set AWS_ACCESS_KEY_ID"):
-        publish(settings.replace(target="s3://any-bucket/site"), out)
-
-
 def test_a_build_that_is_missing_is_refused(tmp_path: Path):
     settings = make_settings(f"sqlite:///{tmp_path / 'p.db'}", target=str(tmp_path / "public"))
     with pytest.raises(PublishError, match="no build found"):
@@ -570,94 +333,6 @@ def test_target_inside_the_build_folder_is_refused(site):
     settings, out = site
     with pytest.raises(PublishError, match="must not be inside"):
         publish(settings.replace(target=str(out / "public")), out)
-
-
-# --- units: planning, headers, retries --------------------------------------------------------------------
-
-
-def local(path: str, sha: str = "a" * 64) -> LocalFile:
-    return LocalFile(path, sha, 1, Path("/nonexistent") / path)
-
-
-def test_plan_uploads_assets_and_documents_then_invoice_pages_then_account_pages():
-    files = {p: local(p) for p in ("c/k/index.html", "c/k/i/I1.html", "docs/k/x.pdf", "assets/p.1.css",
-                                   "c/k/statement.html")}
-    state = RemoteState({"c/old/index.html": "b" * 64, "c/old/i/I9.html": "b" * 64, "docs/old/y.pdf": "b" * 64})
-
-    plan = make_plan(files, state, {})
-
-    assert [f.path for f in plan.uploads] == ["assets/p.1.css", "docs/k/x.pdf", "c/k/i/I1.html",
-                                              "c/k/index.html", "c/k/statement.html"]
-    assert plan.deletes == ["c/old/index.html", "c/old/i/I9.html", "docs/old/y.pdf"]
-    assert plan.journal == set(files) | set(state.files) and plan.write_manifest
-
-
-def test_plan_trusts_the_manifest_but_checks_paths_an_unfinished_run_touched():
-    files = {"c/k/index.html": local("c/k/index.html"), "c/k/i/I1.html": local("c/k/i/I1.html")}
-    state = RemoteState({p: "a" * 64 for p in files}, unsure={"c/k/i/I1.html", "c/gone/index.html"},
-                        journal={"c/k/i/I1.html", "c/gone/index.html"})
-
-    plan = make_plan(files, state, {"c/k/i/I1.html": "c" * 64})
-
-    assert [f.path for f in plan.uploads] == ["c/k/i/I1.html"]  # the killed run left other content there
-    assert plan.deletes == ["c/gone/index.html"]  # uploaded by the killed run, not in this build
-    assert make_plan(files, state, {"c/k/i/I1.html": "a" * 64}).uploads == []
-
-
-def test_dot_files_and_tricky_paths_are_not_site_paths():
-    assert is_site_path("c/k/i/I1.html")
-    for path in (".manifest.json", ".build.lock", "c/k/.x.html.12.tmp", "../x", "/etc/passwd", "c//x", ""):
-        assert not is_site_path(path)
-
-
-def slowdown() -> ClientError:
-    return ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."},
-                        "ResponseMetadata": {"HTTPStatusCode": 503}}, "PutObject")
-
-
-def test_retries_back_off_exponentially_with_full_jitter(monkeypatch):
-    monkeypatch.setattr(s3target, "BACKOFF_BASE", 0.5)
-    assert s3target.backoff_delay(0, lambda: 1.0) == 0.5
-    assert s3target.backoff_delay(3, lambda: 1.0) == 4.0
-    assert s3target.backoff_delay(10, lambda: 1.0) == s3target.BACKOFF_CAP
-    assert s3target.backoff_delay(3, lambda: 0.0) == 0.0
-
-    waits: list[float] = []
-    outcomes = iter([slowdown(), EndpointConnectionError(endpoint_url="http://x"), slowdown(), "done"])
-
-    def flaky() -> str:
-        outcome = next(outcomes)
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
-    assert s3target.with_retries(flaky, attempts=5, sleep=waits.append) == "done"
-    assert len(waits) == 3 and all(0 <= w <= 0.5 * 2 ** n for n, w in enumerate(waits))
-
-
-def test_retries_give_up_on_errors_that_waiting_cannot_fix():
-    denied = ClientError({"Error": {"Code": "AccessDenied", "Message": "no"},
-                          "ResponseMetadata": {"HTTPStatusCode": 403}}, "PutObject")
-    calls = []
-
-    def refuse() -> None:
-        calls.append(1)
-        raise denied
-
-    with pytest.raises(ClientError):
-        s3target.with_retries(refuse, attempts=5, sleep=lambda _s: None)
-    assert len(calls) == 1
-
-    always = itertools.count()
-    with pytest.raises(ClientError):
-        s3target.with_retries(lambda: (next(always), (_ for _ in ()).throw(slowdown())), attempts=3,
-                              sleep=lambda _s: None)
-    assert next(always) == 3
-
-
-def test_unreadable_target_manifest_counts_as_none():
-    assert decode_manifest(b"not gzip") is None
-    assert decode_manifest(b"\x1f\x8b\x08\x00garbage") is None
 
 
 def test_publish_refuses_a_file_changed_since_the_build(site, tmp_path: Path):
