@@ -19,7 +19,7 @@ from webhook import errors, health, security, static
 from webhook.customer import disputes, files, links, payments, unsubscribe
 from webhook.logs import configure_logging
 from webhook.services import Services
-from webhook.staff.overview import overview as staff
+from webhook.staff import overview as staff
 
 # Defaults for the web layer only (the portal's own settings live in portal.core.config). Each can be set from
 # the environment as WEBHOOK_<NAME>, e.g. WEBHOOK_RATE_LIMIT_IP=1200/60, or passed as `config`.
