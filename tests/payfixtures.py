@@ -36,7 +36,7 @@ def built(pay_settings, store, export_dir):
 def app(built, tmp_path):
     with make_app(built, tmp_path) as app:
         yield app
-        app.extensions["payments"].republisher.wait()
+        app.extensions["jobs"].wait()
 
 
 @pytest.fixture

@@ -94,7 +94,7 @@ def _intent(kind, attempt_id, intent="pi_1", code=None):
 
 
 def _settle(app):
-    app.extensions["payments"].republisher.wait()
+    app.extensions["jobs"].wait()
 
 
 def _open(store, invoice_id):

@@ -106,7 +106,7 @@ def test_an_event_of_the_other_mode_is_refused_and_records_nothing(tmp_path, sto
                               livemode=live)
         assert _send(client, right).status_code == 200
         assert _attempt(store, session["client_reference_id"]).status == "succeeded"
-        app.extensions["payments"].republisher.wait()
+        app.extensions["jobs"].wait()
 
 
 # --- ACH microdeposits ---------------------------------------------------------------------------------------
@@ -124,7 +124,7 @@ def test_microdeposits_wait_as_verifying_not_pending_and_time_out_after_ten_days
     _send(client, standin.event("checkout.session.completed", standin.session_object(session)))
     intent = standin.intent(session, "requires_action", microdeposits=True)
     _send(client, standin.event("payment_intent.requires_action", intent))
-    app.extensions["payments"].republisher.wait()
+    app.extensions["jobs"].wait()
     assert _attempt(store, attempt_id).status == "verifying"
     position = _open(store, inv.invoice_id)
     assert (position.open, position.pending, position.status) == (inv.balance, 0, "open")  # no debit exists
@@ -141,7 +141,7 @@ def test_microdeposits_wait_as_verifying_not_pending_and_time_out_after_ten_days
                              error_code="payment_method_microdeposit_verification_timeout")
     _send(client, standin.event("payment_intent.payment_failed", timeout))
     _send(client, standin.event("checkout.session.async_payment_failed", standin.session_object(session)))
-    app.extensions["payments"].republisher.wait()
+    app.extensions["jobs"].wait()
     attempt = _attempt(store, attempt_id)
     assert (attempt.status, attempt.failure_reason) == ("failed", "the bank account was not verified within 10 days")
     subjects = [m["Subject"].split(" ·")[0] for m in outbox_messages(tmp_path)]
@@ -183,7 +183,7 @@ def wide(pay_settings, store, tmp_path):
     build(_write_export(tmp_path / "wide"), settings.build_dir, settings, store, workers=1)
     with make_app(settings, tmp_path) as app:
         yield settings, app.test_client()
-        app.extensions["payments"].republisher.wait()
+        app.extensions["jobs"].wait()
 
 
 def test_a_hundred_invoices_and_a_card_fee_fit_in_checkouts_hundred_line_items(wide, store, standin):

@@ -175,7 +175,7 @@ def test_respelled_tokens_are_refused_and_neither_use_nor_bypass_the_tokens_budg
         assert [client.post("/question", data={"page_token": page_token, "message": "Why?"}).status_code
                 for _ in range(4)] == [200, 200, 200, 429]
         assert [client.get(f"/l/{link}").status_code for _ in range(4)] == [303, 303, 303, 429]
-        app.extensions["disputes"].wait()
+        app.extensions["jobs"].wait()
     with store.begin() as conn:
         assert conn.execute(select(func.count()).select_from(questions)).scalar_one() == 3
     assert len(outbox_messages(tmp_path)) == 3
