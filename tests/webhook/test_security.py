@@ -22,12 +22,11 @@ from portal.core.config import load_settings
 from portal.core.signing import CanonicalTimedSerializer, Signer
 from portal.store.disputes import questions
 from tests.ports import free_port
-from tests.test_signing import respellings
-from tests.webhook_helpers import RELAXED, all_events, import_sample, make_app, outbox_messages
+from tests.webhook_helpers import RELAXED, all_events, import_sample, make_app, outbox_messages, respellings
 from webhook.logs import JsonFormatter, RedactFilter, redact, token_ref
 from webhook.ratelimit import Limit, MemoryRateLimitStore, RateLimiter
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
