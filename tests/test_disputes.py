@@ -55,7 +55,7 @@ def built(dsettings, store, export_dir):
 def app(built, tmp_path):
     with make_app(built, tmp_path, site_dir=Path(built.target)) as app:
         yield app
-        app.extensions["disputes"].wait()
+        app.extensions["jobs"].wait()
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ def _count(store, table):
 
 
 def _nothing_stored(store, built, app, tmp_path):
-    app.extensions["disputes"].wait()
+    app.extensions["jobs"].wait()
     assert _count(store, disputestore.disputes) == 0
     assert _count(store, disputestore.dispute_invoices) == 0
     assert _count(store, disputestore.dispute_attachments) == 0
@@ -149,7 +149,7 @@ def test_a_dispute_with_attachments_round_trips_to_storage_pages_email_and_repor
     assert (Path(built.effective_private_target) / files[0].path).read_bytes() == PDF
     assert attachment_for_staff(store, built, row["dispute_id"], 2) == PNG
     _nowhere_in_the_site(built, PDF, PNG)
-    app.extensions["disputes"].wait()
+    app.extensions["jobs"].wait()
     # The collector hears about it; the customer's pages show it and hold the disputed part back from paying.
     [mail] = outbox_messages(tmp_path)
     assert mail["To"] == (customer.collector or "ar-team@example.com") and reference in mail["Subject"]
@@ -177,7 +177,7 @@ def test_review_then_resolve_emails_the_contacts_and_feeds_the_root_cause_report
                                                                                 tmp_path):
     customer, invs = _customer(store)
     _dispute(client, built, customer.customer_id, [invs[0].invoice_id], reason="tax")
-    app.extensions["disputes"].wait()
+    app.extensions["jobs"].wait()
     [row] = disputes(store)
     assert review(store, row["dispute_id"], "staff@example.com", settings=built).status == "under_review"
     page = _page(built, customer.customer_id, invs[0].invoice_id, built.target)
@@ -211,7 +211,7 @@ def test_a_question_is_stored_and_mailed_to_the_collector_escaped(client, app, s
                                               "invoice": invs[0].invoice_id, "message": EVIL})
     assert response.status_code == 200 and "Question received" in response.text
     assert EVIL not in response.text and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in response.text
-    app.extensions["disputes"].wait()
+    app.extensions["jobs"].wait()
     assert _count(store, disputestore.questions) == 1
     [mail] = outbox_messages(tmp_path)
     assert mail["Subject"].startswith("Question Q-")
@@ -225,7 +225,7 @@ def test_a_message_with_html_is_escaped_on_the_confirmation_in_the_email_and_nev
     response = _dispute(client, built, customer.customer_id, [invs[0].invoice_id], message=EVIL)
     assert response.status_code == 200
     assert EVIL not in response.text and "&lt;b&gt;bold&lt;/b&gt;" in response.text
-    app.extensions["disputes"].wait()
+    app.extensions["jobs"].wait()
     [mail] = outbox_messages(tmp_path)
     html = mail.get_body(("html",)).get_content()
     assert EVIL not in html and "&lt;script&gt;" in html
@@ -278,7 +278,7 @@ def test_attachments_live_outside_the_site_folders_and_staff_still_download_them
     assert _dispute(client, built, customer.customer_id, [invs[0].invoice_id],
                     files=[("signed delivery.pdf", PDF)]).status_code == 200
     [row] = disputes(store)
-    app.extensions["disputes"].wait()  # the re-render and publish of the customer's pages
+    app.extensions["jobs"].wait()  # the re-render and publish of the customer's pages
     _nowhere_in_the_site(built, PDF)
     assert Path(built.effective_private_target).resolve() == tmp_path / "private"  # the default, beside the site
     assert attachment_for_staff(store, built, row["dispute_id"], 1) == PDF
@@ -451,7 +451,7 @@ def test_pay_refuses_what_is_in_dispute(store, built, standin, tmp_path):
         _dispute(client, paying, customer.customer_id, [whole.invoice_id])
         _dispute(client, paying, customer.customer_id, [partly.invoice_id], **{
             f"dispute_amount-{partly.invoice_id}": _amount(partly.balance - 100)})
-        app.extensions["disputes"].wait()
+        app.extensions["jobs"].wait()
         token = _token(paying, customer.customer_id)
         full = client.post("/pay", data={"page_token": token, "invoice": whole.invoice_id, "method": "card"})
         assert full.status_code == 400 and "in dispute in full" in full.text
@@ -475,7 +475,7 @@ def test_a_revoked_page_gets_a_plain_404_from_pay_not_the_dispute_holds_live_bal
         partly = invs[1]
         _dispute(client, paying, customer.customer_id, [partly.invoice_id], **{
             f"dispute_amount-{partly.invoice_id}": _amount(partly.balance - 100)})
-        app.extensions["disputes"].wait()
+        app.extensions["jobs"].wait()
         token = _token(paying, customer.customer_id)
         held = client.post("/pay", data={"page_token": token, "invoice": partly.invoice_id, "method": "card"})
         assert held.status_code == 400 and "at most" in held.text  # the guard speaks to the customer's own page

@@ -317,7 +317,7 @@ def test_presigned_document_url_works_and_expired_or_tampered_ones_are_refused(s
 
 
 # The browser shows these; every other document type downloads (the same table as the folder target's test in
-# tests/test_webhook_links.py).
+# tests/webhook/customer/test_files.py).
 SHOWN = {".pdf": "inline", ".png": "inline", ".jpg": "inline", ".xml": "attachment", ".txt": "attachment",
          ".csv": "attachment", ".zip": "attachment", ".tif": "attachment", ".docx": "attachment"}
 
