@@ -201,7 +201,7 @@ def test_a_payment_made_right_after_the_sample_export_shows_on_the_page(db_url, 
             signature = stripe.WebhookSignature.generate_signature_header(payload, SECRET, timestamp=int(time.time()))
             answer = client.post("/stripe/events", data=payload, headers={"Stripe-Signature": signature})
             assert answer.status_code == 200
-            app.extensions["payments"].republisher.wait()
+            app.extensions["jobs"].wait()
         after = {r[0]: _money(r[4]) for r in table_with((folder / "index.html").read_text(), "Invoice", "Open")[1:]}
         assert after[number] == before - 100
     finally:

@@ -79,7 +79,7 @@ def test_dispute_an_invoice_with_a_real_file_upload(portal_site, browser, tmp_pa
         assert result.violations_count == 0, result.generate_report()
         page.screenshot(path=str(ARTIFACTS / "dispute-confirmation-desktop.png"), full_page=True)
 
-        portal_site["app"].extensions["disputes"].wait()
+        portal_site["app"].extensions["jobs"].wait()
         page.goto(_invoice_link(portal_site, data, inv.invoice_id))
         assert page.locator(".badge-disputed").first.inner_text() == "In dispute"
     finally:

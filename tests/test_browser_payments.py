@@ -68,7 +68,7 @@ def _send(shop, kind: str, obj: dict) -> None:
     response = requests.post(f"{shop['address']}/stripe/events", data=payload, timeout=10,
                              headers={"Stripe-Signature": header, "Content-Type": "application/json"})
     assert response.status_code == 200, response.text
-    shop["app"].extensions["payments"].republisher.wait()
+    shop["app"].extensions["jobs"].wait()
 
 
 def test_pay_two_invoices_by_bank_then_pending_then_paid(shop, page):

@@ -1,4 +1,5 @@
-"""Helpers shared by the webhook tests: an app over a test store, tokens of every kind, event counts."""
+"""Helpers shared by the webhook tests: an app over a test store, tokens of every kind (and their respellings),
+event counts, which documents a browser may show."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 
 from flask import Flask
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_decode
 from sqlalchemy import select
 
 from portal.core.config import Settings
@@ -46,6 +48,31 @@ def import_sample(store: Store, settings: Settings, export_dir: Path) -> Ledger:
     return ledger
 
 
+# --- two customers of the sample, for the link and document tests ---------------------------------------------
+
+
+def two_customers(ledger: Ledger) -> tuple[str, str]:
+    """Two customers that each have a contact, an open invoice and (A) a supplied document."""
+    with_docs = sorted({d.customer_id for d in ledger.documents.values()})
+    a = with_docs[0]
+    billed = {i.customer_id for i in ledger.invoices.values()}
+    b = next(c for c in sorted(ledger.customers) if c != a and c in billed)
+    return a, b
+
+
+def contact_of(ledger: Ledger, customer_id: str) -> Any:
+    return next(c for c in ledger.contacts if c.customer_id == customer_id)
+
+
+def invoice_of(ledger: Ledger, customer_id: str) -> Any:
+    return next(i for i in sorted(ledger.invoices.values(), key=lambda i: i.invoice_id)
+                if i.customer_id == customer_id)
+
+
+def site_address(settings: Settings, signer: Signer, customer_id: str, version: int = 1) -> str:
+    return f"{settings.site_url}/c/{signer.customer_key(customer_id, version)}"
+
+
 def old_link_token(settings: Settings, customer_id: str, contact_id: str, invoice_id: str, key_version: int,
                    age_days: float) -> str:
     """A genuine link token signed `age_days` ago (itsdangerous reads the time from `get_timestamp`)."""
@@ -61,6 +88,20 @@ def old_link_token(settings: Settings, customer_id: str, contact_id: str, invoic
 def all_events(store: Store) -> list[Any]:
     with store.begin() as conn:
         return conn.execute(select(tables.events).order_by(tables.events.c.event_id)).all()
+
+
+def respellings(token: str) -> list[str]:
+    """Spellings of `token` that itsdangerous' decoder reads as the same token (the HMAC covers the payload's
+    text as written, so only the signature can be spelled differently)."""
+    payload, signature = token.rsplit(".", 1)
+    spelled = [f"{payload}.{signature[:5]}!!{signature[5:]}", f"{payload}.{signature}=", f"{payload}.{signature}==",
+               f"{payload}.{signature[:3]}\u00e9{signature[3:]}", f"{payload}.{signature[:4]}  {signature[4:]}"]
+    if "-" in signature or "_" in signature:
+        spelled.append(f'{payload}.{signature.replace("-", "+").replace("_", "/")}')
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    spelled += [f"{payload}.{signature[:-1]}{c}" for c in alphabet
+                if c != signature[-1] and base64_decode(signature[:-1] + c) == base64_decode(signature)]
+    return spelled
 
 
 def tamper(token: str) -> str:

@@ -15,11 +15,11 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from portal.core.config import Settings, load_settings, warn_if_insecure
-from webhook import errors, health, security, static
+from webhook import errors, health, jobs, security, static
 from webhook.customer import disputes, files, links, payments, unsubscribe
 from webhook.logs import configure_logging
 from webhook.services import Services
-from webhook.staff.overview import overview as staff
+from webhook.staff import overview as staff
 
 # Defaults for the web layer only (the portal's own settings live in portal.core.config). Each can be set from
 # the environment as WEBHOOK_<NAME>, e.g. WEBHOOK_RATE_LIMIT_IP=1200/60, or passed as `config`.
@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None, site_dir: str | Path | None = N
     app.extensions["portal"] = Services.create(settings, app.config, site_dir)
     security.init_app(app)
     errors.init_app(app)
+    jobs.init_app(app)  # one background runner, before the routes that submit to it
     for blueprint in (links.bp, files.bp, static.bp, health.bp, unsubscribe.bp):
         app.register_blueprint(blueprint)
     payments.init_app(app)

@@ -23,7 +23,7 @@ from portal.core.money import digits, format_money, format_price, format_quantit
 from portal.core.signing import Signer
 from portal.core.templating import Assets, load_assets, make_environment
 from portal.disputes.service import OUTCOMES, STATUS_TEXT, reason_choices, reference
-from portal.payments.service import METHODS, adjustment_bps
+from portal.payments.pricing import METHODS, adjustment_bps
 from portal.store.database import CustomerData
 
 KIND_TEXT = {"invoice": "Invoice", "po": "Purchase order", "contract": "Contract", "delivery": "Proof of delivery",

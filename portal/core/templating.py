@@ -31,7 +31,7 @@ ASSET_NAMES = ("portal.css", "beacon.js", "pay.js")
 # The code that shapes the output: a change to it must re-render every page.
 PACKAGE = Path(__file__).resolve().parents[1]  # portal/
 RENDER_CODE = [PACKAGE / n for n in ("core/templating.py", "build/pages.py", "build/pdf.py", "core/signing.py",
-                                     "core/money.py", "payments/service.py")]
+                                     "core/money.py", "payments/pricing.py")]
 
 
 def template_dirs(settings: Settings) -> list[Path]:

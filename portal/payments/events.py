@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from portal.balances import position
 from portal.core.errors import PortalError
-from portal.payments.service import COUNTED, _apply_allocations  # unchanged: how a payment is applied to invoices
+from portal.payments.allocations import COUNTED, apply_allocations
 from portal.payments.state import LEGACY, Derived, Snapshot, derive, merge, read_event
 from portal.store import payments as paystore
 from portal.store.database import Store, StoreUnavailable
@@ -164,7 +164,7 @@ def _move(store: Store, conn: Any, attempt: Attempt, d: Derived, now: datetime) 
         paystore.release_applied(conn, attempt.attempt_id)
         facts.update(counted_at=None, unapplied=0, credit_applied=0)
     elif attempt.counted_at is None and (d.status in COUNTED or d.paid):
-        applied = _apply_allocations(conn, attempt, store.latest_as_of(conn))
+        applied = apply_allocations(conn, attempt, store.latest_as_of(conn))
         facts.update(applied, counted_at=now, needs_review=applied["needs_review"] or facts.get(
             "needs_review", attempt.needs_review))
     if facts:

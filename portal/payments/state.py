@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from portal.payments.checkout import from_stripe
+from portal.payments.stripe_amounts import from_stripe
 
 # The events the webhook acts on; docs/payments.md and infra/README.md list the same (a test compares them).
 HANDLED_EVENTS = frozenset({

@@ -3,13 +3,11 @@
 Like /pay, nothing the browser sends is trusted but the signed page token (and its key version, checked
 against the store): invoices, amounts and files are checked in portal.disputes.service, which writes nothing when
 it refuses. After the commit, the collector is emailed and the customer's pages are re-rendered (the invoice
-shows "in dispute"), both in a background thread. Attachments are never served back from here: staff reach
-them through portal.disputes.attachments.attachment_for_staff.
+shows "in dispute"), both as background jobs (webhook/jobs.py). Attachments are never served back from here:
+staff reach them through portal.disputes.attachments.attachment_for_staff.
 
-This module also guards /pay: an amount held in an unresolved dispute cannot be paid online (see
-`_guard_pay`), so a stale page or a hand-made form cannot pay what the customer disputes. The guard runs
-inside /pay after its rate limit and its page-token check (webhook/customer/formtoken.py): a revoked page is answered
-the plain 404 before any balance is looked at.
+What a dispute holds cannot be paid online: that is part of what may be paid, decided by
+portal.payments.start (the invoice's `due`), which /pay calls after its page-token check.
 
 The dispute form's body (files) is parsed only after its token and its rate limits were checked: the token is
 read from the body's first part alone (webhook/customer/formtoken.py).
@@ -20,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, request
+from flask import Blueprint, Flask, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from portal.balances import position
@@ -30,12 +28,9 @@ from portal.disputes.errors import DisputeRefused
 from portal.disputes.service import Submitted, collector_message
 from portal.disputes.service import submit_dispute as record_dispute
 from portal.disputes.service import submit_question as record_question
-from portal.jobs.republish import Republisher, refresh_customer
-from portal.mail.transport import send_with_retry
-from portal.store.database import invoices
-from portal.store.disputes import disputed_amounts
 from webhook.customer.formtoken import page_claims
 from webhook.customer.links import page_url
+from webhook.jobs import mail_later, republish_later
 from webhook.logs import event
 from webhook.security import rate_limited
 from webhook.services import client_ip, render, services
@@ -48,9 +43,7 @@ MAX_BODY = MAX_FILES * MAX_FILE_SIZE + 1024 * 1024
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["disputes"] = Republisher()
     app.register_blueprint(bp)
-    app.extensions["payments"].guards.append(_guard_pay)
 
 
 @bp.before_request  # this blueprint's requests only
@@ -72,18 +65,10 @@ def _refused(exc: DisputeRefused, what: str) -> Any:
 
 def _after(submitted: Submitted, kind: str) -> None:
     """Email the collector and re-render the customer's pages, after the commit, off the request."""
-    s = services()
-    settings, store, mailer = s.settings, s.store, s.mailer
-    worker: Republisher = current_app.extensions["disputes"]
-
-    def mail() -> None:
-        send_with_retry(mailer, collector_message(settings, submitted, kind), settings.mail_attempts,
-                        settings.mail_retry_delay_ms / 1000)
-
-    worker.submit(mail, f"mail {submitted.reference}")
+    settings = services().settings
+    mail_later(lambda: [collector_message(settings, submitted, kind)], f"mail {submitted.reference}")
     if kind == "dispute":
-        worker.submit(lambda: refresh_customer(settings, store, submitted.customer_id),
-                      f"republish {submitted.customer_id}")
+        republish_later(submitted.customer_id)
 
 
 def _confirm(submitted: Submitted, kind: str) -> Any:
@@ -126,44 +111,3 @@ def question() -> Any:
         return _refused(exc, "question")
     _after(submitted, "question")
     return _confirm(submitted, "question")
-
-
-def _guard_pay(customer_id: str) -> Any:
-    """In /pay, for a verified customer at its active key version: refuse paying what an unresolved dispute
-    holds. Returns None to let /pay decide the rest."""
-    s = services()
-    chosen = list(dict.fromkeys(request.form.getlist("invoice")))[:101]
-    with s.store.begin() as conn:
-        held = disputed_amounts(conn, customer_ids=[customer_id], invoice_ids=chosen)
-        if not held:
-            return None
-        rows = {r.invoice_id: r for r in conn.execute(
-            invoices.select().where(invoices.c.customer_id == customer_id,
-                                    invoices.c.invoice_id.in_(list(held))))}
-        standing = position.of_invoices(conn, list(rows))
-    for invoice_id in held:
-        row = rows.get(invoice_id)
-        if row is None:
-            continue
-        payable = standing[invoice_id].due
-        message = ""
-        typed = request.form.get(f"amount-{invoice_id}", "").strip()
-        if payable <= 0:
-            message = f"Invoice {row.number} is in dispute in full: it can be paid once the dispute is resolved."
-        elif not typed:
-            message = (f"Part of invoice {row.number} is in dispute: enter an amount of at most "
-                       f"{format_money(payable, row.currency, 'en_US')}.")
-        else:
-            try:
-                too_much = parse_amount(typed, row.currency) > payable
-            except (AmountError, ValueError):
-                too_much = False  # /pay explains a malformed amount itself
-            if too_much:
-                message = (f"Part of invoice {row.number} is in dispute: at most "
-                           f"{format_money(payable, row.currency, 'en_US')} can be paid now.")
-        if message:
-            event("payment_refused", reason=message, ip=client_ip())
-            return render("webhook/pay_status.html", 400, title="This payment cannot be made", message=message,
-                          detail="Please go back to the page, reload it, and try again.", reference="",
-                          account_url="")
-    return None

@@ -7,7 +7,7 @@
   request whose first part is not the token has no token. Small url-encoded forms are parsed as usual.
 - `page_claims(route)` is the one check of a form's page token: its signature and spelling (portal/core/signing.py),
   then its key version against the store, so a revoked customer's page learns nothing (the plain 404) before
-  any other check or hook runs. The result is kept for the rest of the request.
+  any other check runs. The result is kept for the rest of the request.
 """
 
 from __future__ import annotations

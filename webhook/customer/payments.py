@@ -1,41 +1,38 @@
 """/pay (a static page's pay form -> a Stripe Checkout Session) and /stripe/events (Stripe's webhook).
 
-/pay trusts nothing the browser sends but the signed page token: invoice ids are looked up as this
-customer's, every amount is recomputed from the store (portal.balances.position, portal.payments.service.quote), and
-the attempt
-and its allocations are recorded before Stripe is called. /stripe/events verifies the signature on the raw
-body first, refuses an event of the other mode (live/test) than the configured key, then records the event
-and its effect in one transaction (portal.payments.events.apply_event, which never calls Stripe); the re-render,
-publish and email happen after the commit, in a background thread.
+/pay trusts nothing the browser sends but the signed page token: it checks the token (a revoked page learns
+nothing), reads the form and calls portal.payments.start.start_payment, the one rule of what may be paid (this
+customer's open invoices, less what disputes hold), which prices the payment from the store and records the
+attempt before Stripe is called. /stripe/events verifies the signature on the raw body first, refuses an event
+of the other mode (live/test) than the configured key, then records the event and its effect in one
+transaction (portal.payments.events.apply_event, which never calls Stripe); the re-render, publish and email
+happen after the commit, as background jobs (webhook/jobs.py).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import secrets
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from email.message import EmailMessage
 from typing import Any
 
 import stripe
 from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, request
-from sqlalchemy import select
 
 from portal.balances import position
 from portal.build.pages import checkout_origin
-from portal.core.money import AmountError, parse_amount
 from portal.core.signing import TokenInvalid
-from portal.jobs.republish import Republisher, refresh_customer
-from portal.mail.transport import send_with_retry
 from portal.payments.checkout import session_params
 from portal.payments.events import Change, EventRefused, apply_event, verification_url
-from portal.payments.service import Payable, PaymentRefused, Quote, payment_message, quote
+from portal.payments.messages import payment_message
+from portal.payments.pricing import PaymentRefused
+from portal.payments.start import MAX_INVOICES, checkout_failed, checkout_opened, start_payment
 from portal.store import payments as paystore
-from portal.store.database import credits, invoices
 from webhook.customer.formtoken import page_claims
 from webhook.customer.links import page_url
 from webhook.errors import TokenRejected
+from webhook.jobs import mail_later, republish_later
 from webhook.logs import event, security_log
 from webhook.security import CSP, rate_limited
 from webhook.services import client_ip, render, services
@@ -44,21 +41,16 @@ log = logging.getLogger(__name__)
 bp = Blueprint("payments", __name__)
 
 TOLERANCE = 300  # seconds a signed event may be old (Stripe's default); never 0
-MAX_INVOICES = 100  # a bound on the form; Checkout's 100 line items are kept by portal.payments.checkout.line_items
 
 
 class Payments:
-    """Per-process payment services: the Stripe client, the background republisher, and the checks other
-    domains add to /pay (`guards`: the dispute hold), run with the verified customer id once the page token
-    and its key version have been checked; one that answers a response refuses the payment."""
+    """Per-process payment services: the Stripe client (its connection pool is reused across requests)."""
 
     def __init__(self, app: Flask):
         settings = app.extensions["portal"].settings
         base = {"api": settings.stripe_api_base.rstrip("/")} if settings.stripe_api_base else {}
         self.client = stripe.StripeClient(settings.stripe_secret_key or "sk_unset", base_addresses=base,
                                           max_network_retries=2)
-        self.republisher = Republisher()
-        self.guards: list[Callable[[str], Any]] = []
 
 
 def payments() -> Payments:
@@ -98,93 +90,37 @@ def pay() -> Any:
     if not s.settings.payments_enabled:
         return render("webhook/pay_status.html", 503, title="Online payment is not available",
                       message="Online payment is not configured yet.", detail="", reference="", account_url="")
-    claims = page_claims("pay")  # first: a revoked page learns nothing, not even from a guard
+    claims = page_claims("pay")  # first: a revoked page learns nothing, not even what a dispute holds
     customer_id = claims.customer_id
-    for guard in payments().guards:
-        refused = guard(customer_id)
-        if refused is not None:
-            return refused
+    # Bounded reads of the form (one more than allowed, so that too many is refused, not cut short).
     chosen = list(dict.fromkeys(request.form.getlist("invoice")))[:MAX_INVOICES + 1]
-    if len(chosen) > MAX_INVOICES:
-        return _refuse(f"At most {MAX_INVOICES} invoices can be paid at once.")
-    method = request.form.get("method", "")
+    typed = {invoice_id: request.form.get(f"amount-{invoice_id}", "") for invoice_id in chosen}
+    credit_ids = list(dict.fromkeys(request.form.getlist("credit")))[:MAX_INVOICES]
     try:
-        attempt_id, priced = _create_attempt(customer_id, chosen, method)
+        started = start_payment(s.store, s.settings, customer_id, chosen, typed, credit_ids,
+                                request.form.get("method", ""))
     except PaymentRefused as exc:
         event("payment_refused", reason=exc.message, ip=client_ip())
         return _refuse(exc.message)
-    p = payments()
+    attempt_id = started.attempt_id
     ref = s.signer.pay_ref(attempt_id, claims.key_version)
-    webhook = s.settings.effective_webhook_url
-    params = session_params(attempt_id, customer_id, priced, webhook, ref)
+    params = session_params(attempt_id, customer_id, started.quote, s.settings.effective_webhook_url, ref)
     try:
-        session = p.client.v1.checkout.sessions.create(params=params,
-                                                       options={"idempotency_key": f"checkout-{attempt_id}"})
+        session = payments().client.v1.checkout.sessions.create(
+            params=params, options={"idempotency_key": f"checkout-{attempt_id}"})
     except stripe.StripeError as exc:
         log.error("checkout session failed for %s: %s", attempt_id, exc)
-        with s.store.begin() as conn:  # never started: it must not count anywhere
-            paystore.update_attempt(conn, attempt_id, status="expired", updated_at=datetime.now(UTC),
-                                    failure_reason="checkout could not be started")
+        checkout_failed(s.store, attempt_id)
         if getattr(exc, "code", None) == "amount_too_small":
-            # A currency whose minimum Stripe sets by conversion (portal.payments.checkout.MINIMUM_CHARGE lists
-            # the rest).
+            # A currency whose minimum Stripe sets by conversion (portal.payments.stripe_amounts.MINIMUM_CHARGE
+            # lists the rest).
             return _refuse("This amount is below the smallest payment our payment provider accepts in this "
                            "currency. Please pay a larger part, or choose another invoice as well.")
         return render("webhook/pay_status.html", 503, title="Payment is not available right now",
                       message="We could not reach our payment provider. No payment was made.",
                       detail="Please try again in a few minutes.", reference="", account_url="")
-    with s.store.begin() as conn:
-        paystore.update_attempt(conn, attempt_id, checkout_session=session.id)
+    checkout_opened(s.store, attempt_id, session.id)
     return redirect(session.url, 303)
-
-
-def _create_attempt(customer_id: str, chosen: list[str], method: str) -> tuple[str, Quote]:
-    """Price the payment from the store and record the attempt with its allocations (status `created`)."""
-    s = services()
-    now = datetime.now(UTC)
-    with s.store.begin() as conn:
-        rows = {r.invoice_id: r for r in conn.execute(
-            select(invoices).where(invoices.c.customer_id == customer_id, invoices.c.invoice_id.in_(chosen)))}
-        for invoice_id in chosen:
-            row = rows.get(invoice_id)
-            if row is None:
-                # Another customer's invoice, or none at all: the same words, nothing revealed.
-                raise PaymentRefused("One of the chosen invoices is not on your account.")
-            if not row.is_open:
-                raise PaymentRefused(f"Invoice {row.number} is no longer open.")
-        as_of = position.latest_as_of(conn)
-        # What may be paid is what may be asked for: open, less what a dispute holds (portal/balances/position.py).
-        standing = position.of_invoices(conn, chosen)
-        payables = [Payable(i, rows[i].number, rows[i].currency, standing[i].due) for i in chosen]
-        requested = {}
-        for p in payables:
-            text = request.form.get(f"amount-{p.invoice_id}", "").strip()
-            if text:
-                try:
-                    requested[p.invoice_id] = parse_amount(text, p.currency)
-                except (AmountError, ValueError):
-                    raise PaymentRefused(f"The amount for invoice {p.number} is not a valid amount.") from None
-        chosen_credits = list(dict.fromkeys(request.form.getlist("credit")))[:MAX_INVOICES]
-        credit_rows = {r.credit_id: r for r in conn.execute(
-            select(credits).where(credits.c.customer_id == customer_id, credits.c.credit_id.in_(chosen_credits)))}
-        if len(credit_rows) != len(chosen_credits):
-            raise PaymentRefused("One of the chosen credit notes is not on your account.")
-        used = position.entries(conn, invoice_ids=chosen_credits, item_kind="credit")
-        available = [Payable(c, credit_rows[c].number, credit_rows[c].currency, position.compute(
-            credit_rows[c].amount, credit_rows[c].balance, as_of, used.get(("credit", c), ())).open)
-            for c in chosen_credits]
-        priced = quote(s.settings, payables, requested, method, available)
-        attempt_id = "pa_" + secrets.token_hex(12)
-        paystore.insert_attempt(conn, {
-            "attempt_id": attempt_id, "customer_id": customer_id, "status": "created", "method": method,
-            "currency": priced.currency, "subtotal": priced.subtotal, "adjustment": priced.adjustment,
-            "amount": priced.total, "unapplied": 0, "credit_applied": 0, "refunded": 0, "needs_review": False,
-            "payer_email": "", "checkout_session": "", "payment_intent": "", "charge": "", "failure_reason": "",
-            "created_at": now, "updated_at": now, "counted_at": None,
-        }, [{"invoice_id": line.invoice_id, "number": line.number, "amount": line.amount, "applied": 0}
-            for line in priced.lines],
-            [{"credit_id": c.credit_id, "number": c.number, "amount": c.amount, "applied": 0} for c in priced.credits])
-    return attempt_id, priced
 
 
 # --- the pages Stripe sends the customer back to ----------------------------------------------------------
@@ -310,14 +246,11 @@ def _after_commit(change: Change) -> None:
     """Re-render and publish the customer's pages, and mail the payer: in the background, seconds later."""
     s = services()
     settings, store = s.settings, s.store
-    mailer = s.mailer
     account_url = _account_url(change.customer_id)
-    republisher = payments().republisher
     event("payment_status", attempt=change.attempt_id, old=change.old, new=change.new)
-    republisher.submit(lambda: refresh_customer(settings, store, change.customer_id),
-                       f"republish {change.customer_id}")
+    republish_later(change.customer_id)
 
-    def mail() -> None:
+    def messages() -> Iterator[EmailMessage]:
         name, contacts = store.customer_contacts(change.customer_id)
         if change.payer_email:
             to = [("", change.payer_email)]
@@ -329,7 +262,6 @@ def _after_commit(change: Change) -> None:
         for recipient in to:
             message = payment_message(settings, change, recipient, name, account_url, standing)
             if message is not None:
-                send_with_retry(mailer, message, settings.mail_attempts, settings.mail_retry_delay_ms / 1000)
+                yield message
 
-    republisher.submit(mail, f"mail {change.attempt_id}")
-
+    mail_later(messages, f"mail {change.attempt_id}")

@@ -19,10 +19,10 @@ from portal.build.pipeline import build
 from portal.payments.state import FAILURE_TEXT, HANDLED_EVENTS
 from portal.store import payments as paystore
 from tests.conftest import AS_OF
-from tests.test_payments import _attempt, _attempt_id, _count, _open, _pay, _send
+from tests.payfixtures import attempt_id_sent, load_attempt, position_now, post_pay, row_count, send_event
 from tests.webhook_helpers import make_app, outbox_messages
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _usd(store, count=1):
@@ -35,8 +35,8 @@ def _usd(store, count=1):
 def _paid_by_card(client, built, store, standin):
     cid, invoices = _usd(store)
     inv = invoices[0]
-    assert _pay(client, built, cid, [inv.invoice_id]).status_code == 303
-    session = standin.session_for(_attempt_id(standin))
+    assert post_pay(client, built, cid, [inv.invoice_id]).status_code == 303
+    session = standin.session_for(attempt_id_sent(standin))
     return inv, session
 
 
@@ -49,38 +49,39 @@ def test_a_refund_delivered_before_the_payment_succeeded_is_not_lost(client, app
     completed = standin.event("checkout.session.completed", standin.session_object(session, payment_status="paid"))
     succeeded = standin.event("payment_intent.succeeded", standin.intent(session, "succeeded"))
     for event in (refund, completed, succeeded):
-        assert _send(client, event).status_code == 200
-    attempt = _attempt(store, session["client_reference_id"])
+        assert send_event(client, event).status_code == 200
+    attempt = load_attempt(store, session["client_reference_id"])
     assert (attempt.status, attempt.refunded, attempt.needs_review) == ("refunded", inv.balance, True)
-    assert _open(store, inv.invoice_id).open == inv.balance  # the money went back: the invoice is open again
+    assert position_now(store, inv.invoice_id).open == inv.balance  # the money went back: the invoice is open again
 
 
 def test_a_dispute_delivered_before_the_payment_succeeded_holds_the_invoice(client, store, built, standin):
     inv, session = _paid_by_card(client, built, store, standin)
     # No attempt id anywhere in a dispute: it waits for an event that names its PaymentIntent.
-    assert _send(client, standin.event("charge.dispute.created", standin.dispute(session, "needs_response"))
-                 ).status_code == 200
-    assert _attempt(store, session["client_reference_id"]).status == "created"
-    _send(client, standin.event("checkout.session.completed", standin.session_object(session, payment_status="paid")))
-    attempt = _attempt(store, session["client_reference_id"])
+    assert send_event(client, standin.event("charge.dispute.created", standin.dispute(session, "needs_response"))
+                      ).status_code == 200
+    assert load_attempt(store, session["client_reference_id"]).status == "created"
+    send_event(client, standin.event("checkout.session.completed",
+                                     standin.session_object(session, payment_status="paid")))
+    attempt = load_attempt(store, session["client_reference_id"])
     assert (attempt.status, attempt.failure_reason) == ("disputed", "disputed: fraudulent")
-    assert _open(store, inv.invoice_id).open == inv.balance
+    assert position_now(store, inv.invoice_id).open == inv.balance
 
 
 def test_a_dispute_without_a_payment_intent_is_matched_by_its_charge(client, store, built, standin):
     inv, session = _paid_by_card(client, built, store, standin)
-    _send(client, standin.event("payment_intent.succeeded", standin.intent(session, "succeeded")))
-    attempt = _attempt(store, session["client_reference_id"])
+    send_event(client, standin.event("payment_intent.succeeded", standin.intent(session, "succeeded")))
+    attempt = load_attempt(store, session["client_reference_id"])
     assert attempt.status == "succeeded" and attempt.charge == f"ch_test_{session['id'].rsplit('_', 1)[-1]}"
     dispute = standin.dispute(session, "needs_response", with_intent=False)
     assert dispute["payment_intent"] is None
-    _send(client, standin.event("charge.dispute.created", dispute))
-    assert _attempt(store, session["client_reference_id"]).status == "disputed"
+    send_event(client, standin.event("charge.dispute.created", dispute))
+    assert load_attempt(store, session["client_reference_id"]).status == "disputed"
     closed = standin.event("charge.dispute.closed", {**dispute, "status": "won"})
     closed["created"] += 5
-    _send(client, closed)
-    assert _attempt(store, session["client_reference_id"]).status == "reinstated"
-    assert _open(store, inv.invoice_id).status == "paid"
+    send_event(client, closed)
+    assert load_attempt(store, session["client_reference_id"]).status == "reinstated"
+    assert position_now(store, inv.invoice_id).status == "paid"
 
 
 # --- whose and which mode ------------------------------------------------------------------------------------
@@ -93,20 +94,20 @@ def test_an_event_of_the_other_mode_is_refused_and_records_nothing(tmp_path, sto
     with make_app(settings, tmp_path) as app:
         client = app.test_client()
         cid, invoices = _usd(store)
-        _pay(client, settings, cid, [invoices[0].invoice_id])
-        session = standin.session_for(_attempt_id(standin))
+        post_pay(client, settings, cid, [invoices[0].invoice_id])
+        session = standin.session_for(attempt_id_sent(standin))
         wrong = standin.event("checkout.session.completed", standin.session_object(session, payment_status="paid"),
                               livemode=not live)
-        response = _send(client, wrong)
+        response = send_event(client, wrong)
         # Not 2xx: Stripe redelivers it (for up to three days) once the key matches the endpoint.
         assert response.status_code == 400 and "live/test" in response.get_json()["error"]
-        assert _count(store, paystore.stripe_events) == 0
-        assert _attempt(store, session["client_reference_id"]).status == "created"
+        assert row_count(store, paystore.stripe_events) == 0
+        assert load_attempt(store, session["client_reference_id"]).status == "created"
         right = standin.event("checkout.session.completed", standin.session_object(session, payment_status="paid"),
                               livemode=live)
-        assert _send(client, right).status_code == 200
-        assert _attempt(store, session["client_reference_id"]).status == "succeeded"
-        app.extensions["payments"].republisher.wait()
+        assert send_event(client, right).status_code == 200
+        assert load_attempt(store, session["client_reference_id"]).status == "succeeded"
+        app.extensions["jobs"].wait()
 
 
 # --- ACH microdeposits ---------------------------------------------------------------------------------------
@@ -116,17 +117,17 @@ def test_microdeposits_wait_as_verifying_not_pending_and_time_out_after_ten_days
                                                                                   tmp_path):
     cid, invoices = _usd(store)
     inv = invoices[0]
-    _pay(client, built, cid, [inv.invoice_id], "us_bank_account")
+    post_pay(client, built, cid, [inv.invoice_id], "us_bank_account")
     sent = standin.creates()[-1]
     assert sent.param("payment_method_options[us_bank_account][verification_method]") == "automatic"
     session = standin.session_for(sent.param("client_reference_id"))
     attempt_id = session["client_reference_id"]
-    _send(client, standin.event("checkout.session.completed", standin.session_object(session)))
+    send_event(client, standin.event("checkout.session.completed", standin.session_object(session)))
     intent = standin.intent(session, "requires_action", microdeposits=True)
-    _send(client, standin.event("payment_intent.requires_action", intent))
-    app.extensions["payments"].republisher.wait()
-    assert _attempt(store, attempt_id).status == "verifying"
-    position = _open(store, inv.invoice_id)
+    send_event(client, standin.event("payment_intent.requires_action", intent))
+    app.extensions["jobs"].wait()
+    assert load_attempt(store, attempt_id).status == "verifying"
+    position = position_now(store, inv.invoice_id)
     assert (position.open, position.pending, position.status) == (inv.balance, 0, "open")  # no debit exists
     success = urlparse(sent.param("success_url"))
     page = client.get(f"{success.path}?{success.query}").get_data(as_text=True)
@@ -139,10 +140,10 @@ def test_microdeposits_wait_as_verifying_not_pending_and_time_out_after_ten_days
     # Ten days without verification: Stripe fails the PaymentIntent, then the session.
     timeout = standin.intent(session, "requires_payment_method",
                              error_code="payment_method_microdeposit_verification_timeout")
-    _send(client, standin.event("payment_intent.payment_failed", timeout))
-    _send(client, standin.event("checkout.session.async_payment_failed", standin.session_object(session)))
-    app.extensions["payments"].republisher.wait()
-    attempt = _attempt(store, attempt_id)
+    send_event(client, standin.event("payment_intent.payment_failed", timeout))
+    send_event(client, standin.event("checkout.session.async_payment_failed", standin.session_object(session)))
+    app.extensions["jobs"].wait()
+    attempt = load_attempt(store, attempt_id)
     assert (attempt.status, attempt.failure_reason) == ("failed", "the bank account was not verified within 10 days")
     subjects = [m["Subject"].split(" ·")[0] for m in outbox_messages(tmp_path)]
     assert subjects == ["Please verify your bank account to finish your payment", "Your payment did not go through"]
@@ -183,13 +184,13 @@ def wide(pay_settings, store, tmp_path):
     build(_write_export(tmp_path / "wide"), settings.build_dir, settings, store, workers=1)
     with make_app(settings, tmp_path) as app:
         yield settings, app.test_client()
-        app.extensions["payments"].republisher.wait()
+        app.extensions["jobs"].wait()
 
 
 def test_a_hundred_invoices_and_a_card_fee_fit_in_checkouts_hundred_line_items(wide, store, standin):
     settings, client = wide
     chosen = [f"U{n:03d}" for n in range(1, 101)]
-    response = _pay(client, settings, "U1", chosen)
+    response = post_pay(client, settings, "U1", chosen)
     assert response.status_code == 303, response.get_data(as_text=True)
     sent = standin.creates()[-1]
     items = sorted({int(k.split("[")[1].rstrip("]")) for k, _ in sent.params if k.startswith("line_items[")})
@@ -198,7 +199,7 @@ def test_a_hundred_invoices_and_a_card_fee_fit_in_checkouts_hundred_line_items(w
     assert sent.param("line_items[99][price_data][product_data][name]") == "Card processing fee"
     assert sent.param("line_items[98][price_data][product_data][name]").startswith("Invoices N-099, N-100 (2 ")
     assert amounts[:98] == [1000] * 98 and amounts[98] == 2000 and amounts[99] == 1000  # 1% of $1,000.00
-    attempt = _attempt(store, sent.param("client_reference_id"))
+    attempt = load_attempt(store, sent.param("client_reference_id"))
     assert attempt.amount == sum(amounts) == 101_000
     with store.begin() as conn:  # every invoice keeps its own allocation
         assert len(paystore.allocations_of(conn, attempt.attempt_id)) == 100
@@ -209,27 +210,28 @@ def test_a_hundred_invoices_and_a_card_fee_fit_in_checkouts_hundred_line_items(w
 def test_a_payment_below_stripes_minimum_is_refused_on_the_form(wide, store, standin, customer, invoice, amount):
     settings, client = wide
     form = {f"amount-{invoice}": amount} if amount else {}
-    response = _pay(client, settings, customer, [invoice], **form)
+    response = post_pay(client, settings, customer, [invoice], **form)
     text = response.get_data(as_text=True)
     assert response.status_code == 400 and "smallest amount our payment provider accepts" in text
     assert ("$0.50" if customer == "U1" else "175") in text
-    assert standin.creates() == [] and _count(store, paystore.payment_attempts) == 0
+    assert standin.creates() == [] and row_count(store, paystore.payment_attempts) == 0
 
 
 def test_forints_go_to_stripe_in_its_two_decimal_unit(wide, store, standin):
     settings, client = wide
-    assert _pay(client, settings, "H1", ["H001"], **{"amount-H001": "1000"}).status_code == 303
+    assert post_pay(client, settings, "H1", ["H001"], **{"amount-H001": "1000"}).status_code == 303
     sent = standin.creates()[-1]
     assert sent.param("line_items[0][price_data][currency]") == "huf"
     assert sent.param("line_items[0][price_data][unit_amount]") == "100000"  # 1,000 Ft, as Stripe reads HUF
     assert sent.param("line_items[1][price_data][unit_amount]") == "1000"  # the 1% card fee: 10 Ft
-    attempt = _attempt(store, sent.param("client_reference_id"))
+    attempt = load_attempt(store, sent.param("client_reference_id"))
     assert attempt.amount == 1010  # our minor units: whole forints
     session = standin.session_for(attempt.attempt_id)
-    _send(client, standin.event("checkout.session.completed", standin.session_object(session, payment_status="paid")))
-    _send(client, standin.event("charge.refunded", standin.charge(session, refunded=25_000)))  # 250 Ft back
-    assert (_attempt(store, attempt.attempt_id).status, _attempt(store, attempt.attempt_id).refunded) == (
-        "partially_refunded", 250)
+    send_event(client, standin.event("checkout.session.completed",
+                                     standin.session_object(session, payment_status="paid")))
+    send_event(client, standin.event("charge.refunded", standin.charge(session, refunded=25_000)))  # 250 Ft back
+    assert (load_attempt(store, attempt.attempt_id).status, load_attempt(store, attempt.attempt_id).refunded) == (
+                "partially_refunded", 250)
 
 
 # --- Stripe's own lists --------------------------------------------------------------------------------------
@@ -268,8 +270,8 @@ def test_a_dispute_and_the_success_delivered_at_once_always_meet(client, app, st
     # other's commit on the ids they share, so the orphan is never left behind (PostgreSQL; SQLite has one writer).
     cid, invoices = _usd(store)
     for _ in range(8):
-        assert _pay(client, built, cid, [invoices[0].invoice_id]).status_code == 303
-        session = standin.session_for(_attempt_id(standin))
+        assert post_pay(client, built, cid, [invoices[0].invoice_id]).status_code == 303
+        session = standin.session_for(attempt_id_sent(standin))
         events = [standin.event("charge.dispute.created", standin.dispute(session, "needs_response",
                                                                           with_intent=False)),
                   standin.event("payment_intent.succeeded", standin.intent(session, "succeeded"))]
@@ -279,7 +281,7 @@ def test_a_dispute_and_the_success_delivered_at_once_always_meet(client, app, st
             local = app.test_client()
             barrier.wait()
             for _attempt_no in range(20):  # Stripe retries what was answered 5xx (SQLite: the writer was busy)
-                if _send(local, event).status_code == 200:
+                if send_event(local, event).status_code == 200:
                     return
 
         threads = [threading.Thread(target=deliver, args=(e,)) for e in events]
@@ -287,7 +289,7 @@ def test_a_dispute_and_the_success_delivered_at_once_always_meet(client, app, st
             t.start()
         for t in threads:
             t.join(30)
-        assert _attempt(store, session["client_reference_id"]).status == "disputed"
+        assert load_attempt(store, session["client_reference_id"]).status == "disputed"
 
 
 def test_the_stripe_alarm_watches_for_events_of_the_other_mode():

@@ -22,12 +22,11 @@ from portal.core.config import load_settings
 from portal.core.signing import CanonicalTimedSerializer, Signer
 from portal.store.disputes import questions
 from tests.ports import free_port
-from tests.test_signing import respellings
-from tests.webhook_helpers import RELAXED, all_events, import_sample, make_app, outbox_messages
+from tests.webhook_helpers import RELAXED, all_events, import_sample, make_app, outbox_messages, respellings
 from webhook.logs import JsonFormatter, RedactFilter, redact, token_ref
 from webhook.ratelimit import Limit, MemoryRateLimitStore, RateLimiter
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
@@ -175,7 +174,7 @@ def test_respelled_tokens_are_refused_and_neither_use_nor_bypass_the_tokens_budg
         assert [client.post("/question", data={"page_token": page_token, "message": "Why?"}).status_code
                 for _ in range(4)] == [200, 200, 200, 429]
         assert [client.get(f"/l/{link}").status_code for _ in range(4)] == [303, 303, 303, 429]
-        app.extensions["disputes"].wait()
+        app.extensions["jobs"].wait()
     with store.begin() as conn:
         assert conn.execute(select(func.count()).select_from(questions)).scalar_one() == 3
     assert len(outbox_messages(tmp_path)) == 3
