@@ -55,7 +55,7 @@ def count_rows(store, table):
 
 
 def assert_nothing_stored(store, built, app, tmp_path):
-    app.extensions["disputes"].wait()
+    app.extensions["jobs"].wait()
     assert count_rows(store, disputestore.disputes) == 0
     assert count_rows(store, disputestore.dispute_invoices) == 0
     assert count_rows(store, disputestore.dispute_attachments) == 0

@@ -15,7 +15,7 @@ from portal.publish.manifest import JOURNAL, REMOTE_MANIFEST, Manifest, decode_m
 from portal.store.database import Store
 
 # The browser shows these; every other document type downloads (the same table as the folder target's test in
-# tests/test_webhook_links.py).
+# tests/webhook/customer/test_files.py).
 SHOWN = {".pdf": "inline", ".png": "inline", ".jpg": "inline", ".xml": "attachment", ".txt": "attachment",
          ".csv": "attachment", ".zip": "attachment", ".tif": "attachment", ".docx": "attachment"}
 

@@ -27,7 +27,7 @@ def built(dsettings, store, export_dir):
 def app(built, tmp_path):
     with make_app(built, tmp_path, site_dir=Path(built.target)) as app:
         yield app
-        app.extensions["disputes"].wait()
+        app.extensions["jobs"].wait()
 
 
 @pytest.fixture

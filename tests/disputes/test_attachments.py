@@ -68,7 +68,7 @@ def test_attachments_live_outside_the_site_folders_and_staff_still_download_them
     assert post_dispute(client, built, customer.customer_id, [invs[0].invoice_id],
                         files=[("signed delivery.pdf", PDF)]).status_code == 200
     [row] = disputes(store)
-    app.extensions["disputes"].wait()  # the re-render and publish of the customer's pages
+    app.extensions["jobs"].wait()  # the re-render and publish of the customer's pages
     assert_nowhere_in_the_site(built, PDF)
     assert Path(built.effective_private_target).resolve() == tmp_path / "private"  # the default, beside the site
     assert attachment_for_staff(store, built, row["dispute_id"], 1) == PDF

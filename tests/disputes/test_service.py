@@ -72,7 +72,7 @@ def test_a_dispute_with_attachments_round_trips_to_storage_pages_email_and_repor
     assert (Path(built.effective_private_target) / files[0].path).read_bytes() == PDF
     assert attachment_for_staff(store, built, row["dispute_id"], 2) == PNG
     assert_nowhere_in_the_site(built, PDF, PNG)
-    app.extensions["disputes"].wait()
+    app.extensions["jobs"].wait()
     # The collector hears about it; the customer's pages show it and hold the disputed part back from paying.
     [mail] = outbox_messages(tmp_path)
     assert mail["To"] == (customer.collector or "ar-team@example.com") and reference in mail["Subject"]
@@ -100,7 +100,7 @@ def test_review_then_resolve_emails_the_contacts_and_feeds_the_root_cause_report
                                                                                 tmp_path):
     customer, invs = customer_with_invoices(store)
     post_dispute(client, built, customer.customer_id, [invs[0].invoice_id], reason="tax")
-    app.extensions["disputes"].wait()
+    app.extensions["jobs"].wait()
     [row] = disputes(store)
     assert review(store, row["dispute_id"], "staff@example.com", settings=built).status == "under_review"
     page = invoice_page(built, customer.customer_id, invs[0].invoice_id, built.target)
@@ -138,7 +138,7 @@ def test_the_disputes_domain_renders_nothing_and_hands_the_customer_to_after_com
     emails; whoever wants the pages re-rendered does it in `after_commit`, which runs before the email."""
     customer, invs = customer_with_invoices(store)
     post_dispute(client, built, customer.customer_id, [invs[0].invoice_id], reason="tax")
-    app.extensions["disputes"].wait()
+    app.extensions["jobs"].wait()
     [row] = disputes(store)
     published = invoice_page(built, customer.customer_id, invs[0].invoice_id, built.target)
     changed: list[str] = []
@@ -155,7 +155,7 @@ def test_the_disputes_domain_renders_nothing_and_hands_the_customer_to_after_com
 def test_a_failed_republish_is_logged_and_the_resolution_stands(client, app, store, built, tmp_path, caplog):
     customer, invs = customer_with_invoices(store)
     post_dispute(client, built, customer.customer_id, [invs[0].invoice_id], reason="tax")
-    app.extensions["disputes"].wait()
+    app.extensions["jobs"].wait()
     [row] = disputes(store)
     unpublishable = built.replace(target="ftp://nowhere/site")  # the publish after the re-render fails
     with caplog.at_level("ERROR", logger="portal.jobs.disputes"):
@@ -172,7 +172,7 @@ def test_a_question_is_stored_and_mailed_to_the_collector_escaped(client, app, s
                                               "invoice": invs[0].invoice_id, "message": EVIL})
     assert response.status_code == 200 and "Question received" in response.text
     assert EVIL not in response.text and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in response.text
-    app.extensions["disputes"].wait()
+    app.extensions["jobs"].wait()
     assert count_rows(store, disputestore.questions) == 1
     [mail] = outbox_messages(tmp_path)
     assert mail["Subject"].startswith("Question Q-")
@@ -186,7 +186,7 @@ def test_a_message_with_html_is_escaped_on_the_confirmation_in_the_email_and_nev
     response = post_dispute(client, built, customer.customer_id, [invs[0].invoice_id], message=EVIL)
     assert response.status_code == 200
     assert EVIL not in response.text and "&lt;b&gt;bold&lt;/b&gt;" in response.text
-    app.extensions["disputes"].wait()
+    app.extensions["jobs"].wait()
     [mail] = outbox_messages(tmp_path)
     html = mail.get_body(("html",)).get_content()
     assert EVIL not in html and "&lt;script&gt;" in html
@@ -298,7 +298,7 @@ def test_pay_refuses_what_is_in_dispute(store, built, standin, tmp_path):
         post_dispute(client, paying, customer.customer_id, [whole.invoice_id])
         post_dispute(client, paying, customer.customer_id, [partly.invoice_id], **{
             f"dispute_amount-{partly.invoice_id}": amount_text(partly.balance - 100)})
-        app.extensions["disputes"].wait()
+        app.extensions["jobs"].wait()
         token = page_token(paying, customer.customer_id)
         full = client.post("/pay", data={"page_token": token, "invoice": whole.invoice_id, "method": "card"})
         assert full.status_code == 400 and "in dispute in full" in full.text
@@ -322,7 +322,7 @@ def test_a_revoked_page_gets_a_plain_404_from_pay_not_the_dispute_holds_live_bal
         partly = invs[1]
         post_dispute(client, paying, customer.customer_id, [partly.invoice_id], **{
             f"dispute_amount-{partly.invoice_id}": amount_text(partly.balance - 100)})
-        app.extensions["disputes"].wait()
+        app.extensions["jobs"].wait()
         token = page_token(paying, customer.customer_id)
         held = client.post("/pay", data={"page_token": token, "invoice": partly.invoice_id, "method": "card"})
         assert held.status_code == 400 and "at most" in held.text  # the guard speaks to the customer's own page

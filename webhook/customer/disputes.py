@@ -21,8 +21,6 @@ from typing import Any
 from flask import Blueprint, Flask, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from portal.balances import position
-from portal.core.money import AmountError, format_money, parse_amount
 from portal.disputes.attachments import MAX_FILE_SIZE, MAX_FILES, Upload
 from portal.disputes.errors import DisputeRefused
 from portal.disputes.service import Submitted, collector_message

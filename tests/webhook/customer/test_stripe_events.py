@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from portal.build.pipeline import Manifest, render_site
+from portal.build.pipeline import render_site
+from portal.publish.manifest import Manifest
 from portal.staff.reports import cash_application
 from portal.store import payments as paystore
 from portal.store.database import StoreUnavailable
