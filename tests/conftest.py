@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+import portal.balances.stored  # noqa: F401 - the derived tables follow every change (portal/store/derived.py),
+import portal.staff.receiptlines  # noqa: F401 - as in the command line and the webhook
 from portal.core.config import Settings, load_settings
 from portal.export.sample import write_sample
 from portal.store.database import Store

@@ -1,4 +1,4 @@
-"""An independent model of what each invoice owes, for tests/test_position_property.py.
+"""An independent model of what each invoice owes, for tests/balances/test_position_property.py.
 
 Written from the rule as docs/balances.md states it, without importing the product: the export's amounts, the
 money each payment attempt moves (by step, so "after the export's as_of" is a comparison of steps), what open

@@ -1,4 +1,4 @@
-"""Reading what each output shows about an invoice, the way a person gets it (tests/test_position_property.py):
+"""Reading what each output shows about an invoice, the way a person gets it (tests/balances/test_position_property.py):
 rendered HTML, PDF text, emails in an outbox folder, CSV bytes, JSON. Each reader returns plain texts; the test
 compares them with its model. Nothing here imports the product."""
 

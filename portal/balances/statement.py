@@ -1,14 +1,14 @@
 """The statement of account: per currency, an opening balance, every document and money movement of the
 customer's open items in date order with a running balance, the closing balance and the aging.
 
-The export holds only open items and what each still owes as of its `as_of` (DESIGN section 3), so the statement
-starts at the oldest open document with an opening balance of zero: everything older is settled in full and owes
-nothing. Then (docs/balances.md):
+The export holds only open items and what each still owes as of its `as_of` (README.md, "Input: the AR export"), so
+the statement starts at the oldest open document with an opening balance of zero: everything older is settled in
+full and owes nothing. Then (docs/balances.md):
 - each open invoice at its total, on its issue date, and each credit note with a balance at its total (negative);
 - "settled before <as_of>": per invoice (or credit note) whose export balance is below its total, the difference,
   on the export's date: what was paid, credited or used in our records before the export, one line each;
-- each movement of portal/balances/position.py's journal after as_of: payments (settled or pending), credits used,
-  refunds, chargebacks and their reversals, failed bank payments, on the day they were recorded.
+- each movement of the journal (portal/balances/journal.py) after as_of: payments (settled or pending), credits
+  used, refunds, chargebacks and their reversals, failed bank payments, on the day they were recorded.
 The running balance ends at the closing balance, which is what the positions say: the sum of the invoices' open
 amounts less the credit available. Should the rule's bounds (never below zero, never above the total) take effect,
 one more line says so, so the two never disagree. The page and the PDF are rendered from the same lines.
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from portal.balances.position import Entry, Inputs, Position
+from portal.balances.rule import Entry, Inputs, Position
 from portal.store.database import CustomerData
 
 MOVEMENT_TEXT = {

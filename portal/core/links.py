@@ -1,10 +1,16 @@
-"""Signed links for contacts: what `portal links` prints and what emails carry."""
+"""Signed links for contacts: what `portal links` prints and what emails carry.
+
+A link names the customer, the contact and (optionally) one invoice, at the customer's key version, so `portal
+revoke` (a new key version) makes every earlier link stop working (portal/core/signing.py).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from portal.core.config import Settings
 from portal.core.signing import Signer
-from portal.store.database import Store
 
 
 def link_url(settings: Settings, signer: Signer, customer_id: str, contact_id: str, invoice_id: str,
@@ -13,12 +19,13 @@ def link_url(settings: Settings, signer: Signer, customer_id: str, contact_id: s
     return f"{settings.effective_webhook_url}/l/{token}"
 
 
-def contact_links(settings: Settings, store: Store, customer_ids: set[str] | None,
-                  per_invoice: bool) -> list[tuple[str, str, str, str, str]]:
-    """Rows of (customer_id, contact_id, email, invoice_id, url); invoice_id is '' for the account link."""
+def contact_links(settings: Settings, customers: Iterable[Any], per_invoice: bool
+                  ) -> list[tuple[str, str, str, str, str]]:
+    """Rows of (customer_id, contact_id, email, invoice_id, url) for each contact of `customers` (the store's
+    CustomerData: portal.store.database.Store.customer_data); invoice_id is '' for the account link."""
     signer = Signer(settings)
     rows = []
-    for data in store.customer_data(customer_ids):
+    for data in customers:
         cid = data.customer.customer_id
         for contact in data.contacts:
             rows.append((cid, contact.contact_id, contact.email, "",

@@ -1,4 +1,4 @@
-"""Customer path keys and signed tokens (DESIGN.md section 5).
+"""Customer path keys and signed tokens (docs/webhook.md: every token is checked in the order it gives).
 
 - A customer key is HMAC-SHA256(secret, "customer_id:key_version"), base32, 26 characters (130 bits):
   the unguessable folder of that customer's pages. Revoking a customer bumps its key version, which moves

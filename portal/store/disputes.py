@@ -1,8 +1,7 @@
 """Dispute and question tables and their queries.
 
-The tables live on `portal.store.database.metadata` (registered for Alembic in portal/store/registry.py).
-Names are shared
-with readers that came first: portal/mail/reminders.py and portal/mail/digest.py reflect `disputes` (`status`,
+The tables live on `portal.store.tables.metadata` (registered for Alembic in portal/store/registry.py). Names are
+shared with readers that came first: portal/mail/reminders.py and portal/mail/digest.py reflect `disputes` (`status`,
 `customer_id`, `created_at`, `reason`, `amount`, `currency`) and `dispute_invoices` (`dispute_id`,
 `invoice_id`) when they exist. Customers and invoices are referred to by id, so a dispute outlives its
 invoice leaving the export (a credit note closes it there; the dispute stays for the root-cause report).
@@ -19,7 +18,11 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, Integer, String, Table, Text, insert, select, update
 from sqlalchemy.engine import Connection
 
-from portal.store.database import ID, UTCDateTime, metadata
+from portal.store.tables import (
+    ID,
+    UTCDateTime,
+    metadata,
+)
 
 # A serial id: it is the customer's reference number ("D-42"). Nothing is served by it, so it may be guessable.
 _SERIAL = BigInteger().with_variant(Integer, "sqlite")

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import Column, Index, Integer, String, Table, Text, func, insert, select
 from sqlalchemy.engine import Connection
 
-from portal.store.database import ID, UTCDateTime, metadata
+from portal.store.tables import ID, UTCDateTime, events, metadata
 
 mail_sent = Table(
     "mail_sent", metadata,
@@ -54,10 +54,6 @@ class SentRow:
 
 def record_sent(conn: Connection, kind: str, message_id: str, sent_at: datetime, rows: Iterable[SentRow]) -> None:
     """Record an accepted message: a `mail_sent` row and an `email_sent` event per invoice."""
-    from portal.store.database import (
-        events,  # the events table is the store's; imported here to keep the dependency visible
-    )
-
     rows = list(rows)
     if not rows:
         return

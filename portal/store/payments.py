@@ -1,6 +1,6 @@
 """Payment tables and their queries: attempts, their invoice allocations, and the Stripe events seen.
 
-The tables live on `portal.store.database.metadata` (registered for Alembic in portal/store/registry.py) and refer to
+The tables live on `portal.store.tables.metadata` (registered for Alembic in portal/store/registry.py) and refer to
 customers and invoices by id, like the events table, so payment history survives an invoice leaving the
 export. `stripe_events.event_id` is the primary key: a delivery is recorded in the same transaction as its
 effect, and a second delivery of the same event fails on that key and changes nothing.
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from portal.store.database import ID, UTCDateTime, metadata
+from portal.store.tables import ID, UTCDateTime, metadata
 
 payment_attempts = Table(
     "payment_attempts", metadata,
@@ -270,19 +270,35 @@ def all_allocations(conn: Connection, credits: bool = False) -> dict[str, list[A
 # --- Stripe object snapshots (portal.payments.state) -----------------------------------------------------------
 
 
-def _snapshot(row: Any) -> Any:
-    from portal.payments.state import Snapshot
+@dataclass(frozen=True)
+class Snapshot:
+    """One Stripe object as one event showed it (a row of `stripe_snapshots`; portal.payments.state merges them)."""
 
+    object_id: str
+    kind: str  # session, intent, charge, dispute
+    created: int
+    rank: int
+    event_id: str
+    intent: str = ""  # the PaymentIntent it belongs to, when known
+    charge: str = ""  # the Charge it belongs to, when known
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def stamp(self) -> tuple[int, int, str]:
+        return (self.created, self.rank, self.event_id)
+
+
+def _snapshot(row: Any) -> Snapshot:
     return Snapshot(row.object_id, row.kind, row.created, row.rank, row.event_id, row.intent, row.charge,
                     json.loads(row.data))
 
 
-def snapshots_of(conn: Connection, attempt_id: str) -> list[Any]:
+def snapshots_of(conn: Connection, attempt_id: str) -> list[Snapshot]:
     return [_snapshot(r) for r in conn.execute(select(stripe_snapshots)
                                                .where(stripe_snapshots.c.attempt_id == attempt_id))]
 
 
-def snapshot_by_id(conn: Connection, object_id: str) -> Any:
+def snapshot_by_id(conn: Connection, object_id: str) -> Snapshot | None:
     row = conn.execute(select(stripe_snapshots).where(stripe_snapshots.c.object_id == object_id)).first()
     return None if row is None else _snapshot(row)
 
@@ -301,7 +317,7 @@ def owner_of(conn: Connection, intent: str, charge: str) -> str | None:
         or_(stripe_snapshots.c.intent.in_(ids), stripe_snapshots.c.charge.in_(ids))).limit(1)).scalar()
 
 
-def orphans_for(conn: Connection, ids: set[str]) -> list[Any]:
+def orphans_for(conn: Connection, ids: set[str]) -> list[Snapshot]:
     ids = {i for i in ids if i}
     if not ids:
         return []
@@ -310,7 +326,7 @@ def orphans_for(conn: Connection, ids: set[str]) -> list[Any]:
         or_(stripe_snapshots.c.intent.in_(sorted(ids)), stripe_snapshots.c.charge.in_(sorted(ids)))))]
 
 
-def save_snapshots(conn: Connection, attempt_id: str, snaps: Iterable[Any], received_at: datetime) -> None:
+def save_snapshots(conn: Connection, attempt_id: str, snaps: Iterable[Snapshot], received_at: datetime) -> None:
     """Write the winners of portal.payments.state.merge for `attempt_id` ("" : orphans), replacing older rows."""
     for snap in snaps:
         conn.execute(delete(stripe_snapshots).where(stripe_snapshots.c.object_id == snap.object_id))

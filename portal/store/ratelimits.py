@@ -22,7 +22,8 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, case, delete, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from portal.store.database import Store, metadata
+from portal.store.database import Store
+from portal.store.tables import metadata
 
 PRUNE_EVERY = 1000  # hits per process between two deletions of expired rows
 PRUNE_AFTER_MS = 3_600_000  # rows whose window ended this long ago go (kept a while: clocks differ a little)

@@ -4,7 +4,7 @@ A build that has just read an export renders from this view while the import run
 pages do not wait for the import, and the render workers do not read back from the database the rows the
 build has in memory anyway. The view must agree exactly with the store after `import_snapshot(ledger)`:
 `states()` with `Store.customer_states()` (the digests decide what the next build re-renders) and
-`customer_data()` with `Store.customer_data()` (the pages); tests/test_snapshotview.py checks both on SQLite
+`customer_data()` with `Store.customer_data()` (the pages); tests/store/test_snapshotview.py checks both on SQLite
 and PostgreSQL. Keys, payments and disputes are not in the export: the caller passes the key versions and
 the render workers read payments and disputes from the store as always (an import does not touch them).
 """
@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Container, Iterable
 from datetime import datetime
 
-from portal.export.reader import Contact, Credit, Document, Invoice, Ledger
-from portal.store.database import CustomerData, CustomerState, invoice_hash, state_digest
+from portal.export.model import Contact, Credit, Document, Invoice, Ledger
+from portal.store.database import CustomerData, CustomerState, state_digest
+from portal.store.importer import invoice_hash
 
 
 class SnapshotView:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from portal.store.database import make_engine
+from portal.store.engine import make_engine
 from portal.store.registry import metadata
 
 config = context.config

@@ -1,4 +1,4 @@
-"""The export reader's fast path (portal/export/reader.py) against the row checks alone.
+"""The export reader's fast path (portal/export/rows.py) against the row checks alone.
 
 The fast path may only take rows the checks would take without a word. Here every row of many damaged
 exports goes through both readers, and both must give the same ledger, or the same problems and warnings in
@@ -18,7 +18,7 @@ import pytest
 
 from portal.core.config import load_settings
 from portal.core.errors import ExportInvalid
-from portal.export import reader as ledger_module
+from portal.export import rows as reader_rows
 from portal.export.reader import read_export
 from portal.export.sample import write_sample
 
@@ -40,7 +40,7 @@ BAD_VALUES = ["", " ", "  padded  ", "C00001", "C00002", "C99999", "I000001", "I
 
 
 def read_by_checks(folder: Path, settings, monkeypatch) -> object:
-    """read_export with every row of every file through the checks (`_customer_row` ...), no fast path."""
+    """read_export with every row of every file through the checks (`rows.customer_row` ...), no fast path."""
     def slow(name: str, columns: tuple[str, ...], check, required: bool = True, seen: bool = True):
         def read(reader, ledger):
             table = reader.table(name, columns, required)
@@ -52,16 +52,16 @@ def read_by_checks(folder: Path, settings, monkeypatch) -> object:
         return read
 
     with monkeypatch.context() as patch:
-        patch.setattr(ledger_module, "_read_customers", slow("customers.csv", ("customer_id", "name"),
-                                                             ledger_module._customer_row))
-        patch.setattr(ledger_module, "_read_contacts", slow("contacts.csv", ("customer_id", "email"),
-                                                            ledger_module._contact_row))
-        patch.setattr(ledger_module, "_read_invoices", slow(
+        patch.setattr(reader_rows, "read_customers", slow("customers.csv", ("customer_id", "name"),
+                                                          reader_rows.customer_row))
+        patch.setattr(reader_rows, "read_contacts", slow("contacts.csv", ("customer_id", "email"),
+                                                         reader_rows.contact_row))
+        patch.setattr(reader_rows, "read_invoices", slow(
             "invoices.csv", ("invoice_id", "customer_id", "number", "issue_date", "due_date", "amount", "balance"),
-            ledger_module._invoice_row))
-        patch.setattr(ledger_module, "_read_lines", slow(
+            reader_rows.invoice_row))
+        patch.setattr(reader_rows, "read_lines", slow(
             "invoice_lines.csv", ("invoice_id", "description", "quantity", "unit_price", "amount"),
-            ledger_module._line_row, required=False, seen=False))
+            reader_rows.line_row, required=False, seen=False))
         return outcome(folder, settings)
 
 

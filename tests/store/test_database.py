@@ -5,14 +5,15 @@ from dataclasses import replace
 from sqlalchemy import select
 
 from portal.export.reader import read_export
-from portal.store import database as tables
+from portal.store import tables
 from portal.store.migrations import alembic_config
 from portal.store.registry import metadata as every_table
 from tests.conftest import AS_OF
 
 
 def test_migrations_match_the_tables(store):
-    """Autogenerate finds nothing to do: the Alembic history and `store.metadata` agree."""
+    """Autogenerate finds nothing to do: the Alembic history and every table of the store
+    (portal/store/registry.py) agree."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from portal.export.reader import read_export
-from portal.store.database import invoice_hashes
+from portal.store.importer import invoice_hashes
 from portal.store.snapshotview import SnapshotView
 
 

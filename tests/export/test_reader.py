@@ -1,4 +1,5 @@
-"""The export reader: every validation of DESIGN.md section 3, each reported as file:line: column: message."""
+"""The export reader: every validation README.md lists ("Input: the AR export"), each reported as
+file:line: column: message."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from portal.core.config import load_settings
 from portal.core.errors import ExportInvalid
+from portal.export import reader
 from portal.export.reader import read_export
 
 SETTINGS = load_settings(env={}, config_file=None, secret_key="x" * 32)
@@ -179,3 +181,13 @@ def test_header_is_case_and_space_tolerant_and_extra_columns_ignored(tmp_path):
 def test_a_short_row_is_reported(tmp_path):
     folder = write(tmp_path, contacts_csv=CONTACTS + "C1\n")
     assert problems(folder) == ["contacts.csv:4: the row has 1 fields, the header has 3"]
+
+
+def test_the_reader_files_are_every_module_that_decides_what_an_export_reads_as():
+    """A build skips reading an export whose fingerprint it has seen (portal/build/pipeline.py), and the fingerprint
+    covers the code of READER_FILES: a check changed in any module of the reader must make the next build read the
+    export again."""
+    folder = Path(reader.__file__).parent
+    modules = {p.resolve() for p in folder.glob("*.py") if p.name not in ("__init__.py", "sample.py")}
+    assert {p.resolve() for p in reader.READER_FILES} == modules
+    assert {p.name for p in modules} >= {"model.py", "csvfiles.py", "rows.py", "reader.py"}

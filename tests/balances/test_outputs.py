@@ -4,7 +4,7 @@ A customer paid $200.00 of INV-100021 ($503.60) through the portal; the invoice 
 invoice email, the reminder, the collector digest, the staff receipts and the statement each worked out "what is
 open" for themselves, from the export's balance. Each test drives the real entry points (`/pay`, signed Stripe
 events, `/dispute`, `portal send|remind|digest`, the staff dashboard, the build) on SQLite and PostgreSQL through
-tests/test_position_property.World, and reads the output as a person gets it.
+tests/position_world.World, and reads the output as a person gets it.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from portal.export.sample import write_sample
 from portal.store.database import Store
 from tests.conftest import TEST_SECRET, make_settings
 from tests.position_outputs import csv_rows, pdf_text, table_with, tables
+from tests.position_world import World
 from tests.stripe_standin import StripeStandIn
-from tests.test_position_property import World
 from tests.webhook_helpers import make_app
 
 SECRET = "whsec_balances_0123456789abcdef"
@@ -215,8 +215,8 @@ def test_a_change_that_moves_an_invoice_waits_for_a_concurrent_change_of_it_then
 
     from sqlalchemy import update
 
-    from portal.balances import position
-    from portal.store.database import invoices
+    from portal.balances import stored
+    from portal.store.tables import invoices
 
     attempt_id = world.pay(["I1"], "card", {"I1": 20000})
     world.dispute("I1", 1000)
@@ -230,7 +230,7 @@ def test_a_change_that_moves_an_invoice_waits_for_a_concurrent_change_of_it_then
         worker.join(30)
         assert done.is_set()
         with world.store.begin() as conn:
-            assert position.stored(conn) == position.recomputed(conn)
+            assert stored.stored(conn) == stored.recomputed(conn)
     assert (world.model.open("I1"), world.model.status("I1")) == (50360, "open")
     with world.store.begin() as conn:
-        assert position.stored(conn)["I1"][:3] == ("open", 50360, 0)
+        assert stored.stored(conn)["I1"][:3] == ("open", 50360, 0)

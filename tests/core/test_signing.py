@@ -10,6 +10,7 @@ from itsdangerous import URLSafeSerializer
 
 from portal.core.config import load_settings
 from portal.core.signing import CUSTOMER_KEY_LENGTH, PageClaims, Signer, TokenExpired, TokenInvalid, customer_key
+from tests.tokens import respellings
 
 SETTINGS = load_settings(env={}, config_file=None, secret_key="s" * 32, link_ttl_days=2)
 
@@ -185,22 +186,6 @@ def test_token_reading_agrees_with_itsdangerous_on_good_and_bad_tokens(monkeypat
     # The cases really differ: accepted, expired and refused tokens are all among them.
     kinds = {r if isinstance(r, str) else "accepted" for r in map(reference_link, links + garbage)}
     assert kinds == {"accepted", "TokenExpired", "TokenInvalid"}
-
-
-def respellings(token: str) -> list[str]:
-    """Spellings of `token` that itsdangerous' decoder reads as the same token (the HMAC covers the payload's
-    text as written, so only the signature can be spelled differently)."""
-    from itsdangerous.encoding import base64_decode
-
-    payload, signature = token.rsplit(".", 1)
-    spelled = [f"{payload}.{signature[:5]}!!{signature[5:]}", f"{payload}.{signature}=", f"{payload}.{signature}==",
-               f"{payload}.{signature[:3]}\u00e9{signature[3:]}", f"{payload}.{signature[:4]}  {signature[4:]}"]
-    if "-" in signature or "_" in signature:
-        spelled.append(f'{payload}.{signature.replace("-", "+").replace("_", "/")}')
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-    spelled += [f"{payload}.{signature[:-1]}{c}" for c in alphabet
-                if c != signature[-1] and base64_decode(signature[:-1] + c) == base64_decode(signature)]
-    return spelled
 
 
 def test_respelled_tokens_are_refused():

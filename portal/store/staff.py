@@ -1,0 +1,107 @@
+"""The staff dashboard's tables: staff accounts and sessions, the receipt rollup, the receipt lines, and the
+indexes the staff views need on other tables.
+
+The queries stay with the staff domain: portal/staff/users.py (accounts, sessions, login throttling),
+portal/staff/receiptrollup.py (per invoice, the event counts and times the receipts view shows, folded in from
+the events), portal/staff/receiptlines.py (the receipts export's ready-made lines, PostgreSQL only; a derived
+table, see portal/store/derived.py). The tables are here so that the store's schema (portal/store/registry.py,
+the migrations) is the store's alone.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Column, Date, Index, Integer, String, Table, Text
+
+from portal.store import disputes as disputestore
+from portal.store import payments as paystore
+from portal.store.tables import ID, UTCDateTime, events, invoices, metadata
+
+# --- staff accounts (portal/staff/users.py) -------------------------------------------------------------------
+
+staff_users = Table(
+    "staff_users",
+    metadata,
+    Column("user_id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("role", String(10), nullable=False),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("last_login_at", UTCDateTime, nullable=True),
+)
+
+staff_sessions = Table(
+    "staff_sessions",
+    metadata,
+    Column("session_hash", String(64), primary_key=True),  # SHA-256 of the id in the cookie
+    Column("user_id", Integer, nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
+
+# --- the receipt rollup (portal/staff/receiptrollup.py) -------------------------------------------------------
+
+receipt_rollup = Table(
+    "receipt_rollup", metadata,
+    Column("customer_id", String(ID), primary_key=True),
+    Column("invoice_id", String(ID), primary_key=True),  # "" for account and statement pages
+    Column("emails_sent", Integer, nullable=False, default=0),
+    Column("link_opened", Integer, nullable=False, default=0),  # fetches of an emailed link (may be a scanner)
+    Column("page_viewed", Integer, nullable=False, default=0),  # a person's browser displayed the page
+    Column("documents_viewed", Integer, nullable=False, default=0),
+    Column("first_sent_at", UTCDateTime, nullable=True),
+    Column("first_opened_at", UTCDateTime, nullable=True),
+    Column("first_viewed_at", UTCDateTime, nullable=True),
+    Column("last_viewed_at", UTCDateTime, nullable=True),
+    Column("last_event_at", UTCDateTime, nullable=False),  # the newest event of any kind for the key
+)
+
+receipt_rollup_state = Table(
+    "receipt_rollup_state", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1: the row refreshes lock
+    Column("last_event_id", BigInteger, nullable=False, default=0),
+    # JSON list of [lo, hi, first_seen_iso]: event id ranges missing below the watermark at some refresh.
+    Column("gaps", Text, nullable=False, default="[]"),
+    Column("refreshed_at", UTCDateTime, nullable=True),
+)
+
+# Indexes on tables owned elsewhere, for the staff views (see migration 0003_staff_data).
+STAFF_INDEXES = [
+    # The customer timeline: one customer's events, newest first, with a unique tiebreaker.
+    Index("ix_events_customer_id_occurred_at_event_id", events.c.customer_id, events.c.occurred_at,
+          events.c.event_id),
+    # The receipts view's default order (due date, then id), and the open-invoice aggregates of the KPIs.
+    Index("ix_invoices_due_date_invoice_id", invoices.c.due_date, invoices.c.invoice_id),
+    Index("ix_invoices_is_open_currency", invoices.c.is_open, invoices.c.currency),
+    # Invoices settled in the last 90 days (e-payment adoption), sales in the last 90 days (DSO).
+    Index("ix_invoices_closed_at", invoices.c.closed_at),
+    Index("ix_invoices_issue_date", invoices.c.issue_date),
+    # The payments table's default order, and its status filter.
+    Index("ix_payment_attempts_created_at", paystore.payment_attempts.c.created_at),
+    Index("ix_payment_attempts_status", paystore.payment_attempts.c.status),
+    # The disputes queue (by state, oldest first) and its attachment counts.
+    Index("ix_disputes_status_created_at", disputestore.disputes.c.status, disputestore.disputes.c.created_at),
+]
+
+
+# --- the receipt lines (portal/staff/receiptlines.py) ---------------------------------------------------------
+
+receipt_lines = Table(
+    "receipt_lines", metadata,
+    Column("invoice_id", String(ID), primary_key=True),
+    Column("customer_id", String(ID), nullable=False),  # the rollup key of the tail
+    Column("is_open", Boolean, nullable=False),
+    Column("due_date", Date, nullable=False),
+    Column("head", Text, nullable=False),  # CSV cells customer_id .. due_date, each followed by a comma
+    Column("tail", Text, nullable=False),  # a comma before each of the cells emails_sent .. last_viewed_at; LF
+    # A comma before each of the cells open, status (the stored position, portal/store/positions.py). '' only in
+    # a line written before the positions existed: Store.migrate then rebuilds every line.
+    Column("position_cells", Text, nullable=False, server_default=""),
+)
+# The default export (open invoices by due date) reads the lines in this index's order: no sort of 18 MB.
+Index("ix_receipt_lines_open_due_date", receipt_lines.c.due_date, receipt_lines.c.invoice_id,
+      postgresql_where=receipt_lines.c.is_open, sqlite_where=receipt_lines.c.is_open)
