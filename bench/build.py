@@ -30,6 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import portal.balances.stored  # noqa: E402, F401 - the derived tables follow every change (portal/store/derived.py)
+import portal.staff.receiptlines  # noqa: E402, F401 - the receipt lines too
 from portal.build.pages import PageRenderer  # noqa: E402
 from portal.build.pipeline import build  # noqa: E402
 from portal.core.config import load_settings  # noqa: E402

@@ -32,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import portal.balances.stored  # noqa: E402, F401 - the derived tables follow every change (portal/store/derived.py)
+import portal.staff.receiptlines  # noqa: E402, F401 - the receipt lines too
 from portal.build.pipeline import build  # noqa: E402
 from portal.core.config import load_settings  # noqa: E402
 from portal.export.sample import write_sample  # noqa: E402

@@ -37,12 +37,13 @@ sys.path.insert(0, str(REPO))
 
 from sqlalchemy import insert, text  # noqa: E402
 
-from portal.balances import position  # noqa: E402
+from portal.balances import stored  # noqa: E402
 from portal.staff import kpis, receiptlines, receiptrollup  # noqa: E402
 from portal.staff import tables as stafftables  # noqa: E402
 from portal.store import disputes as disputestore  # noqa: E402
 from portal.store import payments as paystore  # noqa: E402
-from portal.store.database import Store, customers, events, invoices, snapshots  # noqa: E402
+from portal.store.database import Store  # noqa: E402
+from portal.store.tables import customers, events, invoices, snapshots  # noqa: E402
 
 TARGET_MS = 300.0
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -193,11 +194,11 @@ def run(store: Store, reps: int, csv_reps: int, sizes: tuple[int, int, int]) -> 
 
     # Loaded in bulk, not imported: journal the payments and store every invoice's position as Store.migrate would
     # (portal/balances/position.py), then (PostgreSQL) the export's receipt lines, which carry the positions.
-    results["positions_full_build_ms"] = round(timed(lambda: position.rebuild(store)), 1)
+    results["positions_full_build_ms"] = round(timed(lambda: stored.rebuild(store)), 1)
     if store.engine.dialect.name == "postgresql":
         results["receipt_lines_full_build_ms"] = round(timed(lambda: receiptlines.rebuild(store)), 1)
     with store.begin() as conn:
-        results["positions_exact"] = position.stored(conn) == position.recomputed(conn)
+        results["positions_exact"] = stored.stored(conn) == stored.recomputed(conn)
     print(f"  positions: full build {results['positions_full_build_ms']} ms, stored = recomputed: "
           f"{results['positions_exact']}", flush=True)
     results["rollup_full_build_ms"] = round(timed(lambda: receiptrollup.refresh(store)), 1)

@@ -91,6 +91,8 @@ def ceiling_app():
 
 def prepare(folder: Path, tokens: int) -> tuple[dict[str, str], list[str]]:
     """A migrated SQLite store holding a sample export, the environment for gunicorn, and signed links."""
+    import portal.balances.stored  # noqa: F401 - the derived tables follow every change (portal/store/derived.py)
+    import portal.staff.receiptlines  # noqa: F401 - the receipt lines too
     from portal.core.config import load_settings
     from portal.core.signing import Signer
     from portal.export.reader import read_export
@@ -241,7 +243,7 @@ def main() -> int:
         # The exact check, on an emptied events table.
         from sqlalchemy import delete
 
-        from portal.store import database as tables
+        from portal.store import tables
         from portal.store.database import Store
 
         store = Store(env["PORTAL_DATABASE_URL"])

@@ -105,8 +105,7 @@ class World(OutputChecks):
         build(self.export, self.build_dir, self.settings, self.store, workers=1)
 
     def _settle(self) -> None:
-        self.app.extensions["payments"].republisher.wait()
-        self.app.extensions["disputes"].wait()
+        self.app.extensions["jobs"].wait()
 
     def apply(self, step: tuple) -> bool:
         """Run one step; False when it does not apply (nothing happened, nothing to check)."""

@@ -15,7 +15,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, insert, inspect
 from sqlalchemy.engine import Connection
 
-from portal.export.reader import Contact, Customer, Invoice, Ledger
+from portal.export.model import Contact, Customer, Invoice, Ledger
 from tests.ports import free_port
 
 

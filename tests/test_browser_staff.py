@@ -16,7 +16,7 @@ from sqlalchemy import insert
 
 from portal.disputes.service import submit_dispute
 from portal.store import disputes as disputestore
-from portal.store.database import events
+from portal.store.tables import events
 from tests.livesite import ARTIFACTS, WIDTHS, chromium, require_browser, served_sample_site
 from tests.staff_helpers import PASSWORD, add_staff
 

@@ -97,7 +97,7 @@ def test_config_errors_are_one_line(run, tmp_path):
 def test_db_upgrade_builds_the_receipt_rollup_once(run, tmp_path, db_url):
     from sqlalchemy import func, select
 
-    from portal.staff.receiptrollup import receipt_rollup
+    from portal.store.staff import receipt_rollup
 
     assert run("sample-data", "export", "--customers", "2", "--invoices", "4").exit_code == 0
     assert run("import", "export").exit_code == 0

@@ -13,9 +13,9 @@ from sqlalchemy import update
 from portal.cli.main import cli
 from portal.export.reader import read_export
 from portal.staff.kpis import DEFINITIONS, Kpis, compute, format_kpis
-from portal.store import database as tables
 from portal.store import disputes as disputestore
 from portal.store import payments as paystore
+from portal.store import tables
 from tests.conftest import TEST_SECRET
 
 NOW = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)  # today is 2026-11-20

@@ -46,7 +46,7 @@ def dispute_and_pay(store) -> None:
     """DISP is in an open dispute (in full), PEND has a processing bank payment for its whole balance; OD5 had a
     resolved dispute and a failed payment (neither keeps it quiet). Written as rows, as a bulk load would, then
     journaled and positioned as Store.migrate does for such rows (portal/position.rebuild)."""
-    from portal.balances import position
+    from portal.balances import stored
 
     at = datetime(2026, 12, 1, 6, 0)  # after the export's as_of (midnight)
     with store.begin() as conn:
@@ -65,7 +65,7 @@ def dispute_and_pay(store) -> None:
                 method="us_bank_account", currency="USD", created_at=at, updated_at=at)
         add_row(conn, "payment_allocations", attempt_id="pa2", invoice_id="I-OD5", customer_id="C1",
                 number="INV-OD5<i>", amount=30000)
-    position.rebuild(store)
+    stored.rebuild(store)
 
 
 def _reminded(store) -> dict[tuple[str, str], str]:
@@ -193,7 +193,7 @@ def test_reminder_settings_from_portal_toml_and_the_environment(tmp_path, monkey
 
 def test_an_invoice_paid_in_the_portal_since_the_export_gets_no_reminder(mail_settings, store, ledger, smtp):
     """The export still shows it open, but a settled portal payment after the export's as_of covers it."""
-    from portal.balances import position
+    from portal.balances import stored
     from portal.store.payments import insert_attempt
 
     invoice = ledger.invoices["I-OD20"]
@@ -205,7 +205,7 @@ def test_an_invoice_paid_in_the_portal_since_the_export_gets_no_reminder(mail_se
                               "updated_at": paid_at, "counted_at": paid_at},
                        [{"invoice_id": invoice.invoice_id, "number": invoice.number, "amount": invoice.balance,
                          "applied": invoice.balance}])
-    position.rebuild(store)  # rows written by hand: journal them as Store.migrate would
+    stored.rebuild(store)  # rows written by hand: journal them as Store.migrate would
     result = send_reminders(mail_settings, store, now=NOW)
     assert ("k1", "I-OD20") not in _reminded(store)
     assert ("k1", "I-OD5") in _reminded(store)  # the others still are

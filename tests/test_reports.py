@@ -11,7 +11,7 @@ from sqlalchemy import event, update
 
 from portal.export.reader import read_export
 from portal.staff.reports import RECEIPT_COLUMNS, format_rows, format_table, receipts, to_csv, to_json
-from portal.store import database as tables
+from portal.store import tables
 from tests.conftest import AS_OF
 
 

@@ -27,11 +27,11 @@ from portal.staff.users import (
     add_user,
     authenticate,
     load_session,
-    staff_users,
     start_session,
     update_user,
 )
 from portal.store import disputes as disputestore
+from portal.store.staff import staff_users
 from tests.staff_helpers import PASSWORD, add_staff, csrf, login
 from tests.webhook_helpers import hidden_field, import_sample, make_app, outbox_messages
 

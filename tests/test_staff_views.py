@@ -16,7 +16,7 @@ from portal.staff import receiptlines
 from portal.staff import tables as stafftables
 from portal.staff.kpis import compute
 from portal.staff.reports import cash_application_csv
-from portal.store import database as tables
+from portal.store import tables
 from tests.staff_helpers import PASSWORD, add_staff, csrf, login
 from tests.test_kpis import add_attempt, add_dispute
 from tests.webhook_helpers import import_sample, make_app

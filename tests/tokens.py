@@ -1,4 +1,4 @@
-"""Helpers for tests of signed tokens (tests/core/test_signing.py, tests/test_webhook_security.py)."""
+"""Helpers for tests of signed tokens (tests/core/test_signing.py, tests/webhook/test_security.py)."""
 
 from __future__ import annotations
 

@@ -20,8 +20,9 @@ from sqlalchemy import select
 
 from portal.core.config import Settings
 from portal.core.signing import Signer
-from portal.export.reader import Ledger, read_export
-from portal.store import database as tables
+from portal.export.model import Ledger
+from portal.export.reader import read_export
+from portal.store import tables
 from portal.store.database import Store
 from webhook import create_app
 

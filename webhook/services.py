@@ -15,6 +15,8 @@ from typing import Any
 from flask import current_app, request, url_for
 from jinja2 import Environment
 
+import portal.balances.stored  # noqa: F401 - the derived tables follow every change (portal/store/derived.py)
+import portal.staff.receiptlines  # noqa: F401 - the receipt lines too
 from portal.core.config import Settings
 from portal.core.signing import CanonicalTimedSerializer, Signer
 from portal.core.templating import Assets, load_assets, make_environment

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 from babel.dates import format_date, format_datetime
 
-from portal.balances import position
+from portal.balances import rule
 from portal.balances.statement import statement
 from portal.build.pdf import invoice_pdf, statement_pdf
 from portal.core.config import Settings
@@ -107,12 +107,12 @@ class PageRenderer:
     def _moment(value: datetime, locale: str) -> str:
         return format_datetime(value, "medium", tzinfo=value.tzinfo, locale=locale)
 
-    def render(self, data: CustomerData, source: position.Inputs | None = None,
+    def render(self, data: CustomerData, source: rule.Inputs | None = None,
                disputes: dict[str, list[tuple]] | None = None) -> list[Output]:
         """`source`: the customer's money movements and dispute holds (portal.balances.position.inputs), from which
         every amount and status shown is the position's (portal/balances/position.py). `disputes`: invoice id -> its
         disputes (portal.store.disputes.dispute_states), for their references and states."""
-        source, disputes = source or position.Inputs({}, {}), disputes or {}
+        source, disputes = source or rule.Inputs({}, {}), disputes or {}
         customer, locale = data.customer, data.customer.locale
         key = self.signer.customer_key(customer.customer_id, data.key_version)
         as_of_day = data.as_of.date()
@@ -147,7 +147,7 @@ class PageRenderer:
         invoices = []
         totals: dict[str, dict] = {}
         buckets = self.settings.aging_buckets
-        positions: dict[str, position.Position] = {}
+        positions: dict[str, rule.Position] = {}
         for inv in data.invoices:
             states = disputes.get(inv.invoice_id, ())
             pos = positions[inv.invoice_id] = source.invoice(inv.invoice_id, inv.amount, inv.balance, data.as_of)
@@ -276,16 +276,16 @@ def _method_note(bps: int) -> str:
     return f"{text}% {'discount' if bps < 0 else 'fee'}"
 
 
-def _status(pos: position.Position, days_late: int, under_review: bool) -> tuple[str, str]:
+def _status(pos: rule.Position, days_late: int, under_review: bool) -> tuple[str, str]:
     """(badge style, text) of an invoice: the position's status (portal/balances/position.py), and for what is still
     to be paid, when it falls due (a presentation on top of the position, never a status of its own)."""
-    if pos.status == position.IN_DISPUTE:
+    if pos.status == rule.IN_DISPUTE:
         return "disputed", pos.status_text + (" · under review" if under_review else "")
-    if pos.status == position.PAID:
+    if pos.status == rule.PAID:
         return "paid", pos.status_text
-    if pos.status == position.PAYMENT_PENDING:
+    if pos.status == rule.PAYMENT_PENDING:
         return "pending", pos.status_text
-    if pos.status not in position.ASKABLE:
+    if pos.status not in rule.ASKABLE:
         return "current", pos.status_text
     if days_late > 0:
         return "overdue", f"{pos.status_text} · overdue {days_late} day{'s' if days_late != 1 else ''}"

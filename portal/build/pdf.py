@@ -16,7 +16,7 @@ import zlib
 
 from fpdf.fonts import CORE_FONTS_CHARWIDTHS
 
-from portal.export.reader import Customer, Invoice
+from portal.export.model import Customer, Invoice
 
 MM = 72 / 25.4  # points per millimetre
 PAGE_W, PAGE_H = 210.0, 297.0  # A4, mm

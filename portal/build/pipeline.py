@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from portal.balances import position
+from portal.balances import journal
 from portal.build.output import prune_empty_parents, write_if_changed
 from portal.build.pages import customer_paths
 from portal.build.workers import render_chunks
@@ -31,10 +31,12 @@ from portal.core.gcpause import existing_objects_frozen
 from portal.core.signing import Signer
 from portal.core.templating import load_assets, render_fingerprint
 from portal.export import reader as ledger_module
-from portal.export.reader import Ledger, read_export
+from portal.export.model import Ledger
+from portal.export.reader import read_export
 from portal.publish.manifest import LOCK, Manifest, atomic_write, folder_lock
-from portal.store.database import ImportSummary, Store
+from portal.store.database import Store
 from portal.store.disputes import dispute_digests
+from portal.store.importer import ImportSummary
 from portal.store.payments import payment_digests
 from portal.store.snapshotview import SnapshotView
 
@@ -144,7 +146,8 @@ def export_fingerprint(export_dir: str | os.PathLike, settings: Settings) -> str
         return ""
     digest = hashlib.sha256(repr((settings.default_currency, settings.default_locale,
                                   settings.allow_foreign_currency)).encode())
-    digest.update(Path(ledger_module.__file__).read_bytes())
+    for path in ledger_module.READER_FILES:  # the code that checks it: every file of the reader
+        digest.update(path.read_bytes())
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder).as_posix()
         try:
@@ -247,7 +250,7 @@ def _render_site(settings: Settings, store: Store, out: Path, export_folder: Pat
         paid = payment_digests(conn)  # a payment changes what the pages show: it must change the fingerprint
         for cid, digest in dispute_digests(conn).items():  # and so does a dispute's state
             paid[cid] = paid.get(cid, "") + digest
-        for cid, digest in position.digests(conn).items():  # and every money movement (a second part refund)
+        for cid, digest in journal.digests(conn).items():  # and every money movement (a second part refund)
             paid[cid] = paid.get(cid, "") + digest
     as_of = store.latest_as_of() if view is None else view.as_of
     as_of_text = as_of.isoformat() if as_of else ""

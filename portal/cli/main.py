@@ -42,7 +42,10 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 def _store(ctx: click.Context):
-    from portal.store.database import Store, ensure_sqlite_folder
+    import portal.balances.stored  # noqa: F401 - the derived tables follow every change (portal/store/derived.py)
+    import portal.staff.receiptlines  # noqa: F401 - the receipt lines too
+    from portal.store.database import Store
+    from portal.store.engine import ensure_sqlite_folder
 
     settings = _settings(ctx)
     ensure_sqlite_folder(settings.database_url)
@@ -142,7 +145,7 @@ def links(ctx: click.Context, customer_ids: tuple[str, ...], per_invoice: bool, 
     """One signed link per contact (columns: customer_id,contact_id,email,invoice_id,url)."""
     from portal.core.links import contact_links
 
-    rows = contact_links(_settings(ctx), _store(ctx), set(customer_ids) or None, per_invoice)
+    rows = contact_links(_settings(ctx), _store(ctx).customer_data(set(customer_ids) or None), per_invoice)
     if fmt == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(["customer_id", "contact_id", "email", "invoice_id", "url"])
@@ -377,7 +380,7 @@ def demo(ctx: click.Context, folder: str, customers: int, invoices: int, host: s
     result = run_build(export, settings.build_dir, settings, store=store)
     click.echo(f"sample export in {export}; {result.summary()}")
     click.echo("\nOpen one of these customer links (each is a signed link as emailed to a contact):")
-    for row in contact_links(settings, store, None, False)[:5]:
+    for row in contact_links(settings, store.customer_data(), False)[:5]:
         click.echo(f"  {row[0]}  {row[2]:<34} {row[4]}")
     click.echo(f"\nAR staff dashboard: {settings.effective_webhook_url}/staff/ "
                "(make an account first: portal staff add YOU@EXAMPLE.COM --role admin)")

@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from portal.balances import position
+from portal.balances import position, stored
 from portal.core.config import Settings, load_settings
 from portal.core.errors import NotFound, PortalError
 from portal.core.money import AmountError, format_money, parse_amount
@@ -33,7 +33,8 @@ from portal.disputes.attachments import Upload, attachment_path, check_uploads, 
 from portal.disputes.errors import DisputeRefused
 from portal.mail.transport import Transport, render_message, send_with_retry, transport_from_url
 from portal.store import disputes as disputestore
-from portal.store.database import Store, customers, invoices
+from portal.store.database import Store
+from portal.store.tables import customers, invoices
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +175,7 @@ def submit_dispute(store: Store, settings: Settings, customer_id: str, invoice_i
             disputestore.set_attachment_paths(conn, dispute_id, paths)
             store.add_event(conn, "dispute_opened", customer_id, detail=reference(dispute_id))
             # The amount disputed is held from now on: the invoices' positions move in this transaction.
-            position.refresh(conn, [i["invoice_id"] for i in items])
+            stored.refresh(conn, [i["invoice_id"] for i in items])
             standing = position.standing(conn, [(i["invoice_id"], i["number"], currency) for i in items])
     except BaseException:
         discard(storage, written)
@@ -263,7 +264,7 @@ def resolve(store: Store, dispute_id: int, outcome: str, note: str, by: str, *, 
         items = disputestore.items_of(conn, row.dispute_id)
         numbers = tuple(i.number for i in items)
         # The hold ends: the invoices' positions move in this transaction.
-        position.refresh(conn, [i.invoice_id for i in items])
+        stored.refresh(conn, [i.invoice_id for i in items])
         standing = position.standing(conn, [(i.invoice_id, i.number, row.currency) for i in items])
         resolved = disputestore.get_dispute(conn, row.dispute_id)
     if settings is None:

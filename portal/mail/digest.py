@@ -21,12 +21,13 @@ from typing import Any
 from sqlalchemy import MetaData, Table, inspect, select
 from sqlalchemy.engine import Connection
 
-from portal.balances.position import ASKABLE
+from portal.balances.rule import ASKABLE
 from portal.core.config import Settings
 from portal.mail.sending import Outgoing, SendResult, day, deliver, money
 from portal.mail.transport import Transport, render_message
 from portal.staff.reports import receipts
-from portal.store.database import Store, customers
+from portal.store.database import Store
+from portal.store.tables import customers
 
 PROBLEM_TABLES = {
     # table: (status filter, columns tried in order for "when", columns worth showing)

@@ -20,15 +20,16 @@ from email.message import EmailMessage
 from babel.dates import format_date
 from sqlalchemy import select
 
-from portal.balances import position
+from portal.balances import position, rule
 from portal.core.config import Settings
 from portal.core.links import link_url
 from portal.core.money import format_money
 from portal.core.signing import Signer
-from portal.export.reader import Contact, Invoice
+from portal.export.model import Contact, Invoice
 from portal.mail.transport import MailError, Transport, one_line, render_message, send_with_retry, transport_from_url
-from portal.store.database import CustomerData, Store, invoices
+from portal.store.database import CustomerData, Store
 from portal.store.mail import SentRow, record_sent, sent_hashes
+from portal.store.tables import invoices
 
 SEND_ROLES = ("billing", "approver")  # "other" contacts (e.g. a sales rep) get no invoice mail
 
@@ -133,7 +134,7 @@ def day(value: date, locale: str) -> str:
 
 
 def invoice_items(settings: Settings, signer: Signer, data: CustomerData, contact: Contact,
-                  chosen: list[Invoice], positions: dict[str, position.Position],
+                  chosen: list[Invoice], positions: dict[str, rule.Position],
                   notes: dict[str, str] | None = None) -> list[dict[str, object]]:
     """What the templates show per invoice: number, dates, amounts formatted in the customer's locale, link.
     `balance` is what the invoice's position says may be asked for now (portal/balances/position.py), never the export's
@@ -148,7 +149,7 @@ def invoice_items(settings: Settings, signer: Signer, data: CustomerData, contac
             for inv in chosen]
 
 
-def total_text(data: CustomerData, chosen: list[Invoice], positions: dict[str, position.Position]) -> str:
+def total_text(data: CustomerData, chosen: list[Invoice], positions: dict[str, rule.Position]) -> str:
     """The total of what the listed invoices' positions ask for, when they share one currency (otherwise no
     total is shown)."""
     currencies = {inv.currency for inv in chosen}
@@ -203,7 +204,7 @@ def send_invoices(settings: Settings, store: Store, dry_run: bool = False, custo
 
 def invoices_message(settings: Settings, signer: Signer, data: CustomerData, contact: Contact,
                      chosen: list[Invoice], notes: dict[str, str],
-                     positions: dict[str, position.Position]) -> EmailMessage:
+                     positions: dict[str, rule.Position]) -> EmailMessage:
     cid = data.customer.customer_id
     if len(chosen) == 1:
         subject = f"Invoice {one_line(chosen[0].number)} from {one_line(settings.company_name)}"

@@ -14,13 +14,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from portal.balances import position
+from portal.balances import journal, rule
 from portal.store import payments as paystore
-from portal.store.database import credits, invoices
 from portal.store.payments import Attempt
+from portal.store.tables import credits, invoices
 
 # Statuses in which a payment counts against its invoices (portal/balances/position.py says how much, per state).
-COUNTED = position.SETTLING | position.PENDING
+COUNTED = rule.SETTLING | rule.PENDING
 
 
 def apply_allocations(conn: Any, attempt: Attempt, as_of: datetime | None) -> dict[str, Any]:
@@ -38,11 +38,11 @@ def apply_allocations(conn: Any, attempt: Attempt, as_of: datetime | None) -> di
         select(invoices.c.invoice_id, invoices.c.amount, invoices.c.balance, invoices.c.is_open)
         .where(invoices.c.invoice_id.in_(ids)).with_for_update())}
     # What each invoice owes now, without this payment (which has moved nothing yet: it counts from here on).
-    moves = position.entries(conn, invoice_ids=ids, item_kind="invoice")
+    moves = journal.entries(conn, invoice_ids=ids, item_kind="invoice")
     applied = {}
     for a in allocations:
         row = rows.get(a.invoice_id)
-        open_now = 0 if row is None else position.compute(
+        open_now = 0 if row is None else rule.compute(
             row.amount, row.balance, epoch, moves.get(("invoice", a.invoice_id), ()), is_open=bool(row.is_open)).open
         applied[a.invoice_id] = min(a.amount, open_now, funds)
         funds -= applied[a.invoice_id]
@@ -65,7 +65,7 @@ def _usable_credits(conn: Any, attempt_id: str, rows: list[Any], epoch: datetime
     ids = [r.credit_id for r in rows]
     notes = {r.credit_id: r for r in conn.execute(select(credits.c.credit_id, credits.c.amount, credits.c.balance)
                                                   .where(credits.c.credit_id.in_(ids)).with_for_update())}
-    moves = position.entries(conn, invoice_ids=ids, item_kind="credit")
-    return {r.credit_id: min(r.amount, position.compute(
+    moves = journal.entries(conn, invoice_ids=ids, item_kind="credit")
+    return {r.credit_id: min(r.amount, rule.compute(
         notes[r.credit_id].amount, notes[r.credit_id].balance, epoch, moves.get(("credit", r.credit_id), ())).open
         if r.credit_id in notes else 0) for r in rows}

@@ -23,13 +23,13 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from portal.balances import position
+from portal.balances import stored
 from portal.core.errors import PortalError
 from portal.payments.allocations import COUNTED, apply_allocations
-from portal.payments.state import LEGACY, Derived, Snapshot, derive, merge, read_event
+from portal.payments.state import LEGACY, Derived, derive, merge, read_event
 from portal.store import payments as paystore
 from portal.store.database import Store, StoreUnavailable
-from portal.store.payments import Attempt
+from portal.store.payments import Attempt, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def _move(store: Store, conn: Any, attempt: Attempt, d: Derived, now: datetime) 
     if facts:
         paystore.update_attempt(conn, attempt.attempt_id, **facts)
         # What the invoices owe follows the attempt, in this transaction (portal/balances/position.py).
-        position.record_change(conn, attempt.attempt_id, now)
+        stored.record_change(conn, attempt.attempt_id, now)
     if not moving:
         return None
     store.add_event(conn, f"payment_{d.status}", attempt.customer_id, detail=attempt.attempt_id)

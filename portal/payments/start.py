@@ -24,13 +24,14 @@ from typing import Any
 
 from sqlalchemy import select
 
-from portal.balances import position
+from portal.balances import journal, position, rule
 from portal.core.config import Settings
 from portal.core.money import AmountError, format_money, parse_amount
 from portal.payments.pricing import Payable, PaymentRefused, Quote, quote
 from portal.store import payments as paystore
-from portal.store.database import Store, credits, invoices
+from portal.store.database import Store
 from portal.store.disputes import disputed_amounts
+from portal.store.tables import credits, invoices
 
 # Invoices (and credit notes) one payment may name: a bound on the form. Checkout's 100 line items are kept by
 # portal.payments.checkout.line_items, which folds the last invoices into one line when the card fee needs one.
@@ -101,7 +102,7 @@ def payable_invoices(conn: Any, customer_id: str, chosen: Sequence[str], typed: 
 
 
 def _refuse_held(conn: Any, customer_id: str, chosen: Sequence[str], typed: Mapping[str, str],
-                 rows: Mapping[str, Any], standing: Mapping[str, position.Position]) -> None:
+                 rows: Mapping[str, Any], standing: Mapping[str, rule.Position]) -> None:
     """An invoice an unresolved dispute holds (even in part) is paid only by an amount typed within its `due`:
     the page pre-fills that amount, so a blank or larger one comes from a stale page or a hand-made form."""
     held = disputed_amounts(conn, customer_ids=[customer_id], invoice_ids=chosen)
@@ -133,8 +134,8 @@ def _available_credits(conn: Any, customer_id: str, credit_ids: Sequence[str]) -
     if len(found) != len(credit_ids):
         raise PaymentRefused("One of the chosen credit notes is not on your account.")
     as_of = position.latest_as_of(conn)
-    used = position.entries(conn, invoice_ids=list(credit_ids), item_kind="credit")
-    return [Payable(c, found[c].number, found[c].currency, position.compute(
+    used = journal.entries(conn, invoice_ids=list(credit_ids), item_kind="credit")
+    return [Payable(c, found[c].number, found[c].currency, rule.compute(
         found[c].amount, found[c].balance, as_of, used.get(("credit", c), ())).open) for c in credit_ids]
 
 

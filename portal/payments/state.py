@@ -14,10 +14,11 @@ Nothing here touches the database or the network: portal.payments.events stores 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from portal.payments.stripe_amounts import from_stripe
+from portal.store.payments import Snapshot
 
 # The events the webhook acts on; docs/payments.md and infra/README.md list the same (a test compares them).
 HANDLED_EVENTS = frozenset({
@@ -56,24 +57,6 @@ _DISPUTE_RANK = {"warning_needs_response": 0, "warning_under_review": 1, "warnin
 # Money withdrawn by the dispute and not (yet) given back: a chargeback under way or lost, an appeal of a loss.
 # Inquiries (warning_*) and prevented disputes take no money (a prevention that refunds shows as a refund).
 WITHDRAWN = frozenset({"needs_response", "under_review", "lost", "appeal_needs_response", "appeal_under_review"})
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """One Stripe object as one event showed it."""
-
-    object_id: str
-    kind: str  # session, intent, charge, dispute
-    created: int
-    rank: int
-    event_id: str
-    intent: str = ""  # the PaymentIntent it belongs to, when known
-    charge: str = ""  # the Charge it belongs to, when known
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def stamp(self) -> tuple[int, int, str]:
-        return (self.created, self.rank, self.event_id)
 
 
 @dataclass(frozen=True)

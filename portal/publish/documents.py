@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from portal.core.config import Settings
-from portal.export.reader import document_disposition
+from portal.export.model import document_disposition
 from portal.publish.objects import Download, PublishError, is_site_path
 from portal.publish.targets import FolderTarget, Target, choose_target
 

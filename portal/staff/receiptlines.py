@@ -12,16 +12,17 @@ itself (days overdue, which depends on today):
 and the export is `head || days_overdue || position_cells || tail` in the table's order
 (portal/stafftables.receipts_csv).
 
-Who keeps the lines current (the only writers of their sources):
+Who keeps the lines current (the only writers of their sources; the first and the last reach this module
+through portal/store/derived.py, where it registers at its end):
 - `Store.import_snapshot` (the only writer of invoices and customers) calls `sync` for the invoices it added,
   changed or closed, those whose positions it refreshed, and every invoice of a customer whose name, group or
   collector changed, in the import's transaction: their whole lines;
 - `receiptrollup.refresh` calls `refresh_tails` for the keys it recomputed, in the refresh's transaction;
-- `position.refresh` (the only writer of the stored positions) calls `sync_positions` for the invoices whose
+- `stored.refresh` (the only writer of the stored positions) calls `sync_positions` for the invoices whose
   positions it wrote, in the transaction of the change (a payment event, a dispute).
 The first two hold the rollup's refresh lock (the state row) while they write, so an import and a refresh never
 interleave: each formats from data the other has committed. `sync_positions` writes only the position cells,
-under the invoices' row locks that `position.refresh` takes. A part is always recomputed whole from its
+under the invoices' row locks that `stored.refresh` takes. A part is always recomputed whole from its
 sources, never incremented, so writing one twice is harmless. Anything else that edits those tables (by hand,
 a bulk load) must call `rebuild`; `Store.migrate` (run by every command) does when some invoice has no line.
 
@@ -38,13 +39,7 @@ from functools import reduce
 from typing import Any
 
 from sqlalchemy import (
-    Boolean,
-    Column,
-    Date,
-    Index,
     String,
-    Table,
-    Text,
     case,
     cast,
     func,
@@ -57,26 +52,12 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
-from portal.balances.position import invoice_positions
 from portal.staff import pgcsv, receiptrollup
-from portal.staff.receiptrollup import receipt_rollup
-from portal.store.database import ID, Store, customers, events, invoices, metadata
-
-receipt_lines = Table(
-    "receipt_lines", metadata,
-    Column("invoice_id", String(ID), primary_key=True),
-    Column("customer_id", String(ID), nullable=False),  # the rollup key of the tail
-    Column("is_open", Boolean, nullable=False),
-    Column("due_date", Date, nullable=False),
-    Column("head", Text, nullable=False),  # CSV cells customer_id .. due_date, each followed by a comma
-    Column("tail", Text, nullable=False),  # a comma before each of the cells emails_sent .. last_viewed_at; LF
-    # A comma before each of the cells open, status (portal/balances/position.py's stored position). '' only in a line
-    # written before the positions existed: Store.migrate then rebuilds every line.
-    Column("position_cells", Text, nullable=False, server_default=""),
-)
-# The default export (open invoices by due date) reads the lines in this index's order: no sort of 18 MB.
-Index("ix_receipt_lines_open_due_date", receipt_lines.c.due_date, receipt_lines.c.invoice_id,
-      postgresql_where=receipt_lines.c.is_open, sqlite_where=receipt_lines.c.is_open)
+from portal.store import derived
+from portal.store.database import Store
+from portal.store.positions import invoice_positions
+from portal.store.staff import receipt_lines, receipt_rollup
+from portal.store.tables import customers, events, invoices
 
 HEAD_COLUMNS = ["customer_id", "customer_name", "group_name", "collector", "invoice_id", "number", "is_open",
                 "currency", "amount", "balance", "due_date"]
@@ -245,3 +226,12 @@ def ensure_complete(store: Store, force: bool = False) -> int:
         unpositioned = conn.execute(select(receipt_lines.c.invoice_id)
                                     .where(receipt_lines.c.position_cells == "").limit(1)).first()
     return 0 if n_invoices == n_lines and unpositioned is None else rebuild(store)
+
+
+# Every import and every write of stored positions brings the lines along, and every migration
+# completes them (portal/store/derived.py).
+derived.follow(derived.Follower(
+    "receipt_lines",
+    after_import=lambda conn, change: sync(conn, change.refreshed, change.renamed),
+    ensure_complete=lambda store, rebuilt_before: ensure_complete(store, force=rebuilt_before) > 0,
+    after_positions=sync_positions))

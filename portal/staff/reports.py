@@ -26,11 +26,14 @@ from typing import Any
 
 from sqlalchemy import and_, case, func, literal, or_, select
 
-from portal.balances import position
+from portal.balances import journal, rule
+from portal.balances import stored as stored_positions
 from portal.core.money import to_decimal
 from portal.store import disputes as disputestore
 from portal.store import payments as paystore
-from portal.store.database import Store, customers, events, invoices
+from portal.store.database import Store
+from portal.store.positions import invoice_positions
+from portal.store.tables import customers, events, invoices
 
 RECEIPT_COLUMNS = [
     "customer_id", "customer_name", "invoice_id", "number", "is_open", "due_date", "currency", "amount",
@@ -89,7 +92,7 @@ def receipts(store: Store, unopened_days: int | None = None, now: datetime | Non
     ).subquery("listed")
 
     zero = literal(0)
-    pos = position.invoice_positions.c
+    pos = invoice_positions.c
     query = (
         select(invoices.c.customer_id, func.coalesce(customers.c.name, "").label("customer_name"),
                invoices.c.invoice_id, invoices.c.number, invoices.c.is_open, invoices.c.due_date,
@@ -107,7 +110,7 @@ def receipts(store: Store, unopened_days: int | None = None, now: datetime | Non
                      .outerjoin(per_invoice, and_(per_invoice.c.invoice_id == invoices.c.invoice_id,
                                                   per_invoice.c.customer_id == invoices.c.customer_id))
                      .outerjoin(listed, listed.c.invoice_id == invoices.c.invoice_id)
-                     .outerjoin(position.invoice_positions, pos.invoice_id == invoices.c.invoice_id))
+                     .outerjoin(invoice_positions, pos.invoice_id == invoices.c.invoice_id))
         .where(or_(invoices.c.is_open, per_invoice.c.invoice_id.is_not(None)))
         .order_by(invoices.c.customer_id, invoices.c.due_date, invoices.c.invoice_id)
     )
@@ -239,7 +242,7 @@ def payments(store: Store) -> list[dict[str, Any]]:
         attempts = paystore.all_attempts(conn)
         allocations = paystore.all_allocations(conn)
         credit_rows = paystore.all_allocations(conn, credits=True)
-        now = position.stored(conn)
+        now = stored_positions.stored(conn)
     return [{
         "attempt_id": a.attempt_id, "customer_id": a.customer_id, "status": a.status, "method": a.method,
         "amount": a.amount, "currency": a.currency, "subtotal": a.subtotal, "adjustment": a.adjustment,
@@ -280,7 +283,7 @@ def cash_application(store: Store) -> list[dict[str, Any]]:
     (negative) or fee (positive) is on its first row only. `invoice_open` / `invoice_status`: where the invoice
     stands now (its position), empty on the other rows."""
     with store.begin() as conn:
-        settled = position.settled_by_attempt(conn)
+        settled = journal.settled_by_attempt(conn)
     rows = []
     for p in payments(store):
         if p["status"] not in _CASH_STATUSES:
@@ -304,7 +307,7 @@ def cash_application(store: Store) -> list[dict[str, Any]]:
                 rows.append(row(alloc["invoice_id"], alloc["number"], amount, adjustment,
                                 standing={"open": alloc["open"], "status": alloc["status"]}))
                 adjustment = 0
-        kept = position.unapplied_kept(p["status"], p["refunded"], p["unapplied"])
+        kept = rule.unapplied_kept(p["status"], p["refunded"], p["unapplied"])
         if kept:
             rows.append(row("", "", kept, adjustment))
             adjustment = 0
@@ -335,7 +338,7 @@ def disputes(store: Store) -> list[dict[str, Any]]:
     with store.begin() as conn:
         rows = disputestore.all_disputes(conn)
         items = disputestore.all_items(conn)
-        now = position.stored(conn)
+        now = stored_positions.stored(conn)
         people = {r.customer_id: (r.name, r.collector) for r in conn.execute(
             select(customers.c.customer_id, customers.c.name, customers.c.collector))}
     result = []

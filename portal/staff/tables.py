@@ -25,13 +25,14 @@ from sqlalchemy import Date, and_, cast, func, literal, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
-from portal.balances.position import invoice_positions
 from portal.core.money import to_decimal
 from portal.staff import pgcsv, receiptlines, receiptrollup, reports
-from portal.staff.receiptrollup import receipt_rollup
-from portal.store.database import Store, customers, events, invoices
+from portal.store.database import Store
 from portal.store.disputes import dispute_attachments, dispute_invoices, disputes
 from portal.store.payments import payment_allocations, payment_attempts, payment_credits
+from portal.store.positions import invoice_positions
+from portal.store.staff import receipt_rollup
+from portal.store.tables import customers, events, invoices
 
 MAX_PER_PAGE = 500
 CHUNK_ROWS = 2000  # rows per streamed CSV chunk (and per server-side cursor fetch)

@@ -21,12 +21,13 @@ from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Boolean, Column, Integer, String, Table, Text, delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from portal.core.errors import PortalError
-from portal.store.database import Store, UTCDateTime, metadata
+from portal.store.database import Store
 from portal.store.ratelimits import DatabaseRateLimitStore
+from portal.store.staff import staff_sessions, staff_users
 
 ROLES = ("viewer", "admin")  # admin: resolves disputes and manages staff; viewer: reads and exports
 MIN_PASSWORD = 12
@@ -51,30 +52,6 @@ EMAIL = re.compile(r"^[^@\s<>\"',;]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 _hasher = PasswordHasher()
 # Verified when the email is unknown, so a wrong address costs the same time as a wrong password.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
-
-staff_users = Table(
-    "staff_users",
-    metadata,
-    Column("user_id", Integer, primary_key=True, autoincrement=True),
-    Column("email", String(320), nullable=False, unique=True),
-    Column("password_hash", Text, nullable=False),
-    Column("role", String(10), nullable=False),
-    Column("active", Boolean, nullable=False, default=True),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("updated_at", UTCDateTime, nullable=False),
-    Column("last_login_at", UTCDateTime, nullable=True),
-)
-
-staff_sessions = Table(
-    "staff_sessions",
-    metadata,
-    Column("session_hash", String(64), primary_key=True),  # SHA-256 of the id in the cookie
-    Column("user_id", Integer, nullable=False, index=True),
-    Column("csrf_token", String(64), nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("last_seen_at", UTCDateTime, nullable=False),
-    Column("expires_at", UTCDateTime, nullable=False),
-)
 
 class StaffError(PortalError):
     """A refused staff-account change: bad email, weak password, unknown user, last admin."""

@@ -8,7 +8,7 @@ from datetime import date
 import pypdf
 
 from portal.build.pdf import invoice_pdf, statement_pdf
-from portal.export.reader import Customer, Invoice
+from portal.export.model import Customer, Invoice
 
 CUSTOMER = Customer("C1", r"Müller (& Söhne) \ GmbH", "EUR", "de_DE")
 INVOICE = Invoice("I1", "C1", "RE-(1)", date(2026, 1, 1), date(2026, 2, 1), 123450, 100000, "EUR", "PO-1", "Net 30")

@@ -28,7 +28,7 @@ from portal.staff.reports import (
     format_root_causes,
 )
 from portal.store import disputes as disputestore
-from portal.store.database import invoices
+from portal.store.tables import invoices
 from tests.dispute_helpers import (
     EVIL,
     PDF,

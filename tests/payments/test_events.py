@@ -19,7 +19,7 @@ from sqlalchemy import delete
 from portal.payments.events import apply_event
 from portal.payments.state import derive, merge, read_event
 from portal.store import payments as paystore
-from portal.store.database import events as event_log
+from portal.store.tables import events as event_log
 from tests.stripe_paths import PATHS, path_events
 from tests.stripe_standin import StripeStandIn
 from tests.webhook_helpers import import_sample

@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, urlencode, urlparse
 
 import pytest
 
-from portal.export.reader import DOCUMENT_TYPES
+from portal.export.model import DOCUMENT_TYPES
 from portal.publish.documents import document_download, presign_document, served_documents
 from portal.publish.manifest import Manifest
 from portal.publish.objects import Download, PublishError

@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, abort, send_file
 from itsdangerous import BadSignature
 
-from portal.export.reader import DOCUMENT_TYPES, document_disposition
+from portal.export.model import DOCUMENT_TYPES, document_disposition
 from webhook.errors import TokenRejected
 from webhook.security import FILE_CSP, PDF_CSP, rate_limited
 from webhook.services import FILE_LINK_SECONDS, services

@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Response, abort, redirect, request, url_for
 
-from portal.balances import position
+from portal.balances import rule
 from portal.core.errors import NotFound
 from portal.disputes import attachments as dispute_attachments
 from portal.disputes import service as dispute_actions
@@ -72,7 +72,7 @@ def receipts() -> Any:
     result = _paged(stafftables.receipts_page, store, flt, default_sort="due_date", default_desc=False)
     # "N days overdue" is shown only for what may still be asked for (a paid or disputed invoice is not late).
     return page("staff/receipts.html", title="Receipts", result=result, flt=flt, args=request.args,
-                askable=position.ASKABLE)
+                askable=rule.ASKABLE)
 
 
 @bp.get("/receipts.csv")
