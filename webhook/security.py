@@ -17,7 +17,7 @@ from flask import Flask
 from werkzeug.exceptions import TooManyRequests
 
 from portal.core.signing import is_canonical
-from webhook.customer.formtoken import form_token
+from webhook.formtoken import form_token
 from webhook.errors import TokenRejected
 from webhook.logs import event, security_log, token_ref
 from webhook.services import client_ip, services
@@ -88,7 +88,7 @@ def rate_limited(scope: str, token_arg: str | None = "token") -> Callable:
     from many addresses; per IP because random tokens cost us an HMAC check each. A token not in its
     canonical spelling (portal.core.signing.is_canonical) is refused here, after the per-IP count and without
     touching any token's budget: every genuine token has one spelling, so one budget. A form's token is read
-    before its body is parsed (webhook/customer/formtoken.py).
+    before its body is parsed (webhook/formtoken.py).
     """
 
     def decorate(view: Callable) -> Callable:

@@ -10,7 +10,7 @@ What a dispute holds cannot be paid online: that is part of what may be paid, de
 portal.payments.start (the invoice's `due`), which /pay calls after its page-token check.
 
 The dispute form's body (files) is parsed only after its token and its rate limits were checked: the token is
-read from the body's first part alone (webhook/customer/formtoken.py).
+read from the body's first part alone (webhook/formtoken.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from portal.disputes.errors import DisputeRefused
 from portal.disputes.service import Submitted, collector_message
 from portal.disputes.service import submit_dispute as record_dispute
 from portal.disputes.service import submit_question as record_question
-from webhook.customer.formtoken import page_claims
+from webhook.formtoken import page_claims
 from webhook.customer.links import page_url
 from webhook.jobs import mail_later, republish_later
 from webhook.logs import event
