@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -144,3 +145,13 @@ def test_no_module_is_over_400_lines():
                 over[str(path.relative_to(REPO))] = lines
     assert not over, f"{len(over)} modules over {MAX_LINES} lines (split by what they hold):\n" + "\n".join(
         f"  {path}: {lines} lines" for path, lines in sorted(over.items(), key=lambda item: -item[1]))
+
+
+def test_every_test_module_is_collected():
+    """Tests mirror the packages, so a test folder is named like one (tests/build/): pytest's default
+    `norecursedirs` skips folders named build, dist or venv, and their tests would pass by never running."""
+    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    collected = {line.split("::", 1)[0] for line in done.stdout.splitlines() if "::" in line}
+    on_disk = {str(path.relative_to(REPO)) for path in (REPO / "tests").rglob("test_*.py")}
+    assert on_disk - collected == set(), done.stdout[-2000:] + done.stderr[-2000:]
