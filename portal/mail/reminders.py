@@ -29,8 +29,9 @@ from portal.core.config import Settings
 from portal.core.links import link_url
 from portal.core.signing import Signer
 from portal.export.reader import Contact, Invoice
-from portal.mail.sending import Outgoing, SendResult, deliver, invoice_items, one_line, total_text
-from portal.mail.transport import Transport, render_message
+from portal.mail.delivery import Outgoing, SendResult, deliver
+from portal.mail.messages import invoice_items, one_line, render_message, total_text
+from portal.mail.transport import Transport
 from portal.store.database import CustomerData, Store, events, invoices
 from portal.store.mail import SentRow, first_sent, last_reminder, mail_sent, unsubscribed
 
