@@ -10,7 +10,7 @@ itself (days overdue, which depends on today):
     tail           = ,emails_sent,...,last_viewed_at\\n            (from the receipt rollup)
 
 and the export is `head || days_overdue || position_cells || tail` in the table's order
-(portal/stafftables.receipts_csv).
+(portal/staff/receipts_table.py, `receipts_csv`).
 
 Who keeps the lines current (the only writers of their sources):
 - `Store.import_snapshot` (the only writer of invoices and customers) calls `sync` for the invoices it added,
@@ -27,8 +27,9 @@ a bulk load) must call `rebuild`; `Store.migrate` (run by every command) does wh
 
 PostgreSQL only: the cells are formatted by PostgreSQL (portal/staff/pgcsv.py). On SQLite the table exists but stays
 empty, and the export is formatted in Python, which is fast enough at SQLite's scale. Cell for cell the lines
-are what Python's csv module writes for the Python path's cells (tests/test_receiptlines.py and
-tests/test_stafftables.py compare the two byte for byte).
+are what Python's csv module writes for the Python path's cells (tests/staff/test_receiptlines.py and
+tests/staff/test_receipts_table.py compare the two byte for byte). The table itself is in
+portal/staff/receipttables.py, next to the rollup's.
 """
 
 from __future__ import annotations
@@ -38,13 +39,7 @@ from functools import reduce
 from typing import Any
 
 from sqlalchemy import (
-    Boolean,
-    Column,
-    Date,
-    Index,
     String,
-    Table,
-    Text,
     case,
     cast,
     func,
@@ -58,32 +53,16 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from portal.balances.position import invoice_positions
-from portal.staff import pgcsv, receiptrollup
-from portal.staff.receiptrollup import receipt_rollup
-from portal.store.database import ID, Store, customers, events, invoices, metadata
-
-receipt_lines = Table(
-    "receipt_lines", metadata,
-    Column("invoice_id", String(ID), primary_key=True),
-    Column("customer_id", String(ID), nullable=False),  # the rollup key of the tail
-    Column("is_open", Boolean, nullable=False),
-    Column("due_date", Date, nullable=False),
-    Column("head", Text, nullable=False),  # CSV cells customer_id .. due_date, each followed by a comma
-    Column("tail", Text, nullable=False),  # a comma before each of the cells emails_sent .. last_viewed_at; LF
-    # A comma before each of the cells open, status (portal/balances/position.py's stored position). '' only in a line
-    # written before the positions existed: Store.migrate then rebuilds every line.
-    Column("position_cells", Text, nullable=False, server_default=""),
-)
-# The default export (open invoices by due date) reads the lines in this index's order: no sort of 18 MB.
-Index("ix_receipt_lines_open_due_date", receipt_lines.c.due_date, receipt_lines.c.invoice_id,
-      postgresql_where=receipt_lines.c.is_open, sqlite_where=receipt_lines.c.is_open)
+from portal.staff import pgcsv
+from portal.staff.receipttables import invoice_join, lock, receipt_lines, receipt_rollup
+from portal.store.database import Store, customers, events, invoices
 
 HEAD_COLUMNS = ["customer_id", "customer_name", "group_name", "collector", "invoice_id", "number", "is_open",
                 "currency", "amount", "balance", "due_date"]
 TAIL_COLUMNS = ["emails_sent", "link_opened", "page_viewed", "documents_viewed", "first_sent_at",
                 "first_opened_at", "first_viewed_at", "last_viewed_at"]
 POSITION_COLUMNS = ["open", "status"]
-COLUMNS = [*HEAD_COLUMNS, "days_overdue", *POSITION_COLUMNS, *TAIL_COLUMNS]  # = stafftables.RECEIPT_COLUMNS (tested)
+COLUMNS = [*HEAD_COLUMNS, "days_overdue", *POSITION_COLUMNS, *TAIL_COLUMNS]  # = receipts_table.RECEIPT_COLUMNS (tested)
 
 _R = receipt_rollup.c
 _P = invoice_positions.c
@@ -122,7 +101,7 @@ def _tail() -> Any:
 
 
 def days_overdue(is_open: Any, due_date: Any, today: Any) -> Any:
-    """The spliced cell, stafftables._days_overdue in SQL (`today` a date expression): days past due of an open
+    """The spliced cell, receipts_table._days_overdue in SQL (`today` a date expression): days past due of an open
     invoice, 0 when not due yet or closed."""
     return cast(case((is_open, func.greatest(0, today - due_date)), else_=0), String)
 
@@ -130,7 +109,7 @@ def days_overdue(is_open: Any, due_date: Any, today: Any) -> Any:
 def _prepare(conn: Connection) -> None:
     """Lock out refreshes and imports until this transaction ends (see the module docstring), and pin the
     text form of dates and times the cells are made from (pgcsv.iso_cell, pgcsv.date_cell)."""
-    receiptrollup.lock(conn)
+    lock(conn)
     conn.exec_driver_sql("SET LOCAL DateStyle = 'ISO, YMD'")
 
 
@@ -140,7 +119,7 @@ def _upsert(conn: Connection, where: Any) -> int:
                     _head(currencies).label("head"), _tail().label("tail"),
                     _position_cells(currencies).label("position_cells"))
              .select_from(invoices.outerjoin(customers, customers.c.customer_id == invoices.c.customer_id)
-                          .outerjoin(receipt_rollup, receiptrollup.invoice_join())
+                          .outerjoin(receipt_rollup, invoice_join())
                           .outerjoin(invoice_positions, _P.invoice_id == invoices.c.invoice_id))
              .where(where))
     names = ["invoice_id", "customer_id", "is_open", "due_date", "head", "tail", "position_cells"]
@@ -200,7 +179,8 @@ def refresh_tails(conn: Connection, touched: Any | None) -> None:
 
 def sync_positions(conn: Connection, invoice_ids: Iterable[str] | None) -> None:
     """Recompute the position cells of `invoice_ids` (every line when None) from the stored positions, in the
-    caller's transaction (portal/position.refresh, which wrote them). PostgreSQL only: a no-op elsewhere."""
+    caller's transaction (portal/balances/position.py `refresh`, which wrote them). PostgreSQL only: a no-op
+    elsewhere."""
     if conn.dialect.name != "postgresql":
         return
     ids = None if invoice_ids is None else sorted(set(invoice_ids))
