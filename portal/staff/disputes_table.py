@@ -15,7 +15,7 @@ from portal.balances.position import invoice_positions
 from portal.disputes.service import reference
 from portal.staff.csvcells import iso_utc, major_units
 from portal.staff.exports import stream_parts
-from portal.staff.paging import Page, check_paging, matches_customer, sort_order
+from portal.staff.paging import Page, fetch_page, matches_customer, sort_order
 from portal.store.database import Store, customers
 from portal.store.disputes import dispute_attachments, dispute_invoices, disputes, get_dispute
 
@@ -87,14 +87,13 @@ def disputes_page(store: Store, *, state: str | None = None, reason: str | None 
     """One page of the disputes queue, oldest first by default (keys: DISPUTE_COLUMNS plus `items`
     [{invoice_id, number, amount}]). `state`: open, under_review, resolved, "unresolved" (open or under
     review) or None (all). `attachments` is a count; `reference` is what the customer was told (D-42)."""
-    check_paging(page, per_page)
-    order = sort_order(DISPUTE_SORTS, sort, descending, _D.dispute_id)
-    query = _disputes_query(state, reason, customer)
-    with store.begin() as conn:
-        total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
-        rows = conn.execute(query.order_by(*order).limit(per_page).offset((page - 1) * per_page)).all()
-        items = _dispute_items(conn, [r.dispute_id for r in rows])
-    return Page([_dispute_row(r, items) for r in rows], int(total), page, per_page, sort, descending)
+
+    def rows(conn: Connection, found: Sequence[Any]) -> list[dict[str, Any]]:
+        items = _dispute_items(conn, [r.dispute_id for r in found])
+        return [_dispute_row(r, items) for r in found]
+
+    return fetch_page(store, lambda: _disputes_query(state, reason, customer), DISPUTE_SORTS, _D.dispute_id,
+                      sort=sort, descending=descending, page=page, per_page=per_page, rows=rows)
 
 
 def disputes_csv(store: Store, *, state: str | None = None, reason: str | None = None,

@@ -12,12 +12,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_
+from sqlalchemy import func, or_, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql import Select
 
-from portal.store.database import customers
+from portal.store.database import Store, customers
 
 MAX_PER_PAGE = 500
 
@@ -59,3 +62,20 @@ def matches_customer(text: str) -> Any:
     """Customer id exactly, or a case-insensitive part of the customer's name."""
     return or_(customers.c.customer_id == text,
                func.lower(customers.c.name).contains(text.lower(), autoescape=True))
+
+
+def fetch_page(store: Store, query: Callable[[], Select], sorts: dict[str, Any], tiebreak: Any, *, sort: str,
+               descending: bool, page: int, per_page: int,
+               rows: Callable[[Connection, Sequence[Any]], list[dict[str, Any]]]) -> Page:
+    """One page of `query()` sorted by `sort` (from `sorts`, then `tiebreak`): the COUNT of every match, the page's
+    rows, and `rows`' dicts of them (given the connection for the one query a page may add: the allocations or
+    invoices of the whole page), in one transaction. The paging and the sort are checked before the query is
+    made, and the query before anything runs."""
+    check_paging(page, per_page)
+    order = sort_order(sorts, sort, descending, tiebreak)
+    matching = query()
+    with store.begin() as conn:
+        total = conn.execute(select(func.count()).select_from(matching.subquery())).scalar_one()
+        found = conn.execute(matching.order_by(*order).limit(per_page).offset((page - 1) * per_page)).all()
+        made = rows(conn, found)
+    return Page(made, int(total), page, per_page, sort, descending)

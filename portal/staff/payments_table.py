@@ -15,7 +15,7 @@ from sqlalchemy.sql import Select
 from portal.balances.position import invoice_positions
 from portal.staff.csvcells import iso_utc, major_units
 from portal.staff.exports import stream_parts
-from portal.staff.paging import Page, check_paging, matches_customer, sort_order
+from portal.staff.paging import Page, fetch_page, matches_customer, sort_order
 from portal.store.database import Store, customers
 from portal.store.payments import payment_allocations, payment_attempts, payment_credits
 
@@ -88,14 +88,13 @@ def payments_page(store: Store, *, status: str | None = None, method: str | None
     applied}] and `credits` [{credit_id, number, amount, applied}]). Stripe ids: checkout_session,
     payment_intent, charge. Status: created, verifying, processing, succeeded, failed, expired, refunded,
     partially_refunded, disputed, reinstated. Method: card, us_bank_account."""
-    check_paging(page, per_page)
-    order = sort_order(PAYMENT_SORTS, sort, descending, _P.attempt_id)
-    query = _payments_query(status, method, customer)
-    with store.begin() as conn:
-        total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
-        rows = conn.execute(query.order_by(*order).limit(per_page).offset((page - 1) * per_page)).all()
-        allocs, used = _allocations(conn, [r.attempt_id for r in rows])
-    return Page([_payment_row(r, allocs, used) for r in rows], int(total), page, per_page, sort, descending)
+
+    def rows(conn: Connection, found: Sequence[Any]) -> list[dict[str, Any]]:
+        allocs, used = _allocations(conn, [r.attempt_id for r in found])
+        return [_payment_row(r, allocs, used) for r in found]
+
+    return fetch_page(store, lambda: _payments_query(status, method, customer), PAYMENT_SORTS, _P.attempt_id,
+                      sort=sort, descending=descending, page=page, per_page=per_page, rows=rows)
 
 
 def payments_csv(store: Store, *, status: str | None = None, method: str | None = None,
