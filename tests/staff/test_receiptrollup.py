@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import event, insert, select
 
 from portal.staff import receiptrollup
-from portal.staff.receiptrollup import GAP_TTL, rebuild, receipt_rollup_state, refresh
+from portal.staff.receiptrollup import GAP_TTL, rebuild, refresh
+from portal.staff.receipttables import receipt_rollup_state
 from portal.store.database import events
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
