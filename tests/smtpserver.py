@@ -12,7 +12,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, insert, inspect
+from sqlalchemy import MetaData, Table, insert
 from sqlalchemy.engine import Connection
 
 from portal.export.model import Contact, Customer, Invoice, Ledger
@@ -115,25 +115,7 @@ def changed(ledger: Ledger, invoice_id: str, **fields: object) -> Ledger:
                                      invoice_id: replace(ledger.invoices[invoice_id], **fields)})  # type: ignore[arg-type]
 
 
-# --- the disputes and payments features' tables, as far as the mail features read them -----------------
-
-
-def ensure_stand_in_tables(conn: Connection) -> None:
-    """Minimal `disputes`, `dispute_invoices`, `payment_attempts`, `payment_allocations`, created only where
-    the database does not have the real ones (the features that own them may be migrated in already)."""
-    stand_ins = MetaData()
-    Table("disputes", stand_ins, Column("dispute_id", Integer, primary_key=True), Column("customer_id", String(200)),
-          Column("status", String(20)), Column("reason", String(40)), Column("amount", Integer),
-          Column("currency", String(3)), Column("created_at", DateTime))
-    Table("dispute_invoices", stand_ins, Column("dispute_id", Integer, primary_key=True),
-          Column("invoice_id", String(200), primary_key=True))
-    Table("payment_attempts", stand_ins, Column("attempt_id", String(64), primary_key=True),
-          Column("customer_id", String(200)), Column("status", String(20)), Column("amount", Integer),
-          Column("currency", String(3)), Column("failure_reason", String(200)), Column("updated_at", DateTime))
-    Table("payment_allocations", stand_ins, Column("attempt_id", String(64), primary_key=True),
-          Column("invoice_id", String(200), primary_key=True))
-    existing = set(inspect(conn).get_table_names())
-    stand_ins.create_all(conn, tables=[t for t in stand_ins.sorted_tables if t.name not in existing])
+# --- rows in tables whose other columns a test need not know -----------------------------------------------
 
 
 def add_row(conn: Connection, name: str, **values: object) -> None:

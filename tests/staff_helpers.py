@@ -1,14 +1,23 @@
-"""Helpers for the /staff tests: staff users and a logged-in Flask test client."""
+"""Helpers for the staff tests: staff users, a logged-in Flask test client, and payment attempts and disputes
+stored as the webhook stores them (for the tables, reports and KPIs to show)."""
 
 from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 
 from flask.testing import FlaskClient
 
 from portal.staff.users import add_user
+from portal.store import disputes as disputestore
+from portal.store import payments as paystore
 from portal.store.database import Store
 from tests.webhook_helpers import hidden_field
 
 PASSWORD = "correct horse battery staple"
+NOW = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)  # the staff tests' clock (tests/staff/test_kpis.py's today)
 
 
 def add_staff(store: Store, email: str, role: str = "viewer") -> None:
@@ -29,3 +38,37 @@ def csrf(client: FlaskClient, path: str = "/staff/") -> str:
     page = client.get(path)
     assert page.status_code == 200, page.status_code
     return hidden_field(page.get_data(as_text=True), "csrf_token")
+
+
+def add_attempt(store, attempt_id: str, customer_id: str, status: str, amount: int, *, currency: str = "USD",
+                method: str = "card", allocations: list[tuple[str, str, int, int]] = (), created: datetime = NOW,
+                **extra) -> None:
+    """A payment attempt as the webhook stores it; allocations are (invoice_id, number, amount, applied)."""
+    row = {"attempt_id": attempt_id, "customer_id": customer_id, "status": status, "method": method,
+           "currency": currency, "subtotal": amount, "adjustment": 0, "amount": amount, "unapplied": 0,
+           "credit_applied": 0, "refunded": 0, "needs_review": False, "payer_email": "", "checkout_session": "",
+           "payment_intent": "", "charge": "", "failure_reason": "", "created_at": created, "updated_at": created,
+           "counted_at": None, **extra}
+    allocations = allocations or [("I1", "N-I1", amount, 0)]  # every real attempt pays at least one invoice
+    with store.begin() as conn:
+        paystore.insert_attempt(conn, row, [{"invoice_id": i, "number": n, "amount": a, "applied": ap}
+                                            for i, n, a, ap in allocations])
+
+
+def add_dispute(store, customer_id: str, status: str, amount: int, *, currency: str = "USD", reason: str = "pricing",
+                items: list[tuple[str, str, int]] = (), attachments: int = 0, created: datetime = NOW,
+                message: str = "Please check") -> int:
+    row = {"customer_id": customer_id, "status": status, "reason": reason, "amount": amount, "currency": currency,
+           "message": message, "outcome": "credit_issued" if status == "resolved" else "", "note": "",
+           "updated_by": "", "created_at": created, "reviewed_at": None,
+           "resolved_at": created + timedelta(days=2) if status == "resolved" else None}
+    with store.begin() as conn:
+        return disputestore.insert_dispute(
+            conn, row, [{"invoice_id": i, "number": n, "amount": a} for i, n, a in items],
+            [{"n": n, "filename": f"f{n}.pdf", "path": f"disputes/x/{n}", "content_type": "application/pdf",
+              "size": 10, "sha256": "0" * 64} for n in range(1, attachments + 1)])
+
+
+def parse_csv(chunks: Iterable[str]) -> list[dict[str, str]]:
+    """A streamed CSV export's rows, by its header."""
+    return list(csv.DictReader(io.StringIO("".join(chunks))))

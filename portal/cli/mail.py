@@ -1,6 +1,6 @@
 """`portal send`, `portal remind`, `portal digest`: the mail commands (docs/email.md).
 
-Registered on the `portal` group by portal/cli/main.py (`cli.add_command(send)` ...). Each prints one line per
+Registered on the `portal` group by portal/cli/main.py, like every command group. Each prints one line per
 message and a summary, and exits 1 when a message failed or was not attempted (cron then reports it). A run
 started while another run of the same command is still going sends nothing and exits 75 (EX_TEMPFAIL: try
 again later; see portal/store/locks.py).
@@ -13,26 +13,19 @@ from typing import TYPE_CHECKING
 
 import click
 
-from portal.core.config import Settings
-from portal.mail.sending import SendResult
+from portal.cli.group import PortalContext, pass_portal
+from portal.mail.delivery import SendResult
 from portal.store.locks import RunInProgress, exclusive_run
 
 if TYPE_CHECKING:
     from portal.store.database import Store
 
-
-def _context(ctx: click.Context) -> tuple[Settings, Store]:
-    # Imported here, not at the top: portal/cli/main.py imports this module to register the commands.
-    from portal.cli.main import _settings, _store
-
-    return _settings(ctx), _store(ctx)
-
-
 EXIT_RUN_IN_PROGRESS = 75  # EX_TEMPFAIL (sysexits.h)
 
 
-def _run(ctx: click.Context, store: Store, name: str, dry_run: bool, work: Callable[[], SendResult]) -> None:
+def _run(store: Store, name: str, dry_run: bool, work: Callable[[], SendResult]) -> None:
     """Run `work` holding the command's lock (not for a dry run), print its report, exit 1 if anything failed."""
+    ctx = click.get_current_context()
     try:
         if dry_run:
             result = work()
@@ -52,36 +45,36 @@ def _run(ctx: click.Context, store: Store, name: str, dry_run: bool, work: Calla
 @click.option("--dry-run", is_flag=True, help="List the messages that would be sent; send and record nothing.")
 @click.option("--customer", "customer_ids", multiple=True, help="Only this customer (repeatable).")
 @click.option("--resend", is_flag=True, help="Send every open invoice again, even unchanged ones.")
-@click.pass_context
-def send(ctx: click.Context, dry_run: bool, customer_ids: tuple[str, ...], resend: bool) -> None:
+@pass_portal
+def send(portal: PortalContext, dry_run: bool, customer_ids: tuple[str, ...], resend: bool) -> None:
     """Email each billing and approver contact its new or changed open invoices, with signed links."""
     from portal.mail.sending import send_invoices
 
-    settings, store = _context(ctx)
-    _run(ctx, store, "send", dry_run, lambda: send_invoices(settings, store, dry_run=dry_run,
-                                                     customer_ids=customer_ids or None, resend=resend))
+    settings, store = portal.settings, portal.store()
+    _run(store, "send", dry_run, lambda: send_invoices(settings, store, dry_run=dry_run,
+                                                       customer_ids=customer_ids or None, resend=resend))
 
 
 @click.command("remind")
 @click.option("--dry-run", is_flag=True, help="List the reminders that would be sent; send and record nothing.")
-@click.pass_context
-def remind(ctx: click.Context, dry_run: bool) -> None:
+@pass_portal
+def remind(portal: PortalContext, dry_run: bool) -> None:
     """Send the payment reminders the configured rules call for today."""
     from portal.mail.reminders import send_reminders
 
-    settings, store = _context(ctx)
-    _run(ctx, store, "remind", dry_run, lambda: send_reminders(settings, store, dry_run=dry_run))
+    settings, store = portal.settings, portal.store()
+    _run(store, "remind", dry_run, lambda: send_reminders(settings, store, dry_run=dry_run))
 
 
 @click.command("digest")
 @click.option("--dry-run", is_flag=True, help="List the digests that would be sent; send nothing.")
-@click.pass_context
-def digest(ctx: click.Context, dry_run: bool) -> None:
+@pass_portal
+def digest(portal: PortalContext, dry_run: bool) -> None:
     """Email each collector the invoices nobody viewed, new disputes and failed payments."""
-    from portal.mail.digest import send_digest
+    from portal.staff.digest import send_digest
 
-    settings, store = _context(ctx)
-    _run(ctx, store, "digest", dry_run, lambda: send_digest(settings, store, dry_run=dry_run))
+    settings, store = portal.settings, portal.store()
+    _run(store, "digest", dry_run, lambda: send_digest(settings, store, dry_run=dry_run))
 
 
 COMMANDS = (send, remind, digest)

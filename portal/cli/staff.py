@@ -7,21 +7,11 @@ standard input (for scripts); never from an argument, where `ps` and shell histo
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
 import click
 
+from portal.cli.group import PortalContext, pass_portal
 from portal.staff.users import ROLES
-
-if TYPE_CHECKING:
-    from portal.store.database import Store
-
-
-def _store(ctx: click.Context) -> Store:
-    # Imported here, not at the top: portal/cli/main.py imports this module to register the commands.
-    from portal.cli.main import _store as cli_store
-
-    return cli_store(ctx)
 
 
 def _password(from_stdin: bool) -> str:
@@ -40,23 +30,22 @@ def staff() -> None:
 @click.option("--role", type=click.Choice(ROLES), default="viewer", show_default=True,
               help="admin also resolves disputes and manages staff.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
-@click.pass_context
-def add(ctx: click.Context, email: str, role: str, password_stdin: bool) -> None:
+@pass_portal
+def add(portal: PortalContext, email: str, role: str, password_stdin: bool) -> None:
     """Create a staff user (the password is hashed with argon2id)."""
     from portal.staff.users import add_user
 
-    store = _store(ctx)
-    user = add_user(store, email, _password(password_stdin), role)
+    user = add_user(portal.store(), email, _password(password_stdin), role)
     click.echo(f"added {user.email} ({user.role})")
 
 
 @staff.command("list")
-@click.pass_context
-def list_(ctx: click.Context) -> None:
+@pass_portal
+def list_(portal: PortalContext) -> None:
     """Every staff user with role, state and last login (UTC)."""
     from portal.staff.users import list_users
 
-    for user in list_users(_store(ctx)):
+    for user in list_users(portal.store()):
         last = user.last_login_at.strftime("%Y-%m-%d %H:%M") if user.last_login_at else "never"
         state = "active" if user.active else "disabled"
         click.echo(f"{user.email:<40} {user.role:<7} {state:<9} last login {last}")
@@ -69,8 +58,8 @@ def list_(ctx: click.Context) -> None:
 @click.option("--enable", "active", flag_value=True, help="Allow this user's logins again.")
 @click.option("--password", "new_password", is_flag=True, help="Set a new password (prompt, or --password-stdin).")
 @click.option("--password-stdin", is_flag=True, help="With --password: read it from standard input.")
-@click.pass_context
-def set_(ctx: click.Context, email: str, role: str | None, active: bool | None, new_password: bool,
+@pass_portal
+def set_(portal: PortalContext, email: str, role: str | None, active: bool | None, new_password: bool,
          password_stdin: bool) -> None:
     """Change a user's role, disable or enable it, or reset its password. Ends the user's sessions."""
     from portal.staff.users import update_user
@@ -78,5 +67,5 @@ def set_(ctx: click.Context, email: str, role: str | None, active: bool | None, 
     if role is None and active is None and not new_password:
         raise click.UsageError("nothing to change: give --role, --disable, --enable or --password")
     password = _password(password_stdin) if new_password else None
-    user = update_user(_store(ctx), email, role=role, active=active, password=password)
+    user = update_user(portal.store(), email, role=role, active=active, password=password)
     click.echo(f"{user.email}: {user.role}, {'active' if user.active else 'disabled'}; sessions ended")

@@ -1,4 +1,4 @@
-"""Sending email: one transport chosen by `settings.mail_url`, and the messages the portal sends.
+"""Sending email: the one transport `settings.mail_url` chooses, and handing a message to it (with retries).
 
 - `outbox:DIR` writes each message as a `.eml` file into DIR (the default: nothing leaves the machine).
 - `smtp://user:pass@host:port` talks SMTP, upgrading with STARTTLS whenever the server offers it;
@@ -6,31 +6,26 @@
 - `ses://region` hands the raw message to Amazon SES (`send_raw_email`); credentials from boto3's chain.
 
 Every transport's `send(message)` returns the message id it was sent under, which callers record with the
-`email_sent` event so a bounce or a "never got it" can be traced to one message.
+`email_sent` event so a bounce or a "never got it" can be traced to one message. What the messages say is
+portal/mail/messages.py's; sending many and recording each is portal/mail/delivery.py's.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import re
 import smtplib
 import ssl
 import time
 from collections.abc import Callable
-from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formataddr, formatdate, make_msgid
-from functools import lru_cache
+from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlparse
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
-
 from portal.core.config import Settings
 from portal.core.errors import ConfigError, PortalError
-from portal.core.templating import template_dirs
 
 SES_TRANSIENT = {"Throttling", "ThrottlingException", "ServiceUnavailable", "InternalFailure", "RequestTimeout"}
 SMTP_TIMEOUT = 30  # seconds: a stuck relay must not hold a webhook worker forever
@@ -187,52 +182,3 @@ def send_with_retry(transport: Transport, message: EmailMessage, attempts: int =
                 raise
             sleep(delay * 2 ** (attempt - 1))
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-# --- messages ---------------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=8)
-def _environment(dirs: tuple[Path, ...]) -> Environment:
-    # HTML parts are escaped; plain-text parts must not be (an "&" in a company name stays "&").
-    return Environment(loader=ChoiceLoader([FileSystemLoader(str(d)) for d in dirs]),
-                       autoescape=select_autoescape(["html"], default_for_string=False),
-                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def one_line(text: str) -> str:
-    """Text for a header (a subject, a display name): control characters and line breaks become spaces (a line
-    break is refused in a header, and would end it), runs of spaces one."""
-    return " ".join(_CONTROL.sub(" ", text).split())
-
-
-def render_message(settings: Settings, template: str, to: tuple[str, str], subject: str, **context: object
-                   ) -> EmailMessage:
-    """A multipart (text + HTML) message from `templates/email/<template>.txt` and `.html`.
-
-    `to` is (name, address). Every header built from data is made here and made one line (`one_line`): an
-    invoice number, a customer or company name with a line break in it cannot fail the message or add a header.
-    """
-    env = _environment(tuple(template_dirs(settings)))
-    context = {"company": settings.company_name, "support_email": settings.support_email, **context}
-    message = EmailMessage()
-    message["Subject"] = one_line(subject)
-    message["From"] = formataddr((one_line(settings.company_name), settings.mail_from or settings.support_email))
-    name, address = to
-    message["To"] = Address(display_name=one_line(name), addr_spec=address)
-    message["Auto-Submitted"] = "auto-generated"
-    message.set_content(env.get_template(f"email/{template}.txt").render(**context))
-    message.add_alternative(env.get_template(f"email/{template}.html").render(**context), subtype="html")
-    return message
-
-
-def fresh_link_message(settings: Settings, to: tuple[str, str], customer_name: str, url: str,
-                       invoice_number: str = "") -> EmailMessage:
-    """The answer to "email me a fresh link": a new signed link for a contact on file."""
-    subject = (f"Your link to invoice {invoice_number}" if invoice_number else "Your link to your account") + \
-        f" · {settings.company_name}"
-    return render_message(settings, "fresh_link", to, subject, customer_name=customer_name, url=url,
-                          invoice_number=invoice_number, contact_name=to[0], ttl_days=settings.link_ttl_days)

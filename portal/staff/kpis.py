@@ -15,15 +15,14 @@ from typing import Any
 
 from sqlalchemy import and_, case, exists, func, select
 
-from portal.balances.rule import CLOSED
+from portal.balances.position import CLOSED, invoice_positions
 from portal.core.money import to_decimal
 from portal.staff import receiptrollup
-from portal.store.database import Store
+from portal.staff.exports import to_csv
+from portal.staff.receipttables import invoice_join, receipt_rollup
+from portal.store.database import Store, events, invoices
 from portal.store.disputes import disputes
 from portal.store.payments import payment_allocations, payment_attempts
-from portal.store.positions import invoice_positions
-from portal.store.staff import receipt_rollup
-from portal.store.tables import events, invoices
 
 AGING_BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
 # A payment that brought cash in (a partial refund keeps the rest; a full refund or chargeback does not count).
@@ -129,7 +128,7 @@ def compute(store: Store, now: datetime | None = None, *, refresh: bool = True) 
         rr = receipt_rollup.c
         sent = conn.execute(
             select(func.count(), func.coalesce(func.sum(case((rr.page_viewed > 0, 1), else_=0)), 0))
-            .select_from(receipt_rollup.join(invoices, receiptrollup.invoice_join()))
+            .select_from(receipt_rollup.join(invoices, invoice_join()))
             .where(rr.emails_sent > 0)).one()
         k.invoices_sent, k.invoices_viewed = int(sent[0]), int(sent[1])
         k.viewed_pct = _pct(k.invoices_viewed, k.invoices_sent)
@@ -217,8 +216,6 @@ def _flat(k: Kpis) -> list[dict[str, Any]]:
 
 def format_kpis(k: Kpis, fmt: str) -> str:
     """json (Kpis.to_dict: minor units), csv (CSV_COLUMNS, major units) or a table for people."""
-    from portal.staff.reports import to_csv
-
     if fmt == "json":
         return json.dumps(k.to_dict(), indent=2, ensure_ascii=False) + "\n"
     rows = _flat(k)

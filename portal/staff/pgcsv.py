@@ -4,8 +4,8 @@ ready-made CSV lines.
 A 100,000-row export formatted in Python spends seconds in per-cell conversions; PostgreSQL formats the same
 rows in a fraction of that. The receipts export keeps its lines formatted in advance with these cells
 (portal/staff/receiptlines.py). The cell rules here mirror Python's, and tests compare the two outputs byte for
-byte (tests/test_stafftables.py, tests/test_receiptlines.py):
-- text: `reports.csv_cell` (the formula guard: a leading apostrophe before = + - @ tab CR unless the cell is a
+byte (tests/staff/test_receipts_table.py, tests/staff/test_receiptlines.py):
+- text: `csvcells.csv_cell` (the formula guard: a leading apostrophe before = + - @ tab CR unless the cell is a
   plain number; CR and CRLF as LF); an empty string becomes NULL, written as an empty cell;
 - money: the decimal string of `money.to_decimal` (12.50, 1234, -0.05), per the row's currency;
 - times: ISO 8601 UTC with Z, microseconds only when not zero (datetime.isoformat's rule);
@@ -26,19 +26,18 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import Select
 
 from portal.core.money import digits
-from portal.staff.reports import _FORMULA_START
-from portal.staff.reports import _PLAIN_NUMBER as _PLAIN_NUMBER_RE
+from portal.staff.csvcells import FORMULA_START, PLAIN_NUMBER
 from portal.store.database import Store
 
 FETCH_ROWS = 2000  # lines per round trip (about 400 KB) and per yielded chunk
-# reports.csv_cell's rules, in SQL: the same first characters (as code points: an integer test is the cheapest
+# csvcells.csv_cell's rules, in SQL: the same first characters (as code points: an integer test is the cheapest
 # per cell) and the same "plain number" exception.
-_GUARDED_CODES = [ord(c) for c in _FORMULA_START]
-_PLAIN_NUMBER = f"^{_PLAIN_NUMBER_RE.pattern}$"
+_GUARDED_CODES = [ord(c) for c in FORMULA_START]
+_PLAIN_NUMBER = f"^{PLAIN_NUMBER.pattern}$"
 
 
 def text_cell(expr: Any) -> Any:
-    """`reports.csv_cell` for a text column, in SQL.
+    """`csvcells.csv_cell` for a text column, in SQL.
 
     Shaped for the common cell, which needs nothing: one integer test of the first character and one search
     for a CR decide; the regular expression and the replacements run only for the rare cells that need them.

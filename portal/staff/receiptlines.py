@@ -10,26 +10,26 @@ itself (days overdue, which depends on today):
     tail           = ,emails_sent,...,last_viewed_at\\n            (from the receipt rollup)
 
 and the export is `head || days_overdue || position_cells || tail` in the table's order
-(portal/stafftables.receipts_csv).
+(portal/staff/receipts_table.py, `receipts_csv`).
 
-Who keeps the lines current (the only writers of their sources; the first and the last reach this module
-through portal/store/derived.py, where it registers at its end):
+Who keeps the lines current (the only writers of their sources):
 - `Store.import_snapshot` (the only writer of invoices and customers) calls `sync` for the invoices it added,
   changed or closed, those whose positions it refreshed, and every invoice of a customer whose name, group or
   collector changed, in the import's transaction: their whole lines;
 - `receiptrollup.refresh` calls `refresh_tails` for the keys it recomputed, in the refresh's transaction;
-- `stored.refresh` (the only writer of the stored positions) calls `sync_positions` for the invoices whose
+- `position.refresh` (the only writer of the stored positions) calls `sync_positions` for the invoices whose
   positions it wrote, in the transaction of the change (a payment event, a dispute).
 The first two hold the rollup's refresh lock (the state row) while they write, so an import and a refresh never
 interleave: each formats from data the other has committed. `sync_positions` writes only the position cells,
-under the invoices' row locks that `stored.refresh` takes. A part is always recomputed whole from its
+under the invoices' row locks that `position.refresh` takes. A part is always recomputed whole from its
 sources, never incremented, so writing one twice is harmless. Anything else that edits those tables (by hand,
 a bulk load) must call `rebuild`; `Store.migrate` (run by every command) does when some invoice has no line.
 
 PostgreSQL only: the cells are formatted by PostgreSQL (portal/staff/pgcsv.py). On SQLite the table exists but stays
 empty, and the export is formatted in Python, which is fast enough at SQLite's scale. Cell for cell the lines
-are what Python's csv module writes for the Python path's cells (tests/test_receiptlines.py and
-tests/test_stafftables.py compare the two byte for byte).
+are what Python's csv module writes for the Python path's cells (tests/staff/test_receiptlines.py and
+tests/staff/test_receipts_table.py compare the two byte for byte). The table itself is in
+portal/staff/receipttables.py, next to the rollup's.
 """
 
 from __future__ import annotations
@@ -52,19 +52,17 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
-from portal.staff import pgcsv, receiptrollup
-from portal.store import derived
-from portal.store.database import Store
-from portal.store.positions import invoice_positions
-from portal.store.staff import receipt_lines, receipt_rollup
-from portal.store.tables import customers, events, invoices
+from portal.balances.position import invoice_positions
+from portal.staff import pgcsv
+from portal.staff.receipttables import invoice_join, lock, receipt_lines, receipt_rollup
+from portal.store.database import Store, customers, events, invoices
 
 HEAD_COLUMNS = ["customer_id", "customer_name", "group_name", "collector", "invoice_id", "number", "is_open",
                 "currency", "amount", "balance", "due_date"]
 TAIL_COLUMNS = ["emails_sent", "link_opened", "page_viewed", "documents_viewed", "first_sent_at",
                 "first_opened_at", "first_viewed_at", "last_viewed_at"]
 POSITION_COLUMNS = ["open", "status"]
-COLUMNS = [*HEAD_COLUMNS, "days_overdue", *POSITION_COLUMNS, *TAIL_COLUMNS]  # = stafftables.RECEIPT_COLUMNS (tested)
+COLUMNS = [*HEAD_COLUMNS, "days_overdue", *POSITION_COLUMNS, *TAIL_COLUMNS]  # = receipts_table.RECEIPT_COLUMNS (tested)
 
 _R = receipt_rollup.c
 _P = invoice_positions.c
@@ -103,7 +101,7 @@ def _tail() -> Any:
 
 
 def days_overdue(is_open: Any, due_date: Any, today: Any) -> Any:
-    """The spliced cell, stafftables._days_overdue in SQL (`today` a date expression): days past due of an open
+    """The spliced cell, receipts_table._days_overdue in SQL (`today` a date expression): days past due of an open
     invoice, 0 when not due yet or closed."""
     return cast(case((is_open, func.greatest(0, today - due_date)), else_=0), String)
 
@@ -111,7 +109,7 @@ def days_overdue(is_open: Any, due_date: Any, today: Any) -> Any:
 def _prepare(conn: Connection) -> None:
     """Lock out refreshes and imports until this transaction ends (see the module docstring), and pin the
     text form of dates and times the cells are made from (pgcsv.iso_cell, pgcsv.date_cell)."""
-    receiptrollup.lock(conn)
+    lock(conn)
     conn.exec_driver_sql("SET LOCAL DateStyle = 'ISO, YMD'")
 
 
@@ -121,7 +119,7 @@ def _upsert(conn: Connection, where: Any) -> int:
                     _head(currencies).label("head"), _tail().label("tail"),
                     _position_cells(currencies).label("position_cells"))
              .select_from(invoices.outerjoin(customers, customers.c.customer_id == invoices.c.customer_id)
-                          .outerjoin(receipt_rollup, receiptrollup.invoice_join())
+                          .outerjoin(receipt_rollup, invoice_join())
                           .outerjoin(invoice_positions, _P.invoice_id == invoices.c.invoice_id))
              .where(where))
     names = ["invoice_id", "customer_id", "is_open", "due_date", "head", "tail", "position_cells"]
@@ -181,7 +179,8 @@ def refresh_tails(conn: Connection, touched: Any | None) -> None:
 
 def sync_positions(conn: Connection, invoice_ids: Iterable[str] | None) -> None:
     """Recompute the position cells of `invoice_ids` (every line when None) from the stored positions, in the
-    caller's transaction (portal/position.refresh, which wrote them). PostgreSQL only: a no-op elsewhere."""
+    caller's transaction (portal/balances/position.py `refresh`, which wrote them). PostgreSQL only: a no-op
+    elsewhere."""
     if conn.dialect.name != "postgresql":
         return
     ids = None if invoice_ids is None else sorted(set(invoice_ids))
@@ -226,12 +225,3 @@ def ensure_complete(store: Store, force: bool = False) -> int:
         unpositioned = conn.execute(select(receipt_lines.c.invoice_id)
                                     .where(receipt_lines.c.position_cells == "").limit(1)).first()
     return 0 if n_invoices == n_lines and unpositioned is None else rebuild(store)
-
-
-# Every import and every write of stored positions brings the lines along, and every migration
-# completes them (portal/store/derived.py).
-derived.follow(derived.Follower(
-    "receipt_lines",
-    after_import=lambda conn, change: sync(conn, change.refreshed, change.renamed),
-    ensure_complete=lambda store, rebuilt_before: ensure_complete(store, force=rebuilt_before) > 0,
-    after_positions=sync_positions))

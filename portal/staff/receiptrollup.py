@@ -22,8 +22,8 @@ transaction: on PostgreSQL that is a row lock, so concurrent refreshes run one a
 second, in READ COMMITTED, sees what the first wrote); on SQLite the first write takes the database's write
 lock before anything is read, so no refresh works from a stale snapshot.
 
-The rollup's tables, and the indexes the staff views need on tables other modules own, are defined in
-portal/store/staff.py (created by migration 0003_staff_data).
+The tables are in portal/staff/receipttables.py, with the receipt lines' (which a refresh keeps in step: the
+tails of the lines of every key it recomputed, in the same transaction, portal/staff/receiptlines.py).
 
 Events are never deleted by the portal. Should that change, `rebuild(store)` recomputes everything.
 """
@@ -36,7 +36,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    and_,
     case,
     false,
     func,
@@ -51,14 +50,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
-from portal.store.database import Store
-from portal.store.staff import receipt_rollup, receipt_rollup_state
-from portal.store.tables import events, invoices
+from portal.staff import receiptlines
+from portal.staff.receipttables import STATE_ID, receipt_rollup, receipt_rollup_state
+from portal.store.database import Store, events
 
 RECEIPT_KINDS = ("email_sent", "link_opened", "page_viewed", "document_viewed")
 GAP_TTL = timedelta(days=1)
 MAX_GAPS = 10_000  # ranges kept; rollbacks are rare, so this is never reached in practice
-STATE_ID = 1
 
 
 @dataclass(frozen=True)
@@ -127,15 +125,6 @@ def _lock_state(conn: Connection, now: datetime) -> tuple[int, list[list[Any]]]:
     return int(row.last_event_id), json.loads(row.gaps or "[]")
 
 
-def lock(conn: Connection) -> None:
-    """Take the refresh lock until the caller's transaction ends, without refreshing: the receipt lines'
-    writers (portal/staff/receiptlines.py) hold it so an import and a refresh never interleave. PostgreSQL only
-    (SQLite serialises every writer anyway)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(select(receipt_rollup_state.c.id).where(receipt_rollup_state.c.id == STATE_ID)
-                     .with_for_update())
-
-
 def _scan(conn: Connection, watermark: int) -> tuple[int, int, list[tuple[int, int]]]:
     """In ONE statement (one snapshot): how many events are above the watermark, the highest id, and the id
     ranges missing between the watermark and that id (in flight or rolled back)."""
@@ -169,10 +158,7 @@ def _refresh_once(store: Store, full: bool, now: datetime) -> RefreshResult:
         gaps = [g for g in gaps if now - datetime.fromisoformat(g[2]) < GAP_TTL]
         # Ranges that have an event by now: fold their keys this time. They may still hide in-flight ids,
         # so keep watching them until they expire (folding again is harmless).
-        # The receipt lines' tails follow the rows recomputed here (portal/staff/receiptlines.py; imported here
-        # because it builds on this module).
-        from portal.staff import receiptlines
-
+        # The receipt lines' tails follow the rows recomputed here (portal/staff/receiptlines.py).
         if watermark == 0 and not gaps:
             keys: int | None = _upsert(conn, None) if new else 0
             if new:
@@ -230,10 +216,3 @@ def current(conn: Connection) -> dict[tuple[str, str], dict[str, Any]]:
     """The rollup table as stored."""
     rows = conn.execute(select(receipt_rollup)).all()
     return {(r.customer_id, r.invoice_id): {c: getattr(r, c) for c in _VALUE_COLUMNS} for r in rows}
-
-
-def invoice_join() -> Any:
-    """The ON clause that attaches an invoice's rollup row (an invoice's events are keyed by its customer too,
-    so an invoice id under another customer never leaks into the row)."""
-    return and_(receipt_rollup.c.invoice_id == invoices.c.invoice_id,
-                receipt_rollup.c.customer_id == invoices.c.customer_id)

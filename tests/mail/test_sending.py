@@ -167,22 +167,16 @@ def test_a_refused_address_is_reported_and_the_run_goes_on(mail_settings, store,
 
 
 def _mail_cli(settings):
-    """Runs the mail commands as `portal` would (portal/cli/main.py registers the same ones) with these settings."""
-    import click
+    """Runs `portal ARGS...` (portal/cli/main.py's group, the mail commands among the rest) with these settings."""
     from click.testing import CliRunner
 
-    from portal.cli.mail import COMMANDS
+    from portal.cli.group import PortalContext
+    from portal.cli.main import cli
 
-    @click.group()
-    def group() -> None:
-        """Stands in for `portal`."""
-
-    for command in COMMANDS:
-        group.add_command(command)
     runner = CliRunner()
 
     def run(*args: str):
-        return runner.invoke(group, list(args), obj={"settings": settings}, catch_exceptions=False)
+        return runner.invoke(cli, list(args), obj=PortalContext(settings=settings), catch_exceptions=False)
 
     return run
 
@@ -211,7 +205,8 @@ def test_an_unwritable_outbox_fails_the_run_without_recording(settings, store, l
 def test_ses_throttling_is_retried_and_a_rejected_message_is_not(settings):
     from botocore.exceptions import ClientError
 
-    from portal.mail.transport import MailError, SesTransport, fresh_link_message, send_with_retry
+    from portal.mail.messages import fresh_link_message
+    from portal.mail.transport import MailError, SesTransport, send_with_retry
 
     class Client:
         def __init__(self, codes):
@@ -283,22 +278,3 @@ def test_a_second_run_of_a_mail_command_refuses_to_start_while_one_is_in_progres
     assert done.exit_code == 0 and "in progress" not in done.output
     if command == "send":
         assert "3 message(s) sent" in done.output
-
-
-def test_every_header_made_from_data_is_one_line():
-    from email import message_from_bytes, policy
-
-    from portal.core.config import load_settings
-    from portal.mail.transport import render_message
-
-    settings = load_settings(env={}, config_file=None, secret_key="h" * 32,
-                             company_name="ACME\r\nBcc: company@evil.example")
-    message = render_message(settings, "fresh_link", ("Ann\nCc: name@evil.example\x00", "ann@example.com"),
-                             "Invoice INV\r\n7\x1b[31m\nX-Evil: yes", customer_name="C", url="https://x.example/l/t",
-                             invoice_number="INV 7", contact_name="Ann", ttl_days=60)
-    parsed = message_from_bytes(message.as_bytes(), policy=policy.default)
-    assert parsed["Subject"] == "Invoice INV 7 [31m X-Evil: yes"
-    assert parsed["From"].addresses[0].display_name == "ACME Bcc: company@evil.example"
-    assert parsed["To"].addresses[0].display_name == "Ann Cc: name@evil.example"
-    assert [a.addr_spec for a in parsed["To"].addresses] == ["ann@example.com"]
-    assert parsed["Bcc"] is None and parsed["Cc"] is None and parsed["X-Evil"] is None

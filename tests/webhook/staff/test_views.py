@@ -12,13 +12,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select, update
 
-from portal.staff import receiptlines
-from portal.staff import tables as stafftables
+from portal.staff import receiptlines, receipts_table
 from portal.staff.kpis import compute
-from portal.staff.reports import cash_application_csv
-from portal.store import tables
-from tests.staff_helpers import PASSWORD, add_staff, csrf, login
-from tests.test_kpis import add_attempt, add_dispute
+from portal.staff.payments_report import cash_application_csv
+from portal.store import database as tables
+from tests.staff_helpers import PASSWORD, add_attempt, add_dispute, add_staff, csrf, login
 from tests.webhook_helpers import import_sample, make_app
 
 EVIL = "<script>alert(1)</script> & Co"
@@ -106,7 +104,7 @@ def test_unusable_filters_and_sorts_get_a_400_that_names_them(client):
 
 def test_receipts_csv_is_the_filtered_table_every_page_of_it(client, store, ledger):
     exported = _rows(client.get("/staff/receipts.csv?sort=balance&dir=desc"))
-    expected = stafftables.receipts_page(store, stafftables.ReceiptFilter(), sort="balance", descending=True,
+    expected = receipts_table.receipts_page(store, receipts_table.ReceiptFilter(), sort="balance", descending=True,
                                          per_page=500).rows
     assert [r["invoice_id"] for r in exported] == [r["invoice_id"] for r in expected]
     with store.begin() as conn:

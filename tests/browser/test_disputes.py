@@ -3,7 +3,7 @@ reason, type a message with HTML in it, attach a real PDF (`set_input_files`), s
 reference and the message escaped, the file is stored privately, and the invoice page then says "In dispute".
 axe-core finds nothing on the form or on the confirmation page.
 
-Skips without Chromium, unless PORTAL_REQUIRE_BROWSER=1 (CI), as tests/test_browser_receipts.py.
+Skips without Chromium, unless PORTAL_REQUIRE_BROWSER=1 (CI), as tests/browser/test_receipts.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from portal.staff.reports import disputes
+from portal.staff.disputes_report import disputes
 from tests.livesite import ARTIFACTS, WIDTHS, chromium, require_browser, served_sample_site
 
 pytestmark = pytest.mark.browser

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import delete, func, select, text
 
 from portal.export.reader import read_export
-from portal.staff import receiptlines, receiptrollup
-from portal.staff.tables import RECEIPT_COLUMNS, RECEIPT_SORT_NAMES, ReceiptFilter, receipts_csv
+from portal.staff import receiptlines, receipttables
+from portal.staff.receipts_table import RECEIPT_COLUMNS, RECEIPT_SORT_NAMES, ReceiptFilter, receipts_csv
 from tests.conftest import AS_OF
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)  # lines are kept on PostgreSQL
@@ -90,7 +90,7 @@ def test_lines_follow_imports_and_refreshes_without_a_rebuild(store, settings, t
         "0", "0.00", "closed", "1"]  # closed: 0 days, nothing owed
     assert rows["I6"].split(",")[16] == "1"
     with store.begin() as conn:
-        n_lines = conn.execute(select(func.count()).select_from(receiptlines.receipt_lines)).scalar_one()
+        n_lines = conn.execute(select(func.count()).select_from(receipttables.receipt_lines)).scalar_one()
     assert n_lines == 6  # every invoice the store knows, closed ones too
 
 
@@ -109,17 +109,17 @@ def test_every_sort_and_the_days_overdue_splice_match_the_python_path(store, set
 def test_the_default_export_reads_the_lines_in_their_index_order(store, settings, tmp_path):
     """The default export must not sort 18 MB of lines: its plan is the partial index, both ways."""
     from portal.staff import pgcsv
-    from portal.staff.tables import _receipt_lines_query
+    from portal.staff.receipts_table import receipt_lines_query
 
     store.import_snapshot(read_export(write_export(tmp_path / "e1", CUSTOMERS, INVOICES), settings))
     for sort, descending in (("due_date", False), ("due_date", True), ("days_overdue", False)):
-        query, index_order = _receipt_lines_query(ReceiptFilter(), sort, descending, NOW)
+        query, index_order = receipt_lines_query(ReceiptFilter(), sort, descending, NOW)
         assert index_order
         with store.begin() as conn:
             conn.exec_driver_sql("SET LOCAL enable_sort = off")
             plan = "\n".join(conn.execute(text("EXPLAIN " + pgcsv.compile_literal(query))).scalars())
         assert "ix_receipt_lines_open_due_date" in plan and "Sort" not in plan, plan
-    _, index_order = _receipt_lines_query(ReceiptFilter(), "customer_name", False, NOW)
+    _, index_order = receipt_lines_query(ReceiptFilter(), "customer_name", False, NOW)
     assert not index_order
 
 
@@ -128,7 +128,7 @@ def test_migrate_writes_missing_lines(store, settings, tmp_path):
     store.import_snapshot(read_export(write_export(tmp_path / "e1", CUSTOMERS, INVOICES), settings))
     before = exports_agree(store)
     with store.begin() as conn:
-        conn.execute(delete(receiptlines.receipt_lines))
+        conn.execute(delete(receipttables.receipt_lines))
     assert "".join(receipts_csv(store, now=NOW)).count("\n") == 1  # only the header: nothing to read
     store.migrate()
     assert exports_agree(store) == before
@@ -142,7 +142,7 @@ def test_an_import_waits_for_a_running_refresh(store, settings, tmp_path):
     ledger = read_export(write_export(tmp_path / "e2", ["C1,Renamed,USD,,", *CUSTOMERS[1:]], INVOICES), settings)
     finished: list[float] = []
     with store.begin() as conn:
-        receiptrollup.lock(conn)
+        receipttables.lock(conn)
         worker = threading.Thread(target=lambda: (store.import_snapshot(ledger), finished.append(time.monotonic())))
         worker.start()
         worker.join(1.0)

@@ -13,10 +13,9 @@ from sqlalchemy import update
 from portal.cli.main import cli
 from portal.export.reader import read_export
 from portal.staff.kpis import DEFINITIONS, Kpis, compute, format_kpis
-from portal.store import disputes as disputestore
-from portal.store import payments as paystore
-from portal.store import tables
+from portal.store import database as tables
 from tests.conftest import TEST_SECRET
+from tests.staff_helpers import add_attempt, add_dispute
 
 NOW = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)  # today is 2026-11-20
 
@@ -46,35 +45,6 @@ def write_export(folder: Path, invoices: list[tuple[str, ...]], as_of: datetime)
     (folder / "invoices.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (folder / "export.json").write_text(json.dumps({"as_of": as_of.isoformat().replace("+00:00", "Z")}))
     return folder
-
-
-def add_attempt(store, attempt_id: str, customer_id: str, status: str, amount: int, *, currency: str = "USD",
-                method: str = "card", allocations: list[tuple[str, str, int, int]] = (), created: datetime = NOW,
-                **extra) -> None:
-    """A payment attempt as the webhook stores it; allocations are (invoice_id, number, amount, applied)."""
-    row = {"attempt_id": attempt_id, "customer_id": customer_id, "status": status, "method": method,
-           "currency": currency, "subtotal": amount, "adjustment": 0, "amount": amount, "unapplied": 0,
-           "credit_applied": 0, "refunded": 0, "needs_review": False, "payer_email": "", "checkout_session": "",
-           "payment_intent": "", "charge": "", "failure_reason": "", "created_at": created, "updated_at": created,
-           "counted_at": None, **extra}
-    allocations = allocations or [("I1", "N-I1", amount, 0)]  # every real attempt pays at least one invoice
-    with store.begin() as conn:
-        paystore.insert_attempt(conn, row, [{"invoice_id": i, "number": n, "amount": a, "applied": ap}
-                                            for i, n, a, ap in allocations])
-
-
-def add_dispute(store, customer_id: str, status: str, amount: int, *, currency: str = "USD", reason: str = "pricing",
-                items: list[tuple[str, str, int]] = (), attachments: int = 0, created: datetime = NOW,
-                message: str = "Please check") -> int:
-    row = {"customer_id": customer_id, "status": status, "reason": reason, "amount": amount, "currency": currency,
-           "message": message, "outcome": "credit_issued" if status == "resolved" else "", "note": "",
-           "updated_by": "", "created_at": created, "reviewed_at": None,
-           "resolved_at": created + timedelta(days=2) if status == "resolved" else None}
-    with store.begin() as conn:
-        return disputestore.insert_dispute(
-            conn, row, [{"invoice_id": i, "number": n, "amount": a} for i, n, a in items],
-            [{"n": n, "filename": f"f{n}.pdf", "path": f"disputes/x/{n}", "content_type": "application/pdf",
-              "size": 10, "sha256": "0" * 64} for n in range(1, attachments + 1)])
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The command line: exit codes, messages, and the machine-readable outputs scripts rely on."""
+"""`portal sample-data`, `validate`, `build`, `import`, `links`, `revoke` (portal/cli/site.py): exit codes, messages,
+and the machine-readable outputs scripts rely on."""
 
 from __future__ import annotations
 
@@ -7,22 +8,10 @@ import io
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from portal.cli.main import cli
 from portal.core.signing import Signer
 from portal.store.database import Store
-from tests.conftest import TEST_SECRET
-
-
-@pytest.fixture
-def run(tmp_path, monkeypatch, db_url):
-    monkeypatch.chdir(tmp_path)
-    env = {"PORTAL_DATABASE_URL": db_url, "PORTAL_SECRET_KEY": TEST_SECRET}
-
-    def invoke(*args: str):
-        return CliRunner().invoke(cli, list(args), obj={}, env=env, catch_exceptions=False)
-    return invoke
+from tests.conftest import make_settings
 
 
 def test_sample_validate_build_links_revoke(run, tmp_path, db_url):
@@ -40,7 +29,7 @@ def test_sample_validate_build_links_revoke(run, tmp_path, db_url):
     rows = list(csv.DictReader(io.StringIO(result.output)))
     assert list(rows[0]) == ["customer_id", "contact_id", "email", "invoice_id", "url"]
     assert {r["invoice_id"] for r in rows} == {""} and len({r["customer_id"] for r in rows}) == 4
-    signer = Signer(_settings(db_url))
+    signer = Signer(make_settings(db_url))
     claims = signer.read_link(rows[0]["url"].rsplit("/l/", 1)[1])
     assert (claims.customer_id, claims.contact_id) == (rows[0]["customer_id"], rows[0]["contact_id"])
 
@@ -53,11 +42,6 @@ def test_sample_validate_build_links_revoke(run, tmp_path, db_url):
     assert store.key_version("C00001") == 2
     store.close()
     assert run("revoke", "NOPE").exit_code == 3
-
-
-def _settings(db_url):
-    from tests.conftest import make_settings
-    return make_settings(db_url)
 
 
 def test_invalid_export_exits_2_with_every_problem(run, tmp_path):
@@ -75,43 +59,6 @@ def test_invalid_export_exits_2_with_every_problem(run, tmp_path):
         assert 'invoices.csv:3: amount: "12,50" is not a number (write it like 1234.50)' in result.output
         assert "nothing was written" in result.output
     assert not (tmp_path / "site").exists()
-
-
-def test_demo_builds_and_prints_links_that_verify(run, tmp_path, db_url):
-    result = run("demo", "--no-serve", "--customers", "3", "--invoices", "5")
-    assert result.exit_code == 0, result.output
-    urls = [word for word in result.output.split() if "/l/" in word]
-    assert len(urls) >= 3
-    signer = Signer(_settings(db_url))
-    assert {signer.read_link(u.rsplit("/l/", 1)[1]).customer_id for u in urls} >= {"C00001", "C00002", "C00003"}
-    assert (tmp_path / "build" / ".manifest.json").is_file()
-
-
-def test_config_errors_are_one_line(run, tmp_path):
-    (tmp_path / "portal.toml").write_text('secret_key = "in-the-file-is-wrong"\n')
-    result = run("validate", "x")
-    assert result.exit_code == 1
-    assert result.output.strip().splitlines()[-1].startswith("error: ")
-
-
-def test_db_upgrade_builds_the_receipt_rollup_once(run, tmp_path, db_url):
-    from sqlalchemy import func, select
-
-    from portal.store.staff import receipt_rollup
-
-    assert run("sample-data", "export", "--customers", "2", "--invoices", "4").exit_code == 0
-    assert run("import", "export").exit_code == 0
-    store = Store(db_url)
-    inv = next(iter(store.customer_data())).invoices[0]
-    store.record_event("page_viewed", inv.customer_id, invoice_id=inv.invoice_id)
-    first = run("db", "upgrade")
-    assert first.exit_code == 0 and "receipt rollup: built (1 new events)" in first.output
-    with store.begin() as conn:
-        row = conn.execute(select(receipt_rollup).where(receipt_rollup.c.invoice_id == inv.invoice_id)).one()
-        assert conn.execute(select(func.count()).select_from(receipt_rollup)).scalar_one() == 1
-    assert row.page_viewed == 1
-    assert "receipt rollup: refreshed (0 new events)" in run("db", "upgrade").output
-    store.close()
 
 
 def _set_field(path, line, column, value):

@@ -3,12 +3,16 @@
 - invoices still to be paid (their position, portal/balances/position.py: open or partly paid) for at least
   `digest_min_amount` that nobody viewed (`page_viewed`) `digest_unopened_days` after they were first emailed
   (or first exported, when never emailed): the "I never got it" candidates, with what they owe now;
-- disputes opened and payments that failed in the last 24 hours, read from the disputes and payments
-  features' tables only when they exist in this database.
+- disputes opened and payments that failed in the last 24 hours (portal/store/disputes.py,
+  portal/store/payments.py).
 
 Customers go to their `collector` (customers.csv), else to `ar_inbox`, else to `support_email`. The
 digest records nothing per invoice: it is staff mail, and counting it as an `email_sent` to the customer
 would make the receipts lie.
+
+It lives with the staff dashboard, not with the customer mail (portal/mail/), because it is the dashboard's
+news for staff: its unviewed invoices are the receipts report's (portal/staff/receipts_report.py), and the mail
+package only delivers it (portal/mail/delivery.py), as it delivers invoices and reminders.
 """
 
 from __future__ import annotations
@@ -18,47 +22,36 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import MetaData, Table, inspect, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from portal.balances.rule import ASKABLE
+from portal.balances.position import ASKABLE
 from portal.core.config import Settings
-from portal.mail.sending import Outgoing, SendResult, day, deliver, money
-from portal.mail.transport import Transport, render_message
-from portal.staff.reports import receipts
-from portal.store.database import Store
-from portal.store.tables import customers
-
-PROBLEM_TABLES = {
-    # table: (status filter, columns tried in order for "when", columns worth showing)
-    "disputes": (None, ("created_at", "opened_at", "submitted_at"), ("reason", "status", "message")),
-    "payment_attempts": ("failed", ("updated_at", "created_at"), ("method", "failure_reason")),
-}
+from portal.mail.delivery import Outgoing, SendResult, deliver
+from portal.mail.messages import day, money, render_message
+from portal.mail.transport import Transport
+from portal.staff.receipts_report import receipts
+from portal.store.database import Store, customers
+from portal.store.disputes import disputes
+from portal.store.payments import payment_attempts
 
 
 def recent_problems(conn: Connection, since: datetime) -> dict[str, list[dict[str, Any]]]:
-    """{"disputes": [...], "payment_attempts": [...]} created (or failed) since `since`; empty for a table
-    this database does not have. Each row: id, customer_id, amount/currency when known, and a short text."""
-    found: dict[str, list[dict[str, Any]]] = {name: [] for name in PROBLEM_TABLES}
-    inspector = inspect(conn)
-    for name, (status, when_columns, text_columns) in PROBLEM_TABLES.items():
-        if not inspector.has_table(name):
-            continue
-        table = Table(name, MetaData(), autoload_with=conn)
-        when = next((table.c[c] for c in when_columns if c in table.c), None)
-        if when is None or "customer_id" not in table.c:
-            continue
-        # Reflected columns are plain DateTime: the store keeps naive UTC (see store.UTCDateTime).
-        query = select(table).where(when >= since.astimezone(UTC).replace(tzinfo=None))
-        if status is not None and "status" in table.c:
-            query = query.where(table.c.status == status)
-        key = next(iter(table.primary_key.columns)).name
-        for row in conn.execute(query.order_by(when)).mappings():
-            found[name].append({
-                "id": str(row[key]), "customer_id": row["customer_id"], "amount": row.get("amount"),
-                "currency": row.get("currency"),
-                "text": " · ".join(str(row[c]) for c in text_columns if row.get(c))})
-    return found
+    """{"disputes": [...], "payment_attempts": [...]}: disputes opened and payment attempts that failed since
+    `since`, oldest first. Each row: id, customer_id, amount, currency, and a short text (a dispute's reason,
+    status and message; a payment's method and failure reason)."""
+    d, p = disputes.c, payment_attempts.c
+    opened = conn.execute(select(d.dispute_id, d.customer_id, d.amount, d.currency, d.reason, d.status, d.message)
+                          .where(d.created_at >= since).order_by(d.created_at, d.dispute_id))
+    failed = conn.execute(select(p.attempt_id, p.customer_id, p.amount, p.currency, p.method, p.failure_reason)
+                          .where(p.updated_at >= since, p.status == "failed").order_by(p.updated_at, p.attempt_id))
+    return {"disputes": [_problem(r.dispute_id, r, (r.reason, r.status, r.message)) for r in opened],
+            "payment_attempts": [_problem(r.attempt_id, r, (r.method, r.failure_reason)) for r in failed]}
+
+
+def _problem(key: object, row: Any, texts: tuple[object, ...]) -> dict[str, Any]:
+    return {"id": str(key), "customer_id": row.customer_id, "amount": row.amount, "currency": row.currency,
+            "text": " · ".join(str(t) for t in texts if t)}
 
 
 def send_digest(settings: Settings, store: Store, dry_run: bool = False, now: datetime | None = None,

@@ -10,14 +10,8 @@ import pytest
 
 from portal.core.config import load_settings
 from portal.core.errors import ConfigError
-from portal.mail.transport import (
-    MailError,
-    OutboxTransport,
-    SesTransport,
-    SmtpTransport,
-    fresh_link_message,
-    transport_from_url,
-)
+from portal.mail.messages import fresh_link_message
+from portal.mail.transport import MailError, OutboxTransport, SesTransport, SmtpTransport, transport_from_url
 from tests.ports import free_port
 
 

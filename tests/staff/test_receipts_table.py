@@ -1,63 +1,24 @@
-"""The staff tables: rows, filters, sorting, pagination, query counts, and CSV exports that match the database."""
+"""The receipts table (portal/staff/receipts_table.py): rows that agree with the receipts report, filters, every
+sort both ways, pagination, and a CSV export that matches the database, byte for byte the same from PostgreSQL's
+ready-made lines as from Python."""
 
 from __future__ import annotations
 
-import csv
-import io
-import random
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, select, update
 
-from portal.balances import stored
+from portal.balances import position
 from portal.core.money import to_decimal
-from portal.export.reader import read_export
-from portal.staff import receiptlines, reports
-from portal.staff import tables as stafftables
-from portal.staff.tables import (
-    RECEIPT_COLUMNS,
-    RECEIPT_SORT_NAMES,
-    ReceiptFilter,
-    customer_timeline,
-    customers_search,
-    disputes_csv,
-    disputes_page,
-    payments_csv,
-    payments_page,
-    receipts_csv,
-    receipts_page,
-    timeline_csv,
-)
-from portal.store import tables
+from portal.staff import csvcells, receiptlines, receipts_report
+from portal.staff.receipts_table import RECEIPT_COLUMNS, RECEIPT_SORT_NAMES, ReceiptFilter, receipts_csv, receipts_page
+from portal.store import database as tables
 from tests.conftest import AS_OF
-from tests.test_kpis import add_attempt, add_dispute
+from tests.staff_helpers import parse_csv
 
 NOW = AS_OF
-
-
-@pytest.fixture
-def ledger(store, settings, tmp_path):
-    from portal.export.sample import write_sample
-
-    ledger = read_export(write_sample(tmp_path / "export", customers=8, invoices=60, seed=11, as_of=AS_OF), settings)
-    store.import_snapshot(ledger)
-    with store.begin() as conn:
-        conn.execute(update(tables.invoices).values(first_seen_at=AS_OF - timedelta(days=20)))
-    # Events for a random half of the invoices, of every receipt kind, plus account views and other kinds.
-    rng = random.Random(4)
-    for inv in sorted(ledger.invoices.values(), key=lambda i: i.invoice_id):
-        if rng.random() < 0.5:
-            continue
-        base = AS_OF - timedelta(days=rng.randrange(1, 40), minutes=rng.randrange(1000))
-        for kind in rng.sample(["email_sent", "link_opened", "page_viewed", "document_viewed"], rng.randrange(1, 4)):
-            for n in range(rng.randrange(1, 3)):
-                store.record_event(kind, inv.customer_id, invoice_id=inv.invoice_id,
-                                   occurred_at=base + timedelta(hours=n + 1))
-    first = sorted(ledger.customers)[0]
-    store.record_event("page_viewed", first, occurred_at=AS_OF - timedelta(days=1), detail="account")
-    return ledger
 
 
 def all_rows(store, flt=None, **kw):
@@ -68,7 +29,7 @@ def all_rows(store, flt=None, **kw):
 
 def test_receipts_rows_agree_with_the_receipts_report(store, ledger):
     rows = {r["invoice_id"]: r for r in all_rows(store)}
-    expected = {r["invoice_id"]: r for r in reports.receipts(store, now=NOW)}
+    expected = {r["invoice_id"]: r for r in receipts_report.receipts(store, now=NOW)}
     assert set(rows) == set(expected) == set(ledger.invoices)
     for invoice_id, row in rows.items():
         want = expected[invoice_id]
@@ -76,7 +37,7 @@ def test_receipts_rows_agree_with_the_receipts_report(store, ledger):
                     "emails_sent", "link_opened", "page_viewed", "documents_viewed"):
             assert row[key] == want[key], (invoice_id, key)
         for key in ("first_sent_at", "first_opened_at", "first_viewed_at", "last_viewed_at"):
-            assert reports.iso_utc(row[key]) == want[key], (invoice_id, key)
+            assert csvcells.iso_utc(row[key]) == want[key], (invoice_id, key)
         assert row["due_date"].isoformat() == want["due_date"]
         customer = ledger.customers[row["customer_id"]]
         assert (row["group_name"], row["collector"]) == (customer.group, customer.collector)
@@ -128,20 +89,10 @@ def test_pagination_boundaries(store, ledger):
             receipts_page(store, now=NOW, **bad)
 
 
-def test_unknown_sort_is_refused_everywhere(store, ledger):
-    for call in (lambda: receipts_page(store, sort="amount; DROP TABLE invoices"),
-                 lambda: receipts_csv(store, sort="nope"),
-                 lambda: payments_page(store, sort="nope"), lambda: payments_csv(store, sort="nope"),
-                 lambda: disputes_page(store, sort="nope"), lambda: disputes_csv(store, sort="nope"),
-                 lambda: disputes_page(store, state="closed")):
-        with pytest.raises(ValueError):
-            call()
-
-
 def test_filters(store, ledger):
     rows = all_rows(store)
     unopened = {r["invoice_id"] for r in all_rows(store, ReceiptFilter(unopened_days=7))}
-    assert unopened == {r["invoice_id"] for r in reports.receipts(store, unopened_days=7, now=NOW)}
+    assert unopened == {r["invoice_id"] for r in receipts_report.receipts(store, unopened_days=7, now=NOW)}
     assert 0 < len(unopened) < len(rows)
     assert {r["invoice_id"] for r in all_rows(store, ReceiptFilter(min_amount=50000))} == \
         {r["invoice_id"] for r in rows if r["balance"] >= 50000}
@@ -176,44 +127,9 @@ def test_closed_invoices_only_when_asked_and_only_with_events(store, ledger):
     assert closed[with_events]["days_overdue"] == 0
 
 
-def test_pages_are_one_query_plus_a_count(store, ledger):
-    add_attempt(store, "A1", sorted(ledger.customers)[0], "succeeded", 100)
-    add_dispute(store, sorted(ledger.customers)[0], "open", 100, items=[("I1", "N-1", 100)])
-    stafftables.receipts_page(store, now=NOW)  # the rollup is current: refresh below reads only
-
-    def selects(call) -> int:
-        seen = []
-
-        def count(conn, cursor, statement, *args):
-            seen.append(statement)
-
-        event.listen(store.engine, "before_cursor_execute", count)
-        try:
-            call()
-        finally:
-            event.remove(store.engine, "before_cursor_execute", count)
-        return len(seen)
-
-    for per_page in (1, 50):
-        assert selects(lambda p=per_page: receipts_page(store, per_page=p, now=NOW, refresh=False)) == 2
-        assert selects(lambda p=per_page: receipts_page(store, per_page=p, now=NOW, refresh=False,
-                                                        sort="page_viewed")) == 2
-        # Filtered through the rollup: the count comes with the rows, one statement in all.
-        assert selects(lambda p=per_page: receipts_page(store, ReceiptFilter(unopened_days=1), per_page=p, now=NOW,
-                                                        refresh=False)) == 1
-        assert selects(lambda p=per_page: payments_page(store, per_page=p)) == 4  # + allocations + credits
-        assert selects(lambda p=per_page: disputes_page(store, per_page=p)) == 3  # + invoices
-        assert selects(lambda p=per_page: customer_timeline(store, "C00001", per_page=p)) == 3  # + customer
-
-
-def parse(chunks) -> list[dict[str, str]]:
-    text = "".join(chunks)
-    return list(csv.DictReader(io.StringIO(text)))
-
-
 def test_receipts_csv_matches_the_database(store, ledger):
     flt = ReceiptFilter(unopened_days=3)
-    exported = parse(receipts_csv(store, flt, "balance", True, now=NOW))
+    exported = parse_csv(receipts_csv(store, flt, "balance", True, now=NOW))
     rows = all_rows(store, flt, sort="balance", descending=True)
     assert [e["invoice_id"] for e in exported] == [r["invoice_id"] for r in rows]
     # Straight from the tables: balances in major units, times in UTC with Z.
@@ -224,9 +140,9 @@ def test_receipts_csv_matches_the_database(store, ledger):
         assert e["balance"] == str(to_decimal(inv.balance, inv.currency))
         assert e["amount"] == str(to_decimal(inv.amount, inv.currency))
         assert e["due_date"] == inv.due_date.isoformat() and e["number"] == inv.number
-    everything = parse(receipts_csv(store, now=NOW))
+    everything = parse_csv(receipts_csv(store, now=NOW))
     assert len(everything) == len(ledger.invoices)
-    report = {r["invoice_id"]: r for r in reports.receipts(store, now=NOW)}
+    report = {r["invoice_id"]: r for r in receipts_report.receipts(store, now=NOW)}
     for e in everything:
         want = report[e["invoice_id"]]
         assert (e["page_viewed"], e["link_opened"], e["first_viewed_at"] or None) == (
@@ -241,106 +157,11 @@ def test_csv_cells_cannot_run_as_formulas(store, ledger):
         conn.execute(update(tables.customers).where(tables.customers.c.customer_id == customer)
                      .values(name='=HYPERLINK("http://evil.example","x")', collector="@boss"))
     receiptlines.rebuild(store)  # edited by hand, not by an import: the export's lines follow
-    exported = [e for e in parse(receipts_csv(store, ReceiptFilter(customer=customer), now=NOW))]
+    exported = [e for e in parse_csv(receipts_csv(store, ReceiptFilter(customer=customer), now=NOW))]
     assert exported and all(e["customer_name"] == "'=HYPERLINK(\"http://evil.example\",\"x\")" for e in exported)
     assert all(e["collector"] == "'@boss" for e in exported)
-    assert reports.csv_cell("-12.50") == "-12.50" and reports.csv_cell("-1+2") == "'-1+2"
-    assert reports.csv_cell("\tx") == "'\tx" and reports.csv_cell(None) == "" and reports.csv_cell(True) == "true"
-
-
-def _status(invoice) -> str:
-    """The status of an invoice nothing was paid on in the portal: from its export balance alone."""
-    return "paid" if invoice.balance == 0 else "partly paid" if invoice.balance < invoice.amount else "open"
-
-
-def test_payments_page_and_csv(store, ledger):
-    c1, c2 = sorted(ledger.customers)[:2]
-    invs = sorted((i for i in ledger.invoices.values() if i.customer_id == c1), key=lambda i: i.invoice_id)
-    base = AS_OF - timedelta(days=5)
-    add_attempt(store, "A1", c1, "succeeded", 15000, currency="USD", created=base,
-                allocations=[(invs[0].invoice_id, invs[0].number, 10000, 10000),
-                             (invs[1].invoice_id, invs[1].number, 5000, 4000)], unapplied=1000,
-                payment_intent="pi_1", charge="ch_1", checkout_session="cs_1")
-    add_attempt(store, "A2", c1, "failed", 2000, method="us_bank_account", created=base + timedelta(hours=1),
-                allocations=[(invs[0].invoice_id, invs[0].number, 2000, 0)], failure_reason="insufficient funds")
-    add_attempt(store, "A3", c2, "processing", 3000, method="us_bank_account", created=base + timedelta(hours=2),
-                allocations=[("X", "N-X", 3000, 3000)])
-    page = payments_page(store)
-    assert [r["attempt_id"] for r in page.rows] == ["A3", "A2", "A1"] and page.total == 3  # newest first
-    a1 = page.rows[2]
-    # Each allocation with where its invoice stands now (the payments were before the export: its balance).
-    assert a1["allocations"] == [{"invoice_id": invs[0].invoice_id, "number": invs[0].number, "amount": 10000,
-                                  "applied": 10000, "open": invs[0].balance, "status": _status(invs[0])},
-                                 {"invoice_id": invs[1].invoice_id, "number": invs[1].number, "amount": 5000,
-                                  "applied": 4000, "open": invs[1].balance, "status": _status(invs[1])}]
-    assert (a1["payment_intent"], a1["charge"], a1["checkout_session"], a1["unapplied"]) == ("pi_1", "ch_1", "cs_1",
-                                                                                                1000)
-    assert a1["customer_name"] == ledger.customers[c1].name and a1["needs_review"] is False
-    assert [r["attempt_id"] for r in payments_page(store, status="failed").rows] == ["A2"]
-    assert [r["attempt_id"] for r in payments_page(store, method="us_bank_account", sort="amount").rows] == \
-        ["A3", "A2"]
-    assert {r["attempt_id"] for r in payments_page(store, customer=c2).rows} == {"A3"}
-    p2 = payments_page(store, per_page=2, page=2, sort="created_at", descending=False)
-    assert [r["attempt_id"] for r in p2.rows] == ["A3"] and p2.pages == 2
-
-    exported = parse(payments_csv(store, sort="created_at", descending=False))
-    assert [e["attempt_id"] for e in exported] == ["A1", "A2", "A3"]
-    e1 = exported[0]
-    assert (e1["amount"], e1["unapplied"], e1["invoice_numbers"], e1["allocated"], e1["applied"]) == (
-        "150.00", "10.00", f"{invs[0].number};{invs[1].number}", "100.00;50.00", "100.00;40.00")
-    assert e1["created_at"] == base.isoformat().replace("+00:00", "Z") and e1["needs_review"] == "false"
-    assert (e1["invoice_open"], e1["invoice_status"]) == (
-        f"{invs[0].balance / 100:.2f};{invs[1].balance / 100:.2f}", f"{_status(invs[0])};{_status(invs[1])}")
-    assert exported[1]["failure_reason"] == "insufficient funds"
-
-
-def test_disputes_page_and_csv(store, ledger):
-    c1, c2 = sorted(ledger.customers)[:2]
-    base = AS_OF - timedelta(days=9)
-    d1 = add_dispute(store, c1, "open", 500, items=[("I1", "N-1", 300), ("I2", "N-2", 200)], attachments=2,
-                     created=base, message="Wrong price,\n see \"PO\"")
-    d2 = add_dispute(store, c2, "under_review", 700, reason="damaged", currency="EUR", items=[("I3", "N-3", 700)],
-                     created=base + timedelta(days=1))
-    d3 = add_dispute(store, c1, "resolved", 100, items=[("I4", "N-4", 100)], created=base + timedelta(days=2))
-    page = disputes_page(store)
-    assert [r["dispute_id"] for r in page.rows] == [d1, d2, d3]  # oldest first
-    first = page.rows[0]
-    assert (first["reference"], first["attachments"], first["numbers"], first["invoice_ids"]) == (
-        f"D-{d1}", 2, ["N-1", "N-2"], ["I1", "I2"])
-    assert first["message"].startswith("Wrong price") and first["customer_name"] == ledger.customers[c1].name
-    assert [r["dispute_id"] for r in disputes_page(store, state="unresolved").rows] == [d1, d2]
-    assert [r["dispute_id"] for r in disputes_page(store, state="resolved").rows] == [d3]
-    assert [r["dispute_id"] for r in disputes_page(store, reason="damaged").rows] == [d2]
-    assert [r["dispute_id"] for r in disputes_page(store, customer=c1, sort="amount", descending=True).rows] == \
-        [d1, d3]
-    exported = parse(disputes_csv(store, state="unresolved"))
-    assert [e["reference"] for e in exported] == [f"D-{d1}", f"D-{d2}"]
-    assert (exported[0]["amount"], exported[0]["numbers"], exported[0]["message"], exported[1]["amount"]) == (
-        "5.00", "N-1;N-2", "Wrong price,\n see \"PO\"", "7.00")
-
-
-def test_timeline_and_customer_search(store, ledger):
-    customer = sorted(ledger.customers)[0]
-    found, page = customer_timeline(store, customer, per_page=3)
-    assert found["customer_id"] == customer and found["name"] == ledger.customers[customer].name
-    assert page.total == store.count_events(customer_id=customer) > 3 and len(page.rows) == 3
-    everything = customer_timeline(store, customer, per_page=500)[1].rows
-    keys = [(r["occurred_at"], r["event_id"]) for r in everything]
-    assert keys == sorted(keys, reverse=True)  # newest first
-    numbers = {i.invoice_id: i.number for i in ledger.invoices.values()}
-    assert all(r["number"] == numbers.get(r["invoice_id"], "") for r in everything)
-    assert any(r["invoice_id"] == "" and r["detail"] == "account" for r in everything)
-    exported = parse(timeline_csv(store, customer))
-    assert [int(e["event_id"]) for e in exported] == [r["event_id"] for r in everything]
-    assert exported[0]["occurred_at"].endswith("Z")
-    missing, empty = customer_timeline(store, "nobody")
-    assert missing is None and empty.total == 0 and empty.rows == []
-
-    assert [c["customer_id"] for c in customers_search(store, customer)][0] == customer
-    name_part = ledger.customers[customer].name.split()[0][:3].lower()
-    assert customer in [c["customer_id"] for c in customers_search(store, name_part, limit=100)]
-    assert customers_search(store, "  ") == []
-    assert len(customers_search(store, "c0", limit=3)) == 3  # id prefix, case-insensitive
+    assert csvcells.csv_cell("-12.50") == "-12.50" and csvcells.csv_cell("-1+2") == "'-1+2"
+    assert csvcells.csv_cell("\tx") == "'\tx" and csvcells.csv_cell(None) == "" and csvcells.csv_cell(True) == "true"
 
 
 def test_postgresql_copy_export_is_byte_for_byte_the_python_export(store, ledger):
@@ -358,7 +179,7 @@ def test_postgresql_copy_export_is_byte_for_byte_the_python_export(store, ledger
                                                  ("EUR", 100000000001)]):
             conn.execute(update(tables.invoices).where(tables.invoices.c.invoice_id == invoice_ids[n])
                          .values(currency=currency, amount=amount, balance=amount, number=f"=N{n}"))
-    stored.rebuild(store)  # edited by hand, not by an import: the stored positions follow, then the lines
+    position.rebuild(store)  # edited by hand, not by an import: the stored positions follow, then the lines
     receiptlines.rebuild(store)
     inv = ledger.invoices[invoice_ids[0]]
     store.record_event("page_viewed", inv.customer_id, invoice_id=inv.invoice_id,
@@ -371,7 +192,7 @@ def test_postgresql_copy_export_is_byte_for_byte_the_python_export(store, ledger
         fast = "".join(receipts_csv(store, flt, sort, descending, now=NOW))
         slow = "".join(receipts_csv(store, flt, sort, descending, now=NOW, copy=False))
         assert fast == slow
-    exported = {e["invoice_id"]: e for e in parse(receipts_csv(store, now=NOW))}
+    exported = {e["invoice_id"]: e for e in parse_csv(receipts_csv(store, now=NOW))}
     assert exported[invoice_ids[0]]["amount"] == "12345" and exported[invoice_ids[1]]["amount"] == "1.005"
     assert exported[invoice_ids[2]]["amount"] == "0.05" and exported[invoice_ids[3]]["balance"] == "0.00"
     assert exported[invoice_ids[0]]["number"] == "'=N0"
@@ -401,7 +222,7 @@ def test_copy_export_writes_times_and_dates_alike_whatever_the_servers_datestyle
     receiptlines.rebuild(store)  # the export's lines formatted under that DateStyle (the tails: by the refresh)
     fast = "".join(receipts_csv(store, now=NOW))
     assert fast == "".join(receipts_csv(store, now=NOW, copy=False))
-    [row] = [e for e in parse(fast) if e["invoice_id"] == inv.invoice_id]
+    [row] = [e for e in parse_csv(fast) if e["invoice_id"] == inv.invoice_id]
     assert (row["first_sent_at"], row["first_opened_at"], row["last_viewed_at"]) == (
         (AS_OF - timedelta(days=1)).replace(microsecond=500000).isoformat().replace("+00:00", "Z"),
         (AS_OF - timedelta(days=1)).replace(microsecond=999999).isoformat().replace("+00:00", "Z"),
@@ -426,9 +247,9 @@ def test_filter_text_cannot_break_out_of_the_copy_statement(store, ledger):
             fast = "".join(receipts_csv(store, flt, "due_date", False, now=NOW))
             slow = "".join(receipts_csv(store, flt, "due_date", False, now=NOW, copy=False))
             assert fast == slow, (text, flt)
-    matched = parse(receipts_csv(store, ReceiptFilter(customer="O'Brien\\"), now=NOW))
+    matched = parse_csv(receipts_csv(store, ReceiptFilter(customer="O'Brien\\"), now=NOW))
     assert matched and {e["customer_id"] for e in matched} == {customer}
-    assert parse(receipts_csv(store, ReceiptFilter(group="g'1 50%"), now=NOW))  # one %, not %%
-    assert parse(receipts_csv(store, ReceiptFilter(collector="c\\2"), now=NOW))
+    assert parse_csv(receipts_csv(store, ReceiptFilter(group="g'1 50%"), now=NOW))  # one %, not %%
+    assert parse_csv(receipts_csv(store, ReceiptFilter(collector="c\\2"), now=NOW))
     with store.begin() as conn:
         assert conn.execute(select(func.count()).select_from(tables.invoices)).scalar_one() == len(ledger.invoices)

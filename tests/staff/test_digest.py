@@ -1,5 +1,5 @@
-"""`portal digest` against a real SMTP server (SQLite and PostgreSQL): per collector, the invoices nobody
-viewed, over the amount, plus the last day's disputes and failed payments when those tables exist."""
+"""`portal digest` (portal/staff/digest.py) against a real SMTP server (SQLite and PostgreSQL): per collector, the
+invoices nobody viewed, over the amount, plus the last day's disputes and failed payments."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from portal.mail.digest import send_digest
 from portal.mail.sending import send_invoices
-from tests.smtpserver import EVIL_NAME, add_row, ensure_stand_in_tables, mail_ledger, running_smtp
+from portal.staff.digest import send_digest
+from tests.smtpserver import EVIL_NAME, add_row, mail_ledger, running_smtp
 from tests.webhook_helpers import all_events
 
 TODAY = date(2026, 12, 1)
@@ -53,10 +53,9 @@ def test_collectors_get_their_unviewed_invoices_over_the_amount(mail_settings, s
     assert len(all_events(store)) == events_before  # staff mail is not a receipt of the customer's
 
 
-def test_recent_disputes_and_failed_payments_are_listed_when_the_tables_exist(mail_settings, store, ledger, smtp):
+def test_the_last_days_disputes_and_failed_payments_are_listed(mail_settings, store, ledger, smtp):
     recent, old = datetime(2026, 12, 1, 3, 0), datetime(2026, 11, 25, 3, 0)  # naive UTC, as stored
     with store.begin() as conn:
-        ensure_stand_in_tables(conn)
         add_row(conn, "disputes", dispute_id=7, customer_id="C2", status="open", reason="pricing", amount=5000,
                 currency="USD", created_at=recent)
         add_row(conn, "disputes", dispute_id=8, customer_id="C2", status="open", reason="damaged",

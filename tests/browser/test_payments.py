@@ -2,7 +2,7 @@
 update, land on the Stripe stand-in's checkout page for the right session; then signed events make the
 page say "payment pending" and then "paid". axe-core finds nothing on the pay form.
 
-Skips without Chromium, unless PORTAL_REQUIRE_BROWSER=1 (CI), as tests/test_browser_receipts.py.
+Skips without Chromium, unless PORTAL_REQUIRE_BROWSER=1 (CI), as tests/browser/test_receipts.py.
 """
 
 from __future__ import annotations
