@@ -10,7 +10,7 @@ cluster (tests/pgserver.py), then times:
   receipts view (first page, a deep page, "unopened after 30 days", a customer filter, and the first page
   sorted by every sortable column both ways), the receipts CSV export (full and filtered; total time and time
   to the first 64 KiB), the overview (KPIs and charts), and a customer's timeline;
-- the same main paths on the data layer alone (portal/staff/tables.py, portal/staff/kpis.py), to show what the
+- the same main paths on the data layer alone (portal/staff/*_table.py, portal/staff/kpis.py), to show what the
   view adds.
 Each path runs `--reps` times (the full CSV `--csv-reps`); it prints p50/p95 per path and whether the p95 is
 under the 300 ms target, and saves JSON in bench/results/ (git-ignored). `--sqlite` runs it on SQLite too.
@@ -38,8 +38,7 @@ sys.path.insert(0, str(REPO))
 from sqlalchemy import insert, text  # noqa: E402
 
 from portal.balances import stored  # noqa: E402
-from portal.staff import kpis, receiptlines, receiptrollup  # noqa: E402
-from portal.staff import tables as stafftables  # noqa: E402
+from portal.staff import customers_table, kpis, receiptlines, receiptrollup, receipts_table  # noqa: E402
 from portal.store import disputes as disputestore  # noqa: E402
 from portal.store import payments as paystore  # noqa: E402
 from portal.store.database import Store  # noqa: E402
@@ -221,15 +220,15 @@ def run(store: Store, reps: int, csv_reps: int, sizes: tuple[int, int, int]) -> 
 
     if store.engine.dialect.name == "postgresql":
         # The lines' tails followed the rollup's full build and its refreshes: the export must be exact.
-        lines = "".join(stafftables.receipts_csv(store))
+        lines = "".join(receipts_table.receipts_csv(store))
         results["receipt_lines_match_python_export"] = same = lines == "".join(
-            stafftables.receipts_csv(store, copy=False))
+            receipts_table.receipts_csv(store, copy=False))
         print(f"  receipt lines: full build {results['receipt_lines_full_build_ms']} ms; after the refreshes, "
               f"the export is byte for byte the Python path's: {same}", flush=True)
 
-    total = stafftables.receipts_page(store).total
+    total = receipts_table.receipts_page(store).total
     deep = max(1, int(total / 50 * 0.8))
-    unopened = stafftables.ReceiptFilter(unopened_days=30)
+    unopened = receipts_table.ReceiptFilter(unopened_days=30)
     results["receipts_rows"] = total
     results["paths"] = {}
     with staff_client(store) as client:
@@ -259,7 +258,7 @@ def run(store: Store, reps: int, csv_reps: int, sizes: tuple[int, int, int]) -> 
             "GET /staff/receipts?unopened=30": (get("/staff/receipts?unopened=30"), reps),
             "GET /staff/receipts?customer=globex": (get("/staff/receipts?customer=globex"), reps),
         }
-        for sort in stafftables.RECEIPT_SORT_NAMES:
+        for sort in receipts_table.RECEIPT_SORT_NAMES:
             for direction in ("asc", "desc"):
                 http[f"GET /staff/receipts?sort={sort}&dir={direction}"] = (
                     get(f"/staff/receipts?sort={sort}&dir={direction}"), reps)
@@ -276,14 +275,14 @@ def run(store: Store, reps: int, csv_reps: int, sizes: tuple[int, int, int]) -> 
         for name, (call, n) in http.items():
             measure(results, name, call, n)
     data_layer: dict[str, tuple[Callable[[], Any], int]] = {
-        "data: receipts_page (first page)": (lambda: stafftables.receipts_page(store), reps),
-        f"data: receipts_page(page={deep})": (lambda: stafftables.receipts_page(store, page=deep), reps),
-        "data: receipts_page(unopened 30)": (lambda: stafftables.receipts_page(store, unopened), reps),
+        "data: receipts_page (first page)": (lambda: receipts_table.receipts_page(store), reps),
+        f"data: receipts_page(page={deep})": (lambda: receipts_table.receipts_page(store, page=deep), reps),
+        "data: receipts_page(unopened 30)": (lambda: receipts_table.receipts_page(store, unopened), reps),
         "data: kpis.compute": (lambda: kpis.compute(store), reps),
-        "data: customer_timeline": (lambda: stafftables.customer_timeline(
+        "data: customer_timeline": (lambda: customers_table.customer_timeline(
             store, f"C{random.randrange(1, sizes[0] // 10):05d}"), reps),
-        "data: receipts_csv(unopened 30)": (lambda: drain(stafftables.receipts_csv(store, unopened)), reps),
-        "data: receipts_csv (all)": (lambda: drain(stafftables.receipts_csv(store)), csv_reps),
+        "data: receipts_csv(unopened 30)": (lambda: drain(receipts_table.receipts_csv(store, unopened)), reps),
+        "data: receipts_csv (all)": (lambda: drain(receipts_table.receipts_csv(store)), csv_reps),
     }
     for name, (call, n) in data_layer.items():
         measure(results, name, call, n)

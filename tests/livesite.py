@@ -1,5 +1,5 @@
 """The sample site served live for browser tests: built for http://127.0.0.1:PORT and served with the webhook
-by werkzeug in a thread, plus headless Chromium. Shared by every tests/test_browser_*.py module.
+by werkzeug in a thread, plus headless Chromium. Shared by every tests/browser/test_*.py module.
 
 Skips without Chromium, unless PORTAL_REQUIRE_BROWSER=1 (CI), which turns the skip into a failure.
 """

@@ -17,8 +17,8 @@ from flask import Flask
 from werkzeug.exceptions import TooManyRequests
 
 from portal.core.signing import is_canonical
-from webhook.formtoken import form_token
 from webhook.errors import TokenRejected
+from webhook.formtoken import form_token
 from webhook.logs import event, security_log, token_ref
 from webhook.services import client_ip, services
 

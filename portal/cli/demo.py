@@ -39,7 +39,7 @@ def demo(portal: PortalContext, folder: str, customers: int, invoices: int, host
     result = run_build(export, settings.build_dir, settings, store=store)
     click.echo(f"sample export in {export}; {result.summary()}")
     click.echo("\nOpen one of these customer links (each is a signed link as emailed to a contact):")
-    for row in contact_links(settings, store, None, False)[:5]:
+    for row in contact_links(settings, store.customer_data(), False)[:5]:
         click.echo(f"  {row[0]}  {row[2]:<34} {row[4]}")
     click.echo(f"\nAR staff dashboard: {settings.effective_webhook_url}/staff/ "
                "(make an account first: portal staff add YOU@EXAMPLE.COM --role admin)")

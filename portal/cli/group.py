@@ -106,7 +106,10 @@ class PortalContext:
 
     def store(self) -> Store:
         if self._store is None:
-            from portal.store.database import Store, ensure_sqlite_folder
+            import portal.balances.stored  # noqa: F401 - the derived tables follow every change (portal/store/derived.py)
+            import portal.staff.receiptlines  # noqa: F401 - the receipt lines too
+            from portal.store.database import Store
+            from portal.store.engine import ensure_sqlite_folder
 
             settings = self.settings
             ensure_sqlite_folder(settings.database_url)

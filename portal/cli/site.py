@@ -91,7 +91,7 @@ def links(portal: PortalContext, customer_ids: tuple[str, ...], per_invoice: boo
     """One signed link per contact (columns: customer_id,contact_id,email,invoice_id,url)."""
     from portal.core.links import contact_links
 
-    rows = contact_links(portal.settings, portal.store(), set(customer_ids) or None, per_invoice)
+    rows = contact_links(portal.settings, portal.store().customer_data(set(customer_ids) or None), per_invoice)
     if fmt == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(["customer_id", "contact_id", "email", "invoice_id", "url"])

@@ -31,7 +31,8 @@ from portal.core.errors import NotFound, PortalError
 from portal.core.money import AmountError, format_money, parse_amount
 from portal.disputes.attachments import Upload, attachment_path, check_uploads, discard, private_storage
 from portal.disputes.errors import DisputeRefused
-from portal.mail.transport import Transport, render_message, send_with_retry, transport_from_url
+from portal.mail.messages import render_message
+from portal.mail.transport import Transport, send_with_retry, transport_from_url
 from portal.store import disputes as disputestore
 from portal.store.database import Store
 from portal.store.tables import customers, invoices

@@ -20,13 +20,13 @@ from pathlib import Path
 from babel.dates import format_date
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from portal.balances import position
+from portal.balances import rule
 from portal.core.config import Settings
 from portal.core.links import link_url
 from portal.core.money import format_money
 from portal.core.signing import Signer
 from portal.core.templating import template_dirs
-from portal.export.reader import Contact, Invoice
+from portal.export.model import Contact, Invoice
 from portal.store.database import CustomerData
 
 
@@ -88,7 +88,7 @@ def day(value: date, locale: str) -> str:
 
 
 def invoice_items(settings: Settings, signer: Signer, data: CustomerData, contact: Contact,
-                  chosen: list[Invoice], positions: dict[str, position.Position],
+                  chosen: list[Invoice], positions: dict[str, rule.Position],
                   notes: dict[str, str] | None = None) -> list[dict[str, object]]:
     """What the templates show per invoice: number, dates, amounts formatted in the customer's locale, link.
     `balance` is what the invoice's position says may be asked for now (portal/balances/position.py), never the export's
@@ -103,7 +103,7 @@ def invoice_items(settings: Settings, signer: Signer, data: CustomerData, contac
             for inv in chosen]
 
 
-def total_text(data: CustomerData, chosen: list[Invoice], positions: dict[str, position.Position]) -> str:
+def total_text(data: CustomerData, chosen: list[Invoice], positions: dict[str, rule.Position]) -> str:
     """The total of what the listed invoices' positions ask for, when they share one currency (otherwise no
     total is shown)."""
     currencies = {inv.currency for inv in chosen}

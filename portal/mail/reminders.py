@@ -25,15 +25,17 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from portal.balances import position
+from portal.balances.rule import IN_DISPUTE, PAID, PAYMENT_PENDING, Position
 from portal.core.config import Settings
 from portal.core.links import link_url
 from portal.core.signing import Signer
-from portal.export.reader import Contact, Invoice
+from portal.export.model import Contact, Invoice
 from portal.mail.delivery import Outgoing, SendResult, deliver
 from portal.mail.messages import invoice_items, one_line, render_message, total_text
 from portal.mail.transport import Transport
-from portal.store.database import CustomerData, Store, events, invoices
+from portal.store.database import CustomerData, Store
 from portal.store.mail import SentRow, first_sent, last_reminder, mail_sent, unsubscribed
+from portal.store.tables import events, invoices
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ def send_reminders(settings: Settings, store: Store, dry_run: bool = False, now:
                                    .where(invoices.c.is_open)).all())
     result = SendResult(dry_run)
     outgoing = []
-    positions: dict[str, position.Position] = {}
+    positions: dict[str, Position] = {}
     for d in data:
         cid = d.customer.customer_id
         rules = rules_for(settings, d.customer.group)
@@ -127,7 +129,7 @@ def send_reminders(settings: Settings, store: Store, dry_run: bool = False, now:
 def _plan(contact: Contact, due: list[tuple[Invoice, str]], data: CustomerData, rules: Rules,
           steps: dict[str, set[str]], fired: set[tuple], last: dict[tuple[str, str], datetime],
           stopped: set[tuple[str, str]], now: datetime, settings: Settings, signer: Signer, hashes: dict[str, str],
-          positions: dict[str, position.Position], outgoing: list[Outgoing], result: SendResult) -> None:
+          positions: dict[str, Position], outgoing: list[Outgoing], result: SendResult) -> None:
     """Add one reminder for `contact` listing the invoices whose rule it has not been sent yet."""
     cid = data.customer.customer_id
     chosen = [(inv, rule) for inv, rule in due if (cid, contact.contact_id, inv.invoice_id, rule) not in fired]
@@ -168,10 +170,10 @@ def _plan(contact: Contact, due: list[tuple[Invoice, str]], data: CustomerData, 
         fired.add((cid, contact.contact_id, inv.invoice_id, rule))
 
 
-def _why_not(pos: position.Position) -> str:
-    if pos.status == position.PAID and pos.paid > 0:
+def _why_not(pos: Position) -> str:
+    if pos.status == PAID and pos.paid > 0:
         return "paid in the portal since the export"
-    return {position.IN_DISPUTE: "in dispute", position.PAYMENT_PENDING: "payment pending"}.get(pos.status, pos.status)
+    return {IN_DISPUTE: "in dispute", PAYMENT_PENDING: "payment pending"}.get(pos.status, pos.status)
 
 
 def _note(rule: str, invoice: Invoice, now: datetime) -> str:

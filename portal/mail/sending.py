@@ -16,16 +16,17 @@ from email.message import EmailMessage
 
 from sqlalchemy import select
 
-from portal.balances import position
+from portal.balances import position, rule
 from portal.core.config import Settings
 from portal.core.links import link_url
 from portal.core.signing import Signer
-from portal.export.reader import Contact, Invoice
+from portal.export.model import Contact, Invoice
 from portal.mail.delivery import Outgoing, SendResult, deliver
 from portal.mail.messages import invoice_items, one_line, render_message, total_text
 from portal.mail.transport import Transport
-from portal.store.database import CustomerData, Store, invoices
+from portal.store.database import CustomerData, Store
 from portal.store.mail import SentRow, sent_hashes
+from portal.store.tables import invoices
 
 SEND_ROLES = ("billing", "approver")  # "other" contacts (e.g. a sales rep) get no invoice mail
 
@@ -76,7 +77,7 @@ def send_invoices(settings: Settings, store: Store, dry_run: bool = False, custo
 
 def invoices_message(settings: Settings, signer: Signer, data: CustomerData, contact: Contact,
                      chosen: list[Invoice], notes: dict[str, str],
-                     positions: dict[str, position.Position]) -> EmailMessage:
+                     positions: dict[str, rule.Position]) -> EmailMessage:
     cid = data.customer.customer_id
     if len(chosen) == 1:
         subject = f"Invoice {one_line(chosen[0].number)} from {one_line(settings.company_name)}"

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from portal.core.config import Settings
 from portal.core.money import format_money
-from portal.mail.transport import render_message
+from portal.mail.messages import render_message
 from portal.payments.pricing import METHODS
 
 if TYPE_CHECKING:

@@ -12,12 +12,13 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.sql import Select
 
-from portal.balances.position import invoice_positions
 from portal.core.errors import NotFound
 from portal.staff.csvcells import iso_utc
 from portal.staff.exports import stream_rows
 from portal.staff.paging import Page, check_paging, matches_customer
-from portal.store.database import Store, customers, events, invoices
+from portal.store.database import Store
+from portal.store.positions import invoice_positions
+from portal.store.tables import customers, events, invoices
 
 _POS = invoice_positions.c
 

@@ -25,15 +25,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from portal.balances.position import ASKABLE
+from portal.balances.rule import ASKABLE
 from portal.core.config import Settings
 from portal.mail.delivery import Outgoing, SendResult, deliver
 from portal.mail.messages import day, money, render_message
 from portal.mail.transport import Transport
 from portal.staff.receipts_report import receipts
-from portal.store.database import Store, customers
+from portal.store.database import Store
 from portal.store.disputes import disputes
 from portal.store.payments import payment_attempts
+from portal.store.tables import customers
 
 
 def recent_problems(conn: Connection, since: datetime) -> dict[str, list[dict[str, Any]]]:

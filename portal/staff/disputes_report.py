@@ -14,13 +14,14 @@ from typing import Any
 
 from sqlalchemy import select
 
-from portal.balances import position
+from portal.balances import stored
 from portal.core.money import to_decimal
 from portal.staff.csvcells import iso_utc
 from portal.staff.exports import to_csv, to_json
 from portal.staff.standing import standing
 from portal.store import disputes as disputestore
-from portal.store.database import Store, customers
+from portal.store.database import Store
+from portal.store.tables import customers
 
 DISPUTE_COLUMNS = ["dispute_id", "reference", "customer_id", "customer_name", "collector", "invoice_ids", "numbers",
                    "reason", "amount", "currency", "status", "outcome", "note", "created_at", "reviewed_at",
@@ -34,7 +35,7 @@ def disputes(store: Store) -> list[dict[str, Any]]:
     with store.begin() as conn:
         rows = disputestore.all_disputes(conn)
         items = disputestore.all_items(conn)
-        now = position.stored(conn)
+        now = stored.stored(conn)
         people = {r.customer_id: (r.name, r.collector) for r in conn.execute(
             select(customers.c.customer_id, customers.c.name, customers.c.collector))}
     result = []

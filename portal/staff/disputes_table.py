@@ -11,13 +11,14 @@ from sqlalchemy import func, literal, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
-from portal.balances.position import invoice_positions
 from portal.disputes.service import reference
 from portal.staff.csvcells import iso_utc, major_units
 from portal.staff.exports import stream_parts
 from portal.staff.paging import Page, fetch_page, matches_customer, sort_order
-from portal.store.database import Store, customers
+from portal.store.database import Store
 from portal.store.disputes import dispute_attachments, dispute_invoices, disputes, get_dispute
+from portal.store.positions import invoice_positions
+from portal.store.tables import customers
 
 _ZERO = literal(0)
 _POS = invoice_positions.c

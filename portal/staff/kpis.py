@@ -15,14 +15,17 @@ from typing import Any
 
 from sqlalchemy import and_, case, exists, func, select
 
-from portal.balances.position import CLOSED, invoice_positions
+from portal.balances.rule import CLOSED
 from portal.core.money import to_decimal
 from portal.staff import receiptrollup
 from portal.staff.exports import to_csv
-from portal.staff.receipttables import invoice_join, receipt_rollup
-from portal.store.database import Store, events, invoices
+from portal.staff.receipttables import invoice_join
+from portal.store.database import Store
 from portal.store.disputes import disputes
 from portal.store.payments import payment_allocations, payment_attempts
+from portal.store.positions import invoice_positions
+from portal.store.staff import receipt_rollup
+from portal.store.tables import events, invoices
 
 AGING_BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
 # A payment that brought cash in (a partial refund keeps the rest; a full refund or chargeback does not count).

@@ -20,7 +20,8 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
-from portal.store.database import Store, customers
+from portal.store.database import Store
+from portal.store.tables import customers
 
 MAX_PER_PAGE = 500
 

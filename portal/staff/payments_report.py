@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from portal.balances import position
+from portal.balances import journal, rule, stored
 from portal.core.money import to_decimal
 from portal.staff.csvcells import iso_utc
 from portal.staff.exports import to_csv
@@ -34,7 +34,7 @@ def payments(store: Store) -> list[dict[str, Any]]:
         attempts = paystore.all_attempts(conn)
         allocations = paystore.all_allocations(conn)
         credit_rows = paystore.all_allocations(conn, credits=True)
-        now = position.stored(conn)
+        now = stored.stored(conn)
     return [{
         "attempt_id": a.attempt_id, "customer_id": a.customer_id, "status": a.status, "method": a.method,
         "amount": a.amount, "currency": a.currency, "subtotal": a.subtotal, "adjustment": a.adjustment,
@@ -67,7 +67,7 @@ def cash_application(store: Store) -> list[dict[str, Any]]:
     (negative) or fee (positive) is on its first row only. `invoice_open` / `invoice_status`: where the invoice
     stands now (its position), empty on the other rows."""
     with store.begin() as conn:
-        settled = position.settled_by_attempt(conn)
+        settled = journal.settled_by_attempt(conn)
     rows = []
     for p in payments(store):
         if p["status"] not in _CASH_STATUSES:
@@ -91,7 +91,7 @@ def cash_application(store: Store) -> list[dict[str, Any]]:
                 rows.append(row(alloc["invoice_id"], alloc["number"], amount, adjustment,
                                 standing={"open": alloc["open"], "status": alloc["status"]}))
                 adjustment = 0
-        kept = position.unapplied_kept(p["status"], p["refunded"], p["unapplied"])
+        kept = rule.unapplied_kept(p["status"], p["refunded"], p["unapplied"])
         if kept:
             rows.append(row("", "", kept, adjustment))
             adjustment = 0

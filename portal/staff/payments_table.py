@@ -12,12 +12,13 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
-from portal.balances.position import invoice_positions
 from portal.staff.csvcells import iso_utc, major_units
 from portal.staff.exports import stream_parts
 from portal.staff.paging import Page, fetch_page, matches_customer, sort_order
-from portal.store.database import Store, customers
+from portal.store.database import Store
 from portal.store.payments import payment_allocations, payment_attempts, payment_credits
+from portal.store.positions import invoice_positions
+from portal.store.tables import customers
 
 _POS = invoice_positions.c
 _P = payment_attempts.c

@@ -12,16 +12,17 @@ itself (days overdue, which depends on today):
 and the export is `head || days_overdue || position_cells || tail` in the table's order
 (portal/staff/receipts_table.py, `receipts_csv`).
 
-Who keeps the lines current (the only writers of their sources):
+Who keeps the lines current (the only writers of their sources; the first and the last reach this module
+through portal/store/derived.py, where it registers at its end):
 - `Store.import_snapshot` (the only writer of invoices and customers) calls `sync` for the invoices it added,
   changed or closed, those whose positions it refreshed, and every invoice of a customer whose name, group or
   collector changed, in the import's transaction: their whole lines;
 - `receiptrollup.refresh` calls `refresh_tails` for the keys it recomputed, in the refresh's transaction;
-- `position.refresh` (the only writer of the stored positions) calls `sync_positions` for the invoices whose
+- `stored.refresh` (the only writer of the stored positions) calls `sync_positions` for the invoices whose
   positions it wrote, in the transaction of the change (a payment event, a dispute).
 The first two hold the rollup's refresh lock (the state row) while they write, so an import and a refresh never
 interleave: each formats from data the other has committed. `sync_positions` writes only the position cells,
-under the invoices' row locks that `position.refresh` takes. A part is always recomputed whole from its
+under the invoices' row locks that `stored.refresh` takes. A part is always recomputed whole from its
 sources, never incremented, so writing one twice is harmless. Anything else that edits those tables (by hand,
 a bulk load) must call `rebuild`; `Store.migrate` (run by every command) does when some invoice has no line.
 
@@ -52,10 +53,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
-from portal.balances.position import invoice_positions
 from portal.staff import pgcsv
-from portal.staff.receipttables import invoice_join, lock, receipt_lines, receipt_rollup
-from portal.store.database import Store, customers, events, invoices
+from portal.staff.receipttables import invoice_join, lock
+from portal.store import derived
+from portal.store.database import Store
+from portal.store.positions import invoice_positions
+from portal.store.staff import receipt_lines, receipt_rollup
+from portal.store.tables import customers, events, invoices
 
 HEAD_COLUMNS = ["customer_id", "customer_name", "group_name", "collector", "invoice_id", "number", "is_open",
                 "currency", "amount", "balance", "due_date"]
@@ -225,3 +229,12 @@ def ensure_complete(store: Store, force: bool = False) -> int:
         unpositioned = conn.execute(select(receipt_lines.c.invoice_id)
                                     .where(receipt_lines.c.position_cells == "").limit(1)).first()
     return 0 if n_invoices == n_lines and unpositioned is None else rebuild(store)
+
+
+# Every import and every write of stored positions brings the lines along, and every migration
+# completes them (portal/store/derived.py).
+derived.follow(derived.Follower(
+    "receipt_lines",
+    after_import=lambda conn, change: sync(conn, change.refreshed, change.renamed),
+    ensure_complete=lambda store, rebuilt_before: ensure_complete(store, force=rebuilt_before) > 0,
+    after_positions=sync_positions))

@@ -51,8 +51,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from portal.staff import receiptlines
-from portal.staff.receipttables import STATE_ID, receipt_rollup, receipt_rollup_state
-from portal.store.database import Store, events
+from portal.staff.receipttables import STATE_ID
+from portal.store.database import Store
+from portal.store.staff import receipt_rollup, receipt_rollup_state
+from portal.store.tables import events
 
 RECEIPT_KINDS = ("email_sent", "link_opened", "page_viewed", "document_viewed")
 GAP_TTL = timedelta(days=1)

@@ -21,11 +21,12 @@ from typing import Any
 
 from sqlalchemy import and_, case, func, literal, or_, select
 
-from portal.balances import position
 from portal.core.money import to_decimal
 from portal.staff.csvcells import iso_utc
 from portal.staff.exports import to_csv, to_json
-from portal.store.database import Store, customers, events, invoices
+from portal.store.database import Store
+from portal.store.positions import invoice_positions
+from portal.store.tables import customers, events, invoices
 
 RECEIPT_COLUMNS = [
     "customer_id", "customer_name", "invoice_id", "number", "is_open", "due_date", "currency", "amount",
@@ -79,7 +80,7 @@ def receipts(store: Store, unopened_days: int | None = None, now: datetime | Non
     ).subquery("listed")
 
     zero = literal(0)
-    pos = position.invoice_positions.c
+    pos = invoice_positions.c
     query = (
         select(invoices.c.customer_id, func.coalesce(customers.c.name, "").label("customer_name"),
                invoices.c.invoice_id, invoices.c.number, invoices.c.is_open, invoices.c.due_date,
@@ -97,7 +98,7 @@ def receipts(store: Store, unopened_days: int | None = None, now: datetime | Non
                      .outerjoin(per_invoice, and_(per_invoice.c.invoice_id == invoices.c.invoice_id,
                                                   per_invoice.c.customer_id == invoices.c.customer_id))
                      .outerjoin(listed, listed.c.invoice_id == invoices.c.invoice_id)
-                     .outerjoin(position.invoice_positions, pos.invoice_id == invoices.c.invoice_id))
+                     .outerjoin(invoice_positions, pos.invoice_id == invoices.c.invoice_id))
         .where(or_(invoices.c.is_open, per_invoice.c.invoice_id.is_not(None)))
         .order_by(invoices.c.customer_id, invoices.c.due_date, invoices.c.invoice_id)
     )

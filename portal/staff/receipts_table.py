@@ -17,13 +17,15 @@ from typing import Any
 from sqlalchemy import Date, cast, func, literal, or_, select
 from sqlalchemy.sql import Select
 
-from portal.balances.position import invoice_positions
 from portal.staff import pgcsv, receiptlines, receiptrollup
 from portal.staff.csvcells import iso_utc, major_units
 from portal.staff.exports import stream_rows
 from portal.staff.paging import Page, check_paging, matches_customer, sort_order
-from portal.staff.receipttables import invoice_join, receipt_lines, receipt_rollup
-from portal.store.database import Store, customers, invoices
+from portal.staff.receipttables import invoice_join
+from portal.store.database import Store
+from portal.store.positions import invoice_positions
+from portal.store.staff import receipt_lines, receipt_rollup
+from portal.store.tables import customers, invoices
 
 
 @dataclass(frozen=True)

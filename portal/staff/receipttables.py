@@ -17,83 +17,16 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    Date,
-    Index,
-    Integer,
-    String,
-    Table,
-    Text,
     and_,
     select,
 )
 from sqlalchemy.engine import Connection
 
-from portal.store import disputes as disputestore
-from portal.store import payments as paystore
-from portal.store.database import ID, UTCDateTime, events, invoices, metadata
-
-receipt_rollup = Table(
-    "receipt_rollup", metadata,
-    Column("customer_id", String(ID), primary_key=True),
-    Column("invoice_id", String(ID), primary_key=True),  # "" for account and statement pages
-    Column("emails_sent", Integer, nullable=False, default=0),
-    Column("link_opened", Integer, nullable=False, default=0),  # fetches of an emailed link (may be a scanner)
-    Column("page_viewed", Integer, nullable=False, default=0),  # a person's browser displayed the page
-    Column("documents_viewed", Integer, nullable=False, default=0),
-    Column("first_sent_at", UTCDateTime, nullable=True),
-    Column("first_opened_at", UTCDateTime, nullable=True),
-    Column("first_viewed_at", UTCDateTime, nullable=True),
-    Column("last_viewed_at", UTCDateTime, nullable=True),
-    Column("last_event_at", UTCDateTime, nullable=False),  # the newest event of any kind for the key
-)
-
-receipt_rollup_state = Table(
-    "receipt_rollup_state", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1: the row refreshes lock
-    Column("last_event_id", BigInteger, nullable=False, default=0),
-    # JSON list of [lo, hi, first_seen_iso]: event id ranges missing below the watermark at some refresh.
-    Column("gaps", Text, nullable=False, default="[]"),
-    Column("refreshed_at", UTCDateTime, nullable=True),
-)
-
-# Indexes on tables owned elsewhere, for the staff views (see migration 0003_staff_data).
-STAFF_INDEXES = [
-    # The customer timeline: one customer's events, newest first, with a unique tiebreaker.
-    Index("ix_events_customer_id_occurred_at_event_id", events.c.customer_id, events.c.occurred_at,
-          events.c.event_id),
-    # The receipts view's default order (due date, then id), and the open-invoice aggregates of the KPIs.
-    Index("ix_invoices_due_date_invoice_id", invoices.c.due_date, invoices.c.invoice_id),
-    Index("ix_invoices_is_open_currency", invoices.c.is_open, invoices.c.currency),
-    # Invoices settled in the last 90 days (e-payment adoption), sales in the last 90 days (DSO).
-    Index("ix_invoices_closed_at", invoices.c.closed_at),
-    Index("ix_invoices_issue_date", invoices.c.issue_date),
-    # The payments table's default order, and its status filter.
-    Index("ix_payment_attempts_created_at", paystore.payment_attempts.c.created_at),
-    Index("ix_payment_attempts_status", paystore.payment_attempts.c.status),
-    # The disputes queue (by state, oldest first) and its attachment counts.
-    Index("ix_disputes_status_created_at", disputestore.disputes.c.status, disputestore.disputes.c.created_at),
-]
+from portal.store.staff import receipt_rollup, receipt_rollup_state
+from portal.store.tables import invoices
 
 STATE_ID = 1  # the state row's id
 
-receipt_lines = Table(
-    "receipt_lines", metadata,
-    Column("invoice_id", String(ID), primary_key=True),
-    Column("customer_id", String(ID), nullable=False),  # the rollup key of the tail
-    Column("is_open", Boolean, nullable=False),
-    Column("due_date", Date, nullable=False),
-    Column("head", Text, nullable=False),  # CSV cells customer_id .. due_date, each followed by a comma
-    Column("tail", Text, nullable=False),  # a comma before each of the cells emails_sent .. last_viewed_at; LF
-    # A comma before each of the cells open, status (portal/balances/position.py's stored position). '' only in a line
-    # written before the positions existed: Store.migrate then rebuilds every line.
-    Column("position_cells", Text, nullable=False, server_default=""),
-)
-# The default export (open invoices by due date) reads the lines in this index's order: no sort of 18 MB.
-Index("ix_receipt_lines_open_due_date", receipt_lines.c.due_date, receipt_lines.c.invoice_id,
-      postgresql_where=receipt_lines.c.is_open, sqlite_where=receipt_lines.c.is_open)
 
 
 def lock(conn: Connection) -> None:

@@ -1,7 +1,7 @@
 """Dispute and question tables and their queries.
 
 The tables live on `portal.store.tables.metadata` (registered for Alembic in portal/store/registry.py). Names are
-shared with readers that came first: portal/mail/reminders.py and portal/mail/digest.py reflect `disputes` (`status`,
+shared with readers that came first: portal/mail/reminders.py and portal/staff/digest.py reflect `disputes` (`status`,
 `customer_id`, `created_at`, `reason`, `amount`, `currency`) and `dispute_invoices` (`dispute_id`,
 `invoice_id`) when they exist. Customers and invoices are referred to by id, so a dispute outlives its
 invoice leaving the export (a credit note closes it there; the dispute stays for the root-cause report).

@@ -8,7 +8,7 @@ from portal.store.database import Store
 def test_db_upgrade_builds_the_receipt_rollup_once(run, tmp_path, db_url):
     from sqlalchemy import func, select
 
-    from portal.staff.receipttables import receipt_rollup
+    from portal.store.staff import receipt_rollup
 
     assert run("sample-data", "export", "--customers", "2", "--invoices", "4").exit_code == 0
     assert run("import", "export").exit_code == 0

@@ -11,7 +11,7 @@ import pytest
 from portal.core.config import warn_if_insecure
 from portal.core.errors import ConfigError
 from portal.disputes.attachments import attachment_for_staff, safe_name, sniff
-from portal.staff.reports import disputes
+from portal.staff.disputes_report import disputes
 from portal.staff.users import add_user
 from portal.store import disputes as disputestore
 from tests.dispute_helpers import (
@@ -131,7 +131,7 @@ def test_no_customer_route_reaches_an_attachment(client, app, store, built):
         response = client.get(url)
         assert response.status_code == 404 and PDF not in response.data, url
     # Customers reach only /dispute; attachments come back only under /staff, which needs a staff login
-    # (tests/test_staff_auth.py checks that every /staff route refuses anonymous requests and customer tokens).
+    # (tests/webhook/staff/test_auth.py checks that every /staff route refuses anonymous requests and customer tokens).
     rules = [r for r in app.url_map.iter_rules() if "disput" in r.rule and not r.rule.startswith("/staff/")]
     assert [(r.rule, sorted(r.methods - {"OPTIONS"})) for r in rules] == [("/dispute", ["POST"])]
     anonymous = client.get(f"/staff/disputes/{row['dispute_id']}/attachments/1")

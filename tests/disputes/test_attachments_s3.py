@@ -12,7 +12,7 @@ import requests
 from portal.disputes.attachments import Upload, attachment_for_staff
 from portal.disputes.errors import DisputeRefused
 from portal.disputes.service import submit_dispute
-from portal.staff.reports import disputes
+from portal.staff.disputes_report import disputes
 from tests.s3server import point_boto3_at, started_or_skipped
 from tests.webhook_helpers import import_sample
 

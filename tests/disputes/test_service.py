@@ -19,7 +19,7 @@ from portal.disputes import service
 from portal.disputes.attachments import attachment_for_staff
 from portal.disputes.errors import DisputeRefused
 from portal.jobs.disputes import resolve, review
-from portal.staff.reports import (
+from portal.staff.disputes_report import (
     DISPUTE_COLUMNS,
     ROOT_CAUSE_COLUMNS,
     dispute_root_causes,

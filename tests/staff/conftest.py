@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import update
 
 from portal.export.reader import read_export
-from portal.store import database as tables
+from portal.store import tables
 from tests.conftest import AS_OF
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import update
 from portal.cli.main import cli
 from portal.export.reader import read_export
 from portal.staff.kpis import DEFINITIONS, Kpis, compute, format_kpis
-from portal.store import database as tables
+from portal.store import tables
 from tests.conftest import TEST_SECRET
 from tests.staff_helpers import add_attempt, add_dispute
 

@@ -11,8 +11,8 @@ from sqlalchemy import event, insert, select
 
 from portal.staff import receiptrollup
 from portal.staff.receiptrollup import GAP_TTL, rebuild, refresh
-from portal.staff.receipttables import receipt_rollup_state
-from portal.store.database import events
+from portal.store.staff import receipt_rollup_state
+from portal.store.tables import events
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 KINDS = ["email_sent", "link_opened", "page_viewed", "document_viewed", "payment_succeeded", "question_asked"]

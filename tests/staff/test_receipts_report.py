@@ -15,7 +15,7 @@ from sqlalchemy import event, update
 from portal.export.reader import read_export
 from portal.staff.exports import to_csv, to_json
 from portal.staff.receipts_report import RECEIPT_COLUMNS, format_rows, format_table, receipts
-from portal.store import database as tables
+from portal.store import tables
 from tests.conftest import AS_OF
 
 

@@ -10,11 +10,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from portal.balances import position
+from portal.balances import stored
 from portal.core.money import to_decimal
 from portal.staff import csvcells, receiptlines, receipts_report
 from portal.staff.receipts_table import RECEIPT_COLUMNS, RECEIPT_SORT_NAMES, ReceiptFilter, receipts_csv, receipts_page
-from portal.store import database as tables
+from portal.store import tables
 from tests.conftest import AS_OF
 from tests.staff_helpers import parse_csv
 
@@ -179,7 +179,7 @@ def test_postgresql_copy_export_is_byte_for_byte_the_python_export(store, ledger
                                                  ("EUR", 100000000001)]):
             conn.execute(update(tables.invoices).where(tables.invoices.c.invoice_id == invoice_ids[n])
                          .values(currency=currency, amount=amount, balance=amount, number=f"=N{n}"))
-    position.rebuild(store)  # edited by hand, not by an import: the stored positions follow, then the lines
+    stored.rebuild(store)  # edited by hand, not by an import: the stored positions follow, then the lines
     receiptlines.rebuild(store)
     inv = ledger.invoices[invoice_ids[0]]
     store.record_event("page_viewed", inv.customer_id, invoice_id=inv.invoice_id,

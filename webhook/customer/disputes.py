@@ -26,8 +26,8 @@ from portal.disputes.errors import DisputeRefused
 from portal.disputes.service import Submitted, collector_message
 from portal.disputes.service import submit_dispute as record_dispute
 from portal.disputes.service import submit_question as record_question
-from webhook.formtoken import page_claims
 from webhook.customer.links import page_url
+from webhook.formtoken import page_claims
 from webhook.jobs import mail_later, republish_later
 from webhook.logs import event
 from webhook.security import rate_limited

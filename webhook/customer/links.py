@@ -30,7 +30,7 @@ from itsdangerous import BadSignature, SignatureExpired
 from portal.build.pages import invoice_slug
 from portal.core.links import link_url
 from portal.core.signing import LinkClaims, TokenExpired, TokenInvalid, customer_key
-from portal.mail.transport import fresh_link_message
+from portal.mail.messages import fresh_link_message
 from portal.publish.documents import document_download
 from portal.store.database import InvoiceState
 from webhook.errors import TokenRejected

@@ -29,9 +29,9 @@ from portal.payments.messages import payment_message
 from portal.payments.pricing import PaymentRefused
 from portal.payments.start import MAX_INVOICES, checkout_failed, checkout_opened, start_payment
 from portal.store import payments as paystore
-from webhook.formtoken import page_claims
 from webhook.customer.links import page_url
 from webhook.errors import TokenRejected
+from webhook.formtoken import page_claims
 from webhook.jobs import mail_later, republish_later
 from webhook.logs import event, security_log
 from webhook.security import CSP, rate_limited

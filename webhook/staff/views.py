@@ -12,10 +12,13 @@ from typing import Any
 
 from flask import Response, abort, redirect, request, url_for
 
-from portal.balances import position
+from portal.balances import rule
 from portal.core.errors import NotFound
+from portal.disputes import attachments as dispute_attachments
 from portal.disputes import service as dispute_actions
-from portal.disputes.service import OUTCOMES, DisputeRefused
+from portal.disputes.errors import DisputeRefused
+from portal.disputes.service import OUTCOMES
+from portal.jobs import disputes as dispute_jobs
 from portal.staff import customers_table, disputes_table, payments_table, receipts_table
 from portal.staff.paging import Page
 from portal.staff.payments_report import cash_application_csv as cash_application_file
@@ -72,7 +75,7 @@ def receipts() -> Any:
     result = _paged(receipts_table.receipts_page, store, flt, default_sort="due_date", default_desc=False)
     # "N days overdue" is shown only for what may still be asked for (a paid or disputed invoice is not late).
     return page("staff/receipts.html", title="Receipts", result=result, flt=flt, args=request.args,
-                askable=position.ASKABLE)
+                askable=rule.ASKABLE)
 
 
 @bp.get("/receipts.csv")
@@ -154,7 +157,7 @@ def dispute_review(dispute_id: int) -> Any:
     s = services()
     by = current_email()
     try:
-        row = dispute_actions.review(s.store, dispute_id, by, settings=s.settings)
+        row = dispute_jobs.review(s.store, dispute_id, by, settings=s.settings)
     except DisputeRefused as exc:
         return page("staff/message.html", 409, title="Not changed", message=exc.message)
     event("staff_dispute_reviewed", logger=security_log, by=by, dispute=dispute_actions.reference(row.dispute_id))
@@ -172,8 +175,8 @@ def dispute_resolve(dispute_id: int) -> Any:
                     message="Write a note for the customer: it is emailed with the outcome.")
     by = current_email()
     try:
-        row = dispute_actions.resolve(s.store, dispute_id, outcome, note, by, settings=s.settings,
-                                      transport=s.mailer)
+        row = dispute_jobs.resolve(s.store, dispute_id, outcome, note, by, settings=s.settings,
+                                   transport=s.mailer)
     except DisputeRefused as exc:
         return page("staff/message.html", 409, title="Not resolved", message=exc.message)
     event("staff_dispute_resolved", logger=security_log, by=by, dispute=dispute_actions.reference(row.dispute_id),
@@ -185,7 +188,7 @@ def dispute_resolve(dispute_id: int) -> Any:
 def dispute_attachment(dispute_id: int, n: int) -> Any:
     s = services()
     try:
-        found = dispute_actions.attachment_for_staff(s.store, s.settings, dispute_id, n)
+        found = dispute_attachments.attachment_for_staff(s.store, s.settings, dispute_id, n)
     except NotFound:
         abort(404)
     if isinstance(found, str):  # a presigned S3 address, valid for a few minutes

@@ -11,7 +11,7 @@ import pytest
 
 from portal.balances import position
 from portal.core.signing import PAY_REF_MAX_AGE, Signer
-from portal.staff.reports import cash_application, cash_application_csv, payments
+from portal.staff.payments_report import cash_application, cash_application_csv, payments
 from portal.store import payments as paystore
 from tests.payfixtures import (
     attempt_id_sent,

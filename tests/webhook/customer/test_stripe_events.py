@@ -12,7 +12,7 @@ import pytest
 
 from portal.build.pipeline import render_site
 from portal.publish.manifest import Manifest
-from portal.staff.reports import cash_application
+from portal.staff.payments_report import cash_application
 from portal.store import payments as paystore
 from portal.store.database import StoreUnavailable
 from tests.payfixtures import (

@@ -15,7 +15,7 @@ from sqlalchemy import insert, select, update
 from portal.staff import receiptlines, receipts_table
 from portal.staff.kpis import compute
 from portal.staff.payments_report import cash_application_csv
-from portal.store import database as tables
+from portal.store import tables
 from tests.staff_helpers import PASSWORD, add_attempt, add_dispute, add_staff, csrf, login
 from tests.webhook_helpers import import_sample, make_app
 
