@@ -19,7 +19,7 @@ from portal.balances.rule import CLOSED
 from portal.core.money import to_decimal
 from portal.staff import receiptrollup
 from portal.staff.exports import to_csv
-from portal.staff.receipttables import invoice_join
+from portal.staff.receiptlock import invoice_join
 from portal.store.database import Store
 from portal.store.disputes import disputes
 from portal.store.payments import payment_allocations, payment_attempts

@@ -30,7 +30,7 @@ PostgreSQL only: the cells are formatted by PostgreSQL (portal/staff/pgcsv.py). 
 empty, and the export is formatted in Python, which is fast enough at SQLite's scale. Cell for cell the lines
 are what Python's csv module writes for the Python path's cells (tests/staff/test_receiptlines.py and
 tests/staff/test_receipts_table.py compare the two byte for byte). The table itself is in
-portal/staff/receipttables.py, next to the rollup's.
+portal/store/staff.py, next to the rollup's.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from portal.staff import pgcsv
-from portal.staff.receipttables import invoice_join, lock
+from portal.staff.receiptlock import invoice_join, lock
 from portal.store import derived
 from portal.store.database import Store
 from portal.store.positions import invoice_positions

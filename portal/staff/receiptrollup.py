@@ -22,7 +22,7 @@ transaction: on PostgreSQL that is a row lock, so concurrent refreshes run one a
 second, in READ COMMITTED, sees what the first wrote); on SQLite the first write takes the database's write
 lock before anything is read, so no refresh works from a stale snapshot.
 
-The tables are in portal/staff/receipttables.py, with the receipt lines' (which a refresh keeps in step: the
+The tables are the store's (portal/store/staff.py), with the receipt lines' (which a refresh keeps in step: the
 tails of the lines of every key it recomputed, in the same transaction, portal/staff/receiptlines.py).
 
 Events are never deleted by the portal. Should that change, `rebuild(store)` recomputes everything.
@@ -51,7 +51,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from portal.staff import receiptlines
-from portal.staff.receipttables import STATE_ID
+from portal.staff.receiptlock import STATE_ID
 from portal.store.database import Store
 from portal.store.staff import receipt_rollup, receipt_rollup_state
 from portal.store.tables import events

@@ -21,7 +21,7 @@ from portal.staff import pgcsv, receiptlines, receiptrollup
 from portal.staff.csvcells import iso_utc, major_units
 from portal.staff.exports import stream_rows
 from portal.staff.paging import Page, check_paging, matches_customer, sort_order
-from portal.staff.receipttables import invoice_join
+from portal.staff.receiptlock import invoice_join
 from portal.store.database import Store
 from portal.store.positions import invoice_positions
 from portal.store.staff import receipt_lines, receipt_rollup

@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import delete, func, select, text
 
 from portal.export.reader import read_export
-from portal.staff import receiptlines, receipttables
+from portal.staff import receiptlines
 from portal.staff.receipts_table import RECEIPT_COLUMNS, RECEIPT_SORT_NAMES, ReceiptFilter, receipts_csv
+from portal.store import staff as receipttables
 from tests.conftest import AS_OF
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)  # lines are kept on PostgreSQL

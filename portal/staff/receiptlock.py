@@ -1,15 +1,10 @@
-"""The tables the staff dashboard keeps for receipts, and the lock their writers share.
+"""What the receipts' writers share: the lock that puts a rollup refresh and the receipt lines' writers one after
+the other (the rollup state row, id `STATE_ID`), and the join that attaches an invoice's rollup row.
 
-- `receipt_rollup`: per (customer_id, invoice_id), the event counts and times the receipts view shows, kept by
-  portal/staff/receiptrollup.py; `receipt_rollup_state`: its watermark and gap list, in one row (id 1) whose
-  lock (`lock`, or the refresh's UPDATE) puts refreshes and the receipt lines' writers one after the other.
-- `receipt_lines`: every invoice's row of the receipts CSV export, ready-made on PostgreSQL, kept by
-  portal/staff/receiptlines.py.
-- `STAFF_INDEXES`: indexes the staff views need on tables other modules own (defined on the existing `Table`
-  objects; created by migration 0003_staff_data).
-
-They are here, below both of the modules that write them, because each writer reads the other's table: a rollup
-refresh rewrites the tails of the lines it changed, and a line's tail is made from the rollup.
+The tables themselves (`receipt_rollup`, `receipt_rollup_state`, `receipt_lines`) are the store's
+(portal/store/staff.py). This module sits below both writers (portal/staff/receiptrollup.py and
+portal/staff/receiptlines.py) because each reads the other's table: a rollup refresh rewrites the tails of the
+lines it changed, and a line's tail is made from the rollup.
 """
 
 from __future__ import annotations
