@@ -1,1 +1,3 @@
-"""jobs: see the package map in README.md (Architecture)."""
+"""Work that follows an event, off the request: re-render and publish one customer (republish.py), the disputes'
+staff actions with their re-render (disputes.py).
+"""

@@ -1,1 +1,3 @@
-"""staff: see the package map in README.md (Architecture)."""
+"""The /staff dashboard: login and sessions (auth.py), the blueprint and what its views share, the overview, the
+tables and CSV exports. Every form has CSRF and a role check (docs/staff.md).
+"""
