@@ -15,7 +15,6 @@ from typing import Any
 
 from flask import Flask
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
-from itsdangerous.encoding import base64_decode
 from sqlalchemy import select
 
 from portal.core.config import Settings
@@ -89,20 +88,6 @@ def old_link_token(settings: Settings, customer_id: str, contact_id: str, invoic
 def all_events(store: Store) -> list[Any]:
     with store.begin() as conn:
         return conn.execute(select(tables.events).order_by(tables.events.c.event_id)).all()
-
-
-def respellings(token: str) -> list[str]:
-    """Spellings of `token` that itsdangerous' decoder reads as the same token (the HMAC covers the payload's
-    text as written, so only the signature can be spelled differently)."""
-    payload, signature = token.rsplit(".", 1)
-    spelled = [f"{payload}.{signature[:5]}!!{signature[5:]}", f"{payload}.{signature}=", f"{payload}.{signature}==",
-               f"{payload}.{signature[:3]}\u00e9{signature[3:]}", f"{payload}.{signature[:4]}  {signature[4:]}"]
-    if "-" in signature or "_" in signature:
-        spelled.append(f'{payload}.{signature.replace("-", "+").replace("_", "/")}')
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-    spelled += [f"{payload}.{signature[:-1]}{c}" for c in alphabet
-                if c != signature[-1] and base64_decode(signature[:-1] + c) == base64_decode(signature)]
-    return spelled
 
 
 def tamper(token: str) -> str:

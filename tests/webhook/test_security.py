@@ -22,7 +22,8 @@ from portal.core.config import load_settings
 from portal.core.signing import CanonicalTimedSerializer, Signer
 from portal.store.disputes import questions
 from tests.ports import free_port
-from tests.webhook_helpers import RELAXED, all_events, import_sample, make_app, outbox_messages, respellings
+from tests.tokens import respellings
+from tests.webhook_helpers import RELAXED, all_events, import_sample, make_app, outbox_messages
 from webhook.logs import JsonFormatter, RedactFilter, redact, token_ref
 from webhook.ratelimit import Limit, MemoryRateLimitStore, RateLimiter
 
