@@ -125,10 +125,9 @@ def test_no_import_cycle_even_through_a_package_init():
 
 def test_a_view_importing_the_app_factory_is_a_cycle():
     graph = grimp.build_graph(*PACKAGES, cache_dir=None)
-    # A module the app factory reaches only through other views: the cycle is longer than one import each way.
+    # A customer view the app factory imports (form tokens, once reached only through the views, are plumbing now).
     view = next(m for m in sorted(graph.find_descendants("webhook.customer"))
-                if graph.chain_exists(importer="webhook", imported=m)
-                and not graph.direct_import_exists(importer="webhook", imported=m))
+                if graph.chain_exists(importer="webhook", imported=m))
     assert not [group for group in import_cycles(graph) if "webhook" in group]
     graph.add_import(importer=view, imported="webhook", line_number=1,
                      line_contents="from webhook import DEFAULTS")  # what the view would record

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import delete, func, select, text
 
 from portal.export.reader import read_export
-from portal.staff import receiptlines
+from portal.staff import receiptlines, receiptlock
 from portal.staff.receipts_table import RECEIPT_COLUMNS, RECEIPT_SORT_NAMES, ReceiptFilter, receipts_csv
 from portal.store import staff as receipttables
 from tests.conftest import AS_OF
@@ -143,7 +143,7 @@ def test_an_import_waits_for_a_running_refresh(store, settings, tmp_path):
     ledger = read_export(write_export(tmp_path / "e2", ["C1,Renamed,USD,,", *CUSTOMERS[1:]], INVOICES), settings)
     finished: list[float] = []
     with store.begin() as conn:
-        receipttables.lock(conn)
+        receiptlock.lock(conn)
         worker = threading.Thread(target=lambda: (store.import_snapshot(ledger), finished.append(time.monotonic())))
         worker.start()
         worker.join(1.0)
