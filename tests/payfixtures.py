@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from portal.balances import position
 from portal.build.pages import invoice_slug
 from portal.build.pipeline import build
+from portal.publish.publisher import publish
 from portal.core.signing import Signer
 from portal.store import payments as paystore
 from tests.stripe_standin import StripeStandIn
@@ -40,6 +41,7 @@ def pay_settings(settings, tmp_path, standin):
 @pytest.fixture
 def built(pay_settings, store, export_dir):
     build(export_dir, pay_settings.build_dir, pay_settings, store, workers=1)
+    publish(pay_settings, pay_settings.build_dir)  # as a deployment's nightly job does: the target holds the whole site
     return pay_settings
 
 
@@ -135,5 +137,6 @@ def position_now(store, invoice_id):
 
 
 def invoice_page(settings, customer_id, invoice_id, folder=None) -> str:
+    """The invoice's page as readers get it: on the target (or in `folder`)."""
     key = Signer(settings).customer_key(customer_id, 1)
-    return (Path(folder or settings.build_dir) / "c" / key / "i" / f"{invoice_slug(invoice_id)}.html").read_text()
+    return (Path(folder or settings.target) / "c" / key / "i" / f"{invoice_slug(invoice_id)}.html").read_text()

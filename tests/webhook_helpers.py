@@ -39,6 +39,9 @@ def make_app(settings: Settings, tmp_path: Path, site_dir: Path | None = None, *
     try:
         yield app
     finally:
+        runner = app.extensions.get("jobs")
+        if runner is not None:  # its thread must not outlive the test's database
+            runner.shutdown()
         app.extensions["portal"].store.close()
 
 

@@ -25,7 +25,7 @@ from portal.balances import journal
 from portal.build.output import prune_empty_parents, write_if_changed
 from portal.build.pages import customer_paths
 from portal.build.workers import render_chunks
-from portal.core.config import Settings
+from portal.core.config import Settings, is_s3_url
 from portal.core.errors import BuildError
 from portal.core.gcpause import existing_objects_frozen
 from portal.core.signing import Signer
@@ -33,7 +33,9 @@ from portal.core.templating import load_assets, render_fingerprint
 from portal.export import reader as ledger_module
 from portal.export.model import Ledger
 from portal.export.reader import read_export
+from portal.publish.freshness import refresh_if_moved_on
 from portal.publish.manifest import LOCK, Manifest, atomic_write, folder_lock
+from portal.store import jobqueue
 from portal.store.database import Store
 from portal.store.disputes import dispute_digests
 from portal.store.importer import ImportSummary
@@ -245,6 +247,13 @@ def _render_site(settings: Settings, store: Store, out: Path, export_folder: Pat
     old = Manifest.load(out)
     signer = Signer(settings)
     fingerprint = render_fingerprint(settings)
+    # Page revisions first, before any data: the pages are then at least as new as the revision they are labelled
+    # with, which the publish relies on (portal/publish/freshness.py).
+    with store.begin() as conn:
+        revisions = jobqueue.revisions(conn)
+        # When this folder is the target itself, refreshes wrote into it behind the manifest's back: re-render
+        # those customers, trusting none of their files (portal/jobs/refresh.py).
+        refreshed = jobqueue.unmerged(conn) if _is_target(settings, out) else {}
     state = store.customer_states() if view is None else view.states(digest_of=old.customers.keys())
     with store.begin() as conn:  # payments and disputes: tables an import does not touch
         paid = payment_digests(conn)  # a payment changes what the pages show: it must change the fingerprint
@@ -269,7 +278,8 @@ def _render_site(settings: Settings, store: Store, out: Path, export_folder: Pat
     if shard is not None:
         state = {cid: s for cid, s in state.items() if shard_of(cid, shard[1]) == shard[0]}
 
-    new = Manifest(as_of=as_of_text, shard=f"{shard[0]}/{shard[1]}" if shard else "")
+    new = Manifest(as_of=as_of_text, shard=f"{shard[0]}/{shard[1]}" if shard else "",
+                   revisions={cid: r for cid, r in revisions.items() if cid in state and r})
     assets = load_assets(settings)
     for path, data in assets.files.items():
         new.files[path] = (hashlib.sha256(data).hexdigest(), len(data), "")
@@ -288,7 +298,8 @@ def _render_site(settings: Settings, store: Store, out: Path, export_folder: Pat
         else:  # not in the folder yet: rendered in any case, its fingerprint completed after the import
             customer_fp, pending[cid] = "", (head, tail)
         new.customers[cid] = {"key": keys[cid], "fingerprint": customer_fp}
-        unchanged = old.customers.get(cid) == new.customers[cid] and (only is None or cid not in only)
+        unchanged = old.customers.get(cid) == new.customers[cid] and (only is None or cid not in only) and \
+            cid not in refreshed
         if unchanged and not force:
             files = old_by_customer.get(cid)
             if files and all(os.path.isfile(f"{out}/{p}") for p in files):  # str paths: 230k checks add up
@@ -299,7 +310,8 @@ def _render_site(settings: Settings, store: Store, out: Path, export_folder: Pat
                 continue
         dirty.append(cid)
 
-    tasks = [(chunk, {p: old.files[p][0] for cid in chunk for p in old_by_customer.get(cid, ())})
+    tasks = [(chunk, {p: old.files[p][0] for cid in chunk if cid not in refreshed
+                      for p in old_by_customer.get(cid, ())})
              for chunk in _chunks(dirty, CHUNK)]
     after_import = run_import is not None  # the assets and the pending fingerprints wait for the import
     for rendered in render_chunks(tasks, settings, out, export_folder, workers, view, run_import):
@@ -334,7 +346,18 @@ def _render_site(settings: Settings, store: Store, out: Path, export_folder: Pat
         prune_empty_parents(target.parent, out)
     if new != old:
         new.save(out)
+    if refreshed or _is_target(settings, out):
+        # The folder is what readers get: a customer whose pages changed in the store while this build rendered
+        # it gets a refresh, which then writes last (portal/publish/freshness.py, rule 3).
+        refresh_if_moved_on(store, new.revisions, set(dirty))
+        with store.begin() as conn:
+            jobqueue.mark_merged(conn, refreshed)
     return result
+
+
+def _is_target(settings: Settings, out: Path) -> bool:
+    """Whether the build folder is the publish target itself (the default: nothing to publish)."""
+    return not is_s3_url(settings.target) and Path(settings.target).resolve() == out.resolve()
 
 
 def customer_fingerprint(head: str, digest: str, tail: str) -> str:

@@ -9,10 +9,10 @@ the `portal.commands` entry point in pyproject.toml.
 
 from __future__ import annotations
 
-from portal.cli import db, demo, mail, reports, site, staff
+from portal.cli import db, demo, jobs, mail, reports, site, staff
 from portal.cli.group import PortalContext, cli
 
-for command in (*site.COMMANDS, reports.report, db.db, demo.demo, *mail.COMMANDS, staff.staff):
+for command in (*site.COMMANDS, reports.report, db.db, demo.demo, *mail.COMMANDS, staff.staff, *jobs.COMMANDS):
     cli.add_command(command)
 
 

@@ -105,6 +105,14 @@ class Settings:
     # get readable labels (portal.disputes.service.REASON_LABELS); any other code is shown as written.
     dispute_reasons: tuple[str, ...] = ("pricing", "quantity", "damaged", "not_received", "duplicate_billing",
                                         "po_mismatch", "tax", "other")
+    # The refresh queue (docs/refresh.md). "thread": the webhook process runs the jobs that follow an event
+    # (re-render and publish the customer, send its emails) in a background thread, which suits one machine and
+    # `portal serve`; "external": it only records them, for `portal worker` processes or the worker Lambda.
+    job_runner: str = "thread"
+    # SQS queue URL the webhook sends a wake-up to after each job is recorded (the AWS deployment); empty: none.
+    job_queue_url: str = ""
+    job_lease_seconds: int = 120  # a job whose worker died is run again once this has passed
+    job_attempts: int = 5  # runs of a failing job before it stays `failed`
     config_file: str = field(default="", compare=False)
 
     @property
@@ -261,6 +269,14 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError(f"dispute_reasons: {list(settings.dispute_reasons)} must be codes of a-z, 0-9 and _")
     if len(settings.secret_key) < 16:
         raise ConfigError("secret_key: PORTAL_SECRET_KEY must be at least 16 characters")
+    if settings.job_runner not in {"thread", "external"}:
+        raise ConfigError(f"job_runner: {settings.job_runner!r}: use thread or external")
+    if settings.job_lease_seconds < 1:
+        raise ConfigError(f"job_lease_seconds: {settings.job_lease_seconds} must be at least 1")
+    if settings.job_attempts < 1:
+        raise ConfigError(f"job_attempts: {settings.job_attempts} must be at least 1")
+    if settings.job_queue_url and urlparse(settings.job_queue_url).scheme not in {"http", "https"}:
+        raise ConfigError(f"job_queue_url: {settings.job_queue_url!r} is not an SQS queue URL")
     _validate_private_target(settings)
     return settings
 

@@ -6,19 +6,18 @@ and every refusal (`DisputeRefused`) happens before anything is written: no row,
 attached files are checked and stored privately by portal/disputes/attachments.py.
 
 Lifecycle (staff): open -> under_review -> resolved (outcome: credit issued, corrected invoice, rejected,
-other). A resolution emails the customer's contacts on file. Nothing here re-renders a page: the build shows a
-dispute's state (portal/build/pages.py reads the labels below), so rendering from here would be a cycle. Whoever
-changes a state and wants the pages to show it at once passes `after_commit` (portal/jobs/disputes.py, which the
-staff dashboard calls, re-renders and publishes the customer there); otherwise the next build shows it, since
-dispute states are part of each customer's fingerprint.
+other). A resolution emails the customer's contacts on file. Nothing here renders a page or sends an email: the
+build shows a dispute's state (portal/build/pages.py reads the labels below), so rendering from here would be a
+cycle. Each change instead queues what follows it in its own transaction (portal/store/jobqueue.py): a
+re-render of the customer's pages and the emails, which the job worker runs (portal/jobs/worker.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
@@ -26,14 +25,14 @@ from typing import Any
 from sqlalchemy import select
 
 from portal.balances import position, stored
-from portal.core.config import Settings, load_settings
-from portal.core.errors import NotFound, PortalError
+from portal.core.config import Settings
+from portal.core.errors import NotFound
 from portal.core.money import AmountError, format_money, parse_amount
 from portal.disputes.attachments import Upload, attachment_path, check_uploads, discard, private_storage
 from portal.disputes.errors import DisputeRefused
 from portal.mail.messages import render_message
-from portal.mail.transport import Transport, send_with_retry, transport_from_url
 from portal.store import disputes as disputestore
+from portal.store import jobqueue
 from portal.store.database import Store
 from portal.store.tables import customers, invoices
 
@@ -178,12 +177,17 @@ def submit_dispute(store: Store, settings: Settings, customer_id: str, invoice_i
             # The amount disputed is held from now on: the invoices' positions move in this transaction.
             stored.refresh(conn, [i["invoice_id"] for i in items])
             standing = position.standing(conn, [(i["invoice_id"], i["number"], currency) for i in items])
+            submitted = Submitted(reference(dispute_id), customer_id, person.name, person.collector, text,
+                                  tuple(i["number"] for i in items), format_money(total, currency, "en_US"),
+                                  reason_label(reason), tuple(name for _, _, name in files), standing)
+            # What follows (the pages show the dispute, the collector is told) is queued with it: nothing is lost
+            # if the process dies once this commits (docs/refresh.md).
+            jobqueue.enqueue_refresh(conn, customer_id, now)
+            jobqueue.enqueue(conn, "dispute_mail", customer_id, {**asdict(submitted), "kind": "dispute"}, now)
     except BaseException:
         discard(storage, written)
         raise
-    return Submitted(reference(dispute_id), customer_id, person.name, person.collector, text,
-                     tuple(i["number"] for i in items), format_money(total, currency, "en_US"),
-                     reason_label(reason), tuple(name for _, _, name in files), standing)
+    return submitted
 
 
 def submit_question(store: Store, customer_id: str, invoice_id: str, message: str,
@@ -202,7 +206,9 @@ def submit_question(store: Store, customer_id: str, invoice_id: str, message: st
             numbers = (number,)
         question_id = disputestore.insert_question(conn, customer_id, invoice_id, text, now)
         store.add_event(conn, "question_asked", customer_id, invoice_id=invoice_id, detail=f"Q-{question_id}")
-    return Submitted(f"Q-{question_id}", customer_id, person.name, person.collector, text, numbers)
+        submitted = Submitted(f"Q-{question_id}", customer_id, person.name, person.collector, text, numbers)
+        jobqueue.enqueue(conn, "question_mail", customer_id, {**asdict(submitted), "kind": "question"}, now)
+    return submitted
 
 
 def collector_message(settings: Settings, submitted: Submitted, kind: str) -> EmailMessage:
@@ -227,10 +233,9 @@ def _unresolved(conn: Any, dispute_id: int) -> disputestore.DisputeRow:
     return row
 
 
-def review(store: Store, dispute_id: int, by: str, now: datetime | None = None, *,
-           after_commit: Callable[[str], None] | None = None) -> disputestore.DisputeRow:
-    """open -> under_review. Reviewing one already under review changes nothing; a resolved one is refused.
-    `after_commit(customer_id)` runs once the change has committed, only when the status changed."""
+def review(store: Store, dispute_id: int, by: str, now: datetime | None = None) -> disputestore.DisputeRow:
+    """open -> under_review, queuing a re-render of the customer's pages (they show the status). Reviewing one
+    already under review changes nothing; a resolved one is refused."""
     now = now or datetime.now(UTC)
     with store.begin() as conn:
         row = _unresolved(conn, dispute_id)
@@ -238,21 +243,17 @@ def review(store: Store, dispute_id: int, by: str, now: datetime | None = None, 
             disputestore.update_dispute(conn, row.dispute_id, status="under_review", reviewed_at=now,
                                         updated_by=by[:320])
             store.add_event(conn, "dispute_under_review", row.customer_id, detail=reference(row.dispute_id))
+            jobqueue.enqueue_refresh(conn, row.customer_id, now)
         reviewed = disputestore.get_dispute(conn, row.dispute_id)
-    if after_commit is not None and row.status == "open":
-        after_commit(row.customer_id)
     return reviewed  # type: ignore[return-value]
 
 
-def resolve(store: Store, dispute_id: int, outcome: str, note: str, by: str, *, settings: Settings | None = None,
-            transport: Transport | None = None, now: datetime | None = None,
-            after_commit: Callable[[str], None] | None = None) -> disputestore.DisputeRow:
-    """open/under_review -> resolved with an outcome and a note; then email the customer's contacts on file.
-
-    `settings` None: read them (portal.toml < PORTAL_*), as the CLI does. `after_commit(customer_id)` runs once
-    the resolution has committed and before the email goes out, so a caller that re-renders the customer's pages
-    there (portal/jobs/disputes.py) has them show the resolution by the time the customer follows the email's
-    link. A failed email is logged, never undoes the resolution."""
+def resolve(store: Store, dispute_id: int, outcome: str, note: str, by: str,
+            now: datetime | None = None) -> disputestore.DisputeRow:
+    """open/under_review -> resolved with an outcome and a note. Queued with it, in this order: the re-render of
+    the customer's pages, then the email to the customer's contacts on file (`resolution_messages`). Jobs of one
+    customer run one at a time, oldest first (portal/store/jobqueue.py), so the email's link opens a page that
+    already shows the resolution."""
     if outcome not in OUTCOMES:
         raise DisputeRefused(f"outcome {outcome!r}: use one of {', '.join(OUTCOMES)}")
     now = now or datetime.now(UTC)
@@ -263,32 +264,28 @@ def resolve(store: Store, dispute_id: int, outcome: str, note: str, by: str, *, 
                                     reviewed_at=row.reviewed_at or now)
         store.add_event(conn, "dispute_resolved", row.customer_id, detail=f"{reference(row.dispute_id)} {outcome}")
         items = disputestore.items_of(conn, row.dispute_id)
-        numbers = tuple(i.number for i in items)
         # The hold ends: the invoices' positions move in this transaction.
         stored.refresh(conn, [i.invoice_id for i in items])
-        standing = position.standing(conn, [(i.invoice_id, i.number, row.currency) for i in items])
+        jobqueue.enqueue_refresh(conn, row.customer_id, now)
+        jobqueue.enqueue(conn, "resolution_mail", row.customer_id, {"dispute_id": row.dispute_id}, now)
         resolved = disputestore.get_dispute(conn, row.dispute_id)
-    if settings is None:
-        settings = load_settings()
-    if after_commit is not None:
-        after_commit(row.customer_id)
-    _mail_resolution(settings, store, resolved, numbers, standing, transport)  # type: ignore[arg-type]
     return resolved  # type: ignore[return-value]
 
 
-def _mail_resolution(settings: Settings, store: Store, row: disputestore.DisputeRow, numbers: tuple[str, ...],
-                     standing: tuple[str, ...], transport: Transport | None) -> None:
+def resolution_messages(settings: Settings, store: Store, dispute_id: int) -> list[EmailMessage]:
+    """The "your dispute is resolved" email to each billing contact (every contact when none is billing), saying
+    where the invoices stand when it is sent."""
+    with store.begin() as conn:
+        row = disputestore.get_dispute(conn, dispute_id)
+        if row is None:
+            return []
+        items = disputestore.items_of(conn, dispute_id)
+        standing = position.standing(conn, [(i.invoice_id, i.number, row.currency) for i in items])
     name, contacts = store.customer_contacts(row.customer_id)
     recipients = [c for c in contacts if c.role == "billing"] or contacts
-    transport = transport or transport_from_url(settings.mail_url)
-    for contact in recipients:
-        message = render_message(
-            settings, "dispute_resolved", (contact.name, contact.email),
-            f"Your dispute {reference(row.dispute_id)} is resolved · {settings.company_name}",
-            customer_name=name, reference=reference(row.dispute_id), numbers=list(numbers),
-            outcome_text=OUTCOMES.get(row.outcome, row.outcome), note=row.note, standing=list(standing),
-            amount_text=format_money(row.amount, row.currency, settings.default_locale))
-        try:
-            send_with_retry(transport, message, settings.mail_attempts, settings.mail_retry_delay_ms / 1000)
-        except PortalError as exc:
-            log.error("dispute %s: resolution email to a contact failed: %s", row.dispute_id, exc)
+    return [render_message(
+        settings, "dispute_resolved", (contact.name, contact.email),
+        f"Your dispute {reference(row.dispute_id)} is resolved · {settings.company_name}",
+        customer_name=name, reference=reference(row.dispute_id), numbers=[i.number for i in items],
+        outcome_text=OUTCOMES.get(row.outcome, row.outcome), note=row.note, standing=list(standing),
+        amount_text=format_money(row.amount, row.currency, settings.default_locale)) for contact in recipients]

@@ -1,3 +1,3 @@
-"""Work that follows an event, off the request: re-render and publish one customer (republish.py), the disputes'
-staff actions with their re-render (disputes.py).
+"""The work that follows an event, off the request: the job worker (worker.py) that runs what the store's queue
+holds (portal/store/jobqueue.py): re-render and publish one customer (refresh.py), send the emails (mailjobs.py).
 """

@@ -9,15 +9,15 @@ Guarantees:
   when an event names that id (Stripe retries for 3 days; orphans are kept for 7).
 - No network: whose an event is comes from the payload (our attempt id in the metadata of sessions and
   PaymentIntents) or from ids earlier events stored. Nothing calls Stripe for an event, ours or not.
-- Side effects of a change (counting the payment against its invoices, the event log, the Change that
-  the webhook turns into a re-render and an email) happen in the same transaction as the snapshot.
+- Side effects of a change (counting the payment against its invoices, the event log, the queued jobs that
+  re-render the customer's pages and mail the payer) happen in the same transaction as the snapshot.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +27,7 @@ from portal.balances import stored
 from portal.core.errors import PortalError
 from portal.payments.allocations import COUNTED, apply_allocations
 from portal.payments.state import LEGACY, Derived, derive, merge, read_event
+from portal.store import jobqueue
 from portal.store import payments as paystore
 from portal.store.database import Store, StoreUnavailable
 from portal.store.payments import Attempt, Snapshot
@@ -34,6 +35,7 @@ from portal.store.payments import Attempt, Snapshot
 log = logging.getLogger(__name__)
 
 ORPHAN_DAYS = 7
+PAYMENT_MAIL = "payment_mail"  # the job that mails the payer (portal/jobs/mailjobs.py)
 REVIEW = frozenset({"refunded", "partially_refunded", "disputed", "reinstated"})
 
 
@@ -171,13 +173,19 @@ def _move(store: Store, conn: Any, attempt: Attempt, d: Derived, now: datetime) 
         paystore.update_attempt(conn, attempt.attempt_id, **facts)
         # What the invoices owe follows the attempt, in this transaction (portal/balances/position.py).
         stored.record_change(conn, attempt.attempt_id, now)
+        # And the customer's pages follow it: a re-render queued with the change (docs/refresh.md).
+        jobqueue.enqueue_refresh(conn, attempt.customer_id, now)
     if not moving:
         return None
     store.add_event(conn, f"payment_{d.status}", attempt.customer_id, detail=attempt.attempt_id)
     numbers = tuple(r.number for r in paystore.allocations_of(conn, attempt.attempt_id))
-    return Change(attempt.attempt_id, attempt.customer_id, attempt.status, d.status, attempt.method,
-                  attempt.currency, attempt.amount, facts.get("payer_email") or attempt.payer_email,
-                  facts.get("failure_reason", attempt.failure_reason), numbers, d.verify_url)
+    change = Change(attempt.attempt_id, attempt.customer_id, attempt.status, d.status, attempt.method,
+                    attempt.currency, attempt.amount, facts.get("payer_email") or attempt.payer_email,
+                    facts.get("failure_reason", attempt.failure_reason), numbers, d.verify_url)
+    # The payer's email is queued after the re-render: jobs of one customer run oldest first, so its link opens
+    # a page that shows the payment.
+    jobqueue.enqueue(conn, PAYMENT_MAIL, attempt.customer_id, asdict(change), now)
+    return change
 
 
 def verification_url(store: Store, attempt_id: str) -> str:

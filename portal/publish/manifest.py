@@ -43,6 +43,9 @@ class Manifest:
     customers: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> {"key", "fingerprint"}
     as_of: str = ""
     shard: str = ""  # "I/N" for a sharded build (only that shard's customers); "" for the whole site
+    # customer id -> its page revision (portal/store/jobqueue.py) read before the build read its data; only
+    # customers that ever changed after an import are listed (the others are at 0)
+    revisions: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def load(cls, folder: Path) -> Manifest:
@@ -54,7 +57,8 @@ class Manifest:
             if data.get("version") != MANIFEST_VERSION:
                 return cls()
             return cls({p: (v[0], v[1], v[2]) for p, v in data["files"].items()}, data["customers"],
-                       data.get("as_of", ""), data.get("shard", ""))
+                       data.get("as_of", ""), data.get("shard", ""),
+                       {c: int(r) for c, r in data.get("revisions", {}).items()})
         except (ValueError, KeyError, TypeError, IndexError):
             return cls()  # unreadable: rebuild everything, which is always correct
 
@@ -64,6 +68,8 @@ class Manifest:
                 "files": dict(sorted(self.files.items()))}
         if self.shard:  # only then: an unsharded manifest stays byte for byte what it was
             data["shard"] = self.shard
+        if self.revisions:
+            data["revisions"] = dict(sorted(self.revisions.items()))
         atomic_write(folder / MANIFEST, json.dumps(data, separators=(",", ":")).encode())
 
 

@@ -58,10 +58,15 @@ class LocalFile:
     path: str
     sha256: str
     size: int
-    source: Path
+    source: Path | None  # the built file; None when `data` holds the bytes (a customer rendered in memory)
+    data: bytes | None = None
 
     def read(self) -> bytes:
         """The file's bytes, refusing a file that changed since the build wrote the manifest."""
+        if self.data is not None:
+            return self.data
+        if self.source is None:
+            raise PublishError(f"{self.path}: neither bytes nor a file to publish")
         try:
             data = self.source.read_bytes()
         except FileNotFoundError:
@@ -73,6 +78,9 @@ class LocalFile:
 
     def verify(self) -> None:
         """Like read(), for files too big to hold in memory."""
+        if self.data is not None or self.source is None:
+            self.read()
+            return
         digest = hashlib.sha256()
         try:
             with open(self.source, "rb") as handle:

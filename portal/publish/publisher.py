@@ -23,6 +23,7 @@ from itertools import groupby
 from pathlib import Path
 
 from portal.core.config import Settings
+from portal.publish.freshness import Freshness
 from portal.publish.manifest import (
     JOURNAL,
     MANIFEST,
@@ -89,13 +90,22 @@ def publish(settings: Settings, site_dir: str | os.PathLike = "build", dry_run: 
         local = local_files(site, manifest)
         target.check()
         state = read_state(target)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="publish") as pool:
-            checked = check_unsure(pool, target, state, local, workers)
-            plan = make_plan(local, state, checked)
-            result.uploaded, result.deleted, result.unchanged = len(plan.uploads), len(plan.deletes), plan.unchanged
-            result.bytes = sum(f.size for f in plan.uploads)
-            if not dry_run:
-                _apply(pool, target, plan, state, manifest.as_of, workers, progress)
+        fresh = Freshness.open(settings, manifest)  # the refreshes since the build (portal/publish/freshness.py)
+        try:
+            fresh.overlay(target, state)
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="publish") as pool:
+                checked = check_unsure(pool, target, state, local, workers)
+                plan = make_plan(local, state, checked)
+                if not dry_run:
+                    fresh.hold_back(plan, state)
+                result.uploaded, result.deleted = len(plan.uploads), len(plan.deletes)
+                result.unchanged, result.bytes = plan.unchanged, sum(f.size for f in plan.uploads)
+                if not dry_run:
+                    _apply(pool, target, plan, state, manifest.as_of, workers, progress)
+                    fresh.after_upload(target, plan.uploads)
+                    fresh.merged()
+        finally:
+            fresh.close()
     result.seconds = time.monotonic() - started
     return result
 

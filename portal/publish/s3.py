@@ -233,7 +233,7 @@ class S3Target:
     def put(self, item: LocalFile) -> None:
         extra = {"ContentType": content_type(item.path), "CacheControl": cache_control(item.path),
                  "Metadata": {"sha256": item.sha256}}
-        if item.size > MULTIPART_THRESHOLD:
+        if item.size > MULTIPART_THRESHOLD and item.data is None:
             item.verify()
             config = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, use_threads=False)
             self._call(lambda: self.client.upload_file(str(item.source), self.bucket, self.key(item.path),

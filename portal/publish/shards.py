@@ -23,6 +23,7 @@ from itertools import groupby
 from pathlib import Path
 
 from portal.core.config import Settings
+from portal.publish.freshness import Freshness
 from portal.publish.manifest import (
     JOURNAL,
     REMOTE_MANIFEST,
@@ -96,21 +97,30 @@ def publish_shard(settings: Settings, site_dir: str | os.PathLike, index: int, c
         # What this shard uploaded last time (a rerun after a failure) is there even if the main manifest
         # does not know it yet.
         files = {**state.files, **(decoded[0] if decoded else {})}
-        view = RemoteState(files, unsure=state.unsure, sizes=state.sizes, has_manifest=state.has_manifest,
+        view = RemoteState(files, unsure=set(state.unsure), sizes=state.sizes, has_manifest=state.has_manifest,
                            journal=state.journal)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="publish-shard") as pool:
-            checked = check_unsure(pool, target, view, local, workers)
-            uploads = [item for path, item in local.items()
-                       if (checked.get(path) if path in view.unsure else view.files.get(path)) != item.sha256]
-            uploads.sort(key=lambda f: (upload_phase(f.path), f.path))
-            result.uploaded, result.unchanged = len(uploads), len(local) - len(uploads)
-            result.bytes = sum(f.size for f in uploads)
-            if not dry_run:
-                _upload(pool, target, uploads, index, count, workers, progress)
-                target.write(shard_manifest_name(index, count),
-                             encode_manifest({p: f.sha256 for p, f in local.items()}, manifest.as_of))
-                if uploads:
-                    target.remove(shard_journal_name(index, count))
+        fresh = Freshness.open(settings, manifest)  # refreshes since the build (portal/publish/freshness.py)
+        try:
+            fresh.overlay(target, view)
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="publish-shard") as pool:
+                checked = check_unsure(pool, target, view, local, workers)
+                uploads = [item for path, item in local.items()
+                           if (checked.get(path) if path in view.unsure else view.files.get(path)) != item.sha256]
+                uploads.sort(key=lambda f: (upload_phase(f.path), f.path))
+                plan = Plan(uploads, [], len(local) - len(uploads), {p: f.sha256 for p, f in local.items()}, True,
+                            set())
+                if not dry_run:
+                    fresh.hold_back(plan, view)
+                result.uploaded, result.unchanged = len(plan.uploads), plan.unchanged
+                result.bytes = sum(f.size for f in plan.uploads)
+                if not dry_run:
+                    _upload(pool, target, plan.uploads, index, count, workers, progress)
+                    fresh.after_upload(target, plan.uploads)
+                    target.write(shard_manifest_name(index, count), encode_manifest(plan.manifest, manifest.as_of))
+                    if plan.uploads:
+                        target.remove(shard_journal_name(index, count))
+        finally:
+            fresh.close()
     result.seconds = time.monotonic() - started
     return result
 

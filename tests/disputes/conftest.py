@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from portal.build.pipeline import build
+from portal.publish.publisher import publish
 from tests.webhook_helpers import make_app
 
 
@@ -20,6 +21,7 @@ def dsettings(settings, tmp_path):
 @pytest.fixture
 def built(dsettings, store, export_dir):
     build(export_dir, dsettings.build_dir, dsettings, store, workers=1)
+    publish(dsettings, dsettings.build_dir)  # as a deployment's nightly job does: the target holds the whole site
     return dsettings
 
 

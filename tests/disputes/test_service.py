@@ -1,6 +1,6 @@
 """Disputes and questions end to end on SQLite and PostgreSQL: /dispute and /question against the store, every way
-of being refused (nothing stored, no file, no email), the staff lifecycle and its email (with the re-render of
-portal.jobs.disputes), the pages that show the dispute, /pay holding the disputed part back, the reports. The
+of being refused (nothing stored, no file, no email), the staff lifecycle and its email (queued with the re-render,
+run by the job worker), the pages that show the dispute, /pay holding the disputed part back, the reports. The
 attachments' checks and private storage: tests/disputes/test_attachments.py."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from portal.core.signing import Signer
 from portal.disputes import service
 from portal.disputes.attachments import attachment_for_staff
 from portal.disputes.errors import DisputeRefused
-from portal.jobs.disputes import resolve, review
+from portal.jobs.worker import Worker
 from portal.staff.disputes_report import (
     DISPUTE_COLUMNS,
     ROOT_CAUSE_COLUMNS,
@@ -28,6 +28,7 @@ from portal.staff.disputes_report import (
     format_root_causes,
 )
 from portal.store import disputes as disputestore
+from portal.store import jobqueue
 from portal.store.tables import invoices
 from tests.dispute_helpers import (
     EVIL,
@@ -45,6 +46,19 @@ from tests.dispute_helpers import (
 )
 from tests.stripe_standin import StripeStandIn
 from tests.webhook_helpers import make_app, outbox_messages
+
+def review(app, store, dispute_id, by):
+    """What the staff dashboard does: the domain's change, then the queued jobs run."""
+    row = service.review(store, dispute_id, by)
+    app.extensions["jobs"].wait()
+    return row
+
+
+def resolve(app, store, dispute_id, outcome, note, by):
+    row = service.resolve(store, dispute_id, outcome, note, by)
+    app.extensions["jobs"].wait()
+    return row
+
 
 # --- a dispute that goes through ---------------------------------------------------------------------------
 
@@ -102,14 +116,14 @@ def test_review_then_resolve_emails_the_contacts_and_feeds_the_root_cause_report
     post_dispute(client, built, customer.customer_id, [invs[0].invoice_id], reason="tax")
     app.extensions["jobs"].wait()
     [row] = disputes(store)
-    assert review(store, row["dispute_id"], "staff@example.com", settings=built).status == "under_review"
+    assert review(app, store, row["dispute_id"], "staff@example.com").status == "under_review"
     page = invoice_page(built, customer.customer_id, invs[0].invoice_id, built.target)
     assert 'badge-disputed">In dispute · under review<' in page
-    done = resolve(store, row["dispute_id"], "credit_issued", f"Credit note CN-9 issued {EVIL}", "staff@example.com",
-                   settings=built)
+    done = resolve(app, store, row["dispute_id"], "credit_issued", f"Credit note CN-9 issued {EVIL}",
+                   "staff@example.com")
     assert (done.status, done.outcome) == ("resolved", "credit_issued")
     with pytest.raises(DisputeRefused):
-        resolve(store, row["dispute_id"], "rejected", "", "staff@example.com", settings=built)
+        resolve(app, store, row["dispute_id"], "rejected", "", "staff@example.com")
     resolved_mails = [m for m in outbox_messages(tmp_path) if "resolved" in m["Subject"]]
     _, contacts = store.customer_contacts(customer.customer_id)
     billing = {c.email for c in contacts if c.role == "billing"} or {c.email for c in contacts}
@@ -132,37 +146,56 @@ def _resolution_mails(tmp_path):
     return [m for m in outbox_messages(tmp_path) if "resolved" in m["Subject"]]
 
 
-def test_the_disputes_domain_renders_nothing_and_hands_the_customer_to_after_commit(client, app, store, built,
-                                                                                    tmp_path):
+def _jobs(store):
+    with store.begin() as conn:
+        return [(r.kind, r.state) for r in conn.execute(jobqueue.jobs.select().order_by(jobqueue.jobs.c.job_id))]
+
+
+def test_the_disputes_domain_renders_nothing_and_queues_the_re_render_before_the_email(client, app, store, built,
+                                                                                       tmp_path):
     """The cycle disputes -> republish -> build -> pages -> disputes is gone: the domain changes the state and
-    emails; whoever wants the pages re-rendered does it in `after_commit`, which runs before the email."""
+    queues, in the same transaction, the re-render and then the email; the worker runs them in that order."""
     customer, invs = customer_with_invoices(store)
     post_dispute(client, built, customer.customer_id, [invs[0].invoice_id], reason="tax")
     app.extensions["jobs"].wait()
+    app.extensions["jobs"].shutdown()  # nothing runs the queue in the background from here on
     [row] = disputes(store)
     published = invoice_page(built, customer.customer_id, invs[0].invoice_id, built.target)
-    changed: list[str] = []
-    service.review(store, row["dispute_id"], "staff@example.com", after_commit=changed.append)
-    service.review(store, row["dispute_id"], "staff@example.com", after_commit=changed.append)  # no change: no call
-    assert changed == [customer.customer_id]
-    mails_before_hook: list[int] = []
-    done = service.resolve(store, row["dispute_id"], "rejected", "As agreed.", "staff@example.com", settings=built,
-                           after_commit=lambda cid: mails_before_hook.append(len(_resolution_mails(tmp_path))))
-    assert done.status == "resolved" and mails_before_hook == [0] and _resolution_mails(tmp_path)
+    before = _jobs(store)
+    service.review(store, row["dispute_id"], "staff@example.com")
+    service.review(store, row["dispute_id"], "staff@example.com")  # no change: nothing more queued
+    assert _jobs(store)[len(before):] == [("refresh", "queued")]
+    done = service.resolve(store, row["dispute_id"], "rejected", "As agreed.", "staff@example.com")
+    assert done.status == "resolved"
+    # Coalesced with the review's refresh, which is still queued, and ahead of the email.
+    assert _jobs(store)[len(before):] == [("refresh", "queued"), ("resolution_mail", "queued")]
     assert invoice_page(built, customer.customer_id, invs[0].invoice_id, built.target) == published
+    assert not _resolution_mails(tmp_path)
+    sent_when_rendered = []
+    worker = Worker(built, store, transport=app.extensions["portal"].mailer)
+    first = worker.run_next()
+    sent_when_rendered.append(len(_resolution_mails(tmp_path)))
+    assert first.job.kind == "refresh" and first.ok and sent_when_rendered == [0]
+    assert "Dispute resolved" in invoice_page(built, customer.customer_id, invs[0].invoice_id, built.target)
+    assert worker.run_next().job.kind == "resolution_mail" and _resolution_mails(tmp_path)
+    assert worker.run_next() is None
 
 
-def test_a_failed_republish_is_logged_and_the_resolution_stands(client, app, store, built, tmp_path, caplog):
+def test_a_failed_republish_is_retried_and_the_resolution_stands(client, app, store, built, tmp_path, caplog):
     customer, invs = customer_with_invoices(store)
     post_dispute(client, built, customer.customer_id, [invs[0].invoice_id], reason="tax")
     app.extensions["jobs"].wait()
+    app.extensions["jobs"].shutdown()
     [row] = disputes(store)
+    done = service.resolve(store, row["dispute_id"], "rejected", "As agreed.", "staff@example.com")
     unpublishable = built.replace(target="ftp://nowhere/site")  # the publish after the re-render fails
-    with caplog.at_level("ERROR", logger="portal.jobs.disputes"):
-        done = resolve(store, row["dispute_id"], "rejected", "As agreed.", "staff@example.com",
-                       settings=unpublishable)
+    worker = Worker(unpublishable, store, transport=app.extensions["portal"].mailer)
+    with caplog.at_level("WARNING", logger="portal.jobs.worker"):
+        outcomes = worker.drain()
     assert done.status == "resolved" and disputes(store)[0]["status"] == "resolved"
-    assert f"republishing customer {customer.customer_id} failed" in caplog.text
+    assert [(o.job.kind, o.ok) for o in outcomes] == [("refresh", False), ("resolution_mail", True)]
+    assert "retried later" in caplog.text and "ftp://nowhere/site" in caplog.text
+    assert _jobs(store)[-2:] == [("refresh", "queued"), ("resolution_mail", "done")]  # the refresh comes back
     assert _resolution_mails(tmp_path)  # the customer is told all the same
 
 

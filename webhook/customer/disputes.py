@@ -23,12 +23,12 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from portal.disputes.attachments import MAX_FILE_SIZE, MAX_FILES, Upload
 from portal.disputes.errors import DisputeRefused
-from portal.disputes.service import Submitted, collector_message
+from portal.disputes.service import Submitted
 from portal.disputes.service import submit_dispute as record_dispute
 from portal.disputes.service import submit_question as record_question
 from webhook.customer.links import page_url
 from webhook.formtoken import page_claims
-from webhook.jobs import mail_later, republish_later
+from webhook.jobs import jobs_recorded
 from webhook.logs import event
 from webhook.security import rate_limited
 from webhook.services import client_ip, render, services
@@ -62,11 +62,8 @@ def _refused(exc: DisputeRefused, what: str) -> Any:
 
 
 def _after(submitted: Submitted, kind: str) -> None:
-    """Email the collector and re-render the customer's pages, after the commit, off the request."""
-    settings = services().settings
-    mail_later(lambda: [collector_message(settings, submitted, kind)], f"mail {submitted.reference}")
-    if kind == "dispute":
-        republish_later(submitted.customer_id)
+    """The submission queued the collector's email (and, for a dispute, the re-render): wake what runs them."""
+    jobs_recorded(submitted.customer_id)
 
 
 def _confirm(submitted: Submitted, kind: str) -> Any:

@@ -5,34 +5,31 @@ nothing), reads the form and calls portal.payments.start.start_payment, the one 
 customer's open invoices, less what disputes hold), which prices the payment from the store and records the
 attempt before Stripe is called. /stripe/events verifies the signature on the raw body first, refuses an event
 of the other mode (live/test) than the configured key, then records the event and its effect in one
-transaction (portal.payments.events.apply_event, which never calls Stripe); the re-render, publish and email
-happen after the commit, as background jobs (webhook/jobs.py).
+transaction (portal.payments.events.apply_event, which never calls Stripe), with the jobs that follow it: the
+re-render and publish of the customer's pages and the payer's email, run by the job worker after the answer
+(webhook/jobs.py, docs/refresh.md).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from email.message import EmailMessage
 from typing import Any
 
 import stripe
 from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, request
 
-from portal.balances import position
 from portal.build.pages import checkout_origin
 from portal.core.signing import TokenInvalid
 from portal.payments.checkout import session_params
 from portal.payments.events import Change, EventRefused, apply_event, verification_url
-from portal.payments.messages import payment_message
 from portal.payments.pricing import PaymentRefused
 from portal.payments.start import MAX_INVOICES, checkout_failed, checkout_opened, start_payment
 from portal.store import payments as paystore
 from webhook.customer.links import page_url
 from webhook.errors import TokenRejected
 from webhook.formtoken import page_claims
-from webhook.jobs import mail_later, republish_later
+from webhook.jobs import jobs_recorded
 from webhook.logs import event, security_log
 from webhook.security import CSP, rate_limited
 from webhook.services import client_ip, render, services
@@ -229,6 +226,8 @@ def stripe_events() -> Any:
         return jsonify(error=exc.message), 400
     if change is not None:
         _after_commit(change)
+    else:  # a refund or dispute may have moved money without moving the status: its re-render is queued too
+        jobs_recorded()
     return jsonify(received=True)
 
 
@@ -243,25 +242,7 @@ def key_livemode(secret_key: str) -> bool | None:
 
 
 def _after_commit(change: Change) -> None:
-    """Re-render and publish the customer's pages, and mail the payer: in the background, seconds later."""
-    s = services()
-    settings, store = s.settings, s.store
-    account_url = _account_url(change.customer_id)
+    """The event's transaction queued the re-render and the payer's email (portal/payments/events.py): wake what
+    runs them."""
     event("payment_status", attempt=change.attempt_id, old=change.old, new=change.new)
-    republish_later(change.customer_id)
-
-    def messages() -> Iterator[EmailMessage]:
-        name, contacts = store.customer_contacts(change.customer_id)
-        if change.payer_email:
-            to = [("", change.payer_email)]
-        else:
-            to = [(c.name, c.email) for c in contacts if c.role == "billing"][:1]
-        with store.begin() as conn:  # where the invoices paid stand now (portal/balances/position.py)
-            standing = position.standing(conn, [(a.invoice_id, a.number, change.currency)
-                                                for a in paystore.allocations_of(conn, change.attempt_id)])
-        for recipient in to:
-            message = payment_message(settings, change, recipient, name, account_url, standing)
-            if message is not None:
-                yield message
-
-    mail_later(messages, f"mail {change.attempt_id}")
+    jobs_recorded(change.customer_id)

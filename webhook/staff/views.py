@@ -18,10 +18,10 @@ from portal.disputes import attachments as dispute_attachments
 from portal.disputes import service as dispute_actions
 from portal.disputes.errors import DisputeRefused
 from portal.disputes.service import OUTCOMES
-from portal.jobs import disputes as dispute_jobs
 from portal.staff import customers_table, disputes_table, payments_table, receipts_table
 from portal.staff.paging import Page
 from portal.staff.payments_report import cash_application_csv as cash_application_file
+from webhook.jobs import jobs_recorded
 from webhook.logs import event, security_log
 from webhook.services import services
 from webhook.staff.auth import admin_only
@@ -157,9 +157,10 @@ def dispute_review(dispute_id: int) -> Any:
     s = services()
     by = current_email()
     try:
-        row = dispute_jobs.review(s.store, dispute_id, by, settings=s.settings)
+        row = dispute_actions.review(s.store, dispute_id, by)
     except DisputeRefused as exc:
         return page("staff/message.html", 409, title="Not changed", message=exc.message)
+    jobs_recorded(row.customer_id)
     event("staff_dispute_reviewed", logger=security_log, by=by, dispute=dispute_actions.reference(row.dispute_id))
     return redirect(url_for("staff.disputes", done=row.dispute_id))
 
@@ -175,10 +176,10 @@ def dispute_resolve(dispute_id: int) -> Any:
                     message="Write a note for the customer: it is emailed with the outcome.")
     by = current_email()
     try:
-        row = dispute_jobs.resolve(s.store, dispute_id, outcome, note, by, settings=s.settings,
-                                   transport=s.mailer)
+        row = dispute_actions.resolve(s.store, dispute_id, outcome, note, by)
     except DisputeRefused as exc:
         return page("staff/message.html", 409, title="Not resolved", message=exc.message)
+    jobs_recorded(row.customer_id)
     event("staff_dispute_resolved", logger=security_log, by=by, dispute=dispute_actions.reference(row.dispute_id),
           outcome=outcome)
     return redirect(url_for("staff.disputes", done=row.dispute_id))

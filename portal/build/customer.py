@@ -1,0 +1,48 @@
+"""Rendering ONE customer from the store, in memory: what a refresh job publishes after a payment or a dispute.
+
+It reads only that customer's rows (its data, money movements, disputes) and writes nothing: no output folder,
+no whole-site manifest, so its cost does not grow with the site. The outputs are the ones the full build would
+write for that customer (portal/build/pages.py renders both), so a nightly build that follows finds them equal.
+
+The customer's page revision (portal/store/jobqueue.py) is read BEFORE its data: the pages are at least as new as
+the revision they are labelled with, which is what the nightly publish relies on (docs/refresh.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from portal.balances import position
+from portal.build.pages import Output, PageRenderer
+from portal.store import jobqueue
+from portal.store.database import Store
+from portal.store.disputes import dispute_states
+from portal.store.tables import snapshots
+
+
+@dataclass
+class CustomerRender:
+    customer_id: str
+    revision: int  # the page revision read before the data
+    outputs: list[Output]  # pages and generated documents carry their bytes; supplied documents name a source
+    export_folder: Path | None  # where supplied documents are (the folder of the newest import), if known
+    as_of: str
+
+
+def render_customer(renderer: PageRenderer, store: Store, customer_id: str) -> CustomerRender | None:
+    """The customer's files as the build would write them, or None when the customer is not (or no longer)
+    active: then it has no pages, and the nightly build removes what it had."""
+    with store.begin() as conn:
+        revision = jobqueue.revisions(conn, [customer_id]).get(customer_id, 0)
+        source = position.inputs(conn, [customer_id])
+        disputed = dispute_states(conn, customer_ids=[customer_id])
+        folder = conn.execute(select(snapshots.c.source).order_by(snapshots.c.snapshot_id.desc()).limit(1)).scalar()
+    found = store.customer_data([customer_id])
+    if not found:
+        return None
+    data = found[0]
+    outputs = renderer.render(data, source, disputed)
+    return CustomerRender(customer_id, revision, outputs, Path(folder) if folder else None, data.as_of.isoformat())
