@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 from portal.balances import position
 from portal.build.pages import invoice_slug
 from portal.build.pipeline import build
-from portal.publish.publisher import publish
 from portal.core.signing import Signer
+from portal.publish.publisher import publish
 from portal.store import payments as paystore
 from tests.stripe_standin import StripeStandIn
 from tests.webhook_helpers import make_app

@@ -44,7 +44,7 @@ class OutputChecks:
 
     def _customer_pages(self, numbers, want, listed) -> None:
         m = self.model
-        [folder] = (self.build_dir / "c").iterdir()
+        [folder] = (self.site / "c").iterdir()
         account = (folder / "index.html").read_text()
         rows = table_with(account, "Invoice", "Open", "Status") or [[]]
         shown = {r[0]: r for r in rows[1:]}
@@ -65,7 +65,7 @@ class OutputChecks:
         else:
             assert closing == 0 and "Nothing is open." in statement
         key = folder.name
-        pdfs = dict(pdf_text(p) for p in (self.build_dir / "docs" / key).glob("*.pdf"))
+        pdfs = dict(pdf_text(p) for p in (self.site / "docs" / key).glob("*.pdf"))
         for iid in listed:
             text = pdfs[f"Invoice {numbers[iid]}"]
             assert f"Open {usd(want[iid][0])}" in text and f"Status {LABELS[want[iid][1]]}" in text, text

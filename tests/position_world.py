@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from portal.build.pipeline import build
 from portal.cli.main import cli
 from portal.core.signing import Signer
+from portal.publish.publisher import publish
 from portal.store.database import Store
 from tests.conftest import TEST_SECRET, make_settings
 from tests.position_model import Attempt, Item, Model
@@ -51,6 +52,7 @@ class World(OutputChecks):
         else:
             self.url = request.getfixturevalue("postgres").create_database(f"prop_{next(_names)}_{time.time_ns()}")
         self.build_dir, self.export = self.tmp / "build", self.tmp / "export"
+        self.site = self.tmp / "published"  # what readers get: the nightly publishes it, refreshes update it
         self.settings = make_settings(
             self.url, stripe_secret_key="sk_test_standin", stripe_webhook_secret=WEBHOOK_SECRET,
             stripe_api_base=standin.base, build_dir=str(self.build_dir), target=str(self.tmp / "published"),
@@ -103,6 +105,7 @@ class World(OutputChecks):
             (self.export / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
         (self.export / "export.json").write_text(json.dumps({"as_of": as_of.isoformat().replace("+00:00", "Z")}))
         build(self.export, self.build_dir, self.settings, self.store, workers=1)
+        publish(self.settings, self.build_dir)  # as the nightly job does, refreshes running or queued meanwhile
 
     def _settle(self) -> None:
         self.app.extensions["jobs"].wait()

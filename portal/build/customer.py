@@ -26,6 +26,7 @@ from portal.store.tables import snapshots
 @dataclass
 class CustomerRender:
     customer_id: str
+    key: str  # the customer's folder name (c/KEY/, docs/KEY/) at its current key version
     revision: int  # the page revision read before the data
     outputs: list[Output]  # pages and generated documents carry their bytes; supplied documents name a source
     export_folder: Path | None  # where supplied documents are (the folder of the newest import), if known
@@ -45,4 +46,5 @@ def render_customer(renderer: PageRenderer, store: Store, customer_id: str) -> C
         return None
     data = found[0]
     outputs = renderer.render(data, source, disputed)
-    return CustomerRender(customer_id, revision, outputs, Path(folder) if folder else None, data.as_of.isoformat())
+    key = renderer.signer.customer_key(customer_id, data.key_version)
+    return CustomerRender(customer_id, key, revision, outputs, Path(folder) if folder else None, data.as_of.isoformat())

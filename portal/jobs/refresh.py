@@ -61,8 +61,8 @@ class Refresher:
         if not self.checked:  # once per process: a bucket that is not there fails here with one clear line
             self.target.check()
             self.checked = True
-        result = publish_customer(self.target, customer_id, files, rendered.revision, rendered.as_of, keep=keep,
-                                  shared=assets, trust_manifest=not force)
+        result = publish_customer(self.target, customer_id, rendered.key, files, rendered.revision, rendered.as_of,
+                                  keep=keep, shared=assets, trust_manifest=not force)
         with store.begin() as conn:
             jobqueue.record_published(conn, customer_id, rendered.revision)
         log.info("refreshed customer %s (revision %d): %s", customer_id, rendered.revision, result.summary())

@@ -1,6 +1,6 @@
 """Publishing ONE customer's files, without a build folder and without the whole-site manifest.
 
-The target keeps a small manifest per customer, `.portal-customers/<sha256 of the id>.json.gz` (path -> SHA-256 of
+The target keeps a small manifest per customer, `.portal-customers/<customer key>.json.gz` (path -> SHA-256 of
 what the last refresh of that customer put there, and the page revision it rendered). A refresh reads that one
 object, uploads what differs (in the safe order of a full publish: documents and assets, invoice pages, then the
 account and statement pages that link to them), deletes what the customer no longer has, and writes the
@@ -16,7 +16,6 @@ knows them through the whole-site manifest: docs/refresh.md, and portal/publish/
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,10 +32,24 @@ VERSION = 1
 WORKERS = 8  # one customer is a dozen files: enough requests in flight to hide S3's latency
 
 
-def customer_manifest_name(customer_id: str) -> str:
-    """A private object under the target, named by a hash: customer ids may hold any character."""
-    digest = hashlib.sha256(customer_id.encode("utf-8")).hexdigest()
-    return f"{CUSTOMER_MANIFESTS}/{digest[:2]}/{digest}.json.gz"
+def customer_manifest_name(key: str) -> str:
+    """A private object under the target, named by the customer's key (its folders c/KEY/ and docs/KEY/): whoever
+    writes into those folders without updating it (a whole-site publish, a reconcile) removes it by that name."""
+    return f"{CUSTOMER_MANIFESTS}/{key}.json.gz"
+
+
+def key_of(path: str) -> str | None:
+    """The customer key of a path in a customer's folders (c/KEY/..., docs/KEY/...), else None."""
+    parts = path.split("/")
+    return parts[1] if len(parts) > 2 and parts[0] in ("c", "docs") else None
+
+
+def forget_customer_manifests(target: Target, paths: list[str]) -> None:
+    """Remove the own manifests of the customers whose folders hold `paths`, after writing or deleting those paths
+    without them: a manifest must never say a file is there when it is not, or has content it has not."""
+    names = sorted({customer_manifest_name(k) for p in paths if (k := key_of(p)) is not None})
+    for start in range(0, len(names), target.delete_batch):
+        target.delete(names[start:start + target.delete_batch])
 
 
 @dataclass
@@ -58,9 +71,9 @@ class CustomerManifest:
     revision: int = 0
 
 
-def read_customer_manifest(target: Target, customer_id: str) -> CustomerManifest | None:
+def read_customer_manifest(target: Target, customer_id: str, key: str) -> CustomerManifest | None:
     """The customer's manifest on the target, or None when there is none (or it cannot be read)."""
-    data = target.read(customer_manifest_name(customer_id))
+    data = target.read(customer_manifest_name(key))
     if data is None:
         return None
     try:
@@ -80,7 +93,7 @@ def encode_customer_manifest(customer_id: str, files: dict[str, str], revision: 
     return gzip.compress(json.dumps(data, separators=(",", ":")).encode(), 5, mtime=0)
 
 
-def publish_customer(target: Target, customer_id: str, files: list[LocalFile], revision: int, as_of: str, *,
+def publish_customer(target: Target, customer_id: str, key: str, files: list[LocalFile], revision: int, as_of: str, *,
                      keep: dict[str, str] | None = None, shared: list[LocalFile] = (),
                      trust_manifest: bool = True) -> CustomerPublished:
     """Bring the customer's objects on `target` up to `files`.
@@ -92,9 +105,17 @@ def publish_customer(target: Target, customer_id: str, files: list[LocalFile], r
     PublishError, having deleted nothing, when an upload fails."""
     started = time.monotonic()
     result = CustomerPublished()
-    old = read_customer_manifest(target, customer_id)
-    held = old.files if old is not None else {}
+    old = read_customer_manifest(target, customer_id, key)
     keep = keep or {}
+    if old is not None:
+        held = old.files
+    else:
+        # The customer's first refresh: what the nightly publish put in its folders is found by listing them (a
+        # request or two), so that files it no longer has are deleted now. Their content is not known: "" never
+        # equals a sha256, so everything of the customer is uploaded once.
+        held = dict.fromkeys(target.scan(_folders_of([*files, *(LocalFile(p, s, 0, None) for p, s in keep.items())])),
+                             "")
+        held.update({p: s for p, s in keep.items() if p in held})
     with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="publish-customer") as pool:
         trusted = held if trust_manifest else {}
         uploads = [f for f in files if trusted.get(f.path) != f.sha256 and not _already_there(target, f, trusted)]
@@ -108,12 +129,17 @@ def publish_customer(target: Target, customer_id: str, files: list[LocalFile], r
         for _phase, paths in groupby(deletes, key=upload_phase):
             run_all(pool, counted(target.delete), batches(list(paths), target.delete_batch), WORKERS,
                     lambda _n: None, target.name, "deleting")
-    target.write(customer_manifest_name(customer_id), encode_customer_manifest(customer_id, listed, revision, as_of))
+    target.write(customer_manifest_name(key), encode_customer_manifest(customer_id, listed, revision, as_of))
     result.uploaded, result.deleted = len(uploads), len(deletes)
     result.unchanged = len(files) - len([f for f in uploads if f.path in listed])
     result.bytes = sum(f.size for f in uploads)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _folders_of(files: list[LocalFile]) -> tuple[str, ...]:
+    """The customer's own folders (c/KEY/, docs/KEY/) its files live in."""
+    return tuple(sorted({"/".join(f.path.split("/")[:2]) + "/" for f in files if f.path.startswith(("c/", "docs/"))}))
 
 
 _present: set[tuple[str, str, str]] = set()  # (target, path, sha256) known to be on a target: assets never change
@@ -122,7 +148,9 @@ _present: set[tuple[str, str, str]] = set()  # (target, path, sha256) known to b
 def _already_there(target: Target, item: LocalFile, held: dict[str, str]) -> bool:
     """Documents and assets are named by their content: one the target holds need not be uploaded again. Asked
     only when the customer's manifest does not list the path (the first refresh of a customer, a new asset)."""
-    if item.path.startswith("c/") or item.path in held:
+    if item.path in held:  # listed, with another sha256 or found by a scan: only a content-addressed name is sure
+        return item.path.rsplit("/", 1)[-1].startswith(item.sha256)
+    if item.path.startswith("c/"):
         return False
     key = (target.name, item.path, item.sha256)
     if key in _present:

@@ -21,6 +21,7 @@ with: the publish goes on as before.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +29,7 @@ from pathlib import Path
 from sqlalchemy import inspect
 
 from portal.core.config import Settings
-from portal.publish.customer import customer_manifest_name, read_customer_manifest
+from portal.publish.customer import key_of, read_customer_manifest
 from portal.publish.manifest import Manifest
 from portal.publish.objects import LocalFile
 from portal.publish.plan import Plan, RemoteState
@@ -44,13 +45,15 @@ class Freshness:
     store: Store | None
     built: dict[str, int]  # the build's revisions (customers not listed: 0)
     owners: dict[str, str]  # path -> customer, from the build's manifest
+    keys: dict[str, str]  # customer -> its key (folder name), from the build's manifest
     seen: dict[str, int] = field(default_factory=dict)  # unmerged customers found -> revision their refresh published
     held_back: set[str] = field(default_factory=set)  # customers not uploaded: the store moved on since the build
 
     @classmethod
     def open(cls, settings: Settings, manifest: Manifest) -> Freshness:
         owners = {path: owner for path, (_sha, _size, owner) in manifest.files.items() if owner}
-        return cls(_queue_store(settings.database_url), dict(manifest.revisions), owners)
+        keys = {cid: entry.get("key", "") for cid, entry in manifest.customers.items()}
+        return cls(_queue_store(settings.database_url), dict(manifest.revisions), owners, keys)
 
     def close(self) -> None:
         if self.store is not None:
@@ -66,8 +69,17 @@ class Freshness:
         for path, owner in self.owners.items():
             if owner in self.seen:
                 by_customer.setdefault(owner, []).append(path)
-        for customer_id in self.seen:
-            found = read_customer_manifest(target, customer_id)
+        # One small object per customer refreshed since the last publish: read them many at a time (S3 latency).
+        with ThreadPoolExecutor(max_workers=16, thread_name_prefix="customer-manifests") as pool:
+            seen = [c for c in self.seen if self.keys.get(c)]  # a customer the build no longer has: nothing to lay
+            manifests = dict(zip(seen, pool.map(lambda c: read_customer_manifest(target, c, self.keys[c]), seen),
+                                 strict=True))
+        # What the main manifest says of these customers' folders is replaced by what their own manifests say: a
+        # refresh may have changed files there, added some and deleted others.
+        known = {self.keys[c]: found for c, found in manifests.items() if found is not None}
+        for path in [p for p in state.files if key_of(p) in known]:
+            del state.files[path]
+        for customer_id, found in manifests.items():
             if found is None:  # unreadable: check its paths one by one instead
                 state.unsure.update(by_customer.get(customer_id, ()))
                 continue
@@ -98,19 +110,11 @@ class Freshness:
         log.info("publish: %d customer(s) changed since the build; left to their refresh: %s", len(self.held_back),
                  ", ".join(sorted(self.held_back)[:10]))
 
-    def after_upload(self, target: Target, uploaded: list[LocalFile]) -> None:
-        """Rule 3: queue a refresh for customers uploaded from a build older than the store now. And the customers'
-        own manifests no longer describe what the target holds: they are removed, so that the next refresh of
-        each compares with nothing and uploads all its files."""
+    def after_upload(self, uploaded: list[LocalFile]) -> None:
+        """Rule 3: queue a forced refresh for customers uploaded from a build older than the store now."""
         if self.store is None:
             return
-        customers = {self.owners[f.path] for f in uploaded if f.path in self.owners}
-        self._moved_on(customers)
-        with self.store.begin() as conn:
-            stale = sorted(customers & jobqueue.ever_published(conn))
-        names = [customer_manifest_name(c) for c in stale]
-        for start in range(0, len(names), target.delete_batch):
-            target.delete(names[start:start + target.delete_batch])
+        self._moved_on({self.owners[f.path] for f in uploaded if f.path in self.owners})
 
     def merged(self) -> None:
         """The main manifest written knows the refreshed customers' files now (unless refreshed again since)."""

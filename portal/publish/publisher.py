@@ -23,6 +23,7 @@ from itertools import groupby
 from pathlib import Path
 
 from portal.core.config import Settings
+from portal.publish.customer import forget_customer_manifests
 from portal.publish.freshness import Freshness
 from portal.publish.manifest import (
     JOURNAL,
@@ -102,7 +103,9 @@ def publish(settings: Settings, site_dir: str | os.PathLike = "build", dry_run: 
                 result.unchanged, result.bytes = plan.unchanged, sum(f.size for f in plan.uploads)
                 if not dry_run:
                     _apply(pool, target, plan, state, manifest.as_of, workers, progress)
-                    fresh.after_upload(target, plan.uploads)
+                    fresh.after_upload(plan.uploads)
+                    # Customers' own manifests do not know what this run wrote and deleted (docs/refresh.md).
+                    forget_customer_manifests(target, [f.path for f in plan.uploads] + plan.deletes)
                     fresh.merged()
         finally:
             fresh.close()

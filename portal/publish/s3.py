@@ -204,10 +204,10 @@ class S3Target:
         finally:
             probe.close()
 
-    def scan(self) -> dict[str, int]:
+    def scan(self, roots: tuple[str, ...] = SITE_ROOTS) -> dict[str, int]:
         sizes: dict[str, int] = {}
         base = self.key("")
-        for top in SITE_ROOTS:
+        for top in roots:
             def listing(top: str = top) -> dict[str, int]:
                 found = {}
                 pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base + top)

@@ -23,6 +23,7 @@ from itertools import groupby
 from pathlib import Path
 
 from portal.core.config import Settings
+from portal.publish.customer import forget_customer_manifests
 from portal.publish.freshness import Freshness
 from portal.publish.manifest import (
     JOURNAL,
@@ -115,7 +116,8 @@ def publish_shard(settings: Settings, site_dir: str | os.PathLike, index: int, c
                 result.bytes = sum(f.size for f in plan.uploads)
                 if not dry_run:
                     _upload(pool, target, plan.uploads, index, count, workers, progress)
-                    fresh.after_upload(target, plan.uploads)
+                    fresh.after_upload(plan.uploads)
+                    forget_customer_manifests(target, [f.path for f in plan.uploads])
                     target.write(shard_manifest_name(index, count), encode_manifest(plan.manifest, manifest.as_of))
                     if plan.uploads:
                         target.remove(shard_journal_name(index, count))
@@ -210,6 +212,7 @@ def _merge(target: Target, plan: Plan, state: RemoteState, as_of: str, count: in
         for _phase, paths in groupby(plan.deletes, key=upload_phase):
             run_all(pool, counted(target.delete), batches(list(paths), target.delete_batch), workers * 2,
                     lambda _n: None, target.name, "deleting")
+    forget_customer_manifests(target, plan.deletes)  # (docs/refresh.md)
     if plan.deletes or state.journal or not state.has_manifest:
         target.remove(JOURNAL)
     # Last: until here a rerun of reconcile finds every shard manifest and does the same again.

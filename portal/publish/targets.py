@@ -35,8 +35,9 @@ class Target(Protocol):
     def check(self) -> None:
         """Fail fast, with one clear line, when the target cannot be used (no bucket, no access, not a folder)."""
 
-    def scan(self) -> dict[str, int]:
-        """The site files found under assets/, c/ and docs/: path -> size (when the target's manifest is lost)."""
+    def scan(self, roots: tuple[str, ...] = SITE_ROOTS) -> dict[str, int]:
+        """The site files found under `roots` (folders of the site ending in "/": by default assets/, c/ and docs/):
+        path -> size (when the target's manifest is lost; one customer's folders before its first refresh)."""
 
     def remote_sha(self, path: str) -> str | None:
         """The SHA-256 of what the target holds at `path`, or None when it holds nothing there."""
@@ -95,9 +96,9 @@ class FolderTarget:
         except OSError as exc:
             raise PublishError(f"target {self.root}: cannot create it: {exc.strerror}") from None
 
-    def scan(self) -> dict[str, int]:
+    def scan(self, roots: tuple[str, ...] = SITE_ROOTS) -> dict[str, int]:
         sizes = {}
-        for top in SITE_ROOTS:
+        for top in roots:
             for folder, dirs, names in os.walk(self.root / top):
                 dirs[:] = [d for d in dirs if not d.startswith(".")]
                 for name in names:

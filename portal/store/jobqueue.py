@@ -167,11 +167,6 @@ def record_published(conn: Connection, customer_id: str, revision: int) -> None:
                                                  set_={"published": revision, "unmerged": True}))
 
 
-def ever_published(conn: Connection) -> set[str]:
-    """Customers a refresh ever published: those that have their own manifest on the target."""
-    return set(conn.execute(select(page_revisions.c.customer_id).where(page_revisions.c.published > 0)).scalars())
-
-
 def unmerged(conn: Connection) -> dict[str, int]:
     """Customers a refresh published since the main manifest was written: id -> the revision it published."""
     query = select(page_revisions.c.customer_id, page_revisions.c.published).where(page_revisions.c.unmerged)

@@ -106,10 +106,10 @@ def test_staff_receipts_show_what_is_left_not_the_export_balance(world):
 
 def _statement(world: World) -> tuple[list[list[str]], str]:
     """(the statement page's table rows, the statement PDF's text)."""
-    [folder] = (world.build_dir / "c").iterdir()
+    [folder] = (world.site / "c").iterdir()
     page = (folder / "statement.html").read_text()
     [rows] = [t for t in tables(page) if t and "Description" in t[0]]
-    pdfs = dict(pdf_text(p) for p in (world.build_dir / "docs" / folder.name).glob("*.pdf"))
+    pdfs = dict(pdf_text(p) for p in (world.site / "docs" / folder.name).glob("*.pdf"))
     return rows, pdfs["Statement of account"]
 
 
@@ -202,7 +202,8 @@ def test_a_payment_made_right_after_the_sample_export_shows_on_the_page(db_url, 
             answer = client.post("/stripe/events", data=payload, headers={"Stripe-Signature": signature})
             assert answer.status_code == 200
             app.extensions["jobs"].wait()
-        after = {r[0]: _money(r[4]) for r in table_with((folder / "index.html").read_text(), "Invoice", "Open")[1:]}
+        published = tmp_path / "published" / "c" / folder.name / "index.html"  # the refresh publishes it there
+        after = {r[0]: _money(r[4]) for r in table_with(published.read_text(), "Invoice", "Open")[1:]}
         assert after[number] == before - 100
     finally:
         store.close()

@@ -91,8 +91,7 @@ def test_a_dispute_opened_and_resolved_moves_the_stored_position(store, settings
     with store.begin() as conn:
         assert stored_positions.stored(conn)[invoice.invoice_id][:3] == ("in dispute", invoice.balance, 500)
         assert stored_positions.stored(conn) == stored_positions.recomputed(conn)
-    resolve(store, int(submitted.reference[2:]), "rejected", "As agreed.", "staff@example.com",
-            settings=settings.replace(mail_url="outbox:outbox", build_dir="build-none", target="published"))
+    resolve(store, int(submitted.reference[2:]), "rejected", "As agreed.", "staff@example.com")
     with store.begin() as conn:
         assert stored_positions.stored(conn)[invoice.invoice_id][2] == 0
         assert stored_positions.stored(conn) == stored_positions.recomputed(conn)

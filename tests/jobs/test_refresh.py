@@ -60,9 +60,9 @@ def test_a_refresh_publishes_that_customer_alone_and_never_the_whole_site_manife
     changed = {p for p in after if before.get(p) != after[p]}
     key = Signer(external).customer_key(cid, 1)
     assert changed and all(p.startswith((f"c/{key}/", f"docs/{key}/", ".portal-customers/")) for p in changed)
-    assert customer_manifest_name(cid) in changed and after[REMOTE_MANIFEST] == before[REMOTE_MANIFEST]
+    assert customer_manifest_name(key) in changed and after[REMOTE_MANIFEST] == before[REMOTE_MANIFEST]
     assert PAID in invoice_page(external, cid, invoice.invoice_id)
-    manifest = read_customer_manifest(choose_target(external.target), cid)
+    manifest = read_customer_manifest(choose_target(external.target), cid, key)
     assert manifest.revision >= 1 and {p for p in manifest.files if p.startswith("c/")} == \
         {p for p in after if p.startswith(f"c/{key}/")}
     # The same state again: everything is already there.
@@ -81,8 +81,8 @@ def test_a_refresh_publishes_to_s3_without_reading_the_main_manifest(quiet_app, 
     real_read = refresher.target.read
     refresher.target.read = lambda name: (reads.append(name), real_read(name))[1]
     result = refresher.refresh(store, cid)
-    assert reads == [customer_manifest_name(cid)] and result.uploaded >= 1
     key = Signer(settings).customer_key(cid, 1)
+    assert reads == [customer_manifest_name(key)] and result.uploaded >= 1
     page = client.get_object(Bucket=bucket, Key=f"site/c/{key}/i/{invoice.invoice_id}.html")["Body"].read().decode()
     assert PAID in page
     assert client.get_object(Bucket=bucket, Key=f"site/{REMOTE_MANIFEST}")["LastModified"] == main

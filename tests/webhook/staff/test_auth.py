@@ -154,6 +154,7 @@ def test_a_viewer_cannot_resolve_review_or_manage_staff_but_an_admin_can_resolve
                       data={"csrf_token": csrf(admin), "outcome": "credit_issued", "note": "Credit note CN-9 issued"})
     assert done.status_code == 302
     assert _status(store, dispute_id) == "resolved"
+    client.application.extensions["jobs"].wait()  # the email is a job, queued with the resolution
     assert any("CN-9" in m.get_body(("plain",)).get_content() for m in outbox_messages(tmp_path))
 
 
