@@ -1,5 +1,6 @@
 """What infra/template.yaml must keep, as checks over the decoded template: documents stay private, the bucket
-stays closed, each role gets only what its commands need; and checkov's report read as a list of problems.
+stays closed, each role gets only what its commands need, the refresh queue is wired so that a failed job is
+retried, then parked and alarmed on; and checkov's report read as a list of problems.
 
 A support module (tests/project/test_infra.py runs the checks on the real template and on mutations of it that
 they must catch): the checks return problems rather than assert, so a mutation can show that they find one.
@@ -142,10 +143,33 @@ ALLOWED_WILDCARDS = {
 }
 SITE_PREFIXES = ("c/", "assets/", "docs/")
 # Which roles may do what to the site (tests/publish/test_nightly.py runs the commands these rights are for).
-MAY_READ_DOCUMENTS = {"WebhookRole", "ShardTaskRole"}  # presigned URLs; a shard HEADs objects it is unsure of
-MAY_DELETE_SITE = {"WebhookRole", "ReconcileTaskRole"}  # a re-render after a payment; the reconcile, once
+# presigned URLs; a shard HEADs objects it is unsure of; the refresh worker republishes a customer's documents
+MAY_READ_DOCUMENTS = {"WebhookRole", "ShardTaskRole", "RefreshWorkerRole"}
+# a re-render after a payment (the webhook's own, or the refresh worker's); the reconcile, once
+MAY_DELETE_SITE = {"WebhookRole", "ReconcileTaskRole", "RefreshWorkerRole"}
 MAY_WRITE_MAIN_MANIFEST = {"WebhookRole", "ReconcileTaskRole"}
-NO_S3 = {"ImportTaskRole", "NightlyExecutionRole", "NightlyStateMachineRole", "NightlySchedulerRole"}
+NO_S3 = {"ImportTaskRole", "NightlyExecutionRole", "NightlyStateMachineRole", "NightlySchedulerRole",
+         "RefreshSweepRole"}
+BUCKET = '{"Fn::GetAtt": ["SiteBucket", "Arn"]}'  # text() of the bucket's own ARN (s3:ListBucket's resource)
+# Roles confined to a few of the site's keys, action by action (lower case: IAM ignores the case of actions): the
+# refresh worker republishes one customer, so it never touches assets/* (the nightly build's) or the main manifest
+# (a nightly publish owns it). Anything else in the bucket, or another bucket, is a problem.
+SITE_KEYS_ONLY = {"RefreshWorkerRole": {
+    "s3:getobject": {"c/*", "docs/*", ".portal-customers/*"},
+    "s3:putobject": {"c/*", "docs/*", ".portal-customers/*"},
+    "s3:deleteobject": {"c/*", "docs/*"},
+    "s3:listbucket": {BUCKET},
+}}
+# The refresh queue: the webhook sends one wake-up per job, the worker's event source mapping (its role) receives
+# them. Nobody else may touch the queue, and these two only with these actions, on this queue.
+QUEUE = '{"Fn::GetAtt": ["RefreshQueue", "Arn"]}'
+QUEUE_RIGHTS = {
+    "WebhookRole": {"sqs:sendmessage"},
+    "RefreshWorkerRole": {"sqs:receivemessage", "sqs:deletemessage", "sqs:changemessagevisibility",
+                          "sqs:getqueueattributes"},
+}
+# The one managed policy a role may have: network interfaces cannot be named in a policy of our own.
+MANAGED_POLICIES = {"arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"}
 
 
 def role_statements(role: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -191,7 +215,39 @@ def role_problems(template: dict[str, Any]) -> list[str]:
                 passed = statement.get("Condition", {}).get("StringEquals", {}).get("iam:PassedToService")
                 if not passed:
                     found.append(f"{sid}: iam:PassRole to any service")
-        found += site_problems(name, grants(role))
+        for managed in branches(as_list(role["Properties"].get("ManagedPolicyArns", []))):
+            for arn in as_list(managed):
+                if text(arn) not in MANAGED_POLICIES:
+                    found.append(f"{name}: managed policy {text(arn)} (its rights name no resource of ours)")
+        found += site_problems(name, grants(role)) + confined_problems(name, grants(role))
+        found += queue_right_problems(name, grants(role))
+    return found
+
+
+def confined_problems(name: str, granted: set[tuple[str, str]]) -> list[str]:
+    """A role of SITE_KEYS_ONLY with an S3 right outside its table (another key, another bucket, another action)."""
+    if name not in SITE_KEYS_ONLY:
+        return []
+    allowed = SITE_KEYS_ONLY[name]
+    found = []
+    for action, resource in granted:
+        if not action.lower().startswith("s3:"):
+            continue
+        key = resource if resource == BUCKET else site_key(resource)
+        if key not in allowed.get(action.lower(), set()):
+            found.append(f"{name}: {action} on {resource}: it may touch only {sorted(allowed)} as listed")
+    return found
+
+
+def queue_right_problems(name: str, granted: set[tuple[str, str]]) -> list[str]:
+    found = []
+    for action, resource in granted:
+        if not action.lower().startswith("sqs:"):
+            continue
+        if action.lower() not in QUEUE_RIGHTS.get(name, set()):
+            found.append(f"{name}: {action}: only the webhook sends wake-ups and only the worker receives them")
+        elif resource != QUEUE:
+            found.append(f"{name}: {action} on {resource}: the refresh queue only")
     return found
 
 
@@ -215,8 +271,69 @@ def site_problems(name: str, granted: set[tuple[str, str]]) -> list[str]:
     return found
 
 
+def queue_problems(template: dict[str, Any]) -> list[str]:
+    """The refresh queue: encrypted, a failed job retried then parked in the dead-letter queue, which an alarm
+    watches; the worker reports failures per message; the sweep may only invoke the worker."""
+    res = template["Resources"]
+    found = []
+    for name, queue in resources(template, "AWS::SQS::Queue").items():
+        props = queue.get("Properties", {})
+        if props.get("SqsManagedSseEnabled") is not True and not props.get("KmsMasterKeyId"):
+            found.append(f"{name}: not encrypted at rest")
+    for kind in ("AWS::SQS::QueuePolicy", "AWS::SQS::QueueInlinePolicy"):
+        for name in resources(template, kind):
+            found.append(f"{name}: a queue policy (the roles' own policies say who may send and receive)")
+    queue = res.get("RefreshQueue", {}).get("Properties", {})
+    dead = res.get("RefreshDeadLetterQueue", {}).get("Properties", {})
+    worker = res.get("RefreshWorkerFunction", {}).get("Properties", {})
+    redrive = queue.get("RedrivePolicy", {})
+    if redrive.get("deadLetterTargetArn") != {"Fn::GetAtt": ["RefreshDeadLetterQueue", "Arn"]} \
+            or not 1 <= int(redrive.get("maxReceiveCount", 0)) <= 10:
+        found.append("RefreshQueue: no redrive to RefreshDeadLetterQueue after a few receives")
+    if int(queue.get("VisibilityTimeout", 30)) < 6 * int(worker.get("Timeout", 3)):
+        found.append("RefreshQueue: VisibilityTimeout under six times the worker's Timeout")
+    if int(dead.get("MessageRetentionPeriod", 0)) < 14 * 24 * 3600:
+        found.append("RefreshDeadLetterQueue: dead letters kept under 14 days")
+    sources = [m["Properties"] for m in resources(template, "AWS::Lambda::EventSourceMapping").values()
+               if m["Properties"].get("EventSourceArn") == {"Fn::GetAtt": ["RefreshQueue", "Arn"]}]
+    if [s.get("FunctionName") for s in sources] != [{"Ref": "RefreshWorkerFunction"}]:
+        found.append("RefreshQueue: not read by exactly one event source mapping, into RefreshWorkerFunction")
+    for source in sources:
+        if "ReportBatchItemFailures" not in source.get("FunctionResponseTypes", []):
+            found.append("RefreshEventSource: without ReportBatchItemFailures one failed job retries its whole batch")
+    found += dead_letter_alarm_problems(template) + sweep_problems(template)
+    return found
+
+
+def dead_letter_alarm_problems(template: dict[str, Any]) -> list[str]:
+    dead = {"Fn::GetAtt": ["RefreshDeadLetterQueue", "QueueName"]}
+    for alarm in resources(template, "AWS::CloudWatch::Alarm").values():
+        props = alarm["Properties"]
+        if props.get("Namespace") == "AWS/SQS" and props.get("MetricName") == "ApproximateNumberOfMessagesVisible" \
+                and props.get("Dimensions") == [{"Name": "QueueName", "Value": dead}] \
+                and props.get("ComparisonOperator") == "GreaterThanOrEqualToThreshold" and props.get("Threshold") == 1 \
+                and props.get("AlarmActions") == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}],
+                                                             {"Ref": "AWS::NoValue"}]}:
+            return []
+    return ["RefreshDeadLetterQueue: no alarm on its first message (ApproximateNumberOfMessagesVisible >= 1)"]
+
+
+def sweep_problems(template: dict[str, Any]) -> list[str]:
+    worker = {"Fn::GetAtt": ["RefreshWorkerFunction", "Arn"]}
+    sweeps = [s["Properties"] for s in resources(template, "AWS::Scheduler::Schedule").values()
+              if s["Properties"]["Target"]["Arn"] == worker]
+    if len(sweeps) != 1 or sweeps[0]["ScheduleExpression"] != "rate(1 minute)" \
+            or json.loads(sweeps[0]["Target"]["Input"]) != {"sweep": True}:
+        return ["RefreshWorkerFunction: no sweep ({\"sweep\": true}) every minute"]
+    role = template["Resources"][sweeps[0]["Target"]["RoleArn"]["Fn::GetAtt"][0]]
+    if grants(role) != {("lambda:InvokeFunction", text(worker))} or role["Properties"].get("ManagedPolicyArns"):
+        return ["the sweep's role may do more than invoke the refresh worker"]
+    return []
+
+
 def problems(template: dict[str, Any]) -> list[str]:
-    return distribution_problems(template) + bucket_problems(template) + role_problems(template)
+    return (distribution_problems(template) + bucket_problems(template) + role_problems(template)
+            + queue_problems(template))
 
 
 def checkov(template: Path) -> dict[str, Any]:

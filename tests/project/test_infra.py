@@ -26,10 +26,13 @@ from tests.infra_checks import (
     bucket_origins,
     checkov,
     checkov_problems,
+    grants,
     load_template,
     problems,
+    queue_problems,
     resources,
     role_problems,
+    site_key,
     text,
 )
 from tests.tools import need
@@ -109,12 +112,13 @@ def test_every_webhook_route_goes_to_the_webhook(template, tmp_path: Path, monke
 
 
 def test_the_function_is_wired_as_documented(template):
-    (function,) = resources(template, "AWS::Lambda::Function").values()
-    props = function["Properties"]
+    props = template["Resources"]["WebhookFunction"]["Properties"]
     assert props["Handler"] == "infra/lambda_handler.handler"
     assert props["ReservedConcurrentExecutions"] == {"Ref": "ReservedConcurrency"}
     env = props["Environment"]["Variables"]
     assert env["PORTAL_DATABASE_URL"] == {"Ref": "DatabaseUrl"}
+    # The work after an event runs in the refresh worker: nothing in a thread Lambda freezes after the response.
+    assert env["PORTAL_JOB_RUNNER"] == "external" and env["PORTAL_JOB_QUEUE_URL"] == {"Ref": "RefreshQueue"}
     # Instances share no memory: rate limits must be counted where all of them see the counts.
     assert env["WEBHOOK_RATE_LIMIT_BACKEND"] == "database"
     # No secret values in the template: only the secret's ARN.
@@ -140,7 +144,7 @@ def test_the_webhook_role_can_store_read_and_remove_dispute_attachments_where_th
     """Every dispute with an attachment failed on the documented deployment: the role had no access to the
     attachments' prefix. They go where the function's settings say (its target's disputes/ prefix by default),
     and CloudFront never reads them."""
-    (function,) = resources(template, "AWS::Lambda::Function").values()
+    function = template["Resources"]["WebhookFunction"]
     env = function["Properties"]["Environment"]["Variables"]
     assert text(env["PORTAL_TARGET"]) == "s3://${SiteBucket}" and "PORTAL_PRIVATE_TARGET" not in env
     settings = load_settings(env={}, config_file=None, secret_key="t" * 32, target="s3://bucket-name")
@@ -155,6 +159,60 @@ def test_the_webhook_role_can_store_read_and_remove_dispute_attachments_where_th
     reads = [text(r) for s in _policy_statements(template) if s.get("Effect") == "Allow"
              for r in as_list(s["Resource"])]
     assert reads and not any("disputes" in arn or arn.endswith("}/*") for arn in reads)
+
+
+def test_the_refresh_worker_runs_the_webhooks_code_with_the_webhooks_settings(template):
+    """The worker re-renders the pages the webhook would have: same package, runtime, network, store, target, mail
+    and secret; its concurrency leaves the sweep a slot the queue cannot take."""
+    res = template["Resources"]
+    webhook, worker = res["WebhookFunction"]["Properties"], res["RefreshWorkerFunction"]["Properties"]
+    assert worker["Handler"] == "infra/worker_handler.handler"
+    assert worker["Role"] == {"Fn::GetAtt": ["RefreshWorkerRole", "Arn"]}
+    for key in ("Code", "Runtime", "Architectures", "VpcConfig"):
+        assert worker[key] == webhook[key], key
+
+    def portal(function: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in function["Environment"]["Variables"].items() if k.startswith("PORTAL_")}
+    assert portal(worker) == portal(webhook) and portal(worker)["PORTAL_JOB_RUNNER"] == "external"
+    (source,) = resources(template, "AWS::Lambda::EventSourceMapping").values()
+    source = source["Properties"]
+    assert source["FunctionName"] == {"Ref": "RefreshWorkerFunction"}
+    assert source["BatchSize"] <= 10 and source["MaximumBatchingWindowInSeconds"] <= 1  # a payment shows in ~1 s
+    # The queue may use every reserved slot but one: a throttled batch would count as a receive (DLQ after five).
+    param = {"Ref": "WorkerReservedConcurrency"}
+    assert worker["ReservedConcurrentExecutions"] == {"Fn::FindInMap": ["WorkerConcurrency", param, "Reserved"]}
+    assert source["ScalingConfig"]["MaximumConcurrency"] == {"Fn::FindInMap": ["WorkerConcurrency", param, "Queue"]}
+    table = template["Mappings"]["WorkerConcurrency"]
+    assert set(template["Parameters"]["WorkerReservedConcurrency"]["AllowedValues"]) == set(table)
+    assert all(row["Reserved"] == int(key) and 2 <= row["Queue"] == row["Reserved"] - 1 for key, row in table.items())
+
+
+def test_only_the_worker_receives_wake_ups_and_only_the_webhook_sends_them(template):
+    queue_rights = {name: {action for action, resource in grants(role) if action.startswith("sqs:")}
+                    for name, role in resources(template, "AWS::IAM::Role").items()}
+    assert {name: rights for name, rights in queue_rights.items() if rights} == {
+        "WebhookRole": {"sqs:SendMessage"},
+        "RefreshWorkerRole": {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+                              "sqs:GetQueueAttributes"}}
+    assert role_problems(template) == []  # ...on RefreshQueue only
+
+
+def test_the_refresh_worker_publishes_one_customer_and_never_the_assets_or_the_main_manifest(template):
+    s3 = {(action, site_key(resource) or resource) for action, resource in grants(template["Resources"][
+        "RefreshWorkerRole"]) if action.startswith("s3:")}
+    assert s3 == {("s3:GetObject", "c/*"), ("s3:GetObject", "docs/*"), ("s3:GetObject", ".portal-customers/*"),
+                  ("s3:PutObject", "c/*"), ("s3:PutObject", "docs/*"), ("s3:PutObject", ".portal-customers/*"),
+                  ("s3:DeleteObject", "c/*"), ("s3:DeleteObject", "docs/*"),
+                  ("s3:ListBucket", '{"Fn::GetAtt": ["SiteBucket", "Arn"]}')}
+
+
+def test_a_job_that_keeps_failing_is_retried_then_parked_and_alarmed_on(template):
+    res = template["Resources"]
+    queue, dead = res["RefreshQueue"]["Properties"], res["RefreshDeadLetterQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == 5 and dead["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert queue["VisibilityTimeout"] >= 6 * res["RefreshWorkerFunction"]["Properties"]["Timeout"]
+    assert queue["SqsManagedSseEnabled"] is True and dead["SqsManagedSseEnabled"] is True
+    assert queue_problems(template) == []  # the batch item failures, the dead-letter alarm, the sweep
 
 
 # --- the checker catches what it must ----------------------------------------------------------------------------
@@ -267,6 +325,80 @@ def test_the_checker_fails_when_a_role_gets_more_than_its_commands_need(template
     mutated = copy.deepcopy(template)
     mutate(mutated)
     assert problems(mutated), f"{mutate.__name__} went unnoticed"
+
+
+def _queue_props(name: str, **changes: Any):
+    def mutate(t: dict[str, Any]) -> None:
+        t["Resources"][name]["Properties"].update(changes)
+    mutate.__name__ = f"{name}+{','.join(changes)}"
+    return mutate
+
+
+def _no_batch_item_failures(t: dict[str, Any]) -> None:
+    t["Resources"]["RefreshEventSource"]["Properties"]["FunctionResponseTypes"] = []
+
+
+def _alarm_on_the_live_queue(t: dict[str, Any]) -> None:
+    t["Resources"]["RefreshDeadLetterAlarm"]["Properties"]["Dimensions"][0]["Value"] = {
+        "Fn::GetAtt": ["RefreshQueue", "QueueName"]}
+
+
+def _without(name: str):
+    def mutate(t: dict[str, Any]) -> None:
+        del t["Resources"][name]
+    mutate.__name__ = f"-{name}"
+    return mutate
+
+
+def _anyone_may_send(t: dict[str, Any]) -> None:
+    t["Resources"]["OpenQueue"] = {"Type": "AWS::SQS::QueuePolicy", "Properties": {
+        "Queues": [{"Ref": "RefreshQueue"}], "PolicyDocument": {"Statement": [
+            {"Effect": "Allow", "Principal": "*", "Action": "sqs:SendMessage", "Resource": "*"}]}}}
+
+
+def _managed_sqs(t: dict[str, Any]) -> None:
+    t["Resources"]["RefreshWorkerRole"]["Properties"]["ManagedPolicyArns"] = [
+        "arn:aws:iam::aws:policy/AmazonSQSFullAccess"]
+
+
+QUEUE = {"Fn::GetAtt": ["RefreshQueue", "Arn"]}
+# Outside one customer's re-render: the shared assets, the whole site's manifest, dispute attachments, deleting the
+# customer manifests.
+NOT_THE_WORKERS = [("s3:PutObject", "assets/*"), ("s3:DeleteObject", "assets/*"), ("s3:GetObject", "disputes/*"),
+                   ("s3:GetObject", ".portal-manifest.json.gz"), ("s3:PutObject", ".portal-manifest.json.gz"),
+                   ("s3:DeleteObject", ".portal-customers/*")]
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (_grant("RefreshWorkerRole", "s3:*", "*"), "RefreshWorkerRole: s3:* on *: it may touch only"),
+    (_grant("RefreshWorkerRole", "sqs:*", "*"), "RefreshWorkerRole: sqs:*: only the webhook sends"),
+    *[(_grant("RefreshWorkerRole", action, {"Fn::Sub": "${SiteBucket.Arn}/" + key}), f"{action} on ${{SiteBucket.Arn}}/"
+       f"{key}: it may touch only") for action, key in NOT_THE_WORKERS],
+    (_grant("RefreshWorkerRole", "sqs:SendMessage", QUEUE), "RefreshWorkerRole: sqs:SendMessage: only the webhook"),
+    (_grant("WebhookRole", "sqs:ReceiveMessage", QUEUE), "WebhookRole: sqs:ReceiveMessage: only the webhook"),
+    (_grant("ShardTaskRole", "sqs:SendMessage", QUEUE), "ShardTaskRole: sqs:SendMessage: only the webhook"),
+    (_grant("WebhookRole", "sqs:SendMessage", {"Fn::GetAtt": ["RefreshDeadLetterQueue", "Arn"]}),
+     "the refresh queue only"),
+    (_grant("RefreshSweepRole", "lambda:InvokeFunction", {"Fn::GetAtt": ["WebhookFunction", "Arn"]}),
+     "the sweep's role may do more"),
+    (_managed_sqs, "managed policy arn:aws:iam::aws:policy/AmazonSQSFullAccess"),
+    (_anyone_may_send, "OpenQueue: a queue policy"),
+    (_no_batch_item_failures, "without ReportBatchItemFailures"),
+    (_alarm_on_the_live_queue, "RefreshDeadLetterQueue: no alarm"),
+    (_without("RefreshDeadLetterAlarm"), "RefreshDeadLetterQueue: no alarm"),
+    (_queue_props("RefreshDeadLetterAlarm", Threshold=5), "RefreshDeadLetterQueue: no alarm"),
+    (_queue_props("RefreshQueue", VisibilityTimeout=60), "under six times the worker's Timeout"),
+    (_queue_props("RefreshQueue", RedrivePolicy={}), "no redrive to RefreshDeadLetterQueue"),
+    (_queue_props("RefreshDeadLetterQueue", MessageRetentionPeriod=345600), "kept under 14 days"),
+    (_queue_props("RefreshQueue", SqsManagedSseEnabled=False), "RefreshQueue: not encrypted"),
+    (_queue_props("RefreshEventSource", FunctionName={"Ref": "WebhookFunction"}), "exactly one event source"),
+    (_without("RefreshSweepSchedule"), "no sweep"),
+], ids=lambda m: getattr(m, "__name__", None))
+def test_the_checker_keeps_the_worker_to_one_customer_and_the_queue_to_its_two_roles(template, mutate, expected):
+    mutated = copy.deepcopy(template)
+    mutate(mutated)
+    found = problems(mutated)
+    assert any(expected in problem for problem in found), f"{mutate.__name__} went unnoticed: {found}"
 
 
 # --- the container's gunicorn settings -----------------------------------------------------------------------------

@@ -127,7 +127,7 @@ def test_a_failed_timed_out_or_late_run_raises_an_alarm(template):
 
 
 def test_the_schedule_starts_the_state_machine_and_may_do_nothing_else(template):
-    (schedule,) = resources(template, "AWS::Scheduler::Schedule").values()
+    schedule = template["Resources"]["NightlySchedule"]  # the other schedule is the refresh queue's sweep
     target = schedule["Properties"]["Target"]
     assert target["Arn"] == {"Ref": "NightlyStateMachine"}
     assert schedule["Properties"]["ScheduleExpression"] == {"Ref": "NightlyScheduleExpression"}
@@ -175,7 +175,7 @@ def test_the_tasks_render_with_the_webhooks_settings_and_take_secrets_only_from_
 def test_every_log_group_is_kept_for_a_while_and_encrypted_with_the_stacks_key(template):
     resolve = Resolver(template, PARAMETERS, names={})
     groups = resources(template, "AWS::Logs::LogGroup")
-    assert len(groups) == 3
+    assert len(groups) == 4  # the webhook's, the refresh worker's, the nightly tasks', the state machine's
     key = template["Resources"]["LogsKey"]["Properties"]
     (logs_grant,) = [s for s in key["KeyPolicy"]["Statement"] if s["Sid"] == "LogsEncryptsTheseLogGroups"]
     allowed = set(resolve(logs_grant["Condition"]["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"]))
