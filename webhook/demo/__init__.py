@@ -56,8 +56,11 @@ def _banner(response: Response) -> Response:
     if response.mimetype != "text/html" or response.status_code in (204, 304) or response.is_streamed \
             and not response.direct_passthrough:
         return response
-    response.direct_passthrough = False  # a built page is sent as a file: read it to change it
+    response.direct_passthrough = False  # a built page is sent as a file: read it to change it, then close it
+    source = response.response
     body = response.get_data()
+    if hasattr(source, "close"):
+        source.close()
     match = _BODY.search(body)
     if match is None:
         return response
