@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
+# `make demo DEMO_ARGS="--port 8080"` passes options to `portal demo`.
+DEMO_ARGS ?=
 
 .PHONY: demo test install install-test system-deps bench lint imports clean
 
@@ -12,22 +14,33 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-install: $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# Each install runs again only when pyproject.toml changed since (or never ran): a stamp file in the venv says
+# when it last ran, so a second `make demo` starts at once. The package is editable: code changes need no install.
+# The test install includes the plain one, so it updates both stamps.
+install: $(VENV)/.installed
 
-install-test: $(BIN)/python $(BIN)/checkov
+install-test: $(VENV)/.installed-test $(VENV)/.installed-scan
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,server]'
+	touch $@ $(VENV)/.installed
 
 # The template scanner in an environment of its own (its pins would downgrade the project's boto3 and
 # pytest's packaging), linked next to the project's python, where tests/project/test_infra.py looks for it.
-$(BIN)/checkov: pyproject.toml | $(BIN)/python
+# A stamp, not the link: make reads the link's target's time, which a reinstall of the same version leaves old.
+$(VENV)/.installed-scan: pyproject.toml | $(BIN)/python
 	$(PYTHON) -m venv $(VENV)/scan
 	$(VENV)/scan/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/scan/bin/python -m pip install --quiet --group scan
 	ln -sf ../scan/bin/checkov $(BIN)/checkov
+	touch $@
 
 demo: install
-	$(BIN)/portal demo
+	$(BIN)/portal demo $(DEMO_ARGS)
 
 # Installs the system packages the tests use (a real browser, a real PostgreSQL server, wrk for the load
 # benchmark: tests/tools.py APT) only when something is missing (root or sudo needed then). tests/tools.py says

@@ -38,15 +38,17 @@ DEFAULTS: dict[str, Any] = {
 
 
 def create_app(settings: Settings | None = None, site_dir: str | Path | None = None,
-               config: Mapping[str, Any] | None = None) -> Flask:
+               config: Mapping[str, Any] | None = None, *, warn: bool = True) -> Flask:
     """Make the webhook app. `settings` None: read them (portal.toml < PORTAL_* variables).
 
     `site_dir`: a built site to serve under /c/ and /assets/ (development). Nothing touches the database
     here, so workers forked after this call (gunicorn --preload) do not share connections. The schema is
-    not migrated either: run `portal db upgrade` before starting workers.
+    not migrated either: run `portal db upgrade` before starting workers. `warn` False: the caller already
+    printed the insecure-setting warnings (the `portal` command line does when it loads the settings).
     """
     settings = settings or load_settings()
-    warn_if_insecure(settings)
+    if warn:
+        warn_if_insecure(settings)
     app = Flask(__name__, static_folder=None, template_folder=None)
     app.config.from_mapping(DEFAULTS)
     app.config.from_prefixed_env("WEBHOOK")
