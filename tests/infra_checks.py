@@ -152,11 +152,12 @@ NO_S3 = {"ImportTaskRole", "NightlyExecutionRole", "NightlyStateMachineRole", "N
          "RefreshSweepRole"}
 BUCKET = '{"Fn::GetAtt": ["SiteBucket", "Arn"]}'  # text() of the bucket's own ARN (s3:ListBucket's resource)
 # Roles confined to a few of the site's keys, action by action (lower case: IAM ignores the case of actions): the
-# refresh worker republishes one customer, so it never touches assets/* (the nightly build's) or the main manifest
-# (a nightly publish owns it). Anything else in the bucket, or another bucket, is a problem.
+# refresh worker republishes one customer, so it never deletes assets/* (the nightly build's; it may add one its
+# pages link to, named by its content) nor touches the main manifest (a nightly publish owns it). Anything else in
+# the bucket, or another bucket, is a problem.
 SITE_KEYS_ONLY = {"RefreshWorkerRole": {
-    "s3:getobject": {"c/*", "docs/*", ".portal-customers/*"},
-    "s3:putobject": {"c/*", "docs/*", ".portal-customers/*"},
+    "s3:getobject": {"c/*", "docs/*", ".portal-customers/*", "assets/*"},
+    "s3:putobject": {"c/*", "docs/*", ".portal-customers/*", "assets/*"},
     "s3:deleteobject": {"c/*", "docs/*"},
     "s3:listbucket": {BUCKET},
 }}

@@ -116,8 +116,7 @@ def publish_shard(settings: Settings, site_dir: str | os.PathLike, index: int, c
                 result.bytes = sum(f.size for f in plan.uploads)
                 if not dry_run:
                     _upload(pool, target, plan.uploads, index, count, workers, progress)
-                    fresh.after_upload(plan.uploads)
-                    forget_customer_manifests(target, [f.path for f in plan.uploads])
+                    fresh.after_upload(plan.uploads)  # (the customers' own manifests: reconcile forgets them)
                     target.write(shard_manifest_name(index, count), encode_manifest(plan.manifest, manifest.as_of))
                     if plan.uploads:
                         target.remove(shard_journal_name(index, count))
@@ -212,7 +211,10 @@ def _merge(target: Target, plan: Plan, state: RemoteState, as_of: str, count: in
         for _phase, paths in groupby(plan.deletes, key=upload_phase):
             run_all(pool, counted(target.delete), batches(list(paths), target.delete_batch), workers * 2,
                     lambda _n: None, target.name, "deleting")
-    forget_customer_manifests(target, plan.deletes)  # (docs/refresh.md)
+    # The customers whose folders the shards wrote or this deleted: their own manifests no longer say what is there
+    # (docs/refresh.md).
+    forget_customer_manifests(target, [p for p, sha in plan.manifest.items() if state.files.get(p) != sha]
+                              + plan.deletes)
     if plan.deletes or state.journal or not state.has_manifest:
         target.remove(JOURNAL)
     # Last: until here a rerun of reconcile finds every shard manifest and does the same again.

@@ -197,10 +197,11 @@ def test_only_the_worker_receives_wake_ups_and_only_the_webhook_sends_them(templ
     assert role_problems(template) == []  # ...on RefreshQueue only
 
 
-def test_the_refresh_worker_publishes_one_customer_and_never_the_assets_or_the_main_manifest(template):
+def test_the_refresh_worker_publishes_one_customer_adds_assets_and_never_touches_the_main_manifest(template):
     s3 = {(action, site_key(resource) or resource) for action, resource in grants(template["Resources"][
         "RefreshWorkerRole"]) if action.startswith("s3:")}
     assert s3 == {("s3:GetObject", "c/*"), ("s3:GetObject", "docs/*"), ("s3:GetObject", ".portal-customers/*"),
+                  ("s3:GetObject", "assets/*"), ("s3:PutObject", "assets/*"),
                   ("s3:PutObject", "c/*"), ("s3:PutObject", "docs/*"), ("s3:PutObject", ".portal-customers/*"),
                   ("s3:DeleteObject", "c/*"), ("s3:DeleteObject", "docs/*"),
                   ("s3:ListBucket", '{"Fn::GetAtt": ["SiteBucket", "Arn"]}')}
@@ -362,9 +363,9 @@ def _managed_sqs(t: dict[str, Any]) -> None:
 
 
 QUEUE = {"Fn::GetAtt": ["RefreshQueue", "Arn"]}
-# Outside one customer's re-render: the shared assets, the whole site's manifest, dispute attachments, deleting the
-# customer manifests.
-NOT_THE_WORKERS = [("s3:PutObject", "assets/*"), ("s3:DeleteObject", "assets/*"), ("s3:GetObject", "disputes/*"),
+# Outside one customer's re-render: deleting the shared assets, the whole site's manifest, dispute attachments,
+# deleting the customer manifests.
+NOT_THE_WORKERS = [("s3:DeleteObject", "assets/*"), ("s3:GetObject", "disputes/*"),
                    ("s3:GetObject", ".portal-manifest.json.gz"), ("s3:PutObject", ".portal-manifest.json.gz"),
                    ("s3:DeleteObject", ".portal-customers/*")]
 
