@@ -145,9 +145,9 @@ SITE_PREFIXES = ("c/", "assets/", "docs/")
 # Which roles may do what to the site (tests/publish/test_nightly.py runs the commands these rights are for).
 # presigned URLs; a shard HEADs objects it is unsure of; the refresh worker republishes a customer's documents
 MAY_READ_DOCUMENTS = {"WebhookRole", "ShardTaskRole", "RefreshWorkerRole"}
-# a re-render after a payment (the webhook's own, or the refresh worker's); the reconcile, once
-MAY_DELETE_SITE = {"WebhookRole", "ReconcileTaskRole", "RefreshWorkerRole"}
-MAY_WRITE_MAIN_MANIFEST = {"WebhookRole", "ReconcileTaskRole"}
+# a re-render after a payment (the refresh worker's: the webhook publishes nothing); the reconcile, once
+MAY_DELETE_SITE = {"ReconcileTaskRole", "RefreshWorkerRole"}
+MAY_WRITE_MAIN_MANIFEST = {"ReconcileTaskRole"}
 NO_S3 = {"ImportTaskRole", "NightlyExecutionRole", "NightlyStateMachineRole", "NightlySchedulerRole",
          "RefreshSweepRole"}
 BUCKET = '{"Fn::GetAtt": ["SiteBucket", "Arn"]}'  # text() of the bucket's own ARN (s3:ListBucket's resource)
