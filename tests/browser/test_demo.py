@@ -57,7 +57,7 @@ def demo(tmp_path_factory):
         links = [m.group(3) for line in printed if (m := LINK.match(line.rstrip("\n")))]
         login = next(m.groups() for line in printed if (m := LOGIN.search(line.rstrip("\n"))))
         yield {"address": f"http://127.0.0.1:{port}", "links": links, "login": login, "process": process,
-               "folder": folder}
+               "folder": folder, "printed": printed}
     finally:
         process.terminate()
         try:
@@ -165,3 +165,11 @@ def test_the_demo_shows_a_bank_payment_pending_then_paid_with_receipt_and_staff_
     assert row.count() == 1
     assert row.locator(".badge").inner_text() == "succeeded"
     page.screenshot(path=str(ARTIFACTS / "demo-staff-payments.png"), full_page=True)
+    # The seeded history: every dashboard page has something on it (a pending bank payment, a dispute, a question).
+    deadline = time.monotonic() + 60
+    while page.locator("tbody tr .badge", has_text="pending").count() == 0 and time.monotonic() < deadline:
+        time.sleep(1)
+        page.goto(f"{address}/staff/payments")
+    assert page.locator("tbody tr .badge", has_text="pending").count() >= 1, "".join(demo["printed"][-40:])
+    page.goto(f"{address}/staff/disputes")
+    assert "D-1" in page.content()

@@ -54,10 +54,12 @@ def _seed(app: Flask, store: Store) -> None:
     checkout: Checkout = app.extensions["demo_checkout"]
     disputing = customers[0]
     # Bank (ACH) debits are for US dollar invoices: one settled, one left pending for the visitor to settle.
+    # With a single US dollar customer, its first two invoices (each customer here has at least two).
     usd = [d for d in customers[1:] if d.customer.currency == "USD"]
-    others = [d for d in customers[1:] if d.customer.currency != "USD"]
-    for data, settle in zip(usd[:2], (True, False), strict=False):
-        _pay(client, checkout, signer, data, "us_bank_account", settle=settle)
+    banked = [(usd[0], 0), (usd[1], 0)] if len(usd) > 1 else [(usd[0], 0), (usd[0], 1)] if usd else []
+    for (data, index), settle in zip(banked, (True, False), strict=False):
+        _pay(client, checkout, signer, data, "us_bank_account", settle=settle, index=index)
+    others = [d for d in customers[1:] if d not in usd[:2]]
     for data in others[:1]:
         _pay(client, checkout, signer, data, "card", settle=True)
     page = signer.page_token("page", disputing.customer.customer_id, 1)
@@ -69,10 +71,11 @@ def _seed(app: Flask, store: Store) -> None:
                                    "message": "Can you send us the delivery note for this invoice?"})
 
 
-def _pay(client: Any, checkout: Checkout, signer: Signer, data: Any, method: str, settle: bool) -> None:
-    """Pay the customer's first open invoice through /pay and the test checkout, as a customer would."""
+def _pay(client: Any, checkout: Checkout, signer: Signer, data: Any, method: str, settle: bool,
+         index: int = 0) -> None:
+    """Pay one of the customer's open invoices through /pay and the test checkout, as a customer would."""
     answer = client.post("/pay", data={"page_token": signer.page_token("page", data.customer.customer_id, 1),
-                                       "invoice": [data.invoices[0].invoice_id], "method": method})
+                                       "invoice": [data.invoices[index].invoice_id], "method": method})
     session_id = (answer.headers.get("Location") or "").rsplit("/", 1)[-1]
     session = checkout.sessions.get(session_id)
     if session is None:
