@@ -25,7 +25,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from pathlib import Path
@@ -35,13 +34,13 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
-from portal.core.config import Settings
 from portal.disputes import service as disputes
 from portal.publish.customer import read_customer_manifest
 from portal.publish.targets import choose_target
 from portal.store import disputes as disputestore
 from portal.store import jobqueue
 from tests.dispute_helpers import post_dispute
+from tests.jobs.conftest import settings_env
 from tests.payfixtures import attempt_id_sent, intent_event, invoice_page, post_pay, send_event, session_completed
 from tests.ports import free_port
 from tests.smtpserver import Recorder, SmtpServer
@@ -116,11 +115,7 @@ def worker_env(settings, mail_url: str, **extra: str) -> dict[str, str]:
     """The environment of a deployed worker: the webhook's settings as PORTAL_* variables (nothing of the test's
     own PORTAL_* variables), its mail going to `mail_url`, a lease of 2 s (a killed worker's job runs again soon)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PORTAL_", "STRIPE_", "WEBHOOK_"))}
-    for item in fields(Settings):
-        value = getattr(settings, item.name)
-        if item.name != "config_file" and value != item.default:
-            text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
-            env[f"PORTAL_{item.name.upper()}"] = text.lower() if isinstance(value, bool) else text
+    env.update(settings_env(settings))
     env.update({"PORTAL_MAIL_URL": mail_url, "PORTAL_JOB_LEASE_SECONDS": "2", "PORTAL_MAIL_RETRY_DELAY_MS": "100",
                 **extra})
     return env
