@@ -81,6 +81,7 @@ def cold_start(monkeypatch, tmp_path: Path) -> Iterator[Callable[..., Any]]:
     loaded: list[Any] = []
 
     def start(settings, **env: str) -> Any:
+        monkeypatch.chdir(tmp_path)  # no portal.toml from elsewhere
         for name in [n for n in os.environ if n.startswith(("PORTAL_", "STRIPE_", "WEBHOOK_"))]:
             monkeypatch.delenv(name)
         for name, value in {**settings_env(settings), "PORTAL_MAIL_URL": f"outbox:{tmp_path / 'lambda' / 'outbox'}",

@@ -162,6 +162,8 @@ class Workers:
             if process.poll() is None:
                 process.kill()
                 process.wait(timeout=10)
+            # pytest shows a test's output only when it fails: then what each worker said is there
+            print(f"--- worker {process.pid} (exit {process.returncode}) ---\n{self.log(process)}")
 
 
 @contextmanager
