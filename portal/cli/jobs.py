@@ -28,7 +28,7 @@ def worker(portal: PortalContext, once: bool, poll: float) -> None:
     """Run the jobs that follow payments and disputes: re-render and publish customers, send their emails."""
     from portal.jobs.worker import Worker
 
-    runner = Worker(portal.settings, portal.store)
+    runner = Worker(portal.settings, portal.store())
     if once:
         outcomes = runner.drain()
         failed = [o for o in outcomes if not o.ok]
@@ -52,22 +52,30 @@ def worker(portal: PortalContext, once: bool, poll: float) -> None:
 @click.command("jobs")
 @pass_portal
 def jobs(portal: PortalContext) -> None:
-    """Count the queue's jobs by state, and list the failed ones with their errors."""
+    """Count the queue's jobs by state, and list the failed ones and those waiting to be retried, with their errors."""
     from sqlalchemy import select
 
     from portal.store import jobqueue
 
-    with portal.store.begin() as conn:
+    with portal.store().begin() as conn:
         counts = jobqueue.counts(conn)
         due = len(jobqueue.due_ids(conn, datetime.now(UTC)))
         failed = conn.execute(select(jobqueue.jobs).where(jobqueue.jobs.c.state == jobqueue.FAILED)
                               .order_by(jobqueue.jobs.c.job_id)).all()
+        # A job that failed and waits for its retry is queued again, with its error: an outage shows here at
+        # once, not only after the last of its runs.
+        retrying = conn.execute(select(jobqueue.jobs).where(jobqueue.jobs.c.state == jobqueue.QUEUED,
+                                                            jobqueue.jobs.c.last_error != "")
+                                .order_by(jobqueue.jobs.c.job_id)).all()
     states = ", ".join(f"{counts.get(s, 0)} {s}" for s in (jobqueue.QUEUED, jobqueue.RUNNING, jobqueue.DONE,
                                                          jobqueue.FAILED))
     click.echo(f"jobs: {states}; {due} due now")
     for row in failed:
         click.echo(f"failed: job {row.job_id} {row.kind} customer {row.customer_id} after {row.attempts} runs: "
                    f"{row.last_error}")
+    for row in retrying:
+        click.echo(f"retrying: job {row.job_id} {row.kind} customer {row.customer_id} after {row.attempts} runs, "
+                   f"next at {row.run_after:%Y-%m-%d %H:%M:%S} UTC: {row.last_error}")
 
 
 COMMANDS = (worker, jobs)

@@ -6,7 +6,8 @@ Guarantees:
   caused it, or not at all.
 - Coalesced: a customer has at most one QUEUED refresh (a partial unique index). A hundred events for one
   customer while its refresh waits add nothing; events while it runs add one more, which runs after it: one or
-  two re-renders, and the last one always reads the store after the last change.
+  two re-renders, and the last one always reads the store after the last change (an event coalesced into the
+  queued refresh holds it until the event commits, so no worker claims it and renders before the change).
 - One job per customer at a time, lowest id first: `claim` never hands out a job of a customer whose other job
   is running (so the payment email follows the re-render it was queued after, and two workers never publish
   the same customer at once). Claims are compare-and-set updates, so any number of workers may claim at once,
@@ -126,11 +127,11 @@ def enqueue_refresh(conn: Connection, customer_id: str, now: datetime, *, bump: 
     payload = FORCED if force else "{}"
     statement = _insert(conn).values(kind=REFRESH, customer_id=customer_id, payload=payload, state=QUEUED,
                                      attempts=0, run_after=now, created_at=now, worker="", last_error="")
-    if force:
-        conn.execute(statement.on_conflict_do_update(index_elements=["customer_id"], index_where=_QUEUED_REFRESH,
-                                                     set_={"payload": FORCED}))
-    else:
-        conn.execute(statement.on_conflict_do_nothing(index_elements=["customer_id"], index_where=_QUEUED_REFRESH))
+    # Coalescing updates the queued refresh (a no-op unless forced) rather than doing nothing: the update locks it
+    # until this transaction ends, so no worker claims it and renders before this change commits. DO NOTHING takes
+    # no lock on PostgreSQL, and the change would be coalesced into a refresh that never sees it.
+    conn.execute(statement.on_conflict_do_update(index_elements=["customer_id"], index_where=_QUEUED_REFRESH,
+                                                 set_={"payload": FORCED if force else jobs.c.payload}))
     if bump:
         bump_revision(conn, customer_id)
 
