@@ -28,7 +28,7 @@ def worker(portal: PortalContext, once: bool, poll: float) -> None:
     """Run the jobs that follow payments and disputes: re-render and publish customers, send their emails."""
     from portal.jobs.worker import Worker
 
-    runner = Worker(portal.settings, portal.store)
+    runner = Worker(portal.settings, portal.store())
     if once:
         outcomes = runner.drain()
         failed = [o for o in outcomes if not o.ok]
@@ -57,7 +57,7 @@ def jobs(portal: PortalContext) -> None:
 
     from portal.store import jobqueue
 
-    with portal.store.begin() as conn:
+    with portal.store().begin() as conn:
         counts = jobqueue.counts(conn)
         due = len(jobqueue.due_ids(conn, datetime.now(UTC)))
         failed = conn.execute(select(jobqueue.jobs).where(jobqueue.jobs.c.state == jobqueue.FAILED)
