@@ -118,8 +118,11 @@ def publish_customer(target: Target, customer_id: str, key: str, files: list[Loc
         held.update({p: s for p, s in keep.items() if p in held})
     with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="publish-customer") as pool:
         trusted = held if trust_manifest else {}
-        uploads = [f for f in files if trusted.get(f.path) != f.sha256 and not _already_there(target, f, trusted)]
-        uploads += [f for f in shared if not _already_there(target, f, {})]
+        # Asking S3 whether a document is there is a round trip: ask for all of them at once, not one by one (a
+        # customer's first refresh asks for every document it has: 50-70 ms one by one at 7 documents on SeaweedFS).
+        unsure = [(f, trusted) for f in files if trusted.get(f.path) != f.sha256] + [(f, {}) for f in shared]
+        there = pool.map(lambda pair: _already_there(target, *pair), unsure)
+        uploads = [f for (f, _), present in zip(unsure, there, strict=True) if not present]
         uploads.sort(key=lambda f: (upload_phase(f.path), f.path))
         for _phase, items in groupby(uploads, key=lambda f: upload_phase(f.path)):
             run_all(pool, counted(target.put), items, WORKERS * 2, lambda _n: None, target.name, "uploading")
