@@ -151,8 +151,12 @@ _present: set[tuple[str, str, str]] = set()  # (target, path, sha256) known to b
 def _already_there(target: Target, item: LocalFile, held: dict[str, str]) -> bool:
     """Documents and assets are named by their content: one the target holds need not be uploaded again. Asked
     only when the customer's manifest does not list the path (the first refresh of a customer, a new asset)."""
-    if item.path in held:  # listed, with another sha256 or found by a scan: only a content-addressed name is sure
-        return item.path.rsplit("/", 1)[-1].startswith(item.sha256)
+    if item.path in held:
+        if item.path.rsplit("/", 1)[-1].startswith(item.sha256):
+            return True  # a content-addressed name (a supplied document): there means the same
+        if held[item.path]:
+            return False  # the manifest lists other content
+        # found by a scan, content unknown: ask the target (below), cheaper than uploading a document
     if item.path.startswith("c/"):
         return False
     key = (target.name, item.path, item.sha256)

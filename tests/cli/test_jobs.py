@@ -6,9 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from portal.core.signing import Signer
 from portal.publish.customer import customer_manifest_name
 from portal.store import jobqueue
 from portal.store.database import Store
+from tests.conftest import make_settings
 
 
 def test_portal_worker_once_runs_a_queued_refresh_and_portal_jobs_counts_it(run, tmp_path, db_url):
@@ -23,5 +25,6 @@ def test_portal_worker_once_runs_a_queued_refresh_and_portal_jobs_counts_it(run,
     worked = run("worker", "--once")
     assert worked.exit_code == 0 and "ran 1 job(s), 0 failed" in worked.output
     # The default target is the build folder: the refresh published the customer there, with its own manifest.
-    assert (Path(tmp_path) / "build" / customer_manifest_name("C00002")).is_file()
+    key = Signer(make_settings(db_url)).customer_key("C00002", 1)  # the CLI's secret is the tests' (conftest)
+    assert (Path(tmp_path) / "build" / customer_manifest_name(key)).is_file()
     assert run("jobs").output.startswith("jobs: 0 queued, 0 running, 1 done, 0 failed; 0 due")

@@ -34,6 +34,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
+from portal.core.signing import Signer
 from portal.disputes import service as disputes
 from portal.publish.customer import read_customer_manifest
 from portal.publish.targets import choose_target
@@ -296,7 +297,8 @@ def assert_every_customer_published_as_of_now(settings, store) -> None:
     target = choose_target(settings.target)
     for row in rows:
         assert row.published == row.revision, row.customer_id
-        assert read_customer_manifest(target, row.customer_id).revision == row.revision, row.customer_id
+        key = Signer(settings).customer_key(row.customer_id, store.key_version(row.customer_id))
+        assert read_customer_manifest(target, row.customer_id, key).revision == row.revision, row.customer_id
 
 
 # --- the tests -----------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ def test_a_first_refresh_asks_s3_about_its_documents_at_once_and_uploads_none_it
     put = target.put
     uploaded: list[str] = []
     target.put = lambda item: (uploaded.append(item.path), put(item))[1]
-    result = publish_customer(target, "C00001", [page, *documents], 1, "2026-11-20T18:00:00+00:00")
+    result = publish_customer(target, "C00001", "key1", [page, *documents], 1, "2026-11-20T18:00:00+00:00")
     assert uploaded == [page.path] and result.uploaded == 1 and result.unchanged == len(documents)
-    manifest = read_customer_manifest(target, "C00001")
+    manifest = read_customer_manifest(target, "C00001", "key1")
     assert manifest.files == {f.path: f.sha256 for f in [page, *documents]}
