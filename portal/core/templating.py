@@ -41,8 +41,12 @@ def template_dirs(settings: Settings) -> list[Path]:
 
 def make_environment(settings: Settings) -> Environment:
     loader = ChoiceLoader([FileSystemLoader(str(d)) for d in template_dirs(settings)])
-    return Environment(loader=loader, autoescape=True, undefined=StrictUndefined, trim_blocks=True,
-                       lstrip_blocks=True, auto_reload=False)
+    env = Environment(loader=loader, autoescape=True, undefined=StrictUndefined, trim_blocks=True,
+                      lstrip_blocks=True, auto_reload=False, extensions=["jinja2.ext.i18n"])
+    # Customer-facing text is written as `_("...")` / `{% trans %}` so that it can be translated; until a
+    # language's catalog is installed, the text is shown as written (English).
+    env.install_null_translations(newstyle=True)
+    return env
 
 
 @dataclass(frozen=True)

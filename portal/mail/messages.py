@@ -33,9 +33,13 @@ from portal.store.database import CustomerData
 @lru_cache(maxsize=8)
 def _environment(dirs: tuple[Path, ...]) -> Environment:
     # HTML parts are escaped; plain-text parts must not be (an "&" in a company name stays "&").
-    return Environment(loader=ChoiceLoader([FileSystemLoader(str(d)) for d in dirs]),
-                       autoescape=select_autoescape(["html"], default_for_string=False),
-                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = Environment(loader=ChoiceLoader([FileSystemLoader(str(d)) for d in dirs]),
+                      autoescape=select_autoescape(["html"], default_for_string=False),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                      extensions=["jinja2.ext.i18n"])
+    # Customer-facing text is written as `_("...")` / `{% trans %}` (see portal/core/templating.py).
+    env.install_null_translations(newstyle=True)
+    return env
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
