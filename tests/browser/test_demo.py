@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.livesite import ARTIFACTS, WIDTHS, chromium, require_browser
+from tests.livesite import ARTIFACTS, require_browser
 from tests.ports import free_port
 
 pytestmark = pytest.mark.browser
@@ -68,20 +68,6 @@ def demo(tmp_path_factory):
         if reader is not None:
             reader.join(5)
         process.stdout.close()  # type: ignore[union-attr]
-
-
-@pytest.fixture(scope="module")
-def browser(demo):
-    with chromium() as browser:
-        yield browser
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": WIDTHS["desktop"], "height": 900})
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def _until(page, url: str, ready: Callable[[], bool], seconds: float = 60) -> None:

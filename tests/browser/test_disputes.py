@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from portal.staff.disputes_report import disputes
-from tests.livesite import ARTIFACTS, WIDTHS, chromium, require_browser, served_sample_site
+from tests.livesite import ARTIFACTS, WIDTHS, require_browser, served_sample_site
 
 pytestmark = pytest.mark.browser
 
@@ -26,12 +26,6 @@ def portal_site(tmp_path_factory):
     require_browser()
     with served_sample_site(tmp_path_factory.mktemp("browser-dispute")) as site:
         yield site
-
-
-@pytest.fixture(scope="module")
-def browser(portal_site):
-    with chromium() as browser:
-        yield browser
 
 
 def _customer(portal_site):

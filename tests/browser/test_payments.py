@@ -14,7 +14,7 @@ import pytest
 import requests
 import stripe
 
-from tests.livesite import ARTIFACTS, WIDTHS, chromium, require_browser, served_sample_site
+from tests.livesite import ARTIFACTS, WIDTHS, require_browser, served_sample_site
 from tests.stripe_standin import StripeStandIn
 
 pytestmark = pytest.mark.browser
@@ -34,20 +34,6 @@ def shop(tmp_path_factory):
             yield {**site, "standin": standin}
     finally:
         standin.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(shop):
-    with chromium() as browser:
-        yield browser
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": WIDTHS["desktop"], "height": 900})
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def _usd_customer(shop):

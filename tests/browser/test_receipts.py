@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.livesite import ARTIFACTS, WIDTHS, chromium, require_browser, served_sample_site
+from tests.livesite import ARTIFACTS, WIDTHS, require_browser, served_sample_site
 from tests.webhook_helpers import old_link_token
 
 pytestmark = pytest.mark.browser
@@ -26,20 +26,6 @@ def portal(tmp_path_factory):
     require_browser()
     with served_sample_site(tmp_path_factory.mktemp("browser")) as site:
         yield site
-
-
-@pytest.fixture(scope="module")
-def browser(portal):
-    with chromium() as browser:
-        yield browser
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": WIDTHS["desktop"], "height": 900})
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def _customer(portal) -> tuple[str, str, str]:

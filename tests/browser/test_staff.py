@@ -17,7 +17,7 @@ from sqlalchemy import insert
 from portal.disputes.service import submit_dispute
 from portal.store import disputes as disputestore
 from portal.store.tables import events
-from tests.livesite import ARTIFACTS, WIDTHS, chromium, require_browser, served_sample_site
+from tests.livesite import ARTIFACTS, WIDTHS, require_browser, served_sample_site
 from tests.staff_helpers import PASSWORD, add_staff
 
 pytestmark = pytest.mark.browser
@@ -46,12 +46,6 @@ def portal_site(tmp_path_factory):
                        {}, "damaged", "Two boxes arrived <b>crushed</b>")
         site.update(viewed=viewed, unviewed=sum(len(d.invoices) for d in data) - 1, disputed=disputed)
         yield site
-
-
-@pytest.fixture(scope="module")
-def browser(portal_site):
-    with chromium() as browser:
-        yield browser
 
 
 def _check(page, name: str) -> None:
