@@ -190,15 +190,23 @@ def sync_positions(conn: Connection, invoice_ids: Iterable[str] | None) -> None:
     ids = None if invoice_ids is None else sorted(set(invoice_ids))
     if ids == []:
         return
-    currencies = list(conn.execute(select(invoice_positions.c.currency).distinct()).scalars())
     lines = receipt_lines.c
-    stmt = (update(receipt_lines).values(position_cells=_position_cells(currencies))
-            .where(_P.invoice_id == lines.invoice_id))
+
+    def update_lines(where: Any = None) -> None:
+        # The cell's SQL has one branch per currency it may meet: only the currencies of the lines written, so a
+        # payment event does not read the currency of every stored position (a whole-table scan per event).
+        currencies = select(invoice_positions.c.currency).distinct()
+        if where is not None:
+            currencies = currencies.where(invoice_positions.c.invoice_id.in_(where))
+        stmt = (update(receipt_lines).values(position_cells=_position_cells(conn.execute(currencies).scalars()))
+                .where(_P.invoice_id == lines.invoice_id))
+        conn.execute(stmt if where is None else stmt.where(lines.invoice_id.in_(where)))
+
     if ids is None:
-        conn.execute(stmt)
+        update_lines()
         return
     for start in range(0, len(ids), _SYNC_CHUNK):
-        conn.execute(stmt.where(lines.invoice_id.in_(ids[start:start + _SYNC_CHUNK])))
+        update_lines(ids[start:start + _SYNC_CHUNK])
 
 
 def rebuild(store: Store) -> int:
