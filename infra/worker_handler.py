@@ -21,7 +21,7 @@ import logging
 import time
 from typing import Any
 
-from infra.lambda_handler import load_secrets
+from infra.secrets import load_secrets
 
 log = logging.getLogger("portal.worker")
 MARGIN_SECONDS = 10  # stop taking new jobs this long before Lambda's timeout

@@ -169,6 +169,7 @@ def test_an_sqs_wake_up_runs_the_payments_jobs(external, store, standin, queue, 
 def test_a_sweep_runs_the_jobs_whose_wake_up_never_came(quiet_app, external, store, standin, cold_start, tmp_path):
     customer_id, invoice_id = pay_by_card(quiet_app, external, store, standin)  # no queue: no wake-up at all
     handler = cold_start(external)
+    assert "infra.lambda_handler" not in sys.modules  # the worker's cold start builds no webhook app
     assert handler({"sweep": True}, Context()) == {"batchItemFailures": []}
     assert PAID in invoice_page(external, customer_id, invoice_id)
     assert job_states(store) == [("refresh", "done"), ("payment_mail", "done")]

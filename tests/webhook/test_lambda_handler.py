@@ -166,8 +166,9 @@ def test_requests_that_bypass_cloudfront_are_refused(lambda_module, kind: str):
     assert lambda_module.handler(event, None)["statusCode"] == 403
 
 
-def test_secrets_come_from_secrets_manager_at_cold_start(lambda_module):
-    apply_secret, load_secrets = lambda_module.apply_secret, lambda_module.load_secrets
+def test_secrets_come_from_secrets_manager_at_cold_start():
+    from infra.secrets import apply_secret, load_secrets  # shared by the webhook's and the worker's cold starts
+
     environ = {"PORTAL_SECRETS_ARN": "arn:aws:secretsmanager:eu-west-1:1:secret:portal"}
     secret = json.dumps({"PORTAL_SECRET_KEY": "k" * 32, "STRIPE_WEBHOOK_SECRET": "whsec_x", "ORIGIN_VERIFY": "o1"})
     asked = []
