@@ -184,6 +184,9 @@ def format_quantity(value: Decimal | None, locale: str) -> str:
     return "" if value is None else format_decimal(value, locale=_locale(locale), decimal_quantization=False)
 
 
+_SPACES = " \u00a0\u202f"
+
+
 def parse_typed_amount(text: str, currency: str, locale: str) -> int:
     """An amount a customer typed into a form: the plain dot form ("500.50") or their locale's own ("500,50",
     "1.234,50" for de; Babel's parse_decimal, strict about grouping) -> minor units. The dot form is tried
@@ -191,11 +194,17 @@ def parse_typed_amount(text: str, currency: str, locale: str) -> int:
     try:
         return parse_amount(text, currency)
     except AmountError as plain:
-        try:
-            value = babel_parse_decimal(text.strip(), locale=locale or "en", strict=True)
-        except (NumberFormatError, ValueError):
+        locale = locale or "en"
+        group, decimal = get_group_symbol(locale), get_decimal_symbol(locale)
+        text = text.strip()
+        if group in _SPACES:  # "1 234,50" typed with a plain space where the locale groups with a narrow one
+            text = re.sub(f"[{_SPACES}]", group, text)
+        # ASCII digits and the locale's own symbols only: no exponent, no other scripts' digits, no words.
+        if not re.fullmatch(f"-?[0-9{re.escape(group + decimal)}]+", text):
             raise plain from None
-        if not value.is_finite():
+        try:
+            value = babel_parse_decimal(text, locale=locale, strict=True)
+        except (NumberFormatError, ValueError):
             raise plain from None
         return parse_amount(format(value, "f"), currency)
 

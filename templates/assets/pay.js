@@ -13,7 +13,8 @@
 
   function plain(text) {
     if (/^\d+(\.\d+)?$/.test(text)) { return text; }
-    return text.split(group).join("").split("\u00a0").join("").split("\u202f").join("").split(decimal).join(".");
+    return text.split(group).join("").split(" ").join("").split("\u00a0").join("").split("\u202f").join("")
+      .split(decimal).join(".");
   }
 
   function partOf(box, open, scale) {
