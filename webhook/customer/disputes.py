@@ -21,6 +21,7 @@ from typing import Any
 from flask import Blueprint, Flask, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from portal.core.i18n import N_
 from portal.disputes.attachments import MAX_FILE_SIZE, MAX_FILES, Upload
 from portal.disputes.errors import DisputeRefused
 from portal.disputes.service import Submitted
@@ -60,7 +61,7 @@ def _refused(exc: DisputeRefused, what: str, customer_id: str = "") -> Any:
     locale = services().store.customer_locale(customer_id) if customer_id else ""
     t = translations(locale)
     title = t.gettext("This dispute cannot be sent") if what == "dispute" else t.gettext("This question cannot be sent")
-    return render("webhook/dispute_refused.html", exc.status, locale=locale, title=title, message=exc.message)
+    return render("webhook/dispute_refused.html", exc.status, locale=locale, title=title, message=exc.text(t))
 
 
 def _after(submitted: Submitted, kind: str) -> None:
@@ -93,8 +94,8 @@ def dispute() -> Any:
         submitted = record_dispute(services().store, services().settings, customer_id, invoice_ids, amounts,
                                    request.form.get("reason", ""), request.form.get("message", ""), uploads)
     except RequestEntityTooLarge:
-        return _refused(DisputeRefused(f"The files are too large: at most {MAX_FILES} files of "
-                                       f"{MAX_FILE_SIZE // (1024 * 1024)} MB each.", 413), "dispute", customer_id)
+        return _refused(DisputeRefused(N_("The files are too large: at most %(max)d files of %(size)d MB each."), 413,
+                                       max=MAX_FILES, size=MAX_FILE_SIZE // (1024 * 1024)), "dispute", customer_id)
     except DisputeRefused as exc:
         return _refused(exc, "dispute", customer_id)
     event("dispute_opened", reference=submitted.reference, ip=client_ip())

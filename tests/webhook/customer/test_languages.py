@@ -97,3 +97,16 @@ def test_the_pay_form_shows_the_amount_in_the_customers_format(built, store):
     whole, cents = divmod(inv.balance, 100)
     assert f'placeholder="{whole},{cents:02d}"' in html or f'value="{whole},{cents:02d}"' in html
     assert 'data-decimal=","' in html and 'data-group="."' in html
+
+
+def test_a_refused_dispute_is_explained_in_the_customers_language(client, store, built):
+    from portal.core.signing import Signer
+
+    data = _customer(store, GERMAN)
+    inv = data.invoices[0]
+    response = client.post("/dispute", data={"page_token": Signer(built).page_token("page", GERMAN, 1),
+                                             "dispute_invoice": inv.invoice_id, "reason": "pricing", "message": " "})
+    assert response.status_code == 400
+    text = _page(response, "de")
+    assert "Bitte beschreiben Sie das Problem in einer Nachricht." in text
+    assert "Diese Beanstandung kann nicht gesendet werden" in text
