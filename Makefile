@@ -75,7 +75,7 @@ imports: install-test
 LOCALE_DIR := portal/locale
 messages: install
 	$(BIN)/pybabel extract -F babel.cfg -k N_ -o $(LOCALE_DIR)/messages.pot --project="AR portal" \
-	  --msgid-bugs-address="" --sort-by-file -c "Translators:" .
+	  --msgid-bugs-address="" --sort-by-file --add-location=file -c "Translators:" .
 	$(BIN)/pybabel update -i $(LOCALE_DIR)/messages.pot -d $(LOCALE_DIR) --previous --ignore-pot-creation-date
 	$(BIN)/pybabel compile -d $(LOCALE_DIR) --statistics
 
