@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from portal.balances.journal import entries
-from portal.balances.rule import STATUS_TEXT, Inputs, Position
+from portal.balances.rule import STATUS_PHRASE, Inputs, Position
 from portal.core.i18n import translations_for
 from portal.core.money import format_money
 from portal.store import disputes as disputestore
@@ -56,13 +56,14 @@ def of_invoices(conn: Connection, invoice_ids: Iterable[str] | None = None, cust
 
 
 def standing(conn: Connection, named: Iterable[tuple[str, str, str]], locale: str = "en_US") -> tuple[str, ...]:
-    """"INV-1: $40.00 open (Partly paid)" for each (invoice id, number, currency) named: what the payment and
+    """"INV-1: $40.00 open, partly paid" for each (invoice id, number, currency) named: what the payment and
     dispute emails say about where the invoices they name stand now, in the language of `locale`."""
     named = list(named)
     now = of_invoices(conn, [invoice_id for invoice_id, _, _ in named])
     t = translations_for(locale)
-    return tuple(t.gettext("%(number)s: %(amount)s open (%(status)s)")
+    return tuple(t.gettext("%(number)s: %(amount)s open, %(status)s")
                  % {"number": number, "amount": format_money(now[iid].open, currency, locale),
-                    "status": t.gettext(STATUS_TEXT.get(now[iid].status, now[iid].status))}
+                    "status": t.gettext(STATUS_PHRASE[now[iid].status]) if now[iid].status in STATUS_PHRASE
+                    else now[iid].status}
                  for iid, number, currency in named if iid in now)
 

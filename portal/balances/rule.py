@@ -31,6 +31,9 @@ OPEN, PARTLY_PAID, PAYMENT_PENDING, PAID, IN_DISPUTE, CLOSED = (
 # English here; shown translated (`t.gettext(position.status_text)`: the strings are in the catalogs).
 STATUS_TEXT = {OPEN: N_("Open"), PARTLY_PAID: N_("Partly paid"), PAYMENT_PENDING: N_("Payment pending"),
                PAID: N_("Paid"), IN_DISPUTE: N_("In dispute"), CLOSED: N_("Closed")}
+# The same inside a sentence ("balance due $40.00 (partly paid)"): its own messages, as languages differ in case.
+STATUS_PHRASE = {OPEN: N_("open"), PARTLY_PAID: N_("partly paid"), PAYMENT_PENDING: N_("payment pending"),
+                 PAID: N_("paid"), IN_DISPUTE: N_("in dispute"), CLOSED: N_("closed")}
 # The statuses under which the customer may be asked for money (invoice emails, reminders, the digest's "nobody
 # viewed it"). Later statuses (promised, on hold) stay out of it unless added here.
 ASKABLE = frozenset({OPEN, PARTLY_PAID})

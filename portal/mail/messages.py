@@ -113,7 +113,8 @@ def invoice_items(settings: Settings, signer: Signer, data: CustomerData, contac
     return [{"number": inv.number, "issue_date": day(inv.issue_date, locale), "due_date": day(inv.due_date, locale),
              "amount": money(inv.amount, inv.currency, locale),
              "balance": money(positions[inv.invoice_id].due, inv.currency, locale),
-             "status": t.gettext(positions[inv.invoice_id].status_text),
+             "status": t.gettext(rule.STATUS_PHRASE[status]) if (status := positions[inv.invoice_id].status)
+             in rule.STATUS_PHRASE else status,
              "po_number": inv.po_number, "note": (notes or {}).get(inv.invoice_id, ""),
              "url": link_url(settings, signer, cid, contact.contact_id, inv.invoice_id, data.key_version)}
             for inv in chosen]
