@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # `make demo DEMO_ARGS="--port 8080"` passes options to `portal demo`.
 DEMO_ARGS ?=
 
-.PHONY: demo test install install-test system-deps bench lint imports clean
+.PHONY: demo test install install-test system-deps bench lint imports clean messages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,5 +68,16 @@ lint: imports
 imports: install-test
 	@program="$$($(BIN)/python tests/tools.py path lint-imports)" && "$$program" --no-cache --no-logo
 
+# The translations (docs/translations.md): extract every marked string into the template, merge it into each
+# language's catalog (new strings arrive untranslated, changed ones fuzzy: tests/core/test_i18n.py fails on both
+# until a translator fills them in), then compile the .mo files (build outputs, not in git; the program reads the
+# .po when no fresh .mo is there, so a fresh clone needs none of this).
+LOCALE_DIR := portal/locale
+messages: install
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -o $(LOCALE_DIR)/messages.pot --project="AR portal" \
+	  --msgid-bugs-address="" --sort-by-file --add-location=file -c "Translators:" .
+	$(BIN)/pybabel update -i $(LOCALE_DIR)/messages.pot -d $(LOCALE_DIR) --previous --ignore-pot-creation-date
+	$(BIN)/pybabel compile -d $(LOCALE_DIR) --statistics
+
 clean:
-	rm -rf $(VENV) build/c build/docs build/assets build/.manifest.json demo portal.db outbox private test-artifacts
+	rm -rf $(VENV) $(LOCALE_DIR)/*/LC_MESSAGES/*.mo build/c build/docs build/assets build/.manifest.json demo portal.db outbox private test-artifacts

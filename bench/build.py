@@ -79,7 +79,9 @@ def capture_contexts(settings, customer_ids: list[str]) -> list[tuple[str, dict]
     """Every page's (template name, context), exactly as the build renders them, without PDFs."""
     renderer = PageRenderer(settings.replace(render_pdfs=False))
     sink: list = []
-    renderer.templates = {name: _Recorder(name, sink) for name in renderer.templates}
+    recorders = {name: _Recorder(name, sink) for name in renderer.templates}
+    # Pages render with the templates of the customer's language (PageRenderer.templates_for): record them all.
+    renderer.templates_for = lambda locale: recorders  # type: ignore[method-assign]
     store = Store(settings.database_url)
     for start in range(0, len(customer_ids), 200):
         for data in store.customer_data(customer_ids[start:start + 200]):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from gettext import NullTranslations
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from jinja2 import Environment
 import portal.balances.stored  # noqa: F401 - the derived tables follow every change (portal/store/derived.py)
 import portal.staff.receiptlines  # noqa: F401 - the receipt lines too
 from portal.core.config import Settings
+from portal.core.i18n import html_lang, language_for, translations_for
 from portal.core.signing import CanonicalTimedSerializer, Signer
 from portal.core.templating import Assets, load_assets, make_environment
 from portal.mail.transport import Transport, transport_from_url
@@ -49,6 +51,9 @@ class Services:
     fresh: CanonicalTimedSerializer  # the "email me a fresh link" form
     files: CanonicalTimedSerializer  # short-lived /files/ addresses
     _mailer: Transport | None = field(default=None, repr=False)
+    # One template environment per customer language, made on first use (portal/core/i18n.py): a language is
+    # never installed on the shared `templates`, which concurrent requests render with.
+    _languages: dict[str, Environment] = field(default_factory=dict, repr=False)
 
     @classmethod
     def create(cls, settings: Settings, config: dict[str, Any], site_dir: str | Path | None) -> Services:
@@ -73,6 +78,16 @@ class Services:
             fresh=CanonicalTimedSerializer(secrets, salt="fresh"),
             files=CanonicalTimedSerializer(secrets, salt="file"),
         )
+
+    def templates_for(self, locale: str | None) -> Environment:
+        """The environment rendering in the language of a customer's `locale` (None: as written, English)."""
+        if locale is None:
+            return self.templates
+        language = language_for(locale, self.settings.default_locale)
+        env = self._languages.get(language)
+        if env is None:  # two threads may both make one; either is right, one is kept
+            env = self._languages.setdefault(language, make_environment(self.settings, language))
+        return env
 
     @property
     def mailer(self) -> Transport:
@@ -108,11 +123,18 @@ def user_agent() -> str:
     return request.headers.get("User-Agent", "")[:512]
 
 
-def render(template: str, http_status: int = 200, **context: Any) -> tuple[str, int, dict[str, str]]:
-    """Render one of the webhook's own pages (templates/webhook/, templates/errors/) with the site's CSS."""
+def translations(locale: str | None) -> NullTranslations:
+    """A customer's translations (portal/core/i18n.py), falling back to the configured default locale's."""
+    return translations_for(locale, services().settings.default_locale)
+
+
+def render(template: str, http_status: int = 200, *, locale: str | None = None, **context: Any
+           ) -> tuple[str, int, dict[str, str]]:
+    """Render one of the webhook's own pages (templates/webhook/, templates/errors/) with the site's CSS.
+    `locale`: the customer's, whose language the page is in (its `lang` too); None: as written (English)."""
     s = services()
     css = url_for("site.asset", name=s.assets.urls["portal.css"].removeprefix("assets/"))
-    html = s.templates.get_template(template).render(
+    html = s.templates_for(locale).get_template(template).render(
         css_url=css, company={"name": s.settings.company_name, "support_email": s.settings.support_email},
-        lang="en", **context)
+        lang=html_lang(locale, s.settings.default_locale) if locale is not None else "en", **context)
     return html, http_status, {"Content-Type": "text/html; charset=utf-8"}

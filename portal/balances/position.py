@@ -15,7 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from portal.balances.journal import entries
-from portal.balances.rule import Inputs, Position
+from portal.balances.rule import STATUS_PHRASE, Inputs, Position
+from portal.core.i18n import translations_for
 from portal.core.money import format_money
 from portal.store import disputes as disputestore
 from portal.store.tables import invoices, snapshots
@@ -56,9 +57,13 @@ def of_invoices(conn: Connection, invoice_ids: Iterable[str] | None = None, cust
 
 def standing(conn: Connection, named: Iterable[tuple[str, str, str]], locale: str = "en_US") -> tuple[str, ...]:
     """"INV-1: $40.00 open, partly paid" for each (invoice id, number, currency) named: what the payment and
-    dispute emails say about where the invoices they name stand now."""
+    dispute emails say about where the invoices they name stand now, in the language of `locale`."""
     named = list(named)
     now = of_invoices(conn, [invoice_id for invoice_id, _, _ in named])
-    return tuple(f"{number}: {format_money(now[iid].open, currency, locale)} open, {now[iid].status}"
+    t = translations_for(locale)
+    return tuple(t.gettext("%(number)s: %(amount)s open, %(status)s")
+                 % {"number": number, "amount": format_money(now[iid].open, currency, locale),
+                    "status": t.gettext(STATUS_PHRASE[now[iid].status]) if now[iid].status in STATUS_PHRASE
+                    else now[iid].status}
                  for iid, number, currency in named if iid in now)
 

@@ -24,10 +24,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from portal.core.i18n import N_
+
 OPEN, PARTLY_PAID, PAYMENT_PENDING, PAID, IN_DISPUTE, CLOSED = (
     "open", "partly paid", "payment pending", "paid", "in dispute", "closed")
-STATUS_TEXT = {OPEN: "Open", PARTLY_PAID: "Partly paid", PAYMENT_PENDING: "Payment pending", PAID: "Paid",
-               IN_DISPUTE: "In dispute", CLOSED: "Closed"}
+# English here; shown translated (`t.gettext(position.status_text)`: the strings are in the catalogs).
+STATUS_TEXT = {OPEN: N_("Open"), PARTLY_PAID: N_("Partly paid"), PAYMENT_PENDING: N_("Payment pending"),
+               PAID: N_("Paid"), IN_DISPUTE: N_("In dispute"), CLOSED: N_("Closed")}
+# The same inside a sentence ("balance due $40.00 (partly paid)"): its own messages, as languages differ in case.
+STATUS_PHRASE = {OPEN: N_("open"), PARTLY_PAID: N_("partly paid"), PAYMENT_PENDING: N_("payment pending"),
+                 PAID: N_("paid"), IN_DISPUTE: N_("in dispute"), CLOSED: N_("closed")}
 # The statuses under which the customer may be asked for money (invoice emails, reminders, the digest's "nobody
 # viewed it"). Later statuses (promised, on hold) stay out of it unless added here.
 ASKABLE = frozenset({OPEN, PARTLY_PAID})

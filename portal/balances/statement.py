@@ -19,21 +19,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from gettext import NullTranslations
 from typing import Any
 
 from portal.balances.rule import Entry, Inputs, Position
+from portal.core.i18n import N_, translations_for
 from portal.store.database import CustomerData
 
+# Each line of the statement in the customer's language (portal/core/i18n.py): whole sentences, named values.
 MOVEMENT_TEXT = {
-    "processing": "Bank payment {ref} (pending)",
-    "succeeded": "Payment {ref}",
-    "reinstated": "Chargeback of payment {ref} reversed",
-    "failed": "Bank payment {ref} failed",
-    "refunded": "Refund of payment {ref}",
-    "partially_refunded": "Part refund of payment {ref}",
-    "disputed": "Payment {ref} charged back",
+    "processing": N_("Bank payment %(ref)s (pending)"),
+    "succeeded": N_("Payment %(ref)s"),
+    "reinstated": N_("Chargeback of payment %(ref)s reversed"),
+    "failed": N_("Bank payment %(ref)s failed"),
+    "refunded": N_("Refund of payment %(ref)s"),
+    "partially_refunded": N_("Part refund of payment %(ref)s"),
+    "disputed": N_("Payment %(ref)s charged back"),
 }
-METHOD_TEXT = {"card": "card", "us_bank_account": "bank transfer"}
+METHOD_TEXT = {"card": N_("Payment %(ref)s (card)"), "us_bank_account": N_("Payment %(ref)s (bank transfer)")}
 
 
 @dataclass(frozen=True)
@@ -46,29 +49,34 @@ class _Line:
     amount: int  # what the line adds to the customer's balance (negative: reduces it)
 
 
-def _movement(e: Entry, target: str, credit: bool) -> str:
+def _movement(e: Entry, target: str, credit: bool, t: NullTranslations) -> str:
     ref = e.attempt_id
-    text = MOVEMENT_TEXT.get(e.kind, "Payment {ref}: " + e.kind.replace("_", " ")).format(ref=ref)
     if e.kind == "succeeded" and e.method in METHOD_TEXT:
-        text += f" ({METHOD_TEXT[e.method]})"
+        text = t.gettext(METHOD_TEXT[e.method]) % {"ref": ref}
+    elif e.kind in MOVEMENT_TEXT:
+        text = t.gettext(MOVEMENT_TEXT[e.kind]) % {"ref": ref}
+    else:
+        text = t.gettext("Payment %(ref)s: %(state)s") % {"ref": ref, "state": e.kind.replace("_", " ")}
     if e.kind == "failed" and e.note:
-        text += f": {e.note}"
+        text = t.gettext("%(movement)s: %(reason)s") % {"movement": text, "reason": e.note}
     if credit:
         used = e.settled + e.pending > 0
-        return (f"Credit note {target} used for payment {ref}" if used
-                else f"Credit note {target} given back ({text[0].lower()}{text[1:]})")
-    return f"{text}, invoice {target}"
+        return (t.gettext("Credit note %(number)s used for payment %(ref)s") % {"number": target, "ref": ref}
+                if used else t.gettext("Credit note %(number)s given back (%(movement)s)")
+                % {"number": target, "movement": text})
+    return t.gettext("%(movement)s, invoice %(number)s") % {"movement": text, "number": target}
 
 
 def statement(data: CustomerData, source: Inputs, positions: dict[str, Position], available: dict[str, int],
               aging: dict[str, list[dict[str, Any]]], slugs: dict[str, str], money: Callable[[int, str], str],
-              fmt_date: Callable[[date], str]) -> list[dict[str, Any]]:
+              fmt_date: Callable[[date], str], t: NullTranslations | None = None) -> list[dict[str, Any]]:
     """Blocks per currency: {currency, opening_date_text, opening_text, rows [{date_iso, date_text, label, slug,
     amount_text, running_text}], closing (minor units), closing_text, aging [{label, text}]}. `positions`: invoice
     id -> its position; `available`: credit id -> available credit; `aging`: currency -> the account page's aging
-    cells; `slugs`: invoice id -> its page's name."""
+    cells; `slugs`: invoice id -> its page's name; `t`: the customer's translations (None: English)."""
+    t = t or translations_for(None)
     as_of, export_day = data.as_of, data.as_of.date()
-    settled_label = f"Settled before {fmt_date(export_day)} (our records)"
+    settled = {"day": fmt_date(export_day)}
     lines: dict[str, list[_Line]] = {}
 
     def add(currency: str, line: _Line) -> None:
@@ -76,34 +84,39 @@ def statement(data: CustomerData, source: Inputs, positions: dict[str, Position]
 
     for inv in data.invoices:
         pos = positions[inv.invoice_id]
-        add(inv.currency, _Line(inv.issue_date, 0, 0, f"Invoice {inv.number}", slugs.get(inv.invoice_id, ""),
-                                inv.amount))
+        number = {"number": inv.number}
+        add(inv.currency, _Line(inv.issue_date, 0, 0, t.gettext("Invoice %(number)s") % number,
+                                slugs.get(inv.invoice_id, ""), inv.amount))
         if inv.balance < inv.amount:
-            add(inv.currency, _Line(export_day, 1, 0, f"{settled_label}, invoice {inv.number}", "",
-                                    inv.balance - inv.amount))
+            label = t.gettext("Settled before %(day)s (our records), invoice %(number)s") % {**settled, **number}
+            add(inv.currency, _Line(export_day, 1, 0, label, "", inv.balance - inv.amount))
         running, last = inv.balance, export_day
         for e in source.moves.get(("invoice", inv.invoice_id), ()):
             change = e.settled + e.pending
             if e.at > as_of and change:
-                add(inv.currency, _Line(e.at.date(), 2, e.entry_id, _movement(e, inv.number, False), "", -change))
+                add(inv.currency, _Line(e.at.date(), 2, e.entry_id, _movement(e, inv.number, False, t), "", -change))
                 running, last = running - change, max(last, e.at.date())
         if running != pos.open:  # the rule's bounds took effect
-            text = ("Paid beyond what was open (held for your account)" if running < pos.open
-                    else "Limited to the invoice total")
-            add(inv.currency, _Line(last, 3, 0, f"{text}, invoice {inv.number}", "", pos.open - running))
+            text = (t.gettext("Paid beyond what was open (held for your account), invoice %(number)s")
+                    if running < pos.open else t.gettext("Limited to the invoice total, invoice %(number)s"))
+            add(inv.currency, _Line(last, 3, 0, text % {"number": inv.number}, "", pos.open - running))
     for cr in data.credits:
-        add(cr.currency, _Line(cr.issue_date, 0, 0, f"Credit note {cr.number}", "", -cr.amount))
+        add(cr.currency, _Line(cr.issue_date, 0, 0, t.gettext("Credit note %(number)s") % {"number": cr.number}, "",
+                               -cr.amount))
         if cr.balance < cr.amount:
-            add(cr.currency, _Line(export_day, 1, 0, f"{settled_label}, credit note {cr.number}", "",
+            add(cr.currency, _Line(export_day, 1, 0,
+                                   t.gettext("Settled before %(day)s (our records), credit note %(number)s")
+                                   % {**settled, "number": cr.number}, "",
                                    cr.amount - cr.balance))
         running, last = cr.balance, export_day
         for e in source.moves.get(("credit", cr.credit_id), ()):
             change = e.settled + e.pending
             if e.at > as_of and change:
-                add(cr.currency, _Line(e.at.date(), 2, e.entry_id, _movement(e, cr.number, True), "", change))
+                add(cr.currency, _Line(e.at.date(), 2, e.entry_id, _movement(e, cr.number, True, t), "", change))
                 running, last = running - change, max(last, e.at.date())
         if running != available[cr.credit_id]:  # the rule's bounds took effect
-            add(cr.currency, _Line(last, 3, 0, f"Limited to the credit note's total, credit note {cr.number}", "",
+            add(cr.currency, _Line(last, 3, 0, t.gettext("Limited to the credit note's total, credit note %(number)s")
+                                   % {"number": cr.number}, "",
                                    running - available[cr.credit_id]))
     blocks = []
     for currency in sorted(lines):

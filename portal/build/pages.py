@@ -10,24 +10,29 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from functools import lru_cache
+from gettext import NullTranslations
 from urllib.parse import urlparse
 
 from babel.dates import format_date, format_datetime
+from babel.numbers import format_decimal, format_percent, get_decimal_symbol, get_group_symbol
 
 from portal.balances import rule
 from portal.balances.statement import statement
 from portal.build.pdf import invoice_pdf, statement_pdf
 from portal.core.config import Settings
-from portal.core.money import digits, format_money, format_price, format_quantity, to_decimal
+from portal.core.i18n import N_, html_lang, language_for, translations_for
+from portal.core.money import digits, format_money, format_price, format_quantity, input_amount
 from portal.core.signing import Signer
 from portal.core.templating import Assets, load_assets, make_environment
 from portal.disputes.service import OUTCOMES, STATUS_TEXT, reason_choices, reference
 from portal.payments.pricing import METHODS, adjustment_bps
 from portal.store.database import CustomerData
 
-KIND_TEXT = {"invoice": "Invoice", "po": "Purchase order", "contract": "Contract", "delivery": "Proof of delivery",
-             "statement": "Statement", "other": "Document"}
+# English; shown in the customer's language (portal/core/i18n.py).
+KIND_TEXT = {"invoice": N_("Invoice"), "po": N_("Purchase order"), "contract": N_("Contract"),
+             "delivery": N_("Proof of delivery"), "statement": N_("Statement"), "other": N_("Document")}
 _SAFE_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 
 
@@ -66,15 +71,15 @@ def checkout_origin(stripe_api_base: str) -> str:
     return _origin(stripe_api_base) if stripe_api_base else "https://checkout.stripe.com"
 
 
-def _size_text(size: int) -> str:
+def _size_text(size: int, locale: str = "en", t: NullTranslations | None = None) -> str:
     if size < 1024:
-        return f"{size} bytes"
+        return (t or translations_for(None)).ngettext("%(num)d byte", "%(num)d bytes", size) % {"num": size}
     scaled, unit = size / 1024, "KB"  # display only: sizes are counted in whole bytes everywhere else
     for bigger in ("MB", "GB"):
         if scaled < 1024:
             break
         scaled, unit = scaled / 1024, bigger
-    return f"{scaled:.1f} {unit}"
+    return f"{format_decimal(round(scaled, 1), format='0.0', locale=locale)} {unit}"
 
 
 class PageRenderer:
@@ -82,6 +87,7 @@ class PageRenderer:
         self.settings = settings
         self.signer = signer or Signer(settings)
         self.env = make_environment(settings)
+        self._templates: dict[str, dict] = {}  # language -> its templates (one environment each)
         self.assets = assets or load_assets(settings)
         self.webhook = settings.effective_webhook_url
         webhook_origin = _origin(self.webhook)
@@ -92,8 +98,18 @@ class PageRenderer:
             form_action += " " + checkout_origin(settings.stripe_api_base)
         self.csp = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
                     f"connect-src {webhook_origin}; form-action {form_action}; base-uri 'none'")
-        self.templates = {name: self.env.get_template(f"pages/{name}.html")
-                          for name in ("account", "invoice", "statement")}
+        self.templates = self.templates_for(None)
+
+    def templates_for(self, locale: str | None) -> dict:
+        """The page templates in the language of a customer's `locale` (portal/core/i18n.py); made once per
+        language, never by swapping a language on a shared environment (renders may run in threads)."""
+        language = language_for(locale, self.settings.default_locale) if locale is not None else ""
+        templates = self._templates.get(language)
+        if templates is None:
+            env = make_environment(self.settings, language) if language else self.env
+            templates = self._templates.setdefault(language, {name: env.get_template(f"pages/{name}.html")
+                                                              for name in ("account", "invoice", "statement")})
+        return templates
 
     # --- formatting helpers, cached per locale: the same dates and amounts repeat a lot -----------------
 
@@ -114,6 +130,7 @@ class PageRenderer:
         disputes (portal.store.disputes.dispute_states), for their references and states."""
         source, disputes = source or rule.Inputs({}, {}), disputes or {}
         customer, locale = data.customer, data.customer.locale
+        tr, templates = translations_for(locale, self.settings.default_locale), self.templates_for(locale)
         key = self.signer.customer_key(customer.customer_id, data.key_version)
         as_of_day = data.as_of.date()
         outputs: list[Output] = []
@@ -135,8 +152,9 @@ class PageRenderer:
         for doc in data.documents:
             name = f"{doc.sha256}{doc.extension}"
             add_document(f"docs/{key}/{name}", None, doc.sha256, doc.size, doc.file)
-            view = {"title": doc.title, "kind_text": KIND_TEXT.get(doc.kind, "Document"),
-                    "size_text": _size_text(doc.size), "url": doc_link(doc.document_id, doc.invoice_id, name)}
+            view = {"title": doc.title, "kind_text": tr.gettext(KIND_TEXT.get(doc.kind, KIND_TEXT["other"])),
+                    "size_text": _size_text(doc.size, locale, tr),
+                    "url": doc_link(doc.document_id, doc.invoice_id, name)}
             if doc.invoice_id:
                 docs_by_invoice.setdefault(doc.invoice_id, []).append(view)
                 if doc.kind == "invoice" and doc.extension == ".pdf":
@@ -154,7 +172,7 @@ class PageRenderer:
             open_amount = pos.open
             days_late = (as_of_day - inv.due_date).days
             unresolved = [st for st in states if st[1] != "resolved"]
-            status, status_text = _status(pos, days_late, bool(unresolved) and unresolved[-1][1] == "under_review")
+            status, status_text = _status(pos, days_late, bool(unresolved) and unresolved[-1][1] == "under_review", tr)
             view = {
                 "invoice_id": inv.invoice_id, "slug": invoice_slug(inv.invoice_id), "number": inv.number,
                 "issue_iso": inv.issue_date.isoformat(), "issue_text": self._date(inv.issue_date, locale),
@@ -163,15 +181,17 @@ class PageRenderer:
                 "open_text": money(open_amount, inv.currency), "status": status, "status_text": status_text,
                 "po_number": inv.po_number, "terms": inv.terms, "description": inv.description,
                 "currency": inv.currency, "scale": 10 ** digits(inv.currency),
-                "open_plain": str(to_decimal(open_amount, inv.currency)),
-                "position": pos.status, "position_text": pos.status_text,
+                "open_plain": input_amount(open_amount, inv.currency, locale),
+                "position": pos.status, "position_text": tr.gettext(pos.status_text),
                 "pending_text": money(pos.pending, inv.currency) if pos.pending else "",
                 "failure": pos.failure,
                 "payable": pos.due, "payable_text": money(pos.due, inv.currency),
-                "payable_plain": str(to_decimal(pos.due, inv.currency)),
+                "payable_plain": input_amount(pos.due, inv.currency, locale),
                 "disputed_text": money(pos.disputed, inv.currency) if pos.disputed else "",
-                "disputes": [{"reference": reference(d_id), "status_text": STATUS_TEXT.get(d_status, d_status),
-                              "outcome_text": OUTCOMES.get(outcome, ""), "amount_text": money(amount, inv.currency)}
+                "disputes": [{"reference": reference(d_id), "status": d_status,
+                              "status_text": tr.gettext(STATUS_TEXT[d_status]) if d_status in STATUS_TEXT else d_status,
+                              "outcome_text": tr.gettext(OUTCOMES[outcome]) if outcome in OUTCOMES else "",
+                              "amount_text": money(amount, inv.currency)}
                              for d_id, d_status, outcome, amount in states],
             }
             invoices.append(view)
@@ -194,8 +214,10 @@ class PageRenderer:
                                                     "credit": 0, "aging": [0] * (len(buckets) + 2)})
             total["credit"] += available
 
-        labels = ["Not yet due", *(f"{lo + 1}–{hi} days" for lo, hi in zip((0, *buckets), buckets, strict=False)),
-                  f"Over {buckets[-1]} days"]
+        labels = [tr.gettext("Not yet due"),
+                  *(tr.gettext("%(low)d–%(high)d days") % {"low": lo + 1, "high": hi}
+                    for lo, hi in zip((0, *buckets), buckets, strict=False)),
+                  tr.ngettext("Over %(num)d day", "Over %(num)d days", buckets[-1]) % {"num": buckets[-1]}]
         total_views = []
         for currency in sorted(totals):
             t = totals[currency]
@@ -208,9 +230,9 @@ class PageRenderer:
         statements = statement(data, source, positions, available_of,
                                {v["currency"]: v["aging"] for v in total_views},
                                {view["invoice_id"]: view["slug"] for view in invoices}, money,
-                               lambda d: self._date(d, locale))
+                               lambda d: self._date(d, locale), tr)
         base = {
-            "lang": locale.split("_")[0], "csp": self.csp, "assets": self.assets.urls,
+            "lang": html_lang(locale, self.settings.default_locale), "csp": self.csp, "assets": self.assets.urls,
             "company": {"name": self.settings.company_name, "support_email": self.settings.support_email},
             "customer": customer, "collector": customer.collector,
             "as_of_iso": data.as_of.isoformat().replace("+00:00", "Z"),
@@ -218,14 +240,17 @@ class PageRenderer:
         }
         page_token = self.signer.page_token("page", customer.customer_id, data.key_version)
         forms = {"enabled": True, "page_token": page_token, "question_action": f"{self.webhook}/question",
-                 "dispute_action": f"{self.webhook}/dispute", "reasons": reason_choices(self.settings),
+                 "dispute_action": f"{self.webhook}/dispute", "reasons": reason_choices(self.settings, tr),
                  "email": customer.collector or self.settings.support_email}
         pay = {"enabled": self.settings.payments_enabled, "page_token": page_token,
                "action": f"{self.webhook}/pay", "preselect": False, "partial": self.settings.partial_payments,
                "credits": [c for c in credits if c["available"] > 0],
                "lang": locale.replace("_", "-"),
-               "methods": [{"value": m, "label": label, "bps": adjustment_bps(self.settings, m),
-                            "note": _method_note(adjustment_bps(self.settings, m))} for m, label in METHODS.items()]}
+               # The customer's number symbols: pay.js reads typed amounts as the webhook does (parse_typed_amount).
+               "decimal": get_decimal_symbol(locale), "group": get_group_symbol(locale),
+               "methods": [{"value": m, "label": tr.gettext(label), "bps": adjustment_bps(self.settings, m),
+                            "note": _method_note(adjustment_bps(self.settings, m), locale, tr)}
+                           for m, label in METHODS.items()]}
 
         statement_pdf_view = None
         if self.settings.render_pdfs:
@@ -238,7 +263,7 @@ class PageRenderer:
         def page(path: str, template: str, depth: int, **context: object) -> None:
             root = "../" * depth
             beacon_item = context.get("inv", {}).get("invoice_id", "") if template == "invoice" else template
-            html = self.templates[template].render(
+            html = templates[template].render(
                 **base, **context, page=template, root=root, up="../" if depth == 3 else "",
                 beacon_url=f"{self.webhook}/r/"
                            f"{self.signer.page_token('view', customer.customer_id, data.key_version, beacon_item)}",
@@ -259,39 +284,47 @@ class PageRenderer:
                 digest = hashlib.sha256(pdf).hexdigest()
                 name = f"{digest}.pdf"
                 add_document(f"docs/{key}/{name}", pdf, digest, len(pdf), None)
-                docs.insert(0, {"title": f"Invoice {inv.number} (PDF)", "kind_text": "Invoice",
-                                "size_text": _size_text(len(pdf)),
+                docs.insert(0, {"title": tr.gettext("Invoice %(number)s (PDF)") % {"number": inv.number},
+                                "kind_text": tr.gettext(KIND_TEXT["invoice"]),
+                                "size_text": _size_text(len(pdf), locale, tr),
                                 "url": doc_link(f"invoice:{inv.invoice_id}", inv.invoice_id, name)})
             page(f"c/{key}/i/{view['slug']}.html", "invoice", 3, inv=view, lines=lines, documents=docs,
                  forms=forms, pay={**pay, "preselect": True})
         return outputs
 
 
-def _method_note(bps: int) -> str:
-    """"1% discount" / "2.5% fee" for the pay form's method labels (basis points, shown as a percentage)."""
+def _method_note(bps: int, locale: str = "en", t: NullTranslations | None = None) -> str:
+    """"1% discount" / "2.5% fee" for the pay form's method labels (basis points, shown as a percentage in the
+    customer's locale: "2,5 %" in German)."""
     if not bps:
         return ""
-    whole, rest = divmod(abs(bps), 100)
-    text = f"{whole}" + (f".{rest:02d}".rstrip("0") if rest else "")
-    return f"{text}% {'discount' if bps < 0 else 'fee'}"
+    t = t or translations_for(None)
+    percent = format_percent(Decimal(abs(bps)) / 10000, format="#,##0.##%", locale=locale)
+    return (t.gettext("%(percent)s discount") if bps < 0 else t.gettext("%(percent)s fee")) % {"percent": percent}
 
 
-def _status(pos: rule.Position, days_late: int, under_review: bool) -> tuple[str, str]:
+def _status(pos: rule.Position, days_late: int, under_review: bool, t: NullTranslations | None = None
+            ) -> tuple[str, str]:
     """(badge style, text) of an invoice: the position's status (portal/balances/position.py), and for what is still
-    to be paid, when it falls due (a presentation on top of the position, never a status of its own)."""
+    to be paid, when it falls due (a presentation on top of the position, never a status of its own). `t`: the
+    customer's translations (None: English)."""
+    t = t or translations_for(None)
+    status = t.gettext(pos.status_text)
     if pos.status == rule.IN_DISPUTE:
-        return "disputed", pos.status_text + (" · under review" if under_review else "")
+        return "disputed", (t.gettext("%(status)s · under review") % {"status": status} if under_review else status)
     if pos.status == rule.PAID:
-        return "paid", pos.status_text
+        return "paid", status
     if pos.status == rule.PAYMENT_PENDING:
-        return "pending", pos.status_text
+        return "pending", status
     if pos.status not in rule.ASKABLE:
-        return "current", pos.status_text
+        return "current", status
     if days_late > 0:
-        return "overdue", f"{pos.status_text} · overdue {days_late} day{'s' if days_late != 1 else ''}"
+        return "overdue", t.ngettext("%(status)s · overdue %(num)d day", "%(status)s · overdue %(num)d days",
+                                     days_late) % {"status": status, "num": days_late}
     if days_late == 0:
-        return "due", f"{pos.status_text} · due today"
-    return "current", f"{pos.status_text} · due in {-days_late} day{'s' if days_late != -1 else ''}"
+        return "due", t.gettext("%(status)s · due today") % {"status": status}
+    return "current", t.ngettext("%(status)s · due in %(num)d day", "%(status)s · due in %(num)d days",
+                                 -days_late) % {"status": status, "num": -days_late}
 
 
 def _bucket(days_late: int, buckets: tuple[int, ...]) -> int:

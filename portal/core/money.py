@@ -9,6 +9,7 @@ from functools import cache, lru_cache
 
 from babel import Locale
 from babel.numbers import (
+    NumberFormatError,
     format_currency,
     format_decimal,
     get_currency_precision,
@@ -16,6 +17,9 @@ from babel.numbers import (
     get_decimal_symbol,
     get_group_symbol,
     list_currencies,
+)
+from babel.numbers import (
+    parse_decimal as babel_parse_decimal,
 )
 
 # A plain decimal in major units: optional minus, ASCII digits, optional fraction. No thousands separators,
@@ -178,3 +182,37 @@ def format_price(value: Decimal | None, currency: str, locale: str) -> str:
 @lru_cache(maxsize=4096)
 def format_quantity(value: Decimal | None, locale: str) -> str:
     return "" if value is None else format_decimal(value, locale=_locale(locale), decimal_quantization=False)
+
+
+_SPACES = " \u00a0\u202f"
+
+
+def parse_typed_amount(text: str, currency: str, locale: str) -> int:
+    """An amount a customer typed into a form: the plain dot form ("500.50") or their locale's own ("500,50",
+    "1.234,50" for de; Babel's parse_decimal, strict about grouping) -> minor units. The dot form is tried
+    first: it is what the pages put in the fields and is never ambiguous when it has the currency's decimals."""
+    try:
+        return parse_amount(text, currency)
+    except AmountError as plain:
+        locale = locale or "en"
+        group, decimal = get_group_symbol(locale), get_decimal_symbol(locale)
+        text = text.strip()
+        if group in _SPACES:  # "1 234,50" typed with a plain space where the locale groups with a narrow one
+            text = re.sub(f"[{_SPACES}]", group, text)
+        # ASCII digits and the locale's own symbols only: no exponent, no other scripts' digits, no words.
+        if not re.fullmatch(f"-?[0-9{re.escape(group + decimal)}]+", text):
+            raise plain from None
+        try:
+            value = babel_parse_decimal(text, locale=locale, strict=True)
+        except (NumberFormatError, ValueError):
+            raise plain from None
+        return parse_amount(format(value, "f"), currency)
+
+
+def input_amount(minor: int, currency: str, locale: str) -> str:
+    """An amount as the customer would type it in their locale, without grouping or sign ("500,50" for de):
+    the placeholder and value of an amount field, which parse_typed_amount reads back."""
+    places = digits(currency)
+    pattern = "0." + "0" * places if places else "0"
+    return format_decimal(to_decimal(minor, currency), format=pattern, locale=locale or "en",
+                          decimal_quantization=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
 
 from portal.core.config import Settings
+from portal.core.i18n import LOCALE_DIR, translations_for
 
 
 def _builtin_templates() -> Path:
@@ -31,7 +32,8 @@ ASSET_NAMES = ("portal.css", "beacon.js", "pay.js")
 # The code that shapes the output: a change to it must re-render every page.
 PACKAGE = Path(__file__).resolve().parents[1]  # portal/
 RENDER_CODE = [PACKAGE / n for n in ("core/templating.py", "build/pages.py", "build/pdf.py", "core/signing.py",
-                                     "core/money.py", "payments/pricing.py")]
+                                     "core/money.py", "payments/pricing.py",
+                                     "core/i18n.py")]
 
 
 def template_dirs(settings: Settings) -> list[Path]:
@@ -39,13 +41,18 @@ def template_dirs(settings: Settings) -> list[Path]:
     return [*dirs, BUILTIN_TEMPLATES]
 
 
-def make_environment(settings: Settings) -> Environment:
+def make_environment(settings: Settings, language: str | None = None) -> Environment:
+    """The template environment; `language` None: the text as written (English: staff pages), otherwise the
+    translations of that locale (portal/core/i18n.py). One environment per language, never a language swapped
+    on a shared one: renders run concurrently."""
     loader = ChoiceLoader([FileSystemLoader(str(d)) for d in template_dirs(settings)])
     env = Environment(loader=loader, autoescape=True, undefined=StrictUndefined, trim_blocks=True,
                       lstrip_blocks=True, auto_reload=False, extensions=["jinja2.ext.i18n"])
-    # Customer-facing text is written as `_("...")` / `{% trans %}` so that it can be translated; until a
-    # language's catalog is installed, the text is shown as written (English).
-    env.install_null_translations(newstyle=True)
+    # Customer-facing text is written as `_("...")` / `{% trans %}` (docs/translations.md).
+    if language is None:
+        env.install_null_translations(newstyle=True)
+    else:
+        env.install_gettext_translations(translations_for(language), newstyle=True)  # type: ignore[attr-defined]
     return env
 
 
@@ -81,6 +88,9 @@ def render_fingerprint(settings: Settings) -> str:
         for path in shaping:
             if path.is_file():
                 digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    # The catalogs: a corrected translation re-renders the pages it shows on.
+    for path in sorted(LOCALE_DIR.rglob("*.po")):
+        digest.update(str(path.relative_to(LOCALE_DIR)).encode() + b"\0" + path.read_bytes())
     for path in RENDER_CODE:
         digest.update(path.read_bytes())
     shown = (settings.site_url, settings.effective_webhook_url, settings.company_name, settings.support_email,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from portal.core.config import Settings
 from portal.core.errors import NotFound
+from portal.core.i18n import N_
 from portal.disputes.errors import DisputeRefused
 from portal.publish.targets import Target, choose_target
 from portal.store import disputes as disputestore
@@ -68,15 +69,17 @@ def check_uploads(uploads: Sequence[Upload]) -> list[tuple[Upload, str, str]]:
     """(upload, content type, safe name) per file; refuses too many, too large, or not PDF/PNG/JPEG."""
     files = [u for u in uploads if u.filename or u.data]  # a form with no file chosen sends an empty part
     if len(files) > MAX_FILES:
-        raise DisputeRefused(f"At most {MAX_FILES} files can be attached.")
+        raise DisputeRefused(N_("At most %(max)d files can be attached."), max=MAX_FILES)
     checked = []
     for u in files:
         shown = safe_name(u.filename, "")
         if len(u.data) > MAX_FILE_SIZE:
-            raise DisputeRefused(f"The file {shown} is larger than {MAX_FILE_SIZE // (1024 * 1024)} MB.", 413)
+            raise DisputeRefused(N_("The file %(name)s is larger than %(size)d MB."), 413, name=shown,
+                                 size=MAX_FILE_SIZE // (1024 * 1024))
         kind = sniff(u.data)
         if kind is None:
-            raise DisputeRefused(f"The file {shown} is not a PDF, PNG or JPEG file. Only those can be attached.")
+            raise DisputeRefused(N_("The file %(name)s is not a PDF, PNG or JPEG file. Only those can be attached."),
+                                 name=shown)
         checked.append((u, kind[0], safe_name(u.filename, kind[1])))
     return checked
 

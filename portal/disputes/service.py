@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from gettext import NullTranslations
 from typing import Any
 
 from sqlalchemy import select
@@ -27,7 +28,8 @@ from sqlalchemy import select
 from portal.balances import position, stored
 from portal.core.config import Settings
 from portal.core.errors import NotFound
-from portal.core.money import AmountError, format_money, parse_amount
+from portal.core.i18n import N_, translations_for
+from portal.core.money import AmountError, format_money, input_amount, parse_typed_amount
 from portal.disputes.attachments import Upload, attachment_path, check_uploads, discard, private_storage
 from portal.disputes.errors import DisputeRefused
 from portal.mail.messages import render_message
@@ -39,13 +41,15 @@ from portal.store.tables import customers, invoices
 log = logging.getLogger(__name__)
 
 REASON_LABELS = {
-    "pricing": "Pricing", "quantity": "Quantity / short shipment", "damaged": "Damaged goods",
-    "not_received": "Not received", "duplicate_billing": "Duplicate billing", "po_mismatch": "PO mismatch",
-    "tax": "Tax", "other": "Other",
+    "pricing": N_("Pricing"), "quantity": N_("Quantity / short shipment"), "damaged": N_("Damaged goods"),
+    "not_received": N_("Not received"), "duplicate_billing": N_("Duplicate billing"), "po_mismatch": N_("PO mismatch"),
+    "tax": N_("Tax"), "other": N_("Other"),
 }
-OUTCOMES = {"credit_issued": "Credit issued", "corrected_invoice": "Corrected invoice", "rejected": "Rejected",
-            "other": "Other"}
-STATUS_TEXT = {"open": "In dispute", "under_review": "Dispute under review", "resolved": "Dispute resolved"}
+# English labels; customers see them through their translations (portal/core/i18n.py), staff as written.
+OUTCOMES = {"credit_issued": N_("Credit issued"), "corrected_invoice": N_("Corrected invoice"),
+            "rejected": N_("Rejected"), "other": N_("Other")}
+STATUS_TEXT = {"open": N_("In dispute"), "under_review": N_("Dispute under review"),
+               "resolved": N_("Dispute resolved")}
 MAX_MESSAGE = 5000
 MAX_INVOICES = 100
 
@@ -70,9 +74,12 @@ def reason_label(code: str) -> str:
     return REASON_LABELS.get(code, code.replace("_", " ").capitalize())
 
 
-def reason_choices(settings: Settings) -> list[dict[str, str]]:
-    """The configured reason codes with their labels, in the configured order (the form's options)."""
-    return [{"code": code, "label": reason_label(code)} for code in settings.dispute_reasons]
+def reason_choices(settings: Settings, t: NullTranslations | None = None) -> list[dict[str, str]]:
+    """The configured reason codes with their labels, in the configured order (the form's options); `t`: the
+    customer's translations (a configured reason without a built-in label is shown as configured)."""
+    def label(code: str) -> str:
+        return t.gettext(REASON_LABELS[code]) if t is not None and code in REASON_LABELS else reason_label(code)
+    return [{"code": code, "label": label(code)} for code in settings.dispute_reasons]
 
 
 def reference(dispute_id: int) -> str:
@@ -87,9 +94,9 @@ def collector_address(settings: Settings, collector: str) -> str:
 def _clean_message(message: str) -> str:
     text = (message or "").replace("\r\n", "\n").strip()
     if not text:
-        raise DisputeRefused("Please write a message that explains the problem.")
+        raise DisputeRefused(N_("Please write a message that explains the problem."))
     if len(text) > MAX_MESSAGE:
-        raise DisputeRefused(f"The message is too long: at most {MAX_MESSAGE} characters.")
+        raise DisputeRefused(N_("The message is too long: at most %(max)d characters."), max=MAX_MESSAGE)
     return text
 
 
@@ -97,10 +104,10 @@ def _clean_message(message: str) -> str:
 
 
 def _customer(conn: Any, customer_id: str) -> Any:
-    row = conn.execute(select(customers.c.name, customers.c.collector).where(
+    row = conn.execute(select(customers.c.name, customers.c.collector, customers.c.locale).where(
         customers.c.customer_id == customer_id)).first()
     if row is None:
-        raise DisputeRefused("This account is not known.")
+        raise DisputeRefused(N_("This account is not known."))
     return row
 
 
@@ -113,11 +120,11 @@ def submit_dispute(store: Store, settings: Settings, customer_id: str, invoice_i
     now = now or datetime.now(UTC)
     chosen = list(dict.fromkeys(i for i in invoice_ids if i))
     if not chosen:
-        raise DisputeRefused("Please choose at least one invoice to dispute.")
+        raise DisputeRefused(N_("Please choose at least one invoice to dispute."))
     if len(chosen) > MAX_INVOICES:
-        raise DisputeRefused(f"At most {MAX_INVOICES} invoices can be disputed at once.")
+        raise DisputeRefused(N_("At most %(max)d invoices can be disputed at once."), max=MAX_INVOICES)
     if reason not in settings.dispute_reasons:
-        raise DisputeRefused("Please choose a reason from the list.")
+        raise DisputeRefused(N_("Please choose a reason from the list."))
     text = _clean_message(message)
     files = check_uploads(uploads)
     storage = private_storage(settings)
@@ -135,28 +142,32 @@ def submit_dispute(store: Store, settings: Settings, customer_id: str, invoice_i
                 row = rows.get(invoice_id)
                 if row is None:
                     # Another customer's invoice, or none at all: the same words, nothing revealed.
-                    raise DisputeRefused("One of the chosen invoices is not on your account.")
+                    raise DisputeRefused(N_("One of the chosen invoices is not on your account."))
                 if not row.is_open:
-                    raise DisputeRefused(f"Invoice {row.number} is no longer open: there is nothing left to dispute.")
+                    raise DisputeRefused(N_("Invoice %(number)s is no longer open: there is nothing left to dispute."),
+                                         number=row.number)
                 disputable = standing[invoice_id].due
                 if disputable <= 0:
-                    raise DisputeRefused(f"Invoice {row.number} has nothing left to dispute: it is paid, has a "
-                                         "payment pending, or is already in dispute in full.")
+                    raise DisputeRefused(N_("Invoice %(number)s has nothing left to dispute: it is paid, has a "
+                                            "payment pending, or is already in dispute in full."), number=row.number)
                 typed = (amounts.get(invoice_id) or "").strip()
                 if typed:
                     try:
-                        amount = parse_amount(typed, row.currency)
+                        amount = parse_typed_amount(typed, row.currency, person.locale)
                     except (AmountError, ValueError):
-                        raise DisputeRefused(f"The amount for invoice {row.number} is not a valid amount.") from None
+                        raise DisputeRefused(N_("The amount for invoice %(number)s is not a valid amount: write it "
+                                                "like %(example)s."), number=row.number,
+                                             example=input_amount(123450, row.currency, person.locale)) from None
                     if amount <= 0 or amount > disputable:
-                        raise DisputeRefused(f"The disputed amount for invoice {row.number} must be more than zero "
-                                             f"and at most {format_money(disputable, row.currency, 'en_US')}.")
+                        raise DisputeRefused(N_("The disputed amount for invoice %(number)s must be more than zero "
+                                                "and at most %(amount)s."), number=row.number,
+                                             amount=format_money(disputable, row.currency, person.locale or "en_US"))
                 else:
                     amount = disputable
                 currencies.add(row.currency)
                 items.append({"invoice_id": invoice_id, "number": row.number, "amount": amount})
             if len(currencies) > 1:
-                raise DisputeRefused("Invoices in different currencies must be disputed separately.")
+                raise DisputeRefused(N_("Invoices in different currencies must be disputed separately."))
             currency = currencies.pop()
             total = sum(i["amount"] for i in items)
             dispute_id = disputestore.insert_dispute(conn, {
@@ -202,7 +213,7 @@ def submit_question(store: Store, customer_id: str, invoice_id: str, message: st
             number = conn.execute(select(invoices.c.number).where(
                 invoices.c.customer_id == customer_id, invoices.c.invoice_id == invoice_id)).scalar()
             if number is None:
-                raise DisputeRefused("That invoice is not on your account.")
+                raise DisputeRefused(N_("That invoice is not on your account."))
             numbers = (number,)
         question_id = disputestore.insert_question(conn, customer_id, invoice_id, text, now)
         store.add_event(conn, "question_asked", customer_id, invoice_id=invoice_id, detail=f"Q-{question_id}")
@@ -280,12 +291,16 @@ def resolution_messages(settings: Settings, store: Store, dispute_id: int) -> li
         if row is None:
             return []
         items = disputestore.items_of(conn, dispute_id)
-        standing = position.standing(conn, [(i.invoice_id, i.number, row.currency) for i in items])
+        locale = store.customer_locale(row.customer_id, conn) or settings.default_locale
+        standing = position.standing(conn, [(i.invoice_id, i.number, row.currency) for i in items], locale)
     name, contacts = store.customer_contacts(row.customer_id)
     recipients = [c for c in contacts if c.role == "billing"] or contacts
+    t = translations_for(locale, settings.default_locale)
+    subject = t.gettext("Your dispute %(reference)s is resolved · %(company)s") % {
+        "reference": reference(row.dispute_id), "company": settings.company_name}
+    outcome = OUTCOMES.get(row.outcome)
     return [render_message(
-        settings, "dispute_resolved", (contact.name, contact.email),
-        f"Your dispute {reference(row.dispute_id)} is resolved · {settings.company_name}",
+        settings, "dispute_resolved", (contact.name, contact.email), subject, locale=locale,
         customer_name=name, reference=reference(row.dispute_id), numbers=[i.number for i in items],
-        outcome_text=OUTCOMES.get(row.outcome, row.outcome), note=row.note, standing=list(standing),
-        amount_text=format_money(row.amount, row.currency, settings.default_locale)) for contact in recipients]
+        outcome_text=t.gettext(outcome) if outcome else row.outcome, note=row.note, standing=list(standing),
+        amount_text=format_money(row.amount, row.currency, locale)) for contact in recipients]

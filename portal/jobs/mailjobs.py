@@ -49,11 +49,12 @@ def payment_messages(settings: Settings, store: Store, job: Job) -> Iterator[Ema
     else:
         to = [(c.name, c.email) for c in contacts if c.role == "billing"][:1]
     with store.begin() as conn:  # where the invoices paid stand now (portal/balances/position.py)
+        locale = store.customer_locale(change.customer_id, conn) or settings.default_locale
         standing = position.standing(conn, [(a.invoice_id, a.number, change.currency)
-                                            for a in paystore.allocations_of(conn, change.attempt_id)])
+                                            for a in paystore.allocations_of(conn, change.attempt_id)], locale)
     url = account_url(settings, store, change.customer_id)
     for recipient in to:
-        message = payment_message(settings, change, recipient, name, url, standing)
+        message = payment_message(settings, change, recipient, name, url, standing, locale)
         if message is not None:
             yield message
 

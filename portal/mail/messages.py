@@ -22,6 +22,7 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined,
 
 from portal.balances import rule
 from portal.core.config import Settings
+from portal.core.i18n import html_lang, language_for, translations_for
 from portal.core.links import link_url
 from portal.core.money import format_money
 from portal.core.signing import Signer
@@ -30,15 +31,18 @@ from portal.export.model import Contact, Invoice
 from portal.store.database import CustomerData
 
 
-@lru_cache(maxsize=8)
-def _environment(dirs: tuple[Path, ...]) -> Environment:
+@lru_cache(maxsize=32)
+def _environment(dirs: tuple[Path, ...], language: str | None) -> Environment:
     # HTML parts are escaped; plain-text parts must not be (an "&" in a company name stays "&").
     env = Environment(loader=ChoiceLoader([FileSystemLoader(str(d)) for d in dirs]),
                       autoescape=select_autoescape(["html"], default_for_string=False),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                       extensions=["jinja2.ext.i18n"])
-    # Customer-facing text is written as `_("...")` / `{% trans %}` (see portal/core/templating.py).
-    env.install_null_translations(newstyle=True)
+    # One environment per language (docs/translations.md); None: as written, for the staff's emails.
+    if language is None:
+        env.install_null_translations(newstyle=True)
+    else:
+        env.install_gettext_translations(translations_for(language), newstyle=True)  # type: ignore[attr-defined]
     return env
 
 
@@ -51,15 +55,19 @@ def one_line(text: str) -> str:
     return " ".join(_CONTROL.sub(" ", text).split())
 
 
-def render_message(settings: Settings, template: str, to: tuple[str, str], subject: str, **context: object
-                   ) -> EmailMessage:
+def render_message(settings: Settings, template: str, to: tuple[str, str], subject: str, *,
+                   locale: str | None = None, **context: object) -> EmailMessage:
     """A multipart (text + HTML) message from `templates/email/<template>.txt` and `.html`.
 
     `to` is (name, address). Every header built from data is made here and made one line (`one_line`): an
     invoice number, a customer or company name with a line break in it cannot fail the message or add a header.
+    `locale`: the customer's (customers.csv), whose language the body is written in (the caller translated the
+    subject with `translations_for(locale)`); None: as written (the staff's emails).
     """
-    env = _environment(tuple(template_dirs(settings)))
-    context = {"company": settings.company_name, "support_email": settings.support_email, **context}
+    language = language_for(locale, settings.default_locale) if locale is not None else None
+    env = _environment(tuple(template_dirs(settings)), language)
+    context = {"company": settings.company_name, "support_email": settings.support_email,
+               "lang": html_lang(locale, settings.default_locale) if locale is not None else "en", **context}
     message = EmailMessage()
     message["Subject"] = one_line(subject)
     message["From"] = formataddr((one_line(settings.company_name), settings.mail_from or settings.support_email))
@@ -72,11 +80,14 @@ def render_message(settings: Settings, template: str, to: tuple[str, str], subje
 
 
 def fresh_link_message(settings: Settings, to: tuple[str, str], customer_name: str, url: str,
-                       invoice_number: str = "") -> EmailMessage:
+                       invoice_number: str = "", locale: str | None = None) -> EmailMessage:
     """The answer to "email me a fresh link": a new signed link for a contact on file."""
-    subject = (f"Your link to invoice {invoice_number}" if invoice_number else "Your link to your account") + \
-        f" · {settings.company_name}"
-    return render_message(settings, "fresh_link", to, subject, customer_name=customer_name, url=url,
+    t = translations_for(locale, settings.default_locale)
+    subject = (t.gettext("Your link to invoice %(number)s from %(company)s") if invoice_number
+               else t.gettext("Your link to your account with %(company)s"))
+    subject %= {"number": invoice_number, "company": settings.company_name}
+    return render_message(settings, "fresh_link", to, subject, locale=locale or "", customer_name=customer_name,
+                          url=url,
                           invoice_number=invoice_number, contact_name=to[0], ttl_days=settings.link_ttl_days)
 
 
@@ -96,12 +107,14 @@ def invoice_items(settings: Settings, signer: Signer, data: CustomerData, contac
                   notes: dict[str, str] | None = None) -> list[dict[str, object]]:
     """What the templates show per invoice: number, dates, amounts formatted in the customer's locale, link.
     `balance` is what the invoice's position says may be asked for now (portal/balances/position.py), never the export's
-    balance; `status` the position's status."""
+    balance; `status` the position's status, in the customer's language."""
     locale, cid = data.customer.locale, data.customer.customer_id
+    t = translations_for(locale, settings.default_locale)
     return [{"number": inv.number, "issue_date": day(inv.issue_date, locale), "due_date": day(inv.due_date, locale),
              "amount": money(inv.amount, inv.currency, locale),
              "balance": money(positions[inv.invoice_id].due, inv.currency, locale),
-             "status": positions[inv.invoice_id].status,
+             "status": t.gettext(rule.STATUS_PHRASE[status]) if (status := positions[inv.invoice_id].status)
+             in rule.STATUS_PHRASE else status,
              "po_number": inv.po_number, "note": (notes or {}).get(inv.invoice_id, ""),
              "url": link_url(settings, signer, cid, contact.contact_id, inv.invoice_id, data.key_version)}
             for inv in chosen]

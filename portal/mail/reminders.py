@@ -21,12 +21,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from gettext import NullTranslations
 
 from sqlalchemy import select
 
 from portal.balances import position
 from portal.balances.rule import IN_DISPUTE, PAID, PAYMENT_PENDING, Position
 from portal.core.config import Settings
+from portal.core.i18n import translations_for
 from portal.core.links import link_url
 from portal.core.signing import Signer
 from portal.export.model import Contact, Invoice
@@ -144,15 +146,25 @@ def _plan(contact: Contact, due: list[tuple[Invoice, str]], data: CustomerData, 
                               f"(at most one every {rules.interval_days} days)")
         return
     invoices_ = [inv for inv, _ in chosen]
-    notes = {inv.invoice_id: _note(rule, inv, now) for inv, rule in chosen}
+    tr = translations_for(data.customer.locale, settings.default_locale)
+    notes = {inv.invoice_id: _note(rule, inv, now, tr) for inv, rule in chosen}
     unsubscribe_url = (f"{settings.effective_webhook_url}/u/"
                        f"{signer.page_token('unsubscribe', cid, data.key_version, contact.contact_id)}")
     overdue = any(rule.startswith("overdue") for _, rule in chosen)
-    subject = (f"{'Overdue' if overdue else 'Reminder'}: "
-               + (f"invoice {one_line(invoices_[0].number)}" if len(invoices_) == 1 else f"{len(invoices_)} invoices")
-               + f" from {one_line(settings.company_name)}")
+    t, count = translations_for(data.customer.locale, settings.default_locale), len(invoices_)
+    # One invoice is named by its number; several are counted (a plural form: some languages have several).
+    if count == 1:
+        subject = (t.gettext("Overdue: invoice %(number)s from %(company)s") if overdue
+                   else t.gettext("Reminder: invoice %(number)s from %(company)s"))
+    else:
+        subject = (t.ngettext("Overdue: %(num)d invoice from %(company)s", "Overdue: %(num)d invoices from %(company)s",
+                              count) if overdue else
+                   t.ngettext("Reminder: %(num)d invoice from %(company)s",
+                              "Reminder: %(num)d invoices from %(company)s", count))
+    subject %= {
+        "number": one_line(invoices_[0].number), "num": count, "company": one_line(settings.company_name)}
     message = render_message(
-        settings, "reminder", (contact.name, contact.email), subject,
+        settings, "reminder", (contact.name, contact.email), subject, locale=data.customer.locale,
         customer_name=data.customer.name, contact_name=contact.name, overdue=overdue,
         items=invoice_items(settings, signer, data, contact, invoices_, positions, notes),
         total=total_text(data, invoices_, positions),
@@ -176,10 +188,10 @@ def _why_not(pos: Position) -> str:
     return {IN_DISPUTE: "in dispute", PAYMENT_PENDING: "payment pending"}.get(pos.status, pos.status)
 
 
-def _note(rule: str, invoice: Invoice, now: datetime) -> str:
+def _note(rule: str, invoice: Invoice, now: datetime, t: NullTranslations) -> str:
     days = (invoice.due_date - now.date()).days
     if days < 0:
-        return f"{-days} day{'s' if days != -1 else ''} overdue"
+        return t.ngettext("%(num)d day overdue", "%(num)d days overdue", -days) % {"num": -days}
     if days == 0:
-        return "due today"
-    return f"due in {days} day{'s' if days != 1 else ''}"
+        return t.gettext("due today")
+    return t.ngettext("due in %(num)d day", "due in %(num)d days", days) % {"num": days}

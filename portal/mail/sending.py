@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from portal.balances import position, rule
 from portal.core.config import Settings
+from portal.core.i18n import translations_for
 from portal.core.links import link_url
 from portal.core.signing import Signer
 from portal.export.model import Contact, Invoice
@@ -78,13 +79,14 @@ def send_invoices(settings: Settings, store: Store, dry_run: bool = False, custo
 def invoices_message(settings: Settings, signer: Signer, data: CustomerData, contact: Contact,
                      chosen: list[Invoice], notes: dict[str, str],
                      positions: dict[str, rule.Position]) -> EmailMessage:
-    cid = data.customer.customer_id
-    if len(chosen) == 1:
-        subject = f"Invoice {one_line(chosen[0].number)} from {one_line(settings.company_name)}"
-    else:
-        subject = f"{len(chosen)} invoices from {one_line(settings.company_name)}"
+    cid, locale = data.customer.customer_id, data.customer.locale
+    t = translations_for(locale, settings.default_locale)
+    # One invoice is named by its number; several are counted (a plural form: some languages have several).
+    subject = (t.gettext("Invoice %(number)s from %(company)s") if len(chosen) == 1 else
+               t.ngettext("%(num)d invoice from %(company)s", "%(num)d invoices from %(company)s", len(chosen))) % {
+        "number": one_line(chosen[0].number), "num": len(chosen), "company": one_line(settings.company_name)}
     return render_message(
-        settings, "invoices", (contact.name, contact.email), subject,
+        settings, "invoices", (contact.name, contact.email), subject, locale=locale,
         customer_name=data.customer.name, contact_name=contact.name,
         items=invoice_items(settings, signer, data, contact, chosen, positions, notes),
         total=total_text(data, chosen, positions),

@@ -14,17 +14,30 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from gettext import NullTranslations
 
 from portal.core.config import Settings
 from portal.core.errors import PortalError
+from portal.core.i18n import N_
 from portal.core.money import format_money
 from portal.payments.stripe_amounts import minimum_charge
 
-METHODS = {"card": "Card", "us_bank_account": "Bank transfer (ACH)"}
+# Labels in English; shown through the customer's translations (portal/core/i18n.py).
+METHODS = {"card": N_("Card"), "us_bank_account": N_("Bank transfer (ACH)")}
 
 
 class PaymentRefused(PortalError):
-    """The payment asked for cannot be made; the message says why, in words for the customer."""
+    """The payment asked for cannot be made; the message says why, in words for the customer. Made from a
+    marked English `template` and named `params`, so that the page can say it in the customer's language
+    (`text`); `message` is the English, for the logs."""
+
+    def __init__(self, template: str, **params: object):
+        super().__init__(template % params if params else template)
+        self.template, self.params = template, params
+
+    def text(self, t: NullTranslations) -> str:
+        translated = t.gettext(self.template)
+        return translated % self.params if self.params else translated
 
 
 # --- pricing a payment -------------------------------------------------------------------------------------
@@ -84,30 +97,32 @@ def quote(settings: Settings, payables: list[Payable], requested: Mapping[str, i
     the customer typed (None: the whole open amount), using the chosen `credit_notes` (their available amounts)
     first. Raises PaymentRefused naming the problem."""
     if method not in METHODS:
-        raise PaymentRefused("Please choose how to pay: card or bank transfer.")
+        raise PaymentRefused(N_("Please choose how to pay: card or bank transfer."))
     if not payables:
-        raise PaymentRefused("Please choose at least one invoice to pay.")
+        raise PaymentRefused(N_("Please choose at least one invoice to pay."))
     currencies = {p.currency for p in payables}
     if len(currencies) > 1:
-        raise PaymentRefused("Invoices in different currencies must be paid separately.")
+        raise PaymentRefused(N_("Invoices in different currencies must be paid separately."))
     currency = currencies.pop()
     if method == "us_bank_account" and currency != "USD":
-        raise PaymentRefused("Bank transfer (ACH) is available for US dollar invoices only.")
+        raise PaymentRefused(N_("Bank transfer (ACH) is available for US dollar invoices only."))
     bps = adjustment_bps(settings, method)
     amounts = []
     for p in payables:
         if p.open <= 0:
-            raise PaymentRefused(f"Invoice {p.number} is already paid or has a payment pending.")
+            raise PaymentRefused(N_("Invoice %(number)s is already paid or has a payment pending."),
+                                 number=p.number)
         amount = requested.get(p.invoice_id)
         if amount is None or amount == p.open:
             amount = p.open
         elif not settings.partial_payments:
-            raise PaymentRefused(f"Invoice {p.number} can only be paid in full.")
+            raise PaymentRefused(N_("Invoice %(number)s can only be paid in full."), number=p.number)
         elif amount <= 0 or amount > p.open:
-            raise PaymentRefused(f"The amount for invoice {p.number} must be more than zero and at most "
-                                 "what is open.")
+            raise PaymentRefused(N_("The amount for invoice %(number)s must be more than zero and at most "
+                                    "what is open."), number=p.number)
         elif amount < settings.partial_minimum:
-            raise PaymentRefused(f"A part payment of invoice {p.number} must be at least the minimum amount.")
+            raise PaymentRefused(N_("A part payment of invoice %(number)s must be at least the minimum amount."),
+                                 number=p.number)
         amounts.append((p, amount))
     subtotal = sum(amount for _, amount in amounts)
     # Credits leave at least Stripe's minimum charge to pay online.
@@ -115,9 +130,10 @@ def quote(settings: Settings, payables: list[Payable], requested: Mapping[str, i
     used, room = [], max(0, subtotal - minimum)
     for c in credit_notes:
         if c.currency != currency:
-            raise PaymentRefused(f"Credit note {c.number} is in another currency than the invoices.")
+            raise PaymentRefused(N_("Credit note %(number)s is in another currency than the invoices."),
+                                 number=c.number)
         if c.open <= 0:
-            raise PaymentRefused(f"Credit note {c.number} is no longer available.")
+            raise PaymentRefused(N_("Credit note %(number)s is no longer available."), number=c.number)
         take = min(c.open, room)
         room -= take
         if take:
@@ -141,6 +157,7 @@ def quote(settings: Settings, payables: list[Payable], requested: Mapping[str, i
     if total < minimum:
         smallest = format_money(minimum, currency, settings.default_locale)
         asked = format_money(total, currency, settings.default_locale)
-        raise PaymentRefused(f"The smallest amount our payment provider accepts is {smallest}, and this payment "
-                             f"comes to {asked}. Please pay a larger part, or choose another invoice as well.")
+        raise PaymentRefused(N_("The smallest amount our payment provider accepts is %(smallest)s, and this payment "
+                                "comes to %(asked)s. Please pay a larger part, or choose another invoice as well."),
+                             smallest=smallest, asked=asked)
     return Quote(currency, method, lines, subtotal, adjustment, total, used)

@@ -26,7 +26,8 @@ from sqlalchemy import select
 
 from portal.balances import journal, position, rule
 from portal.core.config import Settings
-from portal.core.money import AmountError, format_money, parse_amount
+from portal.core.i18n import N_
+from portal.core.money import AmountError, format_money, input_amount, parse_typed_amount
 from portal.payments.pricing import Payable, PaymentRefused, Quote, quote
 from portal.store import payments as paystore
 from portal.store.database import Store
@@ -48,14 +49,15 @@ class Started:
 
 def start_payment(store: Store, settings: Settings, customer_id: str, chosen: Sequence[str],
                   typed: Mapping[str, str], credit_ids: Sequence[str], method: str,
-                  now: datetime | None = None) -> Started:
+                  now: datetime | None = None, locale: str = "") -> Started:
     """Price a payment of the invoices `chosen` (ids, in the form's order, without repeats) by the verified
     customer `customer_id`, with the part amounts `typed` (invoice id -> the text typed; blank: what is due)
-    and the credit notes `credit_ids`, by `method`; record it as an attempt with its allocations.
+    and the credit notes `credit_ids`, by `method`; record it as an attempt with its allocations. Amounts are
+    read in the dot form or the customer's `locale`'s (portal.core.money.parse_typed_amount).
     Raises PaymentRefused, having recorded nothing."""
     now = now or datetime.now(UTC)
     with store.begin() as conn:
-        payables, requested = payable_invoices(conn, customer_id, chosen, typed)
+        payables, requested = payable_invoices(conn, customer_id, chosen, typed, locale)
         available = _available_credits(conn, customer_id, credit_ids)
         priced = quote(settings, payables, requested, method, available)
         attempt_id = "pa_" + secrets.token_hex(12)
@@ -71,7 +73,7 @@ def start_payment(store: Store, settings: Settings, customer_id: str, chosen: Se
     return Started(attempt_id, priced)
 
 
-def payable_invoices(conn: Any, customer_id: str, chosen: Sequence[str], typed: Mapping[str, str]
+def payable_invoices(conn: Any, customer_id: str, chosen: Sequence[str], typed: Mapping[str, str], locale: str = ""
                      ) -> tuple[list[Payable], dict[str, int]]:
     """What may be paid of the invoices `chosen`: each as a Payable whose `open` is its `due` (open less what
     unresolved disputes hold), and the part amounts typed, parsed. Raises PaymentRefused for a held amount
@@ -79,30 +81,32 @@ def payable_invoices(conn: Any, customer_id: str, chosen: Sequence[str], typed: 
     rows = {r.invoice_id: r for r in conn.execute(
         select(invoices).where(invoices.c.customer_id == customer_id, invoices.c.invoice_id.in_(list(chosen))))}
     standing = position.of_invoices(conn, list(rows))
-    _refuse_held(conn, customer_id, chosen, typed, rows, standing)
+    _refuse_held(conn, customer_id, chosen, typed, rows, standing, locale)
     if len(chosen) > MAX_INVOICES:
-        raise PaymentRefused(f"At most {MAX_INVOICES} invoices can be paid at once.")
+        raise PaymentRefused(N_("At most %(max)d invoices can be paid at once."), max=MAX_INVOICES)
     for invoice_id in chosen:
         row = rows.get(invoice_id)
         if row is None:
             # Another customer's invoice, or none at all: the same words, nothing revealed.
-            raise PaymentRefused("One of the chosen invoices is not on your account.")
+            raise PaymentRefused(N_("One of the chosen invoices is not on your account."))
         if not row.is_open:
-            raise PaymentRefused(f"Invoice {row.number} is no longer open.")
+            raise PaymentRefused(N_("Invoice %(number)s is no longer open."), number=row.number)
     payables = [Payable(i, rows[i].number, rows[i].currency, standing[i].due) for i in chosen]
     requested = {}
     for p in payables:
         text = typed.get(p.invoice_id, "").strip()
         if text:
             try:
-                requested[p.invoice_id] = parse_amount(text, p.currency)
+                requested[p.invoice_id] = parse_typed_amount(text, p.currency, locale)
             except (AmountError, ValueError):
-                raise PaymentRefused(f"The amount for invoice {p.number} is not a valid amount.") from None
+                raise PaymentRefused(N_("The amount for invoice %(number)s is not a valid amount: write it like "
+                                        "%(example)s."), number=p.number,
+                                     example=input_amount(123450, p.currency, locale)) from None
     return payables, requested
 
 
 def _refuse_held(conn: Any, customer_id: str, chosen: Sequence[str], typed: Mapping[str, str],
-                 rows: Mapping[str, Any], standing: Mapping[str, rule.Position]) -> None:
+                 rows: Mapping[str, Any], standing: Mapping[str, rule.Position], locale: str = "") -> None:
     """An invoice an unresolved dispute holds (even in part) is paid only by an amount typed within its `due`:
     the page pre-fills that amount, so a blank or larger one comes from a stale page or a hand-made form."""
     held = disputed_amounts(conn, customer_ids=[customer_id], invoice_ids=chosen)
@@ -113,18 +117,19 @@ def _refuse_held(conn: Any, customer_id: str, chosen: Sequence[str], typed: Mapp
         payable = standing[invoice_id].due
         text = typed.get(invoice_id, "").strip()
         if payable <= 0:
-            raise PaymentRefused(f"Invoice {row.number} is in dispute in full: it can be paid once the dispute "
-                                 "is resolved.")
+            raise PaymentRefused(N_("Invoice %(number)s is in dispute in full: it can be paid once the dispute "
+                                    "is resolved."), number=row.number)
+        most = format_money(payable, row.currency, locale or "en_US")
         if not text:
-            raise PaymentRefused(f"Part of invoice {row.number} is in dispute: enter an amount of at most "
-                                 f"{format_money(payable, row.currency, 'en_US')}.")
+            raise PaymentRefused(N_("Part of invoice %(number)s is in dispute: enter an amount of at most "
+                                    "%(amount)s."), number=row.number, amount=most)
         try:
-            too_much = parse_amount(text, row.currency) > payable
+            too_much = parse_typed_amount(text, row.currency, locale) > payable
         except (AmountError, ValueError):
             too_much = False  # payable_invoices names a malformed amount itself
         if too_much:
-            raise PaymentRefused(f"Part of invoice {row.number} is in dispute: at most "
-                                 f"{format_money(payable, row.currency, 'en_US')} can be paid now.")
+            raise PaymentRefused(N_("Part of invoice %(number)s is in dispute: at most %(amount)s can be paid now."),
+                                 number=row.number, amount=most)
 
 
 def _available_credits(conn: Any, customer_id: str, credit_ids: Sequence[str]) -> list[Payable]:
@@ -132,7 +137,7 @@ def _available_credits(conn: Any, customer_id: str, credit_ids: Sequence[str]) -
     found = {r.credit_id: r for r in conn.execute(
         select(credits).where(credits.c.customer_id == customer_id, credits.c.credit_id.in_(list(credit_ids))))}
     if len(found) != len(credit_ids):
-        raise PaymentRefused("One of the chosen credit notes is not on your account.")
+        raise PaymentRefused(N_("One of the chosen credit notes is not on your account."))
     as_of = position.latest_as_of(conn)
     used = journal.entries(conn, invoice_ids=list(credit_ids), item_kind="credit")
     return [Payable(c, found[c].number, found[c].currency, rule.compute(

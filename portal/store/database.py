@@ -296,6 +296,12 @@ class Store:
                              .order_by(contacts.c.contact_id)).all()
         return name or "", [Contact(r.customer_id, r.contact_id, r.email, r.name, r.role) for r in rows]
 
+    def customer_locale(self, customer_id: str, conn: Connection | None = None) -> str:
+        """The customer's `locale` (customers.csv): the language and formats of what it is sent and shown; "" when
+        the customer is unknown (the default language then)."""
+        with self._conn(conn) as c:
+            return c.execute(select(customers.c.locale).where(customers.c.customer_id == customer_id)).scalar() or ""
+
     # The webhook's hot path: every emailed link, beacon and download runs these, so each is one prepared
     # statement (built once, compiled once) rather than a query assembled per request.
 

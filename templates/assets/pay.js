@@ -6,10 +6,20 @@
   if (!form) { return; }
   var out = document.getElementById("pay-total");
   var lang = form.getAttribute("data-lang") || "en";
+  // The customer's own number format is accepted as the webhook accepts it (portal.core.money.parse_typed_amount):
+  // the plain dot form first, else the locale's grouping and decimal symbols. The words come from the page.
+  var decimal = form.getAttribute("data-decimal") || ".";
+  var group = form.getAttribute("data-group") || ",";
+
+  function plain(text) {
+    if (/^\d+(\.\d+)?$/.test(text)) { return text; }
+    return text.split(group).join("").split(" ").join("").split("\u00a0").join("").split("\u202f").join("")
+      .split(decimal).join(".");
+  }
 
   function partOf(box, open, scale) {
     var field = document.getElementById(box.getAttribute("data-part") || "");
-    var text = field ? field.value.trim() : "";
+    var text = field ? plain(field.value.trim()) : "";
     if (!/^\d+(\.\d+)?$/.test(text)) { return open; }
     var parts = text.split(".");
     var frac = (parts[1] || "").slice(0, String(scale).length - 1);
@@ -38,8 +48,8 @@
     total -= credit;
     if (bps < 0) { total -= Math.floor((total * -bps + 5000) / 10000); }
     if (bps > 0) { total += Math.floor((total * bps + 5000) / 10000); }
-    if (mixed) { out.textContent = "choose invoices in one currency"; return; }
-    if (!currency) { out.textContent = "choose at least one invoice"; return; }
+    if (mixed) { out.textContent = form.getAttribute("data-msg-mixed") || ""; return; }
+    if (!currency) { out.textContent = form.getAttribute("data-msg-none") || ""; return; }
     out.textContent = new Intl.NumberFormat(lang, { style: "currency", currency: currency }).format(total / scale);
   }
 

@@ -186,7 +186,7 @@ def test_a_theme_folder_overrides_one_template(settings, store, export_dir, tmp_
     theme = tmp_path / "theme" / "pages"
     theme.mkdir(parents=True)
     builtin = (Path(__file__).parents[2] / "templates" / "pages" / "statement.html").read_text()
-    (theme / "statement.html").write_text(builtin.replace("Statement of account</h1>", "Kontoauszug</h1>"))
+    (theme / "statement.html").write_text(builtin.replace('{{ _("Statement of account") }}</h1>', "Kontoauszug</h1>"))
     out = tmp_path / "site"
     build(export_dir, out, settings.replace(theme_dir=str(tmp_path / "theme")), store=store)
     key = next(iter(keys_of(out).values()))

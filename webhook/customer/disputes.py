@@ -21,6 +21,7 @@ from typing import Any
 from flask import Blueprint, Flask, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from portal.core.i18n import N_
 from portal.disputes.attachments import MAX_FILE_SIZE, MAX_FILES, Upload
 from portal.disputes.errors import DisputeRefused
 from portal.disputes.service import Submitted
@@ -31,7 +32,7 @@ from webhook.formtoken import page_claims
 from webhook.jobs import jobs_recorded
 from webhook.logs import event
 from webhook.security import rate_limited
-from webhook.services import client_ip, render, services
+from webhook.services import client_ip, render, services, translations
 
 log = logging.getLogger(__name__)
 bp = Blueprint("disputes", __name__)
@@ -55,10 +56,12 @@ def _customer_from_token(route: str) -> str:
     return page_claims(route).customer_id
 
 
-def _refused(exc: DisputeRefused, what: str) -> Any:
+def _refused(exc: DisputeRefused, what: str, customer_id: str = "") -> Any:
     event(f"{what}_refused", reason=exc.message, ip=client_ip())
-    title = "This dispute cannot be sent" if what == "dispute" else "This question cannot be sent"
-    return render("webhook/dispute_refused.html", exc.status, title=title, message=exc.message)
+    locale = services().store.customer_locale(customer_id) if customer_id else ""
+    t = translations(locale)
+    title = t.gettext("This dispute cannot be sent") if what == "dispute" else t.gettext("This question cannot be sent")
+    return render("webhook/dispute_refused.html", exc.status, locale=locale, title=title, message=exc.text(t))
 
 
 def _after(submitted: Submitted, kind: str) -> None:
@@ -68,14 +71,19 @@ def _after(submitted: Submitted, kind: str) -> None:
 
 def _confirm(submitted: Submitted, kind: str) -> Any:
     version = services().store.active_key_version(submitted.customer_id)
-    title = "Dispute received" if kind == "dispute" else "Question received"
-    return render("webhook/dispute_received.html", 200, title=title, s=submitted, kind=kind,
+    locale = services().store.customer_locale(submitted.customer_id)
+    t = translations(locale)
+    title = t.gettext("Dispute received") if kind == "dispute" else t.gettext("Question received")
+    # The built-in reasons' labels are catalog messages; a configured reason of its own is shown as configured.
+    return render("webhook/dispute_received.html", 200, locale=locale, title=title, s=submitted, kind=kind,
+                  reason_label=t.gettext(submitted.reason_label) if submitted.reason_label else "",
                   account_url=page_url(submitted.customer_id, version) if version else "")
 
 
 @bp.post("/dispute")
 @rate_limited("dispute", token_arg="page_token")
 def dispute() -> Any:
+    customer_id = ""
     try:
         customer_id = _customer_from_token("dispute")
         uploads = [Upload(f.filename or "", f.stream.read(MAX_FILE_SIZE + 1))
@@ -86,10 +94,10 @@ def dispute() -> Any:
         submitted = record_dispute(services().store, services().settings, customer_id, invoice_ids, amounts,
                                    request.form.get("reason", ""), request.form.get("message", ""), uploads)
     except RequestEntityTooLarge:
-        return _refused(DisputeRefused(f"The files are too large: at most {MAX_FILES} files of "
-                                       f"{MAX_FILE_SIZE // (1024 * 1024)} MB each.", 413), "dispute")
+        return _refused(DisputeRefused(N_("The files are too large: at most %(max)d files of %(size)d MB each."), 413,
+                                       max=MAX_FILES, size=MAX_FILE_SIZE // (1024 * 1024)), "dispute", customer_id)
     except DisputeRefused as exc:
-        return _refused(exc, "dispute")
+        return _refused(exc, "dispute", customer_id)
     event("dispute_opened", reference=submitted.reference, ip=client_ip())
     _after(submitted, "dispute")
     return _confirm(submitted, "dispute")
@@ -103,6 +111,6 @@ def question() -> Any:
         submitted = record_question(services().store, customer_id, request.form.get("invoice", ""),
                                     request.form.get("message", ""))
     except DisputeRefused as exc:
-        return _refused(exc, "question")
+        return _refused(exc, "question", customer_id)
     _after(submitted, "question")
     return _confirm(submitted, "question")

@@ -28,6 +28,7 @@ from flask import Blueprint, Response, redirect, request, url_for
 from itsdangerous import BadSignature, SignatureExpired
 
 from portal.build.pages import invoice_slug
+from portal.core.i18n import language_for
 from portal.core.links import link_url
 from portal.core.signing import LinkClaims, TokenExpired, TokenInvalid, customer_key
 from portal.mail.messages import fresh_link_message
@@ -36,7 +37,15 @@ from portal.store.database import InvoiceState
 from webhook.errors import TokenRejected
 from webhook.logs import event, log, token_ref
 from webhook.security import rate_limited
-from webhook.services import FILE_LINK_SECONDS, FRESH_FORM_SECONDS, client_ip, render, services, user_agent
+from webhook.services import (
+    FILE_LINK_SECONDS,
+    FRESH_FORM_SECONDS,
+    client_ip,
+    render,
+    services,
+    translations,
+    user_agent,
+)
 
 bp = Blueprint("links", __name__)
 
@@ -114,7 +123,9 @@ def _expired(token: str, claims: LinkClaims) -> Any:
     _check_access("link", token, claims.customer_id, claims.key_version)
     form_token = s.fresh.dumps([claims.customer_id, claims.contact_id, claims.invoice_id, claims.key_version])
     event("link_expired", customer=claims.customer_id, token=token_ref(token))
-    return render("webhook/link_expired.html", 410, title="This link has expired", fresh_token=form_token,
+    locale = s.store.customer_locale(claims.customer_id)
+    return render("webhook/link_expired.html", 410, locale=locale,
+                  title=translations(locale).gettext("This link has expired"), fresh_token=form_token,
                   action=url_for("links.fresh_link"), ttl_days=s.settings.link_ttl_days)
 
 
@@ -127,9 +138,14 @@ def fresh_link() -> Any:
     token = request.form.get("token", "")
     try:
         data = s.fresh.loads(token, max_age=FRESH_FORM_SECONDS)
-    except SignatureExpired:
-        return render("webhook/message.html", 400, title="This form is too old",
-                      message="Please open the link from your email again and ask for a fresh link there.")
+    except SignatureExpired as exc:
+        # Genuine but old: the payload is still the one we signed, so its customer's language is known.
+        old = exc.payload if isinstance(exc.payload, list) and exc.payload and isinstance(exc.payload[0], str) else []
+        locale = s.store.customer_locale(old[0]) if old else ""
+        t = translations(locale)
+        return render("webhook/message.html", 400, locale=locale, title=t.gettext("This form is too old"),
+                      message=t.gettext("Please open the link from your email again and ask for a fresh link "
+                                        "there."))
     except BadSignature:
         raise TokenRejected("fresh", token, "bad signature") from None
     if not (isinstance(data, list) and len(data) == 4 and all(isinstance(v, str) for v in data[:3])
@@ -138,6 +154,7 @@ def fresh_link() -> Any:
     customer_id, contact_id, invoice_id, key_version = data
     invoice = _check_access("fresh", token, customer_id, key_version, invoice_id)
     customer_name, contacts = s.store.customer_contacts(customer_id)
+    locale = s.store.customer_locale(customer_id)
     # The contact the expired link was sent to, if still on file; otherwise everyone on file for the account.
     recipients = [c for c in contacts if c.contact_id == contact_id] or contacts
     invoice = invoice if invoice and invoice.is_open else None
@@ -150,7 +167,7 @@ def fresh_link() -> Any:
         url = link_url(s.settings, s.signer, customer_id, contact.contact_id,
                        invoice.invoice_id if invoice else "", key_version)
         message = fresh_link_message(s.settings, (contact.name, contact.email), customer_name, url,
-                                     invoice.number if invoice else "")
+                                     invoice.number if invoice else "", locale)
         message_id = s.mailer.send(message)
         s.store.record_event("email_sent", customer_id, contact_id=contact.contact_id,
                              invoice_id=invoice.invoice_id if invoice else "", ip=client_ip(),
@@ -158,15 +175,18 @@ def fresh_link() -> Any:
         sent += 1
     event("fresh_link_sent", customer=customer_id, token=token_ref(token), messages=sent,
           capped=len(recipients) - sent)
-    return _redirect(url_for("links.fresh_sent"))
+    return _redirect(url_for("links.fresh_sent", lang=language_for(locale, s.settings.default_locale)))
 
 
 @bp.get("/fresh/sent")
 def fresh_sent() -> Any:
-    # The same words whether zero, one or several messages went out: the page reveals no addresses.
-    return render("webhook/message.html", 200, title="Check your email",
-                  message="If this link was sent to you, a fresh link is on its way to the email address we "
-                          "have on file for your account. It can take a few minutes to arrive.")
+    # The same words whether zero, one or several messages went out: the page reveals no addresses. `lang` only
+    # picks one of the catalogs (language_for falls back to the default for anything else).
+    locale = request.args.get("lang", "")[:20]
+    t = translations(locale)
+    return render("webhook/message.html", 200, locale=locale, title=t.gettext("Check your email"),
+                  message=t.gettext("If this link was sent to you, a fresh link is on its way to the email address "
+                                    "we have on file for your account. It can take a few minutes to arrive."))
 
 
 @bp.post("/r/<token>")

@@ -20,6 +20,7 @@ import stripe
 from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, request
 
 from portal.build.pages import checkout_origin
+from portal.core.i18n import N_
 from portal.core.signing import TokenInvalid
 from portal.payments.checkout import session_params
 from portal.payments.events import Change, EventRefused, apply_event, verification_url
@@ -32,7 +33,7 @@ from webhook.formtoken import page_claims
 from webhook.jobs import jobs_recorded
 from webhook.logs import event, security_log
 from webhook.security import CSP, rate_limited
-from webhook.services import client_ip, render, services
+from webhook.services import client_ip, render, services, translations
 
 log = logging.getLogger(__name__)
 bp = Blueprint("payments", __name__)
@@ -75,9 +76,11 @@ def init_app(app: Flask) -> None:
 # --- /pay -------------------------------------------------------------------------------------------------
 
 
-def _refuse(message: str) -> Any:
-    return render("webhook/pay_status.html", 400, title="This payment cannot be made", message=message,
-                  detail="Please go back to the page, reload it, and try again.", reference="", account_url="")
+def _refuse(message: str, locale: str) -> Any:
+    t = translations(locale)
+    return render("webhook/pay_status.html", 400, locale=locale, title=t.gettext("This payment cannot be made"),
+                  message=message, detail=t.gettext("Please go back to the page, reload it, and try again."),
+                  reference="", account_url="")
 
 
 @bp.post("/pay")
@@ -89,16 +92,18 @@ def pay() -> Any:
                       message="Online payment is not configured yet.", detail="", reference="", account_url="")
     claims = page_claims("pay")  # first: a revoked page learns nothing, not even what a dispute holds
     customer_id = claims.customer_id
+    locale = s.store.customer_locale(customer_id)
+    t = translations(locale)
     # Bounded reads of the form (one more than allowed, so that too many is refused, not cut short).
     chosen = list(dict.fromkeys(request.form.getlist("invoice")))[:MAX_INVOICES + 1]
     typed = {invoice_id: request.form.get(f"amount-{invoice_id}", "") for invoice_id in chosen}
     credit_ids = list(dict.fromkeys(request.form.getlist("credit")))[:MAX_INVOICES]
     try:
         started = start_payment(s.store, s.settings, customer_id, chosen, typed, credit_ids,
-                                request.form.get("method", ""))
+                                request.form.get("method", ""), locale=locale)
     except PaymentRefused as exc:
         event("payment_refused", reason=exc.message, ip=client_ip())
-        return _refuse(exc.message)
+        return _refuse(exc.text(t), locale)
     attempt_id = started.attempt_id
     ref = s.signer.pay_ref(attempt_id, claims.key_version)
     params = session_params(attempt_id, customer_id, started.quote, s.settings.effective_webhook_url, ref)
@@ -111,31 +116,34 @@ def pay() -> Any:
         if getattr(exc, "code", None) == "amount_too_small":
             # A currency whose minimum Stripe sets by conversion (portal.payments.stripe_amounts.MINIMUM_CHARGE
             # lists the rest).
-            return _refuse("This amount is below the smallest payment our payment provider accepts in this "
-                           "currency. Please pay a larger part, or choose another invoice as well.")
-        return render("webhook/pay_status.html", 503, title="Payment is not available right now",
-                      message="We could not reach our payment provider. No payment was made.",
-                      detail="Please try again in a few minutes.", reference="", account_url="")
+            return _refuse(t.gettext("This amount is below the smallest payment our payment provider accepts in "
+                                     "this currency. Please pay a larger part, or choose another invoice as well."),
+                           locale)
+        return render("webhook/pay_status.html", 503, locale=locale,
+                      title=t.gettext("Payment is not available right now"),
+                      message=t.gettext("We could not reach our payment provider. No payment was made."),
+                      detail=t.gettext("Please try again in a few minutes."), reference="", account_url="")
     checkout_opened(s.store, attempt_id, session.id)
     return redirect(session.url, 303)
 
 
 # --- the pages Stripe sends the customer back to ----------------------------------------------------------
 
+# In English; shown in the customer's language (portal/core/i18n.py).
 STATUS_TEXT = {
-    "verifying": ("Verify your bank account", "Your bank could not be connected instantly, so our payment "
-                  "provider is sending two small deposits to your account. No money has been taken yet.",
-                  "When they arrive (usually in 1–2 business days), confirm them with the link below (we have "
-                  "emailed it too): the payment starts then. Until then your invoices stay open."),
-    "succeeded": ("Payment received", "Thank you: your payment has arrived.", ""),
-    "processing": ("Bank payment pending", "Your bank payment is on its way. Bank payments usually take 1–4 "
-                   "business days to arrive.", "Until then your invoices show “payment pending”. We will email "
-                   "you when it has arrived."),
-    "created": ("Waiting for confirmation", "We have not yet received confirmation of this payment from our "
-                "payment provider.", "This usually takes a few seconds: reload this page. If you left the "
-                "payment page before finishing, no payment was made."),
-    "failed": ("Payment failed", "This payment did not go through.", ""),
-    "expired": ("No payment was made", "This payment was not completed.", ""),
+    "verifying": (N_("Verify your bank account"), N_("Your bank could not be connected instantly, so our payment "
+                  "provider is sending two small deposits to your account. No money has been taken yet."),
+                  N_("When they arrive (usually in 1–2 business days), confirm them with the link below (we have "
+                  "emailed it too): the payment starts then. Until then your invoices stay open.")),
+    "succeeded": (N_("Payment received"), N_("Thank you: your payment has arrived."), ""),
+    "processing": (N_("Bank payment pending"), N_("Your bank payment is on its way. Bank payments usually take 1–4 "
+                   "business days to arrive."), N_("Until then your invoices show “payment pending”. We will email "
+                   "you when it has arrived.")),
+    "created": (N_("Waiting for confirmation"), N_("We have not yet received confirmation of this payment from our "
+                "payment provider."), N_("This usually takes a few seconds: reload this page. If you left the "
+                "payment page before finishing, no payment was made.")),
+    "failed": (N_("Payment failed"), N_("This payment did not go through."), ""),
+    "expired": (N_("No payment was made"), N_("This payment was not completed."), ""),
 }
 
 
@@ -171,21 +179,25 @@ def pay_done() -> Any:
     status = {"refunded": "succeeded", "partially_refunded": "succeeded", "disputed": "succeeded",
               "reinstated": "succeeded"}.get(
         attempt.status, attempt.status)
-    title, message, detail = STATUS_TEXT[status]
+    locale = services().store.customer_locale(attempt.customer_id)
+    t = translations(locale)
+    title, message, detail = (t.gettext(text) if text else "" for text in STATUS_TEXT[status])
     if status == "failed" and attempt.failure_reason:
-        detail = f"Reason: {attempt.failure_reason}. Your invoices are open again."
+        detail = t.gettext("Reason: %(reason)s. Your invoices are open again.") % {"reason": attempt.failure_reason}
     verify_url = verification_url(services().store, attempt.attempt_id) if status == "verifying" else ""
-    return render("webhook/pay_status.html", 200, title=title, message=message, detail=detail,
+    return render("webhook/pay_status.html", 200, locale=locale, title=title, message=message, detail=detail,
                   reference=attempt.attempt_id, account_url=account_url, verify_url=verify_url)
 
 
 @bp.get("/pay/cancelled")
 @rate_limited("pay_done", token_arg=None)
 def pay_cancelled() -> Any:
-    _, account_url = _attempt_for_ref(request.args.get("ref", ""))
-    return render("webhook/pay_status.html", 200, title="Payment cancelled",
-                  message="You left the payment page: no payment was made.",
-                  detail="You can choose invoices and pay again from your account at any time.",
+    attempt, account_url = _attempt_for_ref(request.args.get("ref", ""))
+    locale = services().store.customer_locale(attempt.customer_id)
+    t = translations(locale)
+    return render("webhook/pay_status.html", 200, locale=locale, title=t.gettext("Payment cancelled"),
+                  message=t.gettext("You left the payment page: no payment was made."),
+                  detail=t.gettext("You can choose invoices and pay again from your account at any time."),
                   reference="", account_url=account_url)
 
 

@@ -19,7 +19,7 @@ from portal.store.mail import unsubscribe
 from webhook.errors import TokenRejected
 from webhook.logs import event, token_ref
 from webhook.security import rate_limited
-from webhook.services import client_ip, render, services, user_agent
+from webhook.services import client_ip, render, services, translations, user_agent
 
 bp = Blueprint("unsubscribe", __name__)
 
@@ -47,8 +47,10 @@ def _verify(token: str, conn: Any = None) -> tuple[PageClaims, str]:
 @rate_limited("unsubscribe")
 def confirm(token: str) -> Any:
     """Ask; change nothing."""
-    _, email = _verify(token)
-    return render("webhook/unsubscribe.html", 200, title="Stop payment reminders?", email=email,
+    claims, email = _verify(token)
+    locale = services().store.customer_locale(claims.customer_id)
+    return render("webhook/unsubscribe.html", 200, locale=locale,
+                  title=translations(locale).gettext("Stop payment reminders?"), email=email,
                   action=url_for("unsubscribe.confirmed", token=token))
 
 
@@ -63,4 +65,6 @@ def confirmed(token: str) -> Any:
             s.store.add_event(conn, "unsubscribed", claims.customer_id, contact_id=claims.item, ip=client_ip(),
                               user_agent=user_agent(), detail="reminders")
     event("unsubscribed", customer=claims.customer_id, token=token_ref(token))
-    return render("webhook/unsubscribe_done.html", 200, title="You will get no more reminders", email=email)
+    locale = s.store.customer_locale(claims.customer_id)
+    return render("webhook/unsubscribe_done.html", 200, locale=locale,
+                  title=translations(locale).gettext("You will get no more reminders"), email=email)
