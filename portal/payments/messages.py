@@ -35,6 +35,8 @@ def payment_message(settings: Settings, change: Change, to: tuple[str, str], cus
     now (portal.balances.position.standing)."""
     if change.new not in MESSAGES:
         return None
+    if change.new == "failed" and change.attempt_id.startswith("ap_"):
+        return None  # autopay's own debits: `portal autopay` mails the failure with its next try (autopay_run.py)
     template, subject = MESSAGES[change.new]
     return render_message(settings, template, to, f"{subject} · {settings.company_name}",
                           customer_name=customer_name, amount_text=format_money(change.amount, change.currency,
