@@ -187,11 +187,12 @@ def _new_attempt(conn: Any, customer_id: str, method: apstore.Method, due: Due, 
 
 
 def _apply_intent(store: Store, intent: dict[str, Any], now: datetime) -> None:
-    """Stripe's answer, applied as the event it stands for (the real event changes nothing more)."""
+    """Stripe's answer, applied as the event it stands for. Its time is 0, older than any real event: Stripe's own
+    events about the PaymentIntent (a bank debit that fails days later) always win over it, in any order."""
     status = str(intent.get("status") or "")
     kind = {"succeeded": "payment_intent.succeeded", "processing": "payment_intent.processing"}.get(
         status, "payment_intent.payment_failed")
-    apply_event(store, {"id": f"autopay:{intent.get('id')}:{status}", "type": kind, "created": int(now.timestamp()),
+    apply_event(store, {"id": f"autopay:{intent.get('id')}:{status}", "type": kind, "created": 0,
                         "data": {"object": intent}}, now)
 
 

@@ -249,3 +249,16 @@ def enrolled(conn: Connection) -> dict[str, Choice]:
 
 def ready_methods(conn: Connection, customer_id: str) -> list[Method]:
     return [m for m in methods_of(conn, customer_id) if m.ready]
+
+
+def page_state(conn: Connection, customer_ids: list[str]) -> dict[str, tuple[list[Method], Choice | None]]:
+    """What the account pages show of the customers' saved methods and autopay (the build and a refresh)."""
+    rows = conn.execute(select(saved_methods).where(saved_methods.c.customer_id.in_(customer_ids),
+                                                    saved_methods.c.detached_at.is_(None))
+                        .order_by(saved_methods.c.created_at, saved_methods.c.method_id))
+    state: dict[str, tuple[list[Method], Choice | None]] = {}
+    for row in rows:
+        state.setdefault(row.customer_id, ([], None))[0].append(_make(Method, row))
+    for row in conn.execute(select(autopay_settings).where(autopay_settings.c.customer_id.in_(customer_ids))):
+        state[row.customer_id] = (state.get(row.customer_id, ([], None))[0], _make(Choice, row))
+    return state
