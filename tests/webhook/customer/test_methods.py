@@ -153,3 +153,17 @@ def test_page_lists_saved_methods_with_customer_bound_forms(client, standin, bui
     assert method_id in page and "STRIPE TEST BANK" in page and "ending in 6789" in page
     assert 'id="mandate-text"' in page and "authorise" in page
     assert f'value="{Signer(built).page_token("page", customer_id, 1)}"' in page
+
+
+def test_staff_see_who_is_enrolled(client, standin, built, store):
+    from tests.staff_helpers import add_staff, login
+
+    customer_id, _ = usd_customer(store)
+    method_id = enrol(client, standin, built, customer_id, "card")
+    add_staff(store, "ar@example.com")
+    login(client, "ar@example.com")
+    before = client.get(f"/staff/customer?id={customer_id}").get_data(as_text=True)
+    assert "not enrolled" in before
+    turn_on(client, built, customer_id, method_id, cap="250.00")
+    after = client.get(f"/staff/customer?id={customer_id}").get_data(as_text=True)
+    assert "<strong>enrolled</strong>: card visa ····4242, on the due date, $250.00" in after
