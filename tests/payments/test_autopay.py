@@ -176,3 +176,15 @@ def test_invoice_in_dispute_is_never_debited(client, standin, built, mail_settin
     run(mail_settings, store, at(due_date - timedelta(days=3)))
     run(mail_settings, store, at(due_date))
     assert [r for r in intents_created(standin) if r.param("metadata[invoice_id]") == invoice_id] == []
+
+
+@pytest.mark.parametrize("doc", ["docs/autopay.md", "infra/README.md"])
+def test_the_documented_setup_events_are_the_ones_the_code_handles(doc):
+    import re
+    from pathlib import Path
+
+    from portal.payments.methods import SETUP_EVENTS
+
+    text = (Path(__file__).resolve().parents[2] / doc).read_text()
+    section = text[text.index("<!-- stripe-setup-events -->"):text.index("<!-- /stripe-setup-events -->")]
+    assert set(re.findall(r"`((?:setup_intent|payment_method)\.[a-z_]+)`", section)) == SETUP_EVENTS
