@@ -134,7 +134,7 @@ def _debit(settings: Settings, store: Store, client: stripe.StripeClient, transp
            now: datetime, result: RunResult) -> None:
     with store.begin() as conn:
         attempt_id = row.attempt_id if row.state == "charging" and row.attempt_id else _new_attempt(
-            conn, choice.customer_id, method, due, amount, now)
+            conn, choice.customer_id, method, due, amount, datetime.now(UTC))
         apstore.update_charge(conn, choice.customer_id, due.invoice_id, due.due_date, state="charging",
                               attempt_id=attempt_id, updated_at=now)
         attempt = paystore.get_attempt(conn, attempt_id)
@@ -164,7 +164,7 @@ def _debit(settings: Settings, store: Store, client: stripe.StripeClient, transp
         body = (exc.json_body or {}).get("error") or {"code": getattr(exc, "code", "") or "", "message": str(exc)}
         _failed(settings, store, transport, choice, method, due, row, attempt_id, body, now, result)
         return
-    _apply_intent(store, intent.to_dict(), now)
+    _apply_intent(store, intent.to_dict())
     with store.begin() as conn:
         apstore.update_charge(conn, choice.customer_id, due.invoice_id, due.due_date, state="charged", updated_at=now)
     result.lines.append(f"debited: {choice.customer_id} invoice {due.number} {amount} {due.currency} "
@@ -186,14 +186,16 @@ def _new_attempt(conn: Any, customer_id: str, method: apstore.Method, due: Due, 
     return attempt_id
 
 
-def _apply_intent(store: Store, intent: dict[str, Any], now: datetime) -> None:
+def _apply_intent(store: Store, intent: dict[str, Any]) -> None:
     """Stripe's answer, applied as the event it stands for. Its time is 0, older than any real event: Stripe's own
-    events about the PaymentIntent (a bank debit that fails days later) always win over it, in any order."""
+    events about the PaymentIntent (a bank debit that fails days later) always win over it, in any order. It is
+    recorded at the real time, not the run's `now`: money moved when Stripe was called, and the balances rule
+    compares that moment with the export's as_of."""
     status = str(intent.get("status") or "")
     kind = {"succeeded": "payment_intent.succeeded", "processing": "payment_intent.processing"}.get(
         status, "payment_intent.payment_failed")
     apply_event(store, {"id": f"autopay:{intent.get('id')}:{status}", "type": kind, "created": 0,
-                        "data": {"object": intent}}, now)
+                        "data": {"object": intent}}, datetime.now(UTC))
 
 
 def _failed(settings: Settings, store: Store, transport: Transport, choice: apstore.Choice, method: apstore.Method,
@@ -204,10 +206,10 @@ def _failed(settings: Settings, store: Store, transport: Transport, choice: apst
                else error.get("code") or "")
     if isinstance(intent, dict) and intent.get("id"):
         _apply_intent(store, {**intent, "status": "requires_payment_method",
-                              "last_payment_error": intent.get("last_payment_error") or error}, now)
+                              "last_payment_error": intent.get("last_payment_error") or error})
     else:
         with store.begin() as conn:
-            paystore.update_attempt(conn, attempt_id, status="failed", updated_at=now,
+            paystore.update_attempt(conn, attempt_id, status="failed", updated_at=datetime.now(UTC),
                                     failure_reason=FAILURE_TEXT.get(code, code or "declined"))
     _after_failure(settings, store, transport, choice, method, due, row.tries, code, now, result)
 
