@@ -63,6 +63,8 @@ def test_card_saved_then_autopay_notices_first_and_debits_the_due_amount_on_the_
     notice = next(m for m in smtp.messages if f"Automatic payment of invoice {number} " in str(m["Subject"]))
     assert charges(store, customer_id)[invoice_id].state == "noticed"
     assert "4242" in notice.get_body(("plain",)).get_content()
+    run(mail_settings, store, at(due_date - timedelta(days=1), 23))  # the notice period is not over yet
+    assert not intents_created(standin)
 
     done = run(mail_settings, store, at(due_date))
     assert done.ok, done.summary()

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from portal.core.signing import Signer
 from portal.store import autopay as apstore
+from portal.store.tables import events as event_log
 from tests.autopay_helpers import deliver, enrol, turn_on
 from tests.payfixtures import page_token, send_event, stripe_event, stripe_signature, usd_customer
 
@@ -75,6 +76,10 @@ def test_setup_events_are_idempotent_and_only_for_our_customers(client, standin,
         assert client.post("/stripe/events", data=payload, headers={
             "Stripe-Signature": stripe_signature(payload), "Content-Type": "application/json"}).status_code == 200
     assert _rows(store, apstore.saved_methods) == 1
+    with store.begin() as conn:  # each effect once: the duplicates were recognised by their event ids
+        logged = conn.execute(select(func.count()).select_from(event_log).where(
+            event_log.c.kind == "method_setup_completed")).scalar_one()
+    assert logged == 1
     # A method attached to a Stripe Customer this portal did not create belongs to someone else: ignored.
     stranger = {"id": "pm_stranger", "object": "payment_method", "type": "card", "customer": "cus_not_ours",
                 "card": {"brand": "visa", "last4": "1111"}, "livemode": False}
