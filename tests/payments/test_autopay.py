@@ -173,8 +173,11 @@ def test_invoice_in_dispute_is_never_debited(client, standin, built, mail_settin
     method_id = enrol(client, standin, built, customer_id, "card")
     turn_on(client, built, customer_id, method_id)
     invoice_id, due_date = latest_due(store, customer_id, invoices)
-    assert post_dispute(client, built, customer_id, [invoice_id]).status_code < 400
-    assert position_now(store, invoice_id).disputed > 0
+    # A dispute of part of the invoice: the rest is still owed, and still not debited while the dispute is open.
+    assert post_dispute(client, built, customer_id, [invoice_id], **{f"dispute_amount-{invoice_id}": "1.00"}
+                        ).status_code < 400
+    held = position_now(store, invoice_id)
+    assert held.disputed == 100 and held.due > 100
     run(mail_settings, store, at(due_date - timedelta(days=3)))
     run(mail_settings, store, at(due_date))
     assert [r for r in intents_created(standin) if r.param("metadata[invoice_id]") == invoice_id] == []

@@ -120,6 +120,7 @@ def test_one_stripe_customer_per_portal_customer(client, standin, built, store):
         assert client.post("/methods/setup", data={"page_token": page_token(built, customer_id), "kind": kind}
                            ).status_code == 303
     assert len(standin.customers) == 1
+    assert len([r for r in standin.requests if r.path == "/v1/customers"]) == 1  # the stored id is used, not re-asked
     assert {r.param("customer") for r in standin.creates()} == set(standin.customers)
 
 
