@@ -13,8 +13,6 @@ from typing import Any
 from portal.core.config import Settings
 from portal.core.money import digits
 
-KIND_TEXT = {"card": "Card", "us_bank_account": "Bank account"}
-
 
 def methods_view(settings: Settings, customer: Any, page_token: str, state: tuple | None,
                  money: Callable[[int, str], str]) -> dict[str, Any]:
@@ -31,8 +29,7 @@ def methods_view(settings: Settings, customer: Any, page_token: str, state: tupl
         "bank_allowed": customer.currency == "USD",
         "company": settings.company_name,
         "notice_days": settings.autopay_notice_days,
-        "methods": [{"id": m.method_id, "kind": m.kind, "kind_text": KIND_TEXT.get(m.kind, m.kind),
-                     "label": m.label, "last4": m.last4, "ready": m.ready,
+        "methods": [{"id": m.method_id, "kind": m.kind, "label": m.label, "last4": m.last4, "ready": m.ready,
                      "autopay": active and choice.method_id == m.method_id} for m in methods],
         "autopay": {"on": active, "method_id": choice.method_id if choice else "",
                     "timing": "before" if choice and choice.days_before else "due",
