@@ -29,8 +29,10 @@ def methods_view(settings: Settings, customer: Any, page_token: str, state: tupl
         "bank_allowed": customer.currency == "USD",
         "company": settings.company_name,
         "notice_days": settings.autopay_notice_days,
-        "methods": [{"id": m.method_id, "kind": m.kind, "label": m.label, "last4": m.last4, "ready": m.ready,
-                     "autopay": active and choice.method_id == m.method_id} for m in methods],
+        # Stripe's card brands are lower-case codes ("visa", "amex"); a bank's name is shown as the bank writes it.
+        "methods": [{"id": m.method_id, "kind": m.kind, "label": m.label.title() if m.kind == "card" else m.label,
+                     "last4": m.last4, "ready": m.ready, "autopay": active and choice.method_id == m.method_id}
+                    for m in methods],
         "autopay": {"on": active, "method_id": choice.method_id if choice else "",
                     "timing": "before" if choice and choice.days_before else "due",
                     "days": choice.days_before if choice and choice.days_before else "",
