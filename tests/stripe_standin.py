@@ -34,8 +34,15 @@ from urllib.parse import parse_qsl, urlparse
 import stripe
 import typing_extensions
 from stripe._request_options import RequestOptions
-from stripe.params import PaymentIntentRetrieveParams
+from stripe.params import (
+    CustomerCreateParams,
+    PaymentIntentCreateParams,
+    PaymentIntentRetrieveParams,
+    PaymentMethodDetachParams,
+)
 from stripe.params.checkout import SessionCreateParams, SessionExpireParams, SessionRetrieveParams
+
+from tests.stripe_standin_setup import SavedMethodsStandIn
 
 MAX_LINE_ITEMS = 100
 # Stripe's minimum charge in Stripe's units ("Minimum and maximum charge amounts", docs.stripe.com/currencies):
@@ -108,11 +115,14 @@ class Recorded:
 
 
 @dataclass
-class StripeStandIn:
+class StripeStandIn(SavedMethodsStandIn):
     requests: list[Recorded] = field(default_factory=list)
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     intents: dict[str, dict[str, Any]] = field(default_factory=dict)
     fail_creates: bool = False  # answer session creation with a 500 (Stripe down)
+    customers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    payment_methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    setup_intents: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
@@ -254,7 +264,15 @@ class StripeStandIn:
         if endpoint is SessionCreateParams:
             if self.fail_creates:
                 return 500, _error("api_error", "stand-in told to fail")
+            if dict(params).get("mode") == "setup":
+                return self._create_setup(params, live)
             return self._create(params, live)
+        if endpoint is CustomerCreateParams:
+            return self._create_customer(params, live)
+        if endpoint is PaymentMethodDetachParams:
+            return self._detach(parts[2])
+        if endpoint is PaymentIntentCreateParams:
+            return self._create_intent(params, live)
         if endpoint is PaymentIntentRetrieveParams:
             intent = self.intents.get(parts[2])
             if intent is None:
@@ -312,6 +330,12 @@ def _endpoint(method: str, parts: list[str]) -> type | None:
             return SessionRetrieveParams
     if method == "GET" and parts[:2] == ["v1", "payment_intents"] and len(parts) == 3:
         return PaymentIntentRetrieveParams
+    if method == "POST" and parts == ["v1", "payment_intents"]:
+        return PaymentIntentCreateParams
+    if method == "POST" and parts == ["v1", "customers"]:
+        return CustomerCreateParams
+    if method == "POST" and parts[:2] == ["v1", "payment_methods"] and len(parts) == 4 and parts[3] == "detach":
+        return PaymentMethodDetachParams
     return None
 
 

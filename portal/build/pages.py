@@ -20,6 +20,7 @@ from babel.numbers import format_decimal, format_percent, get_decimal_symbol, ge
 
 from portal.balances import rule
 from portal.balances.statement import statement
+from portal.build.methods_view import methods_view
 from portal.build.pdf import invoice_pdf, statement_pdf
 from portal.core.config import Settings
 from portal.core.i18n import N_, html_lang, language_for, translations_for
@@ -124,7 +125,7 @@ class PageRenderer:
         return format_datetime(value, "medium", tzinfo=value.tzinfo, locale=locale)
 
     def render(self, data: CustomerData, source: rule.Inputs | None = None,
-               disputes: dict[str, list[tuple]] | None = None) -> list[Output]:
+               disputes: dict[str, list[tuple]] | None = None, saved: dict[str, tuple] | None = None) -> list[Output]:
         """`source`: the customer's money movements and dispute holds (portal.balances.position.inputs), from which
         every amount and status shown is the position's (portal/balances/position.py). `disputes`: invoice id -> its
         disputes (portal.store.disputes.dispute_states), for their references and states."""
@@ -272,7 +273,9 @@ class PageRenderer:
 
         page(f"c/{key}/index.html", "account", 2, invoices=invoices, credits=credits, totals=total_views,
              documents=account_docs, statement_pdf=statement_pdf_view, forms=forms,
-             pay={**pay, "preselect": False})
+             pay={**pay, "preselect": False},
+             methods=methods_view(self.settings, customer, page_token, (saved or {}).get(customer.customer_id),
+                                  money))
         page(f"c/{key}/statement.html", "statement", 2, statements=statements, statement_pdf=statement_pdf_view)
         for inv, view in zip(data.invoices, invoices, strict=True):
             lines = [{"description": ln.description, "quantity_text": format_quantity(ln.quantity, locale),

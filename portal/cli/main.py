@@ -9,10 +9,11 @@ the `portal.commands` entry point in pyproject.toml.
 
 from __future__ import annotations
 
-from portal.cli import db, demo, jobs, mail, reports, site, staff
+from portal.cli import autopay, db, demo, jobs, mail, reports, site, staff
 from portal.cli.group import PortalContext, cli
 
-for command in (*site.COMMANDS, reports.report, db.db, demo.demo, *mail.COMMANDS, staff.staff, *jobs.COMMANDS):
+for command in (*site.COMMANDS, reports.report, db.db, demo.demo, *mail.COMMANDS, staff.staff, *jobs.COMMANDS,
+                *autopay.COMMANDS):
     cli.add_command(command)
 
 

@@ -75,6 +75,11 @@ class Settings:
     # (off) unless you have checked that you may charge it.
     ach_discount_bps: int = 0
     card_fee_bps: int = 0
+    # Autopay (docs/autopay.md): the advance notice before each debit (days), how many times a failed debit is
+    # tried again and how many days apart, before it is reported to the collector.
+    autopay_notice_days: int = 3
+    autopay_retries: int = 2
+    autopay_retry_days: int = 3
     # Data defaults and presentation.
     default_currency: str = "USD"
     default_locale: str = "en_US"
@@ -265,6 +270,13 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError(f"ach_discount_bps: {settings.ach_discount_bps} must be between 0 and 1000 (10%)")
     if not 0 <= settings.card_fee_bps <= 300:
         raise ConfigError(f"card_fee_bps: {settings.card_fee_bps} must be between 0 and 300 (the 3% card cap)")
+    if not 1 <= settings.autopay_notice_days <= 30:
+        raise ConfigError(f"autopay_notice_days: {settings.autopay_notice_days} must be between 1 and 30 (NACHA "
+                          "expects advance notice of each debit of a varying amount)")
+    if not 0 <= settings.autopay_retries <= 5:
+        raise ConfigError(f"autopay_retries: {settings.autopay_retries} must be between 0 and 5")
+    if not 1 <= settings.autopay_retry_days <= 14:
+        raise ConfigError(f"autopay_retry_days: {settings.autopay_retry_days} must be between 1 and 14")
     if not settings.dispute_reasons or any(not re.fullmatch(r"[a-z0-9_]{1,40}", r) for r in settings.dispute_reasons):
         raise ConfigError(f"dispute_reasons: {list(settings.dispute_reasons)} must be codes of a-z, 0-9 and _")
     if len(settings.secret_key) < 16:

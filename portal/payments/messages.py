@@ -37,6 +37,8 @@ def payment_message(settings: Settings, change: Change, to: tuple[str, str], cus
     configured default)."""
     if change.new not in MESSAGES:
         return None
+    if change.new == "failed" and change.attempt_id.startswith("ap_"):
+        return None  # autopay's own debits: `portal autopay` mails the failure with its next try (autopay_run.py)
     template, subject = MESSAGES[change.new]
     locale = locale or settings.default_locale
     t = translations_for(locale, settings.default_locale)

@@ -67,3 +67,57 @@ def test_a_live_key_gets_live_objects():
         assert _create(client).livemode is True
     finally:
         standin.stop()
+
+
+# --- saved methods: setup-mode sessions and off-session PaymentIntents (tests/stripe_standin_setup.py) -----------
+
+
+def _saved(client, standin, kind="card", number=""):
+    customer = client.v1.customers.create(params={"name": "Acme"})
+    session = client.v1.checkout.sessions.create(params={
+        "mode": "setup", "currency": "usd", "customer": customer.id, "allowed_payment_method_types": [kind],
+        "success_url": "https://example.test/done"})
+    events = standin.complete_setup(standin.sessions[session.id], number)
+    return customer.id, next(obj for k, obj in events if k == "payment_method.attached")
+
+
+def _debit(client, customer, method, **extra):
+    return client.v1.payment_intents.create(params={
+        "amount": 1000, "currency": "usd", "customer": customer, "payment_method": method["id"], "off_session": True,
+        "confirm": True, "allowed_payment_method_types": [method["type"]], **extra})
+
+
+@pytest.mark.parametrize(("params", "code"), [
+    ({"line_items": _items(1)}, "parameter_invalid_setup_mode"),
+    ({"payment_intent_data": {"metadata": {"a": "b"}}}, "parameter_invalid_setup_mode"),
+    ({"currency": ""}, "parameter_missing"),
+    ({"customer": "cus_nobody"}, "resource_missing"),
+])
+def test_what_stripe_refuses_in_setup_mode_the_standin_refuses(stripe_client, standin, params, code):
+    customer = stripe_client.v1.customers.create(params={"name": "Acme"})
+    base = {"mode": "setup", "currency": "usd", "customer": customer.id, "allowed_payment_method_types": ["card"],
+            "success_url": "https://example.test/done"}
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        stripe_client.v1.checkout.sessions.create(params={k: v for k, v in {**base, **params}.items() if v != ""})
+    assert refused.value.code == code
+
+
+def test_off_session_debits_follow_stripes_rules_and_test_numbers(stripe_client, standin):
+    owner, card = _saved(stripe_client, standin)
+    other, _ = _saved(stripe_client, standin)
+    assert _debit(stripe_client, owner, card).status == "succeeded"
+    with pytest.raises(stripe.InvalidRequestError) as foreign:
+        _debit(stripe_client, other, card)  # another customer's method
+    assert foreign.value.code == "resource_missing"
+    needs, strong = _saved(stripe_client, standin, number="4000002760003184")
+    with pytest.raises(stripe.CardError) as auth:
+        _debit(stripe_client, needs, strong)
+    assert auth.value.code == "authentication_required"
+    assert auth.value.json_body["error"]["payment_intent"]["status"] == "requires_payment_method"
+    bank_owner, bank = _saved(stripe_client, standin, "us_bank_account")
+    with pytest.raises(stripe.InvalidRequestError):
+        _debit(stripe_client, bank_owner, bank, mandate="mandate_wrong")
+    assert _debit(stripe_client, bank_owner, bank).status == "processing"
+    stripe_client.v1.payment_methods.detach(card["id"])
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe_client.v1.payment_methods.detach(card["id"])  # not attached any more

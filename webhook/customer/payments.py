@@ -24,6 +24,7 @@ from portal.core.i18n import N_
 from portal.core.signing import TokenInvalid
 from portal.payments.checkout import session_params
 from portal.payments.events import Change, EventRefused, apply_event, verification_url
+from portal.payments.methods import MethodRefused, apply_setup_event, is_setup_event
 from portal.payments.pricing import PaymentRefused
 from portal.payments.start import MAX_INVOICES, checkout_failed, checkout_opened, start_payment
 from portal.store import payments as paystore
@@ -232,6 +233,12 @@ def stripe_events() -> Any:
         # Shapes may differ from what portal.payments.state reads: the endpoint should use the SDK's version.
         event("stripe_api_version_differs", logging.WARNING, api_version=str(data.get("api_version"))[:40],
               expected=stripe.api_version)
+    if is_setup_event(data):  # saving or removing a method (portal/payments/methods.py), not a payment
+        try:
+            jobs_recorded(apply_setup_event(s.store, data))
+        except MethodRefused as exc:
+            return jsonify(error=exc.message), 400
+        return jsonify(received=True)
     try:
         change = apply_event(s.store, data)
     except EventRefused as exc:

@@ -19,6 +19,7 @@ from portal.disputes import service as dispute_actions
 from portal.disputes.errors import DisputeRefused
 from portal.disputes.service import OUTCOMES
 from portal.staff import customers_table, disputes_table, payments_table, receipts_table
+from portal.staff.autopay_status import autopay_summary
 from portal.staff.paging import Page
 from portal.staff.payments_report import cash_application_csv as cash_application_file
 from webhook.jobs import jobs_recorded
@@ -250,8 +251,9 @@ def customer() -> Any:
         abort(404)
     for event_row in shown.timeline.rows:
         event_row["label"] = event_label(event_row["kind"], event_row["invoice_id"])
+    autopay = autopay_summary(services().store, customer_id, shown.customer["currency"])
     return page("staff/customer.html", title=shown.customer["name"], customer=shown.customer, result=shown.timeline,
-                invoice_id=invoice_id, positions=shown.positions)
+                invoice_id=invoice_id, positions=shown.positions, autopay=autopay)
 
 
 @bp.get("/customer.csv")
