@@ -142,11 +142,20 @@ def test_events_out_of_order_never_move_an_attempt_back(client, store, built, st
     cid, invoices = usd_customer(store)
     post_pay(client, built, cid, [invoices[0].invoice_id], "us_bank_account")
     attempt_id = attempt_id_sent(standin)
-    send_event(client, intent_event("payment_intent.succeeded", attempt_id))  # before checkout.session.completed
+    # Made in Stripe's order (a bank debit settles days after it was submitted), delivered in another. Each event's
+    # `created` says when Stripe made it: set here, not left to the second each is built in.
+    submitted = int(time.time()) - 3 * 86400
+    processing = intent_event("payment_intent.processing", attempt_id)
+    completed = session_completed(attempt_id, paid=False, intent="pi_1")
+    expired = stripe_event("checkout.session.expired", {"id": "cs_x", "client_reference_id": attempt_id})
+    succeeded = intent_event("payment_intent.succeeded", attempt_id)
+    for event in (processing, completed, expired):
+        event["created"] = submitted
+    succeeded["created"] = submitted + 2 * 86400
+    send_event(client, succeeded)  # before checkout.session.completed
     assert load_attempt(store, attempt_id).status == "succeeded"
-    send_event(client, intent_event("payment_intent.processing", attempt_id))
-    send_event(client, session_completed(attempt_id, paid=False, intent="pi_1"))
-    send_event(client, stripe_event("checkout.session.expired", {"id": "cs_x", "client_reference_id": attempt_id}))
+    for event in (processing, completed, expired):
+        send_event(client, event)
     attempt = load_attempt(store, attempt_id)
     assert (attempt.status, attempt.payer_email) == ("succeeded", "payer@example.com")
     assert position_now(store, invoices[0].invoice_id).status == "paid"
