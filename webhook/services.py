@@ -17,6 +17,7 @@ from jinja2 import Environment
 
 import portal.balances.stored  # noqa: F401 - the derived tables follow every change (portal/store/derived.py)
 import portal.staff.receiptlines  # noqa: F401 - the receipt lines too
+from portal.build.pages import PageRenderer
 from portal.core.config import Settings
 from portal.core.signing import CanonicalTimedSerializer, Signer
 from portal.core.templating import Assets, load_assets, make_environment
@@ -49,6 +50,7 @@ class Services:
     fresh: CanonicalTimedSerializer  # the "email me a fresh link" form
     files: CanonicalTimedSerializer  # short-lived /files/ addresses
     _mailer: Transport | None = field(default=None, repr=False)
+    _pdf_renderer: PageRenderer | None = field(default=None, repr=False)
 
     @classmethod
     def create(cls, settings: Settings, config: dict[str, Any], site_dir: str | Path | None) -> Services:
@@ -80,6 +82,14 @@ class Services:
         if self._mailer is None:
             self._mailer = transport_from_url(self.settings.mail_url)
         return self._mailer
+
+
+    @property
+    def pdf_renderer(self) -> PageRenderer:
+        """The renderer of the PDFs /d/ generates on first download, made on first use (it loads the fonts)."""
+        if self._pdf_renderer is None:
+            self._pdf_renderer = PageRenderer(self.settings, self.signer, self.assets)
+        return self._pdf_renderer
 
 
 def _limiter(config: dict[str, Any], store: Store) -> RateLimiter:

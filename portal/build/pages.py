@@ -17,7 +17,7 @@ from babel.dates import format_date, format_datetime
 
 from portal.balances import rule
 from portal.balances.statement import statement
-from portal.build.pdf import invoice_pdf, statement_pdf
+from portal.build import documents
 from portal.core.config import Settings
 from portal.core.money import digits, format_money, format_price, format_quantity, to_decimal
 from portal.core.signing import Signer
@@ -94,6 +94,7 @@ class PageRenderer:
                     f"connect-src {webhook_origin}; form-action {form_action}; base-uri 'none'")
         self.templates = {name: self.env.get_template(f"pages/{name}.html")
                           for name in ("account", "invoice", "statement")}
+        self.letterhead = documents.letterhead(settings) if settings.render_pdfs else {}
 
     # --- formatting helpers, cached per locale: the same dates and amounts repeat a lot -----------------
 
@@ -108,8 +109,11 @@ class PageRenderer:
         return format_datetime(value, "medium", tzinfo=value.tzinfo, locale=locale)
 
     def render(self, data: CustomerData, source: rule.Inputs | None = None,
-               disputes: dict[str, list[tuple]] | None = None) -> list[Output]:
-        """`source`: the customer's money movements and dispute holds (portal.balances.position.inputs), from which
+               disputes: dict[str, list[tuple]] | None = None,
+               planned: dict[str, documents.Planned] | None = None) -> list[Output]:
+        """`planned`: when given, receives the generated PDFs the pages link (document id -> what it shows and
+        its name: portal/build/documents.py), which the build does not render.
+        `source`: the customer's money movements and dispute holds (portal.balances.position.inputs), from which
         every amount and status shown is the position's (portal/balances/position.py). `disputes`: invoice id -> its
         disputes (portal.store.disputes.dispute_states), for their references and states."""
         source, disputes = source or rule.Inputs({}, {}), disputes or {}
@@ -228,12 +232,13 @@ class PageRenderer:
                             "note": _method_note(adjustment_bps(self.settings, m))} for m, label in METHODS.items()]}
 
         statement_pdf_view = None
+        planned = planned if planned is not None else {}
         if self.settings.render_pdfs:
-            pdf = statement_pdf(self.settings.company_name, customer, base["as_of_text"], statements)
-            digest = hashlib.sha256(pdf).hexdigest()
-            name = f"{digest}.pdf"
-            add_document(f"docs/{key}/{name}", pdf, digest, len(pdf), None)
-            statement_pdf_view = {"url": doc_link("statement", "", name)}
+            pdf_base = documents.base_payload(self.letterhead, self.settings, data)
+            doc = documents.plan(documents.STATEMENT, "",
+                                 documents.statement_payload(pdf_base, base["as_of_text"], statements))
+            planned[doc.document_id] = doc
+            statement_pdf_view = {"url": doc_link(doc.document_id, "", doc.name)}
 
         def page(path: str, template: str, depth: int, **context: object) -> None:
             root = "../" * depth
@@ -255,13 +260,12 @@ class PageRenderer:
                       "amount_text": money(ln.amount, inv.currency)} for ln in data.lines.get(inv.invoice_id, [])]
             docs = list(docs_by_invoice.get(inv.invoice_id, ()))
             if self.settings.render_pdfs and inv.invoice_id not in supplied_invoice_pdf:
-                pdf = invoice_pdf(self.settings.company_name, customer, inv, lines, view)
-                digest = hashlib.sha256(pdf).hexdigest()
-                name = f"{digest}.pdf"
-                add_document(f"docs/{key}/{name}", pdf, digest, len(pdf), None)
-                docs.insert(0, {"title": f"Invoice {inv.number} (PDF)", "kind_text": "Invoice",
-                                "size_text": _size_text(len(pdf)),
-                                "url": doc_link(f"invoice:{inv.invoice_id}", inv.invoice_id, name)})
+                lines_total = sum(ln.amount for ln in data.lines.get(inv.invoice_id, []))
+                doc = documents.plan(f"invoice:{inv.invoice_id}", inv.invoice_id, documents.invoice_payload(
+                    pdf_base, view, lines, lines_total, inv.amount, lambda minor, c=inv.currency: money(minor, c)))
+                planned[doc.document_id] = doc
+                docs.insert(0, {"title": f"Invoice {inv.number} (PDF)", "kind_text": "Invoice", "size_text": "PDF",
+                                "url": doc_link(doc.document_id, inv.invoice_id, doc.name)})
             page(f"c/{key}/i/{view['slug']}.html", "invoice", 3, inv=view, lines=lines, documents=docs,
                  forms=forms, pay={**pay, "preselect": True})
         return outputs
