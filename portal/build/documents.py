@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from portal.build import pdf
-from portal.build.fonts import font_book
+from portal.build.fonts import FontsMissing, find_fonts, font_book
 from portal.core.config import Settings
 from portal.core.links import link_url
 from portal.core.signing import Signer
@@ -48,7 +48,16 @@ def letterhead(settings: Settings) -> dict:
     """The company as every document shows it (settings: docs/documents.md)."""
     return {"name": settings.company_name, "address": _lines(settings.company_address),
             "tax_id": settings.company_tax_id, "support_email": settings.support_email,
-            "logo": _logo_digest(settings.company_logo)}
+            "logo": _logo_digest(settings.company_logo), "fonts": _fonts(settings.font_dir)}
+
+
+def _fonts(font_dir: str) -> str:
+    """Which font files the PDFs will embed (found, not parsed): installing a CJK font renames, so re-renders, the
+    PDFs rendered without it (from the next build on)."""
+    try:
+        return "|".join(f"{role}:{path}:{path.stat().st_size}" for role, path in sorted(find_fonts(font_dir).items()))
+    except FontsMissing:
+        return ""
 
 
 def _logo_digest(path: str) -> str:
