@@ -141,3 +141,13 @@ def test_without_a_cjk_font_japanese_text_still_renders_a_valid_pdf(monkeypatch)
     monkeypatch.setattr(fonts, "_books", {})
     text = text_of(rendered(customer_data(JAPANESE, [("技術サポート", 125000)])))
     assert "RE-1001" in text  # the Latin text is there; the CJK characters print as empty boxes
+
+
+def test_the_company_logo_is_printed_on_the_letterhead(tmp_path):
+    from PIL import Image
+
+    logo = tmp_path / "logo.png"
+    Image.new("RGB", (120, 40), (200, 30, 30)).save(logo)
+    reader = rendered(customer_data(GERMAN, [("Ware", 10000)]), settings=SETTINGS.replace(company_logo=str(logo)))
+    sizes = sorted(img.image.size for img in reader.pages[0].images)
+    assert (120, 40) in sizes and len(sizes) == 2  # the logo and the QR code
