@@ -79,6 +79,7 @@ def generated_pdf(renderer: PageRenderer, store: Store, target: Target, customer
     path = f"docs/{key}/{doc.name}"
     if doc.name != name and target.remote_sha(path) is not None:
         return doc.name
-    data = documents.render(renderer.settings, renderer.signer, customer_id, key_version, doc)
+    data = documents.render(renderer.settings, renderer.signer, customer_id, key_version, doc,
+                            *renderer.pdf_translations(found[0].customer.locale))
     target.put(LocalFile(path, hashlib.sha256(data).hexdigest(), len(data), None, data))
     return doc.name

@@ -96,6 +96,11 @@ class PageRenderer:
                           for name in ("account", "invoice", "statement")}
         self.letterhead = documents.letterhead(settings) if settings.render_pdfs else {}
 
+    def pdf_translations(self, locale: str) -> tuple:
+        """(gettext, ngettext) for the customer's PDFs in `locale`: English until the catalogs exist (the one place
+        the translations are wired in for the PDFs, as make_environment does for the pages)."""
+        return documents.pdf._identity, documents.pdf._plural
+
     # --- formatting helpers, cached per locale: the same dates and amounts repeat a lot -----------------
 
     @staticmethod
