@@ -12,6 +12,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
+# The fonts the invoice and statement PDFs embed (portal/build/fonts.py): Noto Sans for Latin, Greek and Cyrillic,
+# Droid Sans Fallback for Chinese, Japanese and Korean. The slim image has no font at all.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends fonts-noto-core fonts-droid-fallback \
+    && rm -rf /var/lib/apt/lists/*
+
 # Dependencies first (a layer that changes only with pyproject.toml), then the code.
 COPY pyproject.toml README.md ./
 COPY portal ./portal

@@ -43,7 +43,7 @@ demo: install
 	$(BIN)/portal demo $(DEMO_ARGS)
 
 # Installs the system packages the tests use (a real browser, a real PostgreSQL server, wrk for the load
-# benchmark: tests/tools.py APT) only when something is missing (root or sudo needed then). tests/tools.py says
+# benchmark, the PDFs' fonts: tests/tools.py APT) only when something is missing (root or sudo needed then). tests/tools.py says
 # what is missing: it looks where the tests look (the packaged paths, not PATH).
 system-deps:
 	@missing="$$($(PYTHON) tests/tools.py apt-missing)"; \

@@ -223,7 +223,10 @@ def main() -> None:
         print(f"{'build pages/s (no PDFs) / ceiling pages/s':<44}{result['ratio_build_to_ceiling_without_pdfs']:>10}"
               f"   target >= 0.75 (pairs: {result['ratio_pairs_without_pdfs'][0]}, "
               f"{result['ratio_pairs_without_pdfs'][1]})")
-        print(f"{'build pages/s (with PDFs) / ceiling pages/s':<44}{result['ratio_build_to_ceiling_with_pdfs']:>10}")
+        # The invoice and statement PDFs are offered by the pages and rendered on their first download
+        # (docs/documents.md); bench/pdf_libraries.py measures what a download costs.
+        print(f"{'build pages/s (with PDFs) / ceiling pages/s':<44}{result['ratio_build_to_ceiling_with_pdfs']:>10}"
+              f"   target >= 0.75")
         print(f"{'no-op rebuild / full build':<44}{result['noop_share_of_full_build']:>10}   target <= 0.10")
         print(f"{'CPU s: ceiling / build (no PDFs)':<44}{result['cpu_ratio_ceiling_to_build_without_pdfs']:>10}"
               f"   ({result['cpu_s_ceiling']} / {result['cpu_s_build_without_pdfs']}; informative)")

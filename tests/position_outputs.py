@@ -10,6 +10,7 @@ import re
 from email import message_from_bytes, policy
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pypdf
 
@@ -81,11 +82,26 @@ def text_of(html: str) -> str:
     return " ".join(" ".join(parts).split())
 
 
-def pdf_text(path: Path) -> tuple[str, str]:
+def pdf_text(path: Path | bytes) -> tuple[str, str]:
     """(title, text with whitespace collapsed) of a PDF."""
-    reader = pypdf.PdfReader(io.BytesIO(path.read_bytes()), strict=True)
+    reader = pypdf.PdfReader(io.BytesIO(path if isinstance(path, bytes) else path.read_bytes()), strict=True)
     text = " ".join(page.extract_text() for page in reader.pages)
     return str(reader.metadata.title or ""), " ".join(text.split())
+
+
+def downloaded_pdfs(client, *pages: str) -> dict[str, str]:
+    """title -> text of every PDF the pages link through the webhook's /d/, downloaded as a reader does (the
+    invoice and statement PDFs are rendered on their first download)."""
+    found = {}
+    for token in sorted({t for page in pages for t in re.findall(r'/d/([A-Za-z0-9_.-]+)"', page)}):
+        response = client.get(f"/d/{token}")
+        assert response.status_code == 303, response.status_code
+        location = urlparse(response.headers["Location"])
+        with client.get(location.path + (f"?{location.query}" if location.query else "")) as served:
+            if served.data.startswith(b"%PDF"):
+                title, text = pdf_text(served.data)
+                found[title] = text
+    return found
 
 
 def mails(folder: Path) -> list[tuple[str, str, str]]:

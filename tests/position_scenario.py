@@ -14,7 +14,17 @@ from sqlalchemy import delete
 
 from portal.store.mail import mail_sent
 from tests.position_model import ASKABLE, LABELS
-from tests.position_outputs import csv_rows, mails, major, pdf_text, standing_lines, table_with, tables, text_of, usd
+from tests.position_outputs import (
+    csv_rows,
+    downloaded_pdfs,
+    mails,
+    major,
+    standing_lines,
+    table_with,
+    tables,
+    text_of,
+    usd,
+)
 
 INVOICES = {  # id: (number, amount, due in days)
     "I1": ("INV-100021", 50360, -12), "I2": ("INV-100022", 120000, 20), "I3": ("INV-100023", 9999, -40)}
@@ -65,7 +75,7 @@ class OutputChecks:
         else:
             assert closing == 0 and "Nothing is open." in statement
         key = folder.name
-        pdfs = dict(pdf_text(p) for p in (self.site / "docs" / key).glob("*.pdf"))
+        pdfs = downloaded_pdfs(self.client, *(p.read_text() for p in (self.site / "c" / key).rglob("*.html")))
         for iid in listed:
             text = pdfs[f"Invoice {numbers[iid]}"]
             assert f"Open {usd(want[iid][0])}" in text and f"Status {LABELS[want[iid][1]]}" in text, text

@@ -39,9 +39,14 @@ TOOLS = {
     "initdb": ("apt", "postgresql"),
     "pg_ctl": ("apt", "postgresql"),
     "runuser": ("apt", "util-linux"),
+    # The fonts the PDFs embed (portal/build/fonts.py); the Dockerfile and the Lambda package carry them too.
+    "NotoSans-Regular.ttf": ("apt", "fonts-noto-core"),
+    "DroidSansFallbackFull.ttf": ("apt", "fonts-droid-fallback"),
 }
+FONT_FOLDERS = {"NotoSans-Regular.ttf": Path("/usr/share/fonts/truetype/noto"),
+                "DroidSansFallbackFull.ttf": Path("/usr/share/fonts/truetype/droid")}
 # What `make test` installs when missing (util-linux is essential on Debian: always there).
-APT = ("chromium", "postgresql", "wrk")
+APT = ("chromium", "postgresql", "wrk", "fonts-noto-core", "fonts-droid-fallback")
 
 
 class ToolMissing(RuntimeError):
@@ -59,6 +64,8 @@ def find(name: str) -> Path | None:
     where, _ = TOOLS[name]
     if where == "venv":
         folders = [VENV_BIN]
+    elif name in FONT_FOLDERS:
+        folders = [FONT_FOLDERS[name]]
     elif name in ("initdb", "pg_ctl"):
         folders = [folder] if (folder := _postgres_bin()) else []
     else:

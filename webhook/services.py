@@ -18,6 +18,7 @@ from jinja2 import Environment
 
 import portal.balances.stored  # noqa: F401 - the derived tables follow every change (portal/store/derived.py)
 import portal.staff.receiptlines  # noqa: F401 - the receipt lines too
+from portal.build.pages import PageRenderer
 from portal.core.config import Settings
 from portal.core.i18n import html_lang, language_for, translations_for
 from portal.core.signing import CanonicalTimedSerializer, Signer
@@ -54,6 +55,7 @@ class Services:
     # One template environment per customer language, made on first use (portal/core/i18n.py): a language is
     # never installed on the shared `templates`, which concurrent requests render with.
     _languages: dict[str, Environment] = field(default_factory=dict, repr=False)
+    _pdf_renderer: PageRenderer | None = field(default=None, repr=False)
 
     @classmethod
     def create(cls, settings: Settings, config: dict[str, Any], site_dir: str | Path | None) -> Services:
@@ -95,6 +97,14 @@ class Services:
         if self._mailer is None:
             self._mailer = transport_from_url(self.settings.mail_url)
         return self._mailer
+
+
+    @property
+    def pdf_renderer(self) -> PageRenderer:
+        """The renderer of the PDFs /d/ generates on first download, made on first use (it loads the fonts)."""
+        if self._pdf_renderer is None:
+            self._pdf_renderer = PageRenderer(self.settings, self.signer, self.assets)
+        return self._pdf_renderer
 
 
 def _limiter(config: dict[str, Any], store: Store) -> RateLimiter:

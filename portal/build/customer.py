@@ -10,13 +10,17 @@ the revision they are labelled with, which is what the nightly publish relies on
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
 
 from portal.balances import position
+from portal.build import documents
 from portal.build.pages import Output, PageRenderer
+from portal.publish.objects import LocalFile
+from portal.publish.targets import Target
 from portal.store import jobqueue
 from portal.store.autopay import page_state as autopay_page_state
 from portal.store.database import Store
@@ -50,3 +54,34 @@ def render_customer(renderer: PageRenderer, store: Store, customer_id: str) -> C
     outputs = renderer.render(data, source, disputed, saved)
     key = renderer.signer.customer_key(customer_id, data.key_version)
     return CustomerRender(customer_id, key, revision, outputs, Path(folder) if folder else None, data.as_of.isoformat())
+
+
+def generated_pdf(renderer: PageRenderer, store: Store, target: Target, customer_id: str, key_version: int,
+                  document_id: str, name: str) -> str | None:
+    """The object name under docs/<customer key>/ to serve for a generated PDF a page links as `name`.
+
+    The object the page named, when the target holds it (rendered by an earlier download). Otherwise the document
+    as the store shows it now is rendered, kept on the target under the name of its content, and that name is
+    returned: when the customer's data moved on since the page was built, the customer gets what is true now, never
+    an older version. None when the customer (at that key version) no longer has this document to offer."""
+    key = renderer.signer.customer_key(customer_id, key_version)
+    if target.remote_sha(f"docs/{key}/{name}") is not None:
+        return name
+    with store.begin() as conn:
+        source = position.inputs(conn, [customer_id])
+        disputed = dispute_states(conn, customer_ids=[customer_id])
+    found = store.customer_data([customer_id])
+    if not found or found[0].key_version != key_version:
+        return None
+    planned: dict[str, documents.Planned] = {}
+    renderer.render(found[0], source, disputed, planned=planned)
+    doc = planned.get(document_id)
+    if doc is None:
+        return None
+    path = f"docs/{key}/{doc.name}"
+    if doc.name != name and target.remote_sha(path) is not None:
+        return doc.name
+    data = documents.render(renderer.settings, renderer.signer, customer_id, key_version, doc,
+                            *renderer.pdf_translations(found[0].customer.locale))
+    target.put(LocalFile(path, hashlib.sha256(data).hexdigest(), len(data), None, data))
+    return doc.name

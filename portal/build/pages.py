@@ -20,8 +20,8 @@ from babel.numbers import format_decimal, format_percent, get_decimal_symbol, ge
 
 from portal.balances import rule
 from portal.balances.statement import statement
+from portal.build import documents
 from portal.build.methods_view import methods_view
-from portal.build.pdf import invoice_pdf, statement_pdf
 from portal.core.config import Settings
 from portal.core.i18n import N_, html_lang, language_for, translations_for
 from portal.core.money import digits, format_money, format_price, format_quantity, input_amount
@@ -100,6 +100,13 @@ class PageRenderer:
         self.csp = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
                     f"connect-src {webhook_origin}; form-action {form_action}; base-uri 'none'")
         self.templates = self.templates_for(None)
+        self.letterhead = documents.letterhead(settings) if settings.render_pdfs else {}
+
+    def pdf_translations(self, locale: str) -> tuple:
+        """(gettext, ngettext) for the customer's PDFs in `locale`: the customer's catalog (portal/core/i18n.py),
+        the one place the translations are wired in for the PDFs, as templates_for does for the pages."""
+        t = translations_for(locale, self.settings.default_locale)
+        return t.gettext, t.ngettext
 
     def templates_for(self, locale: str | None) -> dict:
         """The page templates in the language of a customer's `locale` (portal/core/i18n.py); made once per
@@ -125,8 +132,11 @@ class PageRenderer:
         return format_datetime(value, "medium", tzinfo=value.tzinfo, locale=locale)
 
     def render(self, data: CustomerData, source: rule.Inputs | None = None,
-               disputes: dict[str, list[tuple]] | None = None, saved: dict[str, tuple] | None = None) -> list[Output]:
-        """`source`: the customer's money movements and dispute holds (portal.balances.position.inputs), from which
+               disputes: dict[str, list[tuple]] | None = None, saved: dict[str, tuple] | None = None,
+               planned: dict[str, documents.Planned] | None = None) -> list[Output]:
+        """`planned`: when given, receives the generated PDFs the pages link (document id -> what it shows and
+        its name: portal/build/documents.py), which the build does not render.
+        `source`: the customer's money movements and dispute holds (portal.balances.position.inputs), from which
         every amount and status shown is the position's (portal/balances/position.py). `disputes`: invoice id -> its
         disputes (portal.store.disputes.dispute_states), for their references and states."""
         source, disputes = source or rule.Inputs({}, {}), disputes or {}
@@ -254,12 +264,13 @@ class PageRenderer:
                            for m, label in METHODS.items()]}
 
         statement_pdf_view = None
+        planned = planned if planned is not None else {}
         if self.settings.render_pdfs:
-            pdf = statement_pdf(self.settings.company_name, customer, base["as_of_text"], statements)
-            digest = hashlib.sha256(pdf).hexdigest()
-            name = f"{digest}.pdf"
-            add_document(f"docs/{key}/{name}", pdf, digest, len(pdf), None)
-            statement_pdf_view = {"url": doc_link("statement", "", name)}
+            pdf_base = documents.base_payload(self.letterhead, self.settings, data)
+            doc = documents.plan(documents.STATEMENT, "",
+                                 documents.statement_payload(pdf_base, base["as_of_text"], statements))
+            planned[doc.document_id] = doc
+            statement_pdf_view = {"url": doc_link(doc.document_id, "", doc.name)}
 
         def page(path: str, template: str, depth: int, **context: object) -> None:
             root = "../" * depth
@@ -283,14 +294,13 @@ class PageRenderer:
                       "amount_text": money(ln.amount, inv.currency)} for ln in data.lines.get(inv.invoice_id, [])]
             docs = list(docs_by_invoice.get(inv.invoice_id, ()))
             if self.settings.render_pdfs and inv.invoice_id not in supplied_invoice_pdf:
-                pdf = invoice_pdf(self.settings.company_name, customer, inv, lines, view)
-                digest = hashlib.sha256(pdf).hexdigest()
-                name = f"{digest}.pdf"
-                add_document(f"docs/{key}/{name}", pdf, digest, len(pdf), None)
+                lines_total = sum(ln.amount for ln in data.lines.get(inv.invoice_id, []))
+                doc = documents.plan(f"invoice:{inv.invoice_id}", inv.invoice_id, documents.invoice_payload(
+                    pdf_base, view, lines, lines_total, inv.amount, lambda minor, c=inv.currency: money(minor, c)))
+                planned[doc.document_id] = doc
                 docs.insert(0, {"title": tr.gettext("Invoice %(number)s (PDF)") % {"number": inv.number},
-                                "kind_text": tr.gettext(KIND_TEXT["invoice"]),
-                                "size_text": _size_text(len(pdf), locale, tr),
-                                "url": doc_link(f"invoice:{inv.invoice_id}", inv.invoice_id, name)})
+                                "kind_text": tr.gettext(KIND_TEXT["invoice"]), "size_text": "PDF",
+                                "url": doc_link(doc.document_id, inv.invoice_id, doc.name)})
             page(f"c/{key}/i/{view['slug']}.html", "invoice", 3, inv=view, lines=lines, documents=docs,
                  forms=forms, pay={**pay, "preselect": True})
         return outputs

@@ -1,189 +1,278 @@
-"""PDFs the build renders: an invoice (when the export supplied none) and the statement of account.
+"""The invoice and statement PDFs: business documents laid out by fpdf2 with embedded, subset Unicode fonts.
 
-These are plain tables of short texts in the PDF core fonts, so they are written directly: fpdf2 took
-about 1 ms a document and made PDFs 80% of a full build (bench/build.py); this writer takes tens of
-microseconds. fpdf2 still provides the Helvetica glyph widths used to right-align amounts. The tests read
-every PDF back with pypdf.
-
-Core fonts cover Western European text (windows-1252). Characters outside it print as "?": an AR team
-billing in other scripts supplies its own invoice PDFs in documents.csv, which always win.
-The output is deterministic: unchanged data gives byte-identical files.
+What a document shows is one JSON-able `payload` (portal/build/documents.py builds it from what the pages show,
+amounts and statuses from portal/balances), plus the payment link and its QR code, which are made when the PDF is
+rendered (a fresh signed link, valid `link_ttl_days` from then). Every word a customer reads goes through the
+`gettext`/`ngettext` callables passed in (identity by default), so the translation catalogs apply as they do to
+the pages. Long invoices and statements flow over pages with the table's header row repeated and "Page n of N"
+on each page. Why fpdf2, and what it costs: docs/documents.md.
 """
 
 from __future__ import annotations
 
-import zlib
+import io
+from collections.abc import Callable
+from datetime import UTC, datetime
 
-from fpdf.fonts import CORE_FONTS_CHARWIDTHS
+import segno
+from fpdf import FPDF
+from fpdf.enums import TableBordersLayout, XPos, YPos
+from fpdf.fonts import FontFace
 
-from portal.export.model import Customer, Invoice
+from portal.build.fonts import FontBook
 
-MM = 72 / 25.4  # points per millimetre
-PAGE_W, PAGE_H = 210.0, 297.0  # A4, mm
-MARGIN, BOTTOM = 10.0, 18.0
-ROW = 6.0
-LINE = 4.0  # each further line of a wrapped cell
-_FONTS = {"regular": ("F1", "Helvetica", CORE_FONTS_CHARWIDTHS["helvetica"]),
-          "bold": ("F2", "Helvetica-Bold", CORE_FONTS_CHARWIDTHS["helveticaB"])}
-
-
-def _encode(value: str) -> bytes:
-    # Babel uses narrow and ordinary no-break spaces as group separators (fr_CA: "1 234,50 $").
-    value = value.replace("\u202f", " ").replace("\u00a0", " ").replace("\r", " ").replace("\n", " ")
-    return value.encode("cp1252", "replace")
+Gettext = Callable[[str], str]
+Ngettext = Callable[[str, str, int], str]
+MARGIN = 15.0
+GREY = (90, 90, 90)
+LIGHT = (235, 238, 242)
+NUMBERS = ("LEFT", "RIGHT", "RIGHT", "RIGHT")
 
 
-class _Doc:
-    """A4 pages of positioned text and rules; positions in mm from the top-left corner."""
+def _identity(text: str) -> str:
+    return text
 
-    def __init__(self, title: str):
-        self.title = title
-        self.pages: list[list[bytes]] = []
-        self.style, self.size = "regular", 9.0
-        self.add_page()
 
-    def add_page(self) -> None:
-        self.ops: list[bytes] = []
-        self.pages.append(self.ops)
-        self.y = MARGIN
+def _plural(singular: str, plural: str, count: int) -> str:
+    return singular if count == 1 else plural
 
-    def set_font(self, style: str, size: float) -> None:
-        self.style, self.size = style, size
 
-    def width(self, raw: bytes) -> float:
-        widths = _FONTS[self.style][2]
-        return sum(widths[chr(b)] for b in raw) * self.size / 1000 / MM
+def _plain(value: str) -> str:
+    # Babel groups digits with no-break spaces (fr: "1 234,50 €"); a cell wraps only where the text has room.
+    return value.replace("\u202f", " ").replace("\u00a0", " ")
 
-    def text(self, x: float, baseline: float, raw: bytes) -> None:
-        escaped = raw.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
-        self.ops.append(b"BT /%s %.1f Tf %.2f %.2f Td (%s) Tj ET" % (
-            _FONTS[self.style][0].encode(), self.size, x * MM, (PAGE_H - baseline) * MM, escaped))
 
-    def rule(self, y: float) -> None:
-        self.ops.append(b"%.2f %.2f m %.2f %.2f l S" % (MARGIN * MM, (PAGE_H - y) * MM, (PAGE_W - MARGIN) * MM,
-                                                          (PAGE_H - y) * MM))
+class _Paper(FPDF):
+    """A4 with the footer every page carries: company, contact, page n of N."""
 
-    def line_of_text(self, value: str, height: float) -> None:
-        self.text(MARGIN, self.y + height * 0.7, _encode(value)[:110])
-        self.y += height
+    footer_text = ""
+    page_text = "Page %(page)s of %(pages)s"
 
-    def heading(self, company: str, title: str, customer: Customer) -> None:
-        self.set_font("bold", 16)
-        self.line_of_text(title, 9)
-        self.set_font("regular", 10)
-        self.line_of_text(f"From: {company}", 5)
-        self.line_of_text(f"To: {customer.name} (account {customer.customer_id})", 5)
-        self.y += 4
+    def footer(self) -> None:
+        self.set_y(-12)
+        self.set_font("Text", "", 7.5)
+        self.set_text_color(*GREY)
+        self.cell(0, 4, self.footer_text, align="L")
+        self.set_x(MARGIN)
+        self.cell(0, 4, self.page_text % {"page": self.page_no(), "pages": self.alias_nb_pages_text},
+                  align="R")
+        self.set_text_color(0, 0, 0)
 
-    def row(self, cells: list[tuple[str, float, str]], bold: bool = False) -> None:
-        """One table row; a width of 0 takes the rest of the line, "R" right-aligns (amounts). A text too wide for
-        its cell wraps onto more lines of the row (at spaces; a word wider than the cell is cut)."""
-        self.set_font("bold" if bold else "regular", 9)
-        x, placed = MARGIN, []
-        for value, width, align in cells:
-            width = width or (PAGE_W - MARGIN - x)
-            placed.append((x, width, align, self._wrap(_encode(value)[:300], width - 2)))
-            x += width
-        height = ROW + LINE * (max(len(lines) for *_, lines in placed) - 1)
-        if self.y + height > PAGE_H - BOTTOM:
-            self.add_page()
-        for x, width, align, lines in placed:
-            for n, raw in enumerate(lines):
-                self.text(x + width - 1 - self.width(raw) if align == "R" else x + 1, self.y + 4.2 + n * LINE, raw)
-        self.rule(self.y + height)
-        self.y += height
+    alias_nb_pages_text = "{nb}"
 
-    def _wrap(self, raw: bytes, room: float) -> list[bytes]:
-        lines, line = [], b""
-        for word in raw.split(b" "):
-            candidate = line + b" " + word if line else word
-            if self.width(candidate) <= room or not line:
-                line = candidate
-            else:
-                lines.append(line)
-                line = word
-            while self.width(line) > room and len(line) > 1:  # one word wider than the cell: cut it
-                cut = len(line)
-                while cut > 1 and self.width(line[:cut]) > room:
-                    cut -= 1
-                lines.append(line[:cut])
-                line = line[cut:]
-        return [*lines, line]
+
+class Writer:
+    """One document: fonts, letterhead, blocks of facts, tables, the payment box."""
+
+    def __init__(self, fonts: FontBook, payload: dict, gettext: Gettext, ngettext: Ngettext):
+        self.payload, self._, self.ngettext = payload, gettext, ngettext
+        self.pdf = pdf = _Paper(format="A4")
+        pdf.set_margins(MARGIN, MARGIN, MARGIN)
+        pdf.set_auto_page_break(True, margin=18)
+        pdf.alias_nb_pages()
+        fonts.install(pdf, needs_cjk=not fonts.covers(_all_text(payload)))
+        company = payload["company"]
+        pdf.footer_text = _plain(" · ".join(p for p in (company["name"], company["support_email"]) if p))
+        pdf.page_text = gettext("Page %(page)s of %(pages)s")
+        pdf.set_lang(payload["lang"])
+        pdf.set_creator("ar-portal")
+        pdf.set_creation_date(datetime.now(UTC).replace(microsecond=0))
+        pdf.add_page()
+
+    def font(self, size: float, bold: bool = False) -> None:
+        self.pdf.set_font("Text", "B" if bold else "", size)
+
+    def letterhead(self, title: str, logo: bytes | None) -> None:
+        """Company (logo, name, address, tax id) on the left, the document's title on the right."""
+        pdf, company = self.pdf, self.payload["company"]
+        top = pdf.get_y()
+        if logo:
+            pdf.image(io.BytesIO(logo), x=MARGIN, y=top, h=14)
+            pdf.set_y(top + 16)
+        self.font(13, True)
+        pdf.multi_cell(100, 6, _plain(company["name"]), align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        self.font(8.5)
+        for line in company["address"]:
+            pdf.multi_cell(100, 4, _plain(line), align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        if company["tax_id"]:
+            pdf.multi_cell(100, 4, _plain(self._("Tax ID: %(tax_id)s") % {"tax_id": company["tax_id"]}),
+                           align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        bottom = pdf.get_y()
+        pdf.set_xy(115, top)
+        self.font(18, True)
+        pdf.multi_cell(80, 9, _plain(title), align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.set_y(max(bottom, pdf.get_y()) + 6)
+
+    def two_blocks(self, left_title: str, left: list[str], right: list[tuple[str, str]]) -> None:
+        """Bill-to (lines of text) on the left, labelled facts on the right."""
+        pdf = self.pdf
+        top = pdf.get_y()
+        self.font(8, True)
+        pdf.cell(90, 5, _plain(left_title).upper(), align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        self.font(9.5)
+        for line in left:
+            pdf.multi_cell(90, 5, _plain(line), align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        bottom = pdf.get_y()
+        pdf.set_y(top)
+        for label, value in right:
+            pdf.set_x(115)
+            self.font(8.5, True)
+            pdf.cell(35, 5, _plain(label))
+            self.font(8.5)
+            pdf.multi_cell(45, 5, _plain(value), align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.set_y(max(bottom, pdf.get_y()) + 6)
+
+    def table(self, header: tuple[str, ...], rows: list[tuple[str, ...]], widths: tuple[int, ...],
+              bold_rows: frozenset[int] = frozenset(), align: tuple[str, ...] = NUMBERS) -> None:
+        """A table whose header row is repeated at the top of every page it runs onto."""
+        self.font(8.5)
+        heading = FontFace(emphasis="BOLD", fill_color=LIGHT)
+        with self.pdf.table(col_widths=widths, text_align=align, line_height=5,
+                            headings_style=heading, borders_layout=TableBordersLayout.HORIZONTAL_LINES,
+                            repeat_headings=1, padding=(1, 1.5)) as table:
+            table.row([_plain(h) for h in header])
+            for index, cells in enumerate(rows):
+                table.row([_plain(c) for c in cells], style=FontFace(emphasis="BOLD") if index in bold_rows
+                          else None)
+        self.pdf.ln(4)
+
+    def totals(self, rows: list[tuple[str, str]], strong: int = -1) -> None:
+        """Label-amount pairs aligned to the right edge (totals, amount due)."""
+        pdf = self.pdf
+        for index, (label, value) in enumerate(rows):
+            self.font(9.5, index == strong % len(rows))
+            pdf.set_x(105)
+            pdf.cell(55, 6, _plain(label), align="R")
+            pdf.cell(35, 6, _plain(value), align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.ln(4)
+
+    def paragraph(self, title: str, lines: list[str]) -> None:
+        if not lines:
+            return
+        pdf = self.pdf
+        self.font(8, True)
+        pdf.cell(0, 5, _plain(title).upper(), align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        self.font(9)
+        for line in lines:
+            pdf.multi_cell(0, 4.5, _plain(line), align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.ln(3)
+
+    def pay_box(self, heading: str, link: str) -> None:
+        """How to pay from the paper: the customer's page as a link and as a QR code."""
+        pdf = self.pdf
+        if pdf.get_y() + 40 > pdf.h - 18:
+            pdf.add_page()
+        top = pdf.get_y()
+        qr = io.BytesIO()
+        segno.make(link, error="m").save(qr, kind="png", scale=4, border=4)
+        pdf.image(io.BytesIO(qr.getvalue()), x=MARGIN, y=top, w=32, h=32)
+        pdf.set_xy(MARGIN + 36, top + 2)
+        self.font(10, True)
+        pdf.multi_cell(0, 5, _plain(heading), align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.set_x(MARGIN + 36)
+        self.font(8.5)
+        pdf.multi_cell(0, 4.5, self._("Scan the code or open this address to see what is open, pay by card or "
+                                      "bank transfer, or ask a question:"),
+                       align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.set_x(MARGIN + 36)
+        pdf.set_text_color(20, 70, 160)
+        self.font(7.5)
+        pdf.multi_cell(0, 4, link, link=link, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.set_text_color(0, 0, 0)
+        pdf.set_y(max(top + 34, pdf.get_y() + 2))
+
+    def payment_details(self) -> None:
+        self.paragraph(self._("Remit to"), self.payload["remit_to"])
+        self.paragraph(self._("Bank details"), self.payload["bank_details"])
 
     def output(self) -> bytes:
-        """Serialise: catalog, page tree, fonts, then each page with its (compressed) content stream."""
-        objects: list[bytes] = []
-        page_ids = [6 + 2 * i for i in range(len(self.pages))]
-        objects.append(b"<< /Type /Catalog /Pages 2 0 R >>")
-        objects.append(b"<< /Type /Pages /Kids [%s] /Count %d >>" % (
-            b" ".join(b"%d 0 R" % i for i in page_ids), len(page_ids)))
-        for _key, name, _widths in _FONTS.values():
-            objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /%s /Encoding /WinAnsiEncoding >>"
-                           % name.encode())
-        title = b"<FEFF" + self.title.encode("utf-16-be").hex().upper().encode() + b">"
-        objects.append(b"<< /Title %s /Producer (ar-portal) >>" % title)
-        for index, ops in enumerate(self.pages):
-            objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %.2f %.2f] /Resources << /Font "
-                           b"<< /F1 3 0 R /F2 4 0 R >> >> /Contents %d 0 R >>"
-                           % (PAGE_W * MM, PAGE_H * MM, page_ids[index] + 1))
-            stream = zlib.compress(b"0.6 w\n" + b"\n".join(ops))
-            objects.append(b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(stream), stream))
-        out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-        offsets = []
-        for number, body in enumerate(objects, start=1):
-            offsets.append(len(out))
-            out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-        xref = len(out)
-        out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-        out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-        out += b"trailer\n<< /Size %d /Root 1 0 R /Info 5 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-        return bytes(out)
+        return bytes(self.pdf.output())
 
 
-def invoice_pdf(company: str, customer: Customer, invoice: Invoice, lines: list[dict], view: dict) -> bytes:
-    """`view` and `lines` carry the texts the invoice page shows, already formatted for the customer's locale."""
-    doc = _Doc(f"Invoice {invoice.number}")
-    doc.heading(company, f"Invoice {invoice.number}", customer)
-    facts = [("Issued", view["issue_text"]), ("Due", view["due_text"]), ("Total", view["amount_text"]),
-             ("Open", view["open_text"]), ("Status", view["status_text"])]
-    if invoice.po_number:
-        facts.append(("Your PO", invoice.po_number))
-    if invoice.terms:
-        facts.append(("Terms", invoice.terms))
-    for label, value in facts:
-        doc.row([(label, 40, "L"), (value, 0, "L")])
-    doc.y += 4
+def _all_text(payload: object) -> str:
+    if isinstance(payload, str):
+        return payload
+    if isinstance(payload, dict):
+        return " ".join(_all_text(v) for v in payload.values())
+    if isinstance(payload, list | tuple):
+        return " ".join(_all_text(v) for v in payload)
+    return ""
+
+
+def invoice_pdf(fonts: FontBook, payload: dict, link: str, logo: bytes | None = None,
+                gettext: Gettext = _identity, ngettext: Ngettext = _plural) -> bytes:
+    """The invoice as a business document (payload: portal.build.documents.invoice_payload)."""
+    _ = gettext
+    doc = Writer(fonts, payload, gettext, ngettext)
+    title = _("Invoice %(number)s") % {"number": payload["number"]}
+    doc.pdf.set_title(title)
+    doc.letterhead(title, logo)
+    customer = payload["customer"]
+    facts = [(_("Invoice number"), payload["number"]), (_("Issue date"), payload["issue_text"]),
+             (_("Due date"), payload["due_text"])]
+    if payload["po_number"]:
+        facts.append((_("Your PO"), payload["po_number"]))
+    if payload["terms"]:
+        facts.append((_("Terms"), payload["terms"]))
+    facts.append((_("Account"), customer["id"]))
+    doc.two_blocks(_("Bill to"), [customer["name"], *customer["lines"]], facts)
+    if payload["description"]:
+        doc.paragraph(_("Description"), [payload["description"]])
+    lines = payload["lines"]
     if lines:
-        doc.row([("Description", 95, "L"), ("Qty", 20, "R"), ("Unit price", 35, "R"), ("Amount", 0, "R")], bold=True)
-        for ln in lines:
-            doc.row([(ln["description"], 95, "L"), (ln["quantity_text"], 20, "R"), (ln["unit_price_text"], 35, "R"),
-                     (ln["amount_text"], 0, "R")])
-        doc.row([("Total", 150, "L"), (view["amount_text"], 0, "R")], bold=True)
+        doc.table((_("Description"), _("Qty"), _("Unit price"), _("Amount")),
+                  [(ln["description"], ln["quantity_text"], ln["unit_price_text"], ln["amount_text"]) for ln in lines],
+                  (95, 20, 32, 33))
+    totals = []
+    if lines:
+        totals.append((ngettext("Total of %(count)d line", "Total of %(count)d lines", len(lines))
+                       % {"count": len(lines)}, payload["lines_total_text"]))
+        if payload["other_text"]:
+            totals.append((_("Taxes and other charges"), payload["other_text"]))
+    totals.append((_("Invoice total"), payload["amount_text"]))
+    if payload["settled_text"]:
+        totals.append((_("Paid or credited"), payload["settled_text"]))
+    totals.append((_("Open"), payload["open_text"]))
+    if payload["due_amount_text"] != payload["open_text"]:  # part of it pending, disputed or promised
+        totals.append((_("Amount due now"), payload["due_amount_text"]))
+    totals.append((_("Status"), payload["status_text"]))
+    doc.totals(totals, strong=len(totals) - 2)
+    doc.pay_box(_("Pay or view this invoice online"), link)
+    doc.payment_details()
     return doc.output()
 
 
-def statement_pdf(company: str, customer: Customer, as_of_text: str, statements: list[dict]) -> bytes:
-    """The lines of portal.balances.statement, as the statement page shows them: opening balance, each line with its
-    running balance, closing balance and aging, per currency."""
-    doc = _Doc("Statement of account")
-    doc.heading(company, "Statement of account", customer)
-    doc.set_font("regular", 10)
-    doc.line_of_text(f"As of {as_of_text}", 5)
-    doc.y += 3
-    if not statements:
-        doc.line_of_text("Nothing is open.", 6)
-    for block in statements:
-        doc.set_font("bold", 12)
-        doc.line_of_text(block["currency"], 8)
-        doc.row([("Date", 24, "L"), ("Description", 114, "L"), ("Amount", 26, "R"), ("Balance", 0, "R")], bold=True)
-        doc.row([(block["opening_date_text"], 24, "L"), ("Opening balance", 114, "L"), ("", 26, "R"),
-                 (block["opening_text"], 0, "R")])
-        for r in block["rows"]:
-            doc.row([(r["date_text"], 24, "L"), (r["label"], 114, "L"), (r["amount_text"], 26, "R"),
-                     (r["running_text"], 0, "R")])
-        doc.row([("Closing balance", 160, "L"), (block["closing_text"], 0, "R")], bold=True)
-        doc.y += 2
-        doc.row([(cell["label"], 31, "L") for cell in block["aging"]], bold=True)
-        doc.row([(cell["text"], 31, "L") for cell in block["aging"]])
-        doc.y += 3
+def statement_pdf(fonts: FontBook, payload: dict, link: str, logo: bytes | None = None,
+                  gettext: Gettext = _identity, ngettext: Ngettext = _plural) -> bytes:
+    """The statement of account (payload: portal.build.documents.statement_payload): per currency, the lines of
+    the statement page with their running balance, then the aging."""
+    _ = gettext
+    doc = Writer(fonts, payload, gettext, ngettext)
+    title = _("Statement of account")
+    doc.pdf.set_title(title)
+    doc.letterhead(title, logo)
+    customer = payload["customer"]
+    doc.two_blocks(_("Account of"), [customer["name"], *customer["lines"]],
+                   [(_("Account"), customer["id"]), (_("As of"), payload["as_of_text"])])
+    if not payload["statements"]:
+        doc.paragraph(_("Balance"), [_("Nothing is open.")])
+    for block in payload["statements"]:
+        doc.font(11, True)
+        doc.pdf.cell(0, 7, block["currency"], align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        rows = [(block["opening_date_text"], _("Opening balance"), "", block["opening_text"])]
+        rows += [(r["date_text"], r["label"], r["amount_text"], r["running_text"]) for r in block["rows"]]
+        rows.append(("", _("Closing balance"), "", block["closing_text"]))
+        doc.table((_("Date"), _("Description"), _("Amount"), _("Balance")), rows, (24, 96, 30, 30),
+                  bold_rows=frozenset({0, len(rows) - 1}), align=("LEFT", "LEFT", "RIGHT", "RIGHT"))
+        aging = block["aging"]
+        widths = tuple(180 // len(aging) for _cell in aging)
+        doc.font(8.5)
+        with doc.pdf.table(col_widths=widths, text_align="RIGHT", line_height=5, repeat_headings=1,
+                           headings_style=FontFace(emphasis="BOLD", fill_color=LIGHT),
+                           borders_layout=TableBordersLayout.HORIZONTAL_LINES, padding=(1, 1.5)) as table:
+            table.row([_plain(cell["label"]) for cell in aging])
+            table.row([_plain(cell["text"]) for cell in aging])
+        doc.pdf.ln(5)
+    doc.pay_box(_("Pay or view your account online"), link)
+    doc.payment_details()
     return doc.output()

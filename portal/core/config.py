@@ -90,6 +90,13 @@ class Settings:
     theme_dir: str = ""  # a folder of templates that override the built-in ones
     build_workers: int = 0  # 0: one per CPU
     render_pdfs: bool = True  # render a PDF for invoices without a supplied one, and for statements
+    # What the PDFs show besides the data (docs/documents.md). Multi-line texts: one line per line.
+    company_address: str = ""
+    company_tax_id: str = ""
+    company_logo: str = ""  # a PNG or JPEG file, printed 14 mm high at the top left
+    remit_to: str = ""  # where to send a cheque
+    bank_details: str = ""  # for bank transfers: bank, account holder, IBAN/BIC or routing and account number
+    font_dir: str = ""  # a folder of the PDF fonts (portal/build/fonts.py); empty: the system's Debian packages
     aging_buckets: tuple[int, ...] = (30, 60, 90)
     # Email (docs/email.md). Empty `mail_from`: mail is sent from `support_email`.
     mail_from: str = ""
@@ -290,7 +297,22 @@ def validate(settings: Settings) -> Settings:
     if settings.job_queue_url and urlparse(settings.job_queue_url).scheme not in {"http", "https"}:
         raise ConfigError(f"job_queue_url: {settings.job_queue_url!r} is not an SQS queue URL")
     _validate_private_target(settings)
+    _validate_documents(settings)
     return settings
+
+
+def _validate_documents(settings: Settings) -> None:
+    """The PDF settings that name files: checked here so that a bad one stops the build, not a download."""
+    if settings.company_logo:
+        logo = Path(settings.company_logo)
+        try:
+            head = logo.read_bytes()[:8]
+        except OSError as exc:
+            raise ConfigError(f"company_logo: {settings.company_logo!r} cannot be read ({exc.strerror})") from None
+        if not (head.startswith(b"\x89PNG\r\n\x1a\n") or head.startswith(b"\xff\xd8\xff")):
+            raise ConfigError(f"company_logo: {settings.company_logo!r} is not a PNG or JPEG file")
+    if settings.font_dir and not Path(settings.font_dir).is_dir():
+        raise ConfigError(f"font_dir: {settings.font_dir!r} is not a folder")
 
 
 def _validate_private_target(settings: Settings) -> None:

@@ -19,6 +19,7 @@ per language instead.
 from __future__ import annotations
 
 import gettext
+import hashlib
 import io
 import threading
 from functools import lru_cache
@@ -88,6 +89,14 @@ def _load(language: str) -> gettext.NullTranslations:
     write_mo(buffer, catalog, use_fuzzy=False)  # a fuzzy entry is a guess: shown as the English source
     buffer.seek(0)
     return Translations(buffer, domain=DOMAIN)
+
+
+@lru_cache(maxsize=64)
+def catalog_digest(language: str) -> str:
+    """What a language's catalog holds, as a short digest: part of what a kept PDF is named by
+    (portal/build/documents.py), so a changed translation makes a new PDF instead of serving the old words."""
+    po = _catalog_path(language)
+    return hashlib.sha256(po.read_bytes()).hexdigest()[:16] if po.is_file() else ""
 
 
 def translations_for(locale: str | None, default: str | None = None) -> gettext.NullTranslations:

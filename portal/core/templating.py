@@ -32,7 +32,7 @@ ASSET_NAMES = ("portal.css", "beacon.js", "pay.js")
 # The code that shapes the output: a change to it must re-render every page.
 PACKAGE = Path(__file__).resolve().parents[1]  # portal/
 RENDER_CODE = [PACKAGE / n for n in ("core/templating.py", "build/pages.py", "build/pdf.py", "core/signing.py",
-                                     "core/money.py", "payments/pricing.py",
+                                     "core/money.py", "payments/pricing.py", "build/documents.py",
                                      "core/i18n.py")]
 
 
@@ -95,6 +95,10 @@ def render_fingerprint(settings: Settings) -> str:
         digest.update(path.read_bytes())
     shown = (settings.site_url, settings.effective_webhook_url, settings.company_name, settings.support_email,
              settings.payments_enabled, settings.render_pdfs, settings.aging_buckets,
-             hashlib.sha256(settings.secret_key.encode()).hexdigest())
+             hashlib.sha256(settings.secret_key.encode()).hexdigest(),
+             # What the PDFs show besides the data: a page links each PDF under the name of its content.
+             settings.company_address, settings.company_tax_id, settings.remit_to, settings.bank_details,
+             settings.font_dir,
+             hashlib.sha256(Path(settings.company_logo).read_bytes()).hexdigest() if settings.company_logo else "")
     digest.update(repr(shown).encode())
     return digest.hexdigest()

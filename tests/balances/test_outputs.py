@@ -24,7 +24,7 @@ from portal.core.signing import Signer
 from portal.export.sample import write_sample
 from portal.store.database import Store
 from tests.conftest import TEST_SECRET, make_settings
-from tests.position_outputs import csv_rows, pdf_text, table_with, tables
+from tests.position_outputs import csv_rows, downloaded_pdfs, table_with, tables
 from tests.position_world import World
 from tests.stripe_standin import StripeStandIn
 from tests.webhook_helpers import make_app
@@ -109,7 +109,7 @@ def _statement(world: World) -> tuple[list[list[str]], str]:
     [folder] = (world.site / "c").iterdir()
     page = (folder / "statement.html").read_text()
     [rows] = [t for t in tables(page) if t and "Description" in t[0]]
-    pdfs = dict(pdf_text(p) for p in (world.site / "docs" / folder.name).glob("*.pdf"))
+    pdfs = downloaded_pdfs(world.client, page)
     return rows, pdfs["Statement of account"]
 
 

@@ -59,3 +59,19 @@ def test_development_secret_warns_loudly(tmp_path, monkeypatch, caplog):
     caplog.clear()
     warn_if_insecure(load_settings(env={"PORTAL_SECRET_KEY": "k" * 20}))
     assert caplog.text == ""
+
+
+def test_pdf_files_in_settings_are_checked_at_start(tmp_path):
+    """A logo that is not a PNG or JPEG, or a font folder that is not there, stops the program with the key named,
+    before a build or a download would trip over it."""
+    text = tmp_path / "logo.png"
+    text.write_text("not an image")
+    with pytest.raises(ConfigError, match="company_logo: .* is not a PNG or JPEG file"):
+        load_settings(env={}, config_file=None, company_logo=str(text))
+    with pytest.raises(ConfigError, match="company_logo: .* cannot be read"):
+        load_settings(env={}, config_file=None, company_logo=str(tmp_path / "missing.png"))
+    with pytest.raises(ConfigError, match="font_dir: .* is not a folder"):
+        load_settings(env={}, config_file=None, font_dir=str(tmp_path / "fonts"))
+    png = tmp_path / "real.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 16)
+    assert load_settings(env={}, config_file=None, company_logo=str(png)).company_logo == str(png)

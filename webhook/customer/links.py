@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 from flask import Blueprint, Response, redirect, request, url_for
 from itsdangerous import BadSignature, SignatureExpired
 
+from portal.build.customer import generated_pdf
 from portal.build.pages import invoice_slug
 from portal.core.i18n import language_for
 from portal.core.links import link_url
@@ -225,7 +226,19 @@ def document(token: str) -> Any:
         claims = s.signer.read_doc_token(token)
     except TokenInvalid as exc:
         raise TokenRejected("doc", token, str(exc)) from None
-    object_key = f"docs/{s.signer.customer_key(claims.customer_id, claims.key_version)}/{claims.name}"
+    name = claims.name
+    if claims.document_id == "statement" or claims.document_id.startswith("invoice:"):
+        # A PDF the portal generates is rendered on its first download (docs/documents.md); only for a token that
+        # would be accepted below, which checks again as it records.
+        with s.store.begin() as conn:
+            if _check_access("doc", token, claims.customer_id, claims.key_version, claims.invoice_id, conn) is None \
+                    and claims.invoice_id:
+                raise TokenRejected("doc", token, "names an invoice of no such customer")
+        name = generated_pdf(s.pdf_renderer, s.store, s.documents, claims.customer_id, claims.key_version,
+                             claims.document_id, claims.name)
+        if name is None:
+            raise TokenRejected("doc", token, "names a document the customer no longer has")
+    object_key = f"docs/{s.signer.customer_key(claims.customer_id, claims.key_version)}/{name}"
     with s.store.begin() as conn:
         invoice = _check_access("doc", token, claims.customer_id, claims.key_version, claims.invoice_id, conn)
         if claims.invoice_id and invoice is None:
@@ -241,7 +254,7 @@ def document(token: str) -> Any:
             if download.file is None or not download.file.is_file():
                 raise TokenRejected("doc", token, "no such file in the site folder")
             url = url_for("files.download", token=s.files.dumps([claims.customer_id, claims.key_version,
-                                                                claims.name, filename]))
+                                                                name, filename]))
         s.store.add_event(conn, "document_viewed", claims.customer_id, document_id=claims.document_id,
                           invoice_id=claims.invoice_id, ip=client_ip(), user_agent=user_agent())
     event("document_viewed", logging.DEBUG, customer=claims.customer_id, token=token_ref(token))

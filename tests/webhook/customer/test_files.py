@@ -79,11 +79,17 @@ def test_no_token_reaches_another_customers_document(client, store, ledger, sign
     a, _ = two_customers(ledger)
     theirs = next(d for d in ledger.documents.values() if d.customer_id != a)
     name = theirs.sha256 + theirs.extension
-    # A's (genuinely signed) token naming B's document id, or B's object name: the folder is A's, so nothing.
-    for document_id in (theirs.document_id, "statement"):
-        response = client.get(f"/d/{signer.doc_token(a, 1, document_id, '', name)}")
-        assert response.status_code == 404
+    # A's (genuinely signed) token naming B's document id and object name: the folder is A's, so nothing.
+    assert client.get(f"/d/{signer.doc_token(a, 1, theirs.document_id, '', name)}").status_code == 404
     assert all_events(store) == []
+    # A's statement token naming B's object name: A's folder does not hold it, so A's own statement as the store
+    # shows it now is rendered into A's folder (generated PDFs are made on their first download), never B's file.
+    response = client.get(f"/d/{signer.doc_token(a, 1, 'statement', '', name)}")
+    assert response.status_code == 303
+    with client.get(urlparse(response.headers["Location"]).path) as served:
+        assert served.data.startswith(b"%PDF") and served.data != ledger.document_path(theirs).read_bytes()
+    folder = tmp_path / "site" / "docs" / signer.customer_key(a, 1)
+    assert not (folder / name).exists() and any(p.read_bytes() == served.data for p in folder.glob("*.pdf"))
 
 
 def test_s3_target_redirects_to_a_presigned_url_for_the_customers_own_folder(settings, tmp_path, store, ledger,
