@@ -27,7 +27,7 @@ from portal.core.i18n import N_, html_lang, language_for, translations_for
 from portal.core.money import digits, format_money, format_price, format_quantity, input_amount
 from portal.core.signing import Signer
 from portal.core.templating import Assets, load_assets, make_environment
-from portal.disputes.service import OUTCOMES, STATUS_TEXT, reason_choices, reference
+from portal.disputes.service import OUTCOME_PHRASE, STATUS_TEXT, reason_choices, reference
 from portal.payments.pricing import METHODS, adjustment_bps
 from portal.store.database import CustomerData
 
@@ -201,7 +201,7 @@ class PageRenderer:
                 "disputed_text": money(pos.disputed, inv.currency) if pos.disputed else "",
                 "disputes": [{"reference": reference(d_id), "status": d_status,
                               "status_text": tr.gettext(STATUS_TEXT[d_status]) if d_status in STATUS_TEXT else d_status,
-                              "outcome_text": tr.gettext(OUTCOMES[outcome]) if outcome in OUTCOMES else "",
+                              "outcome_text": tr.gettext(OUTCOME_PHRASE[outcome]) if outcome in OUTCOME_PHRASE else "",
                               "amount_text": money(amount, inv.currency)}
                              for d_id, d_status, outcome, amount in states],
             }

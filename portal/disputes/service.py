@@ -48,6 +48,9 @@ REASON_LABELS = {
 # English labels; customers see them through their translations (portal/core/i18n.py), staff as written.
 OUTCOMES = {"credit_issued": N_("Credit issued"), "corrected_invoice": N_("Corrected invoice"),
             "rejected": N_("Rejected"), "other": N_("Other")}
+# The same inside a sentence ("Dispute resolved: credit issued."): its own messages, as languages differ in case.
+OUTCOME_PHRASE = {"credit_issued": N_("credit issued"), "corrected_invoice": N_("corrected invoice"),
+                  "rejected": N_("rejected"), "other": N_("other")}
 STATUS_TEXT = {"open": N_("In dispute"), "under_review": N_("Dispute under review"),
                "resolved": N_("Dispute resolved")}
 MAX_MESSAGE = 5000

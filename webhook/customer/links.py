@@ -29,7 +29,6 @@ from itsdangerous import BadSignature, SignatureExpired
 
 from portal.build.customer import generated_pdf
 from portal.build.pages import invoice_slug
-from portal.core.i18n import language_for
 from portal.core.links import link_url
 from portal.core.signing import LinkClaims, TokenExpired, TokenInvalid, customer_key
 from portal.mail.messages import fresh_link_message
@@ -176,7 +175,9 @@ def fresh_link() -> Any:
         sent += 1
     event("fresh_link_sent", customer=customer_id, token=token_ref(token), messages=sent,
           capped=len(recipients) - sent)
-    return _redirect(url_for("links.fresh_sent", lang=language_for(locale, s.settings.default_locale)))
+    # The address stays /fresh/sent (public): the page says the same to everyone, in the configured default
+    # language, or in the one a `lang` parameter names.
+    return _redirect(url_for("links.fresh_sent"))
 
 
 @bp.get("/fresh/sent")
