@@ -1,7 +1,8 @@
 """Build benchmark: 10,000 customers / 100,000 invoices from `portal sample-data`, all in one run.
 
 Reports, measured in the same run (the machine is noisy, so ratios matter more than seconds):
-- full build time (import + render pages and PDFs + write), and a full build without PDFs;
+- full build time (import + render pages and PDFs + write), twice (the second after the ceilings), and a full
+  build without PDFs;
 - no-op rebuild time, as a share of the full build (target <= 10%);
 - a one-invoice change: time and files written;
 - the ceiling: a bare Jinja2 render-and-write loop of the same templates, the same contexts and the same
@@ -188,6 +189,12 @@ def main() -> None:
                                                workers=args.workers), "build_without_pdfs_2")
         assert again.written["pages"] == pages
         print(f"full build without PDFs, again: {t_pages_2:.1f} s", flush=True)
+        # The build with documents a second time, after the ceilings, like the build without them: its ratio is that
+        # of the totals too (a single first run measured whatever load the machine had then).
+        t_full_2, again_full = timed(lambda: build(export, root / "site-full-2", settings_for("full-2"),
+                                                   workers=args.workers))
+        assert again_full.written["pages"] == pages
+        print(f"full build (with PDFs), again: {t_full_2:.1f} s", flush=True)
         t_ceiling, t_pages_total = t_ceiling_1 + t_ceiling_2, t_pages + t_pages_2
         for step in ("ceiling", "build_without_pdfs"):  # totals over both measurements of each side
             CPU[step] = CPU[f"{step}_1"] + CPU[f"{step}_2"]
@@ -204,11 +211,13 @@ def main() -> None:
             "ceiling_runs_s": [round(t_ceiling_1, 2), round(t_ceiling_2, 2)],
             "ceiling_s": round(t_ceiling / 2, 2),
             "pages_per_s_build_without_pdfs": round(2 * pages / t_pages_total),
-            "pages_per_s_build_with_pdfs": round(pages / t_full),
+            "pages_per_s_build_with_pdfs": round(2 * pages / (t_full + t_full_2)),
             "pages_per_s_ceiling": round(2 * pages / t_ceiling),
             "ratio_build_to_ceiling_without_pdfs": round(t_ceiling / t_pages_total, 3),
             "ratio_pairs_without_pdfs": [round(t_ceiling_1 / t_pages, 3), round(t_ceiling_2 / t_pages_2, 3)],
-            "ratio_build_to_ceiling_with_pdfs": round(t_ceiling / 2 / t_full, 3),
+            "full_build_runs_s": [round(t_full, 2), round(t_full_2, 2)],
+            "ratio_build_to_ceiling_with_pdfs": round(t_ceiling / (t_full + t_full_2), 3),
+            "ratio_pairs_with_pdfs": [round(t_ceiling_1 / t_full, 3), round(t_ceiling_2 / t_full_2, 3)],
             "noop_share_of_full_build": round(t_noop / t_full, 3),
             # CPU seconds, less sensitive than wall time to what else the machine runs: informative only.
             "cpu_s_build_without_pdfs": round(CPU["build_without_pdfs"], 2), "cpu_s_ceiling": round(CPU["ceiling"], 2),
@@ -226,7 +235,8 @@ def main() -> None:
         # The invoice and statement PDFs are offered by the pages and rendered on their first download
         # (docs/documents.md); bench/pdf_libraries.py measures what a download costs.
         print(f"{'build pages/s (with PDFs) / ceiling pages/s':<44}{result['ratio_build_to_ceiling_with_pdfs']:>10}"
-              f"   target >= 0.75")
+              f"   target >= 0.75 (pairs: {result['ratio_pairs_with_pdfs'][0]}, "
+              f"{result['ratio_pairs_with_pdfs'][1]})")
         print(f"{'no-op rebuild / full build':<44}{result['noop_share_of_full_build']:>10}   target <= 0.10")
         print(f"{'CPU s: ceiling / build (no PDFs)':<44}{result['cpu_ratio_ceiling_to_build_without_pdfs']:>10}"
               f"   ({result['cpu_s_ceiling']} / {result['cpu_s_build_without_pdfs']}; informative)")
