@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from gettext import NullTranslations
+
 
 class PortalError(Exception):
     """An error a user can act on. `exit_code` is what the CLI exits with."""
@@ -36,3 +38,17 @@ class NotFound(PortalError):
     """A customer, invoice or token that does not exist (or must look as if it did not)."""
 
     exit_code = 3
+
+
+class CustomerRefusal(PortalError):
+    """Something a customer asked for that cannot be done, said in the customer's language. Made from an English
+    `template` marked `N_()` and named `params`: the page shows `text(t)` in the customer's language; `message`
+    stays English, for the logs and the staff."""
+
+    def __init__(self, template: str, **params: object):
+        super().__init__(template % params if params else template)
+        self.template, self.params = template, params
+
+    def text(self, t: NullTranslations) -> str:
+        translated = t.gettext(self.template)
+        return translated % self.params if self.params else translated

@@ -20,7 +20,8 @@ from typing import Any
 from sqlalchemy import select
 
 from portal.balances import position, rule
-from portal.core.errors import PortalError
+from portal.core.errors import CustomerRefusal
+from portal.core.i18n import N_
 from portal.core.money import AmountError, parse_amount
 from portal.store import autopay as apstore
 from portal.store.database import Store
@@ -29,8 +30,8 @@ from portal.store.tables import customers, invoices
 MAX_DAYS_BEFORE = 30
 
 
-class AutopayRefused(PortalError):
-    """A choice that cannot be saved; the message is the customer's."""
+class AutopayRefused(CustomerRefusal):
+    """A choice that cannot be saved; the message is the customer's (shown in the customer's language: `text`)."""
 
     exit_code = 2
 
@@ -42,13 +43,13 @@ def choose(store: Store, customer_id: str, method_id: str, timing: str, days_tex
     with store.begin() as conn:
         found = apstore.method(conn, method_id[:255])
         if found is None or found.customer_id != customer_id or found.detached_at is not None:
-            raise AutopayRefused("This payment method is not saved on your account.")
+            raise AutopayRefused(N_("This payment method is not saved on your account."))
         if not found.ready:
-            raise AutopayRefused("This payment method is not verified yet. Please try again in a few minutes.")
+            raise AutopayRefused(N_("This payment method is not verified yet. Please try again in a few minutes."))
         currency = conn.execute(select(customers.c.currency).where(customers.c.customer_id == customer_id)
                                 ).scalar_one_or_none() or "USD"
         if found.kind == "us_bank_account" and currency != "USD":
-            raise AutopayRefused("A US bank account can pay invoices in US dollars only.")
+            raise AutopayRefused(N_("A US bank account can pay invoices in US dollars only."))
         if timing == "due":
             days = 0
         elif timing == "before":
@@ -57,17 +58,17 @@ def choose(store: Store, customer_id: str, method_id: str, timing: str, days_tex
             except ValueError:
                 days = -1
             if not 1 <= days <= MAX_DAYS_BEFORE:
-                raise AutopayRefused(f"Please enter a number of days between 1 and {MAX_DAYS_BEFORE}.")
+                raise AutopayRefused(N_("Please enter a number of days between 1 and %(max)d."), max=MAX_DAYS_BEFORE)
         else:
-            raise AutopayRefused("Please choose when invoices are paid.")
+            raise AutopayRefused(N_("Please choose when invoices are paid."))
         cap = None
         if cap_text.strip():
             try:
                 cap = parse_amount(cap_text.strip(), currency)
             except (AmountError, ValueError):
-                raise AutopayRefused("The largest amount is not a valid amount.") from None
+                raise AutopayRefused(N_("The largest amount is not a valid amount.")) from None
             if cap <= 0:
-                raise AutopayRefused("The largest amount must be more than zero.")
+                raise AutopayRefused(N_("The largest amount must be more than zero."))
         apstore.save_choice(conn, customer_id, now, enabled=True, method_id=found.method_id, days_before=days,
                             cap=cap, stopped_reason="")
         store.add_event(conn, "autopay_on", customer_id, detail=found.method_id)

@@ -114,9 +114,8 @@ def _notice(settings: Settings, store: Store, transport: Transport, choice: apst
     day = max(due.charge_on, (now + timedelta(days=settings.autopay_notice_days)).date())
     context = mail.texts(settings, store, choice.customer_id, due.amount, due.currency, day, method.kind,
                          method.last4)
-    messages = mail.customer_messages(settings, store, choice.customer_id, "autopay_notice",
-                                      f"Automatic payment of invoice {due.number} on {context['day_text']}",
-                                      due.invoice_id, number=due.number, **context)
+    messages = mail.customer_messages(settings, store, choice.customer_id, "autopay_notice", due.invoice_id,
+                                      number=due.number, **context)
     mail.send_all(settings, transport, messages)  # first: nothing is recorded for a notice that did not go
     with store.begin() as conn:
         values = {"state": "noticed", "amount": due.amount, "noticed_at": now, "charge_on": day, "updated_at": now}
@@ -218,27 +217,25 @@ def _after_failure(settings: Settings, store: Store, transport: Transport, choic
                    method: apstore.Method, due: Due, tries_before: int, code: str, now: datetime,
                    result: RunResult) -> None:
     tries = tries_before + 1
+    # English for the records and the collector; the customer is told in their language (autopay_mail.reason_text).
     reason = FAILURE_TEXT.get(code) or code.replace("_", " ") or "declined"
+    told = mail.reason_text(settings, store, choice.customer_id, code)
     context = mail.texts(settings, store, choice.customer_id, due.amount, due.currency, now.date(), method.kind,
                          method.last4)
     if code == "authentication_required":
         state, next_try = "needs_customer", None
-        messages = mail.customer_messages(settings, store, choice.customer_id, "autopay_action",
-                                          f"Please confirm the payment of invoice {due.number}", due.invoice_id,
+        messages = mail.customer_messages(settings, store, choice.customer_id, "autopay_action", due.invoice_id,
                                           number=due.number, **context)
     elif tries <= settings.autopay_retries:
         state, next_try = "failed", now + timedelta(days=settings.autopay_retry_days)
         context["next_text"] = mail.texts(settings, store, choice.customer_id, 0, due.currency, next_try.date(),
                                           method.kind, method.last4)["day_text"]
-        messages = mail.customer_messages(settings, store, choice.customer_id, "autopay_failed",
-                                          f"Automatic payment of invoice {due.number} did not go through",
-                                          due.invoice_id, number=due.number, reason=reason, retry=True, **context)
+        messages = mail.customer_messages(settings, store, choice.customer_id, "autopay_failed", due.invoice_id,
+                                          number=due.number, reason=told, retry=True, **context)
     else:
         state, next_try = "reported", None
-        messages = mail.customer_messages(settings, store, choice.customer_id, "autopay_failed",
-                                          f"Automatic payment of invoice {due.number} did not go through",
-                                          due.invoice_id, number=due.number, reason=reason, retry=False,
-                                          next_text="", **context)
+        messages = mail.customer_messages(settings, store, choice.customer_id, "autopay_failed", due.invoice_id,
+                                          number=due.number, reason=told, retry=False, next_text="", **context)
         report = mail.collector_message(settings, store, choice.customer_id, due.number,
                                         str(context["amount_text"]), reason, tries)
         messages += [report] if report is not None else []

@@ -26,7 +26,8 @@ import stripe
 from sqlalchemy.exc import IntegrityError
 
 from portal.core.config import Settings
-from portal.core.errors import PortalError
+from portal.core.errors import CustomerRefusal
+from portal.core.i18n import N_
 from portal.core.signing import Signer
 from portal.store import autopay as apstore
 from portal.store import jobqueue
@@ -40,7 +41,7 @@ SETUP_EVENTS = frozenset({"setup_intent.succeeded", "setup_intent.setup_failed",
                           "payment_method.detached", "payment_method.updated"})
 
 
-class MethodRefused(PortalError):
+class MethodRefused(CustomerRefusal):
     """A request about saved methods that cannot be done; the message is the customer's."""
 
     exit_code = 2
@@ -94,7 +95,7 @@ def start_setup(store: Store, settings: Settings, client: stripe.StripeClient, c
                 kind: str, now: datetime | None = None) -> str:
     """Checkout's URL where the verified customer saves a card or a bank account. Raises MethodRefused."""
     if kind not in KINDS:
-        raise MethodRefused("Please choose a card or a bank account.")
+        raise MethodRefused(N_("Please choose a card or a bank account."))
     now = now or datetime.now(UTC)
     try:
         stripe_customer = ensure_stripe_customer(store, client, customer_id, now)
@@ -103,8 +104,8 @@ def start_setup(store: Store, settings: Settings, client: stripe.StripeClient, c
             params=params, options={"idempotency_key": f"setup-{customer_id}-{kind}-{int(now.timestamp()) // 60}"})
     except stripe.StripeError as exc:
         log.error("setup session failed for %s: %s", customer_id, exc)
-        raise MethodRefused("We could not reach our payment provider. Nothing was saved; please try again in a "
-                            "few minutes.") from None
+        raise MethodRefused(N_("We could not reach our payment provider. Nothing was saved; please try again "
+                               "in a few minutes.")) from None
     return str(session.url)
 
 
@@ -114,19 +115,19 @@ def remove_method(store: Store, client: stripe.StripeClient, customer_id: str, m
     with store.begin() as conn:
         found = apstore.method(conn, method_id[:255])
     if found is None or found.customer_id != customer_id or found.detached_at is not None:
-        raise MethodRefused("This payment method is not saved on your account.")
+        raise MethodRefused(N_("This payment method is not saved on your account."))
     try:
         client.v1.payment_methods.detach(found.method_id)
     except stripe.InvalidRequestError as exc:
         if getattr(exc, "code", None) != "resource_missing" and "not attached" not in str(exc):
             log.error("detach failed for %s: %s", found.method_id, exc)
-            raise MethodRefused("We could not remove this payment method just now. Please try again later.") \
+            raise MethodRefused(N_("We could not remove this payment method just now. Please try again later.")) \
                 from None
         # Already detached at Stripe (by its dashboard, or by the event that is on its way): remove it here too.
     except stripe.StripeError as exc:
         log.error("detach failed for %s: %s", found.method_id, exc)
-        raise MethodRefused("We could not reach our payment provider. Nothing was removed; please try again in a "
-                            "few minutes.") from None
+        raise MethodRefused(N_("We could not reach our payment provider. Nothing was removed; please try "
+                               "again in a few minutes.")) from None
     now = now or datetime.now(UTC)
     with store.begin() as conn:
         _removed(store, conn, found.method_id, customer_id, "the payment method was removed", now)

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from portal.core.i18n import N_
 from portal.payments.stripe_amounts import from_stripe
 from portal.store.payments import Snapshot
 
@@ -32,19 +33,20 @@ HANDLED_EVENTS = frozenset({
 })
 
 # `last_payment_error.code` values (stripe-python's PaymentIntent.LastPaymentError.code) in words a customer
-# understands: ACH returns, and the microdeposit verification that never happened.
+# understands: ACH returns, and the microdeposit verification that never happened. Stored in English (the staff
+# read them); marked N_ so that what a customer is shown is said in the customer's language.
 FAILURE_TEXT = {
-    "insufficient_funds": "insufficient funds",
-    "account_closed": "the bank account is closed",
-    "no_account": "the bank account could not be found",
-    "debit_not_authorized": "the bank did not authorise the debit",
-    "account_number_invalid": "the account number is not valid",
-    "bank_account_restricted": "the bank account does not accept debits",
-    "payment_method_microdeposit_verification_timeout": "the bank account was not verified within 10 days",
-    "payment_method_microdeposit_verification_attempts_exceeded": "the bank account could not be verified",
-    "payment_method_microdeposit_failed": "the verification deposits could not be sent to the bank account",
+    "insufficient_funds": N_("insufficient funds"),
+    "account_closed": N_("the bank account is closed"),
+    "no_account": N_("the bank account could not be found"),
+    "debit_not_authorized": N_("the bank did not authorise the debit"),
+    "account_number_invalid": N_("the account number is not valid"),
+    "bank_account_restricted": N_("the bank account does not accept debits"),
+    "payment_method_microdeposit_verification_timeout": N_("the bank account was not verified within 10 days"),
+    "payment_method_microdeposit_verification_attempts_exceeded": N_("the bank account could not be verified"),
+    "payment_method_microdeposit_failed": N_("the verification deposits could not be sent to the bank account"),
 }
-GENERIC_FAILURE = "the bank payment failed"
+GENERIC_FAILURE = N_("the bank payment failed")
 
 # Progress ranks break ties between snapshots of one object created in the same second.
 _SESSION_RANK = {"completed": 1, "failed": 2, "expired": 2, "paid": 3}

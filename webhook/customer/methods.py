@@ -3,7 +3,8 @@
 Each form carries the page's signed token, which binds the customer (webhook/formtoken.py: a tampered or revoked
 token is the plain 404 and records nothing); the method, the timing and the cap are checked against the store by
 the one portal function each view calls (portal/payments/methods.py, portal/payments/autopay.py). Another
-customer's method is refused in words that reveal nothing. Stripe's events about methods arrive at
+customer's method is refused in words that reveal nothing. The pages are in the customer's language (its locale in
+customers.csv), a refusal too (`exc.text(t)`; the log keeps the English). Stripe's events about methods arrive at
 /stripe/events (webhook/customer/payments.py), which hands them to portal.payments.methods.apply_setup_event.
 """
 
@@ -20,7 +21,7 @@ from webhook.formtoken import page_claims
 from webhook.jobs import jobs_recorded
 from webhook.logs import event
 from webhook.security import rate_limited
-from webhook.services import client_ip, render, services
+from webhook.services import client_ip, render, services, translations
 
 bp = Blueprint("methods", __name__)
 
@@ -30,13 +31,14 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-def _status(outcome: str, code: int, account_url: str, message: str = "") -> Any:
-    return render("webhook/autopay_status.html", code, outcome=outcome, message=message, account_url=account_url)
+def _status(locale: str, outcome: str, code: int, account_url: str, message: str = "") -> Any:
+    return render("webhook/autopay_status.html", code, locale=locale, outcome=outcome, message=message,
+                  account_url=account_url)
 
 
-def _unavailable() -> Any | None:
+def _unavailable(locale: str) -> Any | None:
     if not services().settings.payments_enabled:
-        return _status("unavailable", 503, "")
+        return _status(locale, "unavailable", 503, "")
     return None
 
 
@@ -44,15 +46,17 @@ def _unavailable() -> Any | None:
 @rate_limited("pay", token_arg="page_token")
 def setup() -> Any:
     claims = page_claims("methods_setup")
-    if (off := _unavailable()) is not None:
-        return off
     s = services()
+    locale = s.store.customer_locale(claims.customer_id)
+    if (off := _unavailable(locale)) is not None:
+        return off
     try:
         url = start_setup(s.store, s.settings, current_app.extensions["methods_client"], claims.customer_id,
                           claims.key_version, request.form.get("kind", ""))
     except MethodRefused as exc:
         event("method_setup_refused", reason=exc.message, ip=client_ip())
-        return _status("refused", 400, page_url(claims.customer_id, claims.key_version), exc.message)
+        return _status(locale, "refused", 400, page_url(claims.customer_id, claims.key_version),
+                       exc.text(translations(locale)))
     return redirect(url, 303)
 
 
@@ -60,18 +64,19 @@ def setup() -> Any:
 @rate_limited("pay", token_arg="page_token")
 def remove() -> Any:
     claims = page_claims("methods_remove")
-    if (off := _unavailable()) is not None:
-        return off
     s = services()
+    locale = s.store.customer_locale(claims.customer_id)
+    if (off := _unavailable(locale)) is not None:
+        return off
     account = page_url(claims.customer_id, claims.key_version)
     try:
         remove_method(s.store, current_app.extensions["methods_client"], claims.customer_id,
                       request.form.get("method", ""))
     except MethodRefused as exc:
         event("method_remove_refused", reason=exc.message, ip=client_ip())
-        return _status("refused", 400, account, exc.message)
+        return _status(locale, "refused", 400, account, exc.text(translations(locale)))
     jobs_recorded(claims.customer_id)
-    return _status("removed", 200, account)
+    return _status(locale, "removed", 200, account)
 
 
 @bp.post("/autopay")
@@ -79,17 +84,18 @@ def remove() -> Any:
 def autopay() -> Any:
     claims = page_claims("autopay")
     s = services()
+    locale = s.store.customer_locale(claims.customer_id)
     account = page_url(claims.customer_id, claims.key_version)
     if request.form.get("action") == "off":
         turn_off(s.store, claims.customer_id)
         jobs_recorded(claims.customer_id)
-        return _status("off", 200, account)
+        return _status(locale, "off", 200, account)
     form = request.form
     try:
         choose(s.store, claims.customer_id, form.get("method", ""), form.get("timing", ""), form.get("days", ""),
                form.get("cap", ""))
     except AutopayRefused as exc:
         event("autopay_refused", reason=exc.message, ip=client_ip())
-        return _status("refused", 400, account, exc.message)
+        return _status(locale, "refused", 400, account, exc.text(translations(locale)))
     jobs_recorded(claims.customer_id)
-    return _status("on", 200, account)
+    return _status(locale, "on", 200, account)

@@ -8,6 +8,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
+from portal.core.i18n import translations_for
 from portal.core.signing import Signer
 from portal.store import autopay as apstore
 from portal.store.tables import events as event_log
@@ -130,7 +131,10 @@ def test_bank_account_is_not_offered_for_other_currencies(client, standin, built
         pytest.fail("the sample has no customer outside USD")
     method_id = enrol(client, standin, built, foreign, "us_bank_account")
     answer = turn_on(client, built, foreign, method_id)
-    assert answer.status_code == 400 and "US dollars" in answer.get_data(as_text=True)
+    # Said in the customer's language (the sample's non-USD customer is not English-speaking).
+    refusal = translations_for(store.customer_locale(foreign)).gettext(
+        "A US bank account can pay invoices in US dollars only.")
+    assert answer.status_code == 400 and refusal in answer.get_data(as_text=True)
 
 
 def test_autopay_choice_is_checked(client, standin, built, store):
