@@ -46,7 +46,7 @@ from tests.payfixtures import attempt_id_sent, intent_event, invoice_page, post_
 from tests.ports import free_port
 from tests.smtpserver import Recorder, SmtpServer
 
-PAID = '<span class="badge badge-paid">Paid</span>'
+PAID = '<span class="badge badge-paid">'  # the word is the customer's language's (some sample customers are German)
 PENDING = "Payment pending"
 RESOLVED = "Dispute resolved"
 SECOND_BILLING = "C00003,C00003-AR2,Receivables Desk,ar2@mueller3.example,billing\n"
