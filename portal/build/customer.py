@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from portal.balances import position
 from portal.build.pages import Output, PageRenderer
+from portal.payments.history import history as payment_history
 from portal.store import jobqueue
 from portal.store.database import Store
 from portal.store.disputes import dispute_states
@@ -40,11 +41,12 @@ def render_customer(renderer: PageRenderer, store: Store, customer_id: str) -> C
         revision = jobqueue.revisions(conn, [customer_id]).get(customer_id, 0)
         source = position.inputs(conn, [customer_id])
         disputed = dispute_states(conn, customer_ids=[customer_id])
+        paid = payment_history(conn, [customer_id])
         folder = conn.execute(select(snapshots.c.source).order_by(snapshots.c.snapshot_id.desc()).limit(1)).scalar()
     found = store.customer_data([customer_id])
     if not found:
         return None
     data = found[0]
-    outputs = renderer.render(data, source, disputed)
+    outputs = renderer.render(data, source, disputed, paid)
     key = renderer.signer.customer_key(customer_id, data.key_version)
     return CustomerRender(customer_id, key, revision, outputs, Path(folder) if folder else None, data.as_of.isoformat())

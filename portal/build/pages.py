@@ -17,12 +17,14 @@ from babel.dates import format_date, format_datetime
 
 from portal.balances import rule
 from portal.balances.statement import statement
-from portal.build.pdf import invoice_pdf, statement_pdf
+from portal.build.pdf import invoice_pdf, receipt_pdf, statement_pdf
+from portal.build.receipts import paid_recently, payment_views
 from portal.core.config import Settings
 from portal.core.money import digits, format_money, format_price, format_quantity, to_decimal
 from portal.core.signing import Signer
 from portal.core.templating import Assets, load_assets, make_environment
 from portal.disputes.service import OUTCOMES, STATUS_TEXT, reason_choices, reference
+from portal.payments.history import Payment, paid_on
 from portal.payments.pricing import METHODS, adjustment_bps
 from portal.store.database import CustomerData
 
@@ -93,7 +95,7 @@ class PageRenderer:
         self.csp = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
                     f"connect-src {webhook_origin}; form-action {form_action}; base-uri 'none'")
         self.templates = {name: self.env.get_template(f"pages/{name}.html")
-                          for name in ("account", "invoice", "statement")}
+                          for name in ("account", "invoice", "statement", "receipt")}
 
     # --- formatting helpers, cached per locale: the same dates and amounts repeat a lot -----------------
 
@@ -108,10 +110,12 @@ class PageRenderer:
         return format_datetime(value, "medium", tzinfo=value.tzinfo, locale=locale)
 
     def render(self, data: CustomerData, source: rule.Inputs | None = None,
-               disputes: dict[str, list[tuple]] | None = None) -> list[Output]:
-        """`source`: the customer's money movements and dispute holds (portal.balances.position.inputs), from which
-        every amount and status shown is the position's (portal/balances/position.py). `disputes`: invoice id -> its
-        disputes (portal.store.disputes.dispute_states), for their references and states."""
+               disputes: dict[str, list[tuple]] | None = None,
+               payments: dict[str, list[Payment]] | None = None) -> list[Output]:
+        """`payments`: customer id -> its payment history (portal.payments.history), for the history, the receipts
+        and "Paid on". `source`: the customer's money movements and dispute holds (portal.balances.position.inputs),
+        from which every amount and status shown is the position's (portal/balances/position.py). `disputes`: invoice
+        id -> its disputes (portal.store.disputes.dispute_states), for their references and states."""
         source, disputes = source or rule.Inputs({}, {}), disputes or {}
         customer, locale = data.customer, data.customer.locale
         key = self.signer.customer_key(customer.customer_id, data.key_version)
@@ -168,16 +172,21 @@ class PageRenderer:
                 "pending_text": money(pos.pending, inv.currency) if pos.pending else "",
                 "failure": pos.failure,
                 "payable": pos.due, "payable_text": money(pos.due, inv.currency),
+                "paid_on_text": "",
                 "payable_plain": str(to_decimal(pos.due, inv.currency)),
                 "disputed_text": money(pos.disputed, inv.currency) if pos.disputed else "",
                 "disputes": [{"reference": reference(d_id), "status_text": STATUS_TEXT.get(d_status, d_status),
                               "outcome_text": OUTCOMES.get(outcome, ""), "amount_text": money(amount, inv.currency)}
                              for d_id, d_status, outcome, amount in states],
             }
+            if pos.status == rule.PAID:
+                settled = paid_on(source.moves.get(("invoice", inv.invoice_id), ()))
+                view["paid_on_text"] = self._date(settled.date(), locale) if settled else ""
             invoices.append(view)
             total = totals.setdefault(inv.currency, {"currency": inv.currency, "open": 0, "overdue": 0,
-                                                     "credit": 0, "aging": [0] * (len(buckets) + 2)})
+                                                     "credit": 0, "due": 0, "aging": [0] * (len(buckets) + 2)})
             total["open"] += open_amount
+            total["due"] += pos.due
             if days_late > 0:
                 total["overdue"] += open_amount
             total["aging"][_bucket(days_late, buckets)] += open_amount
@@ -191,7 +200,7 @@ class PageRenderer:
                             "available": available, "currency": cr.currency,
                             "balance_text": money(available, cr.currency)})
             total = totals.setdefault(cr.currency, {"currency": cr.currency, "open": 0, "overdue": 0,
-                                                    "credit": 0, "aging": [0] * (len(buckets) + 2)})
+                                                    "credit": 0, "due": 0, "aging": [0] * (len(buckets) + 2)})
             total["credit"] += available
 
         labels = ["Not yet due", *(f"{lo + 1}–{hi} days" for lo, hi in zip((0, *buckets), buckets, strict=False)),
@@ -227,6 +236,17 @@ class PageRenderer:
                "methods": [{"value": m, "label": label, "bps": adjustment_bps(self.settings, m),
                             "note": _method_note(adjustment_bps(self.settings, m))} for m, label in METHODS.items()]}
 
+        history = (payments or {}).get(customer.customer_id, [])
+        day = lambda d: self._date(d, locale)  # noqa: E731 - the same formatter the rest of the page uses
+        payment_list = payment_views(history, money, day, {v["invoice_id"]: v["slug"] for v in invoices})
+        recent = paid_recently(history, {v["invoice_id"] for v in invoices}, data.as_of, money, day)
+        for view in payment_list:
+            if view["receipt"] and self.settings.render_pdfs:
+                pdf = receipt_pdf(self.settings.company_name, customer, view)
+                digest = hashlib.sha256(pdf).hexdigest()
+                add_document(f"docs/{key}/{digest}.pdf", pdf, digest, len(pdf), None)
+                view["pdf_url"] = doc_link(f"receipt:{view['attempt_id']}", "", f"{digest}.pdf")
+
         statement_pdf_view = None
         if self.settings.render_pdfs:
             pdf = statement_pdf(self.settings.company_name, customer, base["as_of_text"], statements)
@@ -247,7 +267,9 @@ class PageRenderer:
 
         page(f"c/{key}/index.html", "account", 2, invoices=invoices, credits=credits, totals=total_views,
              documents=account_docs, statement_pdf=statement_pdf_view, forms=forms,
-             pay={**pay, "preselect": False})
+             pay={**pay, "preselect": False}, payments=payment_list, paid_recently=recent,
+             dues=[{"currency": t["currency"], "due_text": money(t["due"], t["currency"])}
+                   for t in total_views if t["due"] > 0])
         page(f"c/{key}/statement.html", "statement", 2, statements=statements, statement_pdf=statement_pdf_view)
         for inv, view in zip(data.invoices, invoices, strict=True):
             lines = [{"description": ln.description, "quantity_text": format_quantity(ln.quantity, locale),
@@ -263,7 +285,11 @@ class PageRenderer:
                                 "size_text": _size_text(len(pdf)),
                                 "url": doc_link(f"invoice:{inv.invoice_id}", inv.invoice_id, name)})
             page(f"c/{key}/i/{view['slug']}.html", "invoice", 3, inv=view, lines=lines, documents=docs,
-                 forms=forms, pay={**pay, "preselect": True})
+                 forms=forms, pay={**pay, "preselect": True},
+                 dues=[{"currency": inv.currency, "due_text": view["payable_text"]}] if view["payable"] > 0 else [])
+        for view in payment_list:
+            if view["receipt"]:
+                page(f"c/{key}/p/{view['slug']}.html", "receipt", 3, payment=view)
         return outputs
 
 

@@ -1,4 +1,5 @@
-"""PDFs the build renders: an invoice (when the export supplied none) and the statement of account.
+"""PDFs the build renders: an invoice (when the export supplied none), the statement of account, and a receipt
+per settled payment.
 
 These are plain tables of short texts in the PDF core fonts, so they are written directly: fpdf2 took
 about 1 ms a document and made PDFs 80% of a full build (bench/build.py); this writer takes tens of
@@ -186,4 +187,31 @@ def statement_pdf(company: str, customer: Customer, as_of_text: str, statements:
         doc.row([(cell["label"], 31, "L") for cell in block["aging"]], bold=True)
         doc.row([(cell["text"], 31, "L") for cell in block["aging"]])
         doc.y += 3
+    return doc.output()
+
+
+def receipt_pdf(company: str, customer: Customer, view: dict) -> bytes:
+    """A settled payment's receipt: the texts its page shows (portal/build/receipts.py, already formatted)."""
+    doc = _Doc(f"Payment receipt {view['reference']}")
+    doc.heading(company, "Payment receipt", customer)
+    facts = [("Reference", view["reference"]), ("Paid on", view["settled_text"] or view["date_text"]),
+             ("Method", "Card" if view["method"] == "card" else "Bank transfer (ACH)"),
+             ("Amount paid", view["amount_text"])]
+    if view["refunded_text"]:
+        facts.append(("Refunded", view["refunded_text"]))
+    for label, value in facts:
+        doc.row([(label, 40, "L"), (value, 0, "L")])
+    doc.y += 4
+    doc.row([("Applied to", 150, "L"), ("Amount", 0, "R")], bold=True)
+    for line in view["invoices"]:
+        doc.row([(f"Invoice {line['number']}", 150, "L"), (line["amount_text"], 0, "R")])
+    for line in view["credits"]:
+        doc.row([(f"Credit note {line['number']} used", 150, "L"), ("-" + line["amount_text"], 0, "R")])
+    if view["adjustment"]:
+        doc.row([("Bank payment discount" if view["adjustment"] < 0 else "Payment method fee", 150, "L"),
+                 (("-" if view["adjustment"] < 0 else "") + view["adjustment_text"], 0, "R")])
+    if view["unapplied_text"]:
+        doc.row([("Received beyond what the invoices owed (our team applies it)", 150, "L"),
+                 (view["unapplied_text"], 0, "R")])
+    doc.row([("Total paid", 150, "L"), (view["amount_text"], 0, "R")], bold=True)
     return doc.output()

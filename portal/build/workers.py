@@ -23,6 +23,7 @@ from portal.build.pages import Output, PageRenderer
 from portal.core.config import Settings
 from portal.core.errors import BuildError
 from portal.core.gcpause import existing_objects_frozen
+from portal.payments.history import history as payment_history
 from portal.store.database import Store
 from portal.store.disputes import dispute_states
 from portal.store.snapshotview import SnapshotView
@@ -114,10 +115,11 @@ def render_chunk(task: tuple[list[str], dict[str, str]]) -> list:
     with store.begin() as conn:  # what moves the customers' positions (portal/balances/position.py)
         source = position.inputs(conn, customer_ids)
         disputed = dispute_states(conn, customer_ids=customer_ids)
+        paid = payment_history(conn, customer_ids)
     for data in (store.customer_data(customer_ids) if view is None else view.customer_data(customer_ids)):
         outputs = []
         try:
-            rendered = renderer.render(data, source, disputed)
+            rendered = renderer.render(data, source, disputed, paid)
         except Exception as exc:  # noqa: BLE001 - re-raised as a picklable error naming the customer
             raise BuildError(f"customer {data.customer.customer_id!r}: rendering failed: "
                              f"{exc.__class__.__name__}: {exc}") from None

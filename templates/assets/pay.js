@@ -1,11 +1,14 @@
 /* The pay form's running total: ticks, part amounts and the method's discount or fee. The webhook
-   recomputes everything from its own records; this only shows the customer what to expect. */
+   recomputes everything from its own records; this only shows the customer what to expect. Its words come
+   from the form's data-text-* attributes (translated in the template), never from this file. */
 (function () {
   "use strict";
   var form = document.querySelector("form.pay-form");
   if (!form) { return; }
   var out = document.getElementById("pay-total");
   var lang = form.getAttribute("data-lang") || "en";
+  var textNone = form.getAttribute("data-text-none") || "";
+  var textMixed = form.getAttribute("data-text-mixed") || "";
 
   function partOf(box, open, scale) {
     var field = document.getElementById(box.getAttribute("data-part") || "");
@@ -38,8 +41,8 @@
     total -= credit;
     if (bps < 0) { total -= Math.floor((total * -bps + 5000) / 10000); }
     if (bps > 0) { total += Math.floor((total * bps + 5000) / 10000); }
-    if (mixed) { out.textContent = "choose invoices in one currency"; return; }
-    if (!currency) { out.textContent = "choose at least one invoice"; return; }
+    if (mixed) { out.textContent = textMixed; return; }
+    if (!currency) { out.textContent = textNone; return; }
     out.textContent = new Intl.NumberFormat(lang, { style: "currency", currency: currency }).format(total / scale);
   }
 

@@ -31,6 +31,7 @@ from portal.build.pages import invoice_slug
 from portal.core.links import link_url
 from portal.core.signing import LinkClaims, TokenExpired, TokenInvalid, customer_key
 from portal.mail.messages import fresh_link_message
+from portal.payments.history import receipt_reference
 from portal.publish.documents import document_download
 from portal.store.database import InvoiceState
 from webhook.errors import TokenRejected
@@ -40,7 +41,8 @@ from webhook.services import FILE_LINK_SECONDS, FRESH_FORM_SECONDS, client_ip, r
 
 bp = Blueprint("links", __name__)
 
-PAGE_ITEMS = {"account", "statement"}  # view-token items that are not invoice ids (see portal/build/pages.py)
+# View-token items that are not invoice ids (see portal/build/pages.py).
+PAGE_ITEMS = {"account", "statement", "receipt"}
 FRESH_PER_CONTACT_PER_DAY = 3  # fresh-link emails one contact can be sent in 24 hours, across all workers
 FRESH_DETAIL = "fresh_link"
 _UNSAFE_FILENAME = re.compile(r'[\x00-\x1f\x7f"\\/]')
@@ -235,6 +237,10 @@ def _document_filename(customer_id: str, document_id: str, invoice_id: str, invo
     supplied documents by their documents.csv id, checked against the store."""
     if document_id == "statement":
         name = None if invoice_id else "Statement.pdf"
+    elif document_id.startswith("receipt:"):
+        # A receipt PDF: the payment must be this customer's and settled (a refunded one has no receipt).
+        found = None if invoice_id else receipt_reference(conn, customer_id, document_id.removeprefix("receipt:"))
+        name = None if found is None else f"Receipt {found}.pdf"
     elif document_id.startswith("invoice:"):
         matches = invoice is not None and document_id.removeprefix("invoice:") == invoice_id
         name = f"Invoice {invoice.number}.pdf" if matches and invoice else None
