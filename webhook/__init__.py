@@ -16,7 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from portal.core.config import Settings, load_settings, warn_if_insecure
 from webhook import errors, health, jobs, security, static
-from webhook.customer import disputes, files, links, payments, unsubscribe
+from webhook.customer import disputes, files, links, payments, selfservice, unsubscribe
 from webhook.logs import configure_logging
 from webhook.services import Services
 from webhook.staff import overview as staff
@@ -66,5 +66,6 @@ def create_app(settings: Settings | None = None, site_dir: str | Path | None = N
         app.register_blueprint(blueprint)
     payments.init_app(app)
     disputes.init_app(app)
+    selfservice.init_app(app)
     staff.init_app(app)
     return app

@@ -228,7 +228,8 @@ class PageRenderer:
         page_token = self.signer.page_token("page", customer.customer_id, data.key_version)
         forms = {"enabled": True, "page_token": page_token, "question_action": f"{self.webhook}/question",
                  "dispute_action": f"{self.webhook}/dispute", "reasons": reason_choices(self.settings),
-                 "email": customer.collector or self.settings.support_email}
+                 "email": customer.collector or self.settings.support_email,
+                 "contacts_action": f"{self.webhook}/contacts", "approval_action": f"{self.webhook}/approval"}
         pay = {"enabled": self.settings.payments_enabled, "page_token": page_token,
                "action": f"{self.webhook}/pay", "preselect": False, "partial": self.settings.partial_payments,
                "credits": [c for c in credits if c["available"] > 0],
@@ -268,6 +269,7 @@ class PageRenderer:
         page(f"c/{key}/index.html", "account", 2, invoices=invoices, credits=credits, totals=total_views,
              documents=account_docs, statement_pdf=statement_pdf_view, forms=forms,
              pay={**pay, "preselect": False}, payments=payment_list, paid_recently=recent,
+             contacts=data.contacts,
              dues=[{"currency": t["currency"], "due_text": money(t["due"], t["currency"])}
                    for t in total_views if t["due"] > 0])
         page(f"c/{key}/statement.html", "statement", 2, statements=statements, statement_pdf=statement_pdf_view)

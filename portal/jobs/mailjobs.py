@@ -23,6 +23,7 @@ from portal.disputes import service as disputes
 from portal.mail.transport import Transport, send_with_retry
 from portal.payments.events import PAYMENT_MAIL, Change
 from portal.payments.messages import payment_message
+from portal.selfservice import contacts
 from portal.store import jobqueue
 from portal.store import payments as paystore
 from portal.store.database import Store
@@ -72,6 +73,18 @@ def resolution_messages(settings: Settings, store: Store, job: Job) -> Iterator[
 
 MESSAGES = {PAYMENT_MAIL: payment_messages, DISPUTE_MAIL: collector_messages, QUESTION_MAIL: collector_messages,
             RESOLUTION_MAIL: resolution_messages}
+
+
+def _one(message: EmailMessage | None) -> Iterator[EmailMessage]:
+    if message is not None:
+        yield message
+
+
+# Self-service (portal/selfservice): an address's confirmation link, the collector's notice of a confirmed change.
+MESSAGES[contacts.CONFIRM_MAIL] = lambda settings, store, job: _one(
+    contacts.confirm_message(settings, store, str(job.payload["change_id"])))
+MESSAGES[contacts.CHANGED_MAIL] = lambda settings, store, job: _one(
+    contacts.changed_message(settings, store, str(job.payload["change_id"])))
 
 
 def send_once(settings: Settings, store: Store, transport: Transport, job: Job,
