@@ -288,6 +288,7 @@ class PageRenderer:
                                 "url": doc_link(f"invoice:{inv.invoice_id}", inv.invoice_id, name)})
             page(f"c/{key}/i/{view['slug']}.html", "invoice", 3, inv=view, lines=lines, documents=docs,
                  forms=forms, pay={**pay, "preselect": True},
+                 approvers=[c for c in data.contacts if c.role == "approver"],
                  dues=[{"currency": inv.currency, "due_text": view["payable_text"]}] if view["payable"] > 0 else [])
         for view in payment_list:
             if view["receipt"]:

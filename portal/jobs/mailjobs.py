@@ -23,7 +23,7 @@ from portal.disputes import service as disputes
 from portal.mail.transport import Transport, send_with_retry
 from portal.payments.events import PAYMENT_MAIL, Change
 from portal.payments.messages import payment_message
-from portal.selfservice import contacts
+from portal.selfservice import approvals, contacts
 from portal.store import jobqueue
 from portal.store import payments as paystore
 from portal.store.database import Store
@@ -80,7 +80,8 @@ def _one(message: EmailMessage | None) -> Iterator[EmailMessage]:
         yield message
 
 
-# Self-service (portal/selfservice): an address's confirmation link, the collector's notice of a confirmed change.
+# Self-service (portal/selfservice): an address's confirmation link, the collector's notice of a confirmed change,
+# an approver's invoice link, the collector's check of a typed approver address.
 MESSAGES[contacts.CONFIRM_MAIL] = lambda settings, store, job: _one(
     contacts.confirm_message(settings, store, str(job.payload["change_id"])))
 MESSAGES[contacts.CHANGED_MAIL] = lambda settings, store, job: _one(
@@ -107,3 +108,7 @@ def send_once(settings: Settings, store: Store, transport: Transport, job: Job,
             jobqueue.record_message(conn, job.job_id, recipient, message_id, datetime.now(UTC))
         sent += 1
     return sent
+MESSAGES[approvals.APPROVER_MAIL] = lambda settings, store, job: _one(
+    approvals.approver_message(settings, store, str(job.payload["request_id"])))
+MESSAGES[approvals.CHECK_MAIL] = lambda settings, store, job: _one(
+    approvals.check_message(settings, store, str(job.payload["request_id"])))

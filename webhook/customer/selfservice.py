@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, Flask, request
 
 from portal.core.signing import TokenInvalid
-from portal.selfservice import contacts
+from portal.selfservice import approvals, contacts
 from portal.selfservice.common import SelfServiceRefused
 from webhook.customer.links import page_url
 from webhook.errors import TokenRejected
@@ -81,3 +81,56 @@ def contact_confirm(token: str) -> Any:
         raise TokenRejected("contact-confirm", token, str(exc)) from None
     jobs_recorded(change.customer_id)
     return render(PAGE, 200, what="contact_confirmed", email=change.email)
+
+
+@bp.post("/approval")
+@rate_limited("approval", token_arg="page_token")
+def approval_request() -> Any:
+    customer_id = page_claims("approval").customer_id
+    form = request.form
+    invoice_id = form.get("invoice", "")
+    try:
+        sent = approvals.request_approval(services().store, customer_id, invoice_id, form.get("approver", ""),
+                                          form.get("approver_email", ""))
+    except SelfServiceRefused as exc:
+        return _refused(exc, "approval")
+    jobs_recorded(customer_id)
+    version = services().store.active_key_version(customer_id)
+    _version, invoice = services().store.access(customer_id, invoice_id)
+    return render(PAGE, 200, what="approval_waiting" if sent.typed else "approval_sent", email=sent.email,
+                  number=invoice.number if invoice else "",
+                  account_url=page_url(customer_id, version, invoice_id) if version else "")
+
+
+def _approval(token: str) -> Any:
+    s = services()
+    try:
+        return approvals.approval_view(s.store, s.signer, token)
+    except TokenInvalid as exc:
+        raise TokenRejected("approve", token, str(exc)) from None
+
+
+@bp.get("/approve/<token>")
+@rate_limited("approve")
+def approve_page(token: str) -> Any:
+    view = _approval(token)
+    found = view.request
+    version = services().store.active_key_version(found.customer_id)
+    return render(PAGE, 200, what="approve", number=view.number, customer_name=view.customer_name,
+                  open_text=view.open_text, amount_text=view.amount_text, due_text=view.due_text,
+                  invoice_url=page_url(found.customer_id, version, found.invoice_id) if version else "",
+                  approved_text=found.approved_at.date().isoformat() if found.approved_at else "")
+
+
+@bp.post("/approve/<token>")
+@rate_limited("approve")
+def approve(token: str) -> Any:
+    view = _approval(token)
+    s = services()
+    try:
+        done = approvals.approve(s.store, s.signer, token)
+    except TokenInvalid as exc:
+        raise TokenRejected("approve", token, str(exc)) from None
+    jobs_recorded(done.customer_id)
+    event("invoice_approved", customer=done.customer_id, ip=client_ip())
+    return render(PAGE, 200, what="approved", number=view.number)
