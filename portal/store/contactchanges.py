@@ -92,12 +92,26 @@ def changes(conn: Connection, customer_ids: Iterable[str] | None = None, statuse
     return [_change(r) for r in conn.execute(query)]
 
 
+def by_customer(conn: Connection, customer_ids: Iterable[str] | None) -> dict[str, list[ContactChange]]:
+    """customer id -> its confirmed changes, in the order they apply (of every customer when None)."""
+    found: dict[str, list[ContactChange]] = {}
+    for change in changes(conn, customer_ids, [CONFIRMED]):
+        found.setdefault(change.customer_id, []).append(change)
+    return found
+
+
 def overlay(exported: list[Contact], confirmed: Iterable[ContactChange]) -> list[Contact]:
     """A customer's contacts: the export's, with its confirmed changes applied in order. A new address takes its
     own address as contact id (the export's default), so when the ERP later lists it under that id, what was
     sent to it is recognised and not sent again."""
     result = list(exported)
+    listed = {c.email.lower() for c in exported}
     for change in confirmed:
+        # The export lists the address already: the import that brings it marks the change in_erp (`absorb`), and
+        # from then on the export alone decides. A build rendering that export before its import commits
+        # (portal/store/snapshotview.py) sees the same contacts this way.
+        if change.email.lower() in listed:
+            continue
         if change.kind == "replace":
             result = [c for c in result if c.contact_id != change.replaces]
         if not any(c.email.lower() == change.email.lower() for c in result):

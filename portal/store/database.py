@@ -145,9 +145,7 @@ class Store:
                     result[r.customer_id].contacts.append(Contact(r.customer_id, r.contact_id, r.email,
                                                                   r.name, r.role))
             # Confirmed AP address changes sit on top of the export's contacts (portal/store/contactchanges.py).
-            confirmed: dict[str, list] = {}
-            for change in contactchanges.changes(conn, wanted, [contactchanges.CONFIRMED]):
-                confirmed.setdefault(change.customer_id, []).append(change)
+            confirmed = contactchanges.by_customer(conn, wanted)
             for cid, found in confirmed.items():
                 if cid in result:
                     result[cid].contacts[:] = contactchanges.overlay(result[cid].contacts, found)

@@ -187,3 +187,19 @@ def test_the_next_import_that_lists_the_address_takes_over(webhook, settings, st
     rewrite_csv(export_dir / "contacts.csv", lambda r: None if r["email"] == NEW else r)
     import_sample(store, settings, export_dir)
     assert NEW not in {c.email for c in store.customer_data([cid])[0].contacts}
+
+
+def test_a_full_build_shows_the_same_contacts_as_the_refresh(webhook, settings, store, export_dir, tmp_path):
+    """The nightly build renders from the export in memory before its import commits (portal/store/snapshotview.py):
+    it must apply confirmed changes as the store does, or it would publish the old address back."""
+    from portal.build.pipeline import build
+
+    app, ledger = webhook
+    cid, billing = _customer(store, ledger)
+    _ask(app, settings, cid, kind="replace", replaces=billing.contact_id)
+    app.test_client().post(_link(tmp_path))
+    out = tmp_path / "nightly"
+    build(export_dir, out, settings, store=store, workers=1)
+    account = (out / "c" / Signer(settings).customer_key(cid, 1) / "index.html").read_text()
+    section = account[account.index('id="ap-h"'):account.index("</ul>", account.index('id="ap-h"'))]
+    assert NEW in section and billing.email not in section
