@@ -16,7 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from portal.core.config import Settings, load_settings, warn_if_insecure
 from webhook import errors, health, jobs, security, static
-from webhook.customer import disputes, files, links, methods, payments, unsubscribe
+from webhook.customer import disputes, files, links, methods, payments, selfservice, unsubscribe
 from webhook.logs import configure_logging
 from webhook.services import Services
 from webhook.staff import overview as staff
@@ -67,5 +67,6 @@ def create_app(settings: Settings | None = None, site_dir: str | Path | None = N
     payments.init_app(app)
     methods.init_app(app)
     disputes.init_app(app)
+    selfservice.init_app(app)
     staff.init_app(app)
     return app

@@ -1,5 +1,5 @@
-"""`portal report receipts | payments | cash-application | disputes | kpis`: the staff dashboard's data for
-scripts and people (docs/staff.md).
+"""`portal report receipts | payments | cash-application | disputes | kpis | contact-changes`: the staff
+dashboard's data for scripts and people (docs/staff.md).
 
 `--format json` and `--format csv` are the stable, machine-readable forms (columns and keys are public: add,
 never rename); `table` is for people. The reports themselves are built in portal/staff/; this module only picks
@@ -88,6 +88,26 @@ def report_kpis(portal: PortalContext, fmt: str) -> None:
     from portal.staff.kpis import compute, format_kpis
 
     click.echo(format_kpis(compute(portal.store()), fmt), nl=False)
+
+
+@report.command("contact-changes")
+@click.option("--all", "include_all", is_flag=True,
+              help="Every change (requested, confirmed, already in the ERP), not only those to copy into the ERP.")
+@click.option("--format", "fmt", type=_FORMATS, default="table", show_default=True)
+@pass_portal
+def report_contact_changes(portal: PortalContext, include_all: bool, fmt: str) -> None:
+    """AP address changes customers confirmed on the portal that the ERP's export does not list yet: copy them
+    into the ERP (docs/selfservice.md)."""
+    from portal.selfservice.contacts import REPORT_COLUMNS, report_rows
+    from portal.staff.exports import to_csv, to_json
+
+    rows = report_rows(portal.store(), include_all)
+    if fmt == "json":
+        click.echo(to_json(rows), nl=False)
+    elif fmt == "csv":
+        click.echo(to_csv(rows, REPORT_COLUMNS), nl=False)
+    else:
+        click.echo(_table(rows, ["customer_id", "action", "old_email", "new_email", "status", "confirmed_at"]))
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:

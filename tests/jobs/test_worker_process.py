@@ -46,7 +46,8 @@ from tests.payfixtures import attempt_id_sent, intent_event, invoice_page, post_
 from tests.ports import free_port
 from tests.smtpserver import Recorder, SmtpServer
 
-PAID = '<span class="badge badge-paid">Paid</span>'
+# A paid invoice's badge says when it was paid ("Paid on DATE", issue 20).
+PAID = '<span class="badge badge-paid">Paid on '
 PENDING = "Payment pending"
 RESOLVED = "Dispute resolved"
 SECOND_BILLING = "C00003,C00003-AR2,Receivables Desk,ar2@mueller3.example,billing\n"

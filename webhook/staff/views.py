@@ -217,6 +217,10 @@ EVENT_LABELS = {
     "unsubscribed": "Unsubscribed from reminders",
     "payment_disputed": "Payment charged back (disputed)",
     "payment_reinstated": "Chargeback closed in our favour: the payment counts again",
+    "approval_requested": "Sent to the customer's approver",
+    "approver_confirmed": "Typed approver address confirmed by staff",
+    "invoice_approved": "Approved for payment by the customer's approver",
+    "contact_changed": "AP address change confirmed",
 }
 
 
