@@ -113,6 +113,9 @@ class Settings:
     job_queue_url: str = ""
     job_lease_seconds: int = 120  # a job whose worker died is run again once this has passed
     job_attempts: int = 5  # runs of a failing job before it stays `failed`
+    # The collector's workbench (docs/collect.md). On: a collector sees only the notes they wrote themselves
+    # (managers and admins see every note); off: notes are shared with the whole team.
+    collect_private_notes: bool = False
     config_file: str = field(default="", compare=False)
 
     @property

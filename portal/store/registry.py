@@ -7,7 +7,8 @@ no package above it (README.md, Architecture), so a feature's table goes into a 
 
 from __future__ import annotations
 
-from portal.store import disputes, jobqueue, mail, payments, positions, ratelimits, staff, tables
+from portal.store import collect, disputes, jobqueue, mail, payments, positions, ratelimits, staff, tables
 from portal.store.tables import metadata
 
-__all__ = ["disputes", "jobqueue", "mail", "metadata", "payments", "positions", "ratelimits", "staff", "tables"]
+__all__ = ["collect", "disputes", "jobqueue", "mail", "metadata", "payments", "positions", "ratelimits", "staff",
+           "tables"]

@@ -39,6 +39,7 @@ from webhook.staff.blueprint import (
     stamp,
     text_arg,
 )
+from webhook.staff.collect import customer_context, customers_context
 
 
 def _paged(call: Any, *args: Any, default_sort: str, default_desc: bool, **kwargs: Any) -> Page:
@@ -234,7 +235,7 @@ def event_label(kind: str, invoice_id: str) -> str:
 def customers() -> Any:
     q = text_arg("q")
     found = customers_table.customers_search(services().store, q, limit=50) if q else []
-    return page("staff/customers.html", title="Customers", q=q or "", found=found)
+    return page("staff/customers.html", title="Customers", q=q or "", **customers_context(found))
 
 
 @bp.get("/customer")
@@ -251,7 +252,7 @@ def customer() -> Any:
     for event_row in shown.timeline.rows:
         event_row["label"] = event_label(event_row["kind"], event_row["invoice_id"])
     return page("staff/customer.html", title=shown.customer["name"], customer=shown.customer, result=shown.timeline,
-                invoice_id=invoice_id, positions=shown.positions)
+                invoice_id=invoice_id, positions=shown.positions, **customer_context(customer_id))
 
 
 @bp.get("/customer.csv")

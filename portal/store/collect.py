@@ -1,0 +1,83 @@
+"""The collector's workbench tables: touches (calls, emails, notes, the portal's own emails) and holds.
+
+The queries stay with the workbench (portal/collect/); two live here because layers below the workbench need
+them: `record_portal_touch` (the mail features record their messages as touches in the same transaction as
+the `email_sent` events, so a touch exists exactly when a message left) and `held_customers` (reminders skip a
+customer on hold).
+
+A touch names its collector when it is written: the staff user who logged it, or for the portal's own emails
+the customer's collector at sending time, so a later reassignment does not move past work between collectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, Column, Date, Index, Integer, String, Table, Text, insert, select
+from sqlalchemy.engine import Connection
+
+from portal.store.tables import ID, UTCDateTime, customers, metadata
+
+TOUCH_ID = BigInteger().with_variant(Integer, "sqlite")
+
+touches = Table(
+    "touches", metadata,
+    Column("touch_id", TOUCH_ID, primary_key=True, autoincrement=True),
+    Column("customer_id", String(ID), nullable=False),
+    # call | email | note (logged by staff) | portal_email (the portal's own messages)
+    Column("kind", String(20), nullable=False),
+    Column("outcome", String(20), nullable=False, default=""),  # calls: reached | voicemail | no_answer | wrong_number
+    Column("body", Text, nullable=False, default=""),
+    Column("collector", String(320), nullable=False, default=""),  # whose touch it counts as ("" when nobody's)
+    Column("created_by", String(320), nullable=False, default=""),  # the staff user; "" for the portal
+    Column("contact_id", String(320), nullable=False, default=""),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Index("ix_touches_customer_id_occurred_at", "customer_id", "occurred_at"),
+    Index("ix_touches_collector_occurred_at", "collector", "occurred_at"),
+)
+
+# The invoices a touch was about (none: the whole account).
+touch_invoices = Table(
+    "touch_invoices", metadata,
+    Column("touch_id", TOUCH_ID, primary_key=True),
+    Column("invoice_id", String(ID), primary_key=True),
+    Index("ix_touch_invoices_invoice_id", "invoice_id"),
+)
+
+# One row per hold ever placed; the current one has no released_at and an end date not yet passed.
+holds = Table(
+    "holds", metadata,
+    Column("hold_id", Integer, primary_key=True, autoincrement=True),
+    Column("customer_id", String(ID), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("until", Date, nullable=False),  # the last day of the hold
+    Column("placed_by", String(320), nullable=False),
+    Column("placed_at", UTCDateTime, nullable=False),
+    Column("released_by", String(320), nullable=False, default=""),
+    Column("released_at", UTCDateTime, nullable=True),
+    Index("ix_holds_customer_id_released_at", "customer_id", "released_at"),
+)
+
+
+def insert_touch(conn: Connection, row: dict, invoice_ids: Iterable[str] = ()) -> int:
+    touch_id = conn.execute(insert(touches).values(**row).returning(touches.c.touch_id)).scalar_one()
+    ids = sorted(set(invoice_ids))
+    if ids:
+        conn.execute(insert(touch_invoices), [{"touch_id": touch_id, "invoice_id": i} for i in ids])
+    return int(touch_id)
+
+
+def record_portal_touch(conn: Connection, customer_id: str, contact_id: str, invoice_ids: Iterable[str], what: str,
+                        message_id: str, at: datetime) -> int:
+    """One touch for one message the portal sent to a contact, counted for the customer's collector now."""
+    collector = conn.execute(select(customers.c.collector).where(customers.c.customer_id == customer_id)).scalar()
+    return insert_touch(conn, {"customer_id": customer_id, "kind": "portal_email", "outcome": "",
+                               "body": f"{what} {message_id}".strip(), "collector": collector or "",
+                               "created_by": "", "contact_id": contact_id, "occurred_at": at}, invoice_ids)
+
+
+def held_customers(conn: Connection, today: date) -> set[str]:
+    """The customers on hold today (a hold ends after its `until` day or when released)."""
+    query = select(holds.c.customer_id).where(holds.c.released_at.is_(None), holds.c.until >= today).distinct()
+    return set(conn.execute(query).scalars())

@@ -1,0 +1,64 @@
+"""collections: the collector's workbench (touches, the invoices they name, holds)
+
+Revision ID: 0008_collections
+Revises: 0007_refresh_queue
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0008_collections"
+down_revision = "0007_refresh_queue"
+branch_labels = None
+depends_on = None
+
+TOUCH_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "touches",
+        sa.Column("touch_id", TOUCH_ID, autoincrement=True, nullable=False),
+        sa.Column("customer_id", sa.String(length=200), nullable=False),
+        sa.Column("kind", sa.String(length=20), nullable=False),
+        sa.Column("outcome", sa.String(length=20), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("collector", sa.String(length=320), nullable=False),
+        sa.Column("created_by", sa.String(length=320), nullable=False),
+        sa.Column("contact_id", sa.String(length=320), nullable=False),
+        sa.Column("occurred_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("touch_id", name=op.f("pk_touches")),
+    )
+    op.create_index("ix_touches_customer_id_occurred_at", "touches", ["customer_id", "occurred_at"])
+    op.create_index("ix_touches_collector_occurred_at", "touches", ["collector", "occurred_at"])
+    op.create_table(
+        "touch_invoices",
+        sa.Column("touch_id", TOUCH_ID, nullable=False),
+        sa.Column("invoice_id", sa.String(length=200), nullable=False),
+        sa.PrimaryKeyConstraint("touch_id", "invoice_id", name=op.f("pk_touch_invoices")),
+    )
+    op.create_index("ix_touch_invoices_invoice_id", "touch_invoices", ["invoice_id"])
+    op.create_table(
+        "holds",
+        sa.Column("hold_id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("customer_id", sa.String(length=200), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("until", sa.Date(), nullable=False),
+        sa.Column("placed_by", sa.String(length=320), nullable=False),
+        sa.Column("placed_at", sa.DateTime(), nullable=False),
+        sa.Column("released_by", sa.String(length=320), nullable=False),
+        sa.Column("released_at", sa.DateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("hold_id", name=op.f("pk_holds")),
+    )
+    op.create_index("ix_holds_customer_id_released_at", "holds", ["customer_id", "released_at"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_holds_customer_id_released_at", table_name="holds")
+    op.drop_table("holds")
+    op.drop_index("ix_touch_invoices_invoice_id", table_name="touch_invoices")
+    op.drop_table("touch_invoices")
+    op.drop_index("ix_touches_collector_occurred_at", table_name="touches")
+    op.drop_index("ix_touches_customer_id_occurred_at", table_name="touches")
+    op.drop_table("touches")

@@ -1,0 +1,119 @@
+"""/staff workbench actions on a customer: log a touch (call, outside email, note), place or release a hold; and
+what the customer page and the customers list show of the workbench (docs/collect.md).
+
+Every POST passes the blueprint's CSRF check (webhook/staff/auth.py) and the role check here (`worker_only`);
+the domain functions check the role again. Each view parses the form, calls one function of portal/collect and
+redirects back to the customer page, whose touches section shows the result.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from flask import abort, redirect, request, url_for
+
+from portal.collect.access import Actor, CollectRefused
+from portal.collect.holds import current_holds, place_hold, release_hold
+from portal.collect.portfolio import portfolio, with_holds
+from portal.collect.touches import KINDS, OUTCOMES, customer_touches, log_touch
+from webhook.logs import event, security_log
+from webhook.services import client_ip, services
+from webhook.staff.auth import current_session
+from webhook.staff.blueprint import bp, page
+
+
+def actor() -> Actor:
+    session = current_session()
+    if session is None:  # require_staff ran first; never reached
+        abort(403)
+    return Actor(session.user.email, session.user.role)
+
+
+def worker_only(view: Callable) -> Callable:
+    """Collectors, managers and admins; a viewer reads only."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        who = actor()
+        if not who.works_customers:
+            event("staff_forbidden", logger=security_log, ip=client_ip(), endpoint=request.endpoint or "",
+                  user=who.email)
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def customer_context(customer_id: str) -> dict[str, Any]:
+    """What the customer page's workbench sections need (templates/staff/_touches.html)."""
+    s = services()
+    who = actor()
+    return {"touches": customer_touches(s.store, who, customer_id, private_notes=s.settings.collect_private_notes),
+            "hold": current_holds(s.store, [customer_id]).get(customer_id), "touch_kinds": KINDS,
+            "call_outcomes": OUTCOMES, "can_work": who.works_customers}
+
+
+def customers_context(found: list[dict[str, Any]]) -> dict[str, Any]:
+    """The customers page: search results with their holds, and a portfolio (a collector's own by default;
+    `?collector=` names another's, or `all` for none)."""
+    s = services()
+    who = actor()
+    wanted = request.args.get("collector", "").strip()[:320]
+    if not wanted and who.role == "collector":
+        wanted = who.email
+    listed = portfolio(s.store, wanted) if wanted and wanted != "all" else []
+    return {"found": with_holds(s.store, found), "portfolio": listed, "portfolio_of": "" if wanted == "all" else wanted}
+
+
+def _back(customer_id: str, anchor: str = "workbench") -> Any:
+    return redirect(url_for("staff.customer", id=customer_id, _anchor=anchor))
+
+
+def _refused(exc: CollectRefused) -> Any:
+    return page("staff/message.html", exc.status, title="Not recorded", message=exc.message)
+
+
+@bp.post("/customer/touch")
+@worker_only
+def customer_touch() -> Any:
+    form = request.form
+    customer_id = form.get("customer_id", "")[:200]
+    try:
+        log_touch(services().store, actor(), customer_id, form.get("kind", ""), outcome=form.get("outcome", ""),
+                  body=form.get("body", ""), invoice_ids=[i[:200] for i in form.getlist("invoice")])
+    except CollectRefused as exc:
+        return _refused(exc)
+    return _back(customer_id)
+
+
+@bp.post("/customer/hold")
+@worker_only
+def customer_hold() -> Any:
+    form = request.form
+    customer_id = form.get("customer_id", "")[:200]
+    raw = form.get("until", "").strip()
+    try:
+        until = date.fromisoformat(raw)
+    except ValueError:
+        return page("staff/message.html", 400, title="Not recorded",
+                    message=f'Last day of the hold: "{raw[:40]}" is not a date (YYYY-MM-DD)')
+    try:
+        place_hold(services().store, actor(), customer_id, form.get("reason", ""), until)
+    except CollectRefused as exc:
+        return _refused(exc)
+    event("staff_hold_placed", logger=security_log, by=actor().email, customer=customer_id)
+    return _back(customer_id)
+
+
+@bp.post("/customer/hold/release")
+@worker_only
+def customer_hold_release() -> Any:
+    customer_id = request.form.get("customer_id", "")[:200]
+    try:
+        release_hold(services().store, actor(), customer_id)
+    except CollectRefused as exc:
+        return _refused(exc)
+    return _back(customer_id)
