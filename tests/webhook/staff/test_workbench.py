@@ -1,0 +1,127 @@
+"""/staff workbench forms through the Flask app, on SQLite and PostgreSQL: a collector logs a call and places a
+hold from the customer page; what they typed is escaped; a viewer, a missing CSRF token and another customer's
+invoice are refused with nothing recorded; a collector sees their own portfolio first."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+
+from portal.store import tables
+from portal.store.collect import holds, touches
+from tests.staff_helpers import add_staff, csrf, login
+from tests.webhook_helpers import import_sample, make_app
+
+EVIL = "<script>alert(1)</script> & Co"
+CARA, VIV, MIA = "cara@example.com", "viv@example.com", "mia@example.com"
+
+
+@pytest.fixture
+def ledger(store, settings, export_dir):
+    ledger = import_sample(store, settings, export_dir)
+    first, second = sorted(ledger.customers)[:2]
+    with store.begin() as conn:  # Cara collects the first customer only
+        conn.execute(update(tables.customers).values(collector=""))
+        conn.execute(update(tables.customers).where(tables.customers.c.customer_id == first).values(collector=CARA))
+    return ledger
+
+
+@pytest.fixture
+def app(settings, tmp_path, ledger, store):
+    add_staff(store, CARA, "collector")
+    add_staff(store, VIV, "viewer")
+    add_staff(store, MIA, "manager")
+    with make_app(settings.replace(target=str(tmp_path / "site")), tmp_path) as app:
+        yield app
+
+
+def _client(app, email):
+    client = app.test_client()
+    assert login(client, email).status_code == 302
+    return client
+
+
+def _customers(ledger):
+    first, second = sorted(ledger.customers)[:2]
+    own = sorted(i.invoice_id for i in ledger.invoices.values() if i.customer_id == first)
+    other = sorted(i.invoice_id for i in ledger.invoices.values() if i.customer_id == second)
+    return first, second, own, other
+
+
+def _count(store, table) -> int:
+    with store.begin() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def test_a_collector_logs_a_call_from_the_customer_page_and_the_team_sees_it_escaped(app, store, ledger):
+    cara = _client(app, CARA)
+    first, _, own, _ = _customers(ledger)
+    page = cara.get(f"/staff/customer?id={first}").get_data(as_text=True)
+    assert "Log a touch" in page and 'value="call" checked' in page  # two clicks: an outcome, then "Log it"
+    posted = cara.post("/staff/customer/touch", data={
+        "csrf_token": csrf(cara), "customer_id": first, "kind": "call", "outcome": "reached", "body": EVIL,
+        "invoice": own[:1]})
+    assert posted.status_code == 302 and posted.headers["Location"].endswith(f"/staff/customer?id={first}#workbench")
+    seen = _client(app, MIA).get(f"/staff/customer?id={first}").get_data(as_text=True)
+    assert "Call: reached" in seen and CARA in seen
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; Co" in seen and "<script>alert(1)" not in seen
+
+
+def test_a_viewer_reads_but_cannot_log_or_hold(app, store, ledger):
+    viv = _client(app, VIV)
+    first, _, _, _ = _customers(ledger)
+    assert "Log a touch" not in viv.get(f"/staff/customer?id={first}").get_data(as_text=True)
+    token = csrf(viv)
+    assert viv.post("/staff/customer/touch", data={"csrf_token": token, "customer_id": first, "kind": "note",
+                                                   "body": "hi"}).status_code == 403
+    assert viv.post("/staff/customer/hold", data={"csrf_token": token, "customer_id": first, "reason": "x",
+                                                  "until": "2099-01-01"}).status_code == 403
+    assert _count(store, touches) == 0 and _count(store, holds) == 0
+
+
+def test_workbench_posts_without_the_csrf_token_or_from_another_origin_record_nothing(app, store, ledger):
+    cara = _client(app, CARA)
+    first, _, _, _ = _customers(ledger)
+    note = {"customer_id": first, "kind": "note", "body": "hi"}
+    assert cara.post("/staff/customer/touch", data=note).status_code == 403
+    assert cara.post("/staff/customer/touch", data={**note, "csrf_token": "forged"}).status_code == 403
+    assert cara.post("/staff/customer/touch", data={**note, "csrf_token": csrf(cara)},
+                     headers={"Origin": "https://evil.example"}).status_code == 403
+    assert cara.post("/staff/customer/hold/release", data={"customer_id": first}).status_code == 403
+    assert _count(store, touches) == 0
+
+
+def test_another_customers_invoice_is_refused_with_a_message(app, store, ledger):
+    cara = _client(app, CARA)
+    first, _, _, other = _customers(ledger)
+    refused = cara.post("/staff/customer/touch", data={"csrf_token": csrf(cara), "customer_id": first,
+                                                       "kind": "call", "outcome": "reached", "invoice": other[:1]})
+    assert refused.status_code == 400
+    assert "is not an invoice of customer" in refused.get_data(as_text=True)
+    assert _count(store, touches) == 0
+
+
+def test_a_hold_shows_on_the_customer_page_and_on_the_lists(app, store, ledger):
+    cara = _client(app, CARA)
+    first, _, _, _ = _customers(ledger)
+    until = (datetime.now(UTC).date() + timedelta(days=5)).isoformat()
+    bad = cara.post("/staff/customer/hold", data={"csrf_token": csrf(cara), "customer_id": first,
+                                                  "reason": "Talks", "until": "5 Dec"})
+    assert bad.status_code == 400 and "is not a date (YYYY-MM-DD)" in bad.get_data(as_text=True)
+    assert cara.post("/staff/customer/hold", data={"csrf_token": csrf(cara), "customer_id": first,
+                                                   "reason": EVIL, "until": until}).status_code == 302
+    page = cara.get(f"/staff/customer?id={first}").get_data(as_text=True)
+    assert f"On hold until {until}" in page and "&lt;script&gt;" in page and "<script>alert" not in page
+    # A collector's customers page lists their own portfolio by default, with the hold.
+    mine = cara.get("/staff/customers").get_data(as_text=True)
+    assert f"Portfolio of {CARA}" in mine and f"on hold until {until}" in mine
+    # A manager sees no portfolio by default, any collector's on asking; search results show the hold too.
+    mia = _client(app, MIA)
+    assert "Portfolio of" not in mia.get("/staff/customers").get_data(as_text=True)
+    assert f"Portfolio of {CARA}" in mia.get(f"/staff/customers?collector={CARA}").get_data(as_text=True)
+    assert f"on hold until {until}" in mia.get(f"/staff/customers?q={first}").get_data(as_text=True)
+    released = mia.post("/staff/customer/hold/release", data={"csrf_token": csrf(mia), "customer_id": first})
+    assert released.status_code == 302
+    assert "On hold until" not in cara.get(f"/staff/customer?id={first}").get_data(as_text=True)
