@@ -1,0 +1,114 @@
+"""The collector's workbench in a real browser (Chromium + Playwright) over the sample site served by the webhook:
+a collector finds their portfolio, logs a call in two clicks from the customer page, puts the customer on hold;
+axe-core on every workbench page at desktop and phone widths.
+
+Skips without Chromium, unless PORTAL_REQUIRE_BROWSER=1 (CI), as the other browser tests.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import update
+
+from portal.store.tables import customers
+from tests.livesite import ARTIFACTS, WIDTHS, chromium, require_browser, served_sample_site
+from tests.staff_helpers import PASSWORD, add_staff
+
+pytestmark = pytest.mark.browser
+COLLECTOR, ADMIN = "cara@example.com", "lead@example.com"
+
+
+@pytest.fixture(scope="module")
+def portal_site(tmp_path_factory):
+    require_browser()
+    with served_sample_site(tmp_path_factory.mktemp("browser-workbench")) as site:
+        store = site["store"]
+        add_staff(store, COLLECTOR, "collector")
+        add_staff(store, ADMIN, "admin")
+        data = [d for d in store.customer_data() if d.invoices]
+        mine = data[0].customer
+        with store.begin() as conn:
+            conn.execute(update(customers).values(collector="someone@example.com"))
+            conn.execute(update(customers).where(customers.c.customer_id == mine.customer_id)
+                         .values(collector=COLLECTOR))
+        site.update(mine=mine, invoice=data[0].invoices[0])
+        yield site
+
+
+@pytest.fixture(scope="module")
+def browser(portal_site):
+    with chromium() as browser:
+        yield browser
+
+
+def check(page, name: str) -> None:
+    from axe_playwright_python.sync_playwright import Axe
+
+    result = Axe().run(page)
+    assert result.violations_count == 0, result.generate_report()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"workbench-{name}.png"), full_page=True)
+
+
+def log_in(page, address: str, email: str) -> None:
+    page.goto(f"{address}/staff/")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_load_state()
+    assert page.get_by_role("heading", name="Overview").is_visible()
+
+
+@pytest.mark.parametrize("width", ["desktop", "phone"])
+def test_a_collector_logs_a_call_in_two_clicks_and_puts_the_customer_on_hold(portal_site, browser, width):
+    address, mine = portal_site["address"], portal_site["mine"]
+    context = browser.new_context(viewport={"width": WIDTHS[width], "height": 900})
+    try:
+        page = context.new_page()
+        log_in(page, address, COLLECTOR)
+        page.goto(f"{address}/staff/customers")
+        assert page.get_by_role("heading", name=f"Portfolio of {COLLECTOR}").is_visible()
+        check(page, f"portfolio-{width}")
+        page.get_by_role("link", name=mine.name).click()
+        page.wait_for_load_state()
+        check(page, f"customer-{width}")
+        page.get_by_label("No answer").check()  # click one
+        page.get_by_role("button", name="Log it").click()  # click two
+        page.wait_for_load_state()
+        touches = page.get_by_role("region", name="Touches and notes")
+        assert touches.get_by_text("Call: no answer").first.is_visible()
+        assert touches.get_by_text(COLLECTOR).first.is_visible()
+
+        page.get_by_text("Put on hold").first.click()  # opens the details
+        until = (datetime.now(UTC).date() + timedelta(days=7)).isoformat()
+        page.get_by_label("Reason (the team reads it)").fill(f"Awaiting the <b>{width}</b> settlement")
+        page.get_by_label("Last day of the hold").fill(until)
+        page.get_by_role("button", name="Put on hold").click()
+        page.wait_for_load_state()
+        assert page.get_by_role("status").get_by_text(f"On hold until {until}").is_visible()
+        assert page.get_by_text(f"Awaiting the <b>{width}</b> settlement").first.is_visible()  # shown, not markup
+        page.get_by_text("Change or release the hold").click()
+        check(page, f"customer-held-{width}")
+        page.get_by_role("button", name="Release the hold now").click()
+        page.wait_for_load_state()
+        assert page.get_by_text("On hold until").count() == 0
+    finally:
+        context.close()
+
+
+def test_the_staff_users_page_changes_roles_accessibly(portal_site, browser):
+    address = portal_site["address"]
+    context = browser.new_context(viewport={"width": WIDTHS["desktop"], "height": 900})
+    try:
+        page = context.new_page()
+        log_in(page, address, ADMIN)
+        page.goto(f"{address}/staff/users")
+        check(page, "users")
+        page.get_by_label(f"Role of {COLLECTOR}").select_option("manager")
+        page.get_by_role("button", name=f"Change role of {COLLECTOR}").click()
+        page.wait_for_load_state()
+        assert page.get_by_label(f"Role of {COLLECTOR}").input_value() == "manager"
+    finally:
+        context.close()
