@@ -56,6 +56,14 @@ def log_touch(store: Store, actor: Actor, customer_id: str, kind: str, *, outcom
     """Record a call (with its outcome), an email sent outside the portal or a note; returns the touch id.
     Refused (CollectRefused, nothing written) for a viewer, an unknown customer or kind, a call without an
     outcome, an empty note, or an invoice of another customer."""
+    kind, outcome, body = checked_touch(actor, kind, outcome, body)
+    now = now or datetime.now(UTC)
+    with store.begin() as conn:
+        return write_touch(conn, actor, customer_id, kind, outcome, body, invoice_ids, now)
+
+
+def checked_touch(actor: Actor, kind: str, outcome: str, body: str) -> tuple[str, str, str]:
+    """(kind, outcome, body) as they will be stored; CollectRefused when they cannot be."""
     require_worker(actor)
     if kind not in KINDS:
         raise CollectRefused(f"kind {kind!r}: use one of {', '.join(KINDS)}")
@@ -68,14 +76,19 @@ def log_touch(store: Store, actor: Actor, customer_id: str, kind: str, *, outcom
         raise CollectRefused("a note needs some text")
     if len(body) > MAX_BODY:
         raise CollectRefused(f"the text has {len(body)} characters; at most {MAX_BODY}")
-    now = now or datetime.now(UTC)
-    with store.begin() as conn:
-        if not customer_exists(conn, customer_id):
-            raise CollectRefused(f"customer {customer_id!r}: no such customer", 404)
-        checked = own_invoices(conn, customer_id, invoice_ids)
-        return insert_touch(conn, {"customer_id": customer_id, "kind": kind, "outcome": outcome, "body": body,
-                                   "collector": actor.email, "created_by": actor.email, "contact_id": "",
-                                   "occurred_at": now}, checked)
+    return kind, outcome, body
+
+
+def write_touch(conn: Connection, actor: Actor, customer_id: str, kind: str, outcome: str, body: str,
+                invoice_ids: Iterable[str], now: datetime) -> int:
+    """A checked touch (`checked_touch`) written in the caller's transaction, after the customer and its
+    invoices are checked."""
+    if not customer_exists(conn, customer_id):
+        raise CollectRefused(f"customer {customer_id!r}: no such customer", 404)
+    checked = own_invoices(conn, customer_id, invoice_ids)
+    return insert_touch(conn, {"customer_id": customer_id, "kind": kind, "outcome": outcome, "body": body,
+                               "collector": actor.email, "created_by": actor.email, "contact_id": "",
+                               "occurred_at": now}, checked)
 
 
 def customer_touches(store: Store, actor: Actor, customer_id: str, *, private_notes: bool, limit: int = 100
@@ -107,7 +120,9 @@ def touch_label(kind: str, outcome: str) -> str:
     if kind == "call":
         return f"Call: {OUTCOMES.get(outcome, outcome).lower()}"
     return {"email": "Email sent outside the portal", "note": "Note", "portal_email": "Email sent by the portal",
-            "hold": "Put on hold", "hold_released": "Hold released", "answer": "Question answered"
+            "hold": "Put on hold", "hold_released": "Hold released", "answer": "Question answered",
+            "promise": "Promise to pay", "promise_kept": "Promise kept", "promise_broken": "Promise broken",
+            "promise_cancelled": "Promise replaced by a newer one"
             }.get(kind, kind.replace("_", " "))
 
 

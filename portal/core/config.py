@@ -116,6 +116,13 @@ class Settings:
     # The collector's workbench (docs/collect.md). On: a collector sees only the notes they wrote themselves
     # (managers and admins see every note); off: notes are shared with the whole team.
     collect_private_notes: bool = False
+    # Promises to pay: kept when the money arrived by the promised day plus these days (a transfer in transit),
+    # broken otherwise.
+    promise_grace_days: int = 3
+    # What a customer may promise on their page: a day at most this many days ahead, and at least this share
+    # (percent) of what the invoices chosen owe. Collectors promise on a customer's behalf without these limits.
+    promise_max_days: int = 30
+    promise_min_percent: int = 25
     config_file: str = field(default="", compare=False)
 
     @property
@@ -262,6 +269,7 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError(f"mail_url: {settings.mail_url!r}: use outbox:DIR, smtp://user:pass@host:port "
                           "or ses://region")
     _validate_mail(settings)
+    _validate_promises(settings)
     if settings.partial_minimum < 0:
         raise ConfigError(f"partial_minimum: {settings.partial_minimum} must not be negative")
     if not 0 <= settings.ach_discount_bps <= 1000:
@@ -328,6 +336,15 @@ def _validate_mail(settings: Settings) -> None:
         for key, rule in rules:
             if any(v < 0 for v in (rule if isinstance(rule, tuple) else (rule,))):
                 raise ConfigError(f"reminder_groups: {group}: {key}: must not be negative")
+
+
+def _validate_promises(settings: Settings) -> None:
+    if not 0 <= settings.promise_grace_days <= 60:
+        raise ConfigError(f"promise_grace_days: {settings.promise_grace_days} must be between 0 and 60")
+    if not 1 <= settings.promise_max_days <= 366:
+        raise ConfigError(f"promise_max_days: {settings.promise_max_days} must be between 1 and 366")
+    if not 1 <= settings.promise_min_percent <= 100:
+        raise ConfigError(f"promise_min_percent: {settings.promise_min_percent} must be between 1 and 100")
 
 
 def warn_if_insecure(settings: Settings) -> None:

@@ -1,9 +1,9 @@
 """The collector's workbench tables: touches (calls, emails, notes, the portal's own emails) and holds.
 
-The queries stay with the workbench (portal/collect/); two live here because layers below the workbench need
+The queries stay with the workbench (portal/collect/); three live here because layers below the workbench need
 them: `record_portal_touch` (the mail features record their messages as touches in the same transaction as
-the `email_sent` events, so a touch exists exactly when a message left) and `held_customers` (reminders skip a
-customer on hold).
+the `email_sent` events, so a touch exists exactly when a message left), `held_customers` (reminders skip a
+customer on hold) and `promised_invoices` (reminders pause for a promised invoice until its day).
 
 A touch names its collector when it is written: the staff user who logged it, or for the portal's own emails
 the customer's collector at sending time, so a later reassignment does not move past work between collectors.
@@ -59,6 +59,35 @@ holds = Table(
     Index("ix_holds_customer_id_released_at", "customer_id", "released_at"),
 )
 
+# Promises to pay (portal/collect/promises.py). `status`: open -> kept | broken | cancelled, each once.
+promises = Table(
+    "promises", metadata,
+    Column("promise_id", Integer, primary_key=True, autoincrement=True),
+    Column("customer_id", String(ID), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # minor units of `currency`
+    Column("currency", String(3), nullable=False),
+    Column("promised_for", Date, nullable=False),  # the day the money is promised by
+    Column("source", String(10), nullable=False),  # collector | customer
+    Column("made_by", String(320), nullable=False),  # the staff user, or the customer's contact ("" unknown)
+    Column("collector", String(320), nullable=False, default=""),  # whose promise it counts as
+    Column("status", String(10), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("settled_at", UTCDateTime, nullable=True),  # when it was judged kept, broken or cancelled
+    Column("arrived", BigInteger, nullable=False, default=0),  # money that arrived, as last judged
+    Index("ix_promises_status_promised_for", "status", "promised_for"),
+    Index("ix_promises_customer_id", "customer_id"),
+)
+
+# Each promised invoice with what it still owed (open + pending, per the balances rule) when promised: the
+# money that arrived since is that less what it still owes.
+promise_invoices = Table(
+    "promise_invoices", metadata,
+    Column("promise_id", Integer, primary_key=True),
+    Column("invoice_id", String(ID), primary_key=True),
+    Column("unsettled_at_promise", BigInteger, nullable=False),
+    Index("ix_promise_invoices_invoice_id", "invoice_id"),
+)
+
 
 def insert_touch(conn: Connection, row: dict, invoice_ids: Iterable[str] = ()) -> int:
     touch_id = conn.execute(insert(touches).values(**row).returning(touches.c.touch_id)).scalar_one()
@@ -75,6 +104,17 @@ def record_portal_touch(conn: Connection, customer_id: str, contact_id: str, inv
     return insert_touch(conn, {"customer_id": customer_id, "kind": "portal_email", "outcome": "",
                                "body": f"{what} {message_id}".strip(), "collector": collector or "",
                                "created_by": "", "contact_id": contact_id, "occurred_at": at}, invoice_ids)
+
+
+def promised_invoices(conn: Connection, today: date) -> dict[str, date]:
+    """invoice id -> the day it is promised by, for open promises whose day has not passed: reminders pause."""
+    query = (select(promise_invoices.c.invoice_id, promises.c.promised_for)
+             .select_from(promises.join(promise_invoices, promise_invoices.c.promise_id == promises.c.promise_id))
+             .where(promises.c.status == "open", promises.c.promised_for >= today))
+    found: dict[str, date] = {}
+    for invoice_id, day in conn.execute(query):
+        found[invoice_id] = max(day, found.get(invoice_id, day))
+    return found
 
 
 def held_customers(conn: Connection, today: date) -> set[str]:

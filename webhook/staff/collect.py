@@ -1,4 +1,5 @@
-"""/staff workbench actions on a customer: log a touch (call, outside email, note), place or release a hold; and
+"""/staff workbench actions on a customer: log a touch (call, outside email, note) with the promise to pay it
+brought, place or release a hold; and
 what the customer page and the customers list show of the workbench (docs/collect.md).
 
 Every POST passes the blueprint's CSRF check (webhook/staff/auth.py) and the role check here (`worker_only`);
@@ -16,9 +17,11 @@ from typing import Any
 from flask import abort, redirect, request, url_for
 
 from portal.collect.access import Actor, CollectRefused
-from portal.collect.holds import current_holds, place_hold, release_hold
+from portal.collect.customer import customer_workbench
+from portal.collect.holds import place_hold, release_hold
 from portal.collect.portfolio import portfolio, with_holds
-from portal.collect.touches import KINDS, OUTCOMES, customer_touches, log_touch
+from portal.collect.promises import Offer, log_touch_with_promise
+from portal.collect.touches import KINDS, OUTCOMES, log_touch
 from webhook.logs import event, security_log
 from webhook.services import client_ip, services
 from webhook.staff.auth import current_session
@@ -50,10 +53,8 @@ def worker_only(view: Callable) -> Callable:
 def customer_context(customer_id: str) -> dict[str, Any]:
     """What the customer page's workbench sections need (templates/staff/_touches.html)."""
     s = services()
-    who = actor()
-    return {"touches": customer_touches(s.store, who, customer_id, private_notes=s.settings.collect_private_notes),
-            "hold": current_holds(s.store, [customer_id]).get(customer_id), "touch_kinds": KINDS,
-            "call_outcomes": OUTCOMES, "can_work": who.works_customers}
+    return {**customer_workbench(s.store, s.settings, actor(), customer_id), "touch_kinds": KINDS,
+            "call_outcomes": OUTCOMES}
 
 
 def customers_context(found: list[dict[str, Any]]) -> dict[str, Any]:
@@ -81,9 +82,16 @@ def _refused(exc: CollectRefused) -> Any:
 def customer_touch() -> Any:
     form = request.form
     customer_id = form.get("customer_id", "")[:200]
+    invoice_ids = [i[:200] for i in form.getlist("invoice")]
+    amount, day = form.get("promise_amount", "").strip(), form.get("promise_date", "").strip()
     try:
-        log_touch(services().store, actor(), customer_id, form.get("kind", ""), outcome=form.get("outcome", ""),
-                  body=form.get("body", ""), invoice_ids=[i[:200] for i in form.getlist("invoice")])
+        if amount or day:  # the call brought a promise to pay: both are recorded, or neither
+            log_touch_with_promise(services().store, actor(), customer_id, form.get("kind", ""),
+                                   Offer(tuple(invoice_ids), amount, day), outcome=form.get("outcome", ""),
+                                   body=form.get("body", ""))
+        else:
+            log_touch(services().store, actor(), customer_id, form.get("kind", ""), outcome=form.get("outcome", ""),
+                      body=form.get("body", ""), invoice_ids=invoice_ids)
     except CollectRefused as exc:
         return _refused(exc)
     return _back(customer_id)

@@ -125,3 +125,18 @@ def test_a_hold_shows_on_the_customer_page_and_on_the_lists(app, store, ledger):
     released = mia.post("/staff/customer/hold/release", data={"csrf_token": csrf(mia), "customer_id": first})
     assert released.status_code == 302
     assert "On hold until" not in cara.get(f"/staff/customer?id={first}").get_data(as_text=True)
+
+
+def test_a_call_with_a_promise_from_the_customer_page_shows_in_the_promises(app, store, ledger):
+    cara = _client(app, CARA)
+    first, _, own, other = _customers(ledger)
+    day = (datetime.now(UTC).date() + timedelta(days=3)).isoformat()
+    call = {"csrf_token": csrf(cara), "customer_id": first, "kind": "call", "outcome": "reached",
+            "promise_amount": "1.00", "promise_date": day}
+    refused = cara.post("/staff/customer/touch", data={**call, "invoice": other[:1]})
+    assert refused.status_code == 400 and _count(store, touches) == 0  # neither the call nor the promise
+    missing = cara.post("/staff/customer/touch", data={**call, "invoice": own[:1], "promise_date": ""})
+    assert missing.status_code == 400 and "is not a date" in missing.get_data(as_text=True)
+    assert cara.post("/staff/customer/touch", data={**call, "invoice": own[:1]}).status_code == 302
+    page = cara.get(f"/staff/customer?id={first}").get_data(as_text=True)
+    assert "Promises to pay" in page and f"{day}</td>" in page and "Promise to pay" in page

@@ -1,4 +1,4 @@
-"""collections: the collector's workbench (touches, the invoices they name, holds)
+"""collections: the collector's workbench (touches, the invoices they name, holds, promises to pay)
 
 Revision ID: 0008_collections
 Revises: 0007_refresh_queue
@@ -52,9 +52,40 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("hold_id", name=op.f("pk_holds")),
     )
     op.create_index("ix_holds_customer_id_released_at", "holds", ["customer_id", "released_at"])
+    op.create_table(
+        "promises",
+        sa.Column("promise_id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("customer_id", sa.String(length=200), nullable=False),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("promised_for", sa.Date(), nullable=False),
+        sa.Column("source", sa.String(length=10), nullable=False),
+        sa.Column("made_by", sa.String(length=320), nullable=False),
+        sa.Column("collector", sa.String(length=320), nullable=False),
+        sa.Column("status", sa.String(length=10), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("settled_at", sa.DateTime(), nullable=True),
+        sa.Column("arrived", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("promise_id", name=op.f("pk_promises")),
+    )
+    op.create_index("ix_promises_status_promised_for", "promises", ["status", "promised_for"])
+    op.create_index("ix_promises_customer_id", "promises", ["customer_id"])
+    op.create_table(
+        "promise_invoices",
+        sa.Column("promise_id", sa.Integer(), nullable=False),
+        sa.Column("invoice_id", sa.String(length=200), nullable=False),
+        sa.Column("unsettled_at_promise", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("promise_id", "invoice_id", name=op.f("pk_promise_invoices")),
+    )
+    op.create_index("ix_promise_invoices_invoice_id", "promise_invoices", ["invoice_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_promise_invoices_invoice_id", table_name="promise_invoices")
+    op.drop_table("promise_invoices")
+    op.drop_index("ix_promises_customer_id", table_name="promises")
+    op.drop_index("ix_promises_status_promised_for", table_name="promises")
+    op.drop_table("promises")
     op.drop_index("ix_holds_customer_id_released_at", table_name="holds")
     op.drop_table("holds")
     op.drop_index("ix_touch_invoices_invoice_id", table_name="touch_invoices")

@@ -1,4 +1,5 @@
-"""`portal remind` and holds, on SQLite and PostgreSQL: a customer on hold gets no reminder until the hold ends."""
+"""`portal remind` pauses, on SQLite and PostgreSQL: a customer on hold gets no reminder until the hold ends; a
+promised invoice none until its day has passed."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import pytest
 
 from portal.collect.access import Actor
 from portal.collect.holds import place_hold, release_hold
+from portal.collect.promises import Offer, log_touch_with_promise
 from portal.mail.reminders import send_reminders
 from portal.mail.sending import send_invoices
-from tests.mail.test_reminders import NOW, SENT, TODAY
+from tests.mail.test_reminders import NOW, SENT, TODAY, _reminded
 from tests.smtpserver import mail_ledger, running_smtp
 
 CARA = Actor("cara@supplier.example", "collector")
@@ -51,3 +53,15 @@ def test_a_hold_ends_by_itself_after_its_last_day(mail_settings, store, ledger, 
     place_hold(store, CARA, "C1", "Negotiating", TODAY - timedelta(days=1), now=NOW - timedelta(days=1))
     result = send_reminders(mail_settings, store, now=NOW)
     assert "C1: on hold" not in result.skipped and "k1" in [m.contact_id for m in result.messages]
+
+
+def test_a_promised_invoice_is_not_reminded_until_its_day_has_passed(mail_settings, store, ledger, smtp):
+    log_touch_with_promise(store, CARA, "C1", "call", Offer(("I-OD5",), "300.00", TODAY.isoformat()),
+                           outcome="reached", now=NOW - timedelta(hours=1))
+    result = send_reminders(mail_settings, store, now=NOW)
+    assert any("INV-OD5<i>: promised by 2026-12-01" in s for s in result.skipped)
+    reminded = _reminded(store)
+    assert ("k1", "I-OD5") not in reminded and ("k1", "I-OD20") in reminded  # the other invoices still go
+
+    later = send_reminders(mail_settings.replace(reminder_interval_days=0), store, now=NOW + timedelta(days=1))
+    assert ("k1", "I-OD5") in _reminded(store) and not any("promised" in s for s in later.skipped)
