@@ -10,9 +10,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import update
 
+from portal.cli.main import cli
+from portal.store.collect import promises
 from portal.store.tables import customers
+from tests.conftest import TEST_SECRET
 from tests.livesite import ARTIFACTS, WIDTHS, chromium, require_browser, served_sample_site
 from tests.staff_helpers import PASSWORD, add_staff
 
@@ -27,13 +31,18 @@ def portal_site(tmp_path_factory):
         store = site["store"]
         add_staff(store, COLLECTOR, "collector")
         add_staff(store, ADMIN, "admin")
-        data = [d for d in store.customer_data() if d.invoices]
+        today = datetime.now(UTC).date()
+        # A customer with a billing contact and an invoice `portal remind` would chase today (overdue).
+        data = [d for d in store.customer_data() if any(c.role == "billing" for c in d.contacts)
+                and any(i.due_date < today - timedelta(days=1) for i in d.invoices)]
         mine = data[0].customer
+        overdue = next(i for i in data[0].invoices if i.due_date < today - timedelta(days=1))
         with store.begin() as conn:
             conn.execute(update(customers).values(collector="someone@example.com"))
             conn.execute(update(customers).where(customers.c.customer_id == mine.customer_id)
                          .values(collector=COLLECTOR))
-        site.update(mine=mine, invoice=data[0].invoices[0])
+        other = next(d for d in store.customer_data() if d.invoices and d.customer.customer_id != mine.customer_id)
+        site.update(mine=mine, overdue=overdue, data=data[0], other=other)
         yield site
 
 
@@ -110,5 +119,80 @@ def test_the_staff_users_page_changes_roles_accessibly(portal_site, browser):
         page.get_by_role("button", name=f"Change role of {COLLECTOR}").click()
         page.wait_for_load_state()
         assert page.get_by_label(f"Role of {COLLECTOR}").input_value() == "manager"
+    finally:
+        context.close()
+
+
+def remind(site) -> str:
+    settings = site["settings"]
+    env = {"PORTAL_DATABASE_URL": settings.database_url, "PORTAL_SECRET_KEY": TEST_SECRET,
+           "PORTAL_MAIL_URL": settings.mail_url, "PORTAL_SITE_URL": settings.site_url}
+    result = CliRunner().invoke(cli, ["remind"], obj={}, env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_a_promise_taken_on_a_call_pauses_reminders_and_breaks_when_the_day_passes_unpaid(portal_site, browser):
+    address, mine, overdue, store = (portal_site["address"], portal_site["mine"], portal_site["overdue"],
+                                     portal_site["store"])
+    context = browser.new_context(viewport={"width": WIDTHS["desktop"], "height": 900})
+    try:
+        page = context.new_page()
+        log_in(page, address, COLLECTOR)
+        page.goto(f"{address}/staff/customer?id={mine.customer_id}")
+        day = (datetime.now(UTC).date() + timedelta(days=2)).isoformat()
+        form = page.get_by_role("form", name="Log a touch")
+        form.get_by_label("Reached").check()
+        form.get_by_label(overdue.number, exact=True).check()
+        form.get_by_label("Amount promised").fill("1.00")
+        form.get_by_label("Promised by").fill(day)
+        form.get_by_role("button", name="Log it").click()
+        page.wait_for_load_state()
+        promised = page.get_by_role("region", name="Promises to pay")
+        assert promised.get_by_role("cell", name=day).is_visible()
+        assert promised.get_by_role("cell", name="open", exact=True).is_visible()
+        timeline = page.get_by_role("region", name="Touches and notes")
+        assert timeline.get_by_text("Promise to pay").first.is_visible()
+        check(page, "customer-promised")
+
+        output = remind(portal_site)
+        assert f"skipped: {mine.customer_id} invoice {overdue.number}: promised by {day}" in output
+
+        with store.begin() as conn:  # the day passes (two weeks on), and nothing was paid
+            conn.execute(update(promises).values(promised_for=datetime.now(UTC).date() - timedelta(days=14)))
+        page.reload()
+        assert promised.get_by_role("cell", name="broken", exact=True).is_visible()
+        assert timeline.get_by_text("Promise broken").first.is_visible()
+        assert "promised by" not in remind(portal_site)
+    finally:
+        context.close()
+
+
+def test_a_customers_promise_on_their_page_reaches_the_collector(portal_site, browser):
+    address, other = portal_site["address"], portal_site["other"]
+    invoice = max(other.invoices, key=lambda i: i.balance)
+    token = portal_site["signer"].link_token(other.customer.customer_id, other.contacts[0].contact_id, "", 1)
+    context = browser.new_context(viewport={"width": WIDTHS["phone"], "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(f"{address}/l/{token}")
+        section = page.get_by_role("region", name="Promise to pay")
+        assert section.is_visible()
+        check(page, "customer-account-promise-phone")
+        day = (datetime.now(UTC).date() + timedelta(days=5)).isoformat()
+        section.get_by_label(invoice.number, exact=False).first.check()
+        section.get_by_label("Amount you will pay").fill(f"{invoice.balance // 100}.{invoice.balance % 100:02d}")
+        section.get_by_label("You will pay by (date)").fill(day)
+        section.get_by_role("button", name="Send my promise").click()
+        page.wait_for_load_state()
+        assert page.get_by_role("heading", name="Promise to pay received").is_visible()
+        check(page, "customer-promise-received-phone")
+
+        staff = context.new_page()
+        log_in(staff, address, ADMIN)
+        staff.goto(f"{address}/staff/customer?id={other.customer.customer_id}")
+        promised = staff.get_by_role("region", name="Promises to pay")
+        assert promised.get_by_role("cell", name="the customer, on their page").is_visible()
+        assert promised.get_by_role("cell", name=day).is_visible()
     finally:
         context.close()
