@@ -88,6 +88,19 @@ promise_invoices = Table(
     Index("ix_promise_invoices_invoice_id", "invoice_id"),
 )
 
+# Answers to customers' questions (portal/collect/answers.py): one per question, written once the transport
+# accepted the message.
+question_answers = Table(
+    "question_answers", metadata,
+    Column("question_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("customer_id", String(ID), nullable=False),
+    Column("answer", Text, nullable=False),
+    Column("answered_by", String(320), nullable=False),
+    Column("answered_at", UTCDateTime, nullable=False),
+    Column("sent_to", Text, nullable=False),  # the addresses it went to, comma-separated
+    Column("message_id", Text, nullable=False),
+)
+
 
 def insert_touch(conn: Connection, row: dict, invoice_ids: Iterable[str] = ()) -> int:
     touch_id = conn.execute(insert(touches).values(**row).returning(touches.c.touch_id)).scalar_one()

@@ -17,6 +17,7 @@ from typing import Any
 from flask import abort, redirect, request, url_for
 
 from portal.collect.access import Actor, CollectRefused
+from portal.collect.answers import answer_question
 from portal.collect.customer import customer_workbench
 from portal.collect.holds import place_hold, release_hold
 from portal.collect.portfolio import portfolio, with_holds
@@ -125,3 +126,18 @@ def customer_hold_release() -> Any:
     except CollectRefused as exc:
         return _refused(exc)
     return _back(customer_id)
+
+
+@bp.post("/questions/<int:question_id>/answer")
+@worker_only
+def question_answer(question_id: int) -> Any:
+    s = services()
+    customer_id = request.form.get("customer_id", "")[:200]
+    try:
+        sent_to = answer_question(s.store, s.settings, actor(), question_id, request.form.get("answer", ""))
+    except CollectRefused as exc:
+        return _refused(exc)
+    event("staff_question_answered", logger=security_log, by=actor().email, question=f"Q-{question_id}",
+          recipients=len(sent_to))
+    return redirect(url_for("staff.customer", id=customer_id, _anchor="questions")) if customer_id else \
+        redirect(url_for("staff.customers"))

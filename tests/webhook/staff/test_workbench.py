@@ -140,3 +140,28 @@ def test_a_call_with_a_promise_from_the_customer_page_shows_in_the_promises(app,
     assert cara.post("/staff/customer/touch", data={**call, "invoice": own[:1]}).status_code == 302
     page = cara.get(f"/staff/customer?id={first}").get_data(as_text=True)
     assert "Promises to pay" in page and f"{day}</td>" in page and "Promise to pay" in page
+
+
+def test_a_question_shows_its_text_and_contact_and_is_answered_from_the_dashboard(app, store, ledger, tmp_path):
+    from portal.disputes.service import submit_question
+    from tests.webhook_helpers import outbox_messages
+
+    first, _, _, _ = _customers(ledger)
+    contact = next(c for c in ledger.contacts if c.customer_id == first)
+    asked = submit_question(store, first, "", f"Is this right? {EVIL}", email=contact.email)
+    qid = int(asked.reference.removeprefix("Q-"))
+    viv = _client(app, VIV)
+    seen = viv.get(f"/staff/customer?id={first}").get_data(as_text=True)
+    assert "Is this right? &lt;script&gt;alert(1)&lt;/script&gt; &amp; Co" in seen and "<script>alert" not in seen
+    assert f"&lt;{contact.email}&gt;" in seen and "Send the answer" not in seen  # a viewer reads only
+    assert viv.post(f"/staff/questions/{qid}/answer", data={"csrf_token": csrf(viv), "answer": "x"}).status_code == 403
+    cara = _client(app, CARA)
+    assert cara.post(f"/staff/questions/{qid}/answer", data={"answer": "x"}).status_code == 403  # no CSRF token
+    assert outbox_messages(tmp_path) == []
+    answered = cara.post(f"/staff/questions/{qid}/answer", data={"csrf_token": csrf(cara), "customer_id": first,
+                                                                 "answer": f"Yes {EVIL}"})
+    assert answered.status_code == 302 and answered.headers["Location"].endswith("#questions")
+    [message] = outbox_messages(tmp_path)
+    assert message["To"].addresses[0].addr_spec == contact.email and message["Reply-To"] == CARA
+    page = cara.get(f"/staff/customer?id={first}").get_data(as_text=True)
+    assert f"Answered by {CARA}" in page and "Yes &lt;script&gt;" in page and "Question answered" in page

@@ -1,4 +1,4 @@
-"""collections: the collector's workbench (touches, the invoices they name, holds, promises to pay)
+"""collections: the collector's workbench (touches and their invoices, holds, promises, answers, who asked)
 
 Revision ID: 0008_collections
 Revises: 0007_refresh_queue
@@ -78,9 +78,25 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("promise_id", "invoice_id", name=op.f("pk_promise_invoices")),
     )
     op.create_index("ix_promise_invoices_invoice_id", "promise_invoices", ["invoice_id"])
+    op.create_table(
+        "question_answers",
+        sa.Column("question_id", TOUCH_ID, autoincrement=False, nullable=False),
+        sa.Column("customer_id", sa.String(length=200), nullable=False),
+        sa.Column("answer", sa.Text(), nullable=False),
+        sa.Column("answered_by", sa.String(length=320), nullable=False),
+        sa.Column("answered_at", sa.DateTime(), nullable=False),
+        sa.Column("sent_to", sa.Text(), nullable=False),
+        sa.Column("message_id", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("question_id", name=op.f("pk_question_answers")),
+    )
+    with op.batch_alter_table("questions") as batch_op:
+        batch_op.add_column(sa.Column("contact_id", sa.String(length=320), server_default="", nullable=False))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("questions") as batch_op:
+        batch_op.drop_column("contact_id")
+    op.drop_table("question_answers")
     op.drop_index("ix_promise_invoices_invoice_id", table_name="promise_invoices")
     op.drop_table("promise_invoices")
     op.drop_index("ix_promises_customer_id", table_name="promises")
