@@ -123,6 +123,12 @@ class Settings:
     # (percent) of what the invoices chosen owe. Collectors promise on a customer's behalf without these limits.
     promise_max_days: int = 30
     promise_min_percent: int = 25
+    # Today's worklist (docs/collect.md), amounts in minor units of the invoice's currency: an overdue invoice
+    # owing at least `worklist_large_amount` that no person viewed; an invoice due within `worklist_due_soon_days`
+    # of a customer owing at least `worklist_big_account` in that currency.
+    worklist_large_amount: int = 100_000
+    worklist_big_account: int = 1_000_000
+    worklist_due_soon_days: int = 7
     config_file: str = field(default="", compare=False)
 
     @property
@@ -343,6 +349,9 @@ def _validate_promises(settings: Settings) -> None:
         raise ConfigError(f"promise_grace_days: {settings.promise_grace_days} must be between 0 and 60")
     if not 1 <= settings.promise_max_days <= 366:
         raise ConfigError(f"promise_max_days: {settings.promise_max_days} must be between 1 and 366")
+    for key in ("worklist_large_amount", "worklist_big_account", "worklist_due_soon_days"):
+        if getattr(settings, key) < 0:
+            raise ConfigError(f"{key}: {getattr(settings, key)} must not be negative")
     if not 1 <= settings.promise_min_percent <= 100:
         raise ConfigError(f"promise_min_percent: {settings.promise_min_percent} must be between 1 and 100")
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, Column, Date, Index, Integer, String, Table, Text, insert, select
+from sqlalchemy import BigInteger, Column, Date, Index, Integer, String, Table, Text, func, insert, select
 from sqlalchemy.engine import Connection
 
 from portal.store.tables import ID, UTCDateTime, customers, metadata
@@ -101,6 +102,35 @@ question_answers = Table(
     Column("message_id", Text, nullable=False),
 )
 
+# A manager's reassignment of a customer: wins over the export's `collector` column, which every import rewrites.
+collector_assignments = Table(
+    "collector_assignments", metadata,
+    Column("customer_id", String(ID), primary_key=True),
+    Column("collector", String(320), nullable=False),
+    Column("assigned_by", String(320), nullable=False),
+    Column("assigned_at", UTCDateTime, nullable=False),
+)
+
+# A worklist item put off: the customer's item for `reason` stays off the worklist through `until`.
+worklist_snoozes = Table(
+    "worklist_snoozes", metadata,
+    Column("customer_id", String(ID), primary_key=True),
+    Column("reason", String(30), primary_key=True),
+    Column("until", Date, nullable=False),
+    Column("snoozed_by", String(320), nullable=False),
+    Column("snoozed_at", UTCDateTime, nullable=False),
+)
+
+
+def collector_of() -> Any:
+    """The customer's collector as a column: a manager's reassignment, else the export's (lower case). Select
+    from `with_assignments(customers)`."""
+    return func.lower(func.coalesce(collector_assignments.c.collector, customers.c.collector))
+
+
+def with_assignments(table: Any) -> Any:
+    return table.outerjoin(collector_assignments, collector_assignments.c.customer_id == customers.c.customer_id)
+
 
 def insert_touch(conn: Connection, row: dict, invoice_ids: Iterable[str] = ()) -> int:
     touch_id = conn.execute(insert(touches).values(**row).returning(touches.c.touch_id)).scalar_one()
@@ -113,7 +143,8 @@ def insert_touch(conn: Connection, row: dict, invoice_ids: Iterable[str] = ()) -
 def record_portal_touch(conn: Connection, customer_id: str, contact_id: str, invoice_ids: Iterable[str], what: str,
                         message_id: str, at: datetime) -> int:
     """One touch for one message the portal sent to a contact, counted for the customer's collector now."""
-    collector = conn.execute(select(customers.c.collector).where(customers.c.customer_id == customer_id)).scalar()
+    collector = conn.execute(select(collector_of()).select_from(with_assignments(customers))
+                             .where(customers.c.customer_id == customer_id)).scalar()
     return insert_touch(conn, {"customer_id": customer_id, "kind": "portal_email", "outcome": "",
                                "body": f"{what} {message_id}".strip(), "collector": collector or "",
                                "created_by": "", "contact_id": contact_id, "occurred_at": at}, invoice_ids)

@@ -140,7 +140,7 @@ def test_a_promise_taken_on_a_call_pauses_reminders_and_breaks_when_the_day_pass
         page = context.new_page()
         log_in(page, address, COLLECTOR)
         page.goto(f"{address}/staff/customer?id={mine.customer_id}")
-        day = (datetime.now(UTC).date() + timedelta(days=2)).isoformat()
+        day = datetime.now(UTC).date().isoformat()  # "we pay today"
         form = page.get_by_role("form", name="Log a touch")
         form.get_by_label("Reached").check()
         form.get_by_label(overdue.number, exact=True).check()
@@ -155,12 +155,22 @@ def test_a_promise_taken_on_a_call_pauses_reminders_and_breaks_when_the_day_pass
         assert timeline.get_by_text("Promise to pay").first.is_visible()
         check(page, "customer-promised")
 
+        page.get_by_role("navigation", name="Staff sections").get_by_role("link", name="Worklist").click()
+        page.wait_for_load_state()
+        row = page.get_by_role("row").filter(has=page.get_by_role("link", name=mine.name, exact=True))
+        # Taken with a call just now, so today's item for it is done already: it shows among the done.
+        assert page.get_by_role("listitem").filter(has_text=f"Promise due today: {mine.name}").is_visible()
+        check(page, "worklist")
+
         output = remind(portal_site)
         assert f"skipped: {mine.customer_id} invoice {overdue.number}: promised by {day}" in output
 
-        with store.begin() as conn:  # the day passes (two weeks on), and nothing was paid
-            conn.execute(update(promises).values(promised_for=datetime.now(UTC).date() - timedelta(days=14)))
+        with store.begin() as conn:  # the day passes (a week on), and nothing was paid
+            conn.execute(update(promises).values(promised_for=datetime.now(UTC).date() - timedelta(days=7)))
         page.reload()
+        assert row.get_by_role("cell", name="Promise broken").is_visible()
+        assert page.get_by_role("row").nth(1).get_by_role("cell", name="Promise broken").is_visible()  # first
+        page.goto(f"{address}/staff/customer?id={mine.customer_id}")
         assert promised.get_by_role("cell", name="broken", exact=True).is_visible()
         assert timeline.get_by_text("Promise broken").first.is_visible()
         assert "promised by" not in remind(portal_site)
@@ -194,5 +204,26 @@ def test_a_customers_promise_on_their_page_reaches_the_collector(portal_site, br
         promised = staff.get_by_role("region", name="Promises to pay")
         assert promised.get_by_role("cell", name="the customer, on their page").is_visible()
         assert promised.get_by_role("cell", name=day).is_visible()
+    finally:
+        context.close()
+
+
+def test_a_manager_sees_the_teams_worklist_and_reassigns(portal_site, browser):
+    address = portal_site["address"]
+    context = browser.new_context(viewport={"width": WIDTHS["phone"], "height": 900})
+    try:
+        page = context.new_page()
+        log_in(page, address, ADMIN)
+        page.goto(f"{address}/staff/worklist")
+        assert page.get_by_text("The team's worklist").is_visible()
+        check(page, "worklist-team-phone")
+        field = page.get_by_label("New collector of").first
+        name = field.get_attribute("id")
+        field.fill("newbie@example.com")
+        page.locator(f"#{name} ~ button").click()
+        page.wait_for_load_state()
+        page.goto(f"{address}/staff/customers?collector=newbie@example.com")
+        assert page.get_by_role("heading", name="Portfolio of newbie@example.com").is_visible()
+        assert page.get_by_role("list").last.get_by_role("link").count() == 1
     finally:
         context.close()

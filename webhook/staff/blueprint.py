@@ -27,7 +27,7 @@ bp.before_request(require_staff)
 PER_PAGE = 50
 MAX_PAGE = 100_000
 NAV = [("staff.overview", "Overview"), ("staff.receipts", "Receipts"), ("staff.payments", "Payments"),
-       ("staff.disputes", "Disputes"), ("staff.customers", "Customers")]
+       ("staff.disputes", "Disputes"), ("staff.customers", "Customers"), ("staff.worklist", "Worklist")]
 
 
 class BadQuery(BadRequest):

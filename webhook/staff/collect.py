@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from flask import abort, redirect, request, url_for
@@ -23,6 +23,7 @@ from portal.collect.holds import place_hold, release_hold
 from portal.collect.portfolio import portfolio, with_holds
 from portal.collect.promises import Offer, log_touch_with_promise
 from portal.collect.touches import KINDS, OUTCOMES, log_touch
+from portal.collect.worklist import REASONS, build_worklist, reassign, snooze
 from webhook.logs import event, security_log
 from webhook.services import client_ip, services
 from webhook.staff.auth import current_session
@@ -141,3 +142,57 @@ def question_answer(question_id: int) -> Any:
           recipients=len(sent_to))
     return redirect(url_for("staff.customer", id=customer_id, _anchor="questions")) if customer_id else \
         redirect(url_for("staff.customers"))
+
+
+# --- today's worklist ------------------------------------------------------------------------------------------
+
+
+@bp.get("/worklist")
+def worklist() -> Any:
+    """A collector's own list by default; managers and admins the team's, or one collector's with ?collector=."""
+    s = services()
+    who = actor()
+    wanted = request.args.get("collector", "").strip().lower()[:320]
+    if not wanted:
+        wanted = "" if who.oversees or not who.works_customers else who.email
+    shown = build_worklist(s.store, s.settings, "" if wanted == "all" else wanted)
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+    return page("staff/worklist.html", title="Today's worklist", wl=shown, wanted=wanted, can_work=who.works_customers,
+                can_assign=who.oversees, tomorrow=tomorrow.isoformat(), reasons=REASONS)
+
+
+def _back_to_list() -> Any:
+    return redirect(request.form.get("back", "") if request.form.get("back", "").startswith("/staff/worklist")
+                    and "//" not in request.form.get("back", "") else url_for("staff.worklist"))
+
+
+@bp.post("/worklist/snooze")
+@worker_only
+def worklist_snooze() -> Any:
+    form = request.form
+    raw = form.get("until", "").strip()
+    try:
+        until = date.fromisoformat(raw)
+    except ValueError:
+        return page("staff/message.html", 400, title="Not snoozed",
+                    message=f'Snooze until: "{raw[:40]}" is not a date (YYYY-MM-DD)')
+    try:
+        snooze(services().store, actor(), form.get("customer_id", "")[:200], form.get("reason", "")[:30], until)
+    except CollectRefused as exc:
+        return _refused(exc)
+    return _back_to_list()
+
+
+@bp.post("/customer/assign")
+def customer_assign() -> Any:
+    who = actor()
+    customer_id = request.form.get("customer_id", "")[:200]
+    if not who.oversees:
+        event("staff_forbidden", logger=security_log, ip=client_ip(), endpoint=request.endpoint or "", user=who.email)
+        abort(403)
+    try:
+        reassign(services().store, who, customer_id, request.form.get("collector", ""))
+    except CollectRefused as exc:
+        return _refused(exc)
+    event("staff_customer_reassigned", logger=security_log, by=who.email, customer=customer_id)
+    return _back_to_list()

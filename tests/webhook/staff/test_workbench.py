@@ -165,3 +165,33 @@ def test_a_question_shows_its_text_and_contact_and_is_answered_from_the_dashboar
     assert message["To"].addresses[0].addr_spec == contact.email and message["Reply-To"] == CARA
     page = cara.get(f"/staff/customer?id={first}").get_data(as_text=True)
     assert f"Answered by {CARA}" in page and "Yes &lt;script&gt;" in page and "Question answered" in page
+
+
+def test_the_worklist_view_snooze_and_reassign_with_roles_and_csrf(app, store, ledger):
+    from portal.disputes.service import submit_question
+
+    first, second, _, _ = _customers(ledger)
+    submit_question(store, first, "", f"Question {EVIL}")
+    cara = _client(app, CARA)
+    mine = cara.get("/staff/worklist").get_data(as_text=True)
+    assert f"Worklist of {CARA}" in mine and "Dispute or question unanswered" in mine
+    assert "Reassign" not in mine  # a collector cannot reassign
+    assert cara.post("/staff/customer/assign", data={"csrf_token": csrf(cara), "customer_id": first,
+                                                     "collector": "x@example.com"}).status_code == 403
+    assert cara.post("/staff/worklist/snooze", data={"customer_id": first, "reason": "unanswered",
+                                                     "until": "2099-01-01"}).status_code == 403  # no CSRF token
+    tomorrow = (datetime.now(UTC).date() + timedelta(days=1)).isoformat()
+    snoozed = cara.post("/staff/worklist/snooze", data={"csrf_token": csrf(cara), "customer_id": first,
+                                                        "reason": "unanswered", "until": tomorrow,
+                                                        "back": "https://evil.example/"})
+    assert snoozed.status_code == 302 and snoozed.headers["Location"] == "/staff/worklist"  # never off-site
+    assert "1 snoozed" in cara.get("/staff/worklist").get_data(as_text=True)
+    mia = _client(app, MIA)
+    team = mia.get("/staff/worklist").get_data(as_text=True)
+    assert "The team's worklist" in team and 'action="/staff/customer/assign"' in team
+    assert mia.post("/staff/customer/assign", data={"csrf_token": csrf(mia), "customer_id": second,
+                                                    "collector": CARA}).status_code == 302
+    assert second in cara.get("/staff/customers").get_data(as_text=True)  # now in Cara's portfolio
+    assert _client(app, VIV).post("/staff/worklist/snooze", data={
+        "csrf_token": csrf(_client(app, VIV)), "customer_id": first, "reason": "unanswered",
+        "until": tomorrow}).status_code == 403

@@ -89,6 +89,23 @@ def upgrade() -> None:
         sa.Column("message_id", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("question_id", name=op.f("pk_question_answers")),
     )
+    op.create_table(
+        "collector_assignments",
+        sa.Column("customer_id", sa.String(length=200), nullable=False),
+        sa.Column("collector", sa.String(length=320), nullable=False),
+        sa.Column("assigned_by", sa.String(length=320), nullable=False),
+        sa.Column("assigned_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("customer_id", name=op.f("pk_collector_assignments")),
+    )
+    op.create_table(
+        "worklist_snoozes",
+        sa.Column("customer_id", sa.String(length=200), nullable=False),
+        sa.Column("reason", sa.String(length=30), nullable=False),
+        sa.Column("until", sa.Date(), nullable=False),
+        sa.Column("snoozed_by", sa.String(length=320), nullable=False),
+        sa.Column("snoozed_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("customer_id", "reason", name=op.f("pk_worklist_snoozes")),
+    )
     with op.batch_alter_table("questions") as batch_op:
         batch_op.add_column(sa.Column("contact_id", sa.String(length=320), server_default="", nullable=False))
 
@@ -97,6 +114,8 @@ def downgrade() -> None:
     with op.batch_alter_table("questions") as batch_op:
         batch_op.drop_column("contact_id")
     op.drop_table("question_answers")
+    op.drop_table("worklist_snoozes")
+    op.drop_table("collector_assignments")
     op.drop_index("ix_promise_invoices_invoice_id", table_name="promise_invoices")
     op.drop_table("promise_invoices")
     op.drop_index("ix_promises_customer_id", table_name="promises")
