@@ -129,6 +129,11 @@ class Settings:
     worklist_large_amount: int = 100_000
     worklist_big_account: int = 1_000_000
     worklist_due_soon_days: int = 7
+    # The activity report's targets: touches per hour worked (min, max), emails per ten calls (min, max: about
+    # two emails per call); hours worked per day with a touch (0: measured from the logged touches).
+    activity_touches_per_hour: tuple[int, ...] = (18, 26)
+    activity_emails_per_ten_calls: tuple[int, ...] = (15, 25)
+    activity_schedule_hours: int = 0
     config_file: str = field(default="", compare=False)
 
     @property
@@ -352,6 +357,12 @@ def _validate_promises(settings: Settings) -> None:
     for key in ("worklist_large_amount", "worklist_big_account", "worklist_due_soon_days"):
         if getattr(settings, key) < 0:
             raise ConfigError(f"{key}: {getattr(settings, key)} must not be negative")
+    for key in ("activity_touches_per_hour", "activity_emails_per_ten_calls"):
+        pair = getattr(settings, key)
+        if len(pair) != 2 or not 0 <= pair[0] <= pair[1]:
+            raise ConfigError(f"{key}: {list(pair)} must be two numbers, the lower first (e.g. 18,26)")
+    if not 0 <= settings.activity_schedule_hours <= 24:
+        raise ConfigError(f"activity_schedule_hours: {settings.activity_schedule_hours} must be between 0 and 24")
     if not 1 <= settings.promise_min_percent <= 100:
         raise ConfigError(f"promise_min_percent: {settings.promise_min_percent} must be between 1 and 100")
 

@@ -227,3 +227,19 @@ def test_a_manager_sees_the_teams_worklist_and_reassigns(portal_site, browser):
         assert page.get_by_role("list").last.get_by_role("link").count() == 1
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("width", ["desktop", "phone"])
+def test_the_activity_report_is_accessible(portal_site, browser, width):
+    address = portal_site["address"]
+    context = browser.new_context(viewport={"width": WIDTHS[width], "height": 900})
+    try:
+        page = context.new_page()
+        log_in(page, address, ADMIN)
+        page.get_by_role("navigation", name="Staff sections").get_by_role("link", name="Activity").click()
+        page.wait_for_load_state()
+        assert page.get_by_role("rowheader", name="(team)").is_visible()
+        assert page.get_by_role("img", name="Touches by hour of day (UTC), (team)").is_visible()
+        check(page, f"activity-{width}")
+    finally:
+        context.close()

@@ -24,6 +24,7 @@ from portal.staff.payments_report import cash_application_csv as cash_applicatio
 from webhook.jobs import jobs_recorded
 from webhook.logs import event, security_log
 from webhook.services import services
+from webhook.staff import activity as _activity  # noqa: F401 - registers /staff/activity on bp
 from webhook.staff.auth import admin_only
 from webhook.staff.blueprint import (
     PER_PAGE,

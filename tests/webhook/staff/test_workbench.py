@@ -195,3 +195,24 @@ def test_the_worklist_view_snooze_and_reassign_with_roles_and_csrf(app, store, l
     assert _client(app, VIV).post("/staff/worklist/snooze", data={
         "csrf_token": csrf(_client(app, VIV)), "customer_id": first, "reason": "unanswered",
         "until": tomorrow}).status_code == 403
+
+
+def test_the_activity_page_and_its_csv(app, store, ledger):
+    from portal.collect.access import Actor
+    from portal.collect.touches import log_touch
+
+    first, _, _, _ = _customers(ledger)
+    log_touch(store, Actor(CARA, "collector"), first, "call", outcome="reached")
+    cara = _client(app, CARA)
+    own = cara.get("/staff/activity").get_data(as_text=True)
+    assert f'<th scope="row">{CARA}</th>' in own and "(team)" not in own  # a collector's own figures first
+    assert 'aria-labelledby="by-hour-title by-hour-desc"' in own and "What each figure means" in own
+    mia = _client(app, MIA)
+    team = mia.get("/staff/activity?period=day").get_data(as_text=True)
+    assert '<th scope="row">(team)</th>' in team
+    assert mia.get("/staff/activity?period=year").status_code == 400
+    hostile = mia.get(f"/staff/activity?collector={EVIL}").get_data(as_text=True)
+    assert "<script>alert" not in hostile and "&lt;script&gt;" in hostile
+    exported = mia.get("/staff/activity.csv?period=day")
+    assert exported.status_code == 200 and exported.mimetype == "text/csv"
+    assert exported.get_data(as_text=True).startswith("collector,period,start,calls")
