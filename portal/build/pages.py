@@ -265,7 +265,9 @@ class PageRenderer:
         forms = {"enabled": True, "page_token": page_token, "question_action": f"{self.webhook}/question",
                  "dispute_action": f"{self.webhook}/dispute", "reasons": reason_choices(self.settings, tr),
                  "email": customer.collector or self.settings.support_email,
-                 "contacts_action": f"{self.webhook}/contacts", "approval_action": f"{self.webhook}/approval"}
+                 "contacts_action": f"{self.webhook}/contacts", "approval_action": f"{self.webhook}/approval",
+                 "promise_action": f"{self.webhook}/promise", "promise_max_days": self.settings.promise_max_days,
+                 "promise_min_percent": self.settings.promise_min_percent}
         pay = {"enabled": self.settings.payments_enabled, "page_token": page_token,
                "action": f"{self.webhook}/pay", "preselect": False, "partial": self.settings.partial_payments,
                "credits": [c for c in credits if c["available"] > 0],

@@ -1,4 +1,4 @@
-"""`portal report receipts | payments | cash-application | disputes | kpis | contact-changes`: the staff
+"""`portal report receipts | payments | cash-application | disputes | kpis | contact-changes | activity`: the staff
 dashboard's data for scripts and people (docs/staff.md).
 
 `--format json` and `--format csv` are the stable, machine-readable forms (columns and keys are public: add,
@@ -108,6 +108,21 @@ def report_contact_changes(portal: PortalContext, include_all: bool, fmt: str) -
         click.echo(to_csv(rows, REPORT_COLUMNS), nl=False)
     else:
         click.echo(_table(rows, ["customer_id", "action", "old_email", "new_email", "status", "confirmed_at"]))
+@report.command("activity")
+@click.option("--period", type=click.Choice(["day", "week", "month"]), default="week", show_default=True)
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="A day in the period (UTC; default today).")
+@click.option("--collector", default=None, help="Only this collector (their email); default every one and the team.")
+@click.option("--format", "fmt", type=_FORMATS, default="table", show_default=True)
+@pass_portal
+def report_activity(portal: PortalContext, period: str, day: Any, collector: str | None, fmt: str) -> None:
+    """Each collector's touches, hours, rates against the targets, promises, closed invoices and cash."""
+    from datetime import UTC, datetime
+
+    from portal.staff.activity import activity, format_activity
+
+    when = day.date() if day else datetime.now(UTC).date()
+    click.echo(format_activity(activity(portal.store(), portal.settings, period, when, collector), fmt), nl=False)
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:

@@ -125,6 +125,27 @@ class Settings:
     job_queue_url: str = ""
     job_lease_seconds: int = 120  # a job whose worker died is run again once this has passed
     job_attempts: int = 5  # runs of a failing job before it stays `failed`
+    # The collector's workbench (docs/collect.md). On: a collector sees only the notes they wrote themselves
+    # (managers and admins see every note); off: notes are shared with the whole team.
+    collect_private_notes: bool = False
+    # Promises to pay: kept when the money arrived by the promised day plus these days (a transfer in transit),
+    # broken otherwise.
+    promise_grace_days: int = 3
+    # What a customer may promise on their page: a day at most this many days ahead, and at least this share
+    # (percent) of what the invoices chosen owe. Collectors promise on a customer's behalf without these limits.
+    promise_max_days: int = 30
+    promise_min_percent: int = 25
+    # Today's worklist (docs/collect.md), amounts in minor units of the invoice's currency: an overdue invoice
+    # owing at least `worklist_large_amount` that no person viewed; an invoice due within `worklist_due_soon_days`
+    # of a customer owing at least `worklist_big_account` in that currency.
+    worklist_large_amount: int = 100_000
+    worklist_big_account: int = 1_000_000
+    worklist_due_soon_days: int = 7
+    # The activity report's targets: touches per hour worked (min, max), emails per ten calls (min, max: about
+    # two emails per call); hours worked per day with a touch (0: measured from the logged touches).
+    activity_touches_per_hour: tuple[int, ...] = (18, 26)
+    activity_emails_per_ten_calls: tuple[int, ...] = (15, 25)
+    activity_schedule_hours: int = 0
     config_file: str = field(default="", compare=False)
 
     @property
@@ -271,6 +292,7 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError(f"mail_url: {settings.mail_url!r}: use outbox:DIR, smtp://user:pass@host:port "
                           "or ses://region")
     _validate_mail(settings)
+    _validate_promises(settings)
     if settings.partial_minimum < 0:
         raise ConfigError(f"partial_minimum: {settings.partial_minimum} must not be negative")
     if not 0 <= settings.ach_discount_bps <= 1000:
@@ -359,6 +381,24 @@ def _validate_mail(settings: Settings) -> None:
         for key, rule in rules:
             if any(v < 0 for v in (rule if isinstance(rule, tuple) else (rule,))):
                 raise ConfigError(f"reminder_groups: {group}: {key}: must not be negative")
+
+
+def _validate_promises(settings: Settings) -> None:
+    if not 0 <= settings.promise_grace_days <= 60:
+        raise ConfigError(f"promise_grace_days: {settings.promise_grace_days} must be between 0 and 60")
+    if not 1 <= settings.promise_max_days <= 366:
+        raise ConfigError(f"promise_max_days: {settings.promise_max_days} must be between 1 and 366")
+    for key in ("worklist_large_amount", "worklist_big_account", "worklist_due_soon_days"):
+        if getattr(settings, key) < 0:
+            raise ConfigError(f"{key}: {getattr(settings, key)} must not be negative")
+    for key in ("activity_touches_per_hour", "activity_emails_per_ten_calls"):
+        pair = getattr(settings, key)
+        if len(pair) != 2 or not 0 <= pair[0] <= pair[1]:
+            raise ConfigError(f"{key}: {list(pair)} must be two numbers, the lower first (e.g. 18,26)")
+    if not 0 <= settings.activity_schedule_hours <= 24:
+        raise ConfigError(f"activity_schedule_hours: {settings.activity_schedule_hours} must be between 0 and 24")
+    if not 1 <= settings.promise_min_percent <= 100:
+        raise ConfigError(f"promise_min_percent: {settings.promise_min_percent} must be between 1 and 100")
 
 
 def warn_if_insecure(settings: Settings) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from portal.store import (
     approvals,
     autopay,
+    collect,
     contactchanges,
     disputes,
     jobqueue,
@@ -22,5 +23,5 @@ from portal.store import (
 )
 from portal.store.tables import metadata
 
-__all__ = ["approvals", "autopay", "contactchanges", "disputes", "jobqueue", "mail", "metadata", "payments",
-           "positions", "ratelimits", "staff", "tables"]
+__all__ = ["approvals", "autopay", "collect", "contactchanges", "disputes", "jobqueue", "mail", "metadata",
+           "payments", "positions", "ratelimits", "staff", "tables"]

@@ -29,6 +29,7 @@ from itsdangerous import BadSignature, SignatureExpired
 
 from portal.build.customer import generated_pdf
 from portal.build.pages import invoice_slug
+from portal.collect.touches import record_portal_email
 from portal.core.links import link_url
 from portal.core.signing import LinkClaims, TokenExpired, TokenInvalid, customer_key
 from portal.mail.messages import fresh_link_message
@@ -174,6 +175,8 @@ def fresh_link() -> Any:
         s.store.record_event("email_sent", customer_id, contact_id=contact.contact_id,
                              invoice_id=invoice.invoice_id if invoice else "", ip=client_ip(),
                              user_agent=user_agent(), detail=f"{FRESH_DETAIL} {message_id}")
+        record_portal_email(s.store, customer_id, contact.contact_id, [invoice.invoice_id if invoice else ""],
+                            FRESH_DETAIL, message_id)
         sent += 1
     event("fresh_link_sent", customer=customer_id, token=token_ref(token), messages=sent,
           capped=len(recipients) - sent)
