@@ -20,6 +20,7 @@ from sqlalchemy import and_, insert, select
 
 from portal.collect.access import Actor, CollectRefused, require_worker
 from portal.core.config import Settings
+from portal.core.i18n import translations_for
 from portal.mail.messages import render_message
 from portal.mail.transport import MailError, Transport, send_with_retry, transport_from_url
 from portal.store import disputes as disputestore
@@ -76,8 +77,11 @@ def answer_question(store: Store, settings: Settings, actor: Actor, question_id:
         if conn.execute(select(question_answers.c.question_id)
                         .where(question_answers.c.question_id == question_id)).first():
             raise CollectRefused(f"question Q-{question_id} is answered already", 409)
-        name = conn.execute(select(customers.c.name).where(customers.c.customer_id == question.customer_id)
-                            ).scalar() or ""
+        row = conn.execute(select(customers.c.name, customers.c.locale)
+                           .where(customers.c.customer_id == question.customer_id)).first()
+        name, locale = (row.name, row.locale) if row else ("", "")
+        # The customer's mail: in the customer's language (customers.csv locale), subject and body.
+        t = translations_for(locale, settings.default_locale)
         to = _recipients(conn, question.customer_id, question.contact_id)
         if not to:
             raise CollectRefused(f"customer {question.customer_id!r} has no contact on file to answer")
@@ -86,7 +90,9 @@ def answer_question(store: Store, settings: Settings, actor: Actor, question_id:
         for contact in to:
             message = render_message(
                 settings, "question_answer", (contact.name, contact.email),
-                f"Your question Q-{question_id} · {settings.company_name}", contact_name=contact.name,
+                t.gettext("Your question %(reference)s · %(company)s")
+                % {"reference": f"Q-{question_id}", "company": settings.company_name},
+                locale=locale, contact_name=contact.name,
                 customer_name=name, reference=f"Q-{question_id}", question=question.message, answer=text)
             # Replies reach the collector who answered, not a no-reply address.
             message["Reply-To"] = actor.email

@@ -24,6 +24,7 @@ from babel.dates import format_date
 from portal.balances import position
 from portal.core.config import Settings
 from portal.core.errors import NotFound
+from portal.core.i18n import translations_for
 from portal.core.money import format_money
 from portal.core.signing import Signer, TokenInvalid
 from portal.mail.messages import render_message
@@ -160,9 +161,12 @@ def approver_message(settings: Settings, store: Store, request_id: str) -> Email
     if invoice is None:
         return None
     token = Signer(settings).action_token("approve", found.customer_id, version, request_id)
+    # The approver works for the customer: the mail is in the customer's language (customers.csv locale).
+    locale = data[0].customer.locale
+    t = translations_for(locale, settings.default_locale)
     return render_message(settings, "approval_request", ("", found.email),
-                          f"Please approve invoice {invoice.number} for payment",
-                          customer_name=data[0].customer.name, number=invoice.number,
+                          t.gettext("Please approve invoice %(number)s for payment") % {"number": invoice.number},
+                          locale=locale, customer_name=data[0].customer.name, number=invoice.number,
                           url=f"{settings.effective_webhook_url}/approve/{token}")
 
 

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
 from portal.core.config import Settings
+from portal.core.i18n import translations_for
 from portal.core.signing import Signer, TokenInvalid
 from portal.mail.messages import render_message
 from portal.selfservice.common import SelfServiceRefused, clean_email, collector_address
@@ -95,9 +96,13 @@ def confirm_message(settings: Settings, store: Store, change_id: str) -> EmailMe
     customer_name, _ = store.customer_contacts(change.customer_id)
     token = Signer(settings).action_token("contact-confirm", change.customer_id, version, change.change_id)
     url = f"{settings.effective_webhook_url}/contacts/confirm/{token}"
+    # The customer's mail: in the customer's language (customers.csv locale), subject and body.
+    locale = store.customer_locale(change.customer_id)
+    t = translations_for(locale, settings.default_locale)
     return render_message(settings, "contact_confirm", (change.name, change.email),
-                          f"Confirm your address for invoices from {settings.company_name}",
-                          customer_name=customer_name, url=url, change=change)
+                          t.gettext("Confirm your address for invoices from %(company)s")
+                          % {"company": settings.company_name},
+                          locale=locale, customer_name=customer_name, url=url, change=change)
 
 
 def changed_message(settings: Settings, store: Store, change_id: str) -> EmailMessage | None:
