@@ -11,6 +11,7 @@ so a new caller cannot forget it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from gettext import NullTranslations
 
 from portal.core.errors import PortalError
 
@@ -21,9 +22,15 @@ OVERSEERS = ("manager", "admin")
 class CollectRefused(PortalError):
     """A workbench action refused; the message says why. `status`: the HTTP status the webhook answers with."""
 
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
+    def __init__(self, message: str, status: int = 400, **params: object):
+        # `message` is an English template (marked N_ where a customer sees it: a promise made on their page) with
+        # named `params`; the customer's page says it in their language (`text`), staff read `message`.
+        super().__init__(message % params if params else message)
+        self.status, self.template, self.params = status, message, params
+
+    def text(self, t: NullTranslations) -> str:
+        translated = t.gettext(self.template)
+        return translated % self.params if self.params else translated
 
 
 @dataclass(frozen=True)

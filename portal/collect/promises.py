@@ -29,7 +29,8 @@ from portal.balances import position
 from portal.collect.access import Actor, CollectRefused
 from portal.collect.touches import checked_touch, customer_exists, own_invoices, write_touch
 from portal.core.config import Settings
-from portal.core.money import AmountError, format_money, parse_amount
+from portal.core.i18n import N_, translations_for
+from portal.core.money import AmountError, format_money, parse_amount, parse_typed_amount
 from portal.store.collect import insert_touch, promise_invoices, promises
 from portal.store.database import Store
 from portal.store.tables import customers, invoices
@@ -50,46 +51,59 @@ def _day(text: str) -> date:
     try:
         return date.fromisoformat(text.strip())
     except ValueError:
-        raise CollectRefused(f'Promised by: "{text.strip()[:40]}" is not a date (YYYY-MM-DD)') from None
+        raise CollectRefused(N_('Promised by: "%(text)s" is not a date (YYYY-MM-DD)'), text=text.strip()[:40]) from None
 
 
 def _record(conn: Connection, customer_id: str, offer: Offer, *, source: str, made_by: str, collector: str,
-            limits: Settings | None, now: datetime) -> tuple[int, str]:
+            limits: Settings | None, now: datetime, locale: str | None = None) -> tuple[int, str]:
     """Check `offer` against the store and write it; (promise id, "USD 10.00 by 2026-12-10") for the timeline.
-    `limits`: the customer's limits (None for a collector's promise)."""
+    `limits`: the customer's limits (None for a collector's promise). `locale`: the customer's, for a promise made
+    on their page: the amount is read as they type numbers (parse_typed_amount, as the pay form) and the refusals
+    name amounts in their format and words (CollectRefused.text)."""
     if not customer_exists(conn, customer_id):
         raise CollectRefused(f"customer {customer_id!r}: no such customer", 404)
     ids = own_invoices(conn, customer_id, offer.invoice_ids)
     if not ids:
-        raise CollectRefused("choose the invoices the promise is for")
+        raise CollectRefused(N_("choose the invoices the promise is for"))
     named = conn.execute(select(invoices.c.invoice_id, invoices.c.number, invoices.c.currency)
                          .where(invoices.c.invoice_id.in_(ids))).all()
     numbers = {r.invoice_id: r.number for r in named}
     currencies = {r.currency for r in named}
     if len(currencies) != 1:
-        raise CollectRefused("a promise is for invoices of one currency; make one promise per currency")
+        raise CollectRefused(N_("a promise is for invoices of one currency; make one promise per currency"))
     currency = currencies.pop()
     found = position.of_invoices(conn, ids)
     for invoice_id in ids:
         if found[invoice_id].due <= 0:
-            raise CollectRefused(f"invoice {numbers[invoice_id]} owes nothing that can be promised "
-                                 f"({found[invoice_id].status_text.lower()})")
+            status = found[invoice_id].status_text
+            raise CollectRefused(N_("invoice %(number)s owes nothing that can be promised (%(status)s)"),
+                                 number=numbers[invoice_id],
+                                 status=status.lower() if locale is None else translations_for(
+                                     locale, limits.default_locale if limits else None).gettext(status))
     due = sum(found[i].due for i in ids)
     try:
-        amount = parse_amount(offer.amount.replace(",", "")[:40], currency)
+        if locale is None:
+            amount = parse_amount(offer.amount.replace(",", "")[:40], currency)
+        else:
+            amount = parse_typed_amount(offer.amount[:40], currency, locale)
     except AmountError as exc:
-        raise CollectRefused(f"Amount: {exc}") from None
-    shown = format_money(due, currency, "en_US")
+        if locale is None:
+            raise CollectRefused(f"Amount: {exc}") from None
+        raise CollectRefused(N_('Amount: "%(amount)s" is not an amount in %(currency)s'),
+                             amount=offer.amount.strip()[:40], currency=currency) from None
+    shown = format_money(due, currency, locale or "en_US")
     if amount <= 0 or amount > due:
-        raise CollectRefused(f"the amount must be more than zero and at most {shown}, what these invoices owe")
+        raise CollectRefused(N_("the amount must be more than zero and at most %(due)s, what these invoices owe"),
+                             due=shown)
     day, today = _day(offer.day), now.date()
     if day < today:
-        raise CollectRefused(f"the promised day {day.isoformat()} has passed")
+        raise CollectRefused(N_("the promised day %(day)s has passed"), day=day.isoformat())
     latest = today + timedelta(days=limits.promise_max_days if limits else COLLECTOR_MAX_DAYS)
     if day > latest:
-        raise CollectRefused(f"the promised day must be {latest.isoformat()} at the latest")
+        raise CollectRefused(N_("the promised day must be %(day)s at the latest"), day=latest.isoformat())
     if limits and amount * 100 < due * limits.promise_min_percent:
-        raise CollectRefused(f"a promise made online covers at least {limits.promise_min_percent}% of {shown}")
+        raise CollectRefused(N_("a promise made online covers at least %(percent)d%% of %(due)s"),
+                             percent=limits.promise_min_percent, due=shown)
     # Locked (PostgreSQL refuses FOR UPDATE with DISTINCT: the set is made here) so two replacements of one
     # promise at once cancel it once.
     earlier = sorted(set(conn.execute(
@@ -98,7 +112,7 @@ def _record(conn: Connection, customer_id: str, offer: Offer, *, source: str, ma
         .where(promises.c.status == "open", promise_invoices.c.invoice_id.in_(ids))
         .with_for_update(of=promises)).scalars()))
     if earlier and limits:
-        raise CollectRefused("these invoices already have a promise to pay; please contact us to change it")
+        raise CollectRefused(N_("these invoices already have a promise to pay; please contact us to change it"))
     for promise_id in earlier:
         _settle(conn, promise_id, customer_id, "cancelled", None, collector, now)
     promise_id = conn.execute(insert(promises).values(
@@ -133,10 +147,12 @@ def promise_from_customer(store: Store, settings: Settings, customer_id: str, of
     counted for the customer's collector, on the timeline for the team."""
     now = now or datetime.now(UTC)
     with store.begin() as conn:
-        collector = conn.execute(select(customers.c.collector).where(customers.c.customer_id == customer_id)
-                                 ).scalar() or ""
+        row = conn.execute(select(customers.c.collector, customers.c.locale)
+                           .where(customers.c.customer_id == customer_id)).first()
+        collector, locale = (row.collector or "", row.locale) if row else ("", "")
+        locale = locale or settings.default_locale
         promise_id, words = _record(conn, customer_id, offer, source="customer", made_by="", collector=collector,
-                                    limits=settings, now=now)
+                                    limits=settings, now=now, locale=locale)
         insert_touch(conn, {"customer_id": customer_id, "kind": "promise", "outcome": "",
                             "body": f"{words}, made by the customer on their page", "collector": collector,
                             "created_by": "", "contact_id": "", "occurred_at": now}, offer.invoice_ids)

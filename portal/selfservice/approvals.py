@@ -24,7 +24,7 @@ from babel.dates import format_date
 from portal.balances import position
 from portal.core.config import Settings
 from portal.core.errors import NotFound
-from portal.core.i18n import translations_for
+from portal.core.i18n import N_, translations_for
 from portal.core.money import format_money
 from portal.core.signing import Signer, TokenInvalid
 from portal.mail.messages import render_message
@@ -45,12 +45,12 @@ def request_approval(store: Store, customer_id: str, invoice_id: str, contact_id
     now = now or datetime.now(UTC)
     _version, invoice = store.access(customer_id, invoice_id)
     if invoice is None or not invoice.is_open:
-        raise SelfServiceRefused("This invoice cannot be sent for approval.")
+        raise SelfServiceRefused(N_("This invoice cannot be sent for approval."))
     _name, current = store.customer_contacts(customer_id)
     if contact_id:
         contact = next((c for c in current if c.contact_id == contact_id), None)
         if contact is None:
-            raise SelfServiceRefused("Choose one of your approvers, or enter an address.")
+            raise SelfServiceRefused(N_("Choose one of your approvers, or enter an address."))
         address, typed = contact.email, False
     else:
         address = clean_email(email)
@@ -59,7 +59,8 @@ def request_approval(store: Store, customer_id: str, invoice_id: str, contact_id
     with store.begin() as conn:
         recent = [r for r in store_approvals.requests(conn, [customer_id]) if r.requested_at > now - timedelta(days=1)]
         if len(recent) >= MAX_REQUESTS_PER_DAY:
-            raise SelfServiceRefused("Too many approval requests were sent today. Please write to us instead.", 429)
+            raise SelfServiceRefused(N_("Too many approval requests were sent today. Please write to us instead."),
+                                 429)
         request_id = "ar_" + secrets.token_hex(12)
         store_approvals.add(conn, request_id=request_id, customer_id=customer_id, invoice_id=invoice_id,
                             contact_id=contact_id, email=address, typed=typed, requested_at=now,

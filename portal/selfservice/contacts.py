@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
 from portal.core.config import Settings
-from portal.core.i18n import translations_for
+from portal.core.i18n import N_, translations_for
 from portal.core.signing import Signer, TokenInvalid
 from portal.mail.messages import render_message
 from portal.selfservice.common import SelfServiceRefused, clean_email, collector_address
@@ -38,19 +38,19 @@ def request_change(store: Store, customer_id: str, kind: str, replaces: str, ema
     """Record the request and queue the confirmation mail to the new address, or refuse (nothing written)."""
     now = now or datetime.now(UTC)
     if kind not in ("add", "replace"):
-        raise SelfServiceRefused("Choose whether to add an address or replace one.")
+        raise SelfServiceRefused(N_("Choose whether to add an address or replace one."))
     email = clean_email(email)
     name = " ".join(name.split())[:200]
     _customer_name, current = store.customer_contacts(customer_id)
     if any(c.email.lower() == email.lower() for c in current):
-        raise SelfServiceRefused("This address already receives our invoices.")
+        raise SelfServiceRefused(N_("This address already receives our invoices."))
     replaced = next((c for c in current if c.contact_id == replaces), None) if kind == "replace" else None
     if kind == "replace" and replaced is None:
-        raise SelfServiceRefused("Choose the address to replace.")
+        raise SelfServiceRefused(N_("Choose the address to replace."))
     with store.begin() as conn:
         recent = [c for c in store_changes.changes(conn, [customer_id]) if c.requested_at > now - timedelta(days=1)]
         if len(recent) >= MAX_REQUESTS_PER_DAY:
-            raise SelfServiceRefused("Too many address changes were asked for today. Please write to us instead.",
+            raise SelfServiceRefused(N_("Too many address changes were asked for today. Please write to us instead."),
                                      429)
         change_id = "cc_" + secrets.token_hex(12)
         store_changes.add_request(conn, change_id=change_id, customer_id=customer_id, kind=kind,

@@ -80,6 +80,25 @@ def test_a_viewer_cannot_take_a_promise(store, ledger):
     assert _count(store, promises) == 0
 
 
+def test_a_german_customers_promise_is_read_and_refused_in_german(store, ledger, settings):
+    """A promise typed on a German page ("1.234,50") is read as the pay form reads amounts, and a refusal is
+    said in the customer's words with the amount in their format."""
+    from portal.core.i18n import translations_for
+    from portal.store.tables import customers
+
+    with store.begin() as conn:
+        conn.execute(customers.update().where(customers.c.customer_id == "C1").values(locale="de_DE"))
+    day = (TODAY + timedelta(days=7)).isoformat()
+    with pytest.raises(CollectRefused) as refused:
+        promise_from_customer(store, settings, "C1", Offer(("I-OD5",), "300,01", day), now=NOW)
+    german = refused.value.text(translations_for("de_DE"))
+    assert "höchstens 300,00" in german and "$" in german, german
+    assert _count(store, promises) == 0
+    promise_from_customer(store, settings, "C1", Offer(("I-OD5", "I-OD20"), "550,50", day), now=NOW)
+    [row] = customer_promises(store, "C1")
+    assert (row["amount"], row["currency"]) == (55050, "USD")
+
+
 def test_a_customers_promise_stays_within_the_teams_limits(store, ledger, settings):
     limits = settings.replace(promise_max_days=10, promise_min_percent=50)
 

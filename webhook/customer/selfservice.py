@@ -21,7 +21,7 @@ from webhook.formtoken import page_claims
 from webhook.jobs import jobs_recorded
 from webhook.logs import event
 from webhook.security import rate_limited
-from webhook.services import client_ip, render, services
+from webhook.services import client_ip, render, services, translations
 
 bp = Blueprint("selfservice", __name__)
 PAGE = "webhook/selfservice.html"
@@ -36,9 +36,15 @@ def _account(customer_id: str) -> str:
     return page_url(customer_id, version) if version else ""
 
 
-def _refused(exc: SelfServiceRefused, route: str) -> Any:
+def _page(customer_id: str, status: int, **context: Any) -> Any:
+    """The answer page in the customer's language (customers.csv locale), as the dispute form's answer."""
+    return render(PAGE, status, locale=services().store.customer_locale(customer_id), **context)
+
+
+def _refused(exc: SelfServiceRefused, route: str, customer_id: str) -> Any:
     event(f"{route}_refused", reason=exc.message, ip=client_ip())
-    return render(PAGE, exc.status, what="refused", message=exc.message)
+    locale = services().store.customer_locale(customer_id)
+    return render(PAGE, exc.status, locale=locale, what="refused", message=exc.text(translations(locale)))
 
 
 @bp.post("/contacts")
@@ -50,10 +56,10 @@ def contact_change() -> Any:
         change = contacts.request_change(services().store, customer_id, form.get("kind", ""),
                                          form.get("replaces", ""), form.get("email", ""), form.get("name", ""))
     except SelfServiceRefused as exc:
-        return _refused(exc, "contacts")
+        return _refused(exc, "contacts", customer_id)
     jobs_recorded(customer_id)
     event("contact_change_requested", customer=customer_id, ip=client_ip())
-    return render(PAGE, 200, what="contact_requested", email=change.email, account_url=_account(customer_id))
+    return _page(customer_id, 200, what="contact_requested", email=change.email, account_url=_account(customer_id))
 
 
 def _change(token: str) -> Any:
@@ -68,7 +74,8 @@ def _change(token: str) -> Any:
 @rate_limited("contact-confirm")
 def contact_confirm_page(token: str) -> Any:
     change = _change(token)
-    return render(PAGE, 200, what="contact_confirm", email=change.email, done=change.status != "requested")
+    return _page(change.customer_id, 200, what="contact_confirm", email=change.email,
+                 done=change.status != "requested")
 
 
 @bp.post("/contacts/confirm/<token>")
@@ -80,7 +87,7 @@ def contact_confirm(token: str) -> Any:
     except TokenInvalid as exc:
         raise TokenRejected("contact-confirm", token, str(exc)) from None
     jobs_recorded(change.customer_id)
-    return render(PAGE, 200, what="contact_confirmed", email=change.email)
+    return _page(change.customer_id, 200, what="contact_confirmed", email=change.email)
 
 
 @bp.post("/approval")
@@ -93,13 +100,13 @@ def approval_request() -> Any:
         sent = approvals.request_approval(services().store, customer_id, invoice_id, form.get("approver", ""),
                                           form.get("approver_email", ""))
     except SelfServiceRefused as exc:
-        return _refused(exc, "approval")
+        return _refused(exc, "approval", customer_id)
     jobs_recorded(customer_id)
     version = services().store.active_key_version(customer_id)
     _version, invoice = services().store.access(customer_id, invoice_id)
-    return render(PAGE, 200, what="approval_waiting" if sent.typed else "approval_sent", email=sent.email,
-                  number=invoice.number if invoice else "",
-                  account_url=page_url(customer_id, version, invoice_id) if version else "")
+    return _page(customer_id, 200, what="approval_waiting" if sent.typed else "approval_sent", email=sent.email,
+                 number=invoice.number if invoice else "",
+                 account_url=page_url(customer_id, version, invoice_id) if version else "")
 
 
 def _approval(token: str) -> Any:
@@ -116,10 +123,10 @@ def approve_page(token: str) -> Any:
     view = _approval(token)
     found = view.request
     version = services().store.active_key_version(found.customer_id)
-    return render(PAGE, 200, what="approve", number=view.number, customer_name=view.customer_name,
-                  open_text=view.open_text, amount_text=view.amount_text, due_text=view.due_text,
-                  invoice_url=page_url(found.customer_id, version, found.invoice_id) if version else "",
-                  approved_text=found.approved_at.date().isoformat() if found.approved_at else "")
+    return _page(found.customer_id, 200, what="approve", number=view.number, customer_name=view.customer_name,
+                 open_text=view.open_text, amount_text=view.amount_text, due_text=view.due_text,
+                 invoice_url=page_url(found.customer_id, version, found.invoice_id) if version else "",
+                 approved_text=found.approved_at.date().isoformat() if found.approved_at else "")
 
 
 @bp.post("/approve/<token>")
@@ -133,4 +140,4 @@ def approve(token: str) -> Any:
         raise TokenRejected("approve", token, str(exc)) from None
     jobs_recorded(done.customer_id)
     event("invoice_approved", customer=done.customer_id, ip=client_ip())
-    return render(PAGE, 200, what="approved", number=view.number)
+    return _page(done.customer_id, 200, what="approved", number=view.number)
