@@ -131,7 +131,7 @@ def test_running_total_follows_ticks_and_parts(site, browser):
         boxes = page.locator("form.pay-form input[name=invoice]")
         first = boxes.first
         first.check()
-        page.get_by_label("Card", exact=False).check()
+        page.locator("form.pay-form").get_by_label("Card", exact=False).check()  # not the saved-method form's
         open_minor = int(first.get_attribute("data-open"))
         shown = total.inner_text()
         assert shown.replace(",", "") .endswith(f"{open_minor // 100}.{open_minor % 100:02d}")

@@ -116,6 +116,11 @@ def test_a_receipt_link_for_another_customers_or_an_unsettled_payment_records_no
                                                                                        standin, tmp_path):
     cid, _first, _second, ids = _three_payments(client, app, built, store, standin)
     other = next(d.customer.customer_id for d in store.customer_data() if d.customer.customer_id != cid)
+    # The receipt PDF is rendered on its first download (docs/documents.md): the customer downloads it once.
+    html = _published(built, cid, f"p/{ids['settled']}.html").read_text()
+    link = re.search(r'href="([^"]+)"[^>]*>Download this receipt', html).group(1)
+    with make_app(built, tmp_path / "first", site_dir=Path(built.target)) as served:
+        assert served.test_client().get(link[link.index("/d/"):]).status_code == 303
     name = _receipt_pdf_name(built, cid)
     signer = Signer(built)
     # The file exists in the other customer's folder too, so only the ownership check can refuse the link.
