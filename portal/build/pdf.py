@@ -290,13 +290,14 @@ def receipt_pdf(fonts: FontBook, payload: dict, link: str, logo: bytes | None = 
     doc.pdf.set_title(title)
     doc.letterhead(_("Payment receipt"), logo)
     customer = payload["customer"]
-    facts = [(_("Reference"), payload["reference"]), (_("Paid on"), payload["paid_text"]),
+    facts = [(_("Paid on"), payload["paid_text"]),
              (_("Method"), _(METHODS[payload["method"]]) if payload["method"] in METHODS else payload["method"]),
              (_("Amount paid"), payload["amount_text"])]
     if payload["refunded_text"]:
         facts.append((_("Refunded"), payload["refunded_text"]))
     facts.append((_("Account"), customer["id"]))
     doc.two_blocks(_("Received from"), [customer["name"], *customer["lines"]], facts)
+    doc.paragraph(_("Reference"), [payload["reference"]])  # full width: a payment id is one long word
     rows = [(_("Invoice %(number)s") % {"number": line["number"]}, line["amount_text"])
             for line in payload["invoices"]]
     rows += [(_("Credit note %(number)s used") % {"number": line["number"]}, "\u2212" + line["amount_text"])

@@ -89,8 +89,7 @@ def _record(conn: Connection, customer_id: str, offer: Offer, *, source: str, ma
     except AmountError as exc:
         if locale is None:
             raise CollectRefused(f"Amount: {exc}") from None
-        raise CollectRefused(N_('Amount: "%(amount)s" is not an amount in %(currency)s'),
-                             amount=offer.amount.strip()[:40], currency=currency) from None
+        raise CollectRefused(N_('Amount: "%(amount)s" is not a number'), amount=offer.amount.strip()[:40]) from None
     shown = format_money(due, currency, locale or "en_US")
     if amount <= 0 or amount > due:
         raise CollectRefused(N_("the amount must be more than zero and at most %(due)s, what these invoices owe"),
