@@ -99,8 +99,8 @@ def tamper(token: str) -> str:
     return token[:index] + ("A" if token[index] != "A" else "B") + token[index + 1:]
 
 
-def outbox_messages(tmp_path: Path) -> list[EmailMessage]:
-    folder = tmp_path / "outbox"
+def outbox_messages(tmp_path: Path, name: str = "outbox") -> list[EmailMessage]:
+    folder = tmp_path / name if name else tmp_path
     if not folder.is_dir():
         return []
     return [message_from_bytes(p.read_bytes(), policy=policy.default)  # type: ignore[misc]

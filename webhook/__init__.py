@@ -16,7 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from portal.core.config import Settings, load_settings, warn_if_insecure
 from webhook import errors, health, jobs, security, static
-from webhook.customer import disputes, files, links, methods, payments, unsubscribe
+from webhook.customer import disputes, files, links, methods, payments, promises, selfservice, unsubscribe
 from webhook.logs import configure_logging
 from webhook.services import Services
 from webhook.staff import overview as staff
@@ -62,10 +62,11 @@ def create_app(settings: Settings | None = None, site_dir: str | Path | None = N
     security.init_app(app)
     errors.init_app(app)
     jobs.init_app(app)  # one background runner, before the routes that submit to it
-    for blueprint in (links.bp, files.bp, static.bp, health.bp, unsubscribe.bp):
+    for blueprint in (links.bp, files.bp, static.bp, health.bp, unsubscribe.bp, promises.bp):
         app.register_blueprint(blueprint)
     payments.init_app(app)
     methods.init_app(app)
     disputes.init_app(app)
+    selfservice.init_app(app)
     staff.init_app(app)
     return app

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from portal.balances import position
 from portal.build import documents
 from portal.build.pages import Output, PageRenderer
+from portal.payments.history import history as payment_history
 from portal.publish.objects import LocalFile
 from portal.publish.targets import Target
 from portal.store import jobqueue
@@ -46,12 +47,13 @@ def render_customer(renderer: PageRenderer, store: Store, customer_id: str) -> C
         source = position.inputs(conn, [customer_id])
         disputed = dispute_states(conn, customer_ids=[customer_id])
         saved = autopay_page_state(conn, [customer_id])
+        paid = payment_history(conn, [customer_id])
         folder = conn.execute(select(snapshots.c.source).order_by(snapshots.c.snapshot_id.desc()).limit(1)).scalar()
     found = store.customer_data([customer_id])
     if not found:
         return None
     data = found[0]
-    outputs = renderer.render(data, source, disputed, saved)
+    outputs = renderer.render(data, source, disputed, saved, payments=paid)
     key = renderer.signer.customer_key(customer_id, data.key_version)
     return CustomerRender(customer_id, key, revision, outputs, Path(folder) if folder else None, data.as_of.isoformat())
 
@@ -70,11 +72,12 @@ def generated_pdf(renderer: PageRenderer, store: Store, target: Target, customer
     with store.begin() as conn:
         source = position.inputs(conn, [customer_id])
         disputed = dispute_states(conn, customer_ids=[customer_id])
+        paid = payment_history(conn, [customer_id]) if document_id.startswith("receipt:") else None
     found = store.customer_data([customer_id])
     if not found or found[0].key_version != key_version:
         return None
     planned: dict[str, documents.Planned] = {}
-    renderer.render(found[0], source, disputed, planned=planned)
+    renderer.render(found[0], source, disputed, planned=planned, payments=paid)
     doc = planned.get(document_id)
     if doc is None:
         return None

@@ -1,5 +1,5 @@
-"""The PDFs the portal generates (an invoice without a supplied PDF, the statement): what each shows, the name it
-is kept under, and rendering it on its first download.
+"""The PDFs the portal generates (an invoice without a supplied PDF, the statement, a settled payment's receipt):
+what each shows, the name it is kept under, and rendering it on its first download.
 
 A build renders no PDF (docs/documents.md: a PDF costs ~20-60 ms to lay out and subset, a page ~0.3 ms). It
 describes each one by a `payload`, everything the document shows, built from the very views the pages show
@@ -35,7 +35,7 @@ STATEMENT = "statement"
 class Planned:
     """A generated PDF as a page links it: its document id, object name, and payload."""
 
-    document_id: str  # "invoice:<invoice id>" or "statement"
+    document_id: str  # "invoice:<invoice id>", "receipt:<attempt id>" or "statement"
     invoice_id: str
     name: str  # <sha256 of what it shows>.pdf
     payload: dict
@@ -104,6 +104,16 @@ def statement_payload(base: dict, as_of_text: str, statements: list[dict]) -> di
     return {**base, "kind": "statement", "as_of_text": as_of_text, "statements": blocks}
 
 
+def receipt_payload(base: dict, view: dict) -> dict:
+    """`view`: the receipt page's (portal/build/receipts.py): a settled payment and what it paid."""
+    return {**base, "kind": "receipt", "reference": view["reference"], "method": view["method"],
+            "paid_text": view["settled_text"] or view["date_text"], "amount_text": view["amount_text"],
+            "refunded_text": view["refunded_text"], "adjustment": view["adjustment"],
+            "adjustment_text": view["adjustment_text"], "unapplied_text": view["unapplied_text"],
+            "invoices": [{"number": a["number"], "amount_text": a["amount_text"]} for a in view["invoices"]],
+            "credits": [{"number": c["number"], "amount_text": c["amount_text"]} for c in view["credits"]]}
+
+
 def plan(document_id: str, invoice_id: str, payload: dict) -> Planned:
     """Name the document by what it shows: the same content always has the same name, other content another."""
     canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
@@ -117,5 +127,6 @@ def render(settings: Settings, signer: Signer, customer_id: str, key_version: in
     link = link_url(settings, signer, customer_id, "", planned.invoice_id, key_version)
     logo = Path(settings.company_logo).read_bytes() if settings.company_logo else None
     fonts = font_book(settings.font_dir)
-    write = pdf.statement_pdf if planned.document_id == STATEMENT else pdf.invoice_pdf
+    write = (pdf.statement_pdf if planned.document_id == STATEMENT
+             else pdf.receipt_pdf if planned.document_id.startswith("receipt:") else pdf.invoice_pdf)
     return write(fonts, planned.payload, link, logo, gettext, ngettext)

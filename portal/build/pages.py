@@ -22,12 +22,14 @@ from portal.balances import rule
 from portal.balances.statement import statement
 from portal.build import documents
 from portal.build.methods_view import methods_view
+from portal.build.receipts import paid_recently, payment_views
 from portal.core.config import Settings
 from portal.core.i18n import N_, html_lang, language_for, translations_for
 from portal.core.money import digits, format_money, format_price, format_quantity, input_amount
 from portal.core.signing import Signer
 from portal.core.templating import Assets, load_assets, make_environment
 from portal.disputes.service import OUTCOME_PHRASE, STATUS_TEXT, reason_choices, reference
+from portal.payments.history import Payment, paid_on
 from portal.payments.pricing import METHODS, adjustment_bps
 from portal.store.database import CustomerData
 
@@ -83,6 +85,9 @@ def _size_text(size: int, locale: str = "en", t: NullTranslations | None = None)
     return f"{format_decimal(round(scaled, 1), format='0.0', locale=locale)} {unit}"
 
 
+PAGE_TEMPLATES = ("account", "invoice", "statement", "receipt")
+
+
 class PageRenderer:
     def __init__(self, settings: Settings, signer: Signer | None = None, assets: Assets | None = None):
         self.settings = settings
@@ -116,7 +121,7 @@ class PageRenderer:
         if templates is None:
             env = make_environment(self.settings, language) if language else self.env
             templates = self._templates.setdefault(language, {name: env.get_template(f"pages/{name}.html")
-                                                              for name in ("account", "invoice", "statement")})
+                                                              for name in PAGE_TEMPLATES})
         return templates
 
     # --- formatting helpers, cached per locale: the same dates and amounts repeat a lot -----------------
@@ -133,9 +138,11 @@ class PageRenderer:
 
     def render(self, data: CustomerData, source: rule.Inputs | None = None,
                disputes: dict[str, list[tuple]] | None = None, saved: dict[str, tuple] | None = None,
-               planned: dict[str, documents.Planned] | None = None) -> list[Output]:
+               planned: dict[str, documents.Planned] | None = None,
+               payments: dict[str, list[Payment]] | None = None) -> list[Output]:
         """`planned`: when given, receives the generated PDFs the pages link (document id -> what it shows and
-        its name: portal/build/documents.py), which the build does not render.
+        its name: portal/build/documents.py), which the build does not render. `payments`: customer id -> its
+        payment history (portal.payments.history), for the history, the receipts and "Paid on".
         `source`: the customer's money movements and dispute holds (portal.balances.position.inputs), from which
         every amount and status shown is the position's (portal/balances/position.py). `disputes`: invoice id -> its
         disputes (portal.store.disputes.dispute_states), for their references and states."""
@@ -197,6 +204,7 @@ class PageRenderer:
                 "pending_text": money(pos.pending, inv.currency) if pos.pending else "",
                 "failure": pos.failure,
                 "payable": pos.due, "payable_text": money(pos.due, inv.currency),
+                "paid_on_text": "",
                 "payable_plain": input_amount(pos.due, inv.currency, locale),
                 "disputed_text": money(pos.disputed, inv.currency) if pos.disputed else "",
                 "disputes": [{"reference": reference(d_id), "status": d_status,
@@ -205,10 +213,14 @@ class PageRenderer:
                               "amount_text": money(amount, inv.currency)}
                              for d_id, d_status, outcome, amount in states],
             }
+            if pos.status == rule.PAID:
+                settled = paid_on(source.moves.get(("invoice", inv.invoice_id), ()))
+                view["paid_on_text"] = self._date(settled.date(), locale) if settled else ""
             invoices.append(view)
             total = totals.setdefault(inv.currency, {"currency": inv.currency, "open": 0, "overdue": 0,
-                                                     "credit": 0, "aging": [0] * (len(buckets) + 2)})
+                                                     "credit": 0, "due": 0, "aging": [0] * (len(buckets) + 2)})
             total["open"] += open_amount
+            total["due"] += pos.due
             if days_late > 0:
                 total["overdue"] += open_amount
             total["aging"][_bucket(days_late, buckets)] += open_amount
@@ -222,7 +234,7 @@ class PageRenderer:
                             "available": available, "currency": cr.currency,
                             "balance_text": money(available, cr.currency)})
             total = totals.setdefault(cr.currency, {"currency": cr.currency, "open": 0, "overdue": 0,
-                                                    "credit": 0, "aging": [0] * (len(buckets) + 2)})
+                                                    "credit": 0, "due": 0, "aging": [0] * (len(buckets) + 2)})
             total["credit"] += available
 
         labels = [tr.gettext("Not yet due"),
@@ -252,7 +264,10 @@ class PageRenderer:
         page_token = self.signer.page_token("page", customer.customer_id, data.key_version)
         forms = {"enabled": True, "page_token": page_token, "question_action": f"{self.webhook}/question",
                  "dispute_action": f"{self.webhook}/dispute", "reasons": reason_choices(self.settings, tr),
-                 "email": customer.collector or self.settings.support_email}
+                 "email": customer.collector or self.settings.support_email,
+                 "contacts_action": f"{self.webhook}/contacts", "approval_action": f"{self.webhook}/approval",
+                 "promise_action": f"{self.webhook}/promise", "promise_max_days": self.settings.promise_max_days,
+                 "promise_min_percent": self.settings.promise_min_percent}
         pay = {"enabled": self.settings.payments_enabled, "page_token": page_token,
                "action": f"{self.webhook}/pay", "preselect": False, "partial": self.settings.partial_payments,
                "credits": [c for c in credits if c["available"] > 0],
@@ -263,10 +278,21 @@ class PageRenderer:
                             "note": _method_note(adjustment_bps(self.settings, m), locale, tr)}
                            for m, label in METHODS.items()]}
 
+        history = (payments or {}).get(customer.customer_id, [])
+        day = lambda d: self._date(d, locale)  # noqa: E731 - the same formatter the rest of the page uses
+        payment_list = payment_views(history, money, day, {v["invoice_id"]: v["slug"] for v in invoices})
+        recent = paid_recently(history, {v["invoice_id"] for v in invoices}, data.as_of, money, day)
+
         statement_pdf_view = None
         planned = planned if planned is not None else {}
         if self.settings.render_pdfs:
             pdf_base = documents.base_payload(self.letterhead, self.settings, data)
+            for view in payment_list:
+                if view["receipt"]:
+                    doc = documents.plan(f"receipt:{view['attempt_id']}", "",
+                                         documents.receipt_payload(pdf_base, view))
+                    planned[doc.document_id] = doc
+                    view["pdf_url"] = doc_link(doc.document_id, "", doc.name)
             doc = documents.plan(documents.STATEMENT, "",
                                  documents.statement_payload(pdf_base, base["as_of_text"], statements))
             planned[doc.document_id] = doc
@@ -284,7 +310,10 @@ class PageRenderer:
 
         page(f"c/{key}/index.html", "account", 2, invoices=invoices, credits=credits, totals=total_views,
              documents=account_docs, statement_pdf=statement_pdf_view, forms=forms,
-             pay={**pay, "preselect": False},
+             pay={**pay, "preselect": False}, payments=payment_list, paid_recently=recent,
+             contacts=data.contacts,
+             dues=[{"currency": t["currency"], "due_text": money(t["due"], t["currency"])}
+                   for t in total_views if t["due"] > 0],
              methods=methods_view(self.settings, customer, page_token, (saved or {}).get(customer.customer_id),
                                   money))
         page(f"c/{key}/statement.html", "statement", 2, statements=statements, statement_pdf=statement_pdf_view)
@@ -302,7 +331,12 @@ class PageRenderer:
                                 "kind_text": tr.gettext(KIND_TEXT["invoice"]), "size_text": "PDF",
                                 "url": doc_link(doc.document_id, inv.invoice_id, doc.name)})
             page(f"c/{key}/i/{view['slug']}.html", "invoice", 3, inv=view, lines=lines, documents=docs,
-                 forms=forms, pay={**pay, "preselect": True})
+                 forms=forms, pay={**pay, "preselect": True},
+                 approvers=[c for c in data.contacts if c.role == "approver"],
+                 dues=[{"currency": inv.currency, "due_text": view["payable_text"]}] if view["payable"] > 0 else [])
+        for view in payment_list:
+            if view["receipt"]:
+                page(f"c/{key}/p/{view['slug']}.html", "receipt", 3, payment=view)
         return outputs
 
 

@@ -1,4 +1,5 @@
-"""The invoice and statement PDFs: business documents laid out by fpdf2 with embedded, subset Unicode fonts.
+"""The invoice, statement and receipt PDFs: business documents laid out by fpdf2 with embedded, subset Unicode
+fonts.
 
 What a document shows is one JSON-able `payload` (portal/build/documents.py builds it from what the pages show,
 amounts and statuses from portal/balances), plus the payment link and its QR code, which are made when the PDF is
@@ -20,6 +21,7 @@ from fpdf.enums import TableBordersLayout, XPos, YPos
 from fpdf.fonts import FontFace
 
 from portal.build.fonts import FontBook
+from portal.payments.pricing import METHODS
 
 Gettext = Callable[[str], str]
 Ngettext = Callable[[str, str, int], str]
@@ -275,4 +277,40 @@ def statement_pdf(fonts: FontBook, payload: dict, link: str, logo: bytes | None 
         doc.pdf.ln(5)
     doc.pay_box(_("Pay or view your account online"), link)
     doc.payment_details()
+    return doc.output()
+
+
+def receipt_pdf(fonts: FontBook, payload: dict, link: str, logo: bytes | None = None,
+                gettext: Gettext = _identity, ngettext: Ngettext = _plural) -> bytes:
+    """A settled payment's receipt (payload: portal.build.documents.receipt_payload): the facts and the allocation
+    its page shows (portal/build/receipts.py, already formatted)."""
+    _ = gettext
+    doc = Writer(fonts, payload, gettext, ngettext)
+    title = _("Payment receipt %(reference)s") % {"reference": payload["reference"]}
+    doc.pdf.set_title(title)
+    doc.letterhead(_("Payment receipt"), logo)
+    customer = payload["customer"]
+    facts = [(_("Paid on"), payload["paid_text"]),
+             (_("Method"), _(METHODS[payload["method"]]) if payload["method"] in METHODS else payload["method"]),
+             (_("Amount paid"), payload["amount_text"])]
+    if payload["refunded_text"]:
+        facts.append((_("Refunded"), payload["refunded_text"]))
+    facts.append((_("Account"), customer["id"]))
+    doc.two_blocks(_("Received from"), [customer["name"], *customer["lines"]], facts)
+    doc.paragraph(_("Reference"), [payload["reference"]])  # full width: a payment id is one long word
+    rows = [(_("Invoice %(number)s") % {"number": line["number"]}, line["amount_text"])
+            for line in payload["invoices"]]
+    rows += [(_("Credit note %(number)s used") % {"number": line["number"]}, "\u2212" + line["amount_text"])
+             for line in payload["credits"]]
+    if payload["adjustment"] < 0:
+        rows.append((_("Bank payment discount"), "\u2212" + payload["adjustment_text"]))
+    elif payload["adjustment"] > 0:
+        rows.append((_("Payment method fee"), payload["adjustment_text"]))
+    if payload["unapplied_text"]:
+        rows.append((_("Received beyond what the invoices owed: our team applies it and will contact you"),
+                     payload["unapplied_text"]))
+    rows.append((_("Total paid"), payload["amount_text"]))
+    doc.table((_("Applied to"), _("Amount")), rows, (145, 35), bold_rows=frozenset({len(rows) - 1}),
+              align=("LEFT", "RIGHT"))
+    doc.pay_box(_("Pay or view your account online"), link)
     return doc.output()

@@ -60,9 +60,15 @@ def send(portal: PortalContext, dry_run: bool, customer_ids: tuple[str, ...], re
 @pass_portal
 def remind(portal: PortalContext, dry_run: bool) -> None:
     """Send the payment reminders the configured rules call for today."""
+    from portal.collect.promises import settle_promises
     from portal.mail.reminders import send_reminders
 
     settings, store = portal.settings, portal.store()
+    if not dry_run:  # judge promises first: a broken one's invoices are chased again (docs/collect.md)
+        decided = settle_promises(store, settings)
+        if decided:
+            kept = sum(1 for status in decided.values() if status == "kept")
+            click.echo(f"promises: {kept} kept, {len(decided) - kept} broken")
     _run(store, "remind", dry_run, lambda: send_reminders(settings, store, dry_run=dry_run))
 
 

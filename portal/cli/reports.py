@@ -1,5 +1,5 @@
-"""`portal report receipts | payments | cash-application | disputes | kpis`: the staff dashboard's data for
-scripts and people (docs/staff.md).
+"""`portal report receipts | payments | cash-application | disputes | kpis | contact-changes | activity`: the staff
+dashboard's data for scripts and people (docs/staff.md).
 
 `--format json` and `--format csv` are the stable, machine-readable forms (columns and keys are public: add,
 never rename); `table` is for people. The reports themselves are built in portal/staff/; this module only picks
@@ -88,6 +88,41 @@ def report_kpis(portal: PortalContext, fmt: str) -> None:
     from portal.staff.kpis import compute, format_kpis
 
     click.echo(format_kpis(compute(portal.store()), fmt), nl=False)
+
+
+@report.command("contact-changes")
+@click.option("--all", "include_all", is_flag=True,
+              help="Every change (requested, confirmed, already in the ERP), not only those to copy into the ERP.")
+@click.option("--format", "fmt", type=_FORMATS, default="table", show_default=True)
+@pass_portal
+def report_contact_changes(portal: PortalContext, include_all: bool, fmt: str) -> None:
+    """AP address changes customers confirmed on the portal that the ERP's export does not list yet: copy them
+    into the ERP (docs/selfservice.md)."""
+    from portal.selfservice.contacts import REPORT_COLUMNS, report_rows
+    from portal.staff.exports import to_csv, to_json
+
+    rows = report_rows(portal.store(), include_all)
+    if fmt == "json":
+        click.echo(to_json(rows), nl=False)
+    elif fmt == "csv":
+        click.echo(to_csv(rows, REPORT_COLUMNS), nl=False)
+    else:
+        click.echo(_table(rows, ["customer_id", "action", "old_email", "new_email", "status", "confirmed_at"]))
+@report.command("activity")
+@click.option("--period", type=click.Choice(["day", "week", "month"]), default="week", show_default=True)
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="A day in the period (UTC; default today).")
+@click.option("--collector", default=None, help="Only this collector (their email); default every one and the team.")
+@click.option("--format", "fmt", type=_FORMATS, default="table", show_default=True)
+@pass_portal
+def report_activity(portal: PortalContext, period: str, day: Any, collector: str | None, fmt: str) -> None:
+    """Each collector's touches, hours, rates against the targets, promises, closed invoices and cash."""
+    from datetime import UTC, datetime
+
+    from portal.staff.activity import activity, format_activity
+
+    when = day.date() if day else datetime.now(UTC).date()
+    click.echo(format_activity(activity(portal.store(), portal.settings, period, when, collector), fmt), nl=False)
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:

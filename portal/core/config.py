@@ -21,6 +21,8 @@ from urllib.parse import urlparse
 from babel import Locale, UnknownLocaleError
 from babel.numbers import list_currencies
 
+from portal.core.config_checks import validate_mail as _validate_mail
+from portal.core.config_checks import validate_promises as _validate_promises
 from portal.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,6 @@ SITE_PREFIXES = ("c", "assets", "docs")
 SECRET_KEYS = {"secret_key", "secret_key_fallbacks", "stripe_secret_key", "stripe_webhook_secret"}
 # Stripe's own variable names are honoured, as every Stripe integration does.
 # The same shape the export reader accepts: these go into mail headers.
-_EMAIL = re.compile(r"[^@\s,;<>\"']+@[^@\s,;<>\"']+\.[^@\s,;<>\"']+")
 ENV_ALIASES = {"stripe_secret_key": "STRIPE_SECRET_KEY", "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET"}
 
 
@@ -125,6 +126,27 @@ class Settings:
     job_queue_url: str = ""
     job_lease_seconds: int = 120  # a job whose worker died is run again once this has passed
     job_attempts: int = 5  # runs of a failing job before it stays `failed`
+    # The collector's workbench (docs/collect.md). On: a collector sees only the notes they wrote themselves
+    # (managers and admins see every note); off: notes are shared with the whole team.
+    collect_private_notes: bool = False
+    # Promises to pay: kept when the money arrived by the promised day plus these days (a transfer in transit),
+    # broken otherwise.
+    promise_grace_days: int = 3
+    # What a customer may promise on their page: a day at most this many days ahead, and at least this share
+    # (percent) of what the invoices chosen owe. Collectors promise on a customer's behalf without these limits.
+    promise_max_days: int = 30
+    promise_min_percent: int = 25
+    # Today's worklist (docs/collect.md), amounts in minor units of the invoice's currency: an overdue invoice
+    # owing at least `worklist_large_amount` that no person viewed; an invoice due within `worklist_due_soon_days`
+    # of a customer owing at least `worklist_big_account` in that currency.
+    worklist_large_amount: int = 100_000
+    worklist_big_account: int = 1_000_000
+    worklist_due_soon_days: int = 7
+    # The activity report's targets: touches per hour worked (min, max), emails per ten calls (min, max: about
+    # two emails per call); hours worked per day with a touch (0: measured from the logged touches).
+    activity_touches_per_hour: tuple[int, ...] = (18, 26)
+    activity_emails_per_ten_calls: tuple[int, ...] = (15, 25)
+    activity_schedule_hours: int = 0
     config_file: str = field(default="", compare=False)
 
     @property
@@ -271,6 +293,7 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError(f"mail_url: {settings.mail_url!r}: use outbox:DIR, smtp://user:pass@host:port "
                           "or ses://region")
     _validate_mail(settings)
+    _validate_promises(settings)
     if settings.partial_minimum < 0:
         raise ConfigError(f"partial_minimum: {settings.partial_minimum} must not be negative")
     if not 0 <= settings.ach_discount_bps <= 1000:
@@ -337,28 +360,6 @@ def _validate_private_target(settings: Settings) -> None:
         if folder.is_relative_to(served):
             raise ConfigError(f"{key}: the folder {str(folder)!r} is inside {site_key} {str(served)!r}, which a web "
                               "server may serve: set private_target (PORTAL_PRIVATE_TARGET) to a folder outside it")
-
-
-def _validate_mail(settings: Settings) -> None:
-    for key in ("mail_from", "ar_inbox", "support_email"):
-        value = getattr(settings, key)
-        if value and not _EMAIL.fullmatch(value):
-            raise ConfigError(f"{key}: {value!r} is not an email address")
-    if not 1 <= settings.mail_attempts <= 10:
-        raise ConfigError(f"mail_attempts: {settings.mail_attempts} must be between 1 and 10")
-    if settings.mail_retry_delay_ms < 0:
-        raise ConfigError(f"mail_retry_delay_ms: {settings.mail_retry_delay_ms} must not be negative")
-    for key in ("reminder_unopened_days", "reminder_interval_days", "reminder_escalate_after",
-                "digest_unopened_days", "digest_min_amount"):
-        if getattr(settings, key) < 0:
-            raise ConfigError(f"{key}: {getattr(settings, key)} must not be negative")
-    for key in ("reminder_days_before_due", "reminder_days_overdue"):
-        if any(days < 0 for days in getattr(settings, key)):
-            raise ConfigError(f"{key}: {list(getattr(settings, key))} must be day counts of 0 or more")
-    for group, rules in settings.reminder_groups:
-        for key, rule in rules:
-            if any(v < 0 for v in (rule if isinstance(rule, tuple) else (rule,))):
-                raise ConfigError(f"reminder_groups: {group}: {key}: must not be negative")
 
 
 def warn_if_insecure(settings: Settings) -> None:

@@ -35,6 +35,8 @@ CUSTOMER_KEY_LENGTH = 26
 # How long the page Stripe sends the customer back to (/pay/done, /pay/cancelled) answers: a Checkout session
 # lives at most 24 hours, and the address stays in the browser's history long after.
 PAY_REF_MAX_AGE = 2 * 86400
+# An address confirms within a week of being typed in; after that the customer asks again.
+CONTACT_CONFIRM_MAX_AGE = 7 * 86400
 _OBJECT_NAME = re.compile(r"[0-9a-f]{64}\.[a-z0-9]{1,5}")
 PURPOSES = ("link", "page", "view", "doc", "fresh", "unsubscribe")
 
@@ -131,6 +133,10 @@ class Signer:
         self._link_codec = _Codec(URLSafeTimedSerializer(self._secrets, salt="link"), max_age=self.link_max_age)
         self._pay_ref_codec = _Codec(URLSafeTimedSerializer(self._secrets, salt="payment-ref"),
                                      max_age=PAY_REF_MAX_AGE)
+        # Emailed self-service links (portal/selfservice): an address's confirmation, an approver's invoice link.
+        self._action_codecs = {
+            purpose: _Codec(URLSafeTimedSerializer(self._secrets, salt=purpose), max_age=age)
+            for purpose, age in (("contact-confirm", CONTACT_CONFIRM_MAX_AGE), ("approve", self.link_max_age))}
 
     def customer_key(self, customer_id: str, key_version: int) -> str:
         return customer_key(self.secret, customer_id, key_version)
@@ -163,6 +169,21 @@ class Signer:
                 and isinstance(data[1], int)):
             raise TokenInvalid("malformed payment reference")
         return PayRef(data[0], data[1])
+
+    def action_token(self, purpose: str, customer_id: str, key_version: int, item: str) -> str:
+        """A timed token for an emailed self-service link ("contact-confirm", "approve"), naming one record."""
+        return self._action_codecs[purpose].dumps([customer_id, key_version, item])
+
+    def read_action_token(self, purpose: str, token: str) -> PageClaims:
+        """The claims of an action token; TokenInvalid when tampered, malformed, of another purpose or expired."""
+        try:
+            data = self._action_codecs[purpose].loads(token)
+        except BadSignature:  # includes SignatureExpired
+            raise TokenInvalid(f"bad or expired {purpose} token") from None
+        if not (isinstance(data, list) and len(data) == 3 and isinstance(data[0], str)
+                and isinstance(data[1], int) and isinstance(data[2], str)):
+            raise TokenInvalid(f"malformed {purpose} token")
+        return PageClaims(data[0], data[1], data[2])
 
     # Tokens inside static pages: untimed, bound to the key version.
     def page_token(self, purpose: str, customer_id: str, key_version: int, item: str = "") -> str:

@@ -23,7 +23,7 @@ from email.message import EmailMessage
 from gettext import NullTranslations
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from portal.balances import position, stored
 from portal.core.config import Settings
@@ -36,7 +36,7 @@ from portal.mail.messages import render_message
 from portal.store import disputes as disputestore
 from portal.store import jobqueue
 from portal.store.database import Store
-from portal.store.tables import customers, invoices
+from portal.store.tables import contacts, customers, invoices
 
 log = logging.getLogger(__name__)
 
@@ -205,12 +205,22 @@ def submit_dispute(store: Store, settings: Settings, customer_id: str, invoice_i
 
 
 def submit_question(store: Store, customer_id: str, invoice_id: str, message: str,
-                    now: datetime | None = None) -> Submitted:
-    """Record a question (optionally about one of the customer's invoices); returns its reference."""
+                    now: datetime | None = None, email: str = "") -> Submitted:
+    """Record a question (optionally about one of the customer's invoices, and from the contact on file whose
+    address is `email`: the answer goes to them); returns its reference. An address typed that is not on file
+    is refused, never stored: answers go only to addresses on file."""
     now = now or datetime.now(UTC)
     text = _clean_message(message)
     with store.begin() as conn:
         person = _customer(conn, customer_id)
+        contact_id = ""
+        if email.strip():
+            contact_id = conn.execute(select(contacts.c.contact_id).where(
+                contacts.c.customer_id == customer_id,
+                func.lower(contacts.c.email) == email.strip().lower()[:320])).scalar() or ""
+            if not contact_id:
+                raise DisputeRefused("That email address is not one we have on file for your account. Leave it "
+                                     "empty and we will answer the billing contacts we have on file.")
         numbers: tuple[str, ...] = ()
         if invoice_id:
             number = conn.execute(select(invoices.c.number).where(
@@ -218,7 +228,7 @@ def submit_question(store: Store, customer_id: str, invoice_id: str, message: st
             if number is None:
                 raise DisputeRefused(N_("That invoice is not on your account."))
             numbers = (number,)
-        question_id = disputestore.insert_question(conn, customer_id, invoice_id, text, now)
+        question_id = disputestore.insert_question(conn, customer_id, invoice_id, text, now, contact_id)
         store.add_event(conn, "question_asked", customer_id, invoice_id=invoice_id, detail=f"Q-{question_id}")
         submitted = Submitted(f"Q-{question_id}", customer_id, person.name, person.collector, text, numbers)
         jobqueue.enqueue(conn, "question_mail", customer_id, {**asdict(submitted), "kind": "question"}, now)

@@ -23,6 +23,7 @@ from portal.disputes import service as disputes
 from portal.mail.transport import Transport, send_with_retry
 from portal.payments.events import PAYMENT_MAIL, Change
 from portal.payments.messages import payment_message
+from portal.selfservice import approvals, contacts
 from portal.store import jobqueue
 from portal.store import payments as paystore
 from portal.store.database import Store
@@ -75,6 +76,19 @@ MESSAGES = {PAYMENT_MAIL: payment_messages, DISPUTE_MAIL: collector_messages, QU
             RESOLUTION_MAIL: resolution_messages}
 
 
+def _one(message: EmailMessage | None) -> Iterator[EmailMessage]:
+    if message is not None:
+        yield message
+
+
+# Self-service (portal/selfservice): an address's confirmation link, the collector's notice of a confirmed change,
+# an approver's invoice link, the collector's check of a typed approver address.
+MESSAGES[contacts.CONFIRM_MAIL] = lambda settings, store, job: _one(
+    contacts.confirm_message(settings, store, str(job.payload["change_id"])))
+MESSAGES[contacts.CHANGED_MAIL] = lambda settings, store, job: _one(
+    contacts.changed_message(settings, store, str(job.payload["change_id"])))
+
+
 def send_once(settings: Settings, store: Store, transport: Transport, job: Job,
               messages: Iterable[EmailMessage]) -> int:
     """Send each message unless this job sent it already; record each right after it was accepted. Returns how
@@ -95,3 +109,7 @@ def send_once(settings: Settings, store: Store, transport: Transport, job: Job,
             jobqueue.record_message(conn, job.job_id, recipient, message_id, datetime.now(UTC))
         sent += 1
     return sent
+MESSAGES[approvals.APPROVER_MAIL] = lambda settings, store, job: _one(
+    approvals.approver_message(settings, store, str(job.payload["request_id"])))
+MESSAGES[approvals.CHECK_MAIL] = lambda settings, store, job: _one(
+    approvals.check_message(settings, store, str(job.payload["request_id"])))

@@ -8,7 +8,9 @@ Each open invoice is matched against the rules of its customer's group, stronges
 Each rule fires at most once per invoice and contact. A contact gets at most one reminder per
 `interval_days`, listing every invoice that is due one; invoices it could not get yet stay pending for
 the next run. Reminders go to billing contacts; once an invoice had `escalate_after` reminder steps,
-approvers are sent it too. Contacts who unsubscribed get none. Only invoices whose position
+approvers are sent it too. Contacts who unsubscribed get none, nor does a customer a collector put on hold
+(portal/collect/holds.py), nor an invoice promised to be paid by a day not yet passed (portal/collect/promises.py).
+Only invoices whose position
 (portal/balances/position.py)
 may be asked for money (open, partly paid) are reminded of, for what they owe now: never one that is paid,
 has a payment pending or is in dispute, never for money paid in the portal since the export. A reminder that
@@ -35,6 +37,7 @@ from portal.export.model import Contact, Invoice
 from portal.mail.delivery import Outgoing, SendResult, deliver
 from portal.mail.messages import invoice_items, one_line, render_message, total_text
 from portal.mail.transport import Transport
+from portal.store.collect import held_customers, promised_invoices
 from portal.store.database import CustomerData, Store
 from portal.store.mail import SentRow, first_sent, last_reminder, mail_sent, unsubscribed
 from portal.store.tables import events, invoices
@@ -96,11 +99,16 @@ def send_reminders(settings: Settings, store: Store, dry_run: bool = False, now:
                                                                     events.c.invoice_id != "").distinct()).scalars())
         hashes = dict(conn.execute(select(invoices.c.invoice_id, invoices.c.content_hash)
                                    .where(invoices.c.is_open)).all())
+        held = held_customers(conn, now.date())
+        promised = promised_invoices(conn, now.date())
     result = SendResult(dry_run)
     outgoing = []
     positions: dict[str, Position] = {}
     for d in data:
         cid = d.customer.customer_id
+        if cid in held:  # a collector put the customer on hold (docs/collect.md)
+            result.skipped.append(f"{cid}: on hold")
+            continue
         rules = rules_for(settings, d.customer.group)
         due: list[tuple[Invoice, str]] = []
         for inv in d.invoices:
@@ -110,6 +118,9 @@ def send_reminders(settings: Settings, store: Store, dry_run: bool = False, now:
                 continue
             if not pos.askable:
                 result.skipped.append(f"{cid} invoice {inv.number}: {_why_not(pos)} ({rule})")
+                continue
+            if inv.invoice_id in promised:  # the customer promised to pay it by then (docs/collect.md)
+                result.skipped.append(f"{cid} invoice {inv.number}: promised by {promised[inv.invoice_id]} ({rule})")
                 continue
             due.append((inv, rule))
         if not due:

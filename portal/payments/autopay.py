@@ -24,6 +24,7 @@ from portal.core.errors import CustomerRefusal
 from portal.core.i18n import N_
 from portal.core.money import AmountError, parse_amount
 from portal.store import autopay as apstore
+from portal.store import collect
 from portal.store.database import Store
 from portal.store.tables import customers, invoices
 
@@ -84,12 +85,17 @@ def turn_off(store: Store, customer_id: str, now: datetime | None = None) -> Non
             store.add_event(conn, "autopay_off", customer_id)
 
 
-def collector_blocks(conn: Any, invoice_ids: Iterable[str]) -> set[str]:
-    """HOOK for the collector's holds and promises to pay (the workbench): the invoices autopay must leave alone
-    because the collector put them on hold or the customer promised to pay them. The workbench's tables are not in
-    the store yet, so nothing is blocked here; when they are, read them here (docs/autopay.md, "Holds and
-    promises"). Disputes and pending payments are already kept out by the position (`eligible`)."""
-    return set()
+def collector_blocks(conn: Any, customer_id: str, invoice_ids: Iterable[str], today: date) -> dict[str, str]:
+    """The invoices autopay must leave alone today because of the collector's workbench (portal/collect), with why:
+    every invoice of a customer on hold (a hold stops every request for money, as it stops the reminders), and an
+    invoice with an open promise to pay whose day has not passed (the customer said when they will pay; a broken
+    promise no longer blocks). Read through the store's queries (portal/store/collect.py), the same ones the
+    reminders use. Disputes and pending payments are already kept out by the position (`eligible`)."""
+    ids = set(invoice_ids)
+    if customer_id in collect.held_customers(conn, today):
+        return dict.fromkeys(ids, "on hold")
+    promised = collect.promised_invoices(conn, today)
+    return {i: f"promised to pay by {promised[i].isoformat()}" for i in ids if i in promised}
 
 
 @dataclass(frozen=True)
@@ -111,7 +117,7 @@ def eligible(conn: Any, choice: apstore.Choice, today: date) -> tuple[list[Due],
                                                     invoices.c.is_open.is_(True)).order_by(invoices.c.due_date,
                                                                                            invoices.c.number)))
     standing = position.of_invoices(conn, [r.invoice_id for r in rows])
-    blocked = collector_blocks(conn, [r.invoice_id for r in rows])
+    blocked = collector_blocks(conn, choice.customer_id, [r.invoice_id for r in rows], today)
     method = apstore.method(conn, choice.method_id)
     result, left = [], []
     for row in rows:
@@ -122,7 +128,7 @@ def eligible(conn: Any, choice: apstore.Choice, today: date) -> tuple[list[Due],
             left.append((row.number, "in dispute"))
             continue
         if row.invoice_id in blocked:
-            left.append((row.number, "on hold or promised"))
+            left.append((row.number, blocked[row.invoice_id]))
             continue
         if method is not None and method.kind == "us_bank_account" and row.currency != "USD":
             left.append((row.number, "not in US dollars"))

@@ -29,7 +29,10 @@ from portal.store.database import Store
 from portal.store.ratelimits import DatabaseRateLimitStore
 from portal.store.staff import staff_sessions, staff_users
 
-ROLES = ("viewer", "admin")  # admin: resolves disputes and manages staff; viewer: reads and exports
+# viewer: reads and exports; collector: also works customers (touches, holds; portal/collect/access.py) and
+# sees their own portfolio first; manager: also sees every collector's work and reassigns; admin: also resolves
+# disputes and manages staff.
+ROLES = ("viewer", "collector", "manager", "admin")
 MIN_PASSWORD = 12
 MAX_PASSWORD = 1024  # argon2 takes any length; a cap keeps a hostile form from costing us memory
 SESSION_IDLE = timedelta(hours=4)
@@ -158,7 +161,7 @@ def update_user(store: Store, email: str, *, role: str | None = None, active: bo
                            .with_for_update()).first()
         if row is None:
             raise StaffError(f"{email} is not a staff user")
-        losing_admin = row.role == "admin" and row.active and (role == "viewer" or active is False)
+        losing_admin = row.role == "admin" and row.active and (role not in (None, "admin") or active is False)
         if losing_admin and _active_admins(conn, row.user_id) == 0:
             raise StaffError(f"{row.email} is the last active admin; make another admin first")
         values: dict[str, object] = {"updated_at": now}

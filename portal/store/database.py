@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from portal.core.errors import NotFound, PortalError
 from portal.export.model import Contact, Credit, Customer, Document, Invoice, InvoiceLine, Ledger
-from portal.store import derived, importer
+from portal.store import contactchanges, derived, importer
 from portal.store.engine import make_engine
 from portal.store.importer import ImportSummary
 from portal.store.tables import (
@@ -144,6 +144,11 @@ class Store:
                 if r.customer_id in result:
                     result[r.customer_id].contacts.append(Contact(r.customer_id, r.contact_id, r.email,
                                                                   r.name, r.role))
+            # Confirmed AP address changes sit on top of the export's contacts (portal/store/contactchanges.py).
+            confirmed = contactchanges.by_customer(conn, wanted)
+            for cid, found in confirmed.items():
+                if cid in result:
+                    result[cid].contacts[:] = contactchanges.overlay(result[cid].contacts, found)
             open_invoices = only(invoices, select(invoices).where(invoices.c.is_open))
             for r in conn.execute(open_invoices.order_by(invoices.c.due_date, invoices.c.invoice_id)):
                 if r.customer_id in result:
@@ -289,12 +294,15 @@ class Store:
         return None if file is None else Path(file).name
 
     def customer_contacts(self, customer_id: str, conn: Connection | None = None) -> tuple[str, list[Contact]]:
-        """The customer's name and its contacts on file (the only addresses a fresh link may go to)."""
+        """The customer's name and its contacts on file (the only addresses a fresh link may go to): the export's,
+        with the AP address changes the customer confirmed (portal/store/contactchanges.py)."""
         with self._conn(conn) as c:
             name = c.execute(select(customers.c.name).where(customers.c.customer_id == customer_id)).scalar()
             rows = c.execute(select(contacts).where(contacts.c.customer_id == customer_id)
                              .order_by(contacts.c.contact_id)).all()
-        return name or "", [Contact(r.customer_id, r.contact_id, r.email, r.name, r.role) for r in rows]
+            confirmed = contactchanges.changes(c, [customer_id], [contactchanges.CONFIRMED])
+        exported = [Contact(r.customer_id, r.contact_id, r.email, r.name, r.role) for r in rows]
+        return name or "", contactchanges.overlay(exported, confirmed)
 
     def customer_locale(self, customer_id: str, conn: Connection | None = None) -> str:
         """The customer's `locale` (customers.csv): the language and formats of what it is sent and shown; "" when

@@ -70,6 +70,8 @@ questions = Table(
     Column("invoice_id", String(ID), nullable=False, default=""),
     Column("message", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # The contact on file who asked ("" when they did not say): the answer goes to them (portal/collect/answers.py).
+    Column("contact_id", String(320), nullable=False, server_default=""),
 )
 
 
@@ -188,6 +190,8 @@ def all_items(conn: Connection) -> dict[int, list[Any]]:
     return result
 
 
-def insert_question(conn: Connection, customer_id: str, invoice_id: str, message: str, now: datetime) -> int:
+def insert_question(conn: Connection, customer_id: str, invoice_id: str, message: str, now: datetime,
+                    contact_id: str = "") -> int:
     return int(conn.execute(insert(questions).values(customer_id=customer_id, invoice_id=invoice_id, message=message,
-                                                     created_at=now).returning(questions.c.question_id)).scalar_one())
+                                                     created_at=now, contact_id=contact_id)
+                            .returning(questions.c.question_id)).scalar_one())

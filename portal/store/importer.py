@@ -26,7 +26,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from portal.export.model import Invoice, InvoiceLine, Ledger
-from portal.store import derived
+from portal.store import contactchanges, derived
 from portal.store.bulk import bulk_insert, chunks, update_by
 from portal.store.tables import contacts, credits, customers, documents, invoice_lines, invoices, snapshots
 
@@ -91,6 +91,7 @@ def import_ledger(conn: Connection, ledger: Ledger, source: str = "", hashes: di
     conn.execute(delete(contacts))
     bulk_insert(conn, contacts, ("customer_id", "contact_id", "email", "name", "role"),
                 [(c.customer_id, c.contact_id, c.email, c.name, c.role) for c in ledger.contacts])
+    contactchanges.absorb(conn, ledger.contacts, now)  # the ERP now lists what the customers changed here
     conn.execute(delete(credits))
     bulk_insert(conn, credits, ("credit_id", "customer_id", "number", "issue_date", "amount", "balance",
                                 "currency", "description"),

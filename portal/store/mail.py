@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import Column, Index, Integer, String, Table, Text, func, insert, select
 from sqlalchemy.engine import Connection
 
+from portal.store.collect import record_portal_touch
 from portal.store.tables import ID, UTCDateTime, events, metadata
 
 mail_sent = Table(
@@ -53,7 +54,8 @@ class SentRow:
 
 
 def record_sent(conn: Connection, kind: str, message_id: str, sent_at: datetime, rows: Iterable[SentRow]) -> None:
-    """Record an accepted message: a `mail_sent` row and an `email_sent` event per invoice."""
+    """Record an accepted message: a `mail_sent` row and an `email_sent` event per invoice, and one touch per
+    contact for the workbench (portal/store/collect.py)."""
     rows = list(rows)
     if not rows:
         return
@@ -66,6 +68,12 @@ def record_sent(conn: Connection, kind: str, message_id: str, sent_at: datetime,
          "invoice_id": r.invoice_id, "document_id": "", "ip": "", "user_agent": "",
          "detail": f"{kind}{':' + r.rule if r.rule else ''} {message_id}"}
         for r in rows])
+    # The workbench counts each message once, for its contact (a message lists several invoices).
+    by_contact: dict[tuple[str, str], list[str]] = {}
+    for r in rows:
+        by_contact.setdefault((r.customer_id, r.contact_id), []).append(r.invoice_id)
+    for (customer_id, contact_id), invoice_ids in by_contact.items():
+        record_portal_touch(conn, customer_id, contact_id, [i for i in invoice_ids if i], kind, message_id, sent_at)
 
 
 def sent_hashes(conn: Connection) -> dict[tuple[str, str, str], set[str]]:

@@ -7,8 +7,21 @@ no package above it (README.md, Architecture), so a feature's table goes into a 
 
 from __future__ import annotations
 
-from portal.store import autopay, disputes, jobqueue, mail, payments, positions, ratelimits, staff, tables
+from portal.store import (
+    approvals,
+    autopay,
+    collect,
+    contactchanges,
+    disputes,
+    jobqueue,
+    mail,
+    payments,
+    positions,
+    ratelimits,
+    staff,
+    tables,
+)
 from portal.store.tables import metadata
 
-__all__ = ["autopay", "disputes", "jobqueue", "mail", "metadata", "payments", "positions", "ratelimits", "staff",
-           "tables"]
+__all__ = ["approvals", "autopay", "collect", "contactchanges", "disputes", "jobqueue", "mail", "metadata",
+           "payments", "positions", "ratelimits", "staff", "tables"]

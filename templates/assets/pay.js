@@ -1,5 +1,6 @@
 /* The pay form's running total: ticks, part amounts and the method's discount or fee. The webhook
-   recomputes everything from its own records; this only shows the customer what to expect. */
+   recomputes everything from its own records; this only shows the customer what to expect. Its words come
+   from the form's data-msg-* attributes (translated in the template), never from this file. */
 (function () {
   "use strict";
   var form = document.querySelector("form.pay-form");

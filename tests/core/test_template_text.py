@@ -24,9 +24,11 @@ from portal.core.templating import BUILTIN_TEMPLATES
 LETTER = re.compile(r"[^\W\d_]")
 READ_ATTRIBUTES = {"title", "alt", "placeholder", "aria-label", "aria-description", "label"}
 # Sent to the collector or shown to staff: English by design (docs/translations.md).
-STAFF_EMAILS = {"digest", "dispute_received", "question_received", "autopay_reported"}
+STAFF_EMAILS = {"digest", "dispute_received", "question_received", "autopay_reported", "approver_check",
+                "contact_changed"}
 CUSTOMER_WEBHOOK_PAGES = ["layout", "link_expired", "message", "pay_status", "dispute_received", "dispute_refused",
-                          "unsubscribe", "unsubscribe_done", "autopay_status"]
+                          "unsubscribe", "unsubscribe_done", "promise_received", "promise_refused", "selfservice",
+                          "autopay_status"]
 
 
 def customer_templates() -> list[str]:

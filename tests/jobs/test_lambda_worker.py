@@ -35,7 +35,8 @@ from tests.payfixtures import attempt_id_sent, invoice_page, post_pay, send_even
 from tests.ports import free_port
 from tests.webhook_helpers import make_app, outbox_messages
 
-PAID = '<span class="badge badge-paid">Paid</span>'
+# A paid invoice's badge says when it was paid ("Paid on DATE", issue 20).
+PAID = '<span class="badge badge-paid">Paid on '
 PAYER = "payer@pay.example"
 _queues = itertools.count(1)
 

@@ -10,6 +10,9 @@ from datetime import timedelta
 import pytest
 
 from portal.balances import rule
+from portal.collect.access import Actor
+from portal.collect.holds import place_hold
+from portal.collect.promises import Offer, promise_from_customer
 from portal.store import autopay as apstore
 from tests.autopay_helpers import (
     askable,
@@ -181,6 +184,41 @@ def test_invoice_in_dispute_is_never_debited(client, standin, built, mail_settin
     run(mail_settings, store, at(due_date - timedelta(days=3)))
     run(mail_settings, store, at(due_date))
     assert [r for r in intents_created(standin) if r.param("metadata[invoice_id]") == invoice_id] == []
+
+
+def _debits_of(standin, invoice_ids) -> list:
+    return [r for r in intents_created(standin) if r.param("metadata[invoice_id]") in set(invoice_ids)]
+
+
+def test_customer_on_hold_is_never_debited_even_after_the_notice(client, standin, built, mail_settings, store):
+    customer_id, invoices = usd_customer(store)
+    method_id = enrol(client, standin, built, customer_id, "card")
+    turn_on(client, built, customer_id, method_id)
+    invoice_id, due_date = latest_due(store, customer_id, invoices)
+    run(mail_settings, store, at(due_date - timedelta(days=3)))
+    assert charges(store, customer_id)[invoice_id].state == "noticed"
+    # The collector puts the customer on hold after the notice went: the hold wins, for every invoice.
+    place_hold(store, Actor("collector@example.com", "collector"), customer_id, "talking to their CFO",
+               due_date + timedelta(days=2), now=at(due_date - timedelta(days=1)))
+    run(mail_settings, store, at(due_date))
+    run(mail_settings, store, at(due_date + timedelta(days=1)))
+    assert _debits_of(standin, [i.invoice_id for i in invoices]) == []
+    assert charges(store, customer_id)[invoice_id].state == "noticed"
+
+
+def test_promised_invoice_is_never_debited_before_its_promised_day(client, standin, built, mail_settings, store):
+    customer_id, invoices = usd_customer(store)
+    method_id = enrol(client, standin, built, customer_id, "card")
+    turn_on(client, built, customer_id, method_id)
+    invoice_id, due_date = latest_due(store, customer_id, invoices)
+    run(mail_settings, store, at(due_date - timedelta(days=3)))
+    due = askable(store, customer_id)[invoice_id].due
+    # The customer promises on their page to pay the whole invoice a week after its due date.
+    offer = Offer((invoice_id,), f"{due // 100}.{due % 100:02d}", (due_date + timedelta(days=7)).isoformat())
+    promise_from_customer(store, mail_settings, customer_id, offer, now=at(due_date - timedelta(days=1)))
+    run(mail_settings, store, at(due_date))
+    run(mail_settings, store, at(due_date + timedelta(days=3)))
+    assert _debits_of(standin, [invoice_id]) == []
 
 
 @pytest.mark.parametrize("doc", ["docs/autopay.md", "infra/README.md"])

@@ -109,7 +109,7 @@ def question() -> Any:
     customer_id = _customer_from_token("question")
     try:
         submitted = record_question(services().store, customer_id, request.form.get("invoice", ""),
-                                    request.form.get("message", ""))
+                                    request.form.get("message", ""), email=request.form.get("email", "")[:320])
     except DisputeRefused as exc:
         return _refused(exc, "question", customer_id)
     _after(submitted, "question")

@@ -29,9 +29,11 @@ from itsdangerous import BadSignature, SignatureExpired
 
 from portal.build.customer import generated_pdf
 from portal.build.pages import invoice_slug
+from portal.collect.touches import record_portal_email
 from portal.core.links import link_url
 from portal.core.signing import LinkClaims, TokenExpired, TokenInvalid, customer_key
 from portal.mail.messages import fresh_link_message
+from portal.payments.history import receipt_reference
 from portal.publish.documents import document_download
 from portal.store.database import InvoiceState
 from webhook.errors import TokenRejected
@@ -49,7 +51,8 @@ from webhook.services import (
 
 bp = Blueprint("links", __name__)
 
-PAGE_ITEMS = {"account", "statement"}  # view-token items that are not invoice ids (see portal/build/pages.py)
+# View-token items that are not invoice ids (see portal/build/pages.py).
+PAGE_ITEMS = {"account", "statement", "receipt"}
 FRESH_PER_CONTACT_PER_DAY = 3  # fresh-link emails one contact can be sent in 24 hours, across all workers
 FRESH_DETAIL = "fresh_link"
 _UNSAFE_FILENAME = re.compile(r'[\x00-\x1f\x7f"\\/]')
@@ -172,6 +175,8 @@ def fresh_link() -> Any:
         s.store.record_event("email_sent", customer_id, contact_id=contact.contact_id,
                              invoice_id=invoice.invoice_id if invoice else "", ip=client_ip(),
                              user_agent=user_agent(), detail=f"{FRESH_DETAIL} {message_id}")
+        record_portal_email(s.store, customer_id, contact.contact_id, [invoice.invoice_id if invoice else ""],
+                            FRESH_DETAIL, message_id)
         sent += 1
     event("fresh_link_sent", customer=customer_id, token=token_ref(token), messages=sent,
           capped=len(recipients) - sent)
@@ -228,7 +233,7 @@ def document(token: str) -> Any:
     except TokenInvalid as exc:
         raise TokenRejected("doc", token, str(exc)) from None
     name = claims.name
-    if claims.document_id == "statement" or claims.document_id.startswith("invoice:"):
+    if claims.document_id == "statement" or claims.document_id.startswith(("invoice:", "receipt:")):
         # A PDF the portal generates is rendered on its first download (docs/documents.md); only for a token that
         # would be accepted below, which checks again as it records.
         with s.store.begin() as conn:
@@ -269,6 +274,10 @@ def _document_filename(customer_id: str, document_id: str, invoice_id: str, invo
     supplied documents by their documents.csv id, checked against the store."""
     if document_id == "statement":
         name = None if invoice_id else "Statement.pdf"
+    elif document_id.startswith("receipt:"):
+        # A receipt PDF: the payment must be this customer's and settled (a refunded one has no receipt).
+        found = None if invoice_id else receipt_reference(conn, customer_id, document_id.removeprefix("receipt:"))
+        name = None if found is None else f"Receipt {found}.pdf"
     elif document_id.startswith("invoice:"):
         matches = invoice is not None and document_id.removeprefix("invoice:") == invoice_id
         name = f"Invoice {invoice.number}.pdf" if matches and invoice else None

@@ -27,7 +27,8 @@ bp.before_request(require_staff)
 PER_PAGE = 50
 MAX_PAGE = 100_000
 NAV = [("staff.overview", "Overview"), ("staff.receipts", "Receipts"), ("staff.payments", "Payments"),
-       ("staff.disputes", "Disputes"), ("staff.customers", "Customers")]
+       ("staff.disputes", "Disputes"), ("staff.customers", "Customers"), ("staff.worklist", "Worklist"),
+       ("staff.activity_page", "Activity")]
 
 
 class BadQuery(BadRequest):

@@ -24,7 +24,10 @@ from portal.staff.users import (
 )
 from webhook.logs import event, security_log
 from webhook.services import client_ip, services
-from webhook.staff import views  # noqa: F401 - registers the table and export routes on bp
+from webhook.staff import (
+    approvals,  # noqa: F401 - registers the approver checks on bp
+    views,  # noqa: F401 - registers the table and export routes on bp
+)
 from webhook.staff.auth import (
     LOGIN_NONCE_COOKIE,
     LOGIN_NONCE_SECONDS,

@@ -25,6 +25,7 @@ from portal.staff.payments_report import cash_application_csv as cash_applicatio
 from webhook.jobs import jobs_recorded
 from webhook.logs import event, security_log
 from webhook.services import services
+from webhook.staff import activity as _activity  # noqa: F401 - registers /staff/activity on bp
 from webhook.staff.auth import admin_only
 from webhook.staff.blueprint import (
     PER_PAGE,
@@ -40,6 +41,7 @@ from webhook.staff.blueprint import (
     stamp,
     text_arg,
 )
+from webhook.staff.collect import customer_context, customers_context
 
 
 def _paged(call: Any, *args: Any, default_sort: str, default_desc: bool, **kwargs: Any) -> Page:
@@ -217,6 +219,10 @@ EVENT_LABELS = {
     "unsubscribed": "Unsubscribed from reminders",
     "payment_disputed": "Payment charged back (disputed)",
     "payment_reinstated": "Chargeback closed in our favour: the payment counts again",
+    "approval_requested": "Sent to the customer's approver",
+    "approver_confirmed": "Typed approver address confirmed by staff",
+    "invoice_approved": "Approved for payment by the customer's approver",
+    "contact_changed": "AP address change confirmed",
 }
 
 
@@ -235,7 +241,7 @@ def event_label(kind: str, invoice_id: str) -> str:
 def customers() -> Any:
     q = text_arg("q")
     found = customers_table.customers_search(services().store, q, limit=50) if q else []
-    return page("staff/customers.html", title="Customers", q=q or "", found=found)
+    return page("staff/customers.html", title="Customers", q=q or "", **customers_context(found))
 
 
 @bp.get("/customer")
@@ -253,7 +259,7 @@ def customer() -> Any:
         event_row["label"] = event_label(event_row["kind"], event_row["invoice_id"])
     autopay = autopay_summary(services().store, customer_id, shown.customer["currency"])
     return page("staff/customer.html", title=shown.customer["name"], customer=shown.customer, result=shown.timeline,
-                invoice_id=invoice_id, positions=shown.positions, autopay=autopay)
+                invoice_id=invoice_id, positions=shown.positions, autopay=autopay, **customer_context(customer_id))
 
 
 @bp.get("/customer.csv")

@@ -4,6 +4,7 @@ forward-only state machine, the re-rendered and published pages, the emails, and
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -45,7 +46,9 @@ def test_card_success_marks_paid_rerenders_publishes_and_mails_a_receipt(client,
     assert (attempt.status, attempt.payment_intent, attempt.payer_email) == ("succeeded", "pi_1", "payer@example.com")
     assert position_now(store, inv.invoice_id).status == "paid"
     for folder in (built.target,):  # re-rendered and published to the target (the build folder is the nightly's)
-        assert '<span class="badge badge-paid">Paid</span>' in invoice_page(built, cid, inv.invoice_id, folder)
+        # A paid invoice says when it was paid (issue 20: "Paid on DATE"), the day the payment settled.
+        assert re.search(r'<span class="badge badge-paid">Paid on [A-Z][a-z]{2} \d{1,2}, \d{4}</span>',
+                         invoice_page(built, cid, inv.invoice_id, folder))
     [mail] = outbox_messages(tmp_path)
     assert mail["To"] == "payer@example.com" and mail["Subject"].startswith("Payment received")
 

@@ -1,0 +1,1 @@
+"""Customer self-service beyond paying and disputing: AP address changes and approvers (docs/selfservice.md)."""

@@ -1,0 +1,143 @@
+"""/contacts and /approval: the self-service forms of a customer's pages, and the links they mail.
+
+As everywhere, nothing the browser sends is trusted but the signed page token (its customer, at the current key
+version) or the emailed action token; the domain (portal/selfservice) checks every invoice and contact against
+that customer and writes nothing when it refuses. Link targets answer GET with a page and act only on POST, so a
+mail scanner that fetches a link confirms or approves nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Flask, request
+
+from portal.core.signing import TokenInvalid
+from portal.selfservice import approvals, contacts
+from portal.selfservice.common import SelfServiceRefused
+from webhook.customer.links import page_url
+from webhook.errors import TokenRejected
+from webhook.formtoken import page_claims
+from webhook.jobs import jobs_recorded
+from webhook.logs import event
+from webhook.security import rate_limited
+from webhook.services import client_ip, render, services, translations
+
+bp = Blueprint("selfservice", __name__)
+PAGE = "webhook/selfservice.html"
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+
+def _account(customer_id: str) -> str:
+    version = services().store.active_key_version(customer_id)
+    return page_url(customer_id, version) if version else ""
+
+
+def _page(customer_id: str, status: int, **context: Any) -> Any:
+    """The answer page in the customer's language (customers.csv locale), as the dispute form's answer."""
+    return render(PAGE, status, locale=services().store.customer_locale(customer_id), **context)
+
+
+def _refused(exc: SelfServiceRefused, route: str, customer_id: str) -> Any:
+    event(f"{route}_refused", reason=exc.message, ip=client_ip())
+    locale = services().store.customer_locale(customer_id)
+    return render(PAGE, exc.status, locale=locale, what="refused", message=exc.text(translations(locale)))
+
+
+@bp.post("/contacts")
+@rate_limited("contacts", token_arg="page_token")
+def contact_change() -> Any:
+    customer_id = page_claims("contacts").customer_id
+    form = request.form
+    try:
+        change = contacts.request_change(services().store, customer_id, form.get("kind", ""),
+                                         form.get("replaces", ""), form.get("email", ""), form.get("name", ""))
+    except SelfServiceRefused as exc:
+        return _refused(exc, "contacts", customer_id)
+    jobs_recorded(customer_id)
+    event("contact_change_requested", customer=customer_id, ip=client_ip())
+    return _page(customer_id, 200, what="contact_requested", email=change.email, account_url=_account(customer_id))
+
+
+def _change(token: str) -> Any:
+    s = services()
+    try:
+        return contacts.change_for_token(s.store, s.signer, token)
+    except TokenInvalid as exc:
+        raise TokenRejected("contact-confirm", token, str(exc)) from None
+
+
+@bp.get("/contacts/confirm/<token>")
+@rate_limited("contact-confirm")
+def contact_confirm_page(token: str) -> Any:
+    change = _change(token)
+    return _page(change.customer_id, 200, what="contact_confirm", email=change.email,
+                 done=change.status != "requested")
+
+
+@bp.post("/contacts/confirm/<token>")
+@rate_limited("contact-confirm")
+def contact_confirm(token: str) -> Any:
+    s = services()
+    try:
+        change = contacts.confirm_change(s.store, s.signer, token)
+    except TokenInvalid as exc:
+        raise TokenRejected("contact-confirm", token, str(exc)) from None
+    jobs_recorded(change.customer_id)
+    return _page(change.customer_id, 200, what="contact_confirmed", email=change.email)
+
+
+@bp.post("/approval")
+@rate_limited("approval", token_arg="page_token")
+def approval_request() -> Any:
+    customer_id = page_claims("approval").customer_id
+    form = request.form
+    invoice_id = form.get("invoice", "")
+    try:
+        sent = approvals.request_approval(services().store, customer_id, invoice_id, form.get("approver", ""),
+                                          form.get("approver_email", ""))
+    except SelfServiceRefused as exc:
+        return _refused(exc, "approval", customer_id)
+    jobs_recorded(customer_id)
+    version = services().store.active_key_version(customer_id)
+    _version, invoice = services().store.access(customer_id, invoice_id)
+    return _page(customer_id, 200, what="approval_waiting" if sent.typed else "approval_sent", email=sent.email,
+                 number=invoice.number if invoice else "",
+                 account_url=page_url(customer_id, version, invoice_id) if version else "")
+
+
+def _approval(token: str) -> Any:
+    s = services()
+    try:
+        return approvals.approval_view(s.store, s.signer, token)
+    except TokenInvalid as exc:
+        raise TokenRejected("approve", token, str(exc)) from None
+
+
+@bp.get("/approve/<token>")
+@rate_limited("approve")
+def approve_page(token: str) -> Any:
+    view = _approval(token)
+    found = view.request
+    version = services().store.active_key_version(found.customer_id)
+    return _page(found.customer_id, 200, what="approve", number=view.number, customer_name=view.customer_name,
+                 open_text=view.open_text, amount_text=view.amount_text, due_text=view.due_text,
+                 invoice_url=page_url(found.customer_id, version, found.invoice_id) if version else "",
+                 approved_text=found.approved_at.date().isoformat() if found.approved_at else "")
+
+
+@bp.post("/approve/<token>")
+@rate_limited("approve")
+def approve(token: str) -> Any:
+    view = _approval(token)
+    s = services()
+    try:
+        done = approvals.approve(s.store, s.signer, token)
+    except TokenInvalid as exc:
+        raise TokenRejected("approve", token, str(exc)) from None
+    jobs_recorded(done.customer_id)
+    event("invoice_approved", customer=done.customer_id, ip=client_ip())
+    return _page(done.customer_id, 200, what="approved", number=view.number)
