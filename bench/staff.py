@@ -296,13 +296,14 @@ def measure(results: dict[str, Any], name: str, call: Callable[[], Any], n: int)
 
 
 @contextmanager
-def staff_client(store: Store) -> Iterator[Any]:
-    """A logged-in viewer on the real app (the tests' login helper: the form, its nonce and CSRF field)."""
+def staff_client(store: Store, role: str = "viewer") -> Iterator[Any]:
+    """A logged-in staff user of `role` on the real app (the tests' login helper: the form, its nonce and CSRF
+    field)."""
     from tests.conftest import make_settings
     from tests.staff_helpers import add_staff, login
     from tests.webhook_helpers import make_app
 
-    add_staff(store, "bench@example.com", "viewer")
+    add_staff(store, "bench@example.com", role)
     with tempfile.TemporaryDirectory() as folder, make_app(make_settings(store.url), Path(folder)) as app:
         client = app.test_client()
         assert login(client, "bench@example.com").status_code == 302

@@ -16,9 +16,6 @@ import argparse
 import json
 import random
 import sys
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -70,25 +67,6 @@ def generate(n_customers: int, n_touches: int, seed: int = 2) -> dict[str, list[
     return {"touches": rows, "promises": made, "holds": held, "questions": asked}
 
 
-def measure(results: dict[str, Any], name: str, call: Any, n: int) -> None:
-    call()  # warm
-    results[name] = base.stats([base.timed(call) for _ in range(n)])
-    print(f"  {name:50s} {results[name]}", flush=True)
-
-
-@contextmanager
-def manager_client(store: Store) -> Iterator[Any]:
-    from tests.conftest import make_settings
-    from tests.staff_helpers import add_staff, login
-    from tests.webhook_helpers import make_app
-
-    add_staff(store, "boss@example.com", "manager")
-    with tempfile.TemporaryDirectory() as folder, make_app(make_settings(store.url), Path(folder)) as app:
-        client = app.test_client()
-        assert login(client, "boss@example.com").status_code == 302
-        yield client
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=10_000)
@@ -111,21 +89,21 @@ def main() -> None:
         print(f"PostgreSQL: loaded {args.customers} customers, {args.invoices} invoices, {args.events} events, "
               f"{args.touches} touches", flush=True)
         settings = make_settings(store.url)
-        paths = report["paths"]
         today = NOW.date()
-        measure(paths, "worklist, one collector (data layer)",
-                lambda: build_worklist(store, settings, COLLECTOR, NOW), args.reps)
-        measure(paths, "worklist, the team (data layer)", lambda: build_worklist(store, settings, "", NOW), args.reps)
-        measure(paths, "activity this week, one collector (data layer)",
-                lambda: activity(store, settings, "week", today, COLLECTOR), args.reps)
-        measure(paths, "activity this week, the team (data layer)",
-                lambda: activity(store, settings, "week", today), args.reps)
-        with manager_client(store) as client:
+        base.measure(report, "worklist, one collector (data layer)",
+                     lambda: build_worklist(store, settings, COLLECTOR, NOW), args.reps)
+        base.measure(report, "worklist, the team (data layer)",
+                     lambda: build_worklist(store, settings, "", NOW), args.reps)
+        base.measure(report, "activity this week, one collector (data layer)",
+                     lambda: activity(store, settings, "week", today, COLLECTOR), args.reps)
+        base.measure(report, "activity this week, the team (data layer)",
+                     lambda: activity(store, settings, "week", today), args.reps)
+        with base.staff_client(store, "manager") as client:
             for name, url in [("GET /staff/worklist?collector=one", f"/staff/worklist?collector={COLLECTOR}"),
                               ("GET /staff/worklist (the team)", "/staff/worklist"),
                               ("GET /staff/activity?collector=one", f"/staff/activity?collector={COLLECTOR}"),
                               ("GET /staff/activity (the team, this week)", "/staff/activity")]:
-                measure(paths, name, lambda url=url: client.get(url).get_data(), args.reps)
+                base.measure(report, name, lambda url=url: client.get(url).get_data(), args.reps)
         store.close()
     finally:
         server.stop()
