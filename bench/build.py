@@ -7,9 +7,10 @@ Reports, measured in the same run (the machine is noisy, so ratios matter more t
 - the ceiling: a bare Jinja2 render-and-write loop of the same templates, the same contexts and the same
   page count, on the same number of processes; and the ratio of the build's pages/s to it (target >= 0.75).
   Each side is measured twice, in the order build without PDFs, build with them, ceiling, ceiling, build with,
-  build without (each into a new folder and database), and each ratio is that of the totals: a drift of the machine during the run (other load; on ext4 without a journal, creating
-  files costs several times more for a minute or so after many files were deleted) then weighs on both sides
-  alike instead of on whichever came second. Each pair's own ratio is printed too.
+  build without (each into a new folder and database), and each ratio is that of the totals: a drift of the
+  machine during the run (other load; on ext4 without a journal, creating files costs several times more for a
+  minute or so after many files were deleted) then weighs on both sides alike instead of on whichever came
+  second. Each pair's own ratio is printed too.
 
     python bench/build.py [--customers 10000] [--invoices 100000] [--workers N]
 """
