@@ -223,6 +223,7 @@ EVENT_LABELS = {
     "approver_confirmed": "Typed approver address confirmed by staff",
     "invoice_approved": "Approved for payment by the customer's approver",
     "contact_changed": "AP address change confirmed",
+    "email_bounced": "Email returned undeliverable",
 }
 
 
