@@ -17,8 +17,8 @@ from webhook.staff.blueprint import money
 
 
 def root_cause_context(store: Store) -> dict[str, Any]:
-    """`causes` (dispute_root_causes as returned) and `cause_charts` (the count chart, then one amount chart per
-    currency) for templates/staff/_dispute_causes.html."""
+    """`causes` (dispute_root_causes as returned) and `cause_charts`, (caption, chart) pairs: the count chart, then
+    one amount chart per currency, for templates/staff/_dispute_causes.html."""
     causes = dispute_root_causes(store)
     rows = causes["by_reason"]
     counts: dict[str, list[int]] = {}
@@ -28,12 +28,13 @@ def root_cause_context(store: Store) -> dict[str, Any]:
         counted[1] += r["open"]
     bars = [Bar(_label(reason), n, f"{n} ({still} open)") for reason, (n, still) in
             sorted(counts.items(), key=lambda kv: (-kv[1][0], kv[0]))]
-    charts = [bar_chart("causes-count", "Disputes by reason (open ones in brackets)", bars, label_width=170)]
+    title = "Disputes by reason (open ones in brackets)"
+    charts = [(title, bar_chart("causes-count", title, bars, label_width=170))]
     for currency in sorted({r["currency"] for r in rows}):
         mine = sorted((r for r in rows if r["currency"] == currency), key=lambda r: (-r["amount"], r["reason"]))
-        charts.append(bar_chart(f"causes-amount-{currency}", f"Amount disputed by reason, {currency}",
-                                [Bar(_label(r["reason"]), r["amount"], money(r["amount"], currency)) for r in mine],
-                                label_width=170))
+        title = f"Amount disputed by reason, {currency}"
+        charts.append((title, bar_chart(f"causes-amount-{currency}", title, [
+            Bar(_label(r["reason"]), r["amount"], money(r["amount"], currency)) for r in mine], label_width=170)))
     return {"causes": causes, "cause_charts": charts}
 
 
