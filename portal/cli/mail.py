@@ -94,7 +94,8 @@ def mail() -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @pass_portal
 def bounces(portal: PortalContext, path: Path) -> None:
-    """Record the bounces reported by the delivery status notifications in PATH (an mbox file or a Maildir).
+    """Record the bounces reported in PATH: delivery status notifications in an mbox file or a Maildir, or a file
+    of SES bounce notifications (JSON).
 
     Idempotent: a bounce already recorded is not recorded again. Notifications that match no message the portal
     sent, or are malformed, are listed; they do not fail the run.

@@ -10,6 +10,9 @@ else is listed, never fatal: a mailbox holds out-of-office replies, spam and not
 did not send. Reading is read-only and idempotent: a (message, recipient) bounces once, however often the same
 notification is read, so a cron job may read the whole mailbox every time.
 
+A file of JSON instead holds Amazon SES bounce notifications (as SES publishes them to SNS, or as SNS delivers
+them): a `Permanent` bounce counts, matched by SES's message id to the Message-ID the SES transport recorded.
+
 A notification is only a claim (anyone can mail one to the bounce address), so a bounce changes nothing by
 itself: no address is dropped, no mail is held back. It puts the customer on the collector's worklist and on
 the timeline, and a person decides.
@@ -18,6 +21,7 @@ the timeline, and a person decides.
 from __future__ import annotations
 
 import email.errors
+import json
 import mailbox
 import re
 from collections.abc import Iterator
@@ -28,12 +32,14 @@ from email.message import Message
 from email.parser import HeaderParser
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select, tuple_
+from sqlalchemy.engine import Connection
 
 from portal.core.errors import PortalError
 from portal.store.database import Store
-from portal.store.mail import Bounce, record_bounce, sent_message
+from portal.store.mail import Bounce, record_bounce, sent_message, sent_through_ses
 from portal.store.tables import contacts
 
 PERMANENT = re.compile(r"5\.\d{1,3}\.\d{1,3}")
@@ -72,6 +78,9 @@ def read_bounces(store: Store, path: Path, now: datetime | None = None) -> Bounc
     """Record every permanent failure reported by the notifications in the mbox file or Maildir at `path`."""
     now = now or datetime.now(UTC)
     run = BounceRun()
+    if path.is_file() and path.read_bytes()[:64].lstrip()[:1] in (b"{", b"["):
+        _ses_notifications(store, path, now, run)
+        return run
     for name, data in _messages(path):
         try:
             _one(store, name, message_from_bytes(data, policy=policy.default), now, run)
@@ -109,6 +118,17 @@ def _messages(path: Path) -> Iterator[tuple[str, bytes]]:
         box.close()
 
 
+@dataclass(frozen=True)
+class Failure:
+    """One recipient a notification reports refused for good."""
+
+    final: str  # lower case
+    original: str  # lower case; "" when not given
+    status: str
+    diagnostic: str
+    when: datetime
+
+
 def _one(store: Store, name: str, message: Message, now: datetime, run: BounceRun) -> None:
     if message.get_content_type() != "multipart/report":
         raise NotDsn("not a delivery status notification (not multipart/report)")
@@ -126,34 +146,100 @@ def _one(store: Store, name: str, message: Message, now: datetime, run: BounceRu
         if not (action and status and final):
             raise Malformed(f"recipient {n}: Action, Status and Final-Recipient are required")
         if action == "failed" and PERMANENT.fullmatch(status):
-            failed.append((block, final, status))
+            failed.append(Failure(final, _address(_field(block, "Original-Recipient")), status,
+                                  _typed(_field(block, "Diagnostic-Code")), _when(block, per_message, message, now)))
     if not failed:
         raise NotDsn("reports no permanent failure (only delays, deliveries or temporary failures)")
     message_id = _original_message_id(message)
     with store.begin() as conn:
-        sent = sent_message(conn, message_id)
-        if not sent:
-            run.unmatched.append(f"{name}: {message_id}: the portal sent no message with this Message-ID")
-            return
-        pairs = sorted({(customer_id, contact_id) for customer_id, contact_id, _, _ in sent})
-        on_file = {r.email.lower(): (r.customer_id, r.contact_id) for r in conn.execute(
-            select(contacts.c.customer_id, contacts.c.contact_id, contacts.c.email)
-            .where(tuple_(contacts.c.customer_id, contacts.c.contact_id).in_(pairs)))}
-        for block, final, status in failed:
-            original = _address(_field(block, "Original-Recipient"))
-            address = final if final in on_file else original if original in on_file else ""
-            if not address:
-                run.unmatched.append(f"{name}: {message_id}: {final} is not the address on file of the contact "
-                                     "it was sent to")
-                continue
-            customer_id, contact_id = on_file[address]
-            mine = [row for row in sent if row[:2] == (customer_id, contact_id)]
-            bounce = Bounce(message_id, address, customer_id, contact_id, mine[0][2], status,
-                            _typed(_field(block, "Diagnostic-Code")),
-                            "dsn", _when(block, per_message, message, now),
-                            tuple(row[3] for row in mine if row[3]))
-            line = f"{message_id} to {address} ({customer_id}/{contact_id}, {bounce.kind}): {status}"
-            (run.recorded if record_bounce(conn, bounce, now) else run.already).append(f"{name}: {line}")
+        _record(conn, name, message_id, sent_message(conn, message_id), failed, "dsn", now, run)
+
+
+def _record(conn: Connection, name: str, message_id: str, sent: list[tuple[str, str, str, str]],
+            failed: list[Failure], source: str, now: datetime, run: BounceRun) -> None:
+    """Match each failure to the contact the message went to, by address on file, and record it once."""
+    if not sent:
+        run.unmatched.append(f"{name}: {message_id}: the portal sent no message with this Message-ID")
+        return
+    pairs = sorted({(customer_id, contact_id) for customer_id, contact_id, _, _ in sent})
+    on_file = {r.email.lower(): (r.customer_id, r.contact_id) for r in conn.execute(
+        select(contacts.c.customer_id, contacts.c.contact_id, contacts.c.email)
+        .where(tuple_(contacts.c.customer_id, contacts.c.contact_id).in_(pairs)))}
+    for f in failed:
+        address = f.final if f.final in on_file else f.original if f.original in on_file else ""
+        if not address:
+            run.unmatched.append(f"{name}: {message_id}: {f.final} is not the address on file of the contact "
+                                 "it was sent to")
+            continue
+        customer_id, contact_id = on_file[address]
+        mine = [row for row in sent if row[:2] == (customer_id, contact_id)]
+        bounce = Bounce(message_id, address, customer_id, contact_id, mine[0][2], f.status, f.diagnostic, source,
+                        f.when, tuple(row[3] for row in mine if row[3]))
+        line = f"{message_id} to {address} ({customer_id}/{contact_id}, {bounce.kind}): {f.status}"
+        (run.recorded if record_bounce(conn, bounce, now) else run.already).append(f"{name}: {line}")
+
+
+def _ses_notifications(store: Store, path: Path, now: datetime, run: BounceRun) -> None:
+    """SES bounce notifications (what SES publishes to SNS, or SNS delivers: the envelope is opened) saved as one
+    JSON object, a list of them, or one per line. A Permanent bounce counts; Transient and Undetermined ones are
+    SES still trying or a full mailbox. The message is the one SES accepted under `mail.messageId`."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        parsed = json.loads(text)
+        items = parsed if isinstance(parsed, list) else [parsed]
+    except ValueError:
+        items = []
+        for n, line in enumerate(text.splitlines(), start=1):
+            try:
+                items.append(json.loads(line) if line.strip() else None)
+            except ValueError as exc:
+                run.malformed.append(f"{path.name} line {n}: not JSON ({exc})")
+                items.append(None)
+    for n, item in enumerate(items, start=1):
+        if item is None:
+            continue
+        name = f"{path.name} notification {n}"
+        try:
+            _ses_one(store, name, item, now, run)
+        except NotDsn as exc:
+            run.skipped.append(f"{name}: {exc}")
+        except Malformed as exc:
+            run.malformed.append(f"{name}: {exc}")
+
+
+def _ses_one(store: Store, name: str, item: Any, now: datetime, run: BounceRun) -> None:
+    if isinstance(item, dict) and item.get("Type") == "Notification" and isinstance(item.get("Message"), str):
+        try:
+            item = json.loads(item["Message"])
+        except ValueError as exc:
+            raise Malformed(f"the SNS message is not JSON ({exc})") from None
+    if not isinstance(item, dict):
+        raise Malformed("not a JSON object")
+    kind = item.get("notificationType") or item.get("eventType")
+    if kind != "Bounce":
+        raise NotDsn(f"not a bounce ({str(kind)[:40]})")
+    bounce, mail = item.get("bounce"), item.get("mail")
+    if not isinstance(bounce, dict) or not isinstance(mail, dict) or not isinstance(mail.get("messageId"), str):
+        raise Malformed("a bounce needs its bounce object and mail.messageId")
+    if bounce.get("bounceType") != "Permanent":
+        raise NotDsn(f"a {str(bounce.get('bounceType'))[:40]} bounce: not for good")
+    when = now
+    try:
+        at = datetime.fromisoformat(str(bounce.get("timestamp", "")))
+        when = min(at if at.tzinfo else at.replace(tzinfo=UTC), now)
+    except ValueError:
+        pass
+    failed = []
+    for r in bounce.get("bouncedRecipients") or []:
+        if not isinstance(r, dict) or not isinstance(r.get("emailAddress"), str):
+            raise Malformed("each of bounce.bouncedRecipients needs an emailAddress")
+        failed.append(Failure(_address(r["emailAddress"]), "", str(r.get("status", ""))[:20],
+                              _typed(str(r.get("diagnosticCode", ""))), when))
+    if not failed:
+        raise Malformed("bounce.bouncedRecipients names nobody")
+    with store.begin() as conn:
+        message_id, sent = sent_through_ses(conn, mail["messageId"])
+        _record(conn, name, message_id or f"SES {mail['messageId'][:80]}", sent, failed, "ses", now, run)
 
 
 def _field(block: Message, name: str) -> str:

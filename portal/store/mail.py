@@ -59,7 +59,8 @@ mail_bounces = Table(
     Column("kind", String(20), nullable=False),  # what the message was: invoices | reminder | ...
     Column("status", String(20), nullable=False, default=""),  # "5.1.1" (a DSN's Status) or "550" (SMTP)
     Column("diagnostic", Text, nullable=False, default=""),  # the remote server's words, at most 1,000 characters
-    Column("source", String(10), nullable=False),  # sending (the relay or SES refused it) | dsn (a notification)
+    # sending (the relay or SES refused it) | dsn (a delivery status notification) | ses (SES's bounce notification)
+    Column("source", String(10), nullable=False),
     Column("bounced_at", UTCDateTime, nullable=False),
     Column("recorded_at", UTCDateTime, nullable=False),
     UniqueConstraint("message_id", "recipient"),
@@ -187,3 +188,12 @@ def sent_message(conn: Connection, message_id: str) -> list[tuple[str, str, str,
     query = (select(mail_sent.c.customer_id, mail_sent.c.contact_id, mail_sent.c.kind, mail_sent.c.invoice_id)
              .where(mail_sent.c.message_id == message_id).order_by(mail_sent.c.mail_id))
     return [(r.customer_id, r.contact_id, r.kind, r.invoice_id) for r in conn.execute(query)]
+
+
+def sent_through_ses(conn: Connection, ses_id: str) -> tuple[str, list[tuple[str, str, str, str]]]:
+    """The Message-ID the SES transport recorded for SES's own message id (`<ID@REGION.amazonses.com>`), and the
+    message's rows as `sent_message` gives them; ("", []) when unknown."""
+    found = conn.execute(select(mail_sent.c.message_id).where(
+        mail_sent.c.message_id.startswith(f"<{ses_id}@", autoescape=True),
+        mail_sent.c.message_id.endswith(".amazonses.com>")).limit(1)).scalar()
+    return (found, sent_message(conn, found)) if found else ("", [])

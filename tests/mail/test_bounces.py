@@ -171,3 +171,36 @@ def test_cli_reads_bounces_and_fails_cleanly_on_a_missing_path(mail_settings, st
                             obj=PortalContext(settings=mail_settings))
     assert missing.exit_code == 1 and "no such file or folder" in missing.output
     assert "Traceback" not in missing.output
+
+
+def test_ses_bounce_notifications_in_json_are_matched_by_ses_message_id(store, ledger, tmp_path):
+    import json
+
+    from portal.store.mail import SentRow, record_sent
+
+    ses_id = "0102015fd91a5ca3-93c245fe"
+    with store.begin() as conn:  # what the SES transport records for a message SES accepted
+        record_sent(conn, "reminder", f"<{ses_id}@eu-west-1.amazonses.com>", NOW,
+                    [SentRow("C1", "k1", "I-OD5", "h"), SentRow("C1", "k1", "I-OD20", "h")])
+
+    def bounce(kind, address="ann@c1.example", message=ses_id):
+        return {"notificationType": "Bounce", "mail": {"messageId": message, "destination": [address]},
+                "bounce": {"bounceType": kind, "timestamp": "2026-12-01T10:15:00.000Z", "bouncedRecipients": [
+                    {"emailAddress": address, "action": "failed", "status": "5.1.1",
+                     "diagnosticCode": "smtp; 550 5.1.1 user unknown"}]}}
+
+    sns = {"Type": "Notification", "Message": json.dumps(bounce("Permanent"))}  # as SNS delivers it over HTTP
+    path = tmp_path / "ses.json"
+    path.write_text(json.dumps([sns, bounce("Transient"), bounce("Permanent", message="unknown-id"),
+                                {"notificationType": "Delivery"}, {"notificationType": "Bounce"}]))
+    run = read_bounces(store, path, now=NOW + timedelta(hours=3))
+    assert len(run.recorded) == 1 and len(run.skipped) == 2 and len(run.unmatched) == 1 and len(run.malformed) == 1
+    [row] = _bounces(store)
+    assert (row.message_id, row.recipient, row.kind, row.source, row.status) == (
+        f"<{ses_id}@eu-west-1.amazonses.com>", "ann@c1.example", "reminder", "ses", "5.1.1")
+    assert row.bounced_at == datetime(2026, 12, 1, 10, 15, tzinfo=UTC)
+    assert sorted(i for _, i, _ in _bounce_events(store)) == ["I-OD20", "I-OD5"]
+    lines = tmp_path / "ses.jsonl"  # one notification per line, the same bounce again
+    lines.write_text(json.dumps(bounce("Permanent")) + "\n{broken\n")
+    again = read_bounces(store, lines, now=NOW + timedelta(hours=4))
+    assert len(again.already) == 1 and again.recorded == [] and len(again.malformed) == 1
