@@ -1,4 +1,5 @@
-"""`portal send`, `portal remind`, `portal digest`: the mail commands (docs/email.md).
+"""`portal send`, `portal remind`, `portal digest`, `portal mail bounces`: the mail commands (docs/email.md,
+docs/collect.md for bounces).
 
 Registered on the `portal` group by portal/cli/main.py, like every command group. Each prints one line per
 message and a summary, and exits 1 when a message failed or was not attempted (cron then reports it). A run
@@ -9,6 +10,7 @@ again later; see portal/store/locks.py).
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -83,4 +85,24 @@ def digest(portal: PortalContext, dry_run: bool) -> None:
     _run(store, "digest", dry_run, lambda: send_digest(settings, store, dry_run=dry_run))
 
 
-COMMANDS = (send, remind, digest)
+@click.group("mail")
+def mail() -> None:
+    """Mail that came back: bounces."""
+
+
+@mail.command("bounces")
+@click.argument("path", type=click.Path(path_type=Path))
+@pass_portal
+def bounces(portal: PortalContext, path: Path) -> None:
+    """Record the bounces reported in PATH: delivery status notifications in an mbox file or a Maildir, or a file
+    of SES bounce notifications (JSON).
+
+    Idempotent: a bounce already recorded is not recorded again. Notifications that match no message the portal
+    sent, or are malformed, are listed; they do not fail the run.
+    """
+    from portal.mail.bounces import read_bounces
+
+    click.echo(read_bounces(portal.store(), path).summary())
+
+
+COMMANDS = (send, remind, digest, mail)

@@ -4,17 +4,20 @@ Priority (REASONS order; within a reason, the larger amount first, then the cust
 1. promise broken: a promise judged broken in the last BROKEN_DAYS days;
 2. promise due today: an open promise whose day is today;
 3. dispute or question unanswered: a dispute nobody has reviewed yet, a question nobody answered;
-4. large amount overdue, not viewed by a person: an invoice past due owing at least `worklist_large_amount`
+4. reminder returned undeliverable: an invoice email or reminder bounced (portal/store/mail.py, `mail_bounces`)
+   in the last BROKEN_DAYS days, to an address still on file: until someone finds the right address, every
+   later reminder bounces too, and reason 5 may be its consequence rather than the customer's silence;
+5. large amount overdue, not viewed by a person: an invoice past due owing at least `worklist_large_amount`
    (its `due` by the balances rule's stored positions) with no `page_viewed` for it;
-5. hold ended: a hold whose last day passed in the last BROKEN_DAYS days (not released by hand);
-6. due soon on a big account: an invoice due within `worklist_due_soon_days` of a customer owing at least
+6. hold ended: a hold whose last day passed in the last BROKEN_DAYS days (not released by hand);
+7. due soon on a big account: an invoice due within `worklist_due_soon_days` of a customer owing at least
    `worklist_big_account` in that currency.
 A customer on hold today shows only for reasons 1-3 (what the customer did still needs an answer).
 
 An item is **done** once someone logs a touch (call, email, note, promise, answer) on the customer after the
-item's reason arose (for reasons that arise each day, today): done items move to the "done today" list. An item
-**snoozed** for a customer and reason stays off the list through the day chosen. "Returned undeliverable" is
-not a reason yet: the portal has no bounce feed.
+item's reason arose (for reasons that arise each day, today; for a bounce, the latest bounce): done items move
+to the "done today" list. An item **snoozed** for a customer and reason stays off the list through the day
+chosen.
 """
 
 from __future__ import annotations
@@ -42,19 +45,22 @@ from portal.store.collect import (
     worklist_snoozes,
 )
 from portal.store.database import Store
+from portal.store.mail import mail_bounces
 from portal.store.positions import invoice_positions
-from portal.store.tables import customers, events
+from portal.store.tables import contacts, customers, events
 
 REASONS = {
     "promise_broken": "Promise broken",
     "promise_due_today": "Promise due today",
     "unanswered": "Dispute or question unanswered",
+    "undeliverable": "Reminder returned undeliverable",
     "large_unviewed": "Large amount overdue, not viewed by a person",
     "hold_ended": "Hold ended",
     "due_soon_big": "Due soon on a big account",
 }
 URGENT = ("promise_broken", "promise_due_today", "unanswered")  # shown even for a customer on hold
 BROKEN_DAYS = 14
+BOUNCED_KINDS = ("invoices", "reminder")  # the messages that chase: a bounced answer or fresh link is no reason
 STAFF_TOUCHES = ("call", "email", "note", "promise", "answer")
 MAX_SNOOZE_DAYS = 90
 _POS = invoice_positions.c
@@ -123,6 +129,7 @@ def build_worklist(store: Store, settings: Settings, collector: str, now: dateti
             holds.c.customer_id.in_(ids), holds.c.released_at.is_(None), holds.c.until >= today)).scalars())
         calm = [i for i in ids if i not in held]
         if calm:
+            _undeliverable(conn, calm, now, add)
             _overdue_unviewed(conn, settings, calm, today, start, add)
             for r in conn.execute(select(holds).where(
                     holds.c.customer_id.in_(calm), holds.c.released_at.is_(None), holds.c.until < today,
@@ -161,6 +168,27 @@ def _unanswered(conn: Connection, ids: list[str], add: Any) -> None:
             q.c.customer_id.in_(ids),
             ~exists().where(question_answers.c.question_id == q.c.question_id))):
         add(r.customer_id, "unanswered", r.created_at, detail=f"question Q-{r.question_id}")
+
+
+def _undeliverable(conn: Connection, ids: list[str], now: datetime, add: Any) -> None:
+    """One item per customer whose invoice emails or reminders bounced lately, naming each address. A bounced
+    address no longer on file for the customer is no reason: the export already corrected it."""
+    b = mail_bounces.c
+    still_on_file = exists().where(contacts.c.customer_id == b.customer_id,
+                                   func.lower(contacts.c.email) == b.recipient)
+    found: dict[str, list[Any]] = {}
+    for r in conn.execute(select(b.customer_id, b.recipient, b.kind, b.status, b.bounced_at).where(
+            b.customer_id.in_(ids), b.kind.in_(BOUNCED_KINDS), b.bounced_at >= now - timedelta(days=BROKEN_DAYS),
+            still_on_file).order_by(b.customer_id, b.bounced_at.desc())):
+        found.setdefault(r.customer_id, []).append(r)
+    for customer_id, rows in found.items():
+        latest: dict[str, Any] = {}
+        for r in rows:  # newest first: the first row per address is its latest bounce
+            latest.setdefault(r.recipient, r)
+        words = "; ".join(f"{'reminder' if r.kind == 'reminder' else 'invoice email'} to {address} bounced "
+                          f"{r.bounced_at.date().isoformat()}{f' ({r.status})' if r.status else ''}"
+                          for address, r in latest.items())
+        add(customer_id, "undeliverable", rows[0].bounced_at, detail=words)
 
 
 def _overdue_unviewed(conn: Connection, settings: Settings, ids: list[str], today: date, start: datetime,

@@ -4,6 +4,12 @@
 transport accepted it (one transaction per message), and reports every message. When the transport stays
 down after its retries, the rest of the run is not attempted (each message would wait through the same
 retries) and is reported so; nothing unsent is recorded, so the next run sends exactly the rest.
+
+A message refused for good for its recipient (an SMTP 5xx at RCPT, SES MessageRejected) is not sent either,
+but the refusal is recorded as a bounce of that message and address (portal/store/mail.py, `mail_bounces`):
+it would otherwise vanish with the run's output, and the collector needs to know the address is dead
+(docs/collect.md, "Reminder returned undeliverable"). The next run tries the address again all the same: the
+export may have corrected it.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from email.message import EmailMessage
 from portal.core.config import Settings
 from portal.mail.transport import MailError, Transport, send_with_retry, transport_from_url
 from portal.store.database import Store
-from portal.store.mail import SentRow, record_sent
+from portal.store.mail import Bounce, SentRow, record_bounce, record_sent
 
 
 @dataclass
@@ -98,6 +104,9 @@ def deliver(settings: Settings, store: Store, outgoing: Iterable[Outgoing], dry_
                                          settings.mail_retry_delay_ms / 1000, sleep)
         except MailError as exc:
             report.status, report.error = "failed", exc.message
+            if exc.refused and not exc.transient:
+                _record_refusal(store, out, exc, now)
+                report.error += " (recorded as undeliverable)"
             if exc.transient:  # still failing after every retry: the relay is down, not this address
                 down = exc.message
             continue
@@ -109,3 +118,12 @@ def deliver(settings: Settings, store: Store, outgoing: Iterable[Outgoing], dry_
         with store.begin() as conn:
             record_sent(conn, out.kind, message_id, now, out.rows)
     return result
+
+
+def _record_refusal(store: Store, out: Outgoing, exc: MailError, now: datetime) -> None:
+    message_id = str(out.message["Message-ID"] or "")
+    invoice_ids = tuple(r.invoice_id for r in out.rows if r.invoice_id)
+    with store.begin() as conn:
+        for address, (status, words) in exc.refused.items():
+            record_bounce(conn, Bounce(message_id, address, out.customer_id, out.contact_id, out.kind, status, words,
+                                       "sending", now, invoice_ids), now)

@@ -36,11 +36,15 @@ class MailError(PortalError):
 
     `transient`: worth trying again later (a 4xx answer, a dropped or refused connection); a permanent
     failure (a 5xx such as an unknown recipient) will fail the same way every time.
+    `refused`: recipient address (lower case) -> (status, the server's words) when the failure is the
+    recipient being refused for good (an SMTP 5xx at RCPT, SES MessageRejected): a bounce at sending time,
+    recorded as one (portal/mail/delivery.py). Empty for every other failure (a relay down, a bad password).
     """
 
-    def __init__(self, message: str, transient: bool = False):
+    def __init__(self, message: str, transient: bool = False, refused: dict[str, tuple[str, str]] | None = None):
         super().__init__(message)
         self.transient = transient
+        self.refused = refused or {}
 
 
 class Transport(Protocol):
@@ -104,7 +108,7 @@ class SmtpTransport:
                 client.send_message(message)
         except (OSError, smtplib.SMTPException) as exc:
             raise MailError(f"SMTP {self.host}:{self.port}: {exc.__class__.__name__}: {exc}",
-                            transient=_smtp_transient(exc)) from exc
+                            transient=_smtp_transient(exc), refused=_smtp_refused(exc)) from exc
         return message_id
 
 
@@ -117,6 +121,20 @@ def _smtp_transient(exc: BaseException) -> bool:
     if isinstance(exc, smtplib.SMTPAuthenticationError | ssl.SSLError):
         return False
     return isinstance(exc, OSError | smtplib.SMTPServerDisconnected)
+
+
+def _smtp_refused(exc: BaseException) -> dict[str, tuple[str, str]]:
+    """The recipients a server refused for good at RCPT (5xx). A 5xx at DATA is about the message (its size,
+    its content), not an address, so it is no bounce of anyone."""
+    if not isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return {}
+    return {address.lower(): (str(code), answer.decode("utf-8", "replace") if isinstance(answer, bytes)
+                              else str(answer))
+            for address, (code, answer) in exc.recipients.items() if 500 <= code < 600}
+
+
+def _recipients(message: EmailMessage) -> list[str]:
+    return [a.addr_spec.lower() for field in ("To", "Cc") for a in getattr(message[field], "addresses", ()) or ()]
 
 
 class SesTransport:
@@ -137,7 +155,11 @@ class SesTransport:
             # Throttling and outages pass; a rejected message or an unverified sender will not.
             transient = code in SES_TRANSIENT or exc.__class__.__name__ in {"EndpointConnectionError",
                                                                               "ConnectTimeoutError", "ReadTimeoutError"}
-            raise MailError(f"SES ({self.region}): {exc.__class__.__name__}: {exc}", transient=transient) from exc
+            # SES refuses a message it will not send to its recipients (a suppressed or invalid address) with
+            # MessageRejected: for a portal message, which always has one recipient, that is a bounce.
+            refused = {a: (code, str(exc)) for a in _recipients(message)} if code == "MessageRejected" else {}
+            raise MailError(f"SES ({self.region}): {exc.__class__.__name__}: {exc}", transient=transient,
+                            refused=refused) from exc
         return f"<{answer['MessageId']}@{self.region}.amazonses.com>"
 
 

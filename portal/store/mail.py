@@ -1,9 +1,15 @@
-"""What the mail features remember: every accepted message per invoice, and who unsubscribed from reminders.
+"""What the mail features remember: every accepted message per invoice, who unsubscribed from reminders, and
+which messages came back undeliverable (bounces).
 
 `mail_sent` holds one row per (message, invoice), written in the same transaction as the `email_sent`
 events and only after the transport accepted the message: a run that dies half-way has recorded exactly
 what left, so the next run sends the rest. The row keeps the invoice's content hash at sending time, which
 is how `portal send` knows an invoice changed since the contact last got it.
+
+`mail_bounces` holds one row per (message, recipient) that was refused for good: at sending time (an SMTP 5xx
+for the recipient, SES MessageRejected) or later by a delivery status notification (portal/mail/bounces.py).
+The pair is unique, so reading the same notification twice records one bounce; each new bounce also writes an
+`email_bounced` event per invoice of the message, in the same transaction, for the customer's timeline.
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Column, Index, Integer, String, Table, Text, func, insert, select
+from sqlalchemy import Column, Index, Integer, String, Table, Text, UniqueConstraint, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from portal.store.collect import record_portal_touch
@@ -31,6 +38,7 @@ mail_sent = Table(
     Column("sent_at", UTCDateTime, nullable=False),
     Index("ix_mail_sent_customer_contact_kind", "customer_id", "contact_id", "kind"),
     Index("ix_mail_sent_invoice_kind", "invoice_id", "kind"),
+    Index("ix_mail_sent_message_id", "message_id"),  # a bounce names the message it returns
 )
 
 # Per contact: reminders stop; invoice emails and answers to "email me a fresh link" do not.
@@ -39,6 +47,24 @@ mail_unsubscribes = Table(
     Column("customer_id", String(ID), primary_key=True),
     Column("contact_id", String(320), primary_key=True),
     Column("unsubscribed_at", UTCDateTime, nullable=False),
+)
+
+mail_bounces = Table(
+    "mail_bounces", metadata,
+    Column("bounce_id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", Text, nullable=False),  # the Message-ID the portal sent under, with its <>
+    Column("recipient", String(320), nullable=False),  # the refused address, lower case
+    Column("customer_id", String(ID), nullable=False),
+    Column("contact_id", String(320), nullable=False, default=""),
+    Column("kind", String(20), nullable=False),  # what the message was: invoices | reminder | ...
+    Column("status", String(20), nullable=False, default=""),  # "5.1.1" (a DSN's Status) or "550" (SMTP)
+    Column("diagnostic", Text, nullable=False, default=""),  # the remote server's words, at most 1,000 characters
+    # sending (the relay or SES refused it) | dsn (a delivery status notification) | ses (SES's bounce notification)
+    Column("source", String(10), nullable=False),
+    Column("bounced_at", UTCDateTime, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    UniqueConstraint("message_id", "recipient"),
+    Index("ix_mail_bounces_customer_id_bounced_at", "customer_id", "bounced_at"),
 )
 
 
@@ -118,3 +144,56 @@ def unsubscribe(conn: Connection, customer_id: str, contact_id: str, at: datetim
 def _aware(value: datetime) -> datetime:
     # min/max take the column's type, so this is already aware; kept so a naive value can never slip through.
     return UTCDateTime().process_result_value(value, None) if value.tzinfo is None else value
+
+
+@dataclass(frozen=True)
+class Bounce:
+    """One refused (message, recipient), ready to record; `invoice_ids` are the invoices the message named."""
+
+    message_id: str
+    recipient: str
+    customer_id: str
+    contact_id: str
+    kind: str
+    status: str
+    diagnostic: str
+    source: str
+    bounced_at: datetime
+    invoice_ids: tuple[str, ...] = ()
+
+
+def record_bounce(conn: Connection, bounce: Bounce, now: datetime) -> bool:
+    """Record a bounce and its `email_bounced` events; False (nothing written) when this message and recipient
+    already bounced. Concurrent runs cannot both write it: the insert itself skips a conflicting row."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    row = {"message_id": bounce.message_id, "recipient": bounce.recipient.lower(), "customer_id": bounce.customer_id,
+           "contact_id": bounce.contact_id, "kind": bounce.kind, "status": bounce.status[:20],
+           "diagnostic": bounce.diagnostic[:1000], "source": bounce.source, "bounced_at": bounce.bounced_at,
+           "recorded_at": now}
+    statement = dialect.insert(mail_bounces).values(**row).on_conflict_do_nothing(
+        index_elements=["message_id", "recipient"]).returning(mail_bounces.c.bounce_id)
+    if conn.execute(statement).first() is None:  # the pair bounced before: nothing written
+        return False
+    detail = f"{bounce.recipient.lower()} {bounce.status} {bounce.kind} {bounce.message_id}".strip()
+    conn.execute(insert(events), [
+        {"kind": "email_bounced", "occurred_at": bounce.bounced_at, "customer_id": bounce.customer_id,
+         "contact_id": bounce.contact_id, "invoice_id": invoice_id, "document_id": "", "ip": "", "user_agent": "",
+         "detail": detail}
+        for invoice_id in (sorted(set(bounce.invoice_ids)) or [""])])
+    return True
+
+
+def sent_message(conn: Connection, message_id: str) -> list[tuple[str, str, str, str]]:
+    """The (customer, contact, kind, invoice) rows recorded for an accepted message ([] when unknown)."""
+    query = (select(mail_sent.c.customer_id, mail_sent.c.contact_id, mail_sent.c.kind, mail_sent.c.invoice_id)
+             .where(mail_sent.c.message_id == message_id).order_by(mail_sent.c.mail_id))
+    return [(r.customer_id, r.contact_id, r.kind, r.invoice_id) for r in conn.execute(query)]
+
+
+def sent_through_ses(conn: Connection, ses_id: str) -> tuple[str, list[tuple[str, str, str, str]]]:
+    """The Message-ID the SES transport recorded for SES's own message id (`<ID@REGION.amazonses.com>`), and the
+    message's rows as `sent_message` gives them; ("", []) when unknown."""
+    found = conn.execute(select(mail_sent.c.message_id).where(
+        mail_sent.c.message_id.startswith(f"<{ses_id}@", autoescape=True),
+        mail_sent.c.message_id.endswith(".amazonses.com>")).limit(1)).scalar()
+    return (found, sent_message(conn, found)) if found else ("", [])

@@ -103,6 +103,9 @@ def test_log_in_filter_open_a_timeline_resolve_and_download(portal_site, browser
         page.get_by_role("link", name="Disputes", exact=True).click()
         page.wait_for_load_state()
         assert page.get_by_text("Two boxes arrived <b>crushed</b>").is_visible()  # escaped, shown as typed
+        # Why invoices are disputed: the chart is an image named by its title, with a table as its alternative.
+        assert page.get_by_role("img", name="Disputes by reason (open ones in brackets)").is_visible()
+        assert page.get_by_role("rowheader", name="damaged").is_visible()
         _check(page, "disputes-desktop")
         page.get_by_label("Outcome").select_option("credit_issued")
         page.get_by_label("Note to the customer (emailed)").fill("Credit note CN-12 covers both boxes.")

@@ -41,6 +41,7 @@ from webhook.staff.blueprint import (
     stamp,
     text_arg,
 )
+from webhook.staff.causes import root_cause_context
 from webhook.staff.collect import customer_context, customers_context
 
 
@@ -134,7 +135,8 @@ def disputes() -> Any:
     result = _paged(disputes_table.disputes_page, services().store, default_sort="created_at", default_desc=False,
                     **_dispute_args())
     return page("staff/disputes.html", title="Disputes", result=result, args=request.args, outcomes=OUTCOMES,
-                reasons=services().settings.dispute_reasons, message=_done_message())
+                reasons=services().settings.dispute_reasons, message=_done_message(),
+                **root_cause_context(services().store))
 
 
 def _done_message() -> str:
@@ -223,6 +225,7 @@ EVENT_LABELS = {
     "approver_confirmed": "Typed approver address confirmed by staff",
     "invoice_approved": "Approved for payment by the customer's approver",
     "contact_changed": "AP address change confirmed",
+    "email_bounced": "Email returned undeliverable",
 }
 
 
