@@ -126,13 +126,13 @@ def approve_page(token: str) -> Any:
     return _page(found.customer_id, 200, what="approve", number=view.number, customer_name=view.customer_name,
                  open_text=view.open_text, amount_text=view.amount_text, due_text=view.due_text,
                  invoice_url=page_url(found.customer_id, version, found.invoice_id) if version else "",
-                 approved_text=found.approved_at.date().isoformat() if found.approved_at else "")
+                 approved_text=view.approved_text, approved_by=view.approved_by, done=found.approved_at is not None)
 
 
 @bp.post("/approve/<token>")
 @rate_limited("approve")
 def approve(token: str) -> Any:
-    view = _approval(token)
+    _approval(token)  # a closed invoice is refused before anything is recorded
     s = services()
     try:
         done = approvals.approve(s.store, s.signer, token)
@@ -140,4 +140,6 @@ def approve(token: str) -> Any:
         raise TokenRejected("approve", token, str(exc)) from None
     jobs_recorded(done.customer_id)
     event("invoice_approved", customer=done.customer_id, ip=client_ip())
-    return _page(done.customer_id, 200, what="approved", number=view.number)
+    view = _approval(token)  # as it is now: the invoice's first approval (another approver may have been quicker)
+    return _page(done.customer_id, 200, what="approved", number=view.number, approved_text=view.approved_text,
+                 approved_by=view.approved_by)
