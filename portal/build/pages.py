@@ -31,6 +31,7 @@ from portal.core.templating import Assets, load_assets, make_environment
 from portal.disputes.service import OUTCOME_PHRASE, STATUS_TEXT, reason_choices, reference
 from portal.payments.history import Payment, paid_on
 from portal.payments.pricing import METHODS, adjustment_bps
+from portal.payments.state import customer_reason
 from portal.store.approvals import ApprovalRequest
 from portal.store.database import CustomerData
 
@@ -205,7 +206,7 @@ class PageRenderer:
                 "open_plain": input_amount(open_amount, inv.currency, locale),
                 "position": pos.status, "position_text": tr.gettext(pos.status_text),
                 "pending_text": money(pos.pending, inv.currency) if pos.pending else "",
-                "failure": pos.failure,
+                "failure": tr.gettext(customer_reason(stored=pos.failure)) if pos.failure else "",
                 "payable": pos.due, "payable_text": money(pos.due, inv.currency),
                 "paid_on_text": "", "approved_on_text": "", "approved_by": "",
                 "payable_plain": input_amount(pos.due, inv.currency, locale),
@@ -288,6 +289,8 @@ class PageRenderer:
         history = (payments or {}).get(customer.customer_id, [])
         day = lambda d: self._date(d, locale)  # noqa: E731 - the same formatter the rest of the page uses
         payment_list = payment_views(history, money, day, {v["invoice_id"]: v["slug"] for v in invoices})
+        for view in payment_list:  # the stored reason is English: said as customer_reason words it, translated
+            view["failure"] = tr.gettext(customer_reason(stored=view["failure"])) if view["failure"] else ""
         recent = paid_recently(history, {v["invoice_id"] for v in invoices}, data.as_of, money, day)
 
         statement_pdf_view = None

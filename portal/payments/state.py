@@ -57,7 +57,7 @@ def customer_reason(code: str = "", stored: str = "") -> str:
     """Why a payment failed, as a customer is told it: an English message id to translate in the customer's
     language. From Stripe's failure `code` when known, else from the reason stored on the attempt: FAILURE_TEXT's
     words for a code it knows (or GENERIC_FAILURE), else DECLINED, since Stripe's own message is English only. The
-    one mapping of the customer-facing failures (the payment and autopay emails, /pay/done)."""
+    one mapping of every customer-facing failure (the payment and autopay emails, /pay/done, the pages)."""
     if code:
         return FAILURE_TEXT.get(code) or DECLINED
     return stored if stored in _OUR_WORDS else DECLINED
