@@ -72,3 +72,17 @@ def add_dispute(store, customer_id: str, status: str, amount: int, *, currency: 
 def parse_csv(chunks: Iterable[str]) -> list[dict[str, str]]:
     """A streamed CSV export's rows, by its header."""
     return list(csv.DictReader(io.StringIO("".join(chunks))))
+
+
+def approve_invoice(store: Store, settings, customer_id: str, invoice_id: str, approver: str,
+                    now: datetime | None = None) -> None:
+    """An invoice approved for payment the way the portal records it: the customer's request to a typed address,
+    staff's confirmation, then the approver's POST through a signed link (portal/selfservice/approvals.py)."""
+    from portal.core.signing import Signer
+    from portal.selfservice import approvals
+
+    request = approvals.request_approval(store, customer_id, invoice_id, email=approver, now=now)
+    approvals.confirm_typed(store, request.request_id, "admin@example.com", now=now)
+    token = Signer(settings).action_token("approve", customer_id, store.active_key_version(customer_id),
+                                          request.request_id)
+    assert approvals.approve(store, Signer(settings), token, now=now).status == "approved"

@@ -23,6 +23,7 @@ from portal.payments.history import history as payment_history
 from portal.publish.objects import LocalFile
 from portal.publish.targets import Target
 from portal.store import jobqueue
+from portal.store.approvals import approved_invoices
 from portal.store.autopay import page_state as autopay_page_state
 from portal.store.database import Store
 from portal.store.disputes import dispute_states
@@ -48,12 +49,13 @@ def render_customer(renderer: PageRenderer, store: Store, customer_id: str) -> C
         disputed = dispute_states(conn, customer_ids=[customer_id])
         saved = autopay_page_state(conn, [customer_id])
         paid = payment_history(conn, [customer_id])
+        approved = approved_invoices(conn, [customer_id])
         folder = conn.execute(select(snapshots.c.source).order_by(snapshots.c.snapshot_id.desc()).limit(1)).scalar()
     found = store.customer_data([customer_id])
     if not found:
         return None
     data = found[0]
-    outputs = renderer.render(data, source, disputed, saved, payments=paid)
+    outputs = renderer.render(data, source, disputed, saved, payments=paid, approvals=approved)
     key = renderer.signer.customer_key(customer_id, data.key_version)
     return CustomerRender(customer_id, key, revision, outputs, Path(folder) if folder else None, data.as_of.isoformat())
 

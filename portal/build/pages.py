@@ -31,6 +31,8 @@ from portal.core.templating import Assets, load_assets, make_environment
 from portal.disputes.service import OUTCOME_PHRASE, STATUS_TEXT, reason_choices, reference
 from portal.payments.history import Payment, paid_on
 from portal.payments.pricing import METHODS, adjustment_bps
+from portal.payments.state import customer_reason
+from portal.store.approvals import ApprovalRequest
 from portal.store.database import CustomerData
 
 # English; shown in the customer's language (portal/core/i18n.py).
@@ -139,13 +141,15 @@ class PageRenderer:
     def render(self, data: CustomerData, source: rule.Inputs | None = None,
                disputes: dict[str, list[tuple]] | None = None, saved: dict[str, tuple] | None = None,
                planned: dict[str, documents.Planned] | None = None,
-               payments: dict[str, list[Payment]] | None = None) -> list[Output]:
+               payments: dict[str, list[Payment]] | None = None,
+               approvals: dict[str, dict[str, ApprovalRequest]] | None = None) -> list[Output]:
         """`planned`: when given, receives the generated PDFs the pages link (document id -> what it shows and
         its name: portal/build/documents.py), which the build does not render. `payments`: customer id -> its
         payment history (portal.payments.history), for the history, the receipts and "Paid on".
         `source`: the customer's money movements and dispute holds (portal.balances.position.inputs), from which
         every amount and status shown is the position's (portal/balances/position.py). `disputes`: invoice id -> its
-        disputes (portal.store.disputes.dispute_states), for their references and states."""
+        disputes (portal.store.disputes.dispute_states), for their references and states. `approvals`: customer id ->
+        invoice id -> its approval for payment (portal.store.approvals.approved_invoices)."""
         source, disputes = source or rule.Inputs({}, {}), disputes or {}
         customer, locale = data.customer, data.customer.locale
         tr, templates = translations_for(locale, self.settings.default_locale), self.templates_for(locale)
@@ -202,9 +206,9 @@ class PageRenderer:
                 "open_plain": input_amount(open_amount, inv.currency, locale),
                 "position": pos.status, "position_text": tr.gettext(pos.status_text),
                 "pending_text": money(pos.pending, inv.currency) if pos.pending else "",
-                "failure": pos.failure,
+                "failure": tr.gettext(customer_reason(stored=pos.failure)) if pos.failure else "",
                 "payable": pos.due, "payable_text": money(pos.due, inv.currency),
-                "paid_on_text": "",
+                "paid_on_text": "", "approved_on_text": "", "approved_by": "",
                 "payable_plain": input_amount(pos.due, inv.currency, locale),
                 "disputed_text": money(pos.disputed, inv.currency) if pos.disputed else "",
                 "disputes": [{"reference": reference(d_id), "status": d_status,
@@ -213,6 +217,10 @@ class PageRenderer:
                               "amount_text": money(amount, inv.currency)}
                              for d_id, d_status, outcome, amount in states],
             }
+            approval = (approvals or {}).get(customer.customer_id, {}).get(inv.invoice_id)
+            if approval is not None:  # "Approved for payment on DATE by ADDRESS" (the template's sentence)
+                view.update(approved_on_text=self._date(approval.approved_at.date(), locale),
+                            approved_by=approval.email)
             if pos.status == rule.PAID:
                 settled = paid_on(source.moves.get(("invoice", inv.invoice_id), ()))
                 view["paid_on_text"] = self._date(settled.date(), locale) if settled else ""
@@ -281,6 +289,8 @@ class PageRenderer:
         history = (payments or {}).get(customer.customer_id, [])
         day = lambda d: self._date(d, locale)  # noqa: E731 - the same formatter the rest of the page uses
         payment_list = payment_views(history, money, day, {v["invoice_id"]: v["slug"] for v in invoices})
+        for view in payment_list:  # the stored reason is English: said as customer_reason words it, translated
+            view["failure"] = tr.gettext(customer_reason(stored=view["failure"])) if view["failure"] else ""
         recent = paid_recently(history, {v["invoice_id"] for v in invoices}, data.as_of, money, day)
 
         statement_pdf_view = None

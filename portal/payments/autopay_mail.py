@@ -22,7 +22,7 @@ from portal.core.money import format_money
 from portal.core.signing import Signer
 from portal.mail.messages import render_message
 from portal.mail.transport import Transport, send_with_retry
-from portal.payments.state import FAILURE_TEXT
+from portal.payments.state import customer_reason
 from portal.store.database import CustomerData, Store
 
 # In English; said in the customer's language where they are shown (portal/core/i18n.py).
@@ -32,9 +32,6 @@ SUBJECTS = {
     "autopay_action": N_("Please confirm the payment of invoice %(number)s · %(company)s"),
     "autopay_failed": N_("Automatic payment of invoice %(number)s did not go through · %(company)s"),
 }
-# A decline that FAILURE_TEXT has no words for (a card's `generic_decline`, `do_not_honor`, ...): the customer is
-# told plainly in their language; the collector's report and the records keep the code's own words.
-DECLINED = N_("the payment was declined")
 
 
 def _day(value: date, locale: str) -> str:
@@ -85,9 +82,9 @@ def texts(settings: Settings, store: Store, customer_id: str, amount: int, curre
 
 
 def reason_text(settings: Settings, store: Store, customer_id: str, code: str) -> str:
-    """Why a debit failed, in the customer's language (FAILURE_TEXT, else DECLINED)."""
+    """Why a debit failed, in the customer's language (portal.payments.state.customer_reason)."""
     t = translations_for(_locale(settings, _customer(store, customer_id)), settings.default_locale)
-    return t.gettext(FAILURE_TEXT.get(code) or DECLINED)
+    return t.gettext(customer_reason(code=code))
 
 
 def collector_message(settings: Settings, store: Store, customer_id: str, number: str, amount_text: str,

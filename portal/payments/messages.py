@@ -15,6 +15,7 @@ from portal.core.i18n import N_, translations_for
 from portal.core.money import format_money
 from portal.mail.messages import render_message
 from portal.payments.pricing import METHODS
+from portal.payments.state import customer_reason
 
 if TYPE_CHECKING:
     from portal.payments.events import Change
@@ -47,6 +48,7 @@ def payment_message(settings: Settings, change: Change, to: tuple[str, str], cus
                           locale=locale, customer_name=customer_name,
                           amount_text=format_money(change.amount, change.currency, locale),
                           numbers=list(change.numbers), method_text=t.gettext(method) if method else change.method,
-                          reason=change.failure_reason, attempt_id=change.attempt_id, account_url=account_url,
+                          reason=t.gettext(customer_reason(stored=change.failure_reason)) if change.failure_reason
+                          else "", attempt_id=change.attempt_id, account_url=account_url,
                           was_bank=change.method == "us_bank_account", verify_url=change.verify_url,
                           standing=list(standing))

@@ -47,6 +47,20 @@ FAILURE_TEXT = {
     "payment_method_microdeposit_failed": N_("the verification deposits could not be sent to the bank account"),
 }
 GENERIC_FAILURE = N_("the bank payment failed")
+# A decline FAILURE_TEXT has no words for (a card's `generic_decline`, `do_not_honor`, ...): the customer is told
+# plainly in their language; the records and the staff keep Stripe's own words.
+DECLINED = N_("the payment was declined")
+_OUR_WORDS = frozenset({*FAILURE_TEXT.values(), GENERIC_FAILURE})
+
+
+def customer_reason(code: str = "", stored: str = "") -> str:
+    """Why a payment failed, as a customer is told it: an English message id to translate in the customer's
+    language. From Stripe's failure `code` when known, else from the reason stored on the attempt: FAILURE_TEXT's
+    words for a code it knows (or GENERIC_FAILURE), else DECLINED, since Stripe's own message is English only. The
+    one mapping of every customer-facing failure (the payment and autopay emails, /pay/done, the pages)."""
+    if code:
+        return FAILURE_TEXT.get(code) or DECLINED
+    return stored if stored in _OUR_WORDS else DECLINED
 
 # Progress ranks break ties between snapshots of one object created in the same second.
 _SESSION_RANK = {"completed": 1, "failed": 2, "expired": 2, "paid": 3}

@@ -107,6 +107,8 @@ class ApprovalView:
     open_text: str
     amount_text: str
     due_text: str
+    approved_text: str  # the invoice's first approval (portal/store/approvals.py): its date, "" when none yet
+    approved_by: str  # and the approver's address
 
 
 def request_for_token(store: Store, signer: Signer, token: str) -> ApprovalRequest:
@@ -130,10 +132,19 @@ def approval_view(store: Store, signer: Signer, token: str) -> ApprovalView:
         raise TokenInvalid("the invoice is closed")
     with store.begin() as conn:
         pos = position.of_invoices(conn, [invoice.invoice_id])[invoice.invoice_id]
+        first = store_approvals.approved_invoices(conn, [found.customer_id]).get(found.customer_id, {}).get(
+            invoice.invoice_id)
     locale = data.customer.locale
     return ApprovalView(found, data.customer.name, invoice.number, format_money(pos.open, invoice.currency, locale),
                         format_money(invoice.amount, invoice.currency, locale),
-                        format_date(invoice.due_date, "medium", locale=locale))
+                        format_date(invoice.due_date, "medium", locale=locale),
+                        approved_on(first.approved_at, locale) if first else "", first.email if first else "")
+
+
+def approved_on(approved_at: datetime, locale: str) -> str:
+    """The date of an approval as the customer's pages write dates (Babel's medium format in its locale), of the UTC
+    day the times are stored in, as every other date of the pages."""
+    return format_date(approved_at.astimezone(UTC).date(), "medium", locale=locale)
 
 
 def approve(store: Store, signer: Signer, token: str, now: datetime | None = None) -> ApprovalRequest:

@@ -7,7 +7,8 @@ itself (days overdue, which depends on today):
 
     head           = customer_id,customer_name,...,due_date,      (from invoices and customers)
     position_cells = ,open,status                                  (from the stored positions)
-    tail           = ,emails_sent,...,last_viewed_at\\n            (from the receipt rollup)
+    tail           = ,emails_sent,...,last_viewed_at,approved_at,approved_by\\n
+                                                                   (from the receipt rollup and the approvals)
 
 and the export is `head || days_overdue || position_cells || tail` in the table's order
 (portal/staff/receipts_table.py, `receipts_csv`).
@@ -17,7 +18,10 @@ through portal/store/derived.py, where it registers at its end):
 - `Store.import_snapshot` (the only writer of invoices and customers) calls `sync` for the invoices it added,
   changed or closed, those whose positions it refreshed, and every invoice of a customer whose name, group or
   collector changed, in the import's transaction: their whole lines;
-- `receiptrollup.refresh` calls `refresh_tails` for the keys it recomputed, in the refresh's transaction;
+- `receiptrollup.refresh` calls `refresh_tails` for the keys it recomputed, in the refresh's transaction; an
+  approval (portal/selfservice/approvals.py) records its `invoice_approved` event in the transaction that marks
+  the request approved, so the next refresh (every receipts request starts with one) rewrites that invoice's
+  tail, approval cells included;
 - `stored.refresh` (the only writer of the stored positions) calls `sync_positions` for the invoices whose
   positions it wrote, in the transaction of the change (a payment event, a dispute).
 The first two hold the rollup's refresh lock (the state row) while they write, so an import and a refresh never
@@ -35,6 +39,8 @@ portal/store/staff.py, next to the rollup's.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterable
 from functools import reduce
 from typing import Any
@@ -55,6 +61,7 @@ from sqlalchemy.engine import Connection
 
 from portal.staff import pgcsv
 from portal.staff.receiptlock import invoice_join, lock
+from portal.store import approvals as store_approvals
 from portal.store import derived
 from portal.store.database import Store
 from portal.store.positions import invoice_positions
@@ -63,8 +70,10 @@ from portal.store.tables import customers, events, invoices
 
 HEAD_COLUMNS = ["customer_id", "customer_name", "group_name", "collector", "invoice_id", "number", "is_open",
                 "currency", "amount", "balance", "due_date"]
-TAIL_COLUMNS = ["emails_sent", "link_opened", "page_viewed", "documents_viewed", "first_sent_at",
-                "first_opened_at", "first_viewed_at", "last_viewed_at"]
+ROLLUP_COLUMNS = ["emails_sent", "link_opened", "page_viewed", "documents_viewed", "first_sent_at",
+                  "first_opened_at", "first_viewed_at", "last_viewed_at"]
+APPROVAL_COLUMNS = ["approved_at", "approved_by"]  # the invoice's first approval (portal/store/approvals.py)
+TAIL_COLUMNS = [*ROLLUP_COLUMNS, *APPROVAL_COLUMNS]
 POSITION_COLUMNS = ["open", "status"]
 COLUMNS = [*HEAD_COLUMNS, "days_overdue", *POSITION_COLUMNS, *TAIL_COLUMNS]  # = receipts_table.RECEIPT_COLUMNS (tested)
 
@@ -97,11 +106,17 @@ def _position_cells(currencies: Iterable[str]) -> Any:
             + literal(",") + pgcsv.csv_field(pgcsv.text_cell(_P.status)))
 
 
-def _tail() -> Any:
-    """From the invoice's rollup row, outer-joined: an invoice without events has zeros and empty times."""
-    counts = [cast(func.coalesce(_R[name], 0), String) for name in TAIL_COLUMNS[:4]]
-    times = [pgcsv.plain_field(pgcsv.iso_cell(_R[name])) for name in TAIL_COLUMNS[4:]]
-    return literal(",") + _joined([*counts, *times]) + literal("\n")
+def _tail(customer_id: Any, invoice_id: Any) -> Any:
+    """From the invoice's rollup row, outer-joined: an invoice without events has zeros and empty times; then its
+    first approval (a subquery correlated to the line's `customer_id` and `invoice_id` columns): two empty cells
+    when it has none."""
+    counts = [cast(func.coalesce(_R[name], 0), String) for name in ROLLUP_COLUMNS[:4]]
+    times = [pgcsv.plain_field(pgcsv.iso_cell(_R[name])) for name in ROLLUP_COLUMNS[4:]]
+    approval = store_approvals.first_approval_text(
+        customer_id, invoice_id,
+        lambda at, by: pgcsv.plain_field(pgcsv.iso_cell(at)) + literal(",") + pgcsv.csv_field(pgcsv.text_cell(by)))
+    return (literal(",") + _joined([*counts, *times]) + literal(",") + func.coalesce(approval, literal(","))
+            + literal("\n"))
 
 
 def days_overdue(is_open: Any, due_date: Any, today: Any) -> Any:
@@ -120,7 +135,8 @@ def _prepare(conn: Connection) -> None:
 def _upsert(conn: Connection, where: Any) -> int:
     currencies = list(conn.execute(select(invoices.c.currency).distinct()).scalars())
     query = (select(invoices.c.invoice_id, invoices.c.customer_id, invoices.c.is_open, invoices.c.due_date,
-                    _head(currencies).label("head"), _tail().label("tail"),
+                    _head(currencies).label("head"),
+                    _tail(invoices.c.customer_id, invoices.c.invoice_id).label("tail"),
                     _position_cells(currencies).label("position_cells"))
              .select_from(invoices.outerjoin(customers, customers.c.customer_id == invoices.c.customer_id)
                           .outerjoin(receipt_rollup, invoice_join())
@@ -173,7 +189,7 @@ def refresh_tails(conn: Connection, touched: Any | None) -> None:
         return
     conn.exec_driver_sql("SET LOCAL DateStyle = 'ISO, YMD'")
     lines = receipt_lines.c
-    stmt = (update(receipt_lines).values(tail=_tail())
+    stmt = (update(receipt_lines).values(tail=_tail(lines.customer_id, lines.invoice_id))
             .where(_R.customer_id == lines.customer_id, _R.invoice_id == lines.invoice_id))
     if touched is not None:
         keys = select(events.c.customer_id, events.c.invoice_id).where(touched)
@@ -225,7 +241,8 @@ def rebuild(store: Store) -> int:
 def ensure_complete(store: Store, force: bool = False) -> int:
     """Rebuild every line when the number of lines is not the number of invoices (a database upgraded from
     before the lines, or invoices loaded in bulk), when a line lacks its position cells (upgraded from before the
-    positions), or with `force` (the positions were just rebuilt): cheap checks, not a proof of freshness.
+    positions) or its approval cells (upgraded from before them), or with `force` (the positions were just
+    rebuilt): cheap checks, not a proof of freshness.
     Returns the lines written (0 when complete, and always on SQLite)."""
     if store.engine.dialect.name != "postgresql":
         return 0
@@ -236,7 +253,17 @@ def ensure_complete(store: Store, force: bool = False) -> int:
         n_lines = conn.execute(select(func.count()).select_from(receipt_lines)).scalar_one()
         unpositioned = conn.execute(select(receipt_lines.c.invoice_id)
                                     .where(receipt_lines.c.position_cells == "").limit(1)).first()
-    return 0 if n_invoices == n_lines and unpositioned is None else rebuild(store)
+        some_tail = conn.execute(select(receipt_lines.c.tail).limit(1)).scalar()
+    complete = n_invoices == n_lines and unpositioned is None and _current_shape(some_tail)
+    return 0 if complete else rebuild(store)
+
+
+def _current_shape(tail: str | None) -> bool:
+    """Whether a stored tail has this version's cells (one line stands for all: every writer writes whole tails of
+    one shape, and a rebuild rewrites them all). A tail written before the approval cells is two cells short."""
+    if tail is None:
+        return True
+    return len(next(csv.reader(io.StringIO(tail)))) == 1 + len(TAIL_COLUMNS)  # the first cell: before its comma
 
 
 # Every import and every write of stored positions brings the lines along, and every migration

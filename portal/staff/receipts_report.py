@@ -9,6 +9,8 @@ The two receipts mean different things and are never added together:
   displayed it: a person looked at the invoice. `first_viewed_at` comes from these only.
 `account_viewed` counts views of the customer's account or statement page while the invoice was listed
 there (between its first import and its closing): the invoice was on screen, but its page was not opened.
+`approved_at`/`approved_by`: when and by which approver address the invoice was first approved for payment (empty
+when it was not), the rule of the staff receipts table.
 
 The report is one aggregate query (GROUP BY), whatever the number of invoices.
 """
@@ -24,6 +26,7 @@ from sqlalchemy import and_, case, func, literal, or_, select
 from portal.core.money import to_decimal
 from portal.staff.csvcells import iso_utc
 from portal.staff.exports import to_csv, to_json
+from portal.store.approvals import first_approval
 from portal.store.database import Store
 from portal.store.positions import invoice_positions
 from portal.store.tables import customers, events, invoices
@@ -31,7 +34,7 @@ from portal.store.tables import customers, events, invoices
 RECEIPT_COLUMNS = [
     "customer_id", "customer_name", "invoice_id", "number", "is_open", "due_date", "currency", "amount",
     "balance", "open", "status", "emails_sent", "link_opened", "page_viewed", "account_viewed", "documents_viewed",
-    "first_sent_at", "first_opened_at", "first_viewed_at", "last_viewed_at",
+    "first_sent_at", "first_opened_at", "first_viewed_at", "last_viewed_at", "approved_at", "approved_by",
 ]
 # Column headings for people: the two receipts are labelled for what they prove.
 RECEIPT_LABELS = {
@@ -92,7 +95,9 @@ def receipts(store: Store, unopened_days: int | None = None, now: datetime | Non
                func.coalesce(listed.c.account_viewed, zero).label("account_viewed"),
                func.coalesce(per_invoice.c.documents_viewed, zero).label("documents_viewed"),
                per_invoice.c.first_sent_at, per_invoice.c.first_opened_at, per_invoice.c.first_viewed_at,
-               per_invoice.c.last_viewed_at, per_invoice.c.invoice_id.label("has_events"))
+               per_invoice.c.last_viewed_at, per_invoice.c.invoice_id.label("has_events"),
+               *[expr.label(name) for name, expr in zip(("approved_at", "approved_by"), first_approval(
+                   invoices.c.customer_id, invoices.c.invoice_id), strict=True)])
         .select_from(invoices
                      .outerjoin(customers, customers.c.customer_id == invoices.c.customer_id)
                      .outerjoin(per_invoice, and_(per_invoice.c.invoice_id == invoices.c.invoice_id,
@@ -122,6 +127,8 @@ def receipts(store: Store, unopened_days: int | None = None, now: datetime | Non
                 "documents_viewed": int(r.documents_viewed),
                 "first_sent_at": iso_utc(r.first_sent_at), "first_opened_at": iso_utc(r.first_opened_at),
                 "first_viewed_at": iso_utc(r.first_viewed_at), "last_viewed_at": iso_utc(r.last_viewed_at),
+                # The first approval for payment (portal/store/approvals.py), as in the staff receipts table.
+                "approved_at": iso_utc(r.approved_at), "approved_by": r.approved_by,
             })
     return rows
 
@@ -132,7 +139,8 @@ def receipts(store: Store, unopened_days: int | None = None, now: datetime | Non
 
 TABLE_COLUMNS = [("customer_id", "Customer"), ("number", "Invoice"), ("open", "Open"), ("status", "Status"),
                  ("emails_sent", "Sent"), ("link_opened", "Fetched*"), ("page_viewed", "Viewed"),
-                 ("account_viewed", "On account"), ("documents_viewed", "Docs"), ("first_viewed_at", "First viewed")]
+                 ("account_viewed", "On account"), ("documents_viewed", "Docs"), ("first_viewed_at", "First viewed"),
+                 ("approved_at", "Approved")]
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:

@@ -1,5 +1,6 @@
 """The staff dashboard's receipts table: per invoice, what was sent, fetched, viewed by a person and downloaded,
-and what it owes now; server-side paginated, sorted and filtered (portal/staff/paging.py), and its CSV export.
+when and by whom it was approved for payment, and what it owes now; server-side paginated, sorted and filtered
+(portal/staff/paging.py), and its CSV export.
 
 Receipts come from the receipt rollup (portal/staff/receiptrollup.py), refreshed first, and what an invoice owes
 from its stored position (portal/balances/position.py). The CSV export streams every row the filtered table
@@ -22,6 +23,7 @@ from portal.staff.csvcells import iso_utc, major_units
 from portal.staff.exports import stream_rows
 from portal.staff.paging import Page, check_paging, matches_customer, sort_order
 from portal.staff.receiptlock import invoice_join
+from portal.store.approvals import first_approval
 from portal.store.database import Store
 from portal.store.positions import invoice_positions
 from portal.store.staff import receipt_lines, receipt_rollup
@@ -84,6 +86,7 @@ RECEIPT_COLUMNS = [
     "customer_id", "customer_name", "group_name", "collector", "invoice_id", "number", "is_open", "currency",
     "amount", "balance", "due_date", "days_overdue", "open", "status", "emails_sent", "link_opened", "page_viewed",
     "documents_viewed", "first_sent_at", "first_opened_at", "first_viewed_at", "last_viewed_at",
+    "approved_at", "approved_by",
 ]
 
 
@@ -151,6 +154,10 @@ _RECEIPT_SELECT = [
     _POS.open_amount, _POS.status,
     *[expr.label(name) for name, expr in RECEIPT_FIELDS.items()],
     _R.first_sent_at, _R.first_opened_at, _R.first_viewed_at, _R.last_viewed_at,
+    # The invoice's first approval for payment (portal/store/approvals.py): by subquery, read for the rows shown
+    # only, never to decide which rows match.
+    *[expr.label(name) for name, expr in zip(
+        ("approved_at", "approved_by"), first_approval(invoices.c.customer_id, invoices.c.invoice_id), strict=True)],
 ]
 
 
@@ -180,7 +187,7 @@ def _receipt_row(r: Any, today: date) -> dict[str, Any]:
         "emails_sent": int(r.emails_sent), "link_opened": int(r.link_opened), "page_viewed": int(r.page_viewed),
         "documents_viewed": int(r.documents_viewed), "first_sent_at": r.first_sent_at,
         "first_opened_at": r.first_opened_at, "first_viewed_at": r.first_viewed_at,
-        "last_viewed_at": r.last_viewed_at,
+        "last_viewed_at": r.last_viewed_at, "approved_at": r.approved_at, "approved_by": r.approved_by,
     }
 
 
@@ -271,7 +278,7 @@ def receipts_csv(store: Store, flt: ReceiptFilter | None = None, sort: str = "du
                    open=major_units(row["open"], cur),
                    due_date=row["due_date"].isoformat(),
                    **{k: iso_utc(row[k]) for k in ("first_sent_at", "first_opened_at", "first_viewed_at",
-                                                "last_viewed_at")})
+                                                "last_viewed_at", "approved_at")})
         return [row[c] for c in RECEIPT_COLUMNS]
 
     return stream_rows(store, _receipts_query(flt, now).order_by(*order), RECEIPT_COLUMNS, cells)

@@ -4,6 +4,10 @@ An approver from the export (role `approver`) is mailed at once; an address the 
 collector (`awaiting_collector`) and is mailed only once staff confirmed it, so a typed address never receives
 an invoice link the AR team did not agree to. The approver's mark ("approved for payment") is recorded once, with
 its time; the timeline reads it from the events table too (kind `invoice_approved`).
+
+An invoice's approval, wherever it is shown (the customer's invoice page, the staff receipts table and its CSV, the
+receipts report), is its FIRST approved request: the earliest `approved_at`, the lower request id on a tie. One rule
+(`first_approval`, `approved_invoices`), so a second approver's click changes nothing anyone was shown.
 """
 
 from __future__ import annotations
@@ -69,6 +73,42 @@ def move(conn: Connection, request_id: str, from_status: str, to_status: str, **
     done = conn.execute(update(approval_requests).where(c.request_id == request_id, c.status == from_status)
                         .values(status=to_status, **values))
     return done.rowcount == 1
+
+
+def _first_approval_query(*columns: Any) -> Any:
+    c = approval_requests.c
+    return select(*columns).where(c.status == APPROVED).order_by(c.approved_at, c.request_id)
+
+
+def first_approval(customer_id: Any, invoice_id: Any) -> tuple[Any, Any]:
+    """(approved_at, approver address) of the invoice's first approval, as two scalar subqueries correlated to the
+    given customer and invoice id columns (NULL when the invoice was never approved)."""
+    c = approval_requests.c
+
+    def one(column: Any) -> Any:
+        return (_first_approval_query(column).where(c.customer_id == customer_id, c.invoice_id == invoice_id)
+                .limit(1).scalar_subquery())
+
+    return one(c.approved_at), one(c.email)
+
+
+def first_approval_text(customer_id: Any, invoice_id: Any, cells: Any) -> Any:
+    """One scalar subquery: `cells(approved_at, email)` (a SQL text expression) of the invoice's first approval,
+    correlated as `first_approval`; NULL when never approved. For the receipts export's ready-made lines."""
+    c = approval_requests.c
+    return (_first_approval_query(cells(c.approved_at, c.email))
+            .where(c.customer_id == customer_id, c.invoice_id == invoice_id).limit(1).scalar_subquery())
+
+
+def approved_invoices(conn: Connection, customer_ids: list[str]) -> dict[str, dict[str, ApprovalRequest]]:
+    """The customers' approved invoices: customer id -> invoice id -> its first approval (the module docstring's
+    rule). One query for all the customers."""
+    c = approval_requests.c
+    found: dict[str, dict[str, ApprovalRequest]] = {}
+    query = _first_approval_query(approval_requests).where(c.customer_id.in_(sorted(set(customer_ids))))
+    for row in conn.execute(query):
+        found.setdefault(row.customer_id, {}).setdefault(row.invoice_id, _request(row))
+    return found
 
 
 def requests(conn: Connection, customer_ids: list[str] | None = None, status: str | None = None

@@ -9,84 +9,30 @@ Skips without Chromium, unless PORTAL_REQUIRE_BROWSER=1 (CI), as tests/browser/t
 
 from __future__ import annotations
 
-import json
-import time
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock
 
 import pytest
-import requests
-import stripe
 
 from portal.payments.autopay_run import run_autopay
 from portal.payments.methods import stripe_client
-from tests.livesite import ARTIFACTS, WIDTHS, chromium, require_browser, served_sample_site
-from tests.smtpserver import SmtpServer
-from tests.stripe_standin import StripeStandIn
+from tests.browser.shop import account_link, send_event, usd_customer
+from tests.livesite import ARTIFACTS, WIDTHS
 
 pytestmark = pytest.mark.browser
 
-WEBHOOK_SECRET = "whsec_browser_autopay_0123"
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory):
-    require_browser()
-    standin = StripeStandIn().start()
-    smtp = SmtpServer().start()
-    try:
-        with served_sample_site(tmp_path_factory.mktemp("browser-autopay"), stripe_secret_key="sk_test_standin",
-                                stripe_webhook_secret=WEBHOOK_SECRET, stripe_api_base=standin.base) as site:
-            yield {**site, "standin": standin, "smtp": smtp}
-    finally:
-        smtp.stop()
-        standin.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(shop):
-    with chromium() as browser:
-        yield browser
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": WIDTHS["desktop"], "height": 900})
-    page = context.new_page()
-    yield page
-    context.close()
-
-
-def _customer(shop):
-    for data in shop["store"].customer_data():
-        if data.customer.currency == "USD" and len(data.invoices) >= 2 and data.contacts:
-            return data
-    raise AssertionError("no USD customer with two invoices in the sample")
-
-
-def _account(shop, data) -> str:
-    token = shop["signer"].link_token(data.customer.customer_id, data.contacts[0].contact_id, "", 1)
-    return f"{shop['address']}/l/{token}"
-
-
-def _send(shop, kind: str, obj: dict) -> None:
-    payload = json.dumps(shop["standin"].event(kind, obj, event_id=f"evt_{kind}_{time.monotonic_ns()}"))
-    header = stripe.WebhookSignature.generate_signature_header(payload, WEBHOOK_SECRET, timestamp=int(time.time()))
-    response = requests.post(f"{shop['address']}/stripe/events", data=payload, timeout=10,
-                             headers={"Stripe-Signature": header, "Content-Type": "application/json"})
-    assert response.status_code == 200, response.text
-    shop["app"].extensions["jobs"].wait()
+SHOP = {"smtp": True}  # the shop fixture (tests/browser/conftest.py), with a real SMTP server
 
 
 def _save(shop, page, data, label: str, number: str) -> None:
-    page.goto(_account(shop, data))
+    page.goto(account_link(shop, data))
     page.locator("form.setup-form").get_by_label(label, exact=True).check()
     page.get_by_role("button", name="Continue to our payment provider").click()
     standin = shop["standin"]
     page.wait_for_url(f"{standin.base}/checkout/**")
     session = standin.sessions[page.locator("#session").inner_text()]
     for kind, obj in standin.complete_setup(session, number):
-        _send(shop, kind, obj)
+        send_event(shop, kind, obj)
 
 
 def _autopay(shop, now: datetime):
@@ -107,13 +53,13 @@ def _intents(shop):
 
 
 def test_save_card_and_bank_then_autopay_notices_debits_fails_and_stops(shop, page):
-    data = _customer(shop)
+    data = usd_customer(shop)
     smtp, standin = shop["smtp"], shop["standin"]
-    page.goto(_account(shop, data))
+    page.goto(account_link(shop, data))
     assert page.locator("#mandate-text").is_visible()  # what a bank debit authorises, shown before Stripe
     _save(shop, page, data, "Card", "4242424242424242")
     _save(shop, page, data, "US bank account (ACH debit)", "000123456789")
-    page.goto(_account(shop, data))
+    page.goto(account_link(shop, data))
     methods = page.locator("#methods .method-list")
     assert "ending in 4242" in methods.inner_text() and "ending in 6789" in methods.inner_text()
 
@@ -132,37 +78,37 @@ def test_save_card_and_bank_then_autopay_notices_debits_fails_and_stops(shop, pa
     _autopay(shop, _at(first.due_date))
     debit = next(r for r in _intents(shop) if r.param("metadata[invoice_id]") == first.invoice_id)
     assert debit.param("allowed_payment_method_types[0]") == "us_bank_account" and debit.param("mandate")
-    page.goto(_account(shop, data))
+    page.goto(account_link(shop, data))
     assert page.locator(f"tr:has(a:text-is('{first.number}')) .badge-pending").count() == 1
 
     # The bank returns the debit: the customer is emailed, with the next try.
     intent_id = next(i for i, intent in standin.intents.items()
                      if intent["metadata"].get("attempt_id") == debit.param("metadata[attempt_id]"))
-    _send(shop, *standin.intent_settled(intent_id, failure="insufficient_funds"))
+    send_event(shop, *standin.intent_settled(intent_id, failure="insufficient_funds"))
     before = len(smtp.messages)
     _autopay(shop, _at(first.due_date, 12))
     failed = [m for m in smtp.messages[before:] if "did not go through" in str(m["Subject"])]
     assert failed and "insufficient funds" in failed[0].get_body(("plain",)).get_content()
 
     # Remove the card and the bank account's use: autopay stops, nothing more is debited.
-    page.goto(_account(shop, data))
+    page.goto(account_link(shop, data))
     page.get_by_role("button", name="Remove STRIPE TEST BANK ending in 6789").click()
     assert page.get_by_role("heading", name="Payment method removed").is_visible()
     tried = len(_intents(shop))
     _autopay(shop, _at(last.due_date + timedelta(days=10)))
     assert len(_intents(shop)) == tried
-    page.goto(_account(shop, data))
+    page.goto(account_link(shop, data))
     assert "6789" not in page.locator("#methods").inner_text()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "methods-desktop.png"), full_page=True)
 
 
 def test_card_autopay_pays_an_invoice_on_its_due_date(shop, page):
-    data = _customer(shop)
-    page.goto(_account(shop, data))
+    data = usd_customer(shop)
+    page.goto(account_link(shop, data))
     if "ending in 4242" not in page.locator("#methods").inner_text():
         _save(shop, page, data, "Card", "4242424242424242")
-        page.goto(_account(shop, data))
+        page.goto(account_link(shop, data))
     page.get_by_label("Pay with").select_option(label=next(
         o for o in page.locator("#ap-method option").all_inner_texts() if "4242" in o))
     page.get_by_label("Each invoice on its due date").check()
@@ -172,19 +118,19 @@ def test_card_autopay_pays_an_invoice_on_its_due_date(shop, page):
     _autopay(shop, _at(last.due_date))
     debit = next(r for r in _intents(shop) if r.param("metadata[invoice_id]") == last.invoice_id)
     assert debit.param("amount") == str(last.balance)
-    page.goto(_account(shop, data))
+    page.goto(account_link(shop, data))
     assert page.locator(f"tr:has(a:text-is('{last.number}')) .badge-paid").count() == 1
 
 
 def test_the_methods_section_is_accessible_and_fits_a_phone(shop, browser):
     from axe_playwright_python.sync_playwright import Axe
 
-    data = _customer(shop)
+    data = usd_customer(shop)
     for label, width in WIDTHS.items():
         context = browser.new_context(viewport={"width": width, "height": 900})
         try:
             page = context.new_page()
-            page.goto(_account(shop, data))
+            page.goto(account_link(shop, data))
             result = Axe().run(page, context="#methods")
             assert result.violations_count == 0, result.generate_report()
             widest = page.evaluate("Math.max(...[...document.querySelectorAll('#methods, #methods *')]"

@@ -3,12 +3,11 @@ promise is judged kept or broken from what the balances rule says arrived."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
 
-from portal.collect.access import Actor, CollectRefused
+from portal.collect.access import CollectRefused
 from portal.collect.promises import (
     Offer,
     customer_promises,
@@ -18,25 +17,11 @@ from portal.collect.promises import (
 )
 from portal.collect.touches import customer_touches
 from portal.store.collect import promise_invoices, promised_invoices, promises, touches
-from tests.smtpserver import add_row, changed, mail_ledger
+from tests.collect_helpers import CARA, NOW, TODAY, VIV
+from tests.payfixtures import row_count
+from tests.smtpserver import add_row, changed
 
-TODAY = date(2026, 12, 1)
-NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-CARA = Actor("cara@supplier.example", "collector")
-VIV = Actor("viv@supplier.example", "viewer")
 # mail_ledger: C1's invoices I-SOON 100.00, I-LATER 200.00, I-OD5 300.00, I-OD20 400.00, ...; C2's I-B1 50.00.
-
-
-@pytest.fixture
-def ledger(store, tmp_path):
-    ledger = mail_ledger(TODAY, tmp_path)
-    store.import_snapshot(ledger)
-    return ledger
-
-
-def _count(store, table) -> int:
-    with store.begin() as conn:
-        return conn.execute(select(func.count()).select_from(table)).scalar_one()
 
 
 def _promise(store, invoice_ids=("I-OD5",), amount="300.00", day=TODAY + timedelta(days=7), now=NOW, **kw):
@@ -71,13 +56,13 @@ def test_a_refused_promise_writes_neither_the_call_nor_the_promise(store, ledger
     with pytest.raises(CollectRefused) as refused:
         _promise(store, invoice_ids, amount, TODAY + timedelta(days=day))
     assert says in refused.value.message
-    assert _count(store, promises) == 0 and _count(store, promise_invoices) == 0 and _count(store, touches) == 0
+    assert row_count(store, promises) == row_count(store, promise_invoices) == row_count(store, touches) == 0
 
 
 def test_a_viewer_cannot_take_a_promise(store, ledger):
     with pytest.raises(CollectRefused):
         log_touch_with_promise(store, VIV, "C1", "call", Offer(("I-OD5",), "1", TODAY.isoformat()), outcome="reached")
-    assert _count(store, promises) == 0
+    assert row_count(store, promises) == 0
 
 
 def test_a_german_customers_promise_is_read_and_refused_in_german(store, ledger, settings):
@@ -93,7 +78,7 @@ def test_a_german_customers_promise_is_read_and_refused_in_german(store, ledger,
         promise_from_customer(store, settings, "C1", Offer(("I-OD5",), "300,01", day), now=NOW)
     german = refused.value.text(translations_for("de_DE"))
     assert "höchstens 300,00" in german and "$" in german, german
-    assert _count(store, promises) == 0
+    assert row_count(store, promises) == 0
     promise_from_customer(store, settings, "C1", Offer(("I-OD5", "I-OD20"), "550,50", day), now=NOW)
     [row] = customer_promises(store, "C1")
     assert (row["amount"], row["currency"]) == (55050, "USD")
@@ -109,7 +94,7 @@ def test_a_customers_promise_stays_within_the_teams_limits(store, ledger, settin
         with pytest.raises(CollectRefused) as refused:
             promise_from_customer(store, limits, "C1", bad, now=NOW)
         assert says in refused.value.message
-    assert _count(store, promises) == 0
+    assert row_count(store, promises) == 0
     promise_from_customer(store, limits, "C1", offer("350.00", 10), now=NOW)
     [row] = customer_promises(store, "C1")
     assert row["source"] == "customer" and row["collector"] == "cara@supplier.example"  # reaches the collector

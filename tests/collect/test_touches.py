@@ -3,37 +3,19 @@ and what is refused with nothing written."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
 
-from portal.collect.access import Actor, CollectRefused
+from portal.collect.access import CollectRefused
 from portal.collect.holds import current_holds, place_hold, release_hold
 from portal.collect.portfolio import portfolio
 from portal.collect.touches import customer_touches, log_touch
 from portal.mail.sending import send_invoices
 from portal.store.collect import holds, touch_invoices, touches
-from tests.smtpserver import mail_ledger, running_smtp
-
-TODAY = date(2026, 12, 1)
-NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-CARA = Actor("cara@supplier.example", "collector")  # C1's collector in mail_ledger
-DAN = Actor("dan@supplier.example", "collector")
-MIA = Actor("mia@supplier.example", "manager")
-VIV = Actor("viv@supplier.example", "viewer")
-
-
-@pytest.fixture
-def ledger(store, tmp_path):
-    ledger = mail_ledger(TODAY, tmp_path)
-    store.import_snapshot(ledger)
-    return ledger
-
-
-def _count(store, table) -> int:
-    with store.begin() as conn:
-        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+from tests.collect_helpers import CARA, DAN, MIA, NOW, TODAY, VIV
+from tests.payfixtures import row_count
+from tests.smtpserver import running_smtp
 
 
 def test_a_call_is_recorded_with_its_outcome_invoices_and_collector(store, ledger):
@@ -58,7 +40,7 @@ def test_a_refused_touch_writes_nothing(store, ledger, kwargs, says):
     with pytest.raises(CollectRefused) as refused:
         log_touch(store, CARA, "C1", kwargs.pop("kind"), **kwargs)
     assert says in refused.value.message
-    assert _count(store, touches) == 0 and _count(store, touch_invoices) == 0
+    assert row_count(store, touches) == 0 and row_count(store, touch_invoices) == 0
 
 
 def test_a_viewer_and_an_unknown_customer_are_refused(store, ledger):
@@ -70,7 +52,7 @@ def test_a_viewer_and_an_unknown_customer_are_refused(store, ledger):
     assert refused.value.status == 404
     with pytest.raises(CollectRefused):
         place_hold(store, VIV, "C1", "talks", TODAY)
-    assert _count(store, touches) == 0 and _count(store, holds) == 0
+    assert row_count(store, touches) == 0 and row_count(store, holds) == 0
 
 
 def test_private_notes_hide_another_collectors_notes_but_not_from_managers(store, ledger):
@@ -106,7 +88,7 @@ def test_a_hold_lasts_through_its_last_day_and_a_new_one_replaces_it(store, ledg
     assert current_holds(store, ["C1", "C2"], TODAY + timedelta(days=3))["C1"]["reason"] == "Negotiating a settlement"
     assert current_holds(store, ["C1"], TODAY + timedelta(days=4)) == {}
     place_hold(store, DAN, "C1", "Bankruptcy filing", TODAY + timedelta(days=30), now=NOW + timedelta(hours=1))
-    assert _count(store, holds) == 2
+    assert row_count(store, holds) == 2
     assert current_holds(store, ["C1"], TODAY)["C1"]["placed_by"] == DAN.email  # one current hold only
     assert release_hold(store, CARA, "C1", now=NOW + timedelta(hours=2)) is True
     assert current_holds(store, ["C1"], TODAY) == {}
@@ -124,7 +106,7 @@ def test_a_refused_hold_writes_nothing(store, ledger, reason, until, says):
     with pytest.raises(CollectRefused) as refused:
         place_hold(store, CARA, "C1", reason, until, now=NOW)
     assert says in refused.value.message
-    assert _count(store, holds) == 0 and _count(store, touches) == 0
+    assert row_count(store, holds) == 0 and row_count(store, touches) == 0
 
 
 def test_a_portfolio_lists_the_collectors_customers_with_their_holds(store, ledger):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pypdf
@@ -141,6 +142,60 @@ def test_a_receipt_link_for_another_customers_or_an_unsettled_payment_records_no
         with store.begin() as conn:
             assert len(conn.execute(select(events.c.event_id)).all()) == before
         assert reader.get(f"/d/{own}").status_code == 303  # the same file, the customer's own settled payment
+
+
+def test_an_invoice_the_export_then_closed_stays_paid_recently_for_90_days(client, app, built, store, standin,
+                                                                            export_dir):
+    """Paid in the portal, then dropped by the next export (the ERP closed it): the account page keeps it under "Paid
+    recently", with "Paid on DATE" and its receipt, while the export's as_of is at most RECENT_DAYS (90) after the
+    payment settled; from the next day on it is gone. An invoice the export still lists is not in that list."""
+    from dataclasses import replace
+
+    from babel.dates import format_date
+
+    from portal.build.customer import render_customer
+    from portal.build.pages import PageRenderer
+    from portal.export.reader import read_export
+
+    cid, invoices = usd_customer(store)
+    paid, still_open = invoices[0], invoices[1]
+    post_pay(client, built, cid, [paid.invoice_id])
+    attempt = attempt_id_sent(standin)
+    assert send_event(client, session_completed(attempt, intent="pi_card")).status_code == 200
+    settle(app)
+    with store.begin() as conn:
+        [payment] = history(conn, [cid])[cid]
+    assert payment.settled_at is not None
+    ledger = read_export(export_dir, built)
+    closed = {k: v for k, v in ledger.invoices.items() if k != paid.invoice_id}
+
+    def account_page_at(days_after_payment: int) -> tuple[str, set[str]]:
+        store.import_snapshot(replace(ledger, invoices=closed, lines={k: v for k, v in ledger.lines.items()
+                                                                     if k != paid.invoice_id},
+                                      documents={k: d for k, d in ledger.documents.items()
+                                                 if d.invoice_id != paid.invoice_id},
+                                      as_of=payment.settled_at + timedelta(days=days_after_payment)))
+        outputs = {o.path.split("/", 2)[2]: o for o in render_customer(PageRenderer(built), store, cid).outputs
+                   if o.path.startswith("c/")}
+        return outputs["index.html"].data.decode(), set(outputs)
+
+    def recent_rows(html: str) -> list[str]:
+        if 'id="recent-h"' not in html:
+            return []
+        section = html[html.index('id="recent-h"'):]
+        return section[:section.index("</section>")].split("<tbody>")[1].split("</tr>")[:-1]
+
+    paid_on = f"Paid on {format_date(payment.settled_at.date(), 'medium', locale='en_US')}"
+    for days in (1, 90):
+        html, paths = account_page_at(days)
+        assert f"i/{invoice_slug(paid.invoice_id)}.html" not in paths  # closed: no page of its own any more
+        [row] = recent_rows(html)
+        assert f">{paid.number}</th>" in row and paid_on in row
+        assert format_money(paid.balance, "USD", "en_US") in row and f'href="p/{attempt}.html"' in row
+        assert f"p/{attempt}.html" in paths  # the receipt it links is there
+        assert still_open.number not in "".join(recent_rows(html))
+    html, _paths = account_page_at(91)
+    assert recent_rows(html) == [] and paid_on not in html
 
 
 def _receipt_pdf_name(settings, customer_id: str) -> str:

@@ -155,3 +155,43 @@ def test_tampered_expired_foreign_and_revoked_links_approve_nothing(webhook, set
     store.revoke(cid)
     assert client.post(f"/approve/{genuine}").status_code == 404
     assert _events(store, "invoice_approved") == [] and [r.status for r in _requests(store)] == ["sent"]
+
+
+def test_the_approval_shows_its_date_and_approver_on_the_invoice_and_the_approvers_page(webhook, settings, store,
+                                                                                       tmp_path):
+    """"Approved for payment on DATE by ADDRESS": in the customer's language and date format, on the approver's
+    page once approved and on the customer's invoice page (as the refresh after the approval renders it)."""
+    from datetime import UTC, datetime
+
+    from babel.dates import format_date
+    from sqlalchemy import update
+
+    from portal.build.customer import render_customer
+    from portal.build.pages import PageRenderer, invoice_slug
+    from portal.core.i18n import translations_for
+    from portal.store import tables
+
+    app, _ledger = webhook
+    data, approver = _with_approver(store)
+    cid, invoice, other = data.customer.customer_id, data.invoices[0], data.invoices[-1]
+    with store.begin() as conn:
+        conn.execute(update(tables.customers).where(tables.customers.c.customer_id == cid).values(locale="de"))
+    _send(app, settings, cid, invoice.invoice_id, approver=approver.contact_id)
+    link = _link(_mails_to(tmp_path, approver.email)[0])
+    client = app.test_client()
+    before = client.get(link).text
+    sentence = translations_for("de", "en").gettext("Approved for payment on %(date)s by %(email)s.")
+    assert sentence != "Approved for payment on %(date)s by %(email)s."  # translated
+    assert sentence.split("%(")[0] not in before and 'type="submit"' in before
+    done = client.post(link)
+    expected = sentence % {"date": format_date(datetime.now(UTC).date(), "medium", locale="de"),
+                           "email": approver.email}
+    assert done.status_code == 200 and expected in done.text
+    after = client.get(link).text
+    assert expected in after and 'type="submit"' not in after  # approved: no second button
+
+    rendered = render_customer(PageRenderer(settings), store, cid)
+    pages = {o.path.rsplit("/", 1)[1]: o.data.decode() for o in rendered.outputs if o.path.endswith(".html")}
+    assert expected in pages[f"{invoice_slug(invoice.invoice_id)}.html"]
+    if other.invoice_id != invoice.invoice_id:  # another invoice of the customer: not approved
+        assert sentence.split("%(")[0] not in pages[f"{invoice_slug(other.invoice_id)}.html"]

@@ -17,6 +17,7 @@ from portal.staff import receiptlines, receiptlock
 from portal.staff.receipts_table import RECEIPT_COLUMNS, RECEIPT_SORT_NAMES, ReceiptFilter, receipts_csv
 from portal.store import staff as receipttables
 from tests.conftest import AS_OF
+from tests.staff_helpers import approve_invoice, parse_csv
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)  # lines are kept on PostgreSQL
 
@@ -134,6 +135,35 @@ def test_migrate_writes_missing_lines(store, settings, tmp_path):
     store.migrate()
     assert exports_agree(store) == before
     assert receiptlines.ensure_complete(store) == 0  # complete: two counts, no writes
+
+
+def test_an_approval_reaches_the_lines_without_a_rebuild(store, settings, tmp_path):
+    """The approver's POST is all it takes: the export's next rollup refresh rewrites the approved invoice's tail,
+    so its approval cells read as the Python path's; a second approval changes nothing (the first one counts)."""
+    store.import_snapshot(read_export(write_export(tmp_path / "e1", CUSTOMERS, INVOICES), settings))
+    exports_agree(store)
+    first = NOW - timedelta(days=1, microseconds=500)
+    approve_invoice(store, settings, "C1", "I2", "=boss@acme.example", now=first)
+    every_export_agrees(store)
+    rows = {r["invoice_id"]: r for r in parse_csv([exports_agree(store)])}
+    assert (rows["I2"]["approved_at"], rows["I2"]["approved_by"]) == (
+        first.isoformat().replace("+00:00", "Z"), "'=boss@acme.example")  # a formula never runs
+    assert rows["I1"]["approved_at"] == rows["I1"]["approved_by"] == ""  # another invoice of the customer
+    approve_invoice(store, settings, "C1", "I2", "later@acme.example", now=NOW)
+    assert parse_csv([exports_agree(store)]) == list(rows.values())
+
+
+def test_migrate_rewrites_lines_made_before_the_approval_cells(store, settings, tmp_path):
+    """A database upgraded from before the approval columns has tails two cells short: the next migrate rebuilds."""
+    store.import_snapshot(read_export(write_export(tmp_path / "e1", CUSTOMERS, INVOICES), settings))
+    approve_invoice(store, settings, "C2", "I3", "boss@globex.example", now=NOW)
+    before = exports_agree(store)
+    with store.begin() as conn:  # the tails as the previous version wrote them
+        conn.execute(receipttables.receipt_lines.update().values(
+            tail=func.regexp_replace(receipttables.receipt_lines.c.tail, ",[^,]*,[^,]*\n$", "\n")))
+    assert "".join(receipts_csv(store, now=NOW)) != before
+    store.migrate()
+    assert exports_agree(store) == before
 
 
 def test_an_import_waits_for_a_running_refresh(store, settings, tmp_path):

@@ -17,6 +17,7 @@ from portal.staff.exports import to_csv, to_json
 from portal.staff.receipts_report import RECEIPT_COLUMNS, format_rows, format_table, receipts
 from portal.store import tables
 from tests.conftest import AS_OF
+from tests.staff_helpers import approve_invoice
 
 
 @pytest.fixture
@@ -62,6 +63,22 @@ def test_receipts_count_each_kind_separately(store, ledger):
     assert row["number"] == a.number and row["customer_id"] == a.customer_id
     untouched = rows[b.invoice_id]
     assert (untouched["emails_sent"], untouched["page_viewed"], untouched["first_viewed_at"]) == (0, 0, None)
+
+
+def test_an_approved_invoice_says_when_and_by_whom_in_every_format(store, ledger, settings):
+    a, b = _first_two(ledger)
+    approve_invoice(store, settings, a.customer_id, a.invoice_id, "approver@customer.example",
+                    now=AS_OF - timedelta(days=2))
+    approve_invoice(store, settings, a.customer_id, a.invoice_id, "second@customer.example", now=AS_OF)
+    rows = {r["invoice_id"]: r for r in receipts(store, now=AS_OF)}
+    assert (rows[a.invoice_id]["approved_at"], rows[a.invoice_id]["approved_by"]) == (
+        (AS_OF - timedelta(days=2)).isoformat().replace("+00:00", "Z"), "approver@customer.example")  # the first
+    assert (rows[b.invoice_id]["approved_at"], rows[b.invoice_id]["approved_by"]) == (None, None)
+    parsed = {p["invoice_id"]: p for p in csv.DictReader(io.StringIO(format_rows(list(rows.values()), "csv")))}
+    assert parsed[a.invoice_id]["approved_by"] == "approver@customer.example"
+    assert parsed[b.invoice_id]["approved_at"] == ""
+    line = next(x for x in format_table([rows[a.invoice_id]]).splitlines() if a.number in x)
+    assert line.endswith((AS_OF - timedelta(days=2)).strftime("%Y-%m-%d %H:%M"))
 
 
 def test_unopened_filter_uses_first_email_or_first_seen(store, ledger):

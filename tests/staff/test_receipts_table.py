@@ -16,7 +16,7 @@ from portal.staff import csvcells, receiptlines, receipts_report
 from portal.staff.receipts_table import RECEIPT_COLUMNS, RECEIPT_SORT_NAMES, ReceiptFilter, receipts_csv, receipts_page
 from portal.store import tables
 from tests.conftest import AS_OF
-from tests.staff_helpers import parse_csv
+from tests.staff_helpers import approve_invoice, parse_csv
 
 NOW = AS_OF
 
@@ -27,7 +27,10 @@ def all_rows(store, flt=None, **kw):
     return page.rows
 
 
-def test_receipts_rows_agree_with_the_receipts_report(store, ledger):
+def test_receipts_rows_agree_with_the_receipts_report(store, ledger, settings):
+    approved = ledger.invoices[sorted(ledger.invoices)[3]]
+    approve_invoice(store, settings, approved.customer_id, approved.invoice_id, "ap.boss@customer.example",
+                    now=NOW - timedelta(hours=5))
     rows = {r["invoice_id"]: r for r in all_rows(store)}
     expected = {r["invoice_id"]: r for r in receipts_report.receipts(store, now=NOW)}
     assert set(rows) == set(expected) == set(ledger.invoices)
@@ -36,13 +39,17 @@ def test_receipts_rows_agree_with_the_receipts_report(store, ledger):
         for key in ("customer_id", "customer_name", "number", "is_open", "currency", "amount", "balance",
                     "emails_sent", "link_opened", "page_viewed", "documents_viewed"):
             assert row[key] == want[key], (invoice_id, key)
-        for key in ("first_sent_at", "first_opened_at", "first_viewed_at", "last_viewed_at"):
+        for key in ("first_sent_at", "first_opened_at", "first_viewed_at", "last_viewed_at", "approved_at"):
             assert csvcells.iso_utc(row[key]) == want[key], (invoice_id, key)
+        assert row["approved_by"] == want["approved_by"], invoice_id
         assert row["due_date"].isoformat() == want["due_date"]
         customer = ledger.customers[row["customer_id"]]
         assert (row["group_name"], row["collector"]) == (customer.group, customer.collector)
         assert row["days_overdue"] == max(0, (NOW.date() - row["due_date"]).days)
     assert set(rows[next(iter(rows))]) == set(RECEIPT_COLUMNS)
+    assert (rows[approved.invoice_id]["approved_at"], rows[approved.invoice_id]["approved_by"]) == (
+        NOW - timedelta(hours=5), "ap.boss@customer.example")
+    assert sum(1 for r in rows.values() if r["approved_at"] is not None) == 1
 
 
 @pytest.mark.parametrize("sort", RECEIPT_SORT_NAMES)
@@ -164,7 +171,7 @@ def test_csv_cells_cannot_run_as_formulas(store, ledger):
     assert csvcells.csv_cell("\tx") == "'\tx" and csvcells.csv_cell(None) == "" and csvcells.csv_cell(True) == "true"
 
 
-def test_postgresql_copy_export_is_byte_for_byte_the_python_export(store, ledger):
+def test_postgresql_copy_export_is_byte_for_byte_the_python_export(store, ledger, settings):
     """PostgreSQL writes the big export itself (COPY); its cells must be exactly the Python path's."""
     ids = sorted(ledger.customers)
     names = ['Comma, Inc.', 'Quote "Q" Ltd', "Line\nbreak", "CR\r\nLF and\rCR", "=1+2", "-12.50", "\tTabbed",
@@ -186,6 +193,12 @@ def test_postgresql_copy_export_is_byte_for_byte_the_python_export(store, ledger
                        occurred_at=AS_OF.replace(microsecond=0))  # whole seconds: no fraction in ISO 8601
     store.record_event("page_viewed", inv.customer_id, invoice_id=inv.invoice_id,
                        occurred_at=AS_OF.replace(microsecond=120))
+    # Approved: at a whole second and by an address a spreadsheet would run; at a fraction by a quoted one.
+    approve_invoice(store, settings, inv.customer_id, inv.invoice_id, "=cmd|x@customer.example",
+                    now=AS_OF.replace(microsecond=0))
+    other = ledger.invoices[invoice_ids[4]]
+    approve_invoice(store, settings, other.customer_id, other.invoice_id, "a.b+ap@customer.example",
+                    now=AS_OF.replace(microsecond=5000))
     for flt, sort, descending in ((ReceiptFilter(), "due_date", False),
                                   (ReceiptFilter(include_closed=True), "customer_name", True),
                                   (ReceiptFilter(unopened_days=5, min_amount=1), "last_viewed_at", False)):
@@ -199,6 +212,9 @@ def test_postgresql_copy_export_is_byte_for_byte_the_python_export(store, ledger
     assert exported[invoice_ids[0]]["first_viewed_at"] == AS_OF.replace(microsecond=0).isoformat().replace(
         "+00:00", "Z")
     assert exported[invoice_ids[0]]["last_viewed_at"].endswith(".000120Z")
+    assert (exported[invoice_ids[0]]["approved_at"], exported[invoice_ids[0]]["approved_by"]) == (
+        AS_OF.replace(microsecond=0).isoformat().replace("+00:00", "Z"), "'=cmd|x@customer.example")
+    assert exported[invoice_ids[4]]["approved_at"].endswith(".005000Z")
     by_customer = {e["customer_id"]: e["customer_name"] for e in exported.values()}
     assert by_customer[ids[3]] == "CR\nLF and\nCR" and by_customer[ids[5]] == "-12.50"
     assert by_customer[ids[4]] == "'=1+2" and by_customer[ids[6]] == "'\tTabbed"

@@ -27,6 +27,7 @@ from portal.payments.events import Change, EventRefused, apply_event, verificati
 from portal.payments.methods import MethodRefused, apply_setup_event, is_setup_event
 from portal.payments.pricing import PaymentRefused
 from portal.payments.start import MAX_INVOICES, checkout_failed, checkout_opened, start_payment
+from portal.payments.state import customer_reason
 from portal.store import payments as paystore
 from webhook.customer.links import page_url
 from webhook.errors import TokenRejected
@@ -184,7 +185,8 @@ def pay_done() -> Any:
     t = translations(locale)
     title, message, detail = (t.gettext(text) if text else "" for text in STATUS_TEXT[status])
     if status == "failed" and attempt.failure_reason:
-        detail = t.gettext("Reason: %(reason)s. Your invoices are open again.") % {"reason": attempt.failure_reason}
+        detail = t.gettext("Reason: %(reason)s. Your invoices are open again.") % {
+            "reason": t.gettext(customer_reason(stored=attempt.failure_reason))}
     verify_url = verification_url(services().store, attempt.attempt_id) if status == "verifying" else ""
     return render("webhook/pay_status.html", 200, locale=locale, title=title, message=message, detail=detail,
                   reference=attempt.attempt_id, account_url=account_url, verify_url=verify_url)

@@ -15,13 +15,13 @@ from flask import Blueprint, Flask, request
 from portal.core.signing import TokenInvalid
 from portal.selfservice import approvals, contacts
 from portal.selfservice.common import SelfServiceRefused
+from webhook.customer.forms import CustomerForm, customer_form
 from webhook.customer.links import page_url
 from webhook.errors import TokenRejected
-from webhook.formtoken import page_claims
 from webhook.jobs import jobs_recorded
 from webhook.logs import event
 from webhook.security import rate_limited
-from webhook.services import client_ip, render, services, translations
+from webhook.services import client_ip, render, services
 
 bp = Blueprint("selfservice", __name__)
 PAGE = "webhook/selfservice.html"
@@ -37,29 +37,27 @@ def _account(customer_id: str) -> str:
 
 
 def _page(customer_id: str, status: int, **context: Any) -> Any:
-    """The answer page in the customer's language (customers.csv locale), as the dispute form's answer."""
+    """The answer page of an emailed link in the customer's language (customers.csv locale), as the forms' answers."""
     return render(PAGE, status, locale=services().store.customer_locale(customer_id), **context)
 
 
-def _refused(exc: SelfServiceRefused, route: str, customer_id: str) -> Any:
-    event(f"{route}_refused", reason=exc.message, ip=client_ip())
-    locale = services().store.customer_locale(customer_id)
-    return render(PAGE, exc.status, locale=locale, what="refused", message=exc.text(translations(locale)))
+def _refused(form: CustomerForm, exc: SelfServiceRefused, route: str) -> Any:
+    return form.refused(exc, f"{route}_refused", PAGE, exc.status, what="refused")
 
 
 @bp.post("/contacts")
 @rate_limited("contacts", token_arg="page_token")
 def contact_change() -> Any:
-    customer_id = page_claims("contacts").customer_id
-    form = request.form
+    form = customer_form("contacts")
+    fields = request.form
     try:
-        change = contacts.request_change(services().store, customer_id, form.get("kind", ""),
-                                         form.get("replaces", ""), form.get("email", ""), form.get("name", ""))
+        change = contacts.request_change(services().store, form.customer_id, fields.get("kind", ""),
+                                         fields.get("replaces", ""), fields.get("email", ""), fields.get("name", ""))
     except SelfServiceRefused as exc:
-        return _refused(exc, "contacts", customer_id)
-    jobs_recorded(customer_id)
-    event("contact_change_requested", customer=customer_id, ip=client_ip())
-    return _page(customer_id, 200, what="contact_requested", email=change.email, account_url=_account(customer_id))
+        return _refused(form, exc, "contacts")
+    jobs_recorded(form.customer_id)
+    event("contact_change_requested", customer=form.customer_id, ip=client_ip())
+    return form.answer(PAGE, 200, what="contact_requested", email=change.email, account_url=_account(form.customer_id))
 
 
 def _change(token: str) -> Any:
@@ -93,20 +91,21 @@ def contact_confirm(token: str) -> Any:
 @bp.post("/approval")
 @rate_limited("approval", token_arg="page_token")
 def approval_request() -> Any:
-    customer_id = page_claims("approval").customer_id
-    form = request.form
-    invoice_id = form.get("invoice", "")
+    form = customer_form("approval")
+    fields = request.form
+    invoice_id = fields.get("invoice", "")
+    store = services().store
     try:
-        sent = approvals.request_approval(services().store, customer_id, invoice_id, form.get("approver", ""),
-                                          form.get("approver_email", ""))
+        sent = approvals.request_approval(store, form.customer_id, invoice_id, fields.get("approver", ""),
+                                          fields.get("approver_email", ""))
     except SelfServiceRefused as exc:
-        return _refused(exc, "approval", customer_id)
-    jobs_recorded(customer_id)
-    version = services().store.active_key_version(customer_id)
-    _version, invoice = services().store.access(customer_id, invoice_id)
-    return _page(customer_id, 200, what="approval_waiting" if sent.typed else "approval_sent", email=sent.email,
-                 number=invoice.number if invoice else "",
-                 account_url=page_url(customer_id, version, invoice_id) if version else "")
+        return _refused(form, exc, "approval")
+    jobs_recorded(form.customer_id)
+    version = store.active_key_version(form.customer_id)
+    _version, invoice = store.access(form.customer_id, invoice_id)
+    return form.answer(PAGE, 200, what="approval_waiting" if sent.typed else "approval_sent", email=sent.email,
+                       number=invoice.number if invoice else "",
+                       account_url=page_url(form.customer_id, version, invoice_id) if version else "")
 
 
 def _approval(token: str) -> Any:
@@ -126,13 +125,13 @@ def approve_page(token: str) -> Any:
     return _page(found.customer_id, 200, what="approve", number=view.number, customer_name=view.customer_name,
                  open_text=view.open_text, amount_text=view.amount_text, due_text=view.due_text,
                  invoice_url=page_url(found.customer_id, version, found.invoice_id) if version else "",
-                 approved_text=found.approved_at.date().isoformat() if found.approved_at else "")
+                 approved_text=view.approved_text, approved_by=view.approved_by, done=found.approved_at is not None)
 
 
 @bp.post("/approve/<token>")
 @rate_limited("approve")
 def approve(token: str) -> Any:
-    view = _approval(token)
+    _approval(token)  # a closed invoice is refused before anything is recorded
     s = services()
     try:
         done = approvals.approve(s.store, s.signer, token)
@@ -140,4 +139,6 @@ def approve(token: str) -> Any:
         raise TokenRejected("approve", token, str(exc)) from None
     jobs_recorded(done.customer_id)
     event("invoice_approved", customer=done.customer_id, ip=client_ip())
-    return _page(done.customer_id, 200, what="approved", number=view.number)
+    view = _approval(token)  # as it is now: the invoice's first approval (another approver may have been quicker)
+    return _page(done.customer_id, 200, what="approved", number=view.number, approved_text=view.approved_text,
+                 approved_by=view.approved_by)

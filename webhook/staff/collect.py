@@ -24,6 +24,7 @@ from portal.collect.portfolio import portfolio, with_holds
 from portal.collect.promises import Offer, log_touch_with_promise
 from portal.collect.touches import KINDS, OUTCOMES, log_touch
 from portal.collect.worklist import REASONS, build_worklist, reassign, snooze
+from portal.staff.autopay_status import with_autopay
 from webhook.logs import event, security_log
 from webhook.services import client_ip, services
 from webhook.staff.auth import current_session
@@ -60,15 +61,16 @@ def customer_context(customer_id: str) -> dict[str, Any]:
 
 
 def customers_context(found: list[dict[str, Any]]) -> dict[str, Any]:
-    """The customers page: search results with their holds, and a portfolio (a collector's own by default;
-    `?collector=` names another's, or `all` for none)."""
+    """The customers page: search results and a portfolio (a collector's own by default; `?collector=` names
+    another's, or `all` for none), each customer with its hold and autopay enrolment."""
     s = services()
     who = actor()
     wanted = request.args.get("collector", "").strip()[:320]
     if not wanted and who.role == "collector":
         wanted = who.email
     listed = portfolio(s.store, wanted) if wanted and wanted != "all" else []
-    return {"found": with_holds(s.store, found), "portfolio": listed, "portfolio_of": "" if wanted == "all" else wanted}
+    return {"found": with_autopay(s.store, with_holds(s.store, found)), "portfolio": with_autopay(s.store, listed),
+            "portfolio_of": "" if wanted == "all" else wanted}
 
 
 def _back(customer_id: str, anchor: str = "workbench") -> Any:

@@ -16,7 +16,7 @@ from portal.staff import receiptlines, receipts_table
 from portal.staff.kpis import compute
 from portal.staff.payments_report import cash_application_csv
 from portal.store import tables
-from tests.staff_helpers import PASSWORD, add_attempt, add_dispute, add_staff, csrf, login
+from tests.staff_helpers import PASSWORD, add_attempt, add_dispute, add_staff, approve_invoice, csrf, login
 from tests.webhook_helpers import import_sample, make_app
 
 EVIL = "<script>alert(1)</script> & Co"
@@ -87,6 +87,20 @@ def test_receipts_escape_filter_sort_and_page(client, store, ledger):
     top = max(open_invoices, key=lambda i: (i.balance, i.invoice_id))
     first_row = by_open.split("<tbody>", 1)[1].split("</tr>", 1)[0]
     assert top.number in first_row
+
+
+def test_receipts_show_who_approved_an_invoice_for_payment(client, store, ledger, settings):
+    invoice = sorted((i for i in ledger.invoices.values() if i.balance > 0), key=lambda i: i.invoice_id)[1]
+    approve_invoice(store, settings, invoice.customer_id, invoice.invoice_id, "r&d.boss@customer.example")
+    html = client.get(f"/staff/receipts?customer={invoice.customer_id}").get_data(as_text=True)
+    assert '<th scope="col">Approved for payment</th>' in html
+    row = next(r for r in html.split("<tbody>", 1)[1].split("</tr>") if f">{invoice.number}</a>" in r)
+    assert "by r&amp;d.boss@customer.example" in row and "r&d.boss" not in html
+    others = [r for r in html.split("<tbody>", 1)[1].split("</tr>")[:-1] if f">{invoice.number}</a>" not in r]
+    assert others and not any("customer.example" in r for r in others)
+    exported = {r["invoice_id"]: r for r in _rows(client.get("/staff/receipts.csv"))}
+    assert exported[invoice.invoice_id]["approved_by"] == "r&d.boss@customer.example"
+    assert exported[invoice.invoice_id]["approved_at"].endswith("Z")
 
 
 def test_unusable_filters_and_sorts_get_a_400_that_names_them(client):
