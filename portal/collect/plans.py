@@ -31,7 +31,7 @@ from portal.balances import instalments, position
 from portal.collect.access import Actor, CollectRefused, require_worker
 from portal.collect.touches import customer_exists, own_invoices
 from portal.core.config import Settings
-from portal.core.money import AmountError, format_money, parse_amount
+from portal.core.money import AmountError, format_money, parse_amount, to_decimal
 from portal.store.collect import insert_touch
 from portal.store.database import Store
 from portal.store.plans import open_plans, payment_plans, plan_instalments
@@ -69,6 +69,11 @@ class Draft:
     unsettled: int  # open + pending when planned
     frequency: str
     schedule: tuple[tuple[date, int], ...]
+
+    @property
+    def typed_amounts(self) -> list[str]:
+        """The amounts as the staff form shows them to edit (major units, "133.33"; none for JPY)."""
+        return [str(to_decimal(amount, self.currency)) for _, amount in self.schedule]
 
 
 def schedule_days(start: date, frequency: str, count: int) -> list[date]:

@@ -28,8 +28,8 @@ from portal.collect.worklist import build_worklist
 from portal.disputes.service import submit_dispute
 from portal.payments.autopay import collector_blocks
 from portal.staff.activity import activity
-from portal.store.plans import payment_plans, plan_instalments
 from portal.store.collect import touches
+from portal.store.plans import payment_plans, plan_instalments
 from tests.smtpserver import changed, mail_ledger
 
 TODAY = date(2026, 12, 1)
