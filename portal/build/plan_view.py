@@ -20,7 +20,7 @@ from portal.core.i18n import N_
 from portal.core.money import input_amount
 from portal.store.plans import StoredPlan
 
-STATE_TEXT = {instalments.PAID: N_("Paid"), instalments.DUE: N_("Due"), instalments.MISSED: N_("Missed"),
+STATE_TEXT = {instalments.PAID: N_("Paid"), instalments.DUE: N_("Due now"), instalments.MISSED: N_("Missed"),
               instalments.UPCOMING: N_("Not yet due")}
 
 
