@@ -32,6 +32,7 @@ from portal.collect.access import Actor, CollectRefused, require_worker
 from portal.collect.touches import customer_exists, own_invoices
 from portal.core.config import Settings
 from portal.core.money import AmountError, format_money, parse_amount, to_decimal
+from portal.store import jobqueue
 from portal.store.collect import insert_touch
 from portal.store.database import Store
 from portal.store.plans import open_plans, payment_plans, plan_instalments
@@ -184,6 +185,7 @@ def make_plan(store: Store, actor: Actor, customer_id: str, proposal: Proposal, 
                                     f"{draft.schedule[0][0].isoformat()}, made by {actor.email}",
                             "collector": actor.email, "created_by": actor.email, "contact_id": "",
                             "occurred_at": now}, [draft.invoice_id])
+        jobqueue.enqueue_refresh(conn, customer_id, now)  # the customer's pages show the plan within seconds
         return int(plan_id)
 
 
@@ -204,6 +206,7 @@ def cancel_plan(store: Store, actor: Actor, customer_id: str, plan_id: int, now:
         insert_touch(conn, {"customer_id": customer_id, "kind": "plan_cancelled", "outcome": "",
                             "body": f"plan #{plan_id}, cancelled by {actor.email}", "collector": actor.email,
                             "created_by": actor.email, "contact_id": "", "occurred_at": now}, [row.invoice_id])
+        jobqueue.enqueue_refresh(conn, customer_id, now)
 
 
 def judge_plans(store: Store, settings: Settings, now: datetime | None = None,

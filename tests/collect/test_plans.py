@@ -27,6 +27,7 @@ from portal.collect.touches import customer_touches
 from portal.collect.worklist import build_worklist
 from portal.disputes.service import submit_dispute
 from portal.payments.autopay import collector_blocks
+from portal.payments.pricing import Payable, PaymentRefused, quote
 from portal.staff.activity import activity
 from portal.store.collect import touches
 from portal.store.plans import payment_plans, plan_instalments
@@ -171,3 +172,13 @@ def test_a_missed_instalment_is_a_broken_promise_once_and_a_paid_plan_is_kept(st
     assert kinds.count("promise_broken") == 1 and kinds.count("promise_kept") == 1
     with store.begin() as conn:
         assert collector_blocks(conn, "C1", ["I-OD20"], TODAY) == {}  # a kept plan blocks autopay no more
+
+
+def test_a_planned_invoice_may_be_paid_in_part_even_when_part_payments_are_off(settings):
+    whole_only = settings.replace(partial_payments=False)
+    planned = Payable("I-1", "INV-1", "USD", 40000, planned=True)
+    assert quote(whole_only, [planned], {"I-1": 10000}, "card").subtotal == 10000
+    with pytest.raises(PaymentRefused, match="only be paid in full"):
+        quote(whole_only, [Payable("I-1", "INV-1", "USD", 40000)], {"I-1": 10000}, "card")
+    with pytest.raises(PaymentRefused):  # never more than the invoice's due, plan or not
+        quote(whole_only, [planned], {"I-1": 40001}, "card")
