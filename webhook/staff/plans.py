@@ -14,6 +14,7 @@ from flask import redirect, request, url_for
 
 from portal.collect.access import CollectRefused
 from portal.collect.plans import FREQUENCY_TEXT, Proposal, cancel_plan, make_plan, preview
+from webhook.jobs import jobs_recorded
 from webhook.logs import event, security_log
 from webhook.services import services
 from webhook.staff.blueprint import bp, page
@@ -44,6 +45,7 @@ def customer_plan() -> Any:
         plan_id = make_plan(services().store, actor(), customer_id, proposal)
     except CollectRefused as exc:
         return _not_recorded(exc)
+    jobs_recorded(customer_id)  # the plan's transaction queued a refresh of the customer's pages
     event("staff_plan_made", logger=security_log, by=actor().email, customer=customer_id, plan=plan_id)
     return redirect(url_for("staff.customer", id=customer_id, _anchor="plans"))
 
@@ -60,5 +62,6 @@ def customer_plan_cancel() -> Any:
         cancel_plan(services().store, actor(), customer_id, plan_id)
     except CollectRefused as exc:
         return _not_recorded(exc)
+    jobs_recorded(customer_id)
     event("staff_plan_cancelled", logger=security_log, by=actor().email, customer=customer_id, plan=plan_id)
     return redirect(url_for("staff.customer", id=customer_id, _anchor="plans"))
