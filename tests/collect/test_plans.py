@@ -31,7 +31,7 @@ from portal.payments.pricing import Payable, PaymentRefused, quote
 from portal.staff.activity import activity
 from portal.store.collect import touches
 from portal.store.plans import payment_plans, plan_instalments
-from tests.smtpserver import changed, mail_ledger
+from tests.smtpserver import add_row, changed, mail_ledger
 
 TODAY = date(2026, 12, 1)
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -182,3 +182,18 @@ def test_a_planned_invoice_may_be_paid_in_part_even_when_part_payments_are_off(s
         quote(whole_only, [Payable("I-1", "INV-1", "USD", 40000)], {"I-1": 10000}, "card")
     with pytest.raises(PaymentRefused):  # never more than the invoice's due, plan or not
         quote(whole_only, [planned], {"I-1": 40001}, "card")
+
+
+def test_a_bank_payment_still_settling_has_not_arrived_for_a_plan(store, ledger, settings):
+    from portal.balances import stored
+
+    _plan(store, "I-OD5", "weekly", TODAY, 2)
+    at = datetime(2026, 12, 1, 10, 0)
+    with store.begin() as conn:
+        add_row(conn, "payment_attempts", attempt_id="pa1", customer_id="C1", status="processing",
+                method="us_bank_account", currency="USD", subtotal=30000, amount=30000, created_at=at,
+                updated_at=at, counted_at=at)
+        add_row(conn, "payment_allocations", attempt_id="pa1", invoice_id="I-OD5", customer_id="C1",
+                number="INV-OD5<i>", amount=30000, applied=30000)
+    stored.rebuild(store)
+    assert judge_plans(store, settings, NOW + timedelta(days=30)) == {"kept": 0, "missed": 2}
