@@ -27,6 +27,7 @@ from portal.store.approvals import approved_invoices
 from portal.store.autopay import page_state as autopay_page_state
 from portal.store.database import Store
 from portal.store.disputes import dispute_states
+from portal.store.plans import open_plans
 from portal.store.tables import snapshots
 
 
@@ -50,12 +51,13 @@ def render_customer(renderer: PageRenderer, store: Store, customer_id: str) -> C
         saved = autopay_page_state(conn, [customer_id])
         paid = payment_history(conn, [customer_id])
         approved = approved_invoices(conn, [customer_id])
+        plans = open_plans(conn, [customer_id])
         folder = conn.execute(select(snapshots.c.source).order_by(snapshots.c.snapshot_id.desc()).limit(1)).scalar()
     found = store.customer_data([customer_id])
     if not found:
         return None
     data = found[0]
-    outputs = renderer.render(data, source, disputed, saved, payments=paid, approvals=approved)
+    outputs = renderer.render(data, source, disputed, saved, payments=paid, approvals=approved, plans=plans)
     key = renderer.signer.customer_key(customer_id, data.key_version)
     return CustomerRender(customer_id, key, revision, outputs, Path(folder) if folder else None, data.as_of.isoformat())
 

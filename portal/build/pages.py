@@ -22,6 +22,7 @@ from portal.balances import rule
 from portal.balances.statement import statement
 from portal.build import documents
 from portal.build.methods_view import methods_view
+from portal.build.plan_view import plan_view
 from portal.build.receipts import paid_recently, payment_views
 from portal.core.config import Settings
 from portal.core.i18n import N_, html_lang, language_for, translations_for
@@ -34,6 +35,7 @@ from portal.payments.pricing import METHODS, adjustment_bps
 from portal.payments.state import customer_reason
 from portal.store.approvals import ApprovalRequest
 from portal.store.database import CustomerData
+from portal.store.plans import StoredPlan
 
 # English; shown in the customer's language (portal/core/i18n.py).
 KIND_TEXT = {"invoice": N_("Invoice"), "po": N_("Purchase order"), "contract": N_("Contract"),
@@ -140,16 +142,17 @@ class PageRenderer:
 
     def render(self, data: CustomerData, source: rule.Inputs | None = None,
                disputes: dict[str, list[tuple]] | None = None, saved: dict[str, tuple] | None = None,
-               planned: dict[str, documents.Planned] | None = None,
-               payments: dict[str, list[Payment]] | None = None,
-               approvals: dict[str, dict[str, ApprovalRequest]] | None = None) -> list[Output]:
+               planned: dict[str, documents.Planned] | None = None, payments: dict[str, list[Payment]] | None = None,
+               approvals: dict[str, dict[str, ApprovalRequest]] | None = None,
+               plans: dict[str, StoredPlan] | None = None) -> list[Output]:
         """`planned`: when given, receives the generated PDFs the pages link (document id -> what it shows and
         its name: portal/build/documents.py), which the build does not render. `payments`: customer id -> its
         payment history (portal.payments.history), for the history, the receipts and "Paid on".
         `source`: the customer's money movements and dispute holds (portal.balances.position.inputs), from which
         every amount and status shown is the position's (portal/balances/position.py). `disputes`: invoice id -> its
         disputes (portal.store.disputes.dispute_states), for their references and states. `approvals`: customer id ->
-        invoice id -> its approval for payment (portal.store.approvals.approved_invoices)."""
+        invoice id -> its approval for payment (portal.store.approvals.approved_invoices). `plans`: invoice id -> its
+        open payment plan (portal.store.plans.open_plans)."""
         source, disputes = source or rule.Inputs({}, {}), disputes or {}
         customer, locale = data.customer, data.customer.locale
         tr, templates = translations_for(locale, self.settings.default_locale), self.templates_for(locale)
@@ -221,6 +224,8 @@ class PageRenderer:
             if approval is not None:  # "Approved for payment on DATE by ADDRESS" (the template's sentence)
                 view.update(approved_on_text=self._date(approval.approved_at.date(), locale),
                             approved_by=approval.email)
+            view["plan"] = plan_view((plans or {}).get(inv.invoice_id), pos, inv.currency, locale,
+                                     self.settings.promise_grace_days, money, lambda d: self._date(d, locale), tr)
             if pos.status == rule.PAID:
                 settled = paid_on(source.moves.get(("invoice", inv.invoice_id), ()))
                 view["paid_on_text"] = self._date(settled.date(), locale) if settled else ""

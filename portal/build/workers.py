@@ -29,6 +29,7 @@ from portal.store.approvals import approved_invoices
 from portal.store.autopay import page_state as autopay_page_state
 from portal.store.database import Store
 from portal.store.disputes import dispute_states
+from portal.store.plans import open_plans
 from portal.store.snapshotview import SnapshotView
 
 
@@ -121,6 +122,7 @@ def render_chunk(task: tuple[list[str], dict[str, str]]) -> list:
         saved = autopay_page_state(conn, customer_ids)
         paid = payment_history(conn, customer_ids)
         approved = approved_invoices(conn, customer_ids)
+        plans = open_plans(conn, customer_ids)
         # The export's contacts with the AP address changes customers confirmed (the store applies them itself).
         confirmed = contactchanges.by_customer(conn, customer_ids) if view is not None else {}
     for data in (store.customer_data(customer_ids) if view is None else view.customer_data(customer_ids)):
@@ -128,7 +130,7 @@ def render_chunk(task: tuple[list[str], dict[str, str]]) -> list:
         if data.customer.customer_id in confirmed:
             data.contacts[:] = contactchanges.overlay(data.contacts, confirmed[data.customer.customer_id])
         try:
-            rendered = renderer.render(data, source, disputed, saved, payments=paid, approvals=approved)
+            rendered = renderer.render(data, source, disputed, saved, payments=paid, approvals=approved, plans=plans)
         except Exception as exc:  # noqa: BLE001 - re-raised as a picklable error naming the customer
             raise BuildError(f"customer {data.customer.customer_id!r}: rendering failed: "
                              f"{exc.__class__.__name__}: {exc}") from None

@@ -62,6 +62,7 @@ def send(portal: PortalContext, dry_run: bool, customer_ids: tuple[str, ...], re
 @pass_portal
 def remind(portal: PortalContext, dry_run: bool) -> None:
     """Send the payment reminders the configured rules call for today."""
+    from portal.collect.plans import judge_plans
     from portal.collect.promises import settle_promises
     from portal.mail.reminders import send_reminders
 
@@ -71,6 +72,9 @@ def remind(portal: PortalContext, dry_run: bool) -> None:
         if decided:
             kept = sum(1 for status in decided.values() if status == "kept")
             click.echo(f"promises: {kept} kept, {len(decided) - kept} broken")
+        plans = judge_plans(store, settings)
+        if any(plans.values()):
+            click.echo(f"payment plans: {plans['kept']} paid in full, {plans['missed']} instalment(s) missed")
     _run(store, "remind", dry_run, lambda: send_reminders(settings, store, dry_run=dry_run))
 
 

@@ -122,7 +122,8 @@ def touch_label(kind: str, outcome: str) -> str:
     return {"email": "Email sent outside the portal", "note": "Note", "portal_email": "Email sent by the portal",
             "hold": "Put on hold", "hold_released": "Hold released", "answer": "Question answered",
             "promise": "Promise to pay", "promise_kept": "Promise kept", "promise_broken": "Promise broken",
-            "promise_cancelled": "Promise replaced by a newer one", "reassigned": "Reassigned"
+            "promise_cancelled": "Promise replaced by a newer one", "reassigned": "Reassigned",
+            "plan": "Payment plan", "plan_cancelled": "Payment plan cancelled"
             }.get(kind, kind.replace("_", " "))
 
 

@@ -1,7 +1,7 @@
 """Today's worklist: per collector (or for the whole team), the customers to act on and why, most urgent first.
 
 Priority (REASONS order; within a reason, the larger amount first, then the customer's name):
-1. promise broken: a promise judged broken in the last BROKEN_DAYS days;
+1. promise broken: a promise judged broken, or a plan's instalment judged missed, in the last BROKEN_DAYS days;
 2. promise due today: an open promise whose day is today;
 3. dispute or question unanswered: a dispute nobody has reviewed yet, a question nobody answered;
 4. reminder returned undeliverable: an invoice email or reminder bounced (portal/store/mail.py, `mail_bounces`)
@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection
 
 from portal.balances.rule import ASKABLE
 from portal.collect.access import Actor, CollectRefused, require_worker
+from portal.collect.plans import judge_plans, missed_instalments
 from portal.collect.promises import settle_promises
 from portal.core.config import Settings
 from portal.store import disputes as disputestore
@@ -105,6 +106,7 @@ def build_worklist(store: Store, settings: Settings, collector: str, now: dateti
     with store.begin() as conn:
         scope = {r.customer_id: r for r in conn.execute(_scope(collector))}
     settle_promises(store, settings, now, None if not collector else list(scope))
+    judge_plans(store, settings, now, None if not collector else list(scope))
     items: list[Item] = []
     with store.begin() as conn:
         ids = list(scope)
@@ -120,6 +122,9 @@ def build_worklist(store: Store, settings: Settings, collector: str, now: dateti
                 promises.c.settled_at >= now - timedelta(days=BROKEN_DAYS))):
             add(r.customer_id, "promise_broken", r.settled_at, amount=r.amount, currency=r.currency,
                 detail=f"promised by {r.promised_for.isoformat()}")
+        for m in missed_instalments(conn, ids, now - timedelta(days=BROKEN_DAYS)):  # a plan's broken promises
+            add(m["customer_id"], "promise_broken", m["missed_at"], amount=m["amount"], currency=m["currency"],
+                detail=f"instalment {m['seq']} of {m['n']} missed (due {m['due_on'].isoformat()})")
         for r in conn.execute(select(promises).where(
                 promises.c.customer_id.in_(ids), promises.c.status == "open", promises.c.promised_for == today)):
             add(r.customer_id, "promise_due_today", start, amount=r.amount, currency=r.currency,

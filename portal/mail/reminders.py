@@ -10,6 +10,8 @@ Each rule fires at most once per invoice and contact. A contact gets at most one
 the next run. Reminders go to billing contacts; once an invoice had `escalate_after` reminder steps,
 approvers are sent it too. Contacts who unsubscribed get none, nor does a customer a collector put on hold
 (portal/collect/holds.py), nor an invoice promised to be paid by a day not yet passed (portal/collect/promises.py).
+An invoice on an open payment plan (portal/collect/plans.py) is not chased as a whole: it is reminded once per
+instalment, from the instalment's day while it is unpaid, for what is due now (rule `instalment:K`), never before.
 Only invoices whose position
 (portal/balances/position.py)
 may be asked for money (open, partly paid) are reminded of, for what they owe now: never one that is paid,
@@ -25,13 +27,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from gettext import NullTranslations
 
+from babel.dates import format_date
 from sqlalchemy import select
 
-from portal.balances import position
+from portal.balances import instalments, position
 from portal.balances.rule import IN_DISPUTE, PAID, PAYMENT_PENDING, Position
 from portal.core.config import Settings
 from portal.core.i18n import translations_for
 from portal.core.links import link_url
+from portal.core.money import format_money
 from portal.core.signing import Signer
 from portal.export.model import Contact, Invoice
 from portal.mail.delivery import Outgoing, SendResult, deliver
@@ -40,6 +44,7 @@ from portal.mail.transport import Transport
 from portal.store.collect import held_customers, promised_invoices
 from portal.store.database import CustomerData, Store
 from portal.store.mail import SentRow, first_sent, last_reminder, mail_sent, unsubscribed
+from portal.store.plans import StoredPlan, open_plans
 from portal.store.tables import events, invoices
 
 
@@ -101,6 +106,7 @@ def send_reminders(settings: Settings, store: Store, dry_run: bool = False, now:
                                    .where(invoices.c.is_open)).all())
         held = held_customers(conn, now.date())
         promised = promised_invoices(conn, now.date())
+        plans = open_plans(conn)
     result = SendResult(dry_run)
     outgoing = []
     positions: dict[str, Position] = {}
@@ -111,9 +117,13 @@ def send_reminders(settings: Settings, store: Store, dry_run: bool = False, now:
             continue
         rules = rules_for(settings, d.customer.group)
         due: list[tuple[Invoice, str]] = []
+        plan_notes: dict[str, str] = {}
         for inv in d.invoices:
             pos = positions[inv.invoice_id] = source.invoice(inv.invoice_id, inv.amount, inv.balance, d.as_of)
-            rule = choose_rule(rules, inv, now, sent_at.get(inv.invoice_id), inv.invoice_id in viewed)
+            if inv.invoice_id in plans:  # chased by its instalments, not as a whole (docs/collect.md)
+                rule = _instalment_rule(plans[inv.invoice_id], pos, now, settings, d.customer.locale, plan_notes)
+            else:
+                rule = choose_rule(rules, inv, now, sent_at.get(inv.invoice_id), inv.invoice_id in viewed)
             if not rule:
                 continue
             if not pos.askable:
@@ -129,21 +139,23 @@ def send_reminders(settings: Settings, store: Store, dry_run: bool = False, now:
         approvers = [c for c in d.contacts if c.role == "approver"]
         for contact in billing or approvers:
             _plan(contact, due, d, rules, steps, fired, last, stopped, now, settings, signer, hashes, positions,
-                  outgoing, result)
+                  outgoing, result, plan_notes)
         if billing and rules.escalate_after:
             escalated = [(inv, rule) for inv, rule in due
                          if len(steps.get(inv.invoice_id, ())) >= rules.escalate_after]
             for contact in approvers:
                 _plan(contact, escalated, d, rules, steps, fired, last, stopped, now, settings, signer, hashes,
-                      positions, outgoing, result)
+                      positions, outgoing, result, plan_notes)
     return deliver(settings, store, outgoing, dry_run, now, transport, sleep, result)
 
 
 def _plan(contact: Contact, due: list[tuple[Invoice, str]], data: CustomerData, rules: Rules,
           steps: dict[str, set[str]], fired: set[tuple], last: dict[tuple[str, str], datetime],
           stopped: set[tuple[str, str]], now: datetime, settings: Settings, signer: Signer, hashes: dict[str, str],
-          positions: dict[str, Position], outgoing: list[Outgoing], result: SendResult) -> None:
-    """Add one reminder for `contact` listing the invoices whose rule it has not been sent yet."""
+          positions: dict[str, Position], outgoing: list[Outgoing], result: SendResult,
+          plan_notes: dict[str, str]) -> None:
+    """Add one reminder for `contact` listing the invoices whose rule it has not been sent yet. `plan_notes`: the
+    instalment due of each invoice on a payment plan (`_instalment_rule`)."""
     cid = data.customer.customer_id
     chosen = [(inv, rule) for inv, rule in due if (cid, contact.contact_id, inv.invoice_id, rule) not in fired]
     if not chosen:
@@ -158,7 +170,7 @@ def _plan(contact: Contact, due: list[tuple[Invoice, str]], data: CustomerData, 
         return
     invoices_ = [inv for inv, _ in chosen]
     tr = translations_for(data.customer.locale, settings.default_locale)
-    notes = {inv.invoice_id: _note(rule, inv, now, tr) for inv, rule in chosen}
+    notes = {inv.invoice_id: plan_notes.get(inv.invoice_id) or _note(rule, inv, now, tr) for inv, rule in chosen}
     unsubscribe_url = (f"{settings.effective_webhook_url}/u/"
                        f"{signer.page_token('unsubscribe', cid, data.key_version, contact.contact_id)}")
     overdue = any(rule.startswith("overdue") for _, rule in chosen)
@@ -191,6 +203,22 @@ def _plan(contact: Contact, due: list[tuple[Invoice, str]], data: CustomerData, 
     # This run counts too: a second contact of the customer is judged on the same steps.
     for inv, rule in chosen:
         fired.add((cid, contact.contact_id, inv.invoice_id, rule))
+
+
+def _instalment_rule(plan: StoredPlan, pos: Position, now: datetime, settings: Settings, locale: str,
+                     notes: dict[str, str]) -> str:
+    """`instalment:K` when instalment K of the invoice's plan is the latest one due and unpaid today (so each
+    instalment is reminded once per contact), with its note in `notes`; '' before an instalment's day."""
+    state = instalments.state(plan.instalments, plan.total, instalments.arrived(plan.unsettled_at_plan, pos), pos,
+                              now.date(), settings.promise_grace_days)
+    unpaid = [i for i in state.instalments if i.state in (instalments.DUE, instalments.MISSED)]
+    if not unpaid or not state.asked or state.asked_by is None:
+        return ""
+    t = translations_for(locale, settings.default_locale)
+    notes[plan.invoice_id] = t.gettext("instalment %(num)d of %(count)d: %(amount)s due %(date)s") % {
+        "num": unpaid[-1].seq, "count": state.count, "amount": format_money(state.asked, plan.currency, locale),
+        "date": format_date(state.asked_by, "medium", locale=locale)}
+    return f"instalment:{unpaid[-1].seq}"
 
 
 def _why_not(pos: Position) -> str:

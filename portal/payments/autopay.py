@@ -24,7 +24,7 @@ from portal.core.errors import CustomerRefusal
 from portal.core.i18n import N_
 from portal.core.money import AmountError, parse_amount
 from portal.store import autopay as apstore
-from portal.store import collect
+from portal.store import collect, plans
 from portal.store.database import Store
 from portal.store.tables import customers, invoices
 
@@ -89,13 +89,16 @@ def collector_blocks(conn: Any, customer_id: str, invoice_ids: Iterable[str], to
     """The invoices autopay must leave alone today because of the collector's workbench (portal/collect), with why:
     every invoice of a customer on hold (a hold stops every request for money, as it stops the reminders), and an
     invoice with an open promise to pay whose day has not passed (the customer said when they will pay; a broken
-    promise no longer blocks). Read through the store's queries (portal/store/collect.py), the same ones the
+    promise no longer blocks), and an invoice on an open payment plan (the customer pays it by instalments, not
+    in one charge of its whole `due`). Read through the store's queries (portal/store/collect.py), the same ones the
     reminders use. Disputes and pending payments are already kept out by the position (`eligible`)."""
     ids = set(invoice_ids)
     if customer_id in collect.held_customers(conn, today):
         return dict.fromkeys(ids, "on hold")
     promised = collect.promised_invoices(conn, today)
-    return {i: f"promised to pay by {promised[i].isoformat()}" for i in ids if i in promised}
+    planned = plans.planned_invoices(conn)
+    return {**{i: "on a payment plan" for i in ids if i in planned},
+            **{i: f"promised to pay by {promised[i].isoformat()}" for i in ids if i in promised}}
 
 
 @dataclass(frozen=True)

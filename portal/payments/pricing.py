@@ -89,6 +89,7 @@ class Payable:
     number: str
     currency: str
     open: int
+    planned: bool = False  # on an open payment plan: paid by instalments even when part payments are off
 
 
 def quote(settings: Settings, payables: list[Payable], requested: Mapping[str, int | None], method: str,
@@ -115,7 +116,7 @@ def quote(settings: Settings, payables: list[Payable], requested: Mapping[str, i
         amount = requested.get(p.invoice_id)
         if amount is None or amount == p.open:
             amount = p.open
-        elif not settings.partial_payments:
+        elif not settings.partial_payments and not p.planned:
             raise PaymentRefused(N_("Invoice %(number)s can only be paid in full."), number=p.number)
         elif amount <= 0 or amount > p.open:
             raise PaymentRefused(N_("The amount for invoice %(number)s must be more than zero and at most "

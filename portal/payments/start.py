@@ -32,6 +32,7 @@ from portal.payments.pricing import Payable, PaymentRefused, Quote, quote
 from portal.store import payments as paystore
 from portal.store.database import Store
 from portal.store.disputes import disputed_amounts
+from portal.store.plans import open_plans
 from portal.store.tables import credits, invoices
 
 # Invoices (and credit notes) one payment may name: a bound on the form. Checkout's 100 line items are kept by
@@ -91,7 +92,8 @@ def payable_invoices(conn: Any, customer_id: str, chosen: Sequence[str], typed: 
             raise PaymentRefused(N_("One of the chosen invoices is not on your account."))
         if not row.is_open:
             raise PaymentRefused(N_("Invoice %(number)s is no longer open."), number=row.number)
-    payables = [Payable(i, rows[i].number, rows[i].currency, standing[i].due) for i in chosen]
+    planned = open_plans(conn, [customer_id])
+    payables = [Payable(i, rows[i].number, rows[i].currency, standing[i].due, i in planned) for i in chosen]
     requested = {}
     for p in payables:
         text = typed.get(p.invoice_id, "").strip()

@@ -29,6 +29,7 @@ from portal.core.config import Settings
 from portal.store import disputes as disputestore
 from portal.store.collect import collector_of, promises, question_answers, touches, with_assignments
 from portal.store.database import Store
+from portal.store.plans import plan_outcomes
 from portal.store.positions import position_entries
 from portal.store.tables import customers, invoices
 
@@ -119,6 +120,7 @@ def activity(store: Store, settings: Settings, kind: str, day: date, collector: 
                                    promises.c.settled_at).where(
             ((promises.c.created_at >= start) & (promises.c.created_at < end))
             | ((promises.c.settled_at >= start) & (promises.c.settled_at < end)))).all()
+        made = [*made, *plan_outcomes(conn, start, end)]  # plans count as promises (docs/collect.md)
 
     rows: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(int))
     logged: dict[str, list[datetime]] = defaultdict(list)
@@ -160,7 +162,7 @@ def activity(store: Store, settings: Settings, kind: str, day: date, collector: 
         answer_hours[by.lower()].append((_aware(at) - _aware(asked)).total_seconds() / 3600)
     for who, status, created, settled in made:
         row = rows[who.lower()]
-        if start <= _aware(created) < end:
+        if created is not None and start <= _aware(created) < end:
             row["promises_made"] += 1
         if settled is not None and start <= _aware(settled) < end and status in ("kept", "broken"):
             row[f"promises_{status}"] += 1

@@ -16,6 +16,7 @@ from portal.store import (
     jobqueue,
     mail,
     payments,
+    plans,
     positions,
     ratelimits,
     staff,
@@ -24,4 +25,4 @@ from portal.store import (
 from portal.store.tables import metadata
 
 __all__ = ["approvals", "autopay", "collect", "contactchanges", "disputes", "jobqueue", "mail", "metadata",
-           "payments", "positions", "ratelimits", "staff", "tables"]
+           "payments", "plans", "positions", "ratelimits", "staff", "tables"]

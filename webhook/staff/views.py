@@ -26,6 +26,7 @@ from webhook.jobs import jobs_recorded
 from webhook.logs import event, security_log
 from webhook.services import services
 from webhook.staff import activity as _activity  # noqa: F401 - registers /staff/activity on bp
+from webhook.staff import plans as _plans  # noqa: F401 - registers /staff/customer/plan on bp
 from webhook.staff.auth import admin_only
 from webhook.staff.blueprint import (
     PER_PAGE,
