@@ -83,6 +83,12 @@ def _share(amount: int, bps: int) -> int:
     return (amount * bps + 5000) // 10000
 
 
+def _part_minimum(settings: Settings, p: Payable) -> int:
+    if p.planned and p.plan_asked:
+        return min(settings.partial_minimum, p.plan_asked)
+    return settings.partial_minimum
+
+
 @dataclass(frozen=True)
 class Payable:
     invoice_id: str
@@ -90,6 +96,9 @@ class Payable:
     currency: str
     open: int
     planned: bool = False  # on an open payment plan: paid by instalments even when part payments are off
+    # What the plan asks for now (portal/balances/instalments.py): an instalment smaller than `partial_minimum`
+    # is still payable as it stands, or a customer could never pay what the collector agreed.
+    plan_asked: int = 0
 
 
 def quote(settings: Settings, payables: list[Payable], requested: Mapping[str, int | None], method: str,
@@ -121,7 +130,7 @@ def quote(settings: Settings, payables: list[Payable], requested: Mapping[str, i
         elif amount <= 0 or amount > p.open:
             raise PaymentRefused(N_("The amount for invoice %(number)s must be more than zero and at most "
                                     "what is open."), number=p.number)
-        elif amount < settings.partial_minimum:
+        elif amount < _part_minimum(settings, p):
             raise PaymentRefused(N_("A part payment of invoice %(number)s must be at least the minimum amount."),
                                  number=p.number)
         amounts.append((p, amount))

@@ -19,12 +19,12 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import select
 
-from portal.balances import journal, position, rule
+from portal.balances import instalments, journal, position, rule
 from portal.core.config import Settings
 from portal.core.i18n import N_
 from portal.core.money import AmountError, format_money, input_amount, parse_typed_amount
@@ -32,7 +32,7 @@ from portal.payments.pricing import Payable, PaymentRefused, Quote, quote
 from portal.store import payments as paystore
 from portal.store.database import Store
 from portal.store.disputes import disputed_amounts
-from portal.store.plans import open_plans
+from portal.store.plans import StoredPlan, open_plans
 from portal.store.tables import credits, invoices
 
 # Invoices (and credit notes) one payment may name: a bound on the form. Checkout's 100 line items are kept by
@@ -58,7 +58,7 @@ def start_payment(store: Store, settings: Settings, customer_id: str, chosen: Se
     Raises PaymentRefused, having recorded nothing."""
     now = now or datetime.now(UTC)
     with store.begin() as conn:
-        payables, requested = payable_invoices(conn, customer_id, chosen, typed, locale)
+        payables, requested = payable_invoices(conn, customer_id, chosen, typed, locale, now.date())
         available = _available_credits(conn, customer_id, credit_ids)
         priced = quote(settings, payables, requested, method, available)
         attempt_id = "pa_" + secrets.token_hex(12)
@@ -74,8 +74,17 @@ def start_payment(store: Store, settings: Settings, customer_id: str, chosen: Se
     return Started(attempt_id, priced)
 
 
-def payable_invoices(conn: Any, customer_id: str, chosen: Sequence[str], typed: Mapping[str, str], locale: str = ""
-                     ) -> tuple[list[Payable], dict[str, int]]:
+def _plan_asked(plan: StoredPlan | None, now: rule.Position, today: date) -> int:
+    """What the invoice's open plan asks for today (0 without a plan): the pay form's pre-filled amount."""
+    if plan is None:
+        return 0
+    got = instalments.arrived(plan.unsettled_at_plan, now)
+    # The grace days only tell a missed instalment from a due one; what is asked for does not depend on them.
+    return instalments.state(plan.instalments, plan.total, got, now, today, 0).asked
+
+
+def payable_invoices(conn: Any, customer_id: str, chosen: Sequence[str], typed: Mapping[str, str], locale: str = "",
+                     today: date | None = None) -> tuple[list[Payable], dict[str, int]]:
     """What may be paid of the invoices `chosen`: each as a Payable whose `open` is its `due` (open less what
     unresolved disputes hold), and the part amounts typed, parsed. Raises PaymentRefused for a held amount
     asked for, too many invoices, another customer's invoice, a closed one, or an amount that is not one."""
@@ -93,7 +102,9 @@ def payable_invoices(conn: Any, customer_id: str, chosen: Sequence[str], typed: 
         if not row.is_open:
             raise PaymentRefused(N_("Invoice %(number)s is no longer open."), number=row.number)
     planned = open_plans(conn, [customer_id])
-    payables = [Payable(i, rows[i].number, rows[i].currency, standing[i].due, i in planned) for i in chosen]
+    payables = [Payable(i, rows[i].number, rows[i].currency, standing[i].due, i in planned,
+                        _plan_asked(planned.get(i), standing[i], today or datetime.now(UTC).date()))
+                for i in chosen]
     requested = {}
     for p in payables:
         text = typed.get(p.invoice_id, "").strip()

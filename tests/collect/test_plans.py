@@ -184,6 +184,27 @@ def test_a_planned_invoice_may_be_paid_in_part_even_when_part_payments_are_off(s
         quote(whole_only, [planned], {"I-1": 40001}, "card")
 
 
+def test_an_instalment_below_the_part_payment_minimum_is_still_payable(settings):
+    strict = settings.replace(partial_payments=False, partial_minimum=20000)
+    planned = Payable("I-1", "INV-1", "USD", 40000, planned=True, plan_asked=5000)
+    assert quote(strict, [planned], {"I-1": 5000}, "card").subtotal == 5000  # the instalment asked for now
+    with pytest.raises(PaymentRefused, match="at least the minimum"):  # less than the instalment: the minimum holds
+        quote(strict, [planned], {"I-1": 4999}, "card")
+    with pytest.raises(PaymentRefused, match="at least the minimum"):  # no plan: the minimum as before
+        quote(settings.replace(partial_minimum=20000), [Payable("I-1", "INV-1", "USD", 40000)], {"I-1": 5000}, "card")
+
+
+def test_the_pay_form_accepts_the_instalment_asked_for_below_the_minimum(store, ledger, settings):
+    from portal.payments.start import payable_invoices
+
+    _plan(store, "I-OD20", "weekly", TODAY, 8)  # 400.00 in eight instalments of 50.00, the first due today
+    with store.begin() as conn:
+        [payable], requested = payable_invoices(conn, "C1", ["I-OD20"], {"I-OD20": "50.00"}, today=TODAY)
+    assert payable.planned and payable.plan_asked == 5000
+    strict = settings.replace(partial_payments=False, partial_minimum=20000)
+    assert quote(strict, [payable], requested, "card").subtotal == 5000
+
+
 def test_a_bank_payment_still_settling_has_not_arrived_for_a_plan(store, ledger, settings):
     from portal.balances import stored
 
