@@ -47,6 +47,7 @@ from portal.store.collect import (
 )
 from portal.store.database import Store
 from portal.store.mail import mail_bounces
+from portal.store.plans import payment_plans
 from portal.store.positions import invoice_positions
 from portal.store.tables import contacts, customers, events
 
@@ -196,6 +197,12 @@ def _undeliverable(conn: Connection, ids: list[str], now: datetime, add: Any) ->
         add(customer_id, "undeliverable", rows[0].bounced_at, detail=words)
 
 
+def _not_planned() -> Any:
+    """An invoice on an open payment plan is chased by its instalments (a missed one is "promise broken"), not as a
+    large overdue amount or a due-soon invoice: the collector already agreed how it is paid."""
+    return ~exists().where(payment_plans.c.invoice_id == _POS.invoice_id, payment_plans.c.status == "open")
+
+
 def _overdue_unviewed(conn: Connection, settings: Settings, ids: list[str], today: date, start: datetime,
                       add: Any) -> None:
     viewed = exists().where(events.c.customer_id == _POS.customer_id, events.c.invoice_id == _POS.invoice_id,
@@ -204,7 +211,7 @@ def _overdue_unviewed(conn: Connection, settings: Settings, ids: list[str], toda
     query = (select(_POS.customer_id, _POS.currency, func.sum(due).label("amount"),
                     func.count().label("n"), func.min(_POS.due_date).label("oldest"))
              .where(_POS.customer_id.in_(ids), _POS.due_date < today, due >= settings.worklist_large_amount,
-                    _POS.status.in_(sorted(ASKABLE)), ~viewed)
+                    _POS.status.in_(sorted(ASKABLE)), ~viewed, _not_planned())
              .group_by(_POS.customer_id, _POS.currency))
     for r in conn.execute(query):
         add(r.customer_id, "large_unviewed", start, amount=int(r.amount), currency=r.currency,
@@ -222,7 +229,7 @@ def _due_soon_big(conn: Connection, settings: Settings, ids: list[str], today: d
              .select_from(invoice_positions.join(big, and_(big.c.customer_id == _POS.customer_id,
                                                             big.c.currency == _POS.currency)))
              .where(_POS.due_date >= today, _POS.due_date <= today + timedelta(days=settings.worklist_due_soon_days),
-                    _POS.status.in_(sorted(ASKABLE)), due > 0)
+                    _POS.status.in_(sorted(ASKABLE)), due > 0, _not_planned())
              .group_by(_POS.customer_id, _POS.currency))
     for r in conn.execute(query):
         add(r.customer_id, "due_soon_big", start, amount=int(r.amount), currency=r.currency,

@@ -205,6 +205,19 @@ def test_the_pay_form_accepts_the_instalment_asked_for_below_the_minimum(store, 
     assert quote(strict, [payable], requested, "card").subtotal == 5000
 
 
+def test_a_planned_invoice_is_neither_a_large_overdue_amount_nor_due_soon_on_the_worklist(store, ledger, settings):
+    limits = settings.replace(worklist_large_amount=35000, worklist_big_account=100000, worklist_due_soon_days=7)
+
+    def items():
+        return {i.reason: i.amount for i in build_worklist(store, limits, CARA.email, NOW).todo}
+
+    assert items()["large_unviewed"] == 150000 and items()["due_soon_big"] == 10000
+    _plan(store, "I-OD20", "weekly", TODAY, 4)
+    _plan(store, "I-SOON", "weekly", TODAY, 2)
+    assert items()["large_unviewed"] == 110000  # OD20's 400.00 is chased by its instalments now
+    assert "due_soon_big" not in items()
+
+
 def test_a_bank_payment_still_settling_has_not_arrived_for_a_plan(store, ledger, settings):
     from portal.balances import stored
 
