@@ -88,3 +88,15 @@ def chromium() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+def axe_clean(page: Any, screenshot: str = "") -> None:
+    """Fail on any axe violation on the page as it stands; keep a full-page screenshot named `screenshot` (for a
+    person to look at, never compared) in test-artifacts/."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    result = Axe().run(page)
+    assert result.violations_count == 0, result.generate_report()
+    if screenshot:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{screenshot}.png"), full_page=True)

@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from portal.balances import instalments, position
@@ -210,15 +210,17 @@ def cancel_plan(store: Store, actor: Actor, customer_id: str, plan_id: int, now:
 
 
 def judge_plans(store: Store, settings: Settings, now: datetime | None = None,
-                customer_ids: Iterable[str] | None = None) -> dict[str, int]:
-    """Judge the open plans (of some customers, or all): record each instalment newly missed and each plan
-    newly paid in full, once. Returns {"kept": plans kept now, "missed": instalments missed now}."""
+                customer_ids: Iterable[str] | Select | None = None) -> dict[str, int]:
+    """Judge the open plans (of some customers: ids or a subquery of them; or all): record each instalment newly
+    missed and each plan newly paid in full, once. Returns {"kept": plans kept now, "missed": instalments missed
+    now}."""
     now = now or datetime.now(UTC)
     counts = {"kept": 0, "missed": 0}
     with store.begin() as conn:
         query = select(payment_plans).where(payment_plans.c.status == "open").order_by(payment_plans.c.plan_id)
         if customer_ids is not None:
-            query = query.where(payment_plans.c.customer_id.in_(sorted(set(customer_ids))))
+            query = query.where(payment_plans.c.customer_id.in_(customer_ids if isinstance(customer_ids, Select)
+                                                               else sorted(set(customer_ids))))
         rows = conn.execute(query.with_for_update()).all()
         if not rows:
             return counts
@@ -285,8 +287,9 @@ def customer_plans(store: Store, settings: Settings, customer_id: str, now: date
     return rows
 
 
-def missed_instalments(conn: Connection, customer_ids: list[str], since: datetime) -> list[dict[str, Any]]:
-    """Instalments judged missed since `since`, of these customers: what the worklist shows as broken promises."""
+def missed_instalments(conn: Connection, customer_ids: Any, since: datetime) -> list[dict[str, Any]]:
+    """Instalments judged missed since `since`, of these customers (a list of ids or a subquery of them): what the
+    worklist shows as broken promises."""
     counts = (select(plan_instalments.c.plan_id, func.count().label("n"))
               .group_by(plan_instalments.c.plan_id).subquery())
     query = (select(payment_plans.c.customer_id, payment_plans.c.currency, plan_instalments.c.seq,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Select, insert, select, update
 from sqlalchemy.engine import Connection
 
 from portal.balances import position
@@ -172,16 +172,18 @@ def _settle(conn: Connection, promise_id: int, customer_id: str, status: str, ar
 
 
 def settle_promises(store: Store, settings: Settings, now: datetime | None = None,
-                    customer_ids: Iterable[str] | None = None) -> dict[int, str]:
-    """Judge the open promises (of some customers, or all): promise id -> "kept" | "broken" for those decided
-    now. Safe to run from several places at once: the open rows are locked, and a decided one is not open."""
+                    customer_ids: Iterable[str] | Select | None = None) -> dict[int, str]:
+    """Judge the open promises (of some customers: ids or a subquery of them; or all): promise id -> "kept" |
+    "broken" for those decided now. Safe to run from several places at once: the open rows are locked, and a
+    decided one is not open."""
     now = now or datetime.now(UTC)
     grace = timedelta(days=settings.promise_grace_days)
     decided: dict[int, str] = {}
     with store.begin() as conn:
         query = select(promises).where(promises.c.status == "open").order_by(promises.c.promise_id)
         if customer_ids is not None:
-            query = query.where(promises.c.customer_id.in_(sorted(set(customer_ids))))
+            query = query.where(promises.c.customer_id.in_(customer_ids if isinstance(customer_ids, Select)
+                                                          else sorted(set(customer_ids))))
         rows = conn.execute(query.with_for_update()).all()
         if not rows:
             return decided

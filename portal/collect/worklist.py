@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, insert, select, update
+from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from portal.balances.rule import ASKABLE
@@ -93,10 +93,21 @@ class Worklist:
     snoozed: int
 
 
-def _scope(collector: str) -> Any:
-    query = (select(customers.c.customer_id, customers.c.name, collector_of().label("collector"))
+def _scope(collector: str, *columns: Any) -> Any:
+    query = (select(*(columns or (customers.c.customer_id, customers.c.name, collector_of().label("collector"))))
              .select_from(with_assignments(customers)).where(customers.c.active))
     return query.where(collector_of() == collector.lower()) if collector else query
+
+
+def _scope_ids(collector: str, not_held_on: date | None = None) -> Any:
+    """The ids of `_scope` as a subquery, for the reasons' queries: a list of a portfolio's 2,500 ids (the team's
+    10,000) sent as parameters cost more to compile and send than the queries took to answer (bench/workbench.py).
+    `not_held_on`: leave out customers on hold that day."""
+    query = _scope(collector, customers.c.customer_id)
+    if not_held_on is not None:
+        query = query.where(~exists().where(holds.c.customer_id == customers.c.customer_id,
+                                            holds.c.released_at.is_(None), holds.c.until >= not_held_on))
+    return query
 
 
 def build_worklist(store: Store, settings: Settings, collector: str, now: datetime | None = None) -> Worklist:
@@ -106,16 +117,18 @@ def build_worklist(store: Store, settings: Settings, collector: str, now: dateti
     start = datetime.combine(today, time(), UTC)
     with store.begin() as conn:
         scope = {r.customer_id: r for r in conn.execute(_scope(collector))}
-    settle_promises(store, settings, now, None if not collector else list(scope))
-    judge_plans(store, settings, now, None if not collector else list(scope))
+    settle_promises(store, settings, now, None if not collector else _scope_ids(collector))
+    judge_plans(store, settings, now, None if not collector else _scope_ids(collector))
     items: list[Item] = []
     with store.begin() as conn:
-        ids = list(scope)
-        if not ids:
+        if not scope:
             return Worklist(collector, [], [], 0)
+        ids, calm = _scope_ids(collector), _scope_ids(collector, not_held_on=today)
 
         def add(customer_id: str, reason: str, since: datetime, **kw: Any) -> None:
-            c = scope[customer_id]
+            c = scope.get(customer_id)
+            if c is None:  # imported (or reassigned) since the scope was read: on the next worklist
+                return
             items.append(Item(customer_id, c.name, c.collector, reason, since, **kw))
 
         for r in conn.execute(select(promises).where(
@@ -131,20 +144,20 @@ def build_worklist(store: Store, settings: Settings, collector: str, now: dateti
             add(r.customer_id, "promise_due_today", start, amount=r.amount, currency=r.currency,
                 detail=f"promised by {r.promised_for.isoformat()}")
         _unanswered(conn, ids, add)
-        held = set(conn.execute(select(holds.c.customer_id).where(
-            holds.c.customer_id.in_(ids), holds.c.released_at.is_(None), holds.c.until >= today)).scalars())
-        calm = [i for i in ids if i not in held]
-        if calm:
-            _undeliverable(conn, calm, now, add)
-            _overdue_unviewed(conn, settings, calm, today, start, add)
-            for r in conn.execute(select(holds).where(
-                    holds.c.customer_id.in_(calm), holds.c.released_at.is_(None), holds.c.until < today,
-                    holds.c.until >= today - timedelta(days=BROKEN_DAYS))):
-                add(r.customer_id, "hold_ended", datetime.combine(r.until + timedelta(days=1), time(), UTC),
-                    detail=f"on hold until {r.until.isoformat()}: {r.reason}")
-            _due_soon_big(conn, settings, calm, today, start, add)
-        last_touch = dict(conn.execute(select(touches.c.customer_id, func.max(touches.c.occurred_at)).where(
-            touches.c.customer_id.in_(ids), touches.c.kind.in_(STAFF_TOUCHES)).group_by(touches.c.customer_id)).all())
+        _undeliverable(conn, calm, now, add)
+        _overdue_unviewed(conn, settings, calm, today, start, add)
+        for r in conn.execute(select(holds).where(
+                holds.c.customer_id.in_(calm), holds.c.released_at.is_(None), holds.c.until < today,
+                holds.c.until >= today - timedelta(days=BROKEN_DAYS))):
+            add(r.customer_id, "hold_ended", datetime.combine(r.until + timedelta(days=1), time(), UTC),
+                detail=f"on hold until {r.until.isoformat()}: {r.reason}")
+        _due_soon_big(conn, settings, calm, today, start, add)
+        # Only touches after the oldest item's reason arose can mark an item done: the rest need not be read.
+        oldest = min((i.since for i in items), default=None)
+        last_touch = {} if oldest is None else dict(conn.execute(
+            select(touches.c.customer_id, func.max(touches.c.occurred_at)).where(
+                touches.c.customer_id.in_(ids), touches.c.kind.in_(STAFF_TOUCHES), touches.c.occurred_at >= oldest)
+            .group_by(touches.c.customer_id)).all())
         snoozes = {(r.customer_id, r.reason) for r in conn.execute(select(worklist_snoozes).where(
             worklist_snoozes.c.customer_id.in_(ids), worklist_snoozes.c.until >= today))}
     order = {reason: n for n, reason in enumerate(REASONS)}
@@ -163,7 +176,7 @@ def build_worklist(store: Store, settings: Settings, collector: str, now: dateti
     return Worklist(collector, todo, done, snoozed)
 
 
-def _unanswered(conn: Connection, ids: list[str], add: Any) -> None:
+def _unanswered(conn: Connection, ids: Any, add: Any) -> None:
     d = disputestore.disputes
     for r in conn.execute(select(d.c.customer_id, d.c.dispute_id, d.c.amount, d.c.currency, d.c.created_at)
                           .where(d.c.customer_id.in_(ids), d.c.status == "open")):
@@ -176,7 +189,7 @@ def _unanswered(conn: Connection, ids: list[str], add: Any) -> None:
         add(r.customer_id, "unanswered", r.created_at, detail=f"question Q-{r.question_id}")
 
 
-def _undeliverable(conn: Connection, ids: list[str], now: datetime, add: Any) -> None:
+def _undeliverable(conn: Connection, ids: Any, now: datetime, add: Any) -> None:
     """One item per customer whose invoice emails or reminders bounced lately, naming each address. A bounced
     address no longer on file for the customer is no reason: the export already corrected it."""
     b = mail_bounces.c
@@ -203,37 +216,46 @@ def _not_planned() -> Any:
     return ~exists().where(payment_plans.c.invoice_id == _POS.invoice_id, payment_plans.c.status == "open")
 
 
-def _overdue_unviewed(conn: Connection, settings: Settings, ids: list[str], today: date, start: datetime,
-                      add: Any) -> None:
+def _overdue_unviewed_query(settings: Settings, ids: Any, today: date) -> Any:
     viewed = exists().where(events.c.customer_id == _POS.customer_id, events.c.invoice_id == _POS.invoice_id,
                             events.c.kind == "page_viewed")
     due = _POS.open_amount - _POS.disputed_amount
-    query = (select(_POS.customer_id, _POS.currency, func.sum(due).label("amount"),
-                    func.count().label("n"), func.min(_POS.due_date).label("oldest"))
-             .where(_POS.customer_id.in_(ids), _POS.due_date < today, due >= settings.worklist_large_amount,
-                    _POS.status.in_(sorted(ASKABLE)), ~viewed, _not_planned())
-             .group_by(_POS.customer_id, _POS.currency))
-    for r in conn.execute(query):
+    return (select(_POS.customer_id, _POS.currency, func.sum(due).label("amount"),
+                   func.count().label("n"), func.min(_POS.due_date).label("oldest"))
+            .where(_POS.customer_id.in_(ids), _POS.due_date < today, due >= settings.worklist_large_amount,
+                   _POS.status.in_(sorted(ASKABLE)), ~viewed, _not_planned())
+            .group_by(_POS.customer_id, _POS.currency))
+
+
+def _overdue_unviewed(conn: Connection, settings: Settings, ids: Any, today: date, start: datetime,
+                      add: Any) -> None:
+    for r in conn.execute(_overdue_unviewed_query(settings, ids, today)):
         add(r.customer_id, "large_unviewed", start, amount=int(r.amount), currency=r.currency,
             detail=f"{r.n} invoice(s), oldest due {r.oldest.isoformat()}")
 
 
-def _due_soon_big(conn: Connection, settings: Settings, ids: list[str], today: date, start: datetime,
-                  add: Any) -> None:
-    big = (select(_POS.customer_id, _POS.currency).where(_POS.customer_id.in_(ids))
-           .group_by(_POS.customer_id, _POS.currency)
-           .having(func.sum(_POS.open_amount) >= settings.worklist_big_account).subquery())
+def _due_soon_big(conn: Connection, settings: Settings, ids: Any, today: date, start: datetime, add: Any) -> None:
+    """Two small steps rather than one join: the invoices due within the days (a few hundred), then what just
+    their customers owe per currency. Grouping every position of the scope first to find the big accounts took
+    seconds at 100,000 invoices (bench/workbench.py)."""
     due = _POS.open_amount - _POS.disputed_amount
-    query = (select(_POS.customer_id, _POS.currency, func.sum(due).label("amount"), func.count().label("n"),
-                    func.min(_POS.due_date).label("first"))
-             .select_from(invoice_positions.join(big, and_(big.c.customer_id == _POS.customer_id,
-                                                            big.c.currency == _POS.currency)))
-             .where(_POS.due_date >= today, _POS.due_date <= today + timedelta(days=settings.worklist_due_soon_days),
-                    _POS.status.in_(sorted(ASKABLE)), due > 0, _not_planned())
-             .group_by(_POS.customer_id, _POS.currency))
-    for r in conn.execute(query):
-        add(r.customer_id, "due_soon_big", start, amount=int(r.amount), currency=r.currency,
-            detail=f"{r.n} invoice(s), first due {r.first.isoformat()}")
+    soon = conn.execute(
+        select(_POS.customer_id, _POS.currency, func.sum(due).label("amount"), func.count().label("n"),
+               func.min(_POS.due_date).label("first"))
+        .where(_POS.customer_id.in_(ids), _POS.due_date >= today,
+               _POS.due_date <= today + timedelta(days=settings.worklist_due_soon_days),
+               _POS.status.in_(sorted(ASKABLE)), due > 0, _not_planned())
+        .group_by(_POS.customer_id, _POS.currency)).all()
+    if not soon:
+        return
+    owing = {(r.customer_id, r.currency): int(r.total) for r in conn.execute(
+        select(_POS.customer_id, _POS.currency, func.sum(_POS.open_amount).label("total"))
+        .where(_POS.customer_id.in_(sorted({r.customer_id for r in soon})))
+        .group_by(_POS.customer_id, _POS.currency))}
+    for r in soon:
+        if owing.get((r.customer_id, r.currency), 0) >= settings.worklist_big_account:
+            add(r.customer_id, "due_soon_big", start, amount=int(r.amount), currency=r.currency,
+                detail=f"{r.n} invoice(s), first due {r.first.isoformat()}")
 
 
 def snooze(store: Store, actor: Actor, customer_id: str, reason: str, until: date, now: datetime | None = None) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.livesite import ARTIFACTS, WIDTHS, chromium, require_browser, served_sample_site
+from tests.livesite import ARTIFACTS, WIDTHS, require_browser, served_sample_site
 from tests.stripe_standin import StripeStandIn
 
 pytestmark = pytest.mark.browser
@@ -44,12 +44,6 @@ def site(tmp_path_factory):
             yield served
     finally:
         standin.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(site):
-    with chromium() as browser:
-        yield browser
 
 
 def _richest(site):

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import pytest
 
 from portal.balances import position
-from tests.livesite import ARTIFACTS, WIDTHS, chromium, require_browser, served_sample_site
+from tests.livesite import WIDTHS, axe_clean, require_browser, served_sample_site
 from tests.staff_helpers import PASSWORD, add_staff
 
 pytestmark = pytest.mark.browser
@@ -36,19 +36,8 @@ def portal_site(tmp_path_factory):
         yield site
 
 
-@pytest.fixture(scope="module")
-def browser(portal_site):
-    with chromium() as browser:
-        yield browser
-
-
 def check(page, name: str) -> None:
-    from axe_playwright_python.sync_playwright import Axe
-
-    result = Axe().run(page)
-    assert result.violations_count == 0, result.generate_report()
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"plans-{name}.png"), full_page=True)
+    axe_clean(page, f"plans-{name}")
 
 
 def test_a_collector_makes_a_plan_and_the_customer_pays_the_first_instalment(portal_site, browser):

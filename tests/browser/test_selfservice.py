@@ -20,7 +20,7 @@ import requests
 import stripe
 
 from tests.browser.test_layout import WIDER_THAN_VIEWPORT
-from tests.livesite import ARTIFACTS, WIDTHS, chromium, require_browser, served_sample_site
+from tests.livesite import ARTIFACTS, WIDTHS, require_browser, served_sample_site
 from tests.stripe_standin import StripeStandIn
 
 pytestmark = pytest.mark.browser
@@ -38,12 +38,6 @@ def site(tmp_path_factory):
             yield {**served, "standin": standin}
     finally:
         standin.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(site):
-    with chromium() as browser:
-        yield browser
 
 
 def _check(browser, url: str, name: str, click: str = "") -> str:

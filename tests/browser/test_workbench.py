@@ -17,7 +17,7 @@ from portal.cli.main import cli
 from portal.store.collect import promises
 from portal.store.tables import customers
 from tests.conftest import TEST_SECRET
-from tests.livesite import ARTIFACTS, WIDTHS, chromium, require_browser, served_sample_site
+from tests.livesite import WIDTHS, axe_clean, require_browser, served_sample_site
 from tests.staff_helpers import PASSWORD, add_staff
 
 pytestmark = pytest.mark.browser
@@ -48,19 +48,8 @@ def portal_site(tmp_path_factory):
         yield site
 
 
-@pytest.fixture(scope="module")
-def browser(portal_site):
-    with chromium() as browser:
-        yield browser
-
-
 def check(page, name: str) -> None:
-    from axe_playwright_python.sync_playwright import Axe
-
-    result = Axe().run(page)
-    assert result.violations_count == 0, result.generate_report()
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"workbench-{name}.png"), full_page=True)
+    axe_clean(page, f"workbench-{name}")
 
 
 def log_in(page, address: str, email: str) -> None:
