@@ -287,16 +287,14 @@ def customer_plans(store: Store, settings: Settings, customer_id: str, now: date
     return rows
 
 
-def missed_instalments(conn: Connection, customer_ids: Any, since: datetime) -> list[dict[str, Any]]:
-    """Instalments judged missed since `since`, of these customers (a list of ids or a subquery of them): what the
-    worklist shows as broken promises."""
+def missed_instalments(customer_ids: Any, since: datetime) -> Any:
+    """A query of the instalments judged missed since `since`, of these customers (a list of ids or a subquery of
+    them): what the worklist shows as broken promises. Columns: customer_id, currency, seq, amount, due_on,
+    missed_at, n (the plan's number of instalments)."""
     counts = (select(plan_instalments.c.plan_id, func.count().label("n"))
               .group_by(plan_instalments.c.plan_id).subquery())
-    query = (select(payment_plans.c.customer_id, payment_plans.c.currency, plan_instalments.c.seq,
-                    plan_instalments.c.amount, plan_instalments.c.due_on, plan_instalments.c.missed_at,
-                    counts.c.n)
-             .select_from(plan_instalments.join(payment_plans, payment_plans.c.plan_id == plan_instalments.c.plan_id)
-                          .join(counts, counts.c.plan_id == plan_instalments.c.plan_id))
-             .where(payment_plans.c.customer_id.in_(customer_ids), plan_instalments.c.missed_at >= since))
-    return [r._asdict() for r in conn.execute(query)]
-
+    return (select(payment_plans.c.customer_id, payment_plans.c.currency, plan_instalments.c.seq,
+                   plan_instalments.c.amount, plan_instalments.c.due_on, plan_instalments.c.missed_at, counts.c.n)
+            .select_from(plan_instalments.join(payment_plans, payment_plans.c.plan_id == plan_instalments.c.plan_id)
+                         .join(counts, counts.c.plan_id == plan_instalments.c.plan_id))
+            .where(payment_plans.c.customer_id.in_(customer_ids), plan_instalments.c.missed_at >= since))

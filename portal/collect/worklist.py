@@ -8,7 +8,7 @@ Priority (REASONS order; within a reason, the larger amount first, then the cust
    in the last BROKEN_DAYS days, to an address still on file: until someone finds the right address, every
    later reminder bounces too, and reason 5 may be its consequence rather than the customer's silence;
 5. large amount overdue, not viewed by a person: an invoice past due owing at least `worklist_large_amount`
-   (its `due` by the balances rule's stored positions) with no `page_viewed` for it;
+   (its `due` by the balances rule's stored positions) with no `page_viewed` for it (`invoice_views`);
 6. hold ended: a hold whose last day passed in the last BROKEN_DAYS days (not released by hand);
 7. due soon on a big account: an invoice due within `worklist_due_soon_days` of a customer owing at least
    `worklist_big_account` in that currency.
@@ -18,6 +18,9 @@ An item is **done** once someone logs a touch (call, email, note, promise, answe
 item's reason arose (for reasons that arise each day, today; for a bounce, the latest bounce): done items move
 to the "done today" list. An item **snoozed** for a customer and reason stays off the list through the day
 chosen.
+
+The list comes in pages of PER_PAGE items to do, with the count of each reason on every page; the first
+DONE_SHOWN items done today are listed, all are counted.
 """
 
 from __future__ import annotations
@@ -26,7 +29,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import exists, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    Integer,
+    String,
+    Text,
+    and_,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    type_coerce,
+    union_all,
+    update,
+)
 from sqlalchemy.engine import Connection
 
 from portal.balances.rule import ASKABLE
@@ -39,6 +59,7 @@ from portal.store.collect import (
     collector_assignments,
     collector_of,
     holds,
+    last_staff_touches,
     promises,
     question_answers,
     touches,
@@ -49,7 +70,7 @@ from portal.store.database import Store
 from portal.store.mail import mail_bounces
 from portal.store.plans import payment_plans
 from portal.store.positions import invoice_positions
-from portal.store.tables import contacts, customers, events
+from portal.store.tables import UTCDateTime, contacts, customers, invoice_views
 
 REASONS = {
     "promise_broken": "Promise broken",
@@ -63,8 +84,11 @@ REASONS = {
 URGENT = ("promise_broken", "promise_due_today", "unanswered")  # shown even for a customer on hold
 BROKEN_DAYS = 14
 BOUNCED_KINDS = ("invoices", "reminder")  # the messages that chase: a bounced answer or fresh link is no reason
+# What marks an item done: the trigger keeping `last_staff_touches` lists the same kinds (0013_worklist_facts).
 STAFF_TOUCHES = ("call", "email", "note", "promise", "answer")
 MAX_SNOOZE_DAYS = 90
+PER_PAGE = 100  # items to do per page
+DONE_SHOWN = 100  # items done today listed (all are counted)
 _POS = invoice_positions.c
 
 
@@ -88,9 +112,25 @@ class Item:
 @dataclass
 class Worklist:
     collector: str  # "" for the team
-    todo: list[Item]
-    done: list[Item]
+    todo: list[Item]  # the page's items to do
+    done: list[Item]  # the first DONE_SHOWN items done today
     snoozed: int
+    counts: dict[str, int] = field(default_factory=dict)  # reason -> items to do, on every page
+    done_total: int = 0
+    page: int = 1
+    per_page: int = PER_PAGE
+
+    @property
+    def todo_total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def total(self) -> int:  # for the staff pages' pager
+        return self.todo_total
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.todo_total // self.per_page))
 
 
 def _scope(collector: str, *columns: Any) -> Any:
@@ -110,152 +150,180 @@ def _scope_ids(collector: str, not_held_on: date | None = None) -> Any:
     return query
 
 
-def build_worklist(store: Store, settings: Settings, collector: str, now: datetime | None = None) -> Worklist:
-    """The worklist of `collector` (a staff email; "" for the whole team) today."""
+def build_worklist(store: Store, settings: Settings, collector: str, now: datetime | None = None, page: int = 1,
+                   per_page: int | None = None) -> Worklist:
+    """The worklist of `collector` (a staff email; "" for the whole team) today: page `page` of the items to do,
+    the first DONE_SHOWN done today, and the counts of every page.
+
+    One query answers it (`_classified`): the items of every reason as one UNION ALL, each classified done,
+    snoozed or to do, numbered in the documented order, and only the rows of the page (plus one per reason and
+    state, which carries its count) leave the database. At 10,000 customers the team's list holds some 6,000
+    items to do and as many done: reading them all into Python cost more than the 300 ms the page may take
+    (bench/workbench.py)."""
     now = now or datetime.now(UTC)
-    today = now.date()
-    start = datetime.combine(today, time(), UTC)
-    with store.begin() as conn:
-        scope = {r.customer_id: r for r in conn.execute(_scope(collector))}
+    page, per_page = max(1, page), max(1, per_page or PER_PAGE)
     settle_promises(store, settings, now, None if not collector else _scope_ids(collector))
     judge_plans(store, settings, now, None if not collector else _scope_ids(collector))
-    items: list[Item] = []
+    offset = (page - 1) * per_page
+    counts: dict[int, dict[str, int]] = {DONE: {}, TODO: {}, SNOOZED: {}}
+    todo: list[Item] = []
+    done: list[Item] = []
     with store.begin() as conn:
-        if not scope:
-            return Worklist(collector, [], [], 0)
-        ids, calm = _scope_ids(collector), _scope_ids(collector, not_held_on=today)
-
-        def add(customer_id: str, reason: str, since: datetime, **kw: Any) -> None:
-            c = scope.get(customer_id)
-            if c is None:  # imported (or reassigned) since the scope was read: on the next worklist
-                return
-            items.append(Item(customer_id, c.name, c.collector, reason, since, **kw))
-
-        for r in conn.execute(select(promises).where(
-                promises.c.customer_id.in_(ids), promises.c.status == "broken",
-                promises.c.settled_at >= now - timedelta(days=BROKEN_DAYS))):
-            add(r.customer_id, "promise_broken", r.settled_at, amount=r.amount, currency=r.currency,
-                detail=f"promised by {r.promised_for.isoformat()}")
-        for m in missed_instalments(conn, ids, now - timedelta(days=BROKEN_DAYS)):  # a plan's broken promises
-            add(m["customer_id"], "promise_broken", m["missed_at"], amount=m["amount"], currency=m["currency"],
-                detail=f"instalment {m['seq']} of {m['n']} missed (due {m['due_on'].isoformat()})")
-        for r in conn.execute(select(promises).where(
-                promises.c.customer_id.in_(ids), promises.c.status == "open", promises.c.promised_for == today)):
-            add(r.customer_id, "promise_due_today", start, amount=r.amount, currency=r.currency,
-                detail=f"promised by {r.promised_for.isoformat()}")
-        _unanswered(conn, ids, add)
-        _undeliverable(conn, calm, now, add)
-        _overdue_unviewed(conn, settings, calm, today, start, add)
-        for r in conn.execute(select(holds).where(
-                holds.c.customer_id.in_(calm), holds.c.released_at.is_(None), holds.c.until < today,
-                holds.c.until >= today - timedelta(days=BROKEN_DAYS))):
-            add(r.customer_id, "hold_ended", datetime.combine(r.until + timedelta(days=1), time(), UTC),
-                detail=f"on hold until {r.until.isoformat()}: {r.reason}")
-        _due_soon_big(conn, settings, calm, today, start, add)
-        # Only touches after the oldest item's reason arose can mark an item done: the rest need not be read.
-        oldest = min((i.since for i in items), default=None)
-        last_touch = {} if oldest is None else dict(conn.execute(
-            select(touches.c.customer_id, func.max(touches.c.occurred_at)).where(
-                touches.c.customer_id.in_(ids), touches.c.kind.in_(STAFF_TOUCHES), touches.c.occurred_at >= oldest)
-            .group_by(touches.c.customer_id)).all())
-        snoozes = {(r.customer_id, r.reason) for r in conn.execute(select(worklist_snoozes).where(
-            worklist_snoozes.c.customer_id.in_(ids), worklist_snoozes.c.until >= today))}
-    order = {reason: n for n, reason in enumerate(REASONS)}
-    items.sort(key=lambda i: (order[i.reason], -i.amount, i.name, i.customer_id))
-    todo, done, snoozed = [], [], 0
-    for item in items:
-        touched = last_touch.get(item.customer_id)
-        if touched is not None and touched.tzinfo is None:
-            touched = touched.replace(tzinfo=UTC)
-        if touched is not None and touched >= item.since:
-            done.append(item)
-        elif (item.customer_id, item.reason) in snoozes:
-            snoozed += 1
-        else:
-            todo.append(item)
-    return Worklist(collector, todo, done, snoozed)
+        if conn.dialect.name == "postgresql":
+            # The planner's cost of the query passes jit_above_cost, and compiling it took 190 ms of its 580
+            # (bench/workbench.py, the team's list): JIT pays off on long analytic scans only.
+            conn.exec_driver_sql("SET LOCAL jit = off")
+            # A collector's portfolio is a filter on an expression (the reassignment or the export's column)
+            # PostgreSQL has no statistics for: it expects 50 customers of 2,500 and probes the invoice views
+            # 18,000 times in a nested loop rather than hashing them once.
+            conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
+        for r in conn.execute(_classified(settings, collector, now, offset, per_page)):
+            counts[r.state][r.reason] = int(r.in_reason) if r.rn_reason == 1 else counts[r.state][r.reason]
+            if (r.state == TODO and offset < r.rn <= offset + per_page) or (r.state == DONE and r.rn <= DONE_SHOWN):
+                (todo if r.state == TODO else done).append(_item(r))
+        _bounce_details(conn, [i for i in todo + done if i.reason == "undeliverable"], now)
+    return Worklist(collector, todo, done, sum(counts[SNOOZED].values()), counts=counts[TODO],
+                    done_total=sum(counts[DONE].values()), page=page, per_page=per_page)
 
 
-def _unanswered(conn: Connection, ids: Any, add: Any) -> None:
-    d = disputestore.disputes
-    for r in conn.execute(select(d.c.customer_id, d.c.dispute_id, d.c.amount, d.c.currency, d.c.created_at)
-                          .where(d.c.customer_id.in_(ids), d.c.status == "open")):
-        add(r.customer_id, "unanswered", r.created_at, amount=r.amount, currency=r.currency,
-            detail=f"dispute D-{r.dispute_id}")
-    q = disputestore.questions
-    for r in conn.execute(select(q.c.customer_id, q.c.question_id, q.c.created_at).where(
-            q.c.customer_id.in_(ids),
-            ~exists().where(question_answers.c.question_id == q.c.question_id))):
-        add(r.customer_id, "unanswered", r.created_at, detail=f"question Q-{r.question_id}")
+DONE, TODO, SNOOZED = 0, 1, 2  # an item's state, in the order an item is judged (a touch wins over a snooze)
 
 
-def _undeliverable(conn: Connection, ids: Any, now: datetime, add: Any) -> None:
-    """One item per customer whose invoice emails or reminders bounced lately, naming each address. A bounced
-    address no longer on file for the customer is no reason: the export already corrected it."""
+def _part(reason: str, customer_id: Any, since: Any, *, amount: Any = 0, currency: Any = "", day: Any = None,
+          n1: Any = None, n2: Any = None, text: Any = "") -> list[Any]:
+    """One reason's columns for the UNION ALL: what `_item` needs to build the Item and its detail."""
+    return [literal(reason, String).label("reason"), literal(list(REASONS).index(reason), Integer).label("rank"),
+            customer_id.label("customer_id"), type_coerce(since, UTCDateTime).label("since"),
+            type_coerce(amount, BigInteger).label("amount"), type_coerce(currency, String).label("currency"),
+            type_coerce(day, Date).label("day"), type_coerce(n1, Integer).label("n1"),
+            type_coerce(n2, Integer).label("n2"), type_coerce(text, Text).label("text")]
+
+
+def _candidates(settings: Settings, collector: str, now: datetime) -> Any:
+    """Every item of the list, done or not, as one UNION ALL (columns of `_part`)."""
+    today = now.date()
+    start = literal(datetime.combine(today, time(), UTC), UTCDateTime)
+    ids, calm = _scope_ids(collector), _scope_ids(collector, not_held_on=today)
+    p, d, q, h = promises.c, disputestore.disputes.c, disputestore.questions.c, holds.c
+    missed = missed_instalments(ids, now - timedelta(days=BROKEN_DAYS)).subquery()
+    due = _POS.open_amount - _POS.disputed_amount
+    ended_days = [today - timedelta(days=n) for n in range(1, BROKEN_DAYS + 1)]
+    # A hold's item arises when its last day is over. The day after `until` as a time, in SQL both databases
+    # speak: the days a hold may have ended on within BROKEN_DAYS are few, so spell each out.
+    hold_over = case(*((h.until == day, literal(datetime.combine(day + timedelta(days=1), time(), UTC), UTCDateTime))
+                       for day in ended_days))
+    soon = (select(_POS.customer_id, _POS.currency, func.sum(due).label("amount"), func.count().label("n"),
+                   func.min(_POS.due_date).label("first"))
+            .where(_POS.customer_id.in_(calm), _POS.due_date >= today,
+                   _POS.due_date <= today + timedelta(days=settings.worklist_due_soon_days),
+                   _POS.status.in_(sorted(ASKABLE)), due > 0, _not_planned())
+            .group_by(_POS.customer_id, _POS.currency).cte("soon"))
+    # What just the customers with an invoice due soon owe: grouping every position of the scope to find the big
+    # accounts first took seconds at 100,000 invoices.
+    owing = (select(_POS.customer_id, _POS.currency, func.sum(_POS.open_amount).label("total"))
+             .where(_POS.customer_id.in_(select(soon.c.customer_id)))
+             .group_by(_POS.customer_id, _POS.currency).subquery("owing"))
     b = mail_bounces.c
-    still_on_file = exists().where(contacts.c.customer_id == b.customer_id,
-                                   func.lower(contacts.c.email) == b.recipient)
-    found: dict[str, list[Any]] = {}
+    parts = [
+        select(*_part("promise_broken", p.customer_id, p.settled_at, amount=p.amount, currency=p.currency,
+                      day=p.promised_for)).where(
+            p.customer_id.in_(ids), p.status == "broken", p.settled_at >= now - timedelta(days=BROKEN_DAYS)),
+        select(*_part("promise_broken", missed.c.customer_id, missed.c.missed_at, amount=missed.c.amount,
+                      currency=missed.c.currency, day=missed.c.due_on, n1=missed.c.seq, n2=missed.c.n,
+                      text=literal("instalment", Text))),
+        select(*_part("promise_due_today", p.customer_id, start, amount=p.amount, currency=p.currency,
+                      day=p.promised_for)).where(p.customer_id.in_(ids), p.status == "open", p.promised_for == today),
+        select(*_part("unanswered", d.customer_id, d.created_at, amount=d.amount, currency=d.currency,
+                      n1=d.dispute_id, text=literal("dispute", Text))).where(d.customer_id.in_(ids),
+                                                                             d.status == "open"),
+        select(*_part("unanswered", q.customer_id, q.created_at, n1=q.question_id, text=literal("question", Text)))
+        .where(q.customer_id.in_(ids), ~exists().where(question_answers.c.question_id == q.question_id)),
+        # One item per customer, arising with the latest bounce; which addresses: `_bounce_details`.
+        select(*_part("undeliverable", b.customer_id, func.max(b.bounced_at))).where(
+            b.customer_id.in_(calm), b.kind.in_(BOUNCED_KINDS), b.bounced_at >= now - timedelta(days=BROKEN_DAYS),
+            _still_on_file()).group_by(b.customer_id),
+        select(*_part("large_unviewed", _POS.customer_id, start, amount=func.sum(due), currency=_POS.currency,
+                      day=func.min(_POS.due_date), n1=func.count())).where(
+            _POS.customer_id.in_(calm), _POS.due_date < today, due >= settings.worklist_large_amount,
+            _POS.status.in_(sorted(ASKABLE)), ~exists().where(invoice_views.c.invoice_id == _POS.invoice_id),
+            _not_planned()).group_by(_POS.customer_id, _POS.currency),
+        select(*_part("hold_ended", h.customer_id, hold_over, day=h.until, text=h.reason)).where(
+            h.customer_id.in_(calm), h.released_at.is_(None), h.until < today, h.until >= ended_days[-1]),
+        select(*_part("due_soon_big", soon.c.customer_id, start, amount=soon.c.amount, currency=soon.c.currency,
+                      day=soon.c.first, n1=soon.c.n)).select_from(soon.join(owing, and_(
+                          owing.c.customer_id == soon.c.customer_id, owing.c.currency == soon.c.currency)))
+        .where(owing.c.total >= settings.worklist_big_account),
+    ]
+    return union_all(*parts).subquery("candidates")
+
+
+def _classified(settings: Settings, collector: str, now: datetime, offset: int, per_page: int) -> Any:
+    """The candidates, each with its state (done, to do, snoozed), its number in the documented order among the
+    items of its state (`rn`) and of its state and reason (`rn_reason`), and how many share its state and reason
+    (`in_reason`); only the page's rows, the first DONE_SHOWN done, and the first of each state and reason."""
+    c = _candidates(settings, collector, now)
+    done = last_staff_touches.c.touched_at >= c.c.since
+    snoozed = exists().where(worklist_snoozes.c.customer_id == c.c.customer_id, worklist_snoozes.c.reason == c.c.reason,
+                             worklist_snoozes.c.until >= now.date())
+    named = (select(c, customers.c.name, collector_of().label("collector"),
+                    case((done, DONE), (snoozed, SNOOZED), else_=TODO).label("state"))
+             .select_from(with_assignments(c.join(customers, customers.c.customer_id == c.c.customer_id))
+                          .outerjoin(last_staff_touches, last_staff_touches.c.customer_id == c.c.customer_id))
+             .subquery("named"))
+    k = named.c
+    order = [k.rank, k.amount.desc(), k.name, k.customer_id, k.since, k.n1]
+    ranked = select(named, func.row_number().over(partition_by=k.state, order_by=order).label("rn"),
+                    func.row_number().over(partition_by=[k.state, k.rank], order_by=order).label("rn_reason"),
+                    func.count().over(partition_by=[k.state, k.rank]).label("in_reason")).subquery("ranked")
+    r = ranked.c
+    return select(ranked).where(or_(r.rn_reason == 1, and_(r.state == TODO, r.rn > offset, r.rn <= offset + per_page),
+                                    and_(r.state == DONE, r.rn <= DONE_SHOWN))).order_by(r.state, r.rn)
+
+
+def _item(r: Any) -> Item:
+    day = r.day.isoformat() if r.day is not None else ""
+    detail = {
+        "promise_broken": f"instalment {r.n1} of {r.n2} missed (due {day})" if r.text == "instalment"
+        else f"promised by {day}",
+        "promise_due_today": f"promised by {day}",
+        "unanswered": f"dispute D-{r.n1}" if r.text == "dispute" else f"question Q-{r.n1}",
+        "undeliverable": "",
+        "large_unviewed": f"{r.n1} invoice(s), oldest due {day}",
+        "hold_ended": f"on hold until {day}: {r.text}",
+        "due_soon_big": f"{r.n1} invoice(s), first due {day}",
+    }[r.reason]
+    return Item(r.customer_id, r.name, r.collector, r.reason, r.since, amount=int(r.amount or 0),
+                currency=r.currency or "", detail=detail)
+
+
+def _still_on_file() -> Any:
+    """A bounced address no longer on file for the customer is no reason: the export already corrected it."""
+    b = mail_bounces.c
+    return exists().where(contacts.c.customer_id == b.customer_id, func.lower(contacts.c.email) == b.recipient)
+
+
+def _bounce_details(conn: Connection, items: list[Item], now: datetime) -> None:
+    """The detail of the shown "undeliverable" items: each address that bounced lately and how."""
+    if not items:
+        return
+    b = mail_bounces.c
+    found: dict[str, dict[str, Any]] = {}
     for r in conn.execute(select(b.customer_id, b.recipient, b.kind, b.status, b.bounced_at).where(
-            b.customer_id.in_(ids), b.kind.in_(BOUNCED_KINDS), b.bounced_at >= now - timedelta(days=BROKEN_DAYS),
-            still_on_file).order_by(b.customer_id, b.bounced_at.desc())):
-        found.setdefault(r.customer_id, []).append(r)
-    for customer_id, rows in found.items():
-        latest: dict[str, Any] = {}
-        for r in rows:  # newest first: the first row per address is its latest bounce
-            latest.setdefault(r.recipient, r)
-        words = "; ".join(f"{'reminder' if r.kind == 'reminder' else 'invoice email'} to {address} bounced "
-                          f"{r.bounced_at.date().isoformat()}{f' ({r.status})' if r.status else ''}"
-                          for address, r in latest.items())
-        add(customer_id, "undeliverable", rows[0].bounced_at, detail=words)
+            b.customer_id.in_(sorted({i.customer_id for i in items})), b.kind.in_(BOUNCED_KINDS),
+            b.bounced_at >= now - timedelta(days=BROKEN_DAYS), _still_on_file())
+            .order_by(b.customer_id, b.bounced_at.desc())):
+        found.setdefault(r.customer_id, {}).setdefault(r.recipient, r)  # newest first: an address's latest bounce
+    for item in items:
+        item.detail = "; ".join(
+            f"{'reminder' if r.kind == 'reminder' else 'invoice email'} to {address} bounced "
+            f"{r.bounced_at.date().isoformat()}{f' ({r.status})' if r.status else ''}"
+            for address, r in found.get(item.customer_id, {}).items())
 
 
 def _not_planned() -> Any:
     """An invoice on an open payment plan is chased by its instalments (a missed one is "promise broken"), not as a
     large overdue amount or a due-soon invoice: the collector already agreed how it is paid."""
     return ~exists().where(payment_plans.c.invoice_id == _POS.invoice_id, payment_plans.c.status == "open")
-
-
-def _overdue_unviewed_query(settings: Settings, ids: Any, today: date) -> Any:
-    viewed = exists().where(events.c.customer_id == _POS.customer_id, events.c.invoice_id == _POS.invoice_id,
-                            events.c.kind == "page_viewed")
-    due = _POS.open_amount - _POS.disputed_amount
-    return (select(_POS.customer_id, _POS.currency, func.sum(due).label("amount"),
-                   func.count().label("n"), func.min(_POS.due_date).label("oldest"))
-            .where(_POS.customer_id.in_(ids), _POS.due_date < today, due >= settings.worklist_large_amount,
-                   _POS.status.in_(sorted(ASKABLE)), ~viewed, _not_planned())
-            .group_by(_POS.customer_id, _POS.currency))
-
-
-def _overdue_unviewed(conn: Connection, settings: Settings, ids: Any, today: date, start: datetime,
-                      add: Any) -> None:
-    for r in conn.execute(_overdue_unviewed_query(settings, ids, today)):
-        add(r.customer_id, "large_unviewed", start, amount=int(r.amount), currency=r.currency,
-            detail=f"{r.n} invoice(s), oldest due {r.oldest.isoformat()}")
-
-
-def _due_soon_big(conn: Connection, settings: Settings, ids: Any, today: date, start: datetime, add: Any) -> None:
-    """Two small steps rather than one join: the invoices due within the days (a few hundred), then what just
-    their customers owe per currency. Grouping every position of the scope first to find the big accounts took
-    seconds at 100,000 invoices (bench/workbench.py)."""
-    due = _POS.open_amount - _POS.disputed_amount
-    soon = conn.execute(
-        select(_POS.customer_id, _POS.currency, func.sum(due).label("amount"), func.count().label("n"),
-               func.min(_POS.due_date).label("first"))
-        .where(_POS.customer_id.in_(ids), _POS.due_date >= today,
-               _POS.due_date <= today + timedelta(days=settings.worklist_due_soon_days),
-               _POS.status.in_(sorted(ASKABLE)), due > 0, _not_planned())
-        .group_by(_POS.customer_id, _POS.currency)).all()
-    if not soon:
-        return
-    owing = {(r.customer_id, r.currency): int(r.total) for r in conn.execute(
-        select(_POS.customer_id, _POS.currency, func.sum(_POS.open_amount).label("total"))
-        .where(_POS.customer_id.in_(sorted({r.customer_id for r in soon})))
-        .group_by(_POS.customer_id, _POS.currency))}
-    for r in soon:
-        if owing.get((r.customer_id, r.currency), 0) >= settings.worklist_big_account:
-            add(r.customer_id, "due_soon_big", start, amount=int(r.amount), currency=r.currency,
-                detail=f"{r.n} invoice(s), first due {r.first.isoformat()}")
 
 
 def snooze(store: Store, actor: Actor, customer_id: str, reason: str, until: date, now: datetime | None = None) -> None:

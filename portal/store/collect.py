@@ -38,6 +38,15 @@ touches = Table(
     Index("ix_touches_collector_occurred_at", "collector", "occurred_at"),
 )
 
+# Each customer's latest touch by staff (a call, email, note, promise or answer): what marks a worklist item done.
+# Kept by a database trigger on `touches` (migration 0013_worklist_facts), so bulk loads keep it too; the worklist
+# joins it instead of probing the touches once per item (11,000 probes for the team's list, bench/workbench.py).
+last_staff_touches = Table(
+    "last_staff_touches", metadata,
+    Column("customer_id", String(ID), primary_key=True),
+    Column("touched_at", UTCDateTime, nullable=False),
+)
+
 # The invoices a touch was about (none: the whole account).
 touch_invoices = Table(
     "touch_invoices", metadata,

@@ -14,6 +14,7 @@ from portal.collect.promises import Offer, log_touch_with_promise
 from portal.collect.touches import log_touch
 from portal.collect.worklist import build_worklist, reassign, snooze
 from portal.disputes.service import submit_question
+from portal.store.eventlog import EventLog
 from tests.smtpserver import mail_ledger
 
 TODAY = date(2026, 12, 1)
@@ -57,6 +58,34 @@ def test_each_reason_in_the_documented_order(store, ledger, limits):
     assert wl.todo[3].amount == 10000 and "first due 2026-12-03" in wl.todo[3].detail
     assert build_worklist(store, limits, "dan@supplier.example", NOW).todo == []  # another collector's list
     assert [i.customer_id for i in build_worklist(store, limits, "", NOW).todo] == ["C1"] * 4  # the team's
+
+
+def test_a_person_viewing_an_invoice_takes_it_off_the_large_unviewed_and_a_link_fetch_does_not(store, ledger,
+                                                                                                  limits):
+    def large():
+        return [i.amount for i in build_worklist(store, limits, CARA.email, NOW).todo if i.reason == "large_unviewed"]
+
+    assert large() == [150000]  # OD20 400.00 + DISP 500.00 + PEND 600.00
+    log = EventLog(store)  # the webhook's hot path: raw driver statements, kept by the trigger all the same
+    assert log.record_if_current("page_viewed", "C1", 1, "I-OD20") is not None
+    assert log.record_if_current("link_opened", "C1", 1, "I-DISP") is not None  # maybe a scanner: not a person
+    log.close()
+    assert large() == [110000]
+    with store.begin() as conn:  # the store's own way in
+        store.add_event(conn, "page_viewed", "C1", invoice_id="I-PEND")
+        store.add_event(conn, "page_viewed", "C1", invoice_id="I-PEND")  # a second view: still one row
+    assert large() == [50000]
+
+
+def test_the_list_comes_in_pages_in_order_with_every_reasons_count(store, ledger, limits):
+    _setup(store)
+    whole = build_worklist(store, limits, CARA.email, NOW)
+    pages = [build_worklist(store, limits, CARA.email, NOW, page=n, per_page=3) for n in (1, 2, 3)]
+    assert [len(p.todo) for p in pages] == [3, 1, 0] and pages[0].pages == 2
+    assert [i.reason for p in pages for i in p.todo] == [i.reason for i in whole.todo]
+    assert pages[1].counts == whole.counts == {"promise_due_today": 1, "unanswered": 1, "large_unviewed": 1,
+                                               "due_soon_big": 1}
+    assert pages[1].todo_total == 4 and pages[1].done_total == 0
 
 
 def test_a_touch_marks_the_items_done_and_a_snooze_puts_one_off(store, ledger, limits):

@@ -28,7 +28,7 @@ from portal.staff.autopay_status import with_autopay
 from webhook.logs import event, security_log
 from webhook.services import client_ip, services
 from webhook.staff.auth import current_session
-from webhook.staff.blueprint import bp, page
+from webhook.staff.blueprint import MAX_PAGE, bp, int_arg, page
 
 
 def actor() -> Actor:
@@ -157,7 +157,8 @@ def worklist() -> Any:
     wanted = request.args.get("collector", "").strip().lower()[:320]
     if not wanted:
         wanted = "" if who.oversees or not who.works_customers else who.email
-    shown = build_worklist(s.store, s.settings, "" if wanted == "all" else wanted)
+    number = int_arg("page", "Page", 1, MAX_PAGE) or 1
+    shown = build_worklist(s.store, s.settings, "" if wanted == "all" else wanted, page=number)
     tomorrow = datetime.now(UTC).date() + timedelta(days=1)
     return page("staff/worklist.html", title="Today's worklist", wl=shown, wanted=wanted, can_work=who.works_customers,
                 can_assign=who.oversees, tomorrow=tomorrow.isoformat(), reasons=REASONS)

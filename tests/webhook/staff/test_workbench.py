@@ -197,6 +197,24 @@ def test_the_worklist_view_snooze_and_reassign_with_roles_and_csrf(app, store, l
         "until": tomorrow}).status_code == 403
 
 
+def test_the_worklist_pages_and_counts_by_reason(app, store, ledger, monkeypatch):
+    from portal.collect import worklist
+    from portal.disputes.service import submit_question
+
+    first, *_ = _customers(ledger)
+    for n in range(3):
+        submit_question(store, first, "", f"Question {n}")
+    monkeypatch.setattr(worklist, "PER_PAGE", 2)  # two items a page
+    cara = _client(app, CARA)
+    one = cara.get("/staff/worklist").get_data(as_text=True)
+    assert "To do, by reason" in one and "page 1 of 2" in one and 'rel="next"' in one
+    assert one.count("question Q-") == 2
+    two = cara.get("/staff/worklist?page=2").get_data(as_text=True)
+    assert "page 2 of 2" in two and two.count("question Q-") == 1 and 'rel="prev"' in two
+    bad = cara.get("/staff/worklist?page=x")
+    assert bad.status_code == 400 and "Page" in bad.get_data(as_text=True)
+
+
 def test_the_activity_page_and_its_csv(app, store, ledger):
     from portal.collect.access import Actor
     from portal.collect.touches import log_touch
