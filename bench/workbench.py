@@ -14,7 +14,6 @@ and saves JSON in bench/results/ (git-ignored).
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 from datetime import UTC, datetime, time, timedelta
@@ -118,14 +117,8 @@ def main() -> None:
     finally:
         server.stop()
     print()
-    print(f"{'path':52s} {'p50 ms':>8s} {'p95 ms':>8s}  < {base.TARGET_MS:.0f} ms")
-    for name, s in report["paths"].items():
-        print(f"{name:52s} {s['p50_ms']:8.1f} {s['p95_ms']:8.1f}  {'yes' if s['p95_ms'] < base.TARGET_MS else 'NO'}")
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    path = out / f"workbench-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
-    path.write_text(json.dumps(report, indent=2))
-    print(f"saved {path.relative_to(HERE.parent)}")
+    print("\n".join(base.paths_table(report["paths"], 52)))
+    base.save(report, "workbench")
 
 
 if __name__ == "__main__":

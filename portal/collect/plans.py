@@ -33,7 +33,7 @@ from portal.collect.touches import customer_exists, own_invoices
 from portal.core.config import Settings
 from portal.core.money import AmountError, format_money, parse_amount, to_decimal
 from portal.store import jobqueue
-from portal.store.collect import insert_touch
+from portal.store.collect import insert_touch, of_customers
 from portal.store.database import Store
 from portal.store.plans import open_plans, payment_plans, plan_instalments
 from portal.store.tables import invoices
@@ -219,8 +219,7 @@ def judge_plans(store: Store, settings: Settings, now: datetime | None = None,
     with store.begin() as conn:
         query = select(payment_plans).where(payment_plans.c.status == "open").order_by(payment_plans.c.plan_id)
         if customer_ids is not None:
-            query = query.where(payment_plans.c.customer_id.in_(customer_ids if isinstance(customer_ids, Select)
-                                                               else sorted(set(customer_ids))))
+            query = query.where(of_customers(payment_plans.c.customer_id, customer_ids))
         rows = conn.execute(query.with_for_update()).all()
         if not rows:
             return counts

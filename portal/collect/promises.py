@@ -31,7 +31,7 @@ from portal.collect.touches import checked_touch, customer_exists, own_invoices,
 from portal.core.config import Settings
 from portal.core.i18n import N_, translations_for
 from portal.core.money import AmountError, format_money, parse_amount, parse_typed_amount
-from portal.store.collect import insert_touch, promise_invoices, promises
+from portal.store.collect import insert_touch, of_customers, promise_invoices, promises
 from portal.store.database import Store
 from portal.store.tables import customers, invoices
 
@@ -182,8 +182,7 @@ def settle_promises(store: Store, settings: Settings, now: datetime | None = Non
     with store.begin() as conn:
         query = select(promises).where(promises.c.status == "open").order_by(promises.c.promise_id)
         if customer_ids is not None:
-            query = query.where(promises.c.customer_id.in_(customer_ids if isinstance(customer_ids, Select)
-                                                          else sorted(set(customer_ids))))
+            query = query.where(of_customers(promises.c.customer_id, customer_ids))
         rows = conn.execute(query.with_for_update()).all()
         if not rows:
             return decided

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Date, Index, Integer, String, Table, Text, func, insert, select
+from sqlalchemy import BigInteger, Column, Date, Index, Integer, Select, String, Table, Text, func, insert, select
 from sqlalchemy.engine import Connection
 
 from portal.store.tables import ID, UTCDateTime, customers, metadata
@@ -139,6 +139,12 @@ def collector_of() -> Any:
 
 def with_assignments(table: Any) -> Any:
     return table.outerjoin(collector_assignments, collector_assignments.c.customer_id == customers.c.customer_id)
+
+
+def of_customers(column: Any, customer_ids: Iterable[str] | Select) -> Any:
+    """`column IN customer_ids`, given a list of ids (sent sorted, each once) or a subquery of them (a portfolio,
+    left to the database: 2,500 ids as parameters cost more to send than the query to answer)."""
+    return column.in_(customer_ids if isinstance(customer_ids, Select) else sorted(set(customer_ids)))
 
 
 def insert_touch(conn: Connection, row: dict, invoice_ids: Iterable[str] = ()) -> int:
