@@ -41,7 +41,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    or_,
+    null,
     select,
     type_coerce,
     union_all,
@@ -178,8 +178,9 @@ def build_worklist(store: Store, settings: Settings, collector: str, now: dateti
             # 18,000 times in a nested loop rather than hashing them once.
             conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
         for r in conn.execute(_classified(settings, collector, now, offset, per_page)):
-            counts[r.state][r.reason] = int(r.in_reason) if r.rn_reason == 1 else counts[r.state][r.reason]
-            if (r.state == TODO and offset < r.rn <= offset + per_page) or (r.state == DONE and r.rn <= DONE_SHOWN):
+            if r.customer_id is None:  # a count
+                counts[r.state][r.reason] = int(r.n)
+            else:
                 (todo if r.state == TODO else done).append(_item(r))
         _bounce_details(conn, [i for i in todo + done if i.reason == "undeliverable"], now)
     return Worklist(collector, todo, done, sum(counts[SNOOZED].values()), counts=counts[TODO],
@@ -258,9 +259,10 @@ def _candidates(settings: Settings, collector: str, now: datetime) -> Any:
 
 
 def _classified(settings: Settings, collector: str, now: datetime, offset: int, per_page: int) -> Any:
-    """The candidates, each with its state (done, to do, snoozed), its number in the documented order among the
-    items of its state (`rn`) and of its state and reason (`rn_reason`), and how many share its state and reason
-    (`in_reason`); only the page's rows, the first DONE_SHOWN done, and the first of each state and reason."""
+    """The candidates, each classified (done, to do, snoozed; `state`), as a CTE read three times: the page of the
+    items to do, the first DONE_SHOWN done (each in the documented order), and how many items each state and reason
+    has (rows without a customer, the count in `n`). Two top-N sorts and a count rather than numbering every item:
+    the team's list has some 12,000 candidates (bench/workbench.py)."""
     c = _candidates(settings, collector, now)
     done = last_staff_touches.c.touched_at >= c.c.since
     snoozed = exists().where(worklist_snoozes.c.customer_id == c.c.customer_id, worklist_snoozes.c.reason == c.c.reason,
@@ -269,15 +271,19 @@ def _classified(settings: Settings, collector: str, now: datetime, offset: int, 
                     case((done, DONE), (snoozed, SNOOZED), else_=TODO).label("state"))
              .select_from(with_assignments(c.join(customers, customers.c.customer_id == c.c.customer_id))
                           .outerjoin(last_staff_touches, last_staff_touches.c.customer_id == c.c.customer_id))
-             .subquery("named"))
+             .cte("named"))
     k = named.c
     order = [k.rank, k.amount.desc(), k.name, k.customer_id, k.since, k.n1]
-    ranked = select(named, func.row_number().over(partition_by=k.state, order_by=order).label("rn"),
-                    func.row_number().over(partition_by=[k.state, k.rank], order_by=order).label("rn_reason"),
-                    func.count().over(partition_by=[k.state, k.rank]).label("in_reason")).subquery("ranked")
-    r = ranked.c
-    return select(ranked).where(or_(r.rn_reason == 1, and_(r.state == TODO, r.rn > offset, r.rn <= offset + per_page),
-                                    and_(r.state == DONE, r.rn <= DONE_SHOWN))).order_by(r.state, r.rn)
+    item = [*k, literal(0, Integer).label("n")]
+    todo = select(*item).where(k.state == TODO).order_by(*order).offset(offset).limit(per_page).subquery("todo")
+    done_first = select(*item).where(k.state == DONE).order_by(*order).limit(DONE_SHOWN).subquery("done_first")
+    nothing = {"customer_id": String, "since": UTCDateTime, "amount": BigInteger, "currency": String, "day": Date,
+               "n1": Integer, "n2": Integer, "text": Text, "name": String, "collector": String}
+    counts = select(*(col if col.name in ("reason", "rank", "state") else type_coerce(null(), nothing[col.name])
+                      .label(col.name) for col in k), func.count().label("n")).group_by(k.reason, k.rank, k.state)
+    rows = union_all(select(todo), select(done_first), counts).subquery("rows")
+    r = rows.c
+    return select(rows).order_by(r.state, r.rank, r.amount.desc(), r.name, r.customer_id, r.since, r.n1)
 
 
 def _item(r: Any) -> Item:

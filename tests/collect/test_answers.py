@@ -4,8 +4,6 @@ question is answered once; nothing is recorded when the message did not leave.""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
-
 import pytest
 from sqlalchemy import func, select
 
@@ -15,11 +13,9 @@ from portal.collect.touches import customer_touches
 from portal.disputes.errors import DisputeRefused
 from portal.disputes.service import submit_question
 from portal.store.collect import question_answers, touches
-from tests.smtpserver import EVIL_NAME, mail_ledger, running_smtp
+from tests.collect_helpers import CARA, NOW
+from tests.smtpserver import EVIL_NAME, running_smtp
 
-TODAY = date(2026, 12, 1)
-NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-CARA = Actor("cara@supplier.example", "collector")
 EVIL = "<script>alert(1)</script> & Co"
 
 
@@ -31,13 +27,6 @@ def smtp():
 @pytest.fixture
 def mail_settings(settings, smtp):
     return settings.replace(mail_url=smtp.url, mail_retry_delay_ms=0)
-
-
-@pytest.fixture
-def ledger(store, tmp_path):
-    ledger = mail_ledger(TODAY, tmp_path)
-    store.import_snapshot(ledger)
-    return ledger
 
 
 def _qid(submitted) -> int:

@@ -4,14 +4,14 @@ kept, from what the balances rule says arrived."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from portal.collect.access import Actor, CollectRefused
+from portal.collect.access import CollectRefused
 from portal.collect.plans import (
     MAX_COUNT,
     Proposal,
@@ -31,21 +31,11 @@ from portal.payments.pricing import Payable, PaymentRefused, quote
 from portal.staff.activity import activity
 from portal.store.collect import touches
 from portal.store.plans import payment_plans, plan_instalments
-from tests.smtpserver import add_row, changed, mail_ledger
+from tests.collect_helpers import CARA, NOW, TODAY, VIV
+from tests.smtpserver import add_row, changed
 
-TODAY = date(2026, 12, 1)
-NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-CARA = Actor("cara@supplier.example", "collector")
-VIV = Actor("viv@supplier.example", "viewer")
 # mail_ledger, C1 (collector Cara): SOON 100.00 due +2, LATER 200.00 +19, OD5 300.00 -5, OD20 400.00 -20,
 # DISP 500.00 -10, PEND 600.00 -8; C2 (no collector): B1 50.00 -3.
-
-
-@pytest.fixture
-def ledger(store, tmp_path):
-    ledger = mail_ledger(TODAY, tmp_path)
-    store.import_snapshot(ledger)
-    return ledger
 
 
 def _count(store, table) -> int:

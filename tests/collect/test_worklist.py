@@ -3,7 +3,7 @@ holds, broken promises, and reassignment (managers only)."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -15,12 +15,8 @@ from portal.collect.touches import log_touch
 from portal.collect.worklist import build_worklist, reassign, snooze
 from portal.disputes.service import submit_question
 from portal.store.eventlog import EventLog
-from tests.smtpserver import mail_ledger
+from tests.collect_helpers import CARA, MIA, NOW, TODAY
 
-TODAY = date(2026, 12, 1)
-NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-CARA = Actor("cara@supplier.example", "collector")
-MIA = Actor("mia@supplier.example", "manager")
 # mail_ledger, C1 (collector Cara): SOON 100.00 due +2, LATER 200.00 +19, OD5 300.00 -5, OD20 400.00 -20,
 # DISP 500.00 -10, PEND 600.00 -8 (2,100.00 open); C2 (no collector): B1 50.00 -3.
 
@@ -29,13 +25,6 @@ MIA = Actor("mia@supplier.example", "manager")
 def limits(settings):
     return settings.replace(worklist_large_amount=35000, worklist_big_account=100000, worklist_due_soon_days=7,
                             promise_grace_days=3)
-
-
-@pytest.fixture
-def ledger(store, tmp_path):
-    ledger = mail_ledger(TODAY, tmp_path)
-    store.import_snapshot(ledger)
-    return ledger
 
 
 def _reasons(wl):

@@ -6,11 +6,10 @@ when the export no longer has the address."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
-from portal.collect.access import Actor
 from portal.collect.holds import place_hold
 from portal.collect.promises import Offer, log_touch_with_promise
 from portal.collect.touches import log_touch
@@ -18,11 +17,8 @@ from portal.collect.worklist import build_worklist, snooze
 from portal.disputes.service import submit_question
 from portal.mail.sending import send_invoices
 from portal.store.mail import Bounce, record_bounce
-from tests.smtpserver import mail_ledger, running_smtp
-
-TODAY = date(2026, 12, 1)
-NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-CARA = Actor("cara@supplier.example", "collector")
+from tests.collect_helpers import CARA, NOW, TODAY
+from tests.smtpserver import running_smtp
 
 
 @pytest.fixture
@@ -34,13 +30,6 @@ def smtp():
 def limits(settings, smtp):
     return settings.replace(worklist_large_amount=35000, worklist_big_account=100000, worklist_due_soon_days=7,
                             mail_url=smtp.url, mail_retry_delay_ms=0)
-
-
-@pytest.fixture
-def ledger(store, tmp_path):
-    ledger = mail_ledger(TODAY, tmp_path)
-    store.import_snapshot(ledger)
-    return ledger
 
 
 def _reasons(wl):

@@ -16,11 +16,11 @@ from flask import Blueprint, request
 
 from portal.collect.access import CollectRefused
 from portal.collect.promises import Offer, promise_from_customer
+from webhook.customer.forms import customer_form
 from webhook.customer.links import page_url
-from webhook.formtoken import page_claims
 from webhook.logs import event
 from webhook.security import rate_limited
-from webhook.services import client_ip, render, services, translations
+from webhook.services import client_ip, services
 
 bp = Blueprint("promises", __name__)
 
@@ -28,22 +28,18 @@ bp = Blueprint("promises", __name__)
 @bp.post("/promise")
 @rate_limited("promise", token_arg="page_token")
 def promise() -> Any:
-    customer_id = page_claims("promise").customer_id
+    form = customer_form("promise")  # answers in the customer's language, as the dispute form's do
     s = services()
     offer = Offer(tuple(i[:200] for i in request.form.getlist("promise_invoice")[:200]),
                   request.form.get("promise_amount", "")[:40], request.form.get("promise_date", "")[:40])
-    # The answer is in the customer's language (customers.csv locale), as the dispute form's is.
-    locale = s.store.customer_locale(customer_id)
-    t = translations(locale)
     try:
-        promise_id = promise_from_customer(s.store, s.settings, customer_id, offer)
+        promise_id = promise_from_customer(s.store, s.settings, form.customer_id, offer)
     except CollectRefused as exc:
-        event("promise_refused", reason=exc.message, ip=client_ip())
-        return render("webhook/promise_refused.html", 400 if exc.status != 404 else 404, locale=locale,
-                      message=exc.text(t))
+        return form.refused(exc, "promise_refused", "webhook/promise_refused.html", 400 if exc.status != 404 else 404)
     event("promise_made", promise=promise_id, ip=client_ip())
-    version = s.store.active_key_version(customer_id)
+    version = s.store.active_key_version(form.customer_id)
     day = date.fromisoformat(offer.day.strip())
-    return render("webhook/promise_received.html", 200, locale=locale, day=day,
-                  day_text=format_date(day, "long", locale=locale or s.settings.default_locale),
-                  amount=offer.amount.strip(), account_url=page_url(customer_id, version) if version else "")
+    return form.answer("webhook/promise_received.html", 200, day=day,
+                       day_text=format_date(day, "long", locale=form.locale or s.settings.default_locale),
+                       amount=offer.amount.strip(),
+                       account_url=page_url(form.customer_id, version) if version else "")
