@@ -174,37 +174,54 @@ def _settle(conn: Connection, promise_id: int, customer_id: str, status: str, ar
 def settle_promises(store: Store, settings: Settings, now: datetime | None = None,
                     customer_ids: Iterable[str] | Select | None = None) -> dict[int, str]:
     """Judge the open promises (of some customers: ids or a subquery of them; or all): promise id -> "kept" |
-    "broken" for those decided now. Safe to run from several places at once: the open rows are locked, and a
-    decided one is not open."""
+    "broken" for those decided now. Safe to run from several places at once: the open rows that need a change are
+    locked and judged again, and a decided one is not open.
+
+    The worklist runs this on every request: a first read without locks finds the promises that need a change
+    (decided, or money arrived since last judged), usually none, so that a request writes nothing then. Locking
+    every open promise (2,500 for the team at 10,000 customers) wrote to each row and cost a fifth of the page."""
     now = now or datetime.now(UTC)
-    grace = timedelta(days=settings.promise_grace_days)
     decided: dict[int, str] = {}
     with store.begin() as conn:
         query = select(promises).where(promises.c.status == "open").order_by(promises.c.promise_id)
         if customer_ids is not None:
             query = query.where(of_customers(promises.c.customer_id, customer_ids))
-        rows = conn.execute(query.with_for_update()).all()
-        if not rows:
+        changing = [r.promise_id for r, (status, got) in _judged(conn, settings, conn.execute(query).all(), now)
+                    if status or got != r.arrived]
+        if not changing:
             return decided
-        parts = conn.execute(select(promise_invoices).where(
-            promise_invoices.c.promise_id.in_([r.promise_id for r in rows]))).all()
-        found = position.of_invoices(conn, {p.invoice_id for p in parts})
-        arrived: dict[int, int] = {}
-        for p in parts:
-            now_owed = found[p.invoice_id].open + found[p.invoice_id].pending if p.invoice_id in found else 0
-            arrived[p.promise_id] = arrived.get(p.promise_id, 0) + max(0, p.unsettled_at_promise - now_owed)
-        for r in rows:
-            got = arrived.get(r.promise_id, 0)
-            if got >= r.amount:
-                decided[r.promise_id] = "kept"
-            elif now.date() > r.promised_for + grace:
-                decided[r.promise_id] = "broken"
-            else:
+        locked = conn.execute(select(promises).where(promises.c.promise_id.in_(changing), promises.c.status == "open")
+                              .order_by(promises.c.promise_id).with_for_update()).all()
+        for r, (status, got) in _judged(conn, settings, locked, now):
+            if status is None:
                 if got != r.arrived:
                     conn.execute(update(promises).where(promises.c.promise_id == r.promise_id).values(arrived=got))
                 continue
-            _settle(conn, r.promise_id, r.customer_id, decided[r.promise_id], got, r.collector, now)
+            decided[r.promise_id] = status
+            _settle(conn, r.promise_id, r.customer_id, status, got, r.collector, now)
     return decided
+
+
+def _judged(conn: Connection, settings: Settings, rows: list[Any], now: datetime
+            ) -> list[tuple[Any, tuple[str | None, int]]]:
+    """Each open promise with its verdict now ("kept", "broken" or None: not yet) and the money arrived for it
+    (what its invoices owed when promised less what they still owe, open or on its way, by the balances rule)."""
+    if not rows:
+        return []
+    grace = timedelta(days=settings.promise_grace_days)
+    parts = conn.execute(select(promise_invoices).where(
+        promise_invoices.c.promise_id.in_([r.promise_id for r in rows]))).all()
+    found = position.of_invoices(conn, {p.invoice_id for p in parts})
+    arrived: dict[int, int] = {}
+    for p in parts:
+        now_owed = found[p.invoice_id].open + found[p.invoice_id].pending if p.invoice_id in found else 0
+        arrived[p.promise_id] = arrived.get(p.promise_id, 0) + max(0, p.unsettled_at_promise - now_owed)
+    judged = []
+    for r in rows:
+        got = arrived.get(r.promise_id, 0)
+        status = "kept" if got >= r.amount else "broken" if now.date() > r.promised_for + grace else None
+        judged.append((r, (status, got)))
+    return judged
 
 
 def customer_promises(store: Store, customer_id: str, limit: int = 50) -> list[dict[str, Any]]:

@@ -112,6 +112,8 @@ def test_a_promise_is_kept_when_the_money_arrives_and_broken_after_the_grace_day
     store.import_snapshot(partly)
     grace = settings.replace(promise_grace_days=2)
     assert settle_promises(store, grace, NOW + timedelta(days=1)) == {kept_id: "kept"}
+    still_open = {r["promise_id"]: r for r in customer_promises(store, "C1")}[broken_id]
+    assert (still_open["status"], still_open["arrived"]) == ("open", 30000)  # what arrived so far, shown already
     # 300.00 of 400.00 arrived: still open through the day and its grace days, broken the day after.
     assert settle_promises(store, grace, NOW + timedelta(days=5)) == {}
     assert settle_promises(store, grace, NOW + timedelta(days=6)) == {broken_id: "broken"}
