@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 from aiosmtpd.controller import Controller
 from sqlalchemy import MetaData, Table, insert
@@ -107,6 +108,18 @@ def mail_ledger(today: date, folder: Path) -> Ledger:
     invoices["I-B1"] = Invoice("I-B1", "C2", "B-1", today - timedelta(days=33), today - timedelta(days=3),
                                5000, 5000, "USD")
     return Ledger(folder, datetime.combine(today, datetime.min.time(), UTC), customers, contacts, invoices)
+
+
+def mailed_ledger(store: Any, folder: Path, settings: Any, smtp: Any, today: date, sent: datetime) -> Ledger:
+    """`mail_ledger` imported as of `today` with its invoice emails sent at `sent` (`portal send`), and the SMTP
+    server's inbox emptied: where the reminder tests start."""
+    from portal.mail.sending import send_invoices
+
+    ledger = mail_ledger(today, folder)
+    store.import_snapshot(ledger)
+    assert send_invoices(settings, store, now=sent).ok
+    smtp.recorder.messages.clear()
+    return ledger
 
 
 def changed(ledger: Ledger, invoice_id: str, **fields: object) -> Ledger:

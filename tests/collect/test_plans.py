@@ -4,7 +4,7 @@ kept, from what the balances rule says arrived."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 import pytest
 from hypothesis import given
@@ -31,8 +31,8 @@ from portal.payments.pricing import Payable, PaymentRefused, quote
 from portal.staff.activity import activity
 from portal.store.collect import touches
 from portal.store.plans import payment_plans, plan_instalments
-from tests.collect_helpers import CARA, NOW, TODAY, VIV
-from tests.smtpserver import add_row, changed
+from tests.collect_helpers import CARA, NOW, TODAY, VIV, settling_bank_payment
+from tests.smtpserver import changed
 
 # mail_ledger, C1 (collector Cara): SOON 100.00 due +2, LATER 200.00 +19, OD5 300.00 -5, OD20 400.00 -20,
 # DISP 500.00 -10, PEND 600.00 -8; C2 (no collector): B1 50.00 -3.
@@ -209,15 +209,6 @@ def test_a_planned_invoice_is_neither_a_large_overdue_amount_nor_due_soon_on_the
 
 
 def test_a_bank_payment_still_settling_has_not_arrived_for_a_plan(store, ledger, settings):
-    from portal.balances import stored
-
     _plan(store, "I-OD5", "weekly", TODAY, 2)
-    at = datetime(2026, 12, 1, 10, 0)
-    with store.begin() as conn:
-        add_row(conn, "payment_attempts", attempt_id="pa1", customer_id="C1", status="processing",
-                method="us_bank_account", currency="USD", subtotal=30000, amount=30000, created_at=at,
-                updated_at=at, counted_at=at)
-        add_row(conn, "payment_allocations", attempt_id="pa1", invoice_id="I-OD5", customer_id="C1",
-                number="INV-OD5<i>", amount=30000, applied=30000)
-    stored.rebuild(store)
+    settling_bank_payment(store)
     assert judge_plans(store, settings, NOW + timedelta(days=30)) == {"kept": 0, "missed": 2}

@@ -3,7 +3,7 @@ promise is judged kept or broken from what the balances rule says arrived."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -17,9 +17,9 @@ from portal.collect.promises import (
 )
 from portal.collect.touches import customer_touches
 from portal.store.collect import promise_invoices, promised_invoices, promises, touches
-from tests.collect_helpers import CARA, NOW, TODAY, VIV
+from tests.collect_helpers import CARA, NOW, TODAY, VIV, settling_bank_payment
 from tests.payfixtures import row_count
-from tests.smtpserver import add_row, changed
+from tests.smtpserver import changed
 
 # mail_ledger: C1's invoices I-SOON 100.00, I-LATER 200.00, I-OD5 300.00, I-OD20 400.00, ...; C2's I-B1 50.00.
 
@@ -125,15 +125,6 @@ def test_a_promise_is_kept_when_the_money_arrives_and_broken_after_the_grace_day
 
 
 def test_a_bank_payment_still_settling_has_not_arrived(store, ledger, settings):
-    from portal.balances import stored
-
     promise_id = _promise(store, ["I-OD5"], "300.00", TODAY)
-    at = datetime(2026, 12, 1, 10, 0)
-    with store.begin() as conn:
-        add_row(conn, "payment_attempts", attempt_id="pa1", customer_id="C1", status="processing",
-                method="us_bank_account", currency="USD", subtotal=30000, amount=30000, created_at=at,
-                updated_at=at, counted_at=at)
-        add_row(conn, "payment_allocations", attempt_id="pa1", invoice_id="I-OD5", customer_id="C1",
-                number="INV-OD5<i>", amount=30000, applied=30000)
-    stored.rebuild(store)
+    settling_bank_payment(store)
     assert settle_promises(store, settings, NOW + timedelta(days=10)) == {promise_id: "broken"}

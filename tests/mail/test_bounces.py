@@ -15,16 +15,11 @@ from portal.mail.bounces import read_bounces
 from portal.mail.sending import send_invoices
 from portal.store.mail import mail_bounces, mail_sent
 from tests.bounce_helpers import dsn, write_maildir, write_mbox
-from tests.smtpserver import mail_ledger, running_smtp
+from tests.smtpserver import mail_ledger
 from tests.webhook_helpers import all_events
 
 TODAY = date(2026, 12, 1)
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def smtp():
-    yield from running_smtp()
 
 
 @pytest.fixture

@@ -12,18 +12,12 @@ from sqlalchemy import select
 from portal.core.config import _reminder_groups
 from portal.core.signing import Signer
 from portal.mail.reminders import send_reminders
-from portal.mail.sending import send_invoices
 from portal.store.mail import mail_sent, unsubscribe
-from tests.smtpserver import EVIL_NAME, add_row, mail_ledger, running_smtp
+from tests.smtpserver import EVIL_NAME, add_row, mailed_ledger
 
 TODAY = date(2026, 12, 1)
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 SENT = NOW - timedelta(days=10)  # when `portal send` mailed the invoices
-
-
-@pytest.fixture
-def smtp():
-    yield from running_smtp()
 
 
 @pytest.fixture
@@ -35,11 +29,7 @@ def mail_settings(settings, smtp):
 
 @pytest.fixture
 def ledger(store, tmp_path, mail_settings, smtp):
-    ledger = mail_ledger(TODAY, tmp_path)
-    store.import_snapshot(ledger)
-    assert send_invoices(mail_settings, store, now=SENT).ok
-    smtp.recorder.messages.clear()
-    return ledger
+    return mailed_ledger(store, tmp_path, mail_settings, smtp, TODAY, SENT)
 
 
 def dispute_and_pay(store) -> None:

@@ -11,16 +11,10 @@ from portal.collect.access import Actor
 from portal.collect.holds import place_hold, release_hold
 from portal.collect.promises import Offer, log_touch_with_promise
 from portal.mail.reminders import send_reminders
-from portal.mail.sending import send_invoices
 from tests.mail.test_reminders import NOW, SENT, TODAY, _reminded
-from tests.smtpserver import mail_ledger, running_smtp
+from tests.smtpserver import mailed_ledger
 
 CARA = Actor("cara@supplier.example", "collector")
-
-
-@pytest.fixture
-def smtp():
-    yield from running_smtp()
 
 
 @pytest.fixture
@@ -30,11 +24,7 @@ def mail_settings(settings, smtp):
 
 @pytest.fixture
 def ledger(store, tmp_path, mail_settings, smtp):
-    ledger = mail_ledger(TODAY, tmp_path)
-    store.import_snapshot(ledger)
-    assert send_invoices(mail_settings, store, now=SENT).ok
-    smtp.recorder.messages.clear()
-    return ledger
+    return mailed_ledger(store, tmp_path, mail_settings, smtp, TODAY, SENT)
 
 
 def test_a_customer_on_hold_gets_no_reminder_until_the_hold_ends(mail_settings, store, ledger, smtp):

@@ -12,17 +12,11 @@ from sqlalchemy import select
 from portal.collect.access import Actor
 from portal.collect.plans import Proposal, cancel_plan, make_plan
 from portal.mail.reminders import send_reminders
-from portal.mail.sending import send_invoices
 from portal.store.mail import mail_sent
 from tests.mail.test_reminders import NOW, SENT, TODAY, _reminded
-from tests.smtpserver import mail_ledger, running_smtp
+from tests.smtpserver import mailed_ledger
 
 CARA = Actor("cara@supplier.example", "collector")
-
-
-@pytest.fixture
-def smtp():
-    yield from running_smtp()
 
 
 @pytest.fixture
@@ -32,11 +26,7 @@ def mail_settings(settings, smtp):
 
 @pytest.fixture
 def ledger(store, tmp_path, mail_settings, smtp):
-    ledger = mail_ledger(TODAY, tmp_path)
-    store.import_snapshot(ledger)
-    assert send_invoices(mail_settings, store, now=SENT).ok
-    smtp.recorder.messages.clear()
-    return ledger
+    return mailed_ledger(store, tmp_path, mail_settings, smtp, TODAY, SENT)
 
 
 def _rules(store, invoice_id) -> set[str]:

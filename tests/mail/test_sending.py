@@ -23,11 +23,6 @@ LINK = re.compile(r"http://127\.0\.0\.1:8000/l/[A-Za-z0-9_.\-]+")
 
 
 @pytest.fixture
-def smtp():
-    yield from running_smtp()
-
-
-@pytest.fixture
 def ledger(store, tmp_path):
     ledger = mail_ledger(TODAY, tmp_path)
     store.import_snapshot(ledger)
